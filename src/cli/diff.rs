@@ -1,0 +1,108 @@
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::OutputFormat;
+use crate::fleet::render::{Colour, render_json, render_text, render_yaml};
+use crate::fleet::{self, DesiredState, LiveObject, ObjectRef, PlanOptions, ResolveOptions};
+
+/// The repository name the old revision is taken to belong to; only its objects change.
+const LOCAL_REPOSITORY: &str = "local";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The fleet file as it is now (for example, on the main branch).
+    old: PathBuf,
+    /// The fleet file as proposed.
+    new: PathBuf,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+    /// Revision to name in the plan (its id covers it); defaults to the new file's path.
+    #[arg(long)]
+    revision: Option<String>,
+    /// Leave these actions out, and what depends on them: `fleetnode/edge-tokyo-02,...`.
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<ObjectRef>,
+    /// Plan no deletions.
+    #[arg(long)]
+    no_prune: bool,
+}
+
+const EXIT_CHANGES: u8 = 1;
+const EXIT_ERROR: u8 = 2;
+
+pub fn run(args: Args) -> ExitCode {
+    let (Some(old), Some(new)) = (load(&args.old), load(&args.new)) else {
+        return ExitCode::from(EXIT_ERROR);
+    };
+    let live: Vec<LiveObject> = old
+        .objects
+        .into_iter()
+        .map(|o| LiveObject {
+            kind: o.kind,
+            name: o.name,
+            spec: o.spec,
+            owner: Some(LOCAL_REPOSITORY.to_owned()),
+            prevent_destroy: false,
+        })
+        .collect();
+    let revision = args
+        .revision
+        .unwrap_or_else(|| super::display_name(&args.new));
+    let options = PlanOptions {
+        repository: LOCAL_REPOSITORY,
+        revision: &revision,
+        prune: !args.no_prune,
+        exclude: &args.exclude,
+    };
+    let plan = match fleet::plan(&new.objects, &live, &options) {
+        Ok(plan) => plan,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let text = match args.output {
+        OutputFormat::Text => {
+            let colour =
+                if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+                    Colour::Always
+                } else {
+                    Colour::Never
+                };
+            render_text(&plan, colour)
+        }
+        OutputFormat::Json => render_json(&plan),
+        OutputFormat::Yaml => render_yaml(&plan),
+    };
+    print!("{text}");
+    if plan.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CHANGES)
+    }
+}
+
+fn load(path: &std::path::Path) -> Option<DesiredState> {
+    let name = super::display_name(path);
+    let bytes = match super::read_file(path) {
+        Ok(b) => b,
+        Err(message) => {
+            eprintln!("{message}");
+            return None;
+        }
+    };
+    match fleet::desired_state(&name, &bytes, &ResolveOptions::default()) {
+        Ok((desired, warnings)) => {
+            super::print_diagnostics(&warnings);
+            Some(desired)
+        }
+        Err(diags) => {
+            super::print_diagnostics(&diags);
+            None
+        }
+    }
+}

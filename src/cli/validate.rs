@@ -1,0 +1,49 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::fleet;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// fleet.yaml files to check.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let mut valid = true;
+    for path in &args.files {
+        let name = super::display_name(path);
+        let bytes = match super::read_file(path) {
+            Ok(b) => b,
+            Err(message) => {
+                eprintln!("{message}");
+                valid = false;
+                continue;
+            }
+        };
+        match fleet::load(&name, &bytes) {
+            Ok((f, warnings)) => {
+                super::print_diagnostics(&warnings);
+                println!(
+                    "{name}: valid ({} templates, {} nodes, {} networks, {} warnings)",
+                    f.templates.len(),
+                    f.nodes.len(),
+                    f.networks.len(),
+                    warnings.len()
+                );
+            }
+            Err(diags) => {
+                super::print_diagnostics(&diags);
+                let errors = diags.errors().count();
+                eprintln!("{name}: invalid ({errors} errors)");
+                valid = false;
+            }
+        }
+    }
+    if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,290 @@
+//! The fleet file as declared, every value with the position it came from.
+//!
+//! This is what `parse` produces and `validate` checks. A required value that was
+//! missing or malformed is already reported by `parse` and left empty here, so later
+//! stages skip it instead of reporting it twice.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::diag::Loc;
+
+/// A value and where it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub loc: Loc,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(value: T, loc: Loc) -> Self {
+        Self { value, loc }
+    }
+}
+
+impl Spanned<String> {
+    /// A required value that `parse` already reported as missing.
+    pub fn is_missing(&self) -> bool {
+        self.value.is_empty()
+    }
+}
+
+/// The only fleet.yaml format version this build reads.
+pub const SUPPORTED_VERSIONS: &[u64] = &[1];
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FleetFile {
+    pub file: String,
+    pub account: Spanned<String>,
+    pub templates: Vec<TemplateDecl>,
+    pub nodes: Vec<NodeDecl>,
+    pub networks: Vec<NetworkDecl>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TemplateDecl {
+    pub loc: Loc,
+    pub name: Spanned<String>,
+    pub extends: Option<Spanned<String>>,
+    pub node_platform: Option<Spanned<String>>,
+    pub architecture: Option<Spanned<Architecture>>,
+    pub modules: Vec<Spanned<ModuleRef>>,
+    pub metadata: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeDecl {
+    pub loc: Loc,
+    pub hostname: Spanned<String>,
+    pub template: Spanned<String>,
+    pub region: Spanned<String>,
+    pub instance_type: Spanned<String>,
+    pub lifecycle_class: LifecycleClass,
+    pub modules: Vec<Spanned<ModuleRef>>,
+    pub metadata: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetworkDecl {
+    pub loc: Loc,
+    pub name: Spanned<String>,
+    pub routing_mode: Option<Spanned<RoutingMode>>,
+    pub peers: Vec<PeerDecl>,
+    pub virtual_ips: Vec<VirtualIpDecl>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerDecl {
+    pub loc: Loc,
+    pub host: Spanned<String>,
+    pub publicly_reachable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VirtualIpDecl {
+    pub loc: Loc,
+    pub name: Spanned<String>,
+    pub primary_holder: Spanned<String>,
+    pub failover_holders: Vec<Spanned<String>>,
+}
+
+/// Names the values of a closed set of lowercase words, for parsing and error messages.
+pub trait Word: Sized + Copy + 'static {
+    const ALL: &'static [(&'static str, Self)];
+
+    fn parse_word(text: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(w, _)| *w == text).map(|(_, v)| *v)
+    }
+
+    fn word(self) -> &'static str
+    where
+        Self: PartialEq,
+    {
+        Self::ALL
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map(|(w, _)| *w)
+            .unwrap_or_default()
+    }
+
+    fn words() -> impl Iterator<Item = &'static str> {
+        Self::ALL.iter().map(|(w, _)| *w)
+    }
+}
+
+/// CPU architecture of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    Amd64,
+    Arm64,
+}
+
+impl Word for Architecture {
+    const ALL: &'static [(&'static str, Self)] = &[("amd64", Self::Amd64), ("arm64", Self::Arm64)];
+}
+
+/// Whether a node is kept (persistent) or may be replaced at any time (ephemeral).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LifecycleClass {
+    #[default]
+    Persistent,
+    Ephemeral,
+}
+
+impl Word for LifecycleClass {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("persistent", Self::Persistent),
+        ("ephemeral", Self::Ephemeral),
+    ];
+}
+
+/// How routes are exchanged inside an SD-WAN network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutingMode {
+    Ibgp,
+    Ebgp,
+    Static,
+}
+
+impl Word for RoutingMode {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("ibgp", Self::Ibgp),
+        ("ebgp", Self::Ebgp),
+        ("static", Self::Static),
+    ];
+}
+
+/// A module reference: `name`, `name@1.2.3` or `name@blessed` / `name@live`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModuleRef {
+    pub name: String,
+    pub pin: Pin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Pin {
+    Unpinned,
+    Version(semver::Version),
+    Blessed,
+    Live,
+}
+
+impl fmt::Display for ModuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.pin {
+            Pin::Unpinned => write!(f, "{}", self.name),
+            Pin::Version(v) => write!(f, "{}@{v}", self.name),
+            Pin::Blessed => write!(f, "{}@blessed", self.name),
+            Pin::Live => write!(f, "{}@live", self.name),
+        }
+    }
+}
+
+impl ModuleRef {
+    /// Parses a module reference, or says what is wrong with it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (name, pin) = match text.split_once('@') {
+            None => (text, Pin::Unpinned),
+            Some((name, "blessed")) => (name, Pin::Blessed),
+            Some((name, "live")) => (name, Pin::Live),
+            Some((name, version)) => match semver::Version::parse(version) {
+                Ok(v) => (name, Pin::Version(v)),
+                Err(e) => {
+                    return Err(format!(
+                        "module `{text}` has an invalid pin `{version}` ({e}); \
+                         use a version like `{name}@1.2.3`, or `{name}@blessed` or `{name}@live`"
+                    ));
+                }
+            },
+        };
+        if !is_module_name(name) {
+            return Err(format!(
+                "module name `{name}` is invalid: use lowercase letters, digits, '-', '_' and '.', \
+                 starting with a letter or digit"
+            ));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            pin,
+        })
+    }
+}
+
+fn is_module_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.len() <= 253
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+}
+
+/// Whether `name` is an RFC 1123 label, as Kubernetes requires of object names here.
+pub fn is_dns1123_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_references() {
+        let m = ModuleRef::parse("nginx@1.26.2").unwrap();
+        assert_eq!(m.name, "nginx");
+        assert_eq!(m.pin, Pin::Version(semver::Version::new(1, 26, 2)));
+        assert_eq!(m.to_string(), "nginx@1.26.2");
+        assert_eq!(ModuleRef::parse("chrony").unwrap().pin, Pin::Unpinned);
+        assert_eq!(ModuleRef::parse("base@blessed").unwrap().pin, Pin::Blessed);
+        assert_eq!(
+            ModuleRef::parse("base@live").unwrap().to_string(),
+            "base@live"
+        );
+        assert!(
+            ModuleRef::parse("nginx@1.26")
+                .unwrap_err()
+                .contains("invalid pin `1.26`")
+        );
+        assert!(ModuleRef::parse("nginx@latest").is_err());
+        assert!(
+            ModuleRef::parse("Nginx")
+                .unwrap_err()
+                .contains("module name `Nginx`")
+        );
+        assert!(ModuleRef::parse("@1.0.0").is_err());
+        assert!(ModuleRef::parse("a@b@1.0.0").is_err());
+    }
+
+    #[test]
+    fn dns_labels() {
+        assert!(is_dns1123_label("edge-tokyo-01"));
+        assert!(is_dns1123_label("a"));
+        assert!(!is_dns1123_label(""));
+        assert!(!is_dns1123_label("-a"));
+        assert!(!is_dns1123_label("a-"));
+        assert!(!is_dns1123_label("Edge"));
+        assert!(!is_dns1123_label("a.b"));
+        assert!(!is_dns1123_label(&"a".repeat(64)));
+        assert!(is_dns1123_label(&"a".repeat(63)));
+    }
+
+    #[test]
+    fn words_round_trip() {
+        for w in RoutingMode::words() {
+            assert_eq!(RoutingMode::parse_word(w).unwrap().word(), w);
+        }
+        assert_eq!(Architecture::parse_word("x86"), None);
+        assert_eq!(LifecycleClass::default().word(), "persistent");
+    }
+}

@@ -1,0 +1,328 @@
+//! The desired object set: what a fleet file becomes in the cluster, independent of
+//! Kubernetes types. Each object is a kind, a name and a fully resolved spec.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::model::{Architecture, LifecycleClass, RoutingMode};
+
+/// The five kinds a fleet file declares, in the order their creations are applied.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum ObjectKind {
+    FleetTemplate,
+    FleetNode,
+    SdwanNetwork,
+    SdwanPeer,
+    VirtualIp,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 5] = [
+        ObjectKind::FleetTemplate,
+        ObjectKind::FleetNode,
+        ObjectKind::SdwanNetwork,
+        ObjectKind::SdwanPeer,
+        ObjectKind::VirtualIp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::FleetTemplate => "FleetTemplate",
+            ObjectKind::FleetNode => "FleetNode",
+            ObjectKind::SdwanNetwork => "SdwanNetwork",
+            ObjectKind::SdwanPeer => "SdwanPeer",
+            ObjectKind::VirtualIp => "VirtualIp",
+        }
+    }
+
+    /// The key under which a plan summary counts this kind.
+    pub fn summary_key(self) -> &'static str {
+        match self {
+            ObjectKind::FleetTemplate => "templates",
+            ObjectKind::FleetNode => "nodes",
+            ObjectKind::SdwanNetwork => "networks",
+            ObjectKind::SdwanPeer => "peers",
+            ObjectKind::VirtualIp => "virtualIps",
+        }
+    }
+
+    /// Position in apply order: creations go up this rank, deletions down it.
+    pub fn rank(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ObjectKind {
+    type Err = String;
+
+    /// Accepts the kind in any case (`FleetNode`, `fleetnode`), as kubectl does.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let all: Vec<String> = Self::ALL
+                    .iter()
+                    .map(|k| k.as_str().to_ascii_lowercase())
+                    .collect();
+                format!("unknown kind `{s}`; expected one of: {}", all.join(", "))
+            })
+    }
+}
+
+/// A kind and a name: `fleetnode/edge-tokyo-02`, as kubectl writes it (and as it is
+/// serialized).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct ObjectRef {
+    pub kind: ObjectKind,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn new(kind: ObjectKind, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}",
+            self.kind.as_str().to_ascii_lowercase(),
+            self.name
+        )
+    }
+}
+
+impl From<ObjectRef> for String {
+    fn from(r: ObjectRef) -> Self {
+        r.to_string()
+    }
+}
+
+impl TryFrom<String> for ObjectRef {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl FromStr for ObjectRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, name) = s
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not of the form kind/name"))?;
+        if name.is_empty() {
+            return Err(format!("`{s}` has no name after the kind"));
+        }
+        Ok(ObjectRef::new(kind.parse()?, name))
+    }
+}
+
+/// One desired object: its spec is the JSON the cluster object carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetObject {
+    pub kind: ObjectKind,
+    pub name: String,
+    pub spec: Value,
+}
+
+impl FleetObject {
+    pub fn reference(&self) -> ObjectRef {
+        ObjectRef::new(self.kind, self.name.clone())
+    }
+
+    /// The objects this one names in its spec, which must exist before it does.
+    /// Works on any spec JSON, so it also reads objects as found in the cluster.
+    pub fn references(&self) -> Vec<ObjectRef> {
+        references(self.kind, &self.spec)
+    }
+}
+
+pub fn references(kind: ObjectKind, spec: &Value) -> Vec<ObjectRef> {
+    let text = |key: &str| spec.get(key).and_then(Value::as_str);
+    let mut out = Vec::new();
+    match kind {
+        ObjectKind::FleetTemplate => {
+            if let Some(parent) = text("extends") {
+                out.push(ObjectRef::new(ObjectKind::FleetTemplate, parent));
+            }
+        }
+        ObjectKind::FleetNode => {
+            if let Some(template) = text("template") {
+                out.push(ObjectRef::new(ObjectKind::FleetTemplate, template));
+            }
+        }
+        ObjectKind::SdwanNetwork => {}
+        ObjectKind::SdwanPeer => {
+            if let Some(network) = text("network") {
+                out.push(ObjectRef::new(ObjectKind::SdwanNetwork, network));
+            }
+            if let Some(host) = text("host") {
+                out.push(ObjectRef::new(ObjectKind::FleetNode, host));
+            }
+        }
+        ObjectKind::VirtualIp => {
+            if let Some(network) = text("network") {
+                out.push(ObjectRef::new(ObjectKind::SdwanNetwork, network));
+                let failovers = spec
+                    .get("failoverHolders")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str);
+                for holder in text("primaryHolder").into_iter().chain(failovers) {
+                    out.push(ObjectRef::new(
+                        ObjectKind::SdwanPeer,
+                        peer_name(network, holder),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The object name of a peer: `<network>.<host>`.
+pub fn peer_name(network: &str, host: &str) -> String {
+    format!("{network}.{host}")
+}
+
+/// Desired state of a node template, inheritance applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetTemplateSpec {
+    /// The template this one extends, if any (informational: the values below already include the parent's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
+    /// Operating system image of the nodes, such as `ubuntu-24.04-amd64`.
+    pub node_platform: String,
+    /// CPU architecture of the nodes: `amd64` or `arm64`.
+    pub architecture: Architecture,
+    /// Modules installed on the nodes, inherited ones first: `name`, `name@1.2.3`, `name@blessed` or `name@live`.
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// Free-form string labels, the parent's merged with this template's (this template wins).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Desired state of a machine, resolved against its template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetNodeSpec {
+    /// The template the node was declared with.
+    pub template: String,
+    /// Operating system image, from the template.
+    pub node_platform: String,
+    /// CPU architecture, from the template.
+    pub architecture: Architecture,
+    /// Modules: the template's, then the node's own.
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// String labels: the template's merged with the node's (the node wins).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Where the machine runs, such as `ap-tokyo-1`.
+    pub region: String,
+    /// Machine size, such as `t3-medium`.
+    pub instance_type: String,
+    /// `persistent` machines are kept; `ephemeral` ones may be replaced at any time.
+    pub lifecycle_class: LifecycleClass,
+}
+
+/// Desired state of an SD-WAN network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SdwanNetworkSpec {
+    /// How routes are exchanged: `ibgp`, `ebgp` or `static`.
+    pub routing_mode: RoutingMode,
+}
+
+/// Desired state of one node's membership in an SD-WAN network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SdwanPeerSpec {
+    /// The SdwanNetwork this peer belongs to.
+    pub network: String,
+    /// The FleetNode that is the peer.
+    pub host: String,
+    /// Whether other peers can reach this one from the internet.
+    #[serde(default)]
+    pub publicly_reachable: bool,
+}
+
+/// Desired state of a virtual IP held by one peer and failed over to others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualIpSpec {
+    /// The SdwanNetwork the virtual IP lives in.
+    pub network: String,
+    /// The host (a peer of the network) that holds the address normally.
+    pub primary_holder: String,
+    /// Hosts (peers of the network) that take over, in order of preference.
+    #[serde(default)]
+    pub failover_holders: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn references_read_any_spec_json() {
+        let vip = FleetObject {
+            kind: ObjectKind::VirtualIp,
+            name: "net.v".into(),
+            spec: json!({"network": "net", "primaryHolder": "a", "failoverHolders": ["b"]}),
+        };
+        let refs: Vec<String> = vip.references().iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            refs,
+            ["sdwannetwork/net", "sdwanpeer/net.a", "sdwanpeer/net.b"]
+        );
+        assert!(references(ObjectKind::FleetNode, &json!({"template": 3})).is_empty());
+    }
+
+    #[test]
+    fn object_refs_parse_like_kubectl() {
+        let r: ObjectRef = "fleetnode/edge-tokyo-02".parse().unwrap();
+        assert_eq!(r, ObjectRef::new(ObjectKind::FleetNode, "edge-tokyo-02"));
+        assert_eq!(r.to_string(), "fleetnode/edge-tokyo-02");
+        assert_eq!(
+            " FleetNode/x".parse::<ObjectRef>().unwrap().kind,
+            ObjectKind::FleetNode
+        );
+        assert!(
+            "node/x"
+                .parse::<ObjectRef>()
+                .unwrap_err()
+                .contains("unknown kind `node`")
+        );
+        assert!("fleetnode".parse::<ObjectRef>().is_err());
+        assert!("fleetnode/".parse::<ObjectRef>().is_err());
+    }
+}

@@ -1,0 +1,617 @@
+//! Decoding the spanned YAML tree into the declared model, collecting every problem.
+
+use std::collections::BTreeMap;
+
+use super::diag::{Diagnostics, Loc, did_you_mean};
+use super::model::*;
+use super::yaml::{self, Entry, Node, Value};
+
+/// Reads a fleet file from raw bytes. Returns the model when the file could be read far
+/// enough to have one (it may still carry errors), and all problems found.
+pub fn parse(file: &str, bytes: &[u8]) -> (Option<FleetFile>, Diagnostics) {
+    let mut d = Decoder {
+        file,
+        diags: Diagnostics::default(),
+    };
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let before = &bytes[..e.valid_up_to()];
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            let col = before.len()
+                - before
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |p| p + 1);
+            d.error(
+                Loc::new(line, col + 1),
+                "file is not valid UTF-8; fleet.yaml must be UTF-8 text",
+            );
+            return (None, d.diags);
+        }
+    };
+    let (root, diags) = yaml::read(file, text);
+    d.diags.extend(diags);
+    if d.diags.has_errors() && root.is_none() {
+        return (None, d.diags);
+    }
+    let fleet = match root {
+        Some(root) if !is_null(&root) => d.fleet(&root),
+        _ => {
+            d.error(
+                Loc::new(1, 1),
+                "file is empty; a fleet file starts with `version: 1` and `account: ...`",
+            );
+            None
+        }
+    };
+    (fleet, d.diags)
+}
+
+fn is_null(node: &Node) -> bool {
+    matches!(&node.value, Value::Scalar(s) if s.is_null())
+}
+
+struct Decoder<'f> {
+    file: &'f str,
+    diags: Diagnostics,
+}
+
+/// The entries of one mapping, after unknown keys were reported.
+struct Fields<'n, 'a> {
+    loc: Loc,
+    entries: &'n [Entry<'a>],
+    what: String,
+}
+
+impl<'n, 'a> Fields<'n, 'a> {
+    /// The value of `key`, treating an explicit null like an absent key.
+    fn get(&self, key: &str) -> Option<&'n Node<'a>> {
+        self.entries
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| &e.value)
+            .filter(|n| !is_null(n))
+    }
+}
+
+impl Decoder<'_> {
+    fn error(&mut self, loc: Loc, message: impl Into<String>) {
+        self.diags.error(self.file, loc, message);
+    }
+
+    /// Checks that `node` is a mapping with only `known` keys; `what` names it in messages.
+    fn mapping<'n, 'a>(
+        &mut self,
+        node: &'n Node<'a>,
+        what: impl Into<String>,
+        known: &[&str],
+    ) -> Option<Fields<'n, 'a>> {
+        let what = what.into();
+        let Value::Map(entries) = &node.value else {
+            self.error(
+                node.loc,
+                format!("{what} must be a mapping, found {}", node.value.describe()),
+            );
+            return None;
+        };
+        for e in entries {
+            if !known.contains(&e.key.as_ref()) {
+                let hint = did_you_mean(&e.key, known.iter().copied());
+                self.error(
+                    e.key_loc,
+                    format!("unknown key `{}` in {what}{hint}", e.key),
+                );
+            }
+        }
+        Some(Fields {
+            loc: node.loc,
+            entries,
+            what,
+        })
+    }
+
+    fn string(&mut self, node: &Node, key: &str, what: &str) -> Option<Spanned<String>> {
+        match &node.value {
+            Value::Scalar(s) => Some(Spanned::new(s.text.to_string(), node.loc)),
+            other => {
+                self.error(
+                    node.loc,
+                    format!(
+                        "`{key}` of {what} must be a string, found {}",
+                        other.describe()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A required string; reports it missing and yields an empty (skipped) value if absent.
+    fn required_string(&mut self, fields: &Fields, key: &str) -> Spanned<String> {
+        match fields.get(key) {
+            Some(node) => self
+                .string(node, key, &fields.what)
+                .unwrap_or_else(|| Spanned::new(String::new(), node.loc)),
+            None => {
+                self.error(
+                    fields.loc,
+                    format!("missing required key `{key}` in {}", fields.what),
+                );
+                Spanned::new(String::new(), fields.loc)
+            }
+        }
+    }
+
+    fn optional_string(&mut self, fields: &Fields, key: &str) -> Option<Spanned<String>> {
+        let node = fields.get(key)?;
+        self.string(node, key, &fields.what)
+    }
+
+    fn boolean(&mut self, fields: &Fields, key: &str) -> bool {
+        let Some(node) = fields.get(key) else {
+            return false;
+        };
+        match &node.value {
+            Value::Scalar(s) if s.plain && s.text == "true" => true,
+            Value::Scalar(s) if s.plain && s.text == "false" => false,
+            other => {
+                let found = match other {
+                    Value::Scalar(s) => format!("`{}`", s.text),
+                    other => other.describe().to_owned(),
+                };
+                self.error(
+                    node.loc,
+                    format!(
+                        "`{key}` of {} must be true or false, found {found}",
+                        fields.what
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    fn word<W: Word>(&mut self, fields: &Fields, key: &str) -> Option<Spanned<W>> {
+        let node = fields.get(key)?;
+        let text = self.string(node, key, &fields.what)?;
+        match W::parse_word(&text.value) {
+            Some(w) => Some(Spanned::new(w, text.loc)),
+            None => {
+                let allowed: Vec<&str> = W::words().collect();
+                let hint = did_you_mean(&text.value, allowed.iter().copied());
+                self.error(
+                    text.loc,
+                    format!(
+                        "`{key}` of {} is `{}`, expected one of: {}{hint}",
+                        fields.what,
+                        text.value,
+                        allowed.join(", ")
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn list<'n, 'a>(&mut self, fields: &Fields<'n, 'a>, key: &str) -> &'n [Node<'a>] {
+        match fields.get(key) {
+            None => &[],
+            Some(Node {
+                value: Value::Seq(items),
+                ..
+            }) => items,
+            Some(node) => {
+                self.error(
+                    node.loc,
+                    format!(
+                        "`{key}` of {} must be a list, found {}",
+                        fields.what,
+                        node.value.describe()
+                    ),
+                );
+                &[]
+            }
+        }
+    }
+
+    fn string_list(&mut self, fields: &Fields, key: &str) -> Vec<Spanned<String>> {
+        let what = fields.what.clone();
+        self.list(fields, key)
+            .iter()
+            .filter_map(|item| self.string(item, key, &what))
+            .collect()
+    }
+
+    fn modules(&mut self, fields: &Fields) -> Vec<Spanned<ModuleRef>> {
+        let mut out = Vec::new();
+        for item in self.string_list(fields, "modules") {
+            match ModuleRef::parse(&item.value) {
+                Ok(m) => out.push(Spanned::new(m, item.loc)),
+                Err(message) => self.error(item.loc, message),
+            }
+        }
+        out
+    }
+
+    fn metadata(&mut self, fields: &Fields) -> BTreeMap<String, Spanned<String>> {
+        let mut out = BTreeMap::new();
+        let Some(node) = fields.get("metadata") else {
+            return out;
+        };
+        let Value::Map(entries) = &node.value else {
+            self.error(
+                node.loc,
+                format!(
+                    "`metadata` of {} must be a mapping of strings, found {}",
+                    fields.what,
+                    node.value.describe()
+                ),
+            );
+            return out;
+        };
+        for e in entries {
+            if e.key.is_empty() {
+                self.error(e.key_loc, "metadata keys may not be empty");
+                continue;
+            }
+            let what = format!("{} metadata", fields.what);
+            if let Some(value) = self.string(&e.value, &e.key, &what) {
+                out.insert(e.key.to_string(), value);
+            }
+        }
+        out
+    }
+
+    fn fleet(&mut self, root: &Node) -> Option<FleetFile> {
+        let top = self.mapping(
+            root,
+            "the fleet file",
+            &["version", "account", "templates", "nodes", "sdwan"],
+        )?;
+        self.version(&top);
+        let account = self.required_string(&top, "account");
+        let templates = self
+            .list(&top, "templates")
+            .iter()
+            .filter_map(|n| self.template(n))
+            .collect();
+        let nodes = self
+            .list(&top, "nodes")
+            .iter()
+            .filter_map(|n| self.node(n))
+            .collect();
+        let networks = match top.get("sdwan") {
+            Some(sdwan) => self.sdwan(sdwan),
+            None => Vec::new(),
+        };
+        Some(FleetFile {
+            file: self.file.to_owned(),
+            account,
+            templates,
+            nodes,
+            networks,
+        })
+    }
+
+    fn version(&mut self, top: &Fields) {
+        let supported = SUPPORTED_VERSIONS
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let Some(node) = top.get("version") else {
+            self.error(
+                top.loc,
+                format!("missing required key `version`; supported versions: {supported}"),
+            );
+            return;
+        };
+        let text = match &node.value {
+            Value::Scalar(s) => s.text.as_ref(),
+            other => other.describe(),
+        };
+        let known = matches!(&node.value, Value::Scalar(_))
+            && text
+                .parse::<u64>()
+                .is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v));
+        if !known {
+            self.error(
+                node.loc,
+                format!("unsupported version `{text}`; supported versions: {supported}"),
+            );
+        }
+    }
+
+    fn template(&mut self, node: &Node) -> Option<TemplateDecl> {
+        let fields = self.mapping(
+            node,
+            "a template",
+            &[
+                "name",
+                "extends",
+                "node_platform",
+                "architecture",
+                "modules",
+                "metadata",
+            ],
+        )?;
+        let name = self.required_string(&fields, "name");
+        let fields = Fields {
+            what: format!("template `{}`", name.value),
+            ..fields
+        };
+        Some(TemplateDecl {
+            loc: node.loc,
+            extends: self.optional_string(&fields, "extends"),
+            node_platform: self.optional_string(&fields, "node_platform"),
+            architecture: self.word(&fields, "architecture"),
+            modules: self.modules(&fields),
+            metadata: self.metadata(&fields),
+            name,
+        })
+    }
+
+    fn node(&mut self, node: &Node) -> Option<NodeDecl> {
+        let fields = self.mapping(
+            node,
+            "a node",
+            &[
+                "hostname",
+                "template",
+                "region",
+                "instance_type",
+                "lifecycle_class",
+                "modules",
+                "metadata",
+            ],
+        )?;
+        let hostname = self.required_string(&fields, "hostname");
+        let fields = Fields {
+            what: format!("node `{}`", hostname.value),
+            ..fields
+        };
+        Some(NodeDecl {
+            loc: node.loc,
+            template: self.required_string(&fields, "template"),
+            region: self.required_string(&fields, "region"),
+            instance_type: self.required_string(&fields, "instance_type"),
+            lifecycle_class: self
+                .word(&fields, "lifecycle_class")
+                .map(|w| w.value)
+                .unwrap_or_default(),
+            modules: self.modules(&fields),
+            metadata: self.metadata(&fields),
+            hostname,
+        })
+    }
+
+    fn sdwan(&mut self, node: &Node) -> Vec<NetworkDecl> {
+        let Some(fields) = self.mapping(node, "`sdwan`", &["networks"]) else {
+            return Vec::new();
+        };
+        self.list(&fields, "networks")
+            .iter()
+            .filter_map(|n| self.network(n))
+            .collect()
+    }
+
+    fn network(&mut self, node: &Node) -> Option<NetworkDecl> {
+        let fields = self.mapping(
+            node,
+            "a network",
+            &["name", "routing_mode", "peers", "virtual_ips"],
+        )?;
+        let name = self.required_string(&fields, "name");
+        let fields = Fields {
+            what: format!("network `{}`", name.value),
+            ..fields
+        };
+        let routing_mode = self.word(&fields, "routing_mode");
+        if fields.get("routing_mode").is_none() {
+            self.error(
+                fields.loc,
+                format!(
+                    "missing required key `routing_mode` in {}; expected one of: {}",
+                    fields.what,
+                    RoutingMode::words().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+        let network = name.value.clone();
+        let peers = self
+            .list(&fields, "peers")
+            .iter()
+            .filter_map(|n| self.peer(n, &network))
+            .collect();
+        let virtual_ips = self
+            .list(&fields, "virtual_ips")
+            .iter()
+            .filter_map(|n| self.virtual_ip(n, &network))
+            .collect();
+        Some(NetworkDecl {
+            loc: node.loc,
+            name,
+            routing_mode,
+            peers,
+            virtual_ips,
+        })
+    }
+
+    fn peer(&mut self, node: &Node, network: &str) -> Option<PeerDecl> {
+        let fields = self.mapping(
+            node,
+            format!("a peer of network `{network}`"),
+            &["host", "publicly_reachable"],
+        )?;
+        Some(PeerDecl {
+            loc: node.loc,
+            host: self.required_string(&fields, "host"),
+            publicly_reachable: self.boolean(&fields, "publicly_reachable"),
+        })
+    }
+
+    fn virtual_ip(&mut self, node: &Node, network: &str) -> Option<VirtualIpDecl> {
+        let fields = self.mapping(
+            node,
+            format!("a virtual IP of network `{network}`"),
+            &["name", "primary_holder", "failover_holders"],
+        )?;
+        let name = self.required_string(&fields, "name");
+        let fields = Fields {
+            what: format!("virtual IP `{}`", name.value),
+            ..fields
+        };
+        Some(VirtualIpDecl {
+            loc: node.loc,
+            primary_holder: self.required_string(&fields, "primary_holder"),
+            failover_holders: self.string_list(&fields, "failover_holders"),
+            name,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        let (_, mut d) = parse("f.yaml", text.as_bytes());
+        d.sort();
+        d.errors().map(|d| d.to_string()).collect()
+    }
+
+    const MINIMAL: &str = "version: 1\naccount: a\n";
+
+    #[test]
+    fn reads_the_reference_fleet() {
+        let text = std::fs::read("examples/fleet.yaml").unwrap();
+        let (fleet, d) = parse("fleet.yaml", &text);
+        assert!(!d.has_errors(), "{d}");
+        let fleet = fleet.unwrap();
+        assert_eq!(fleet.account.value, "acme-edge");
+        assert_eq!(fleet.templates.len(), 2);
+        assert_eq!(
+            fleet.templates[1].extends.as_ref().unwrap().value,
+            "edge-base"
+        );
+        assert_eq!(fleet.nodes.len(), 3);
+        assert_eq!(fleet.nodes[0].hostname.loc, Loc::new(22, 15));
+        assert_eq!(fleet.networks[0].peers.len(), 3);
+        assert!(fleet.networks[0].peers[0].publicly_reachable);
+        assert!(!fleet.networks[0].peers[1].publicly_reachable);
+        assert_eq!(fleet.networks[0].virtual_ips[0].failover_holders.len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_get_suggestions_everywhere() {
+        let e = errors(
+            "version: 1\naccount: a\ntemplate: []\nnodes:\n  - hostname: n\n    templte: t\n    region: r\n    instance_type: i\n",
+        );
+        assert_eq!(
+            e,
+            vec![
+                "f.yaml:3:1: error: unknown key `template` in the fleet file; did you mean `templates`?",
+                "f.yaml:5:5: error: missing required key `template` in node `n`",
+                "f.yaml:6:5: error: unknown key `templte` in a node; did you mean `template`?",
+            ]
+        );
+    }
+
+    #[test]
+    fn version_is_required_and_checked() {
+        assert_eq!(
+            errors("account: a\n"),
+            vec!["f.yaml:1:1: error: missing required key `version`; supported versions: 1"]
+        );
+        assert_eq!(
+            errors("version: 2\naccount: a\n"),
+            vec!["f.yaml:1:10: error: unsupported version `2`; supported versions: 1"]
+        );
+        assert!(errors("version: '1'\naccount: a\n").is_empty());
+        assert_eq!(
+            errors("version: [1]\naccount: a\n"),
+            vec!["f.yaml:1:10: error: unsupported version `a list`; supported versions: 1"]
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_enums_are_reported_together() {
+        let text = format!(
+            "{MINIMAL}templates:\n  - name: t\n    architecture: x86\n    modules: nginx\n    metadata: [a]\n\
+             sdwan:\n  networks:\n    - name: n\n      routing_mode: bgp\n      peers:\n        - host: h\n          publicly_reachable: yes\n"
+        );
+        let e = errors(&text);
+        assert_eq!(
+            e,
+            vec![
+                "f.yaml:5:19: error: `architecture` of template `t` is `x86`, expected one of: amd64, arm64",
+                "f.yaml:6:14: error: `modules` of template `t` must be a list, found a scalar",
+                "f.yaml:7:15: error: `metadata` of template `t` must be a mapping of strings, found a list",
+                "f.yaml:11:21: error: `routing_mode` of network `n` is `bgp`, expected one of: ibgp, ebgp, static; did you mean `ebgp`?",
+                "f.yaml:14:31: error: `publicly_reachable` of a peer of network `n` must be true or false, found `yes`",
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_routing_mode_is_reported_once() {
+        let e = errors(&format!("{MINIMAL}sdwan:\n  networks:\n    - name: n\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("missing required key `routing_mode` in network `n`"));
+    }
+
+    #[test]
+    fn module_syntax_is_checked() {
+        let e = errors(&format!(
+            "{MINIMAL}templates:\n  - name: t\n    modules: [nginx@1.2, ok@1.0.0, Bad]\n"
+        ));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("f.yaml:5:15: error: module `nginx@1.2` has an invalid pin"));
+        assert!(e[1].starts_with("f.yaml:5:36: error: module name `Bad`"));
+    }
+
+    #[test]
+    fn bad_files_get_one_clear_error() {
+        assert_eq!(
+            errors(""),
+            vec![
+                "f.yaml:1:1: error: file is empty; a fleet file starts with `version: 1` and `account: ...`"
+            ]
+        );
+        assert_eq!(errors("# only a comment\n"), errors(""),);
+        assert_eq!(
+            errors("- a\n- b\n"),
+            vec!["f.yaml:1:1: error: the fleet file must be a mapping, found a list"]
+        );
+        let (_, d) = parse("f.yaml", b"version: 1\naccount: \xff\xfe\n");
+        assert_eq!(
+            d.to_string(),
+            "f.yaml:2:10: error: file is not valid UTF-8; fleet.yaml must be UTF-8 text\n"
+        );
+    }
+
+    #[test]
+    fn null_values_count_as_absent() {
+        let (fleet, d) = parse(
+            "f.yaml",
+            format!("{MINIMAL}templates:\nnodes: ~\nsdwan:\n").as_bytes(),
+        );
+        assert!(!d.has_errors(), "{d}");
+        let fleet = fleet.unwrap();
+        assert!(fleet.templates.is_empty() && fleet.nodes.is_empty() && fleet.networks.is_empty());
+    }
+
+    #[test]
+    fn metadata_keeps_scalar_text() {
+        let (fleet, d) = parse(
+            "f.yaml",
+            format!("{MINIMAL}templates:\n  - name: t\n    metadata: {{rack: 01, ok: true}}\n")
+                .as_bytes(),
+        );
+        assert!(!d.has_errors(), "{d}");
+        let md = &fleet.unwrap().templates[0].metadata;
+        assert_eq!(md["rack"].value, "01");
+        assert_eq!(md["ok"].value, "true");
+    }
+}

@@ -1,0 +1,178 @@
+//! Showing a plan: to people, like `terraform plan`, and to machines as JSON or YAML.
+
+use std::fmt::Write;
+
+use anstyle::{AnsiColor, Style};
+use serde_json::Value;
+
+use super::object::ObjectKind;
+use super::plan::{Operation, Plan};
+
+/// Whether to colour the text; the caller decides from the terminal and NO_COLOR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Colour {
+    Never,
+    Always,
+}
+
+struct Palette {
+    add: Style,
+    update: Style,
+    delete: Style,
+    heading: Style,
+    warn: Style,
+}
+
+impl Palette {
+    fn new(colour: Colour) -> Self {
+        let c = |s: Style| {
+            if colour == Colour::Always {
+                s
+            } else {
+                Style::new()
+            }
+        };
+        Self {
+            add: c(AnsiColor::Green.on_default()),
+            update: c(AnsiColor::Yellow.on_default()),
+            delete: c(AnsiColor::Red.on_default()),
+            heading: c(Style::new().bold()),
+            warn: c(AnsiColor::Magenta.on_default().bold()),
+        }
+    }
+
+    fn of(&self, op: Operation) -> Style {
+        match op {
+            Operation::Create => self.add,
+            Operation::Update => self.update,
+            Operation::Delete => self.delete,
+        }
+    }
+}
+
+/// Values as compact JSON: strings quoted, lists on one line.
+fn show(v: &Option<Value>) -> String {
+    match v {
+        Some(v) => v.to_string(),
+        None => "(none)".to_owned(),
+    }
+}
+
+/// The plan for people: grouped by kind, `+` add, `~` update with old -> new, `-` delete,
+/// then conflicts, exclusions and a one-line summary.
+pub fn render_text(plan: &Plan, colour: Colour) -> String {
+    let p = Palette::new(colour);
+    let mut out = String::new();
+    if plan.is_empty() && plan.conflicts.is_empty() {
+        out.push_str("No changes. The cluster matches the fleet file.\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{}Plan {}{} for revision {}\n",
+        p.heading.render(),
+        plan.plan_id,
+        p.heading.render_reset(),
+        plan.revision
+    );
+    for kind in ObjectKind::ALL {
+        let mut entries = plan.diff.iter().filter(|d| d.kind == kind).peekable();
+        if entries.peek().is_none() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{}{kind}{}",
+            p.heading.render(),
+            p.heading.render_reset()
+        );
+        for d in entries {
+            let style = p.of(d.operation);
+            let _ = writeln!(
+                out,
+                "  {}{} {}{}",
+                style.render(),
+                d.operation.symbol(),
+                d.name,
+                style.render_reset()
+            );
+            for f in &d.fields {
+                let line = match d.operation {
+                    Operation::Create => format!("{}: {}", f.path, show(&f.new)),
+                    _ => format!("{}: {} -> {}", f.path, show(&f.old), show(&f.new)),
+                };
+                let _ = writeln!(
+                    out,
+                    "      {}{line}{}",
+                    style.render(),
+                    style.render_reset()
+                );
+            }
+        }
+    }
+    if !plan.conflicts.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}Conflicts (not planned){}",
+            p.warn.render(),
+            p.warn.render_reset()
+        );
+        for c in &plan.conflicts {
+            let _ = writeln!(
+                out,
+                "  {}!{} {}",
+                p.warn.render(),
+                p.warn.render_reset(),
+                c.message
+            );
+        }
+    }
+    if !plan.excluded.is_empty() {
+        let names: Vec<String> = plan.excluded.iter().map(|r| r.to_string()).collect();
+        let _ = writeln!(out, "Excluded: {}", names.join(", "));
+    }
+    let t = plan.summary.total();
+    let _ = writeln!(
+        out,
+        "\n{}Plan:{} {} to add, {} to change, {} to delete.",
+        p.heading.render(),
+        p.heading.render_reset(),
+        t.add,
+        t.update,
+        t.delete
+    );
+    out
+}
+
+/// The one-line per-kind summary: `templates 1 update; nodes 1 add, 2 update, 1 delete`.
+pub fn summary_line(plan: &Plan) -> String {
+    let parts: Vec<String> = ObjectKind::ALL
+        .iter()
+        .filter_map(|k| {
+            let c = plan.summary.of_kind(*k);
+            let counts: Vec<String> = [(c.add, "add"), (c.update, "update"), (c.delete, "delete")]
+                .iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} {what}"))
+                .collect();
+            (!counts.is_empty()).then(|| format!("{} {}", k.summary_key(), counts.join(", ")))
+        })
+        .collect();
+    if parts.is_empty() {
+        "no changes".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// The plan for machines as JSON, with the field names of SyncRun's status.
+pub fn render_json(plan: &Plan) -> String {
+    let mut s = serde_json::to_string_pretty(plan).expect("a plan serializes");
+    s.push('\n');
+    s
+}
+
+/// The plan for machines as YAML.
+pub fn render_yaml(plan: &Plan) -> String {
+    serde_yaml_ng::to_string(plan).expect("a plan serializes")
+}

@@ -1,0 +1,305 @@
+//! Resolution: templates flattened through `extends`, nodes resolved against their
+//! template, SD-WAN elements named. The result is the desired object set.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::diag::Diagnostics;
+use super::model::*;
+use super::object::*;
+use super::validate::{ancestry, first_declarations};
+
+#[derive(Debug, Clone, Default)]
+pub struct ResolveOptions<'a> {
+    /// The account the fleet must declare (GitopsRepository.spec.account), if guarded.
+    pub expected_account: Option<&'a str>,
+}
+
+/// What a fleet file asks the cluster to hold, in canonical order (kind, then name).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredState {
+    pub account: String,
+    pub objects: Vec<FleetObject>,
+}
+
+/// Resolves a validated fleet (one with no errors) into its desired objects.
+pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredState, Diagnostics> {
+    if let Some(expected) = options.expected_account
+        && fleet.account.value != expected
+    {
+        let mut d = Diagnostics::default();
+        d.error(
+            &fleet.file,
+            fleet.account.loc,
+            format!(
+                "account `{}` does not match the repository's account `{expected}`; refusing to plan another account's fleet",
+                fleet.account.value
+            ),
+        );
+        return Err(d);
+    }
+
+    let by_name = first_declarations(&fleet.templates);
+    let templates: HashMap<&str, FleetTemplateSpec> = fleet
+        .templates
+        .iter()
+        .map(|t| (t.name.value.as_str(), flatten(t, &by_name)))
+        .collect();
+
+    let mut objects = Vec::with_capacity(
+        fleet.templates.len()
+            + fleet.nodes.len()
+            + fleet
+                .networks
+                .iter()
+                .map(|n| 1 + n.peers.len() + n.virtual_ips.len())
+                .sum::<usize>(),
+    );
+    let mut push = |kind, name: &str, spec: serde_json::Result<serde_json::Value>| {
+        objects.push(FleetObject {
+            kind,
+            name: name.to_owned(),
+            spec: spec.expect("specs are plain data and always serialize"),
+        });
+    };
+    for (name, spec) in &templates {
+        push(ObjectKind::FleetTemplate, name, serde_json::to_value(spec));
+    }
+    for node in &fleet.nodes {
+        let template = &templates[node.template.value.as_str()];
+        let mut modules = template.modules.clone();
+        merge_modules(&mut modules, &node.modules);
+        let mut metadata = template.metadata.clone();
+        merge_metadata(&mut metadata, &node.metadata);
+        let spec = FleetNodeSpec {
+            template: node.template.value.clone(),
+            node_platform: template.node_platform.clone(),
+            architecture: template.architecture,
+            modules,
+            metadata,
+            region: node.region.value.clone(),
+            instance_type: node.instance_type.value.clone(),
+            lifecycle_class: node.lifecycle_class,
+        };
+        push(
+            ObjectKind::FleetNode,
+            &node.hostname.value,
+            serde_json::to_value(spec),
+        );
+    }
+    for net in &fleet.networks {
+        let network = net.name.value.as_str();
+        let routing_mode = net
+            .routing_mode
+            .as_ref()
+            .expect("validated: routing_mode is present")
+            .value;
+        push(
+            ObjectKind::SdwanNetwork,
+            network,
+            serde_json::to_value(SdwanNetworkSpec { routing_mode }),
+        );
+        for peer in &net.peers {
+            let spec = SdwanPeerSpec {
+                network: network.to_owned(),
+                host: peer.host.value.clone(),
+                publicly_reachable: peer.publicly_reachable,
+            };
+            push(
+                ObjectKind::SdwanPeer,
+                &peer_name(network, &peer.host.value),
+                serde_json::to_value(spec),
+            );
+        }
+        for vip in &net.virtual_ips {
+            let spec = VirtualIpSpec {
+                network: network.to_owned(),
+                primary_holder: vip.primary_holder.value.clone(),
+                failover_holders: vip
+                    .failover_holders
+                    .iter()
+                    .map(|h| h.value.clone())
+                    .collect(),
+            };
+            push(
+                ObjectKind::VirtualIp,
+                &peer_name(network, &vip.name.value),
+                serde_json::to_value(spec),
+            );
+        }
+    }
+    objects.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    Ok(DesiredState {
+        account: fleet.account.value.clone(),
+        objects,
+    })
+}
+
+/// A template with everything it inherits: modules appended root first with a child's pin
+/// replacing its parent's in place, metadata merged child-wins, scalars from the nearest.
+fn flatten(template: &TemplateDecl, by_name: &HashMap<&str, &TemplateDecl>) -> FleetTemplateSpec {
+    let chain = ancestry(template, by_name);
+    let mut modules = Vec::new();
+    let mut metadata = BTreeMap::new();
+    for t in chain.iter().rev() {
+        merge_modules(&mut modules, &t.modules);
+        merge_metadata(&mut metadata, &t.metadata);
+    }
+    let nearest_platform = chain.iter().find_map(|t| t.node_platform.as_ref());
+    let nearest_architecture = chain.iter().find_map(|t| t.architecture.as_ref());
+    FleetTemplateSpec {
+        extends: template.extends.as_ref().map(|p| p.value.clone()),
+        node_platform: nearest_platform
+            .expect("validated: the chain provides node_platform")
+            .value
+            .clone(),
+        architecture: nearest_architecture
+            .expect("validated: the chain provides architecture")
+            .value,
+        modules,
+        metadata,
+    }
+}
+
+fn merge_modules(into: &mut Vec<String>, own: &[Spanned<ModuleRef>]) {
+    for m in own {
+        let name = &m.value.name;
+        let same_name = into.iter_mut().find(|existing| {
+            existing
+                .split_once('@')
+                .map_or(existing.as_str(), |(n, _)| n)
+                == name
+        });
+        match same_name {
+            Some(existing) => *existing = m.value.to_string(),
+            None => into.push(m.value.to_string()),
+        }
+    }
+}
+
+fn merge_metadata(into: &mut BTreeMap<String, String>, own: &BTreeMap<String, Spanned<String>>) {
+    for (k, v) in own {
+        into.insert(k.clone(), v.value.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::load;
+    use serde_json::json;
+
+    fn desired(text: &str) -> DesiredState {
+        let (fleet, _warnings) = load("f.yaml", text.as_bytes()).expect("valid");
+        resolve(&fleet, &ResolveOptions::default()).expect("resolves")
+    }
+
+    fn spec<'a>(d: &'a DesiredState, kind: ObjectKind, name: &str) -> &'a serde_json::Value {
+        &d.objects
+            .iter()
+            .find(|o| o.kind == kind && o.name == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+            .spec
+    }
+
+    #[test]
+    fn the_reference_fleet_resolves_to_ten_objects() {
+        let d = desired(&std::fs::read_to_string("examples/fleet.yaml").unwrap());
+        let names: Vec<String> = d
+            .objects
+            .iter()
+            .map(|o| o.reference().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "fleettemplate/edge-base",
+                "fleettemplate/edge-cdn",
+                "fleetnode/edge-london-01",
+                "fleetnode/edge-tokyo-01",
+                "fleetnode/edge-tokyo-02",
+                "sdwannetwork/edge-fabric",
+                "sdwanpeer/edge-fabric.edge-london-01",
+                "sdwanpeer/edge-fabric.edge-tokyo-01",
+                "sdwanpeer/edge-fabric.edge-tokyo-02",
+                "virtualip/edge-fabric.cdn-frontend",
+            ]
+        );
+        assert_eq!(
+            spec(&d, ObjectKind::FleetNode, "edge-tokyo-01"),
+            &json!({
+                "template": "edge-cdn",
+                "nodePlatform": "ubuntu-24.04-amd64",
+                "architecture": "amd64",
+                "modules": ["system-base@blessed", "security-hardening@blessed", "chrony@1.4.3", "nginx@1.26.2"],
+                "metadata": {"purpose": "edge-cdn"},
+                "region": "ap-tokyo-1",
+                "instanceType": "t3-medium",
+                "lifecycleClass": "persistent",
+            })
+        );
+        assert_eq!(
+            spec(&d, ObjectKind::VirtualIp, "edge-fabric.cdn-frontend"),
+            &json!({"network": "edge-fabric", "primaryHolder": "edge-tokyo-01", "failoverHolders": ["edge-tokyo-02", "edge-london-01"]})
+        );
+        assert_eq!(
+            spec(&d, ObjectKind::SdwanPeer, "edge-fabric.edge-tokyo-02"),
+            &json!({"network": "edge-fabric", "host": "edge-tokyo-02", "publiclyReachable": false})
+        );
+    }
+
+    #[test]
+    fn inheritance_overrides_pins_in_place_and_merges_metadata() {
+        let d = desired(
+            "version: 1\naccount: a\ntemplates:\n\
+             - {name: base, node_platform: p1, architecture: amd64, modules: [a@1.0.0, b@blessed], metadata: {x: base, y: base}}\n\
+             - {name: mid, extends: base, modules: [c@live, a@2.0.0], metadata: {y: mid}}\n\
+             - {name: leaf, extends: mid, node_platform: p2, metadata: {z: leaf}}\n\
+             nodes:\n- {hostname: n, template: leaf, region: r, instance_type: i, lifecycle_class: ephemeral, modules: [b@3.0.0, d@1.0.0], metadata: {x: node}}\n",
+        );
+        assert_eq!(
+            spec(&d, ObjectKind::FleetTemplate, "leaf"),
+            &json!({"extends": "mid", "nodePlatform": "p2", "architecture": "amd64",
+                    "modules": ["a@2.0.0", "b@blessed", "c@live"],
+                    "metadata": {"x": "base", "y": "mid", "z": "leaf"}})
+        );
+        let node = spec(&d, ObjectKind::FleetNode, "n");
+        assert_eq!(
+            node["modules"],
+            json!(["a@2.0.0", "b@3.0.0", "c@live", "d@1.0.0"])
+        );
+        assert_eq!(
+            node["metadata"],
+            json!({"x": "node", "y": "mid", "z": "leaf"})
+        );
+        assert_eq!(node["nodePlatform"], "p2");
+        assert_eq!(node["lifecycleClass"], "ephemeral");
+    }
+
+    #[test]
+    fn the_account_guard_refuses_another_account() {
+        let text = std::fs::read("examples/fleet.yaml").unwrap();
+        let (fleet, _) = load("fleet.yaml", &text).unwrap();
+        let err = resolve(
+            &fleet,
+            &ResolveOptions {
+                expected_account: Some("acme-prod"),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "fleet.yaml:3:10: error: account `acme-edge` does not match the repository's account `acme-prod`; refusing to plan another account's fleet\n"
+        );
+        assert!(
+            resolve(
+                &fleet,
+                &ResolveOptions {
+                    expected_account: Some("acme-edge")
+                }
+            )
+            .is_ok()
+        );
+    }
+}

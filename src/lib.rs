@@ -1,0 +1,7 @@
+//! fleetgate: manage a fleet of machines from git, with a person approving every plan.
+//!
+//! [`fleet`] is the pure core (parse, validate, resolve, plan, render); [`cli`] holds
+//! the command implementations the thin binaries call.
+
+pub mod cli;
+pub mod fleet;
