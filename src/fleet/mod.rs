@@ -11,6 +11,7 @@ pub mod plan;
 pub mod render;
 pub mod resolve;
 pub mod spec_diff;
+pub mod synth;
 pub mod validate;
 pub mod yaml;
 

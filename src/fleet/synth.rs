@@ -1,0 +1,125 @@
+//! Synthetic fleets of any size, for benchmarks and scale tests: templates, networks and
+//! virtual IPs in proportion to the node count, the way a large edge fleet looks.
+
+use std::fmt::Write;
+
+/// Shape of a generated fleet.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub nodes: usize,
+    /// Nodes per template (each template extends one of three bases).
+    pub nodes_per_template: usize,
+    /// Peers per SD-WAN network; every node is a peer of one network.
+    pub peers_per_network: usize,
+    /// Peers per virtual IP.
+    pub peers_per_vip: usize,
+}
+
+impl Shape {
+    pub fn new(nodes: usize) -> Self {
+        Self {
+            nodes,
+            nodes_per_template: 50,
+            peers_per_network: 100,
+            peers_per_vip: 10,
+        }
+    }
+}
+
+/// A valid fleet.yaml of `shape`. `revision` varies instance types, pins and holders, so
+/// two revisions differ the way successive commits do (about one object in ten changes).
+pub fn fleet_yaml(shape: Shape, revision: u32) -> String {
+    let mut y = String::with_capacity(shape.nodes * 220);
+    y.push_str("version: 1\naccount: synthetic\ntemplates:\n");
+    let bases = ["base-amd64", "base-arm64", "base-gpu"];
+    for (i, base) in bases.iter().enumerate() {
+        let arch = if i == 1 { "arm64" } else { "amd64" };
+        let _ = write!(
+            y,
+            "  - name: {base}\n    node_platform: ubuntu-24.04-{arch}\n    architecture: {arch}\n    modules: [system-base@blessed, security-hardening@blessed, chrony@1.4.{revision}]\n"
+        );
+    }
+    let templates = shape.nodes.div_ceil(shape.nodes_per_template).max(1);
+    for t in 0..templates {
+        let bump = if t % 10 == (revision as usize) % 10 {
+            revision
+        } else {
+            0
+        };
+        let _ = write!(
+            y,
+            "  - name: role-{t}\n    extends: {}\n    modules: [app-{t}@1.{bump}.0]\n    metadata: {{role: role-{t}}}\n",
+            bases[t % bases.len()]
+        );
+    }
+    y.push_str("nodes:\n");
+    for n in 0..shape.nodes {
+        let size = if n % 10 == (revision as usize) % 10 {
+            "large"
+        } else {
+            "medium"
+        };
+        let _ = write!(
+            y,
+            "  - hostname: node-{n}\n    template: role-{}\n    region: region-{}\n    instance_type: t3-{size}\n    metadata: {{rack: r{}}}\n",
+            n / shape.nodes_per_template,
+            n % 7,
+            n % 40
+        );
+    }
+    y.push_str("sdwan:\n  networks:\n");
+    let networks = shape.nodes.div_ceil(shape.peers_per_network);
+    for net in 0..networks {
+        let first = net * shape.peers_per_network;
+        let last = (first + shape.peers_per_network).min(shape.nodes);
+        let _ = write!(
+            y,
+            "    - name: net-{net}\n      routing_mode: ibgp\n      peers:\n"
+        );
+        for n in first..last {
+            let public = if n % 5 == 0 {
+                "\n          publicly_reachable: true"
+            } else {
+                ""
+            };
+            let _ = writeln!(y, "        - host: node-{n}{public}");
+        }
+        y.push_str("      virtual_ips:\n");
+        for (v, chunk) in (first..last).step_by(shape.peers_per_vip).enumerate() {
+            let size = (last - chunk).min(shape.peers_per_vip);
+            if size < 3 {
+                continue;
+            }
+            let rot = revision as usize % size;
+            let holder = |k: usize| chunk + (k + rot) % size;
+            let _ = write!(
+                y,
+                "        - name: vip-{v}\n          primary_holder: node-{}\n          failover_holders: [node-{}, node-{}]\n",
+                holder(0),
+                holder(1),
+                holder(2)
+            );
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::{self, ResolveOptions};
+
+    #[test]
+    fn generated_fleets_are_valid_and_proportioned() {
+        for nodes in [1, 7, 250] {
+            let text = fleet_yaml(Shape::new(nodes), 1);
+            let (d, warnings) =
+                fleet::desired_state("synth.yaml", text.as_bytes(), &ResolveOptions::default())
+                    .unwrap_or_else(|e| panic!("{nodes} nodes: {e}"));
+            assert!(warnings.is_empty(), "{warnings}");
+            let count = |k| d.objects.iter().filter(|o| o.kind == k).count();
+            assert_eq!(count(fleet::ObjectKind::FleetNode), nodes);
+            assert_eq!(count(fleet::ObjectKind::SdwanPeer), nodes);
+        }
+    }
+}
