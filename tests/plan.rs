@@ -1,6 +1,7 @@
 //! The plan engine on fixtures: the reference fleet and its next revision, ordering,
 //! exclusions, ownership and protection. Pure: no cluster, no git.
 
+use fleetgate::fleet::object::Spec;
 use fleetgate::fleet::render::{Colour, render_json, render_text, summary_line};
 use fleetgate::fleet::{
     self, FleetObject, LiveObject, ObjectKind, ObjectRef, Operation, Plan, PlanError, PlanOptions,
@@ -22,13 +23,19 @@ fn live(objects: &[FleetObject], owner: Option<&str>) -> Vec<LiveObject> {
     objects
         .iter()
         .map(|o| LiveObject {
-            kind: o.kind,
-            name: o.name.clone(),
-            spec: o.spec.clone(),
             owner: owner.map(str::to_owned),
-            prevent_destroy: false,
+            ..LiveObject::owned_by(o, "unused")
         })
         .collect()
+}
+
+fn template(name: &str, extends: &str) -> LiveObject {
+    let spec = Spec::from_json(
+        ObjectKind::FleetTemplate,
+        json!({"extends": extends, "nodePlatform": "p", "architecture": "amd64"}),
+    )
+    .unwrap();
+    LiveObject::owned_by(&FleetObject::new(name, spec), REPO)
 }
 
 fn options<'a>(exclude: &'a [ObjectRef]) -> PlanOptions<'a> {
@@ -234,11 +241,8 @@ fn objects_of_others_are_never_taken_over_or_deleted() {
     let mut cluster = live(&v1[..2], Some("other-repo"));
     cluster.extend(live(&v1[2..3], None));
     cluster.push(LiveObject {
-        kind: ObjectKind::FleetNode,
-        name: "someone-elses".into(),
-        spec: json!({}),
         owner: Some("other-repo".into()),
-        prevent_destroy: false,
+        ..template("someone-elses", "edge-base")
     });
     let plan = fleet::plan(&v1, &cluster, &options(&[])).unwrap();
     let conflicts: Vec<&str> = plan.conflicts.iter().map(|c| c.message.as_str()).collect();
@@ -308,22 +312,7 @@ fn templates_are_deleted_children_first() {
 
 #[test]
 fn a_cycle_edited_into_the_cluster_does_not_hang_the_planner() {
-    let cluster = vec![
-        LiveObject {
-            kind: ObjectKind::FleetTemplate,
-            name: "a".into(),
-            spec: json!({"extends": "b"}),
-            owner: Some(REPO.into()),
-            prevent_destroy: false,
-        },
-        LiveObject {
-            kind: ObjectKind::FleetTemplate,
-            name: "b".into(),
-            spec: json!({"extends": "a"}),
-            owner: Some(REPO.into()),
-            prevent_destroy: false,
-        },
-    ];
+    let cluster = vec![template("a", "b"), template("b", "a")];
     let plan = fleet::plan(&[], &cluster, &options(&[])).unwrap();
     assert_eq!(plan.actions.len(), 2);
 }

@@ -115,13 +115,7 @@ fn desired(text: &str) -> Vec<FleetObject> {
 fn owned(objects: &[FleetObject]) -> Vec<LiveObject> {
     objects
         .iter()
-        .map(|o| LiveObject {
-            kind: o.kind,
-            name: o.name.clone(),
-            spec: o.spec.clone(),
-            owner: Some("repo".into()),
-            prevent_destroy: false,
-        })
+        .map(|o| LiveObject::owned_by(o, "repo"))
         .collect()
 }
 
@@ -193,7 +187,7 @@ proptest! {
                         let spec = action.spec.clone().expect("creates and updates carry a spec");
                         state.insert(
                             action.reference(),
-                            FleetObject { kind: action.kind, name: action.name.clone(), spec },
+                            FleetObject { name: action.name.clone(), spec },
                         );
                     }
                 }

@@ -38,14 +38,8 @@ pub fn run(args: Args) -> ExitCode {
     };
     let live: Vec<LiveObject> = old
         .objects
-        .into_iter()
-        .map(|o| LiveObject {
-            kind: o.kind,
-            name: o.name,
-            spec: o.spec,
-            owner: Some(LOCAL_REPOSITORY.to_owned()),
-            prevent_destroy: false,
-        })
+        .iter()
+        .map(|o| LiveObject::owned_by(o, LOCAL_REPOSITORY))
         .collect();
     let revision = args
         .revision

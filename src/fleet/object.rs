@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -141,68 +142,111 @@ impl FromStr for ObjectRef {
     }
 }
 
-/// One desired object: its spec is the JSON the cluster object carries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One desired object. Specs are shared (`Arc`) between the desired state, the live
+/// state and the plan, so that a 100,000-node plan does not copy 100,000 specs.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetObject {
-    pub kind: ObjectKind,
     pub name: String,
-    pub spec: Value,
+    pub spec: Arc<Spec>,
 }
 
 impl FleetObject {
+    pub fn new(name: impl Into<String>, spec: Spec) -> Self {
+        Self {
+            name: name.into(),
+            spec: Arc::new(spec),
+        }
+    }
+
+    pub fn kind(&self) -> ObjectKind {
+        self.spec.kind()
+    }
+
     pub fn reference(&self) -> ObjectRef {
-        ObjectRef::new(self.kind, self.name.clone())
+        ObjectRef::new(self.kind(), self.name.clone())
     }
 
     /// The objects this one names in its spec, which must exist before it does.
-    /// Works on any spec JSON, so it also reads objects as found in the cluster.
     pub fn references(&self) -> Vec<ObjectRef> {
-        references(self.kind, &self.spec)
+        self.spec.references()
     }
 }
 
-pub fn references(kind: ObjectKind, spec: &Value) -> Vec<ObjectRef> {
-    let text = |key: &str| spec.get(key).and_then(Value::as_str);
-    let mut out = Vec::new();
-    match kind {
-        ObjectKind::FleetTemplate => {
-            if let Some(parent) = text("extends") {
-                out.push(ObjectRef::new(ObjectKind::FleetTemplate, parent));
-            }
+/// The resolved spec of any fleet object. It serializes as the bare spec (what the
+/// cluster object carries); reading one back needs the kind, see [`Spec::from_json`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Spec {
+    FleetTemplate(FleetTemplateSpec),
+    FleetNode(FleetNodeSpec),
+    SdwanNetwork(SdwanNetworkSpec),
+    SdwanPeer(SdwanPeerSpec),
+    VirtualIp(VirtualIpSpec),
+}
+
+impl Spec {
+    pub fn kind(&self) -> ObjectKind {
+        match self {
+            Spec::FleetTemplate(_) => ObjectKind::FleetTemplate,
+            Spec::FleetNode(_) => ObjectKind::FleetNode,
+            Spec::SdwanNetwork(_) => ObjectKind::SdwanNetwork,
+            Spec::SdwanPeer(_) => ObjectKind::SdwanPeer,
+            Spec::VirtualIp(_) => ObjectKind::VirtualIp,
         }
-        ObjectKind::FleetNode => {
-            if let Some(template) = text("template") {
-                out.push(ObjectRef::new(ObjectKind::FleetTemplate, template));
-            }
+    }
+
+    /// Reads the spec of a `kind` object from its JSON, as the API server returns it.
+    pub fn from_json(kind: ObjectKind, json: Value) -> Result<Self, serde_json::Error> {
+        Ok(match kind {
+            ObjectKind::FleetTemplate => Spec::FleetTemplate(serde_json::from_value(json)?),
+            ObjectKind::FleetNode => Spec::FleetNode(serde_json::from_value(json)?),
+            ObjectKind::SdwanNetwork => Spec::SdwanNetwork(serde_json::from_value(json)?),
+            ObjectKind::SdwanPeer => Spec::SdwanPeer(serde_json::from_value(json)?),
+            ObjectKind::VirtualIp => Spec::VirtualIp(serde_json::from_value(json)?),
+        })
+    }
+
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("specs are plain data and always serialize")
+    }
+
+    /// The template this one extends, for templates.
+    pub fn extends(&self) -> Option<&str> {
+        match self {
+            Spec::FleetTemplate(t) => t.extends.as_deref(),
+            _ => None,
         }
-        ObjectKind::SdwanNetwork => {}
-        ObjectKind::SdwanPeer => {
-            if let Some(network) = text("network") {
-                out.push(ObjectRef::new(ObjectKind::SdwanNetwork, network));
-            }
-            if let Some(host) = text("host") {
-                out.push(ObjectRef::new(ObjectKind::FleetNode, host));
-            }
-        }
-        ObjectKind::VirtualIp => {
-            if let Some(network) = text("network") {
-                out.push(ObjectRef::new(ObjectKind::SdwanNetwork, network));
-                let failovers = spec
-                    .get("failoverHolders")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str);
-                for holder in text("primaryHolder").into_iter().chain(failovers) {
+    }
+
+    /// The objects this spec names, which must exist before an object with it does.
+    pub fn references(&self) -> Vec<ObjectRef> {
+        match self {
+            Spec::FleetTemplate(t) => t
+                .extends
+                .iter()
+                .map(|p| ObjectRef::new(ObjectKind::FleetTemplate, p.clone()))
+                .collect(),
+            Spec::FleetNode(n) => vec![ObjectRef::new(
+                ObjectKind::FleetTemplate,
+                n.template.clone(),
+            )],
+            Spec::SdwanNetwork(_) => Vec::new(),
+            Spec::SdwanPeer(p) => vec![
+                ObjectRef::new(ObjectKind::SdwanNetwork, p.network.clone()),
+                ObjectRef::new(ObjectKind::FleetNode, p.host.clone()),
+            ],
+            Spec::VirtualIp(v) => {
+                let mut out = vec![ObjectRef::new(ObjectKind::SdwanNetwork, v.network.clone())];
+                for holder in std::iter::once(&v.primary_holder).chain(&v.failover_holders) {
                     out.push(ObjectRef::new(
                         ObjectKind::SdwanPeer,
-                        peer_name(network, holder),
+                        peer_name(&v.network, holder),
                     ));
                 }
+                out
             }
         }
     }
-    out
 }
 
 /// The object name of a peer: `<network>.<host>`.
@@ -293,18 +337,36 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn references_read_any_spec_json() {
-        let vip = FleetObject {
-            kind: ObjectKind::VirtualIp,
-            name: "net.v".into(),
-            spec: json!({"network": "net", "primaryHolder": "a", "failoverHolders": ["b"]}),
-        };
+    fn references_and_kind_directed_json() {
+        let vip = Spec::from_json(
+            ObjectKind::VirtualIp,
+            json!({"network": "net", "primaryHolder": "a", "failoverHolders": ["b"]}),
+        )
+        .unwrap();
         let refs: Vec<String> = vip.references().iter().map(|r| r.to_string()).collect();
         assert_eq!(
             refs,
             ["sdwannetwork/net", "sdwanpeer/net.a", "sdwanpeer/net.b"]
         );
-        assert!(references(ObjectKind::FleetNode, &json!({"template": 3})).is_empty());
+        assert_eq!(
+            vip.to_json(),
+            json!({"network": "net", "primaryHolder": "a", "failoverHolders": ["b"]})
+        );
+        let err = Spec::from_json(ObjectKind::FleetNode, json!({"template": 3})).unwrap_err();
+        assert!(err.to_string().contains("invalid type"), "{err}");
+        let empty_lists = Spec::from_json(
+            ObjectKind::VirtualIp,
+            json!({"network": "net", "primaryHolder": "a"}),
+        )
+        .unwrap();
+        assert_eq!(
+            empty_lists,
+            Spec::from_json(
+                ObjectKind::VirtualIp,
+                json!({"network": "net", "primaryHolder": "a", "failoverHolders": []})
+            )
+            .unwrap()
+        );
     }
 
     #[test]

@@ -2,25 +2,42 @@
 //! order it must happen, identified by a digest of exactly that.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::io;
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::object::{FleetObject, ObjectKind, ObjectRef, references};
-use super::spec_diff::{FieldChange, field_changes, same_spec, write_canonical};
+use super::object::{FleetObject, ObjectKind, ObjectRef, Spec};
+use super::spec_diff::{FieldChange, field_changes};
 
 /// An object as found in the cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveObject {
-    pub kind: ObjectKind,
     pub name: String,
-    pub spec: Value,
+    pub spec: Arc<Spec>,
     /// The repository that manages it (its `gitops.fleetgate.dev/repository` label), if any.
     pub owner: Option<String>,
     /// Whether it carries `gitops.fleetgate.dev/prevent-destroy: "true"`.
     pub prevent_destroy: bool,
+}
+
+impl LiveObject {
+    pub fn kind(&self) -> ObjectKind {
+        self.spec.kind()
+    }
+
+    /// A desired object as if it were live and owned by `owner`.
+    pub fn owned_by(object: &FleetObject, owner: &str) -> Self {
+        Self {
+            name: object.name.clone(),
+            spec: Arc::clone(&object.spec),
+            owner: Some(owner.to_owned()),
+            prevent_destroy: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -134,7 +151,7 @@ pub struct Conflict {
 
 /// One step of the plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", try_from = "ActionWire")]
 pub struct Action {
     pub kind: ObjectKind,
     pub name: String,
@@ -146,7 +163,7 @@ pub struct Action {
     pub depends_on: Vec<ObjectRef>,
     /// The spec to apply (creates and updates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spec: Option<Value>,
+    pub spec: Option<Arc<Spec>>,
     /// Digest of the live spec the plan saw (updates and deletes); the apply engine
     /// refuses to act if the object has changed since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,6 +173,41 @@ pub struct Action {
 impl Action {
     pub fn reference(&self) -> ObjectRef {
         ObjectRef::new(self.kind, self.name.clone())
+    }
+}
+
+/// An action as stored: its spec is read back according to its kind.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ActionWire {
+    kind: ObjectKind,
+    name: String,
+    operation: Operation,
+    level: u32,
+    #[serde(default)]
+    depends_on: Vec<ObjectRef>,
+    #[serde(default)]
+    spec: Option<Value>,
+    #[serde(default)]
+    observed: Option<String>,
+}
+
+impl TryFrom<ActionWire> for Action {
+    type Error = serde_json::Error;
+
+    fn try_from(w: ActionWire) -> Result<Self, Self::Error> {
+        Ok(Action {
+            spec: match w.spec {
+                Some(json) => Some(Arc::new(Spec::from_json(w.kind, json)?)),
+                None => None,
+            },
+            kind: w.kind,
+            name: w.name,
+            operation: w.operation,
+            level: w.level,
+            depends_on: w.depends_on,
+            observed: w.observed,
+        })
     }
 }
 
@@ -217,17 +269,20 @@ pub fn plan(
 ) -> Result<Plan, Vec<PlanError>> {
     let live_by_key: HashMap<Key, &LiveObject> = live
         .iter()
-        .map(|l| ((l.kind, l.name.as_str()), l))
+        .map(|l| ((l.kind(), l.name.as_str()), l))
         .collect();
-    let desired_keys: HashSet<Key> = desired.iter().map(|d| (d.kind, d.name.as_str())).collect();
+    let desired_keys: HashSet<Key> = desired
+        .iter()
+        .map(|d| (d.kind(), d.name.as_str()))
+        .collect();
     let mut errors = Vec::new();
     let mut conflicts = Vec::new();
     let mut pending: Vec<Pending> = Vec::new();
 
     for d in desired {
-        match live_by_key.get(&(d.kind, d.name.as_str())) {
+        match live_by_key.get(&(d.kind(), d.name.as_str())) {
             None => pending.push(Pending {
-                kind: d.kind,
+                kind: d.kind(),
                 name: &d.name,
                 operation: Operation::Create,
                 desired: Some(d),
@@ -236,9 +291,9 @@ pub fn plan(
             Some(l) if l.owner.as_deref() != Some(options.repository) => {
                 conflicts.push(conflict(d, l, options.repository))
             }
-            Some(l) if same_spec(&d.spec, &l.spec) => {}
+            Some(l) if d.spec == l.spec => {}
             Some(l) => pending.push(Pending {
-                kind: d.kind,
+                kind: d.kind(),
                 name: &d.name,
                 operation: Operation::Update,
                 desired: Some(d),
@@ -249,16 +304,16 @@ pub fn plan(
     if options.prune {
         for l in live {
             let ours = l.owner.as_deref() == Some(options.repository);
-            if !ours || desired_keys.contains(&(l.kind, l.name.as_str())) {
+            if !ours || desired_keys.contains(&(l.kind(), l.name.as_str())) {
                 continue;
             }
             if l.prevent_destroy {
                 errors.push(PlanError::PreventDestroy {
-                    object: ObjectRef::new(l.kind, l.name.clone()),
+                    object: ObjectRef::new(l.kind(), l.name.clone()),
                 });
             }
             pending.push(Pending {
-                kind: l.kind,
+                kind: l.kind(),
                 name: &l.name,
                 operation: Operation::Delete,
                 desired: None,
@@ -301,15 +356,11 @@ pub fn plan(
             Operation::Update => counts.update += 1,
             Operation::Delete => counts.delete += 1,
         }
-        let empty = Value::Null;
-        let fields = match p.operation {
-            Operation::Delete => Vec::new(),
-            _ => field_changes(
-                p.live.map_or(&empty, |l| &l.spec),
-                &p.desired
-                    .expect("creates and updates have a desired object")
-                    .spec,
-            ),
+        // Creates carry their whole spec in the action; listing it again as fields
+        // would double a large plan.
+        let fields = match (p.live, p.desired) {
+            (Some(l), Some(d)) => field_changes(&l.spec.to_json(), &d.spec.to_json()),
+            _ => Vec::new(),
         };
         diff.push(ObjectDiff {
             kind: p.kind,
@@ -328,7 +379,7 @@ pub fn plan(
             operation: p.operation,
             level,
             depends_on,
-            spec: p.desired.map(|d| d.spec.clone()),
+            spec: p.desired.map(|d| Arc::clone(&d.spec)),
             observed: p.live.map(|l| spec_digest(&l.spec)),
         });
     }
@@ -370,7 +421,7 @@ fn conflict(d: &FleetObject, l: &LiveObject, repository: &str) -> Conflict {
         ),
     };
     Conflict {
-        kind: d.kind,
+        kind: d.kind(),
         name: d.name.clone(),
         owner: l.owner.clone(),
         message,
@@ -405,14 +456,14 @@ fn dependencies(pending: &[Pending], live: &[LiveObject], repository: &str) -> V
         .iter()
         .filter(|l| l.owner.as_deref() == Some(repository))
     {
-        let referrer = (l.kind, l.name.as_str());
+        let referrer = (l.kind(), l.name.as_str());
         let referrer_action = index
             .get(&(referrer, true))
             .or_else(|| index.get(&(referrer, false)));
         let Some(&referrer_action) = referrer_action else {
             continue;
         };
-        for r in references(l.kind, &l.spec) {
+        for r in l.spec.references() {
             if let Some(&deleted) = index.get(&((r.kind, r.name.as_str()), true)) {
                 depends[deleted].push(referrer_action);
             }
@@ -474,17 +525,16 @@ struct TemplateDepth<'a> {
 
 impl<'a> TemplateDepth<'a> {
     fn new(desired: &'a [FleetObject], live: &'a [LiveObject]) -> Self {
-        let parent = |spec: &'a Value| spec.get("extends").and_then(Value::as_str);
         Self {
             desired: desired
                 .iter()
-                .filter(|d| d.kind == ObjectKind::FleetTemplate)
-                .map(|d| (d.name.as_str(), parent(&d.spec)))
+                .filter(|d| d.kind() == ObjectKind::FleetTemplate)
+                .map(|d| (d.name.as_str(), d.spec.extends()))
                 .collect(),
             live: live
                 .iter()
-                .filter(|l| l.kind == ObjectKind::FleetTemplate)
-                .map(|l| (l.name.as_str(), parent(&l.spec)))
+                .filter(|l| l.kind() == ObjectKind::FleetTemplate)
+                .map(|l| (l.name.as_str(), l.spec.extends()))
                 .collect(),
         }
     }
@@ -548,18 +598,33 @@ fn plan_id(revision: &str, actions: &[Action]) -> String {
         h.update(b"\0");
         h.update(format!("{:?}\0{}\0{}\0", a.operation, a.kind, a.name).as_bytes());
         if let Some(spec) = &a.spec {
-            write_canonical(&mut h, spec);
+            hash_spec(&mut h, spec);
         }
     }
     format!("plan-{}", &hex(&h.finalize())[..12])
 }
 
-/// A digest of a spec that ignores key order and empty values, so that the same
-/// content read back from the API server digests the same.
-pub fn spec_digest(spec: &Value) -> String {
+/// A digest of a spec's content. Typed specs serialize in one fixed form (field order,
+/// sorted maps, empty lists), so the same content read back from the API server digests
+/// the same.
+pub fn spec_digest(spec: &Spec) -> String {
     let mut h = Sha256::new();
-    write_canonical(&mut h, spec);
+    hash_spec(&mut h, spec);
     hex(&h.finalize())[..16].to_owned()
+}
+
+fn hash_spec(h: &mut Sha256, spec: &Spec) {
+    struct Feed<'a>(&'a mut Sha256);
+    impl io::Write for Feed<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(Feed(h), spec).expect("specs are plain data and always serialize");
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -579,9 +644,8 @@ pub fn apply_to(live: &[FleetObject], plan: &Plan) -> Vec<FleetObject> {
                 objects.insert(
                     a.reference(),
                     FleetObject {
-                        kind: a.kind,
                         name: a.name.clone(),
-                        spec: spec.clone(),
+                        spec: Arc::clone(spec),
                     },
                 );
             }
@@ -589,6 +653,6 @@ pub fn apply_to(live: &[FleetObject], plan: &Plan) -> Vec<FleetObject> {
         }
     }
     let mut out: Vec<FleetObject> = objects.into_values().collect();
-    out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    out.sort_by(|a, b| (a.kind(), &a.name).cmp(&(b.kind(), &b.name)));
     out
 }

@@ -1,12 +1,14 @@
 //! Showing a plan: to people, like `terraform plan`, and to machines as JSON or YAML.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use anstyle::{AnsiColor, Style};
 use serde_json::Value;
 
-use super::object::ObjectKind;
+use super::object::{ObjectKind, Spec};
 use super::plan::{Operation, Plan};
+use super::spec_diff::field_changes;
 
 /// Whether to colour the text; the caller decides from the terminal and NO_COLOR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +77,7 @@ pub fn render_text(plan: &Plan, colour: Colour) -> String {
         p.heading.render_reset(),
         plan.revision
     );
+    let created = created_specs(plan);
     for kind in ObjectKind::ALL {
         let mut entries = plan.diff.iter().filter(|d| d.kind == kind).peekable();
         if entries.peek().is_none() {
@@ -96,11 +99,22 @@ pub fn render_text(plan: &Plan, colour: Colour) -> String {
                 d.name,
                 style.render_reset()
             );
-            for f in &d.fields {
-                let line = match d.operation {
-                    Operation::Create => format!("{}: {}", f.path, show(&f.new)),
-                    _ => format!("{}: {} -> {}", f.path, show(&f.old), show(&f.new)),
-                };
+            let lines: Vec<String> = match d.operation {
+                // A create's fields are its whole spec, which the action carries.
+                Operation::Create => created
+                    .get(&(d.kind, d.name.as_str()))
+                    .map(|spec| field_changes(&Value::Null, &spec.to_json()))
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|f| format!("{}: {}", f.path, show(&f.new)))
+                    .collect(),
+                _ => d
+                    .fields
+                    .iter()
+                    .map(|f| format!("{}: {} -> {}", f.path, show(&f.old), show(&f.new)))
+                    .collect(),
+            };
+            for line in lines {
                 let _ = writeln!(
                     out,
                     "      {}{line}{}",
@@ -142,6 +156,15 @@ pub fn render_text(plan: &Plan, colour: Colour) -> String {
         t.delete
     );
     out
+}
+
+/// The spec each create applies, by kind and name.
+fn created_specs(plan: &Plan) -> HashMap<(ObjectKind, &str), &Spec> {
+    plan.actions
+        .iter()
+        .filter(|a| a.operation == Operation::Create)
+        .filter_map(|a| Some(((a.kind, a.name.as_str()), a.spec.as_deref()?)))
+        .collect()
 }
 
 /// The one-line per-kind summary: `templates 1 update; nodes 1 add, 2 update, 1 delete`.

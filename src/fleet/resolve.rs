@@ -3,8 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
-
 use super::diag::Diagnostics;
 use super::model::*;
 use super::object::*;
@@ -17,7 +15,7 @@ pub struct ResolveOptions<'a> {
 }
 
 /// What a fleet file asks the cluster to hold, in canonical order (kind, then name).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredState {
     pub account: String,
     pub objects: Vec<FleetObject>,
@@ -56,15 +54,9 @@ pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredSta
                 .map(|n| 1 + n.peers.len() + n.virtual_ips.len())
                 .sum::<usize>(),
     );
-    let mut push = |kind, name: &str, spec: serde_json::Result<serde_json::Value>| {
-        objects.push(FleetObject {
-            kind,
-            name: name.to_owned(),
-            spec: spec.expect("specs are plain data and always serialize"),
-        });
-    };
+    let mut push = |name: &str, spec: Spec| objects.push(FleetObject::new(name, spec));
     for (name, spec) in &templates {
-        push(ObjectKind::FleetTemplate, name, serde_json::to_value(spec));
+        push(name, Spec::FleetTemplate(spec.clone()));
     }
     for node in &fleet.nodes {
         let template = &templates[node.template.value.as_str()];
@@ -82,11 +74,7 @@ pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredSta
             instance_type: node.instance_type.value.clone(),
             lifecycle_class: node.lifecycle_class,
         };
-        push(
-            ObjectKind::FleetNode,
-            &node.hostname.value,
-            serde_json::to_value(spec),
-        );
+        push(&node.hostname.value, Spec::FleetNode(spec));
     }
     for net in &fleet.networks {
         let network = net.name.value.as_str();
@@ -96,9 +84,8 @@ pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredSta
             .expect("validated: routing_mode is present")
             .value;
         push(
-            ObjectKind::SdwanNetwork,
             network,
-            serde_json::to_value(SdwanNetworkSpec { routing_mode }),
+            Spec::SdwanNetwork(SdwanNetworkSpec { routing_mode }),
         );
         for peer in &net.peers {
             let spec = SdwanPeerSpec {
@@ -106,11 +93,7 @@ pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredSta
                 host: peer.host.value.clone(),
                 publicly_reachable: peer.publicly_reachable,
             };
-            push(
-                ObjectKind::SdwanPeer,
-                &peer_name(network, &peer.host.value),
-                serde_json::to_value(spec),
-            );
+            push(&peer_name(network, &peer.host.value), Spec::SdwanPeer(spec));
         }
         for vip in &net.virtual_ips {
             let spec = VirtualIpSpec {
@@ -122,14 +105,10 @@ pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredSta
                     .map(|h| h.value.clone())
                     .collect(),
             };
-            push(
-                ObjectKind::VirtualIp,
-                &peer_name(network, &vip.name.value),
-                serde_json::to_value(spec),
-            );
+            push(&peer_name(network, &vip.name.value), Spec::VirtualIp(spec));
         }
     }
-    objects.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    objects.sort_by(|a, b| (a.kind(), &a.name).cmp(&(b.kind(), &b.name)));
     Ok(DesiredState {
         account: fleet.account.value.clone(),
         objects,
@@ -195,12 +174,13 @@ mod tests {
         resolve(&fleet, &ResolveOptions::default()).expect("resolves")
     }
 
-    fn spec<'a>(d: &'a DesiredState, kind: ObjectKind, name: &str) -> &'a serde_json::Value {
-        &d.objects
+    fn spec(d: &DesiredState, kind: ObjectKind, name: &str) -> serde_json::Value {
+        d.objects
             .iter()
-            .find(|o| o.kind == kind && o.name == name)
+            .find(|o| o.kind() == kind && o.name == name)
             .unwrap_or_else(|| panic!("no {kind} {name}"))
             .spec
+            .to_json()
     }
 
     #[test]
@@ -228,7 +208,7 @@ mod tests {
         );
         assert_eq!(
             spec(&d, ObjectKind::FleetNode, "edge-tokyo-01"),
-            &json!({
+            json!({
                 "template": "edge-cdn",
                 "nodePlatform": "ubuntu-24.04-amd64",
                 "architecture": "amd64",
@@ -241,11 +221,11 @@ mod tests {
         );
         assert_eq!(
             spec(&d, ObjectKind::VirtualIp, "edge-fabric.cdn-frontend"),
-            &json!({"network": "edge-fabric", "primaryHolder": "edge-tokyo-01", "failoverHolders": ["edge-tokyo-02", "edge-london-01"]})
+            json!({"network": "edge-fabric", "primaryHolder": "edge-tokyo-01", "failoverHolders": ["edge-tokyo-02", "edge-london-01"]})
         );
         assert_eq!(
             spec(&d, ObjectKind::SdwanPeer, "edge-fabric.edge-tokyo-02"),
-            &json!({"network": "edge-fabric", "host": "edge-tokyo-02", "publiclyReachable": false})
+            json!({"network": "edge-fabric", "host": "edge-tokyo-02", "publiclyReachable": false})
         );
     }
 
@@ -260,7 +240,7 @@ mod tests {
         );
         assert_eq!(
             spec(&d, ObjectKind::FleetTemplate, "leaf"),
-            &json!({"extends": "mid", "nodePlatform": "p2", "architecture": "amd64",
+            json!({"extends": "mid", "nodePlatform": "p2", "architecture": "amd64",
                     "modules": ["a@2.0.0", "b@blessed", "c@live"],
                     "metadata": {"x": "base", "y": "mid", "z": "leaf"}})
         );

@@ -1,5 +1,4 @@
-//! Comparing specs as JSON: equality that ignores empty values, field-level changes, and
-//! a canonical byte form for digests.
+//! Field-level changes between two specs, compared as JSON.
 //!
 //! "Empty" (absent, null, `[]`, `{}`) counts as one value: the API server may drop or keep
 //! an empty list, and neither is a change anyone asked for.
@@ -7,7 +6,6 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::Digest;
 
 /// One field that moves: where, from what, to what. `old`/`new` are absent for a field
 /// that appears or disappears.
@@ -109,64 +107,19 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-/// Feeds a canonical form of `v` to a hasher: sorted keys, empty values dropped, so
-/// that content equal by `same_spec` hashes equal.
-pub fn write_canonical(h: &mut impl Digest, v: &Value) {
-    match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().filter(|k| !is_empty(&map[*k])).collect();
-            keys.sort();
-            h.update(b"{");
-            for k in keys {
-                h.update(Value::String(k.clone()).to_string().as_bytes());
-                h.update(b":");
-                write_canonical(h, &map[k]);
-                h.update(b",");
-            }
-            h.update(b"}");
-        }
-        Value::Array(items) if !items.is_empty() => {
-            h.update(b"[");
-            for item in items {
-                write_canonical(h, item);
-                h.update(b",");
-            }
-            h.update(b"]");
-        }
-        v if is_empty(v) => h.update(b"null"),
-        scalar => h.update(scalar.to_string().as_bytes()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-    use sha2::Sha256;
-
-    fn digest(v: &Value) -> Vec<u8> {
-        let mut h = Sha256::new();
-        write_canonical(&mut h, v);
-        h.finalize().to_vec()
-    }
 
     #[test]
     fn empty_values_are_the_same() {
         let a = json!({"modules": [], "metadata": {}, "x": 1});
         let b = json!({"x": 1, "extends": null});
         assert!(same_spec(&a, &b));
-        assert_eq!(digest(&a), digest(&b));
         assert!(!same_spec(&a, &json!({"x": 2})));
         assert!(!same_spec(&json!({"m": ["a"]}), &json!({"m": []})));
         assert!(!same_spec(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
-    }
-
-    #[test]
-    fn digests_ignore_key_order_but_not_list_order() {
-        let a: Value = serde_json::from_str(r#"{"b": 1, "a": [1, 2]}"#).unwrap();
-        let b: Value = serde_json::from_str(r#"{"a": [1, 2], "b": 1}"#).unwrap();
-        assert_eq!(digest(&a), digest(&b));
-        assert_ne!(digest(&a), digest(&json!({"a": [2, 1], "b": 1})));
     }
 
     #[test]

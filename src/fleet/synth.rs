@@ -117,7 +117,7 @@ mod tests {
                 fleet::desired_state("synth.yaml", text.as_bytes(), &ResolveOptions::default())
                     .unwrap_or_else(|e| panic!("{nodes} nodes: {e}"));
             assert!(warnings.is_empty(), "{warnings}");
-            let count = |k| d.objects.iter().filter(|o| o.kind == k).count();
+            let count = |k| d.objects.iter().filter(|o| o.kind() == k).count();
             assert_eq!(count(fleet::ObjectKind::FleetNode), nodes);
             assert_eq!(count(fleet::ObjectKind::SdwanPeer), nodes);
         }
