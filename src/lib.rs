@@ -1,7 +1,9 @@
 //! fleetgate: manage a fleet of machines from git, with a person approving every plan.
 //!
 //! [`fleet`] is the pure core (parse, validate, resolve, plan, render); [`cli`] holds
-//! the command implementations the thin binaries call.
+//! the command implementations the thin binaries call; [`source`] fetches fleet files
+//! from git.
 
 pub mod cli;
 pub mod fleet;
+pub mod source;

@@ -1,0 +1,37 @@
+# fleetgate — the two commands that matter: `make demo` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: all build test lint fmt testenv testenv-build bench crds clean
+
+all: build
+
+build:
+	$(CARGO) build --all-targets
+
+## Builds the test control plane (once per machine), then runs every test with it up.
+test: testenv-build
+	hack/with-testenv.sh $(CARGO) test --all-features --no-fail-fast
+
+## Formatting and lints, as CI checks them.
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+## Builds kube-apiserver, etcd and helm from the Go module proxy into ~/.cache/fleetgate.
+testenv-build:
+	hack/testenv/build.sh >/dev/null
+
+## Starts a control plane and prints its kubeconfig; stop it with hack/testenv.sh stop PATH.
+testenv:
+	hack/testenv.sh start
+
+bench:
+	$(CARGO) bench --bench fleet_core
+	$(CARGO) bench --bench peak_memory
+
+clean:
+	$(CARGO) clean

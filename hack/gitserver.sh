@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# A real git server for tests, from Debian's packages: sshd on a loopback port with a
+# generated host key and client key (so SSH auth and known_hosts checks are real), and
+# git daemon for git://. Repositories live in FOLDER/repos and are also file:// URLs.
+#
+#   hack/gitserver.sh start [--until-exit PID]   prints FOLDER (holding an `env` file) last
+#   hack/gitserver.sh stop FOLDER
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+log() { echo "gitserver: $*" >&2; }
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+stop() {
+  local dir=${1:?usage: gitserver.sh stop FOLDER}
+  [ -f "$dir/.fleetgate-gitserver" ] || { log "$dir is not a git server folder"; return 1; }
+  for name in watchdog sshd git-daemon; do
+    [ -f "$dir/$name.pid" ] || continue
+    local pid; pid=$(cat "$dir/$name.pid")
+    # The watchdog runs this very stop (bash may exec it in place): never kill ourselves.
+    [ "$pid" = "$$" ] || [ "$pid" = "$PPID" ] && continue
+    kill "$pid" 2>/dev/null || true
+  done
+  rm -rf "$dir"
+}
+
+start() {
+  local owner=""
+  if [ "${1:-}" = "--until-exit" ]; then owner=${2:?--until-exit needs a pid}; fi
+  local sshd=/usr/sbin/sshd
+  [ -x "$sshd" ] || { log "sshd is missing: apt-get install openssh-server"; exit 1; }
+  local dir; dir=$(mktemp -d "${TMPDIR:-/tmp}/fleetgate-gitserver.XXXXXX")
+  touch "$dir/.fleetgate-gitserver"
+  trap 'log "start failed"; cat "$dir"/*.log >&2 || true; stop "$dir" || true' ERR
+  mkdir -p "$dir/repos" "$dir/ssh"
+  # sshd insists on its privilege-separation folder.
+  mkdir -p /run/sshd 2>/dev/null || true
+  ssh-keygen -q -t ed25519 -N "" -C testenv-host -f "$dir/ssh/host_ed25519"
+  ssh-keygen -q -t ed25519 -N "" -C testenv-other-host -f "$dir/ssh/other_host_ed25519"
+  ssh-keygen -q -t ed25519 -N "" -C testenv-client -f "$dir/ssh/client_ed25519"
+  cp "$dir/ssh/client_ed25519.pub" "$dir/ssh/authorized_keys"
+  local ssh_port git_port user
+  ssh_port=$(free_port); git_port=$(free_port); user=$(id -un)
+  echo "[127.0.0.1]:$ssh_port $(cut -d' ' -f1,2 "$dir/ssh/host_ed25519.pub")" > "$dir/ssh/known_hosts"
+  echo "[127.0.0.1]:$ssh_port $(cut -d' ' -f1,2 "$dir/ssh/other_host_ed25519.pub")" > "$dir/ssh/wrong_known_hosts"
+  cat > "$dir/ssh/sshd_config" <<CONFIG
+Port $ssh_port
+ListenAddress 127.0.0.1
+HostKey $dir/ssh/host_ed25519
+AuthorizedKeysFile $dir/ssh/authorized_keys
+PidFile $dir/sshd.pid
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+CONFIG
+  "$sshd" -D -e -f "$dir/ssh/sshd_config" > "$dir/sshd.log" 2>&1 &
+  echo $! > "$dir/sshd.pid"
+  git daemon --reuseaddr --listen=127.0.0.1 --port="$git_port" --base-path="$dir/repos" \
+    --export-all --enable=receive-pack "$dir/repos" > "$dir/git-daemon.log" 2>&1 &
+  echo $! > "$dir/git-daemon.pid"
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$ssh_port") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$git_port") 2>/dev/null; then
+      break
+    fi
+    sleep 0.05
+  done
+  cat > "$dir/env" <<ENV
+SSH_PORT=$ssh_port
+GIT_PORT=$git_port
+SSH_USER=$user
+ENV
+  if [ -n "$owner" ]; then
+    nohup bash -c "while kill -0 $owner 2>/dev/null; do sleep 1; done; '$here/gitserver.sh' stop '$dir'" >/dev/null 2>&1 &
+    echo $! > "$dir/watchdog.pid"
+  fi
+  trap - ERR
+  log "ssh://$user@127.0.0.1:$ssh_port$dir/repos/NAME.git and git://127.0.0.1:$git_port/NAME.git"
+  echo "$dir"
+}
+
+case "${1:-}" in
+  start) shift; start "$@" ;;
+  stop) shift; stop "$@" ;;
+  *) echo "usage: $0 start [--until-exit PID] | stop FOLDER" >&2; exit 2 ;;
+esac

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# A real control plane for tests and the demo: etcd + kube-apiserver built from source
+# (hack/testenv/build.sh), on free loopback ports, in a fresh temporary folder.
+#
+#   hack/testenv.sh start [--until-exit PID]   prints the kubeconfig path as its last line
+#   hack/testenv.sh stop KUBECONFIG|FOLDER      stops exactly what that start started
+#
+# RBAC is on. The admin is a static token in group system:masters; tests impersonate
+# other users. Service-account keys are set up so that TokenRequest works. Without
+# kube-controller-manager, namespaces are never finalized and nothing is garbage collected.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+log() { echo "testenv: $*" >&2; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+stop() {
+  local target=${1:?usage: testenv.sh stop KUBECONFIG|FOLDER}
+  local dir=$target
+  [ -f "$target" ] && dir=$(dirname "$target")
+  [ -f "$dir/.fleetgate-testenv" ] || { log "$dir is not a test environment"; return 1; }
+  for name in watchdog kube-apiserver etcd; do
+    local pidfile="$dir/$name.pid"
+    [ -f "$pidfile" ] || continue
+    local pid; pid=$(cat "$pidfile")
+    # The watchdog runs this very stop (bash may exec it in place): never kill ourselves.
+    [ "$pid" = "$$" ] || [ "$pid" = "$PPID" ] && continue
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -rf "$dir"
+  log "stopped $dir"
+}
+
+start() {
+  local owner=""
+  if [ "${1:-}" = "--until-exit" ]; then owner=${2:?--until-exit needs a pid}; fi
+  local bin; bin=$("$here/testenv/build.sh" | tail -n 1)
+  local dir; dir=$(mktemp -d "${TMPDIR:-/tmp}/fleetgate-testenv.XXXXXX")
+  touch "$dir/.fleetgate-testenv"
+  # If anything below fails, leave nothing behind.
+  trap 'log "start failed; logs follow"; tail -n 30 "$dir"/*.log >&2 || true; stop "$dir" || true' ERR
+
+  local etcd_port etcd_peer_port api_port
+  etcd_port=$(free_port); etcd_peer_port=$(free_port); api_port=$(free_port)
+
+  # A CA, the API server's serving certificate, and the service-account signing key.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj "/CN=fleetgate-testenv-ca" \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+    -keyout "$dir/apiserver.key" -out "$dir/apiserver.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n' > "$dir/san.ext"
+  openssl x509 -req -in "$dir/apiserver.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 7 -extfile "$dir/san.ext" -out "$dir/apiserver.crt" 2>/dev/null
+  openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null
+  local token; token=$(openssl rand -hex 24)
+  echo "$token,admin,admin,system:masters" > "$dir/tokens.csv"
+
+  "$bin/etcd" --name testenv --data-dir "$dir/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+    --initial-cluster "testenv=http://127.0.0.1:$etcd_peer_port" --unsafe-no-fsync \
+    > "$dir/etcd.log" 2>&1 &
+  echo $! > "$dir/etcd.pid"
+
+  "$bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --cert-dir "$dir/certs" --tls-cert-file "$dir/apiserver.crt" --tls-private-key-file "$dir/apiserver.key" \
+    --client-ca-file "$dir/ca.crt" --token-auth-file "$dir/tokens.csv" \
+    --authorization-mode RBAC \
+    --service-account-key-file "$dir/sa.pub" --service-account-signing-key-file "$dir/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-cluster-ip-range 10.96.0.0/24 \
+    --disable-admission-plugins ServiceAccount \
+    --allow-privileged=true \
+    > "$dir/kube-apiserver.log" 2>&1 &
+  echo $! > "$dir/kube-apiserver.pid"
+
+  local url="https://127.0.0.1:$api_port"
+  local ready=""
+  for _ in $(seq 600); do
+    if curl -sf --cacert "$dir/ca.crt" -H "Authorization: Bearer $token" "$url/readyz" >/dev/null 2>&1; then
+      ready=yes; break
+    fi
+    kill -0 "$(cat "$dir/kube-apiserver.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$ready" ] || { log "kube-apiserver did not become ready"; false; }
+
+  cat > "$dir/kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: testenv
+  cluster:
+    server: $url
+    certificate-authority: $dir/ca.crt
+users:
+- name: admin
+  user:
+    token: $token
+contexts:
+- name: testenv
+  context: {cluster: testenv, user: admin, namespace: default}
+current-context: testenv
+KUBECONFIG
+
+  if [ -n "$owner" ]; then
+    # Stops the environment once the process that asked for it is gone.
+    nohup bash -c "while kill -0 $owner 2>/dev/null; do sleep 1; done; '$here/testenv.sh' stop '$dir'" \
+      > /dev/null 2>&1 &
+    echo $! > "$dir/watchdog.pid"
+  fi
+  trap - ERR
+  log "ready at $url (logs in $dir)"
+  echo "$dir/kubeconfig"
+}
+
+case "${1:-}" in
+  start) shift; start "$@" ;;
+  stop) shift; stop "$@" ;;
+  *) echo "usage: $0 start [--until-exit PID] | stop KUBECONFIG|FOLDER" >&2; exit 2 ;;
+esac

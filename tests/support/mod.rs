@@ -1,0 +1,219 @@
+//! Test helpers over the real test control plane and the real git server.
+//!
+//! One control plane per test binary: reused from `FLEETGATE_TEST_KUBECONFIG` (set by
+//! `make test`) or started with `hack/testenv.sh` and stopped when the binary exits. Each
+//! test gets its own namespace; when a test fails, the namespace's objects and Events are
+//! printed. Without kube-controller-manager namespaces are never finalized and nothing is
+//! garbage collected, so tests never wait for either.
+
+#![allow(dead_code)] // each test binary uses its own part of the helpers
+
+pub mod git;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+pub struct TestEnv {
+    pub kubeconfig: PathBuf,
+}
+
+static ENV: OnceLock<TestEnv> = OnceLock::new();
+
+/// The control plane of this test binary.
+pub fn env() -> &'static TestEnv {
+    ENV.get_or_init(|| {
+        if let Some(path) = std::env::var_os("FLEETGATE_TEST_KUBECONFIG") {
+            return TestEnv {
+                kubeconfig: path.into(),
+            };
+        }
+        let out = Command::new("hack/testenv.sh")
+            .args(["start", "--until-exit", &std::process::id().to_string()])
+            .output()
+            .expect("hack/testenv.sh runs");
+        assert!(
+            out.status.success(),
+            "the test control plane did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        TestEnv {
+            kubeconfig: stdout.lines().last().expect("a kubeconfig path").into(),
+        }
+    })
+}
+
+impl TestEnv {
+    /// A client authenticated as the admin. Make one per test: a client belongs to the
+    /// tokio runtime it was made on.
+    pub async fn client(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig reads");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig is usable");
+        Client::try_from(config).expect("client builds")
+    }
+
+    /// A client that acts as `user` in `groups` (through impersonation), for RBAC tests.
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig reads");
+        let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig is usable");
+        config.auth_info.impersonate = Some(user.to_owned());
+        config.auth_info.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
+        Client::try_from(config).expect("client builds")
+    }
+
+    /// A fresh namespace for one test; dumped to stderr if the test fails.
+    pub async fn namespace(&self, prefix: &str) -> TestNamespace {
+        let client = self.client().await;
+        let name = format!("{prefix}-{}", unique_suffix());
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("namespace is created");
+        TestNamespace {
+            name,
+            client,
+            kubeconfig: self.kubeconfig.clone(),
+        }
+    }
+}
+
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{:x}{n}", (nanos ^ std::process::id()) & 0xfffff)
+}
+
+pub struct TestNamespace {
+    pub name: String,
+    pub client: Client,
+    kubeconfig: PathBuf,
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        eprintln!(
+            "---- state of namespace {} after the failure ----",
+            self.name
+        );
+        let kinds = kubectl(
+            &self.kubeconfig,
+            &[
+                "api-resources",
+                "--namespaced",
+                "--verbs=list",
+                "-o",
+                "name",
+            ],
+        )
+        .unwrap_or_default()
+        .lines()
+        .filter(|k| {
+            k.contains("fleetgate")
+                || k.contains("testenv")
+                || *k == "configmaps"
+                || *k == "secrets"
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+        if !kinds.is_empty()
+            && let Some(objects) = kubectl(
+                &self.kubeconfig,
+                &["get", &kinds, "-n", &self.name, "-o", "yaml"],
+            )
+        {
+            eprintln!("{objects}");
+        }
+        if let Some(events) = kubectl(
+            &self.kubeconfig,
+            &[
+                "get",
+                "events",
+                "-n",
+                &self.name,
+                "--sort-by=.lastTimestamp",
+            ],
+        ) {
+            eprintln!("{events}");
+        }
+    }
+}
+
+fn kubectl(kubeconfig: &PathBuf, args: &[&str]) -> Option<String> {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Installs CRDs with server-side apply and waits until the API server serves them.
+pub async fn install_crds(client: &Client, crds: &[CustomResourceDefinition]) {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in crds {
+        let name = crd.metadata.name.clone().expect("CRDs are named");
+        api.patch(
+            &name,
+            &PatchParams::apply("fleetgate-tests").force(),
+            &Patch::Apply(crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("CRD {name} is accepted: {e}"));
+        let established = kube::runtime::wait::await_condition(
+            api.clone(),
+            &name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        tokio::time::timeout(Duration::from_secs(30), established)
+            .await
+            .unwrap_or_else(|_| panic!("CRD {name} is established within 30 s"))
+            .expect("watching the CRD works");
+    }
+}
+
+/// Polls `check` until it returns Some, or fails the test after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
