@@ -5,16 +5,21 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// A position in the source file: 1-based line and column.
+/// A position in the source file: 1-based line and column. Kept to 8 bytes: every
+/// node of a parsed file carries one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
 pub struct Loc {
-    pub line: usize,
-    pub col: usize,
+    pub line: u32,
+    pub col: u32,
 }
 
 impl Loc {
     pub fn new(line: usize, col: usize) -> Self {
-        Self { line, col }
+        let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Self {
+            line: clamp(line),
+            col: clamp(col),
+        }
     }
 }
 

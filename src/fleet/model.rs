@@ -4,7 +4,6 @@
 //! missing or malformed is already reported by `parse` and left empty here, so later
 //! stages skip it instead of reporting it twice.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use schemars::JsonSchema;
@@ -52,7 +51,8 @@ pub struct TemplateDecl {
     pub node_platform: Option<Spanned<String>>,
     pub architecture: Option<Spanned<Architecture>>,
     pub modules: Vec<Spanned<ModuleRef>>,
-    pub metadata: BTreeMap<String, Spanned<String>>,
+    /// In file order; the reader already refused duplicate keys.
+    pub metadata: Vec<(String, Spanned<String>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -64,7 +64,8 @@ pub struct NodeDecl {
     pub instance_type: Spanned<String>,
     pub lifecycle_class: LifecycleClass,
     pub modules: Vec<Spanned<ModuleRef>>,
-    pub metadata: BTreeMap<String, Spanned<String>>,
+    /// In file order; the reader already refused duplicate keys.
+    pub metadata: Vec<(String, Spanned<String>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use litemap::LiteMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -220,30 +221,36 @@ impl Spec {
 
     /// The objects this spec names, which must exist before an object with it does.
     pub fn references(&self) -> Vec<ObjectRef> {
+        let mut out = Vec::new();
+        self.for_each_reference(|kind, name| out.push(ObjectRef::new(kind, name)));
+        out
+    }
+
+    /// Calls `f` with each object this spec names, without allocating per reference
+    /// (the planner visits every reference of every object).
+    pub fn for_each_reference(&self, mut f: impl FnMut(ObjectKind, &str)) {
         match self {
-            Spec::FleetTemplate(t) => t
-                .extends
-                .iter()
-                .map(|p| ObjectRef::new(ObjectKind::FleetTemplate, p.clone()))
-                .collect(),
-            Spec::FleetNode(n) => vec![ObjectRef::new(
-                ObjectKind::FleetTemplate,
-                n.template.clone(),
-            )],
-            Spec::SdwanNetwork(_) => Vec::new(),
-            Spec::SdwanPeer(p) => vec![
-                ObjectRef::new(ObjectKind::SdwanNetwork, p.network.clone()),
-                ObjectRef::new(ObjectKind::FleetNode, p.host.clone()),
-            ],
-            Spec::VirtualIp(v) => {
-                let mut out = vec![ObjectRef::new(ObjectKind::SdwanNetwork, v.network.clone())];
-                for holder in std::iter::once(&v.primary_holder).chain(&v.failover_holders) {
-                    out.push(ObjectRef::new(
-                        ObjectKind::SdwanPeer,
-                        peer_name(&v.network, holder),
-                    ));
+            Spec::FleetTemplate(t) => {
+                if let Some(parent) = &t.extends {
+                    f(ObjectKind::FleetTemplate, parent);
                 }
-                out
+            }
+            Spec::FleetNode(n) => f(ObjectKind::FleetTemplate, &n.template),
+            Spec::SdwanNetwork(_) => {}
+            Spec::SdwanPeer(p) => {
+                f(ObjectKind::SdwanNetwork, &p.network);
+                f(ObjectKind::FleetNode, &p.host);
+            }
+            Spec::VirtualIp(v) => {
+                f(ObjectKind::SdwanNetwork, &v.network);
+                let mut peer = String::new();
+                for holder in std::iter::once(&v.primary_holder).chain(&v.failover_holders) {
+                    peer.clear();
+                    peer.push_str(&v.network);
+                    peer.push('.');
+                    peer.push_str(holder);
+                    f(ObjectKind::SdwanPeer, &peer);
+                }
             }
         }
     }
@@ -253,6 +260,14 @@ impl Spec {
 pub fn peer_name(network: &str, host: &str) -> String {
     format!("{network}.{host}")
 }
+
+/// A module list. Shared: the nodes of a template that add no modules of their own all
+/// point at the template's list.
+pub type Modules = Arc<[String]>;
+
+/// String labels, sorted by key. A flat sorted vector: a fleet has one small map per
+/// node, and a tree map's node is ~500 bytes even for one entry.
+pub type Metadata = LiteMap<String, String>;
 
 /// Desired state of a node template, inheritance applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -267,10 +282,11 @@ pub struct FleetTemplateSpec {
     pub architecture: Architecture,
     /// Modules installed on the nodes, inherited ones first: `name`, `name@1.2.3`, `name@blessed` or `name@live`.
     #[serde(default)]
-    pub modules: Vec<String>,
+    pub modules: Modules,
     /// Free-form string labels, the parent's merged with this template's (this template wins).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "LiteMap::is_empty")]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub metadata: Metadata,
 }
 
 /// Desired state of a machine, resolved against its template.
@@ -285,10 +301,11 @@ pub struct FleetNodeSpec {
     pub architecture: Architecture,
     /// Modules: the template's, then the node's own.
     #[serde(default)]
-    pub modules: Vec<String>,
+    pub modules: Modules,
     /// String labels: the template's merged with the node's (the node wins).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "LiteMap::is_empty")]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub metadata: Metadata,
     /// Where the machine runs, such as `ap-tokyo-1`.
     pub region: String,
     /// Machine size, such as `t3-medium`.

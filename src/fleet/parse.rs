@@ -1,7 +1,5 @@
 //! Decoding the spanned YAML tree into the declared model, collecting every problem.
 
-use std::collections::BTreeMap;
-
 use super::diag::{Diagnostics, Loc, did_you_mean};
 use super::model::*;
 use super::yaml::{self, Entry, Node, Value};
@@ -30,13 +28,28 @@ pub fn parse(file: &str, bytes: &[u8]) -> (Option<FleetFile>, Diagnostics) {
             return (None, d.diags);
         }
     };
-    let (root, diags) = yaml::read(file, text);
+    // The long lists are decoded item by item as the reader finishes each one, so a
+    // large fleet is never held as a whole YAML tree.
+    let mut lists = Lists::default();
+    let (root, diags) = yaml::read_streaming(
+        file,
+        text,
+        &[&["templates"], &["nodes"], &["sdwan", "networks"]],
+        &mut |path, node| {
+            match path {
+                ["templates"] => lists.templates.extend(d.template(&node)),
+                ["nodes"] => lists.nodes.extend(d.node(&node)),
+                _ => lists.networks.extend(d.network(&node)),
+            }
+            None
+        },
+    );
     d.diags.extend(diags);
     if d.diags.has_errors() && root.is_none() {
         return (None, d.diags);
     }
     let fleet = match root {
-        Some(root) if !is_null(&root) => d.fleet(&root),
+        Some(root) if !is_null(&root) => d.fleet(&root, lists),
         _ => {
             d.error(
                 Loc::new(1, 1),
@@ -46,6 +59,14 @@ pub fn parse(file: &str, bytes: &[u8]) -> (Option<FleetFile>, Diagnostics) {
         }
     };
     (fleet, d.diags)
+}
+
+/// The declarations decoded while the file was being read.
+#[derive(Default)]
+struct Lists {
+    templates: Vec<TemplateDecl>,
+    nodes: Vec<NodeDecl>,
+    networks: Vec<NetworkDecl>,
 }
 
 fn is_null(node: &Node) -> bool {
@@ -234,8 +255,8 @@ impl Decoder<'_> {
         out
     }
 
-    fn metadata(&mut self, fields: &Fields) -> BTreeMap<String, Spanned<String>> {
-        let mut out = BTreeMap::new();
+    fn metadata(&mut self, fields: &Fields) -> Vec<(String, Spanned<String>)> {
+        let mut out = Vec::new();
         let Some(node) = fields.get("metadata") else {
             return out;
         };
@@ -250,20 +271,22 @@ impl Decoder<'_> {
             );
             return out;
         };
+        let what = format!("{} metadata", fields.what);
         for e in entries {
             if e.key.is_empty() {
                 self.error(e.key_loc, "metadata keys may not be empty");
                 continue;
             }
-            let what = format!("{} metadata", fields.what);
             if let Some(value) = self.string(&e.value, &e.key, &what) {
-                out.insert(e.key.to_string(), value);
+                out.push((e.key.to_string(), value));
             }
         }
         out
     }
 
-    fn fleet(&mut self, root: &Node) -> Option<FleetFile> {
+    /// The top level. The lists' items were decoded while reading (`lists`); here the
+    /// lists themselves are only checked to be lists.
+    fn fleet(&mut self, root: &Node, lists: Lists) -> Option<FleetFile> {
         let top = self.mapping(
             root,
             "the fleet file",
@@ -271,26 +294,19 @@ impl Decoder<'_> {
         )?;
         self.version(&top);
         let account = self.required_string(&top, "account");
-        let templates = self
-            .list(&top, "templates")
-            .iter()
-            .filter_map(|n| self.template(n))
-            .collect();
-        let nodes = self
-            .list(&top, "nodes")
-            .iter()
-            .filter_map(|n| self.node(n))
-            .collect();
-        let networks = match top.get("sdwan") {
-            Some(sdwan) => self.sdwan(sdwan),
-            None => Vec::new(),
-        };
+        self.list(&top, "templates");
+        self.list(&top, "nodes");
+        if let Some(sdwan) = top.get("sdwan")
+            && let Some(fields) = self.mapping(sdwan, "`sdwan`", &["networks"])
+        {
+            self.list(&fields, "networks");
+        }
         Some(FleetFile {
             file: self.file.to_owned(),
             account,
-            templates,
-            nodes,
-            networks,
+            templates: lists.templates,
+            nodes: lists.nodes,
+            networks: lists.networks,
         })
     }
 
@@ -384,16 +400,6 @@ impl Decoder<'_> {
             metadata: self.metadata(&fields),
             hostname,
         })
-    }
-
-    fn sdwan(&mut self, node: &Node) -> Vec<NetworkDecl> {
-        let Some(fields) = self.mapping(node, "`sdwan`", &["networks"]) else {
-            return Vec::new();
-        };
-        self.list(&fields, "networks")
-            .iter()
-            .filter_map(|n| self.network(n))
-            .collect()
     }
 
     fn network(&mut self, node: &Node) -> Option<NetworkDecl> {
@@ -611,7 +617,8 @@ mod tests {
         );
         assert!(!d.has_errors(), "{d}");
         let md = &fleet.unwrap().templates[0].metadata;
-        assert_eq!(md["rack"].value, "01");
-        assert_eq!(md["ok"].value, "true");
+        assert_eq!(md[0].0, "rack");
+        assert_eq!(md[0].1.value, "01");
+        assert_eq!(md[1].1.value, "true");
     }
 }

@@ -1,12 +1,12 @@
 //! The plan: what must change for the live objects to match the desired ones, in the
 //! order it must happen, identified by a digest of exactly that.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::io;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -60,6 +60,14 @@ pub enum Operation {
 }
 
 impl Operation {
+    pub fn word(self) -> &'static str {
+        match self {
+            Operation::Create => "Create",
+            Operation::Update => "Update",
+            Operation::Delete => "Delete",
+        }
+    }
+
     pub fn symbol(self) -> char {
         match self {
             Operation::Create => '+',
@@ -267,11 +275,11 @@ pub fn plan(
     live: &[LiveObject],
     options: &PlanOptions,
 ) -> Result<Plan, Vec<PlanError>> {
-    let live_by_key: HashMap<Key, &LiveObject> = live
+    let live_by_key: FxHashMap<Key, &LiveObject> = live
         .iter()
         .map(|l| ((l.kind(), l.name.as_str()), l))
         .collect();
-    let desired_keys: HashSet<Key> = desired
+    let desired_keys: FxHashSet<Key> = desired
         .iter()
         .map(|d| (d.kind(), d.name.as_str()))
         .collect();
@@ -330,22 +338,20 @@ pub fn plan(
     }
 
     let depth = TemplateDepth::new(desired, live);
-    let mut order: Vec<usize> = (0..pending.len())
+    let mut order: Vec<(SortKey, usize)> = (0..pending.len())
         .filter(|i| !dropped.contains(i))
+        .map(|i| (sort_key(&pending[i], &depth), i))
         .collect();
-    order.sort_by(|a, b| {
-        let (a, b) = (&pending[*a], &pending[*b]);
-        sort_key(a, &depth).cmp(&sort_key(b, &depth))
-    });
+    order.sort_unstable();
 
     let mut actions = Vec::with_capacity(order.len());
     let mut diff = Vec::with_capacity(order.len());
     let mut summary = Summary::default();
     let mut level = 0;
     let mut previous_group = None;
-    for &i in &order {
-        let p = &pending[i];
-        let group = sort_key(p, &depth).group();
+    for (key, i) in &order {
+        let (p, i) = (&pending[*i], *i);
+        let group = key.group();
         if previous_group.is_some_and(|g| g != group) {
             level += 1;
         }
@@ -434,7 +440,7 @@ fn conflict(d: &FleetObject, l: &LiveObject, repository: &str) -> Conflict {
 /// delete waits for every action that stops something naming the object: the delete of
 /// a dependent, or the update that points it elsewhere.
 fn dependencies(pending: &[Pending], live: &[LiveObject], repository: &str) -> Vec<Vec<usize>> {
-    let index: HashMap<(Key, bool), usize> = pending
+    let index: FxHashMap<(Key, bool), usize> = pending
         .iter()
         .enumerate()
         .map(|(i, p)| (((p.kind, p.name), p.operation == Operation::Delete), i))
@@ -442,11 +448,11 @@ fn dependencies(pending: &[Pending], live: &[LiveObject], repository: &str) -> V
     let mut depends = vec![Vec::new(); pending.len()];
     for (i, p) in pending.iter().enumerate() {
         if let Some(d) = p.desired {
-            for r in d.references() {
-                if let Some(j) = index.get(&((r.kind, r.name.as_str()), false)) {
+            d.spec.for_each_reference(|kind, name| {
+                if let Some(j) = index.get(&((kind, name), false)) {
                     depends[i].push(*j);
                 }
-            }
+            });
         }
     }
     if !pending.iter().any(|p| p.operation == Operation::Delete) {
@@ -463,11 +469,11 @@ fn dependencies(pending: &[Pending], live: &[LiveObject], repository: &str) -> V
         let Some(&referrer_action) = referrer_action else {
             continue;
         };
-        for r in l.spec.references() {
-            if let Some(&deleted) = index.get(&((r.kind, r.name.as_str()), true)) {
+        l.spec.for_each_reference(|kind, name| {
+            if let Some(&deleted) = index.get(&((kind, name), true)) {
                 depends[deleted].push(referrer_action);
             }
-        }
+        });
     }
     for d in &mut depends {
         d.sort_unstable();
@@ -594,12 +600,20 @@ fn plan_id(revision: &str, actions: &[Action]) -> String {
     let mut h = Sha256::new();
     h.update(b"fleetgate-plan-v1\0");
     h.update(revision.as_bytes());
+    let mut buf = Vec::with_capacity(512);
     for a in actions {
-        h.update(b"\0");
-        h.update(format!("{:?}\0{}\0{}\0", a.operation, a.kind, a.name).as_bytes());
+        buf.clear();
+        buf.push(0);
+        buf.extend_from_slice(a.operation.word().as_bytes());
+        buf.push(0);
+        buf.extend_from_slice(a.kind.as_str().as_bytes());
+        buf.push(0);
+        buf.extend_from_slice(a.name.as_bytes());
+        buf.push(0);
         if let Some(spec) = &a.spec {
-            hash_spec(&mut h, spec);
+            serde_json::to_writer(&mut buf, spec.as_ref()).expect("specs always serialize");
         }
+        h.update(&buf);
     }
     format!("plan-{}", &hex(&h.finalize())[..12])
 }
@@ -608,27 +622,18 @@ fn plan_id(revision: &str, actions: &[Action]) -> String {
 /// sorted maps, empty lists), so the same content read back from the API server digests
 /// the same.
 pub fn spec_digest(spec: &Spec) -> String {
-    let mut h = Sha256::new();
-    hash_spec(&mut h, spec);
-    hex(&h.finalize())[..16].to_owned()
-}
-
-fn hash_spec(h: &mut Sha256, spec: &Spec) {
-    struct Feed<'a>(&'a mut Sha256);
-    impl io::Write for Feed<'_> {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.update(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    serde_json::to_writer(Feed(h), spec).expect("specs are plain data and always serialize");
+    let bytes = serde_json::to_vec(spec).expect("specs always serialize");
+    hex(&Sha256::digest(bytes))[..16].to_owned()
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
 }
 
 /// The objects that result from applying `plan` to `live`, in canonical order.

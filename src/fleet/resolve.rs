@@ -1,7 +1,8 @@
 //! Resolution: templates flattened through `extends`, nodes resolved against their
 //! template, SD-WAN elements named. The result is the desired object set.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::diag::Diagnostics;
 use super::model::*;
@@ -60,8 +61,13 @@ pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredSta
     }
     for node in &fleet.nodes {
         let template = &templates[node.template.value.as_str()];
-        let mut modules = template.modules.clone();
-        merge_modules(&mut modules, &node.modules);
+        let modules = if node.modules.is_empty() {
+            Arc::clone(&template.modules)
+        } else {
+            let mut own = template.modules.to_vec();
+            merge_modules(&mut own, &node.modules);
+            own.into()
+        };
         let mut metadata = template.metadata.clone();
         merge_metadata(&mut metadata, &node.metadata);
         let spec = FleetNodeSpec {
@@ -120,7 +126,7 @@ pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredSta
 fn flatten(template: &TemplateDecl, by_name: &HashMap<&str, &TemplateDecl>) -> FleetTemplateSpec {
     let chain = ancestry(template, by_name);
     let mut modules = Vec::new();
-    let mut metadata = BTreeMap::new();
+    let mut metadata = Metadata::new();
     for t in chain.iter().rev() {
         merge_modules(&mut modules, &t.modules);
         merge_metadata(&mut metadata, &t.metadata);
@@ -136,7 +142,7 @@ fn flatten(template: &TemplateDecl, by_name: &HashMap<&str, &TemplateDecl>) -> F
         architecture: nearest_architecture
             .expect("validated: the chain provides architecture")
             .value,
-        modules,
+        modules: modules.into(),
         metadata,
     }
 }
@@ -157,7 +163,7 @@ fn merge_modules(into: &mut Vec<String>, own: &[Spanned<ModuleRef>]) {
     }
 }
 
-fn merge_metadata(into: &mut BTreeMap<String, String>, own: &BTreeMap<String, Spanned<String>>) {
+fn merge_metadata(into: &mut Metadata, own: &[(String, Spanned<String>)]) {
     for (k, v) in own {
         into.insert(k.clone(), v.value.clone());
     }

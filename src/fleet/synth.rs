@@ -26,8 +26,9 @@ impl Shape {
     }
 }
 
-/// A valid fleet.yaml of `shape`. `revision` varies instance types, pins and holders, so
-/// two revisions differ the way successive commits do (about one object in ten changes).
+/// A valid fleet.yaml of `shape`. `revision` varies instance types (one node in ten), an
+/// application pin (one template in ten, and so its nodes) and VIP holders, so two
+/// revisions differ the way successive commits do: about a quarter of the objects.
 pub fn fleet_yaml(shape: Shape, revision: u32) -> String {
     let mut y = String::with_capacity(shape.nodes * 220);
     y.push_str("version: 1\naccount: synthetic\ntemplates:\n");
@@ -36,7 +37,7 @@ pub fn fleet_yaml(shape: Shape, revision: u32) -> String {
         let arch = if i == 1 { "arm64" } else { "amd64" };
         let _ = write!(
             y,
-            "  - name: {base}\n    node_platform: ubuntu-24.04-{arch}\n    architecture: {arch}\n    modules: [system-base@blessed, security-hardening@blessed, chrony@1.4.{revision}]\n"
+            "  - name: {base}\n    node_platform: ubuntu-24.04-{arch}\n    architecture: {arch}\n    modules: [system-base@blessed, security-hardening@blessed, chrony@1.4.3]\n"
         );
     }
     let templates = shape.nodes.div_ceil(shape.nodes_per_template).max(1);

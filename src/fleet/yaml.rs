@@ -88,12 +88,27 @@ enum Frame<'a> {
 /// Reads `text` into a spanned tree. Returns the root (None for an empty document or a
 /// fatal error) and every problem found.
 pub fn read<'a>(file: &str, text: &'a str) -> (Option<Node<'a>>, Diagnostics) {
+    read_streaming(file, text, &[], &mut |_, node| Some(node))
+}
+
+/// Like [`read`], but each finished item of a list at one of `streamed` paths (keys from
+/// the root, such as `["nodes"]`) is handed to `sink` as soon as it is complete; the
+/// item is kept in the tree only if `sink` gives it back. A 100,000-node file then
+/// never exists as one tree.
+pub fn read_streaming<'a>(
+    file: &str,
+    text: &'a str,
+    streamed: &[&[&str]],
+    sink: &mut dyn FnMut(&[&str], Node<'a>) -> Option<Node<'a>>,
+) -> (Option<Node<'a>>, Diagnostics) {
     let mut reader = Reader {
         file,
         diags: Diagnostics::default(),
         stack: Vec::new(),
         root: None,
         documents: 0,
+        streamed,
+        sink,
     };
     let fatal = reader.run(text).is_err();
     let root = if fatal { None } else { reader.root };
@@ -106,12 +121,14 @@ struct Reader<'f, 'a> {
     stack: Vec<Frame<'a>>,
     root: Option<Node<'a>>,
     documents: usize,
+    streamed: &'f [&'f [&'f str]],
+    sink: &'f mut dyn FnMut(&[&str], Node<'a>) -> Option<Node<'a>>,
 }
 
 /// Marks that reading stopped; the reason is already in the diagnostics.
 struct Fatal;
 
-impl<'a> Reader<'_, 'a> {
+impl<'f, 'a> Reader<'f, 'a> {
     fn run(&mut self, text: &'a str) -> Result<(), Fatal> {
         if text.len() > MAX_FILE_BYTES {
             return self.fatal(
@@ -227,8 +244,28 @@ impl<'a> Reader<'_, 'a> {
         Ok(())
     }
 
+    /// The keys leading from the root to the list being filled, if it is a streamed one.
+    fn streamed_list(&self) -> Option<&'f [&'f str]> {
+        let (Frame::Seq { .. }, parents) = self.stack.split_last()? else {
+            return None;
+        };
+        self.streamed.iter().copied().find(|path| {
+            path.len() == parents.len()
+                && parents.iter().zip(path.iter()).all(|(frame, key)| {
+                    matches!(frame, Frame::Map { pending_key: Some((k, _)), .. } if k == key)
+                })
+        })
+    }
+
     /// Places a finished node into its parent: a list item, a mapping key or value, or the root.
     fn push_node(&mut self, node: Node<'a>) -> Result<(), Fatal> {
+        let node = match self.streamed_list() {
+            Some(path) => match (self.sink)(path, node) {
+                Some(kept) => kept,
+                None => return Ok(()),
+            },
+            None => node,
+        };
         let file = self.file;
         match self.stack.last_mut() {
             None => {
@@ -337,6 +374,21 @@ mod tests {
                 plain: false
             })
         );
+    }
+
+    #[test]
+    fn streams_items_of_chosen_lists_only() {
+        let text = "a:\n  - 1\n  - x: [2]\nb: [3]\nc:\n  a: [4]\n";
+        let mut seen = Vec::new();
+        let (root, d) = read_streaming("t.yaml", text, &[&["a"], &["c", "a"]], &mut |path, node| {
+            seen.push((path.join("."), node.loc.line));
+            None
+        });
+        assert!(d.is_empty());
+        assert_eq!(seen, [("a".to_string(), 2), ("a".to_string(), 3), ("c.a".to_string(), 6)]);
+        let Value::Map(entries) = root.unwrap().value else { panic!() };
+        assert_eq!(entries[0].value.value, Value::Seq(vec![]));
+        assert!(matches!(&entries[1].value.value, Value::Seq(items) if items.len() == 1));
     }
 
     #[test]
