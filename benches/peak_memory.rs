@@ -58,12 +58,23 @@ fn main() {
     let v2 = fleet_yaml(Shape::new(nodes), 2);
     stage("two files in memory");
     let started = Instant::now();
-    let (old, _) = fleet::desired_state("v1.yaml", v1.as_bytes(), &ResolveOptions::default()).unwrap();
-    let live: Vec<LiveObject> = old.objects.iter().map(|o| LiveObject::owned_by(o, "bench")).collect();
+    let (old, _) =
+        fleet::desired_state("v1.yaml", v1.as_bytes(), &ResolveOptions::default()).unwrap();
+    let live: Vec<LiveObject> = old
+        .objects
+        .iter()
+        .map(|o| LiveObject::owned_by(o, "bench"))
+        .collect();
     stage("v1 resolved (live)");
-    let (new, _) = fleet::desired_state("v2.yaml", v2.as_bytes(), &ResolveOptions::default()).unwrap();
+    let (new, _) =
+        fleet::desired_state("v2.yaml", v2.as_bytes(), &ResolveOptions::default()).unwrap();
     stage("v2 resolved (desired)");
-    let options = PlanOptions { repository: "bench", revision: "v2", prune: true, exclude: &[] };
+    let options = PlanOptions {
+        repository: "bench",
+        revision: "v2",
+        prune: true,
+        exclude: &[],
+    };
     let plan = fleet::plan(&new.objects, &live, &options).unwrap();
     let elapsed = started.elapsed();
     stage("planned");

@@ -4,6 +4,7 @@
 //! the command implementations the thin binaries call; [`source`] fetches fleet files
 //! from git.
 
+pub mod api;
 pub mod cli;
 pub mod fleet;
 pub mod source;

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::object::{ObjectKind, Spec};
 use super::plan::{Operation, Plan};
-use super::spec_diff::field_changes;
+use super::spec_diff::{FieldChange, field_changes};
 
 /// Whether to colour the text; the caller decides from the terminal and NO_COLOR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,11 +108,7 @@ pub fn render_text(plan: &Plan, colour: Colour) -> String {
                     .iter()
                     .map(|f| format!("{}: {}", f.path, show(&f.new)))
                     .collect(),
-                _ => d
-                    .fields
-                    .iter()
-                    .map(|f| format!("{}: {} -> {}", f.path, show(&f.old), show(&f.new)))
-                    .collect(),
+                _ => d.fields.iter().flat_map(change_lines).collect(),
             };
             for line in lines {
                 let _ = writeln!(
@@ -156,6 +152,23 @@ pub fn render_text(plan: &Plan, colour: Colour) -> String {
         t.delete
     );
     out
+}
+
+/// `path: old -> new`; for a list where only a few same-position items change (a module
+/// re-pinned), just those items, since the whole list would hide the change.
+fn change_lines(f: &FieldChange) -> Vec<String> {
+    if let (Some(Value::Array(old)), Some(Value::Array(new))) = (&f.old, &f.new)
+        && old.len() == new.len()
+    {
+        let changed: Vec<usize> = (0..old.len()).filter(|i| old[*i] != new[*i]).collect();
+        if changed.len() * 2 < old.len() {
+            return changed
+                .iter()
+                .map(|i| format!("{}[{i}]: {} -> {}", f.path, old[*i], new[*i]))
+                .collect();
+        }
+    }
+    vec![format!("{}: {} -> {}", f.path, show(&f.old), show(&f.new))]
 }
 
 /// The spec each create applies, by kind and name.

@@ -380,13 +380,23 @@ mod tests {
     fn streams_items_of_chosen_lists_only() {
         let text = "a:\n  - 1\n  - x: [2]\nb: [3]\nc:\n  a: [4]\n";
         let mut seen = Vec::new();
-        let (root, d) = read_streaming("t.yaml", text, &[&["a"], &["c", "a"]], &mut |path, node| {
-            seen.push((path.join("."), node.loc.line));
-            None
-        });
+        let (root, d) =
+            read_streaming("t.yaml", text, &[&["a"], &["c", "a"]], &mut |path, node| {
+                seen.push((path.join("."), node.loc.line));
+                None
+            });
         assert!(d.is_empty());
-        assert_eq!(seen, [("a".to_string(), 2), ("a".to_string(), 3), ("c.a".to_string(), 6)]);
-        let Value::Map(entries) = root.unwrap().value else { panic!() };
+        assert_eq!(
+            seen,
+            [
+                ("a".to_string(), 2),
+                ("a".to_string(), 3),
+                ("c.a".to_string(), 6)
+            ]
+        );
+        let Value::Map(entries) = root.unwrap().value else {
+            panic!()
+        };
         assert_eq!(entries[0].value.value, Value::Seq(vec![]));
         assert!(matches!(&entries[1].value.value, Value::Seq(items) if items.len() == 1));
     }

@@ -1,0 +1,129 @@
+//! The five fleet kinds. Their spec is the fully resolved desired state from the fleet
+//! core (inheritance applied), so a provisioner never needs to read fleet.yaml. They
+//! sit in the `fleet` category: `kubectl get fleet` lists them all.
+
+// kube's derive takes one `printcolumn(...)` per column; clippy mistakes their
+// repeated `type_ = "string"` arguments for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::fleet::object;
+
+/// A node template, with everything it inherits.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "fleet.fleetgate.dev",
+    version = "v1alpha1",
+    kind = "FleetTemplate",
+    namespaced,
+    category = "fleet",
+    shortname = "ftemplate",
+    printcolumn(name = "Extends", type_ = "string", json_path = ".spec.extends"),
+    printcolumn(name = "Platform", type_ = "string", json_path = ".spec.nodePlatform"),
+    printcolumn(name = "Arch", type_ = "string", json_path = ".spec.architecture"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+pub struct TemplateSpec {
+    #[serde(flatten)]
+    pub resolved: object::FleetTemplateSpec,
+}
+
+/// A machine of the fleet, resolved against its template.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "fleet.fleetgate.dev",
+    version = "v1alpha1",
+    kind = "FleetNode",
+    namespaced,
+    category = "fleet",
+    shortname = "fnode",
+    printcolumn(name = "Template", type_ = "string", json_path = ".spec.template"),
+    printcolumn(name = "Region", type_ = "string", json_path = ".spec.region"),
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.instanceType"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+pub struct NodeSpec {
+    #[serde(flatten)]
+    pub resolved: object::FleetNodeSpec,
+}
+
+/// An SD-WAN network.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "fleet.fleetgate.dev",
+    version = "v1alpha1",
+    kind = "SdwanNetwork",
+    namespaced,
+    category = "fleet",
+    shortname = "swnet",
+    printcolumn(name = "Routing", type_ = "string", json_path = ".spec.routingMode"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+pub struct NetworkSpec {
+    #[serde(flatten)]
+    pub resolved: object::SdwanNetworkSpec,
+}
+
+/// A node's membership in an SD-WAN network; named `<network>.<host>`.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "fleet.fleetgate.dev",
+    version = "v1alpha1",
+    kind = "SdwanPeer",
+    namespaced,
+    category = "fleet",
+    shortname = "swpeer",
+    printcolumn(name = "Network", type_ = "string", json_path = ".spec.network"),
+    printcolumn(name = "Host", type_ = "string", json_path = ".spec.host"),
+    printcolumn(
+        name = "Public",
+        type_ = "boolean",
+        json_path = ".spec.publiclyReachable"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+pub struct PeerSpec {
+    #[serde(flatten)]
+    pub resolved: object::SdwanPeerSpec,
+}
+
+/// A virtual IP of an SD-WAN network; named `<network>.<vip>`.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "fleet.fleetgate.dev",
+    version = "v1alpha1",
+    kind = "VirtualIp",
+    namespaced,
+    category = "fleet",
+    shortname = "vip",
+    printcolumn(name = "Network", type_ = "string", json_path = ".spec.network"),
+    printcolumn(name = "Primary", type_ = "string", json_path = ".spec.primaryHolder"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+pub struct VirtualIpSpec {
+    #[serde(flatten)]
+    pub resolved: object::VirtualIpSpec,
+}

@@ -1,0 +1,163 @@
+//! GitopsRepository: where a fleet.yaml lives in git, and how its changes are gated.
+
+// kube's derive takes one `printcolumn(...)` per column; clippy mistakes their
+// repeated `type_ = "string"` arguments for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A fleet.yaml in a git repository, and how its changes reach the cluster.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "gitops.fleetgate.dev",
+    version = "v1alpha1",
+    kind = "GitopsRepository",
+    namespaced,
+    status = "GitopsRepositoryStatus",
+    shortname = "gitrepo",
+    printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
+    printcolumn(
+        name = "Revision",
+        type_ = "string",
+        json_path = ".status.lastFetchedRevision"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Drifted",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Drifted\")].status"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GitopsRepositorySpec {
+    /// The repository: `ssh://git@host/org/repo.git`, `git@host:org/repo.git`, `https://host/org/repo.git`, `git://` or `file://`.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    /// What to follow: exactly one of branch, tag or commit.
+    #[serde(rename = "ref")]
+    pub git_ref: GitRefSpec,
+    /// Path of the fleet file inside the repository. It may not leave the repository.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Secret with the credentials: `identity` and `known_hosts` for SSH, or `username` and `password` for HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+    /// How often to check git (and drift), as a duration such as `60s` or `5m`.
+    #[serde(default = "default_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub interval: String,
+    /// Time limit for each git operation, as a duration such as `60s`.
+    #[serde(default = "default_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub timeout: String,
+    /// When set, the fleet file's `account` must equal it, or nothing is planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Which plans apply without a person approving them: `Required` (none), `AutoApplyNonDestructive` (those without deletions), `Auto` (all).
+    #[serde(default)]
+    pub approval: ApprovalPolicy,
+    /// Whether objects that git no longer declares are deleted.
+    #[serde(default = "default_true")]
+    pub prune: bool,
+    /// Stops all fetching, planning and applying while true.
+    #[serde(default)]
+    pub suspend: bool,
+    /// How many finished SyncRuns to keep.
+    #[serde(default = "default_history_limit")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub history_limit: u32,
+}
+
+fn default_path() -> String {
+    "fleet.yaml".into()
+}
+fn default_interval() -> String {
+    "60s".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_history_limit() -> u32 {
+    10
+}
+
+/// Exactly one of branch, tag or commit.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.branch), has(self.tag), has(self.commit)].filter(x, x).size() == 1",
+    "message": "set exactly one of branch, tag or commit"
+}]))]
+pub struct GitRefSpec {
+    /// A branch to follow, such as `main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// A tag, such as `v1.2.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// A full commit id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^[0-9a-f]{40}$"))]
+    pub commit: Option<String>,
+}
+
+/// A Secret in the repository's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretRef {
+    /// Name of the Secret.
+    pub name: String,
+}
+
+/// Which plans may apply without a person approving them.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ApprovalPolicy {
+    /// Every plan waits for approval.
+    #[default]
+    Required,
+    /// Plans without deletions apply at once; a plan with a deletion waits.
+    AutoApplyNonDestructive,
+    /// Every plan applies at once.
+    Auto,
+}
+
+/// What fleetgate last saw and did for this repository.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitopsRepositoryStatus {
+    /// Ready, Reconciling, Stalled and Drifted, kstatus-style.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The generation of the spec these conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The commit the ref pointed at when last checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fetched_revision: Option<String>,
+    /// The commit whose plan was last applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_revision: Option<String>,
+    /// The newest SyncRun of this repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_run: Option<String>,
+    /// The value of the sync-requested-at annotation that was last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_sync_request: Option<String>,
+}

@@ -1,0 +1,240 @@
+//! SyncRun: one planned revision of a repository, its approval and its application.
+//! The status stays small whatever the fleet's size: the diff and the per-action list are
+//! bounded, progress is counted, and the full plan is stored in ConfigMaps it names.
+
+// kube's derive takes one `printcolumn(...)` per column; clippy mistakes their
+// repeated `type_ = "string"` arguments for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::fleet::plan::{Counts, Summary};
+
+/// One planned revision of a GitopsRepository, waiting for approval or applied.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "gitops.fleetgate.dev",
+    version = "v1alpha1",
+    kind = "SyncRun",
+    namespaced,
+    status = "SyncRunStatus",
+    shortname = "sr",
+    printcolumn(name = "Repository", type_ = "string", json_path = ".spec.repository"),
+    printcolumn(
+        name = "Revision",
+        type_ = "string",
+        json_path = ".status.shortRevision"
+    ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Plan", type_ = "string", json_path = ".status.planId"),
+    printcolumn(name = "+", type_ = "integer", json_path = ".status.changes.add"),
+    printcolumn(name = "~", type_ = "integer", json_path = ".status.changes.update"),
+    printcolumn(name = "-", type_ = "integer", json_path = ".status.changes.delete"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRunSpec {
+    /// The GitopsRepository (same namespace) this run plans.
+    pub repository: String,
+    /// The commit being planned.
+    pub revision: String,
+    /// What started the run.
+    pub trigger: Trigger,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Trigger {
+    /// A new revision found on the interval.
+    Schedule,
+    /// The sync-requested-at annotation.
+    Manual,
+    /// Drift between git and the cluster.
+    Drift,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Phase {
+    Planning,
+    AwaitingApproval,
+    Applying,
+    Applied,
+    Failed,
+    NoChanges,
+    Superseded,
+    Rejected,
+}
+
+impl Phase {
+    /// Whether the run is over (nothing more will happen to it).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            Phase::Applied | Phase::Failed | Phase::NoChanges | Phase::Superseded | Phase::Rejected
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Planning => "Planning",
+            Phase::AwaitingApproval => "AwaitingApproval",
+            Phase::Applying => "Applying",
+            Phase::Applied => "Applied",
+            Phase::Failed => "Failed",
+            Phase::NoChanges => "NoChanges",
+            Phase::Superseded => "Superseded",
+            Phase::Rejected => "Rejected",
+        }
+    }
+}
+
+/// What the run planned, who approved it, and what applying did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRunStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The first 12 characters of the revision, for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_revision: Option<String>,
+    /// Digest of the revision and the exact ordered actions; approve with this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    /// Adds, updates and deletes per kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
+    /// Adds, updates and deletes over all kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Counts>,
+    /// Names and field-level changes; bounded, see diffTruncated and fullPlan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diff: Vec<DiffEntry>,
+    /// True when the diff above is cut short; the whole plan is in fullPlan.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub diff_truncated: bool,
+    /// Where the complete plan is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_plan: Option<FullPlanRef>,
+    /// Objects the plan leaves alone because another repository, or no one, manages them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
+    /// Warnings from validating the fleet file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Actions left out by the exclude annotation, with their dependents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<String>,
+    /// The exclude annotation the plan was computed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusions: Option<String>,
+    /// Whether a person must approve before anything is applied.
+    #[serde(default)]
+    pub requires_approval: bool,
+    /// Who approved: the authenticated user, or `policy/<ApprovalPolicy>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<Time>,
+    /// Counts of action states while and after applying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// One letter per action, in plan order: P pending, A applied, F failed, S skipped.
+    /// The durable record that lets an interrupted run resume without repeating an action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_states: Option<String>,
+    /// Actions and their outcomes: all of them for small plans, otherwise the failed and skipped ones first (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ActionStatus>,
+    /// Objects that still differ from git after applying (empty on success).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift_after_apply: Vec<String>,
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// What happened last, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The last approve value that was refused, so the refusal is reported once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_approval: Option<String>,
+}
+
+/// One object's change in the plan.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct DiffEntry {
+    pub kind: String,
+    pub name: String,
+    /// Create, Update or Delete.
+    pub operation: String,
+    /// Changed fields of an update, `path: old -> new` with values as JSON.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+}
+
+/// ConfigMaps holding the whole plan, gzip-compressed JSON split into chunks.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FullPlanRef {
+    /// ConfigMap names in chunk order; each holds `plan.json.gz` in binaryData.
+    pub config_maps: Vec<String>,
+    /// Number of actions in the plan.
+    pub actions: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct Progress {
+    pub total: u32,
+    pub pending: u32,
+    pub applied: u32,
+    pub failed: u32,
+    pub skipped: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ActionState {
+    Pending,
+    Applied,
+    Failed,
+    Skipped,
+}
+
+impl ActionState {
+    pub fn letter(self) -> char {
+        match self {
+            ActionState::Pending => 'P',
+            ActionState::Applied => 'A',
+            ActionState::Failed => 'F',
+            ActionState::Skipped => 'S',
+        }
+    }
+
+    pub fn from_letter(c: char) -> Option<Self> {
+        Some(match c {
+            'P' => ActionState::Pending,
+            'A' => ActionState::Applied,
+            'F' => ActionState::Failed,
+            'S' => ActionState::Skipped,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ActionStatus {
+    pub kind: String,
+    pub name: String,
+    pub operation: String,
+    pub state: ActionState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
