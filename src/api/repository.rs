@@ -148,6 +148,9 @@ pub struct GitopsRepositoryStatus {
     /// The generation of the spec these conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// When git was last asked which commit the ref points at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fetched_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     /// The commit the ref pointed at when last checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_fetched_revision: Option<String>,

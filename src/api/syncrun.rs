@@ -130,7 +130,7 @@ pub struct SyncRunStatus {
     /// Actions left out by the exclude annotation, with their dependents.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<String>,
-    /// The exclude annotation the plan was computed with.
+    /// The exclude annotation last acted on: applied to the plan, or refused (see message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclusions: Option<String>,
     /// Whether a person must approve before anything is applied.

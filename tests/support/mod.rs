@@ -9,6 +9,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the helpers
 
 pub mod git;
+pub mod operator;
 
 use std::path::PathBuf;
 use std::process::Command;

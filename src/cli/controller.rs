@@ -1,0 +1,75 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::controller::{self, Options, Settings};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Watch and act only in this namespace (default: all namespaces).
+    #[arg(long, env = "FLEETGATE_NAMESPACE")]
+    namespace: Option<String>,
+    /// Folder for the git caches (one bare repository per GitopsRepository).
+    #[arg(long, env = "FLEETGATE_WORK_DIR", default_value = "/tmp/fleetgate")]
+    work_dir: PathBuf,
+    /// Independent actions of one dependency level applied at once.
+    #[arg(long, default_value_t = 8)]
+    apply_concurrency: usize,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Lease used for leader election.
+    #[arg(long, default_value = "fleetgate-controller")]
+    lease_name: String,
+    /// Namespace of the Lease (default: POD_NAMESPACE, else --namespace, else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Log lines as text or JSON. Levels come from RUST_LOG (default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_lease_manager=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    let lease_namespace = args
+        .lease_namespace
+        .clone()
+        .or_else(|| args.namespace.clone())
+        .unwrap_or_else(|| "default".into());
+    let options = Options {
+        settings: Settings {
+            namespace: args.namespace,
+            work_dir: args.work_dir,
+            apply_concurrency: args.apply_concurrency,
+        },
+        http_addr: args.http_addr,
+        lease_name: args.lease_name,
+        lease_namespace,
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let result = runtime.block_on(async {
+        let client = kube::Client::try_default().await?;
+        controller::run(client, options).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "controller failed");
+            ExitCode::from(1)
+        }
+    }
+}

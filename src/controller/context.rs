@@ -1,0 +1,156 @@
+//! What every reconcile shares: the client, the Event recorder, metrics, the fleet
+//! object caches and the controller's settings.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tracing::warn;
+
+use super::gitsource::CacheLocks;
+use super::live::FleetCache;
+use super::metrics::Metrics;
+
+/// Settings from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Watch and act only in this namespace; all namespaces when None.
+    pub namespace: Option<String>,
+    /// Where the bare git caches live.
+    pub work_dir: PathBuf,
+    /// How many independent actions of one level are applied at once.
+    pub apply_concurrency: usize,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub fleet: FleetCache,
+    pub settings: Settings,
+    pub git_locks: CacheLocks,
+    /// Which SyncRun is applying for each repository (`namespace/name`): at most one.
+    applying: Mutex<HashMap<String, String>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        fleet: FleetCache,
+        settings: Settings,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "fleetgate".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            fleet,
+            settings,
+            git_locks: CacheLocks::default(),
+            applying: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publishes an Event; a failure to do so is logged, never fatal.
+    pub async fn event(
+        &self,
+        on: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(truncate(&note, 1000)),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, on).await {
+            warn!(error = %e, reason, "could not publish an Event");
+        }
+    }
+
+    /// Claims the repository for `run` to apply; false while another run holds it.
+    pub fn claim_apply(&self, repository: &str, run: &str) -> bool {
+        let mut map = self.applying.lock().expect("not poisoned");
+        match map.get(repository) {
+            Some(holder) if holder != run => false,
+            _ => {
+                map.insert(repository.to_owned(), run.to_owned());
+                true
+            }
+        }
+    }
+
+    pub fn release_apply(&self, repository: &str, run: &str) {
+        let mut map = self.applying.lock().expect("not poisoned");
+        if map.get(repository).is_some_and(|holder| holder == run) {
+            map.remove(repository);
+        }
+    }
+
+    /// Records a reconcile's duration and, if it failed, its error label.
+    pub fn observe(&self, controller: &'static str, started: Instant, error: Option<&'static str>) {
+        use super::metrics::{ControllerLabels, ErrorLabels};
+        self.metrics
+            .reconcile_duration
+            .get_or_create(&ControllerLabels { controller })
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(error) = error {
+            self.metrics
+                .reconcile_errors
+                .get_or_create(&ErrorLabels { controller, error })
+                .inc();
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary, marking the cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+/// Parses a duration of the spec (`60s`, `5m`, `1h30m`).
+pub fn parse_duration(field: &str, value: &str) -> Result<Duration, super::error::Error> {
+    humantime::parse_duration(value).map_err(|e| super::error::Error::InvalidSpec {
+        field: field.to_owned(),
+        message: format!("`{value}`: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_characters_whole() {
+        assert_eq!(truncate("héllo", 10), "héllo");
+        assert_eq!(truncate("héllo wörld", 6), "hé...");
+        assert_eq!(
+            parse_duration("interval", "1m30s").unwrap(),
+            Duration::from_secs(90)
+        );
+        assert!(parse_duration("interval", "soon").is_err());
+    }
+}

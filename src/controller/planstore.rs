@@ -1,0 +1,124 @@
+//! The full plan of a SyncRun, stored gzip-compressed in ConfigMaps it owns, split
+//! into chunks so that any plan fits whatever the 1 MiB object limit.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+
+use super::error::{Error, Result};
+use crate::api::{FIELD_MANAGER, REPOSITORY_LABEL, SyncRun, syncrun::FullPlanRef};
+use crate::fleet::Plan;
+
+/// Label tying a ConfigMap to the SyncRun whose plan it holds.
+pub const SYNCRUN_LABEL: &str = "gitops.fleetgate.dev/syncrun";
+const KEY: &str = "plan.json.gz";
+/// Well below the 1 MiB object limit, leaving room for metadata.
+const CHUNK_BYTES: usize = 900 * 1024;
+
+fn store_err(run: &SyncRun, message: impl Into<String>) -> Error {
+    Error::PlanStore {
+        run: run.name_any(),
+        message: message.into(),
+    }
+}
+
+/// Writes `plan` into ConfigMaps owned by `run` and returns where it is.
+pub async fn save(client: &kube::Client, run: &SyncRun, plan: &Plan) -> Result<FullPlanRef> {
+    let ns = run.namespace().unwrap_or_default();
+    let json = serde_json::to_vec(plan).map_err(|e| store_err(run, e.to_string()))?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&json).map_err(|e| store_err(run, e.to_string()))?;
+    let compressed = gz.finish().map_err(|e| store_err(run, e.to_string()))?;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let owner = run
+        .controller_owner_ref(&())
+        .expect("SyncRuns have names and uids");
+    let mut names = Vec::new();
+    for (i, chunk) in compressed.chunks(CHUNK_BYTES).enumerate() {
+        let name = format!("{}-plan-{i}", run.name_any());
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                owner_references: Some(vec![owner.clone()]),
+                labels: Some(BTreeMap::from([
+                    (SYNCRUN_LABEL.to_owned(), run.name_any()),
+                    (REPOSITORY_LABEL.to_owned(), run.spec.repository.clone()),
+                ])),
+                ..Default::default()
+            },
+            binary_data: Some(BTreeMap::from([(
+                KEY.to_owned(),
+                ByteString(chunk.to_vec()),
+            )])),
+            ..Default::default()
+        };
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&cm),
+        )
+        .await?;
+        names.push(name);
+    }
+    // A re-plan may need fewer chunks than before.
+    for stale in list(client, run).await? {
+        if !names.contains(&stale) {
+            api.delete(&stale, &DeleteParams::default()).await?;
+        }
+    }
+    Ok(FullPlanRef {
+        config_maps: names,
+        actions: plan.actions.len() as u32,
+    })
+}
+
+/// Reads the plan back.
+pub async fn load(client: &kube::Client, run: &SyncRun, at: &FullPlanRef) -> Result<Plan> {
+    let ns = run.namespace().unwrap_or_default();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let mut compressed = Vec::new();
+    for name in &at.config_maps {
+        let cm = api.get(name).await?;
+        let chunk = cm
+            .binary_data
+            .and_then(|mut d| d.remove(KEY))
+            .ok_or_else(|| store_err(run, format!("ConfigMap {name} has no {KEY}")))?;
+        compressed.extend_from_slice(&chunk.0);
+    }
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_end(&mut json)
+        .map_err(|e| store_err(run, format!("corrupt plan: {e}")))?;
+    serde_json::from_slice(&json).map_err(|e| store_err(run, format!("corrupt plan: {e}")))
+}
+
+async fn list(client: &kube::Client, run: &SyncRun) -> Result<Vec<String>> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
+    let selector = format!("{SYNCRUN_LABEL}={}", run.name_any());
+    Ok(api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .map(|m| m.name_any())
+        .collect())
+}
+
+/// Deletes a run's plan ConfigMaps. Garbage collection would do it through the owner
+/// reference, but it is not relied on.
+pub async fn delete(client: &kube::Client, run: &SyncRun) -> Result<()> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
+    for name in list(client, run).await? {
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

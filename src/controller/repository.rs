@@ -1,0 +1,478 @@
+//! The GitopsRepository controller: on each interval (or the sync-requested-at
+//! annotation) ask git which commit the ref points at — without cloning — and start a
+//! SyncRun for a new revision; supersede runs left waiting on an older one; keep the
+//! last historyLimit finished runs; and report conditions from the newest run.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, instrument};
+
+use super::context::{Context, parse_duration};
+use super::error::{Error, Result};
+use super::gitsource;
+use super::planstore;
+use super::syncrun::transition;
+use crate::api::repository::GitopsRepositoryStatus;
+use crate::api::syncrun::{Phase, SyncRunSpec, Trigger};
+use crate::api::{
+    FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations, now, set_condition,
+};
+use crate::source::SourceError;
+
+pub const CONTROLLER: &str = "repository";
+/// On a SyncRun: its place in the repository's sequence of runs.
+pub const SEQUENCE_ANNOTATION: &str = "gitops.fleetgate.dev/sequence";
+/// On a SyncRun: the sync-requested-at value it was started for.
+pub const SYNC_REQUEST_ANNOTATION: &str = "gitops.fleetgate.dev/sync-request";
+
+#[instrument(skip_all, fields(repository = %repo.name_any(), namespace = repo.namespace().unwrap_or_default()))]
+pub async fn reconcile(repo: Arc<GitopsRepository>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = step(&repo, &ctx).await;
+    ctx.observe(CONTROLLER, started, result.as_ref().err().map(Error::label));
+    result
+}
+
+fn sequence(run: &SyncRun) -> u64 {
+    run.annotations()
+        .get(SEQUENCE_ANNOTATION)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn phase(run: &SyncRun) -> Option<Phase> {
+    run.status.as_ref().and_then(|s| s.phase)
+}
+
+/// Errors that retrying will not fix: they need a change to the spec, Secret or server.
+fn stalls(e: &Error) -> bool {
+    match e {
+        Error::Source(s) => !matches!(
+            s,
+            SourceError::Timeout { .. } | SourceError::FetchFailed { .. }
+        ),
+        Error::Secret { .. } | Error::InvalidSpec { .. } => true,
+        _ => false,
+    }
+}
+
+async fn step(repo: &GitopsRepository, ctx: &Context) -> Result<Action> {
+    let ns = repo.namespace().unwrap_or_default();
+    let name = repo.name_any();
+    let mut status = repo.status.clone().unwrap_or_default();
+    let generation = repo.meta().generation;
+    let ts = now();
+    let spec_changed = status.observed_generation != generation;
+    status.observed_generation = generation;
+    if repo.spec.suspend {
+        set_condition(
+            &mut status.conditions,
+            "Reconciling",
+            false,
+            "Suspended",
+            "suspended: nothing is fetched, planned or applied",
+            generation,
+            &ts,
+        );
+        write_status(ctx, repo, &status).await?;
+        return Ok(Action::await_change());
+    }
+    let interval = match parse_duration("spec.interval", &repo.spec.interval) {
+        Ok(i) => i,
+        Err(e) => return fail(ctx, repo, status, e).await,
+    };
+    let request = repo
+        .annotations()
+        .get(annotations::SYNC_REQUESTED_AT)
+        .cloned();
+    let manual = request.is_some() && request != status.last_handled_sync_request;
+    // Reconciles also follow every change of the repository's SyncRuns; git is asked
+    // only once per interval, on a spec change, or on request.
+    let since_fetch = status
+        .last_fetched_at
+        .as_ref()
+        .and_then(|t| ts.0.duration_since(t.0).try_into().ok())
+        .unwrap_or(Duration::MAX);
+    let revision = match (
+        &status.last_fetched_revision,
+        spec_changed || manual || since_fetch >= interval,
+    ) {
+        (Some(known), false) => known.clone(),
+        _ => match gitsource::resolve(ctx, repo).await {
+            Ok(r) => {
+                status.last_fetched_at = Some(ts.clone());
+                r
+            }
+            Err(e) => {
+                return fail(ctx, repo, status, e)
+                    .await
+                    .map(|_| Action::requeue(interval));
+            }
+        },
+    };
+    let next_check = interval
+        .saturating_sub(since_fetch.min(interval))
+        .max(Duration::from_secs(1));
+
+    let runs_api: Api<SyncRun> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = format!("{REPOSITORY_LABEL}={name}");
+    let mut runs = runs_api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    runs.sort_by_key(|r| std::cmp::Reverse(sequence(r)));
+
+    let manual_done = manual
+        && runs
+            .iter()
+            .any(|r| r.annotations().get(SYNC_REQUEST_ANNOTATION) == request.as_ref());
+    let new_revision = runs
+        .first()
+        .is_none_or(|newest| newest.spec.revision != revision);
+    if (new_revision || manual) && !manual_done {
+        let trigger = if manual {
+            Trigger::Manual
+        } else {
+            Trigger::Schedule
+        };
+        let next = runs.first().map_or(1, |r| sequence(r) + 1);
+        let created = create_run(
+            ctx,
+            repo,
+            &revision,
+            trigger,
+            next,
+            request.as_deref().filter(|_| manual),
+        )
+        .await?;
+        let message = format!(
+            "revision {} ({trigger:?}): started SyncRun {}",
+            short(&revision),
+            created.name_any()
+        );
+        ctx.event(&repo.object_ref(&()), false, "NewSyncRun", "Fetch", message)
+            .await;
+        runs.insert(0, created);
+    }
+    if manual {
+        status.last_handled_sync_request = request;
+    }
+    supersede(ctx, &runs).await?;
+    prune_history(ctx, repo, &mut runs).await?;
+
+    status.last_fetched_revision = Some(revision.clone());
+    status.last_sync_run = runs.first().map(|r| r.name_any());
+    if let Some(applied) = runs.iter().find(|r| phase(r) == Some(Phase::Applied)) {
+        status.last_applied_revision = Some(applied.spec.revision.clone());
+    }
+    conditions_from_newest(&mut status.conditions, runs.first(), generation);
+    write_status(ctx, repo, &status).await?;
+    let fetched_now = status.last_fetched_at.as_ref() == Some(&ts);
+    Ok(Action::requeue(if fetched_now {
+        interval
+    } else {
+        next_check
+    }))
+}
+
+fn short(revision: &str) -> &str {
+    &revision[..revision.len().min(12)]
+}
+
+/// Records a failure to fetch or read the spec as conditions and an Event.
+async fn fail(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    mut status: GitopsRepositoryStatus,
+    e: Error,
+) -> Result<Action> {
+    let generation = repo.meta().generation;
+    let ts = now();
+    let reason = e.label();
+    let message = e.to_string();
+    let changed =
+        crate::api::condition(&status.conditions, "Ready").is_none_or(|c| c.reason != reason);
+    set_condition(
+        &mut status.conditions,
+        "Ready",
+        false,
+        reason,
+        &message,
+        generation,
+        &ts,
+    );
+    set_condition(
+        &mut status.conditions,
+        "Reconciling",
+        false,
+        reason,
+        &message,
+        generation,
+        &ts,
+    );
+    set_condition(
+        &mut status.conditions,
+        "Stalled",
+        stalls(&e),
+        reason,
+        &message,
+        generation,
+        &ts,
+    );
+    write_status(ctx, repo, &status).await?;
+    if changed {
+        ctx.event(&repo.object_ref(&()), true, reason, "Fetch", message)
+            .await;
+    }
+    if stalls(&e) {
+        Ok(Action::await_change())
+    } else {
+        Err(e)
+    }
+}
+
+async fn create_run(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    revision: &str,
+    trigger: Trigger,
+    sequence: u64,
+    request: Option<&str>,
+) -> Result<SyncRun> {
+    let ns = repo.namespace().unwrap_or_default();
+    let mut annotations = BTreeMap::from([(SEQUENCE_ANNOTATION.to_owned(), sequence.to_string())]);
+    if let Some(r) = request {
+        annotations.insert(SYNC_REQUEST_ANNOTATION.to_owned(), r.to_owned());
+    }
+    let run = SyncRun {
+        metadata: ObjectMeta {
+            generate_name: Some(format!(
+                "{}-{}-",
+                repo.name_any(),
+                &revision[..revision.len().min(7)]
+            )),
+            namespace: Some(ns.clone()),
+            labels: Some(BTreeMap::from([(
+                REPOSITORY_LABEL.to_owned(),
+                repo.name_any(),
+            )])),
+            annotations: Some(annotations),
+            owner_references: Some(vec![
+                repo.controller_owner_ref(&())
+                    .expect("repositories have names and uids"),
+            ]),
+            ..Default::default()
+        },
+        spec: SyncRunSpec {
+            repository: repo.name_any(),
+            revision: revision.to_owned(),
+            trigger,
+        },
+        status: None,
+    };
+    let created = Api::<SyncRun>::namespaced(ctx.client.clone(), &ns)
+        .create(
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &run,
+        )
+        .await?;
+    info!(syncrun = %created.name_any(), revision, ?trigger, "created SyncRun");
+    Ok(created)
+}
+
+/// Runs still waiting for approval of an older revision can no longer be approved.
+async fn supersede(ctx: &Context, runs: &[SyncRun]) -> Result<()> {
+    let Some(newest) = runs.first() else {
+        return Ok(());
+    };
+    for run in runs.iter().skip(1) {
+        if matches!(phase(run), Some(Phase::AwaitingApproval)) {
+            let message = format!(
+                "superseded by SyncRun {} (revision {})",
+                newest.name_any(),
+                short(&newest.spec.revision)
+            );
+            let status = run.status.clone().unwrap_or_default();
+            transition(
+                ctx,
+                run,
+                status,
+                Phase::Superseded,
+                false,
+                "Superseded",
+                message,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the newest historyLimit finished runs; deletes older ones and their stored plans.
+async fn prune_history(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    runs: &mut Vec<SyncRun>,
+) -> Result<()> {
+    let limit = repo.spec.history_limit as usize;
+    let api: Api<SyncRun> =
+        Api::namespaced(ctx.client.clone(), &repo.namespace().unwrap_or_default());
+    let finished: Vec<String> = runs
+        .iter()
+        .filter(|r| phase(r).is_some_and(Phase::is_finished))
+        .skip(limit)
+        .map(|r| r.name_any())
+        .collect();
+    for name in &finished {
+        if let Some(run) = runs.iter().find(|r| &r.name_any() == name) {
+            planstore::delete(&ctx.client, run).await?;
+        }
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    runs.retain(|r| !finished.contains(&r.name_any()));
+    Ok(())
+}
+
+/// Ready, Reconciling and Stalled as the newest run makes them.
+fn conditions_from_newest(
+    conditions: &mut Vec<Condition>,
+    newest: Option<&SyncRun>,
+    generation: Option<i64>,
+) {
+    let ts = now();
+    let Some(run) = newest else { return };
+    let status = run.status.clone().unwrap_or_default();
+    let rev = short(&run.spec.revision);
+    let plan = status.plan_id.clone().unwrap_or_default();
+    let (ready, reconciling, stalled, reason, message) = match status.phase {
+        None | Some(Phase::Planning) => (
+            false,
+            true,
+            false,
+            "Progressing",
+            format!("planning revision {rev}"),
+        ),
+        Some(Phase::Applying) => (
+            false,
+            true,
+            false,
+            "Progressing",
+            format!("applying plan {plan} of revision {rev}"),
+        ),
+        Some(Phase::AwaitingApproval) => (
+            false,
+            false,
+            false,
+            "AwaitingApproval",
+            format!(
+                "plan {plan} of revision {rev} awaits approval (SyncRun {})",
+                run.name_any()
+            ),
+        ),
+        Some(Phase::Applied) => (
+            true,
+            false,
+            false,
+            "Synced",
+            format!("revision {rev} applied"),
+        ),
+        Some(Phase::NoChanges) => (
+            true,
+            false,
+            false,
+            "Synced",
+            format!("revision {rev} needs no changes"),
+        ),
+        Some(Phase::Failed) => {
+            let reason = crate::api::condition(&status.conditions, "Ready")
+                .map_or("Failed".to_owned(), |c| c.reason.clone());
+            let stalled = reason == "ValidationFailed" || reason == "PreventDestroy";
+            let message = status.message.clone().unwrap_or_default();
+            set_condition(
+                conditions, "Ready", false, &reason, &message, generation, &ts,
+            );
+            set_condition(
+                conditions,
+                "Reconciling",
+                false,
+                &reason,
+                &message,
+                generation,
+                &ts,
+            );
+            set_condition(
+                conditions, "Stalled", stalled, &reason, &message, generation, &ts,
+            );
+            return;
+        }
+        Some(Phase::Rejected) => (
+            false,
+            false,
+            false,
+            "Rejected",
+            status.message.clone().unwrap_or_default(),
+        ),
+        Some(Phase::Superseded) => (
+            false,
+            true,
+            false,
+            "Progressing",
+            format!("revision {rev} superseded"),
+        ),
+    };
+    set_condition(
+        conditions, "Ready", ready, reason, &message, generation, &ts,
+    );
+    set_condition(
+        conditions,
+        "Reconciling",
+        reconciling,
+        reason,
+        &message,
+        generation,
+        &ts,
+    );
+    set_condition(
+        conditions, "Stalled", stalled, reason, &message, generation, &ts,
+    );
+}
+
+async fn write_status(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    status: &GitopsRepositoryStatus,
+) -> Result<()> {
+    let api: Api<GitopsRepository> =
+        Api::namespaced(ctx.client.clone(), &repo.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": "gitops.fleetgate.dev/v1alpha1",
+        "kind": "GitopsRepository",
+        "status": status,
+    });
+    api.patch_status(
+        &repo.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+pub fn error_policy(repo: Arc<GitopsRepository>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(repository = %repo.name_any(), error = %error, label = error.label(), "reconcile failed");
+    Action::requeue(Duration::from_secs(10))
+}

@@ -1,0 +1,597 @@
+//! The SyncRun controller: plan a revision, wait for the approval of exactly that plan,
+//! then hand it to the apply engine.
+//!
+//! Planning → AwaitingApproval → Applying → Applied | Failed, or NoChanges, Superseded,
+//! Rejected. Every step reads the run's recorded status and writes the next one with
+//! server-side apply, so a reconcile can be repeated or interrupted at any point.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, instrument};
+
+use super::apply;
+use super::context::{Context, truncate};
+use super::error::{Error, Result};
+use super::gitsource;
+use super::planstore;
+use crate::api::syncrun::{ActionState, ActionStatus, DiffEntry, Phase, SyncRunStatus};
+use crate::api::{
+    FIELD_MANAGER, GitopsRepository, SyncRun, annotations, now, repository::ApprovalPolicy,
+    set_condition,
+};
+use crate::fleet::render::summary_line;
+use crate::fleet::{self, ObjectRef, Plan, PlanError, PlanOptions, ResolveOptions};
+
+/// At most this many diff entries, and fields per entry, are kept in status.
+const MAX_DIFF_ENTRIES: usize = 100;
+const MAX_FIELDS_PER_ENTRY: usize = 20;
+/// At most this many per-action entries are kept in status.actions.
+pub const MAX_ACTION_ENTRIES: usize = 200;
+const MAX_MESSAGE_BYTES: usize = 8 * 1024;
+
+pub const CONTROLLER: &str = "syncrun";
+
+#[instrument(skip_all, fields(syncrun = %run.name_any(), namespace = run.namespace().unwrap_or_default()))]
+pub async fn reconcile(run: Arc<SyncRun>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = step(&run, &ctx).await;
+    ctx.observe(CONTROLLER, started, result.as_ref().err().map(Error::label));
+    result
+}
+
+async fn step(run: &SyncRun, ctx: &Context) -> Result<Action> {
+    let status = run.status.clone().unwrap_or_default();
+    match status.phase {
+        None | Some(Phase::Planning) => plan(run, ctx, status).await,
+        Some(Phase::AwaitingApproval) => await_approval(run, ctx, status).await,
+        Some(Phase::Applying) => apply::run(run, ctx, status).await,
+        Some(_) => refuse_late_approval(run, ctx, status).await,
+    }
+}
+
+pub fn repository_key(run: &SyncRun) -> String {
+    format!(
+        "{}/{}",
+        run.namespace().unwrap_or_default(),
+        run.spec.repository
+    )
+}
+
+/// Writes the whole status with server-side apply.
+pub async fn write_status(ctx: &Context, run: &SyncRun, status: &SyncRunStatus) -> Result<()> {
+    let api: Api<SyncRun> =
+        Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": "gitops.fleetgate.dev/v1alpha1",
+        "kind": "SyncRun",
+        "status": status,
+    });
+    api.patch_status(
+        &run.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves the run to `phase`, with an Event saying why.
+pub async fn transition(
+    ctx: &Context,
+    run: &SyncRun,
+    mut status: SyncRunStatus,
+    phase: Phase,
+    warning: bool,
+    reason: &str,
+    message: String,
+) -> Result<SyncRunStatus> {
+    let ts = now();
+    status.phase = Some(phase);
+    status.message = Some(truncate(&message, MAX_MESSAGE_BYTES));
+    if phase.is_finished() && status.completed_at.is_none() {
+        status.completed_at = Some(ts.clone());
+    }
+    let generation = run.meta().generation;
+    set_condition(
+        &mut status.conditions,
+        "Ready",
+        phase == Phase::Applied || phase == Phase::NoChanges,
+        reason,
+        &message,
+        generation,
+        &ts,
+    );
+    let busy = matches!(phase, Phase::Planning | Phase::Applying);
+    set_condition(
+        &mut status.conditions,
+        "Reconciling",
+        busy,
+        reason,
+        &message,
+        generation,
+        &ts,
+    );
+    write_status(ctx, run, &status).await?;
+    ctx.event(
+        &run.object_ref(&()),
+        warning,
+        reason,
+        phase.as_str(),
+        message,
+    )
+    .await;
+    info!(phase = phase.as_str(), reason, "phase changed");
+    Ok(status)
+}
+
+async fn get_repository(ctx: &Context, run: &SyncRun) -> Result<Option<GitopsRepository>> {
+    let api: Api<GitopsRepository> =
+        Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
+    Ok(api.get_opt(&run.spec.repository).await?)
+}
+
+fn exclusions_of(run: &SyncRun) -> (Option<String>, Result<Vec<ObjectRef>, String>) {
+    let raw = run.annotations().get(annotations::EXCLUDE).cloned();
+    let parsed = match &raw {
+        None => Ok(Vec::new()),
+        Some(text) => text
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.parse::<ObjectRef>())
+            .collect(),
+    };
+    (raw, parsed)
+}
+
+/// Computes the plan of the run's revision and records it.
+async fn plan(run: &SyncRun, ctx: &Context, mut status: SyncRunStatus) -> Result<Action> {
+    if status.phase.is_none() {
+        status.phase = Some(Phase::Planning);
+        status.started_at = Some(now());
+        status.short_revision = Some(run.spec.revision.chars().take(12).collect());
+        write_status(ctx, run, &status).await?;
+    }
+    let Some(repo) = get_repository(ctx, run).await? else {
+        let message = format!("GitopsRepository {} does not exist", run.spec.repository);
+        transition(
+            ctx,
+            run,
+            status,
+            Phase::Failed,
+            true,
+            "RepositoryNotFound",
+            message,
+        )
+        .await?;
+        return Ok(Action::await_change());
+    };
+    let (raw_exclusions, exclusions) = exclusions_of(run);
+    let exclusions = match exclusions {
+        Ok(e) => e,
+        Err(message) => {
+            let message = format!("invalid {} annotation: {message}", annotations::EXCLUDE);
+            transition(
+                ctx,
+                run,
+                status,
+                Phase::Failed,
+                true,
+                "InvalidExclusion",
+                message,
+            )
+            .await?;
+            return Ok(Action::await_change());
+        }
+    };
+    match compute(run, ctx, &repo, &exclusions).await {
+        Ok(Computed::Invalid(reason, message)) => {
+            transition(ctx, run, status, Phase::Failed, true, reason, message).await?;
+            Ok(Action::await_change())
+        }
+        Ok(Computed::Planned(plan, warnings)) => {
+            record(run, ctx, &repo, status, plan, warnings, raw_exclusions).await
+        }
+        Err(e @ Error::Source(_)) => {
+            let reason = e.label();
+            transition(ctx, run, status, Phase::Failed, true, reason, e.to_string()).await?;
+            Ok(Action::await_change())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+enum Computed {
+    Planned(Plan, Vec<String>),
+    /// The fleet file or the plan was refused: a condition reason and the message.
+    Invalid(&'static str, String),
+}
+
+/// Reads the fleet file at the run's revision and plans it against the cluster.
+async fn compute(
+    run: &SyncRun,
+    ctx: &Context,
+    repo: &GitopsRepository,
+    exclude: &[ObjectRef],
+) -> Result<Computed> {
+    let bytes = gitsource::read_fleet_file(ctx, &ctx.git_locks, repo, &run.spec.revision).await?;
+    let options = ResolveOptions {
+        expected_account: repo.spec.account.as_deref(),
+    };
+    let (desired, warnings) = match fleet::desired_state(&repo.spec.path, &bytes, &options) {
+        Ok(ok) => ok,
+        Err(diags) => {
+            let errors = diags.errors().count();
+            let message = format!(
+                "{} is invalid ({errors} errors); nothing was changed:\n{diags}",
+                repo.spec.path
+            );
+            return Ok(Computed::Invalid("ValidationFailed", message));
+        }
+    };
+    ctx.fleet.wait_until_ready().await?;
+    let live = ctx.fleet.live_objects(&run.namespace().unwrap_or_default());
+    let options = PlanOptions {
+        repository: &run.spec.repository,
+        revision: &run.spec.revision,
+        prune: repo.spec.prune,
+        exclude,
+    };
+    match fleet::plan(&desired.objects, &live, &options) {
+        Ok(plan) => Ok(Computed::Planned(
+            plan,
+            warnings.iter().map(|w| w.to_string()).collect(),
+        )),
+        Err(errors) => {
+            let reason = match errors.first() {
+                Some(PlanError::UnknownExclusion { .. }) => "InvalidExclusion",
+                _ => "PreventDestroy",
+            };
+            let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            Ok(Computed::Invalid(reason, lines.join("\n")))
+        }
+    }
+}
+
+/// Bounded, human-readable diff for status.
+fn diff_entries(plan: &Plan) -> (Vec<DiffEntry>, bool) {
+    let entries = plan
+        .diff
+        .iter()
+        .take(MAX_DIFF_ENTRIES)
+        .map(|d| DiffEntry {
+            kind: d.kind.to_string(),
+            name: d.name.clone(),
+            operation: d.operation.word().to_owned(),
+            fields: d
+                .fields
+                .iter()
+                .take(MAX_FIELDS_PER_ENTRY)
+                .map(|f| {
+                    let show = |v: &Option<serde_json::Value>| {
+                        v.as_ref().map_or("(none)".to_owned(), |v| v.to_string())
+                    };
+                    truncate(
+                        &format!("{}: {} -> {}", f.path, show(&f.old), show(&f.new)),
+                        512,
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let truncated = plan.diff.len() > MAX_DIFF_ENTRIES
+        || plan
+            .diff
+            .iter()
+            .any(|d| d.fields.len() > MAX_FIELDS_PER_ENTRY);
+    (entries, truncated)
+}
+
+/// The per-action list kept in status: failed and skipped first, then in plan order.
+pub fn action_entries(
+    plan: &Plan,
+    states: &[ActionState],
+    errors: &[(usize, String)],
+) -> Vec<ActionStatus> {
+    let mut order: Vec<usize> = (0..plan.actions.len()).collect();
+    order.sort_by_key(|i| match states[*i] {
+        ActionState::Failed => 0,
+        ActionState::Skipped => 1,
+        _ => 2,
+    });
+    order
+        .into_iter()
+        .take(MAX_ACTION_ENTRIES)
+        .map(|i| {
+            let a = &plan.actions[i];
+            ActionStatus {
+                kind: a.kind.to_string(),
+                name: a.name.clone(),
+                operation: a.operation.word().to_owned(),
+                state: states[i],
+                error: errors.iter().find(|(j, _)| *j == i).map(|(_, e)| e.clone()),
+            }
+        })
+        .collect()
+}
+
+fn needs_approval(policy: ApprovalPolicy, plan: &Plan) -> bool {
+    match policy {
+        ApprovalPolicy::Required => true,
+        ApprovalPolicy::AutoApplyNonDestructive => plan.has_deletions(),
+        ApprovalPolicy::Auto => false,
+    }
+}
+
+/// Records a computed plan: stored in full, summarized in status.
+async fn record(
+    run: &SyncRun,
+    ctx: &Context,
+    repo: &GitopsRepository,
+    mut status: SyncRunStatus,
+    plan: Plan,
+    warnings: Vec<String>,
+    raw_exclusions: Option<String>,
+) -> Result<Action> {
+    let full_plan = planstore::save(&ctx.client, run, &plan).await?;
+    let (diff, diff_truncated) = diff_entries(&plan);
+    let states = vec![ActionState::Pending; plan.actions.len()];
+    status.plan_id = Some(plan.plan_id.clone());
+    status.summary = Some(plan.summary);
+    status.changes = Some(plan.summary.total());
+    status.diff = diff;
+    status.diff_truncated = diff_truncated;
+    status.full_plan = Some(full_plan.clone());
+    status.conflicts = plan.conflicts.iter().map(|c| c.message.clone()).collect();
+    status.warnings = warnings.into_iter().take(50).collect();
+    status.excluded = plan.excluded.iter().map(|r| r.to_string()).collect();
+    status.exclusions = raw_exclusions;
+    status.action_states = Some(states.iter().map(|s| s.letter()).collect());
+    status.progress = Some(apply::progress(&states));
+    status.actions = action_entries(&plan, &states, &[]);
+    status.refused_approval = None;
+    let where_ = if diff_truncated {
+        format!(
+            "; the full plan is in ConfigMap(s) {}",
+            full_plan.config_maps.join(", ")
+        )
+    } else {
+        String::new()
+    };
+    if plan.is_empty() {
+        let message = format!(
+            "revision {} needs no changes",
+            status.short_revision.clone().unwrap_or_default()
+        );
+        transition(
+            ctx,
+            run,
+            status,
+            Phase::NoChanges,
+            false,
+            "NoChanges",
+            message,
+        )
+        .await?;
+        return Ok(Action::await_change());
+    }
+    status.requires_approval = needs_approval(repo.spec.approval, &plan);
+    if !status.requires_approval {
+        status.approved_by = Some(format!("policy/{:?}", repo.spec.approval));
+        status.approved_at = Some(now());
+        let message = format!(
+            "plan {}: {}; approved by policy {:?}{where_}",
+            plan.plan_id,
+            summary_line(&plan),
+            repo.spec.approval
+        );
+        transition(
+            ctx,
+            run,
+            status,
+            Phase::Applying,
+            false,
+            "ApprovedByPolicy",
+            message,
+        )
+        .await?;
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
+    let message = format!(
+        "plan {}: {}; approve with: kubectl annotate syncrun/{} {}={}{where_}",
+        plan.plan_id,
+        summary_line(&plan),
+        run.name_any(),
+        annotations::APPROVE,
+        plan.plan_id
+    );
+    transition(
+        ctx,
+        run,
+        status,
+        Phase::AwaitingApproval,
+        false,
+        "AwaitingApproval",
+        message,
+    )
+    .await?;
+    Ok(Action::await_change())
+}
+
+/// Waits for the approve, reject or exclude annotation.
+async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> Result<Action> {
+    let a = run.annotations();
+    if let Some(reason) = a.get(annotations::REJECT) {
+        let message = format!("rejected: {reason}");
+        transition(
+            ctx,
+            run,
+            status,
+            Phase::Rejected,
+            false,
+            "Rejected",
+            message,
+        )
+        .await?;
+        return Ok(Action::await_change());
+    }
+    if a.get(annotations::EXCLUDE) != status.exclusions.as_ref() {
+        return replan(run, ctx, status).await;
+    }
+    let Some(approval) = a.get(annotations::APPROVE) else {
+        return Ok(Action::await_change());
+    };
+    let plan_id = status.plan_id.clone().unwrap_or_default();
+    if *approval != plan_id {
+        return refuse(run, ctx, status, approval, format!(
+            "approval `{approval}` does not match the current plan `{plan_id}`; nothing was applied. Review the plan and approve `{plan_id}`"
+        ))
+        .await;
+    }
+    let key = repository_key(run);
+    if !ctx.claim_apply(&key, &run.name_any()) {
+        let mut status = status;
+        let message = format!(
+            "approved; waiting for another run of {} to finish applying",
+            run.spec.repository
+        );
+        if status.message.as_deref() != Some(message.as_str()) {
+            status.message = Some(message);
+            write_status(ctx, run, &status).await?;
+        }
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    let mut status = status;
+    status.approved_by = Some(
+        a.get(annotations::APPROVED_BY)
+            .cloned()
+            .unwrap_or_else(|| "unverified (no approval admission policy installed)".into()),
+    );
+    status.approved_at = Some(now());
+    let message = format!(
+        "plan {plan_id} approved by {}",
+        status.approved_by.clone().unwrap_or_default()
+    );
+    transition(
+        ctx,
+        run,
+        status,
+        Phase::Applying,
+        false,
+        "Approved",
+        message,
+    )
+    .await?;
+    Ok(Action::requeue(Duration::from_millis(100)))
+}
+
+/// The exclude annotation changed: plan again without the excluded actions. An
+/// exclusion that cannot be honoured is refused and the recorded plan stays.
+async fn replan(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> Result<Action> {
+    let Some(repo) = get_repository(ctx, run).await? else {
+        return Ok(Action::await_change());
+    };
+    let (raw, exclusions) = exclusions_of(run);
+    let exclusions = match exclusions {
+        Ok(e) => e,
+        Err(m) => {
+            let message = format!(
+                "invalid {} annotation: {m}; the plan is unchanged",
+                annotations::EXCLUDE
+            );
+            return refuse_exclusion(run, ctx, status, raw, message).await;
+        }
+    };
+    match compute(run, ctx, &repo, &exclusions).await? {
+        Computed::Planned(plan, warnings) => {
+            record(run, ctx, &repo, status, plan, warnings, raw).await
+        }
+        Computed::Invalid(_, message) => {
+            refuse_exclusion(
+                run,
+                ctx,
+                status,
+                raw,
+                format!("{message}; the plan is unchanged"),
+            )
+            .await
+        }
+    }
+}
+
+/// Keeps the recorded plan, remembers the refused annotation so it is reported once.
+async fn refuse_exclusion(
+    run: &SyncRun,
+    ctx: &Context,
+    mut status: SyncRunStatus,
+    raw: Option<String>,
+    message: String,
+) -> Result<Action> {
+    status.exclusions = raw;
+    status.message = Some(message.clone());
+    write_status(ctx, run, &status).await?;
+    ctx.event(
+        &run.object_ref(&()),
+        true,
+        "ExclusionRefused",
+        "Replan",
+        message,
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Refuses an approval, once per distinct value, with a Warning Event.
+async fn refuse(
+    run: &SyncRun,
+    ctx: &Context,
+    mut status: SyncRunStatus,
+    approval: &str,
+    message: String,
+) -> Result<Action> {
+    if status.refused_approval.as_deref() == Some(approval) {
+        return Ok(Action::await_change());
+    }
+    status.refused_approval = Some(approval.to_owned());
+    status.message = Some(message.clone());
+    write_status(ctx, run, &status).await?;
+    ctx.event(
+        &run.object_ref(&()),
+        true,
+        "ApprovalRefused",
+        "Approve",
+        message,
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Finished runs take no approval; say so rather than stay silent.
+async fn refuse_late_approval(
+    run: &SyncRun,
+    ctx: &Context,
+    status: SyncRunStatus,
+) -> Result<Action> {
+    let phase = status.phase.map(Phase::as_str).unwrap_or_default();
+    let Some(approval) = run.annotations().get(annotations::APPROVE).cloned() else {
+        return Ok(Action::await_change());
+    };
+    let already_used =
+        status.approved_by.is_some() && status.plan_id.as_deref() == Some(approval.as_str());
+    if already_used {
+        return Ok(Action::await_change());
+    }
+    let message = format!(
+        "approval `{approval}` refused: this run is {phase}; only a run awaiting approval can be approved"
+    );
+    refuse(run, ctx, status, &approval, message).await
+}
+
+pub fn error_policy(run: Arc<SyncRun>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(syncrun = %run.name_any(), error = %error, label = error.label(), "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}

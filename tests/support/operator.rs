@@ -1,0 +1,168 @@
+//! Running `fleetgate controller` as a user would: a child process scoped to the test's
+//! namespace, driven only through the Kubernetes API.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fleetgate::api::syncrun::{Phase, SyncRunStatus};
+use fleetgate::api::{GitopsRepository, SyncRun};
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use super::TestNamespace;
+
+pub struct ControllerProcess {
+    child: Child,
+    pub log: PathBuf,
+    _work: tempfile::TempDir,
+}
+
+impl ControllerProcess {
+    /// Starts a controller that acts only in `ns`.
+    pub fn start(ns: &TestNamespace, extra: &[&str]) -> Self {
+        let work = tempfile::tempdir().unwrap();
+        let log = work.path().join("controller.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_fleetgate"))
+            .args([
+                "controller",
+                "--namespace",
+                &ns.name,
+                "--http-addr",
+                "127.0.0.1:0",
+                "--lease-namespace",
+                &ns.name,
+            ])
+            .arg("--work-dir")
+            .arg(work.path().join("git"))
+            .args(extra)
+            .env("KUBECONFIG", &super::env().kubeconfig)
+            .env("RUST_LOG", "info,fleetgate=debug,kube_lease_manager=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("fleetgate controller starts");
+        Self {
+            child,
+            log,
+            _work: work,
+        }
+    }
+
+    /// Stops it at once, as a crash or an evicted pod would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- controller log ----\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// A Secret with the test git server's client key and known_hosts.
+pub async fn ssh_secret(client: &Client, ns: &str, name: &str, known_hosts: String) {
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "stringData": {"identity": super::git::server().identity(), "known_hosts": known_hosts},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
+pub async fn create_repository(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    spec: serde_json::Value,
+) -> GitopsRepository {
+    let repo: GitopsRepository = serde_json::from_value(json!({
+        "apiVersion": "gitops.fleetgate.dev/v1alpha1",
+        "kind": "GitopsRepository",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }))
+    .unwrap();
+    Api::<GitopsRepository>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &repo)
+        .await
+        .unwrap()
+}
+
+/// Waits for a SyncRun of `repository` for `revision` to reach `phase`.
+pub async fn run_in_phase(client: &Client, ns: &str, revision: &str, phase: Phase) -> SyncRun {
+    let api: Api<SyncRun> = Api::namespaced(client.clone(), ns);
+    let what = format!("a SyncRun of {revision} in phase {phase:?}");
+    super::eventually(&what, Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            api.list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|r| {
+                    r.spec.revision == revision
+                        && r.status.as_ref().and_then(|s| s.phase) == Some(phase)
+                })
+        }
+    })
+    .await
+}
+
+pub async fn wait_for_status(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&SyncRunStatus) -> bool,
+) -> SyncRun {
+    let api: Api<SyncRun> = Api::namespaced(client.clone(), ns);
+    super::eventually(what, Duration::from_secs(60), || {
+        let api = api.clone();
+        let check = &check;
+        async move {
+            let run = api.get(name).await.ok()?;
+            check(run.status.as_ref()?).then_some(run)
+        }
+    })
+    .await
+}
+
+pub async fn annotate(client: &Client, ns: &str, run: &str, key: &str, value: Option<&str>) {
+    let patch = json!({"metadata": {"annotations": {key: value}}});
+    Api::<SyncRun>::namespaced(client.clone(), ns)
+        .patch(run, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+/// Events about `name` with `reason`, newest last.
+pub async fn events(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<String> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    let mut list = api.list(&ListParams::default()).await.unwrap().items;
+    list.retain(|e| {
+        e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason)
+    });
+    list.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+    list.into_iter().filter_map(|e| e.message).collect()
+}
+
+pub fn names(objects: &[impl ResourceExt]) -> Vec<String> {
+    let mut names: Vec<String> = objects.iter().map(|o| o.name_any()).collect();
+    names.sort();
+    names
+}
