@@ -5,6 +5,7 @@ mod support;
 
 use fleetgate::api::syncrun::Phase;
 use fleetgate::api::{FleetNode, SdwanPeer, SyncRun, VirtualIp, annotations};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use support::git::server;
 use support::operator::*;
@@ -209,4 +210,485 @@ async fn the_reference_fleet_is_planned_approved_applied_and_revised() {
     );
     let tokyo = nodes.get("edge-tokyo-01").await.unwrap();
     assert_eq!(tokyo.spec.resolved.instance_type, "t3-large");
+}
+
+/// A namespace with the CRDs, a git repository holding `files`, a controller, and a
+/// GitopsRepository `fleet` over ssh:// with `extra` spec fields.
+async fn setup(
+    prefix: &str,
+    files: &[(&str, &[u8])],
+    extra: serde_json::Value,
+    controller_args: &[&str],
+) -> (
+    support::TestNamespace,
+    support::git::Repo,
+    String,
+    ControllerProcess,
+) {
+    let ns = support::env().namespace(prefix).await;
+    support::install_crds(&ns.client, &fleetgate::api::crds()).await;
+    let git = server();
+    let repo = git.create_repo(prefix);
+    let head = repo.commit(files, "first");
+    ssh_secret(&ns.client, &ns.name, "fleet-git", git.known_hosts()).await;
+    let controller = ControllerProcess::start(&ns, controller_args);
+    let mut spec = serde_json::json!({
+        "url": git.ssh_url(&repo),
+        "ref": {"branch": "main"},
+        "secretRef": {"name": "fleet-git"},
+        "interval": "2s",
+    });
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    create_repository(&ns.client, &ns.name, "fleet", spec).await;
+    (ns, repo, head, controller)
+}
+
+async fn repository_condition(
+    client: &kube::Client,
+    ns: &str,
+    type_: &str,
+    reason: &str,
+) -> String {
+    let api: Api<fleetgate::api::GitopsRepository> = Api::namespaced(client.clone(), ns);
+    support::eventually(
+        &format!("{type_} with reason {reason}"),
+        std::time::Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            async move {
+                let repo = api.get("fleet").await.ok()?;
+                let c = fleetgate::api::condition(&repo.status?.conditions, type_)?.clone();
+                (c.reason == reason).then(|| format!("{}: {}", c.status, c.message))
+            }
+        },
+    )
+    .await
+}
+
+async fn fleet_objects(ns: &support::TestNamespace) -> Vec<String> {
+    let out = std::process::Command::new("kubectl")
+        .args([
+            "--kubeconfig",
+            support::env().kubeconfig.to_str().unwrap(),
+            "get",
+            "fleet",
+            "-n",
+            &ns.name,
+            "-o",
+            "name",
+        ])
+        .output()
+        .unwrap();
+    let mut names: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn an_invalid_fleet_file_fails_planning_and_changes_nothing() {
+    let (ns, repo, v1, _c) = setup(
+        "invalid",
+        &[("fleet.yaml", V1)],
+        serde_json::json!({"approval": "Auto"}),
+        &[],
+    )
+    .await;
+    run_in_phase(&ns.client, &ns.name, &v1, Phase::Applied).await;
+    let before = fleet_objects(&ns).await;
+    assert_eq!(before.len(), 10);
+
+    let broken = String::from_utf8(V2.to_vec()).unwrap().replace(
+        "template: edge-cdn\n    region: eu-west-3",
+        "template: edge-cnd\n    region: eu-west-3",
+    );
+    let bad = repo.commit(&[("fleet.yaml", broken.as_bytes())], "a typo");
+    let failed = run_in_phase(&ns.client, &ns.name, &bad, Phase::Failed).await;
+    let message = failed.status.unwrap().message.unwrap();
+    assert!(
+        message.contains("fleet.yaml:35:15: error: node `edge-paris-01` uses template `edge-cnd`, which is not declared; did you mean `edge-cdn`?"),
+        "{message}"
+    );
+    let ready = repository_condition(&ns.client, &ns.name, "Ready", "ValidationFailed").await;
+    assert!(ready.starts_with("False"), "{ready}");
+    repository_condition(&ns.client, &ns.name, "Stalled", "ValidationFailed").await;
+    assert_eq!(
+        fleet_objects(&ns).await,
+        before,
+        "nothing changed in the cluster"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_host_key_stalls_the_repository_and_changes_nothing() {
+    let ns = support::env().namespace("hostkey").await;
+    support::install_crds(&ns.client, &fleetgate::api::crds()).await;
+    let git = server();
+    let repo = git.create_repo("hostkey");
+    repo.commit(&[("fleet.yaml", V1)], "first");
+    ssh_secret(&ns.client, &ns.name, "fleet-git", git.wrong_known_hosts()).await;
+    let _c = ControllerProcess::start(&ns, &[]);
+    create_repository(
+        &ns.client,
+        &ns.name,
+        "fleet",
+        serde_json::json!({"url": git.ssh_url(&repo), "ref": {"branch": "main"}, "secretRef": {"name": "fleet-git"}, "interval": "2s"}),
+    )
+    .await;
+    let ready = repository_condition(&ns.client, &ns.name, "Ready", "HostKeyMismatch").await;
+    assert!(
+        ready.starts_with("False: the host key of 127.0.0.1"),
+        "{ready}"
+    );
+    repository_condition(&ns.client, &ns.name, "Stalled", "HostKeyMismatch").await;
+    let runs: Api<SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
+    assert!(
+        runs.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(fleet_objects(&ns).await.is_empty());
+    let events = events(&ns.client, &ns.name, "fleet", "HostKeyMismatch").await;
+    assert_eq!(events.len(), 1, "one Event, not one per tick: {events:?}");
+}
+
+#[tokio::test]
+async fn a_newer_commit_supersedes_a_run_awaiting_approval() {
+    let (ns, repo, v1, _c) = setup(
+        "supersede",
+        &[("fleet.yaml", V1)],
+        serde_json::json!({}),
+        &[],
+    )
+    .await;
+    let first = run_in_phase(&ns.client, &ns.name, &v1, Phase::AwaitingApproval).await;
+    let v2 = repo.commit(&[("fleet.yaml", V2)], "second");
+    run_in_phase(&ns.client, &ns.name, &v2, Phase::AwaitingApproval).await;
+    let superseded = run_in_phase(&ns.client, &ns.name, &v1, Phase::Superseded).await;
+    assert_eq!(superseded.metadata.name, first.metadata.name);
+
+    let name = first.metadata.name.unwrap();
+    let plan_id = first.status.unwrap().plan_id.unwrap();
+    annotate(
+        &ns.client,
+        &ns.name,
+        &name,
+        annotations::APPROVE,
+        Some(&plan_id),
+    )
+    .await;
+    let refused = wait_for_status(&ns.client, &ns.name, &name, "the refusal", |s| {
+        s.refused_approval.is_some()
+    })
+    .await;
+    assert_eq!(
+        refused.status.as_ref().unwrap().phase,
+        Some(Phase::Superseded)
+    );
+    let events = events(&ns.client, &ns.name, &name, "ApprovalRefused").await;
+    assert!(
+        events.iter().any(|e| e.contains("this run is Superseded")),
+        "{events:?}"
+    );
+    assert!(fleet_objects(&ns).await.is_empty());
+}
+
+#[tokio::test]
+async fn objects_changed_after_planning_fail_as_conflicts_and_their_dependents_are_skipped() {
+    let (ns, repo, v1, _c) = setup(
+        "conflict",
+        &[("fleet.yaml", V1)],
+        serde_json::json!({}),
+        &[],
+    )
+    .await;
+    let run = run_in_phase(&ns.client, &ns.name, &v1, Phase::AwaitingApproval).await;
+    let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
+    annotate(
+        &ns.client,
+        &ns.name,
+        &run.metadata.name.clone().unwrap(),
+        annotations::APPROVE,
+        Some(&plan_id),
+    )
+    .await;
+    run_in_phase(&ns.client, &ns.name, &v1, Phase::Applied).await;
+
+    let v2 = repo.commit(&[("fleet.yaml", V2)], "second");
+    let run = run_in_phase(&ns.client, &ns.name, &v2, Phase::AwaitingApproval).await;
+    // Someone edits tokyo-01 and creates paris by hand after the plan was made.
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .args([
+                "--kubeconfig",
+                support::env().kubeconfig.to_str().unwrap(),
+                "-n",
+                &ns.name,
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    kubectl(&[
+        "patch",
+        "fleetnode",
+        "edge-tokyo-01",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"instanceType":"hand-edited"}}"#,
+    ]);
+    let paris = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        paris.path(),
+        r#"{"apiVersion":"fleet.fleetgate.dev/v1alpha1","kind":"FleetNode","metadata":{"name":"edge-paris-01"},
+            "spec":{"template":"x","nodePlatform":"p","architecture":"amd64","region":"r","instanceType":"i","lifecycleClass":"persistent"}}"#,
+    )
+    .unwrap();
+    kubectl(&["create", "-f", paris.path().to_str().unwrap()]);
+
+    let name = run.metadata.name.clone().unwrap();
+    let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
+    annotate(
+        &ns.client,
+        &ns.name,
+        &name,
+        annotations::APPROVE,
+        Some(&plan_id),
+    )
+    .await;
+    let failed = run_in_phase(&ns.client, &ns.name, &v2, Phase::Failed).await;
+    let status = failed.status.unwrap();
+    let state = |kind: &str, name: &str| {
+        let a = status
+            .actions
+            .iter()
+            .find(|a| a.kind == kind && a.name == name)
+            .unwrap_or_else(|| panic!("{kind} {name}"));
+        (
+            format!("{:?}", a.state),
+            a.error.clone().unwrap_or_default(),
+        )
+    };
+    let (s, e) = state("FleetNode", "edge-tokyo-01");
+    assert_eq!(s, "Failed");
+    assert!(
+        e.starts_with("conflict: fleetnode/edge-tokyo-01 was changed since the plan was made"),
+        "{e}"
+    );
+    let (s, e) = state("FleetNode", "edge-paris-01");
+    assert_eq!(s, "Failed");
+    assert!(e.contains("was created by someone else"), "{e}");
+    for (kind, name) in [
+        ("SdwanPeer", "edge-fabric.edge-paris-01"),
+        ("VirtualIp", "edge-fabric.cdn-frontend"),
+        ("SdwanPeer", "edge-fabric.edge-london-01"),
+        ("FleetNode", "edge-london-01"),
+    ] {
+        assert_eq!(state(kind, name).0, "Skipped", "{kind} {name}");
+    }
+    assert_eq!(state("FleetTemplate", "edge-cdn").0, "Applied");
+    assert_eq!(state("FleetNode", "edge-tokyo-02").0, "Applied");
+    let progress = status.progress.unwrap();
+    assert_eq!(
+        (progress.applied, progress.failed, progress.skipped),
+        (2, 2, 4)
+    );
+
+    let nodes: Api<FleetNode> = Api::namespaced(ns.client.clone(), &ns.name);
+    assert_eq!(
+        nodes
+            .get("edge-tokyo-01")
+            .await
+            .unwrap()
+            .spec
+            .resolved
+            .instance_type,
+        "hand-edited",
+        "not overwritten"
+    );
+    assert!(
+        nodes.get_opt("edge-london-01").await.unwrap().is_some(),
+        "a skipped delete deletes nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_controller_killed_while_applying_is_replaced_and_the_run_finishes_applying_each_action_once()
+ {
+    use fleetgate::fleet::synth::{Shape, fleet_yaml};
+    let fleet = fleet_yaml(Shape::new(300), 1);
+    let (ns, _repo, head, mut first) = setup(
+        "restart",
+        &[("fleet.yaml", fleet.as_bytes())],
+        serde_json::json!({}),
+        &["--apply-concurrency", "1"],
+    )
+    .await;
+    let run = run_in_phase(&ns.client, &ns.name, &head, Phase::AwaitingApproval).await;
+    let name = run.metadata.name.clone().unwrap();
+    let status = run.status.unwrap();
+    let total = status.progress.unwrap().total;
+    assert!(total > 600, "{total} actions");
+    // A second replica waits on the same Lease.
+    let _second = ControllerProcess::start(&ns, &["--apply-concurrency", "4"]);
+    annotate(
+        &ns.client,
+        &ns.name,
+        &name,
+        annotations::APPROVE,
+        Some(&status.plan_id.unwrap()),
+    )
+    .await;
+    wait_for_status(
+        &ns.client,
+        &ns.name,
+        &name,
+        "some but not all actions applied",
+        |s| {
+            s.progress
+                .as_ref()
+                .is_some_and(|p| p.applied >= 100 && p.pending > 0)
+        },
+    )
+    .await;
+    first.kill();
+    let mid = Api::<SyncRun>::namespaced(ns.client.clone(), &ns.name)
+        .get(&name)
+        .await
+        .unwrap();
+    assert_eq!(mid.status.as_ref().unwrap().phase, Some(Phase::Applying));
+
+    // The other replica takes the Lease once it expires, resumes and finishes.
+    let api: Api<SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
+    let done = support::eventually(
+        "the run to finish after the failover",
+        std::time::Duration::from_secs(90),
+        || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let run = api.get(&name).await.ok()?;
+                run.status
+                    .as_ref()?
+                    .phase
+                    .filter(|p| p.is_finished())
+                    .map(|_| run)
+            }
+        },
+    )
+    .await;
+    let status = done.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Applied), "{:?}", status.message);
+    assert_eq!(status.progress.unwrap().applied, total);
+    // Applied once: every object was written by one create and never again.
+    let nodes: Api<FleetNode> = Api::namespaced(ns.client.clone(), &ns.name);
+    let all = nodes.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(all.len(), 300);
+    for node in &all {
+        assert_eq!(
+            node.metadata.generation,
+            Some(1),
+            "{} was written more than once",
+            node.metadata.name.clone().unwrap()
+        );
+        let writes: Vec<_> = node
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .map(|m| m.operation.clone())
+            .collect();
+        assert_eq!(writes, [Some("Update".to_string())], "{writes:?}");
+    }
+}
+
+#[tokio::test]
+async fn manual_syncs_replan_and_history_is_limited() {
+    let (ns, _repo, v1, _c) = setup(
+        "history",
+        &[("fleet.yaml", V1)],
+        serde_json::json!({"approval": "Auto", "historyLimit": 2}),
+        &[],
+    )
+    .await;
+    run_in_phase(&ns.client, &ns.name, &v1, Phase::Applied).await;
+    let repos: Api<fleetgate::api::GitopsRepository> = Api::namespaced(ns.client.clone(), &ns.name);
+    let runs: Api<SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
+    for request in ["1", "2", "3"] {
+        let patch = serde_json::json!({"metadata": {"annotations": {annotations::SYNC_REQUESTED_AT: request}}});
+        repos
+            .patch(
+                "fleet",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+        support::eventually(
+            "the manual run to finish",
+            std::time::Duration::from_secs(60),
+            || {
+                let (repos, runs) = (repos.clone(), runs.clone());
+                async move {
+                    let handled = repos
+                        .get("fleet")
+                        .await
+                        .ok()?
+                        .status?
+                        .last_handled_sync_request
+                        == Some(request.to_string());
+                    let list = runs.list(&ListParams::default()).await.ok()?.items;
+                    let manual = list.iter().find(|r| {
+                        r.annotations()
+                            .get("gitops.fleetgate.dev/sync-request")
+                            .map(String::as_str)
+                            == Some(request)
+                    })?;
+                    let finished = manual.status.as_ref()?.phase == Some(Phase::NoChanges);
+                    (handled && finished).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    let left = support::eventually(
+        "history to be pruned to 2 runs",
+        std::time::Duration::from_secs(30),
+        || {
+            let runs = runs.clone();
+            async move {
+                let list = runs.list(&ListParams::default()).await.ok()?.items;
+                (list.len() == 2).then_some(list)
+            }
+        },
+    )
+    .await;
+    for run in &left {
+        assert_eq!(run.spec.trigger, fleetgate::api::syncrun::Trigger::Manual);
+    }
+    let plans: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(ns.client.clone(), &ns.name);
+    let stored = plans
+        .list(&ListParams::default().labels("gitops.fleetgate.dev/syncrun"))
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        stored.is_empty(),
+        "the applied run's plan went with it: {:?}",
+        names(&stored)
+    );
 }

@@ -31,7 +31,8 @@ pub async fn save(client: &kube::Client, run: &SyncRun, plan: &Plan) -> Result<F
     let ns = run.namespace().unwrap_or_default();
     let json = serde_json::to_vec(plan).map_err(|e| store_err(run, e.to_string()))?;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&json).map_err(|e| store_err(run, e.to_string()))?;
+    gz.write_all(&json)
+        .map_err(|e| store_err(run, e.to_string()))?;
     let compressed = gz.finish().map_err(|e| store_err(run, e.to_string()))?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let owner = run

@@ -337,7 +337,6 @@ async fn record(
     warnings: Vec<String>,
     raw_exclusions: Option<String>,
 ) -> Result<Action> {
-    let full_plan = planstore::save(&ctx.client, run, &plan).await?;
     let (diff, diff_truncated) = diff_entries(&plan);
     let states = vec![ActionState::Pending; plan.actions.len()];
     status.plan_id = Some(plan.plan_id.clone());
@@ -345,7 +344,6 @@ async fn record(
     status.changes = Some(plan.summary.total());
     status.diff = diff;
     status.diff_truncated = diff_truncated;
-    status.full_plan = Some(full_plan.clone());
     status.conflicts = plan.conflicts.iter().map(|c| c.message.clone()).collect();
     status.warnings = warnings.into_iter().take(50).collect();
     status.excluded = plan.excluded.iter().map(|r| r.to_string()).collect();
@@ -354,14 +352,6 @@ async fn record(
     status.progress = Some(apply::progress(&states));
     status.actions = action_entries(&plan, &states, &[]);
     status.refused_approval = None;
-    let where_ = if diff_truncated {
-        format!(
-            "; the full plan is in ConfigMap(s) {}",
-            full_plan.config_maps.join(", ")
-        )
-    } else {
-        String::new()
-    };
     if plan.is_empty() {
         let message = format!(
             "revision {} needs no changes",
@@ -379,6 +369,16 @@ async fn record(
         .await?;
         return Ok(Action::await_change());
     }
+    let full_plan = planstore::save(&ctx.client, run, &plan).await?;
+    let where_ = if diff_truncated {
+        format!(
+            "; the full plan is in ConfigMap(s) {}",
+            full_plan.config_maps.join(", ")
+        )
+    } else {
+        String::new()
+    };
+    status.full_plan = Some(full_plan);
     status.requires_approval = needs_approval(repo.spec.approval, &plan);
     if !status.requires_approval {
         status.approved_by = Some(format!("policy/{:?}", repo.spec.approval));
