@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build test lint fmt testenv testenv-build bench crds clean
+.PHONY: all build test lint fmt testenv testenv-build bench bench-apply crds clean
 
 all: build
 
@@ -32,6 +32,14 @@ testenv:
 bench:
 	$(CARGO) bench --bench fleet_core
 	$(CARGO) bench --bench peak_memory
+
+## Apply throughput against the test control plane (fleetgate vs kubectl --server-side).
+bench-apply: testenv-build
+	hack/with-testenv.sh $(CARGO) bench --bench apply_throughput
+
+## Regenerates crds/ from the Rust types.
+crds:
+	$(CARGO) run --quiet -- crds > crds/fleetgate.yaml
 
 clean:
 	$(CARGO) clean

@@ -35,7 +35,7 @@ async fn the_reference_fleet_is_planned_approved_applied_and_revised() {
     let repo = git.create_repo("fleet");
     let v1 = repo.commit(&[("fleet.yaml", V1)], "the reference fleet");
     ssh_secret(&client, &ns.name, "fleet-git", git.known_hosts()).await;
-    let _controller = ControllerProcess::start(&ns, &[]);
+    let controller = ControllerProcess::start(&ns, &[]);
     create_repository(
         &client,
         &ns.name,
@@ -210,6 +210,33 @@ async fn the_reference_fleet_is_planned_approved_applied_and_revised() {
     );
     let tokyo = nodes.get("edge-tokyo-01").await.unwrap();
     assert_eq!(tokyo.spec.resolved.instance_type, "t3-large");
+
+    // Signals: health, readiness and metrics; and never a secret in the log.
+    assert_eq!(controller.http_get("/healthz").unwrap().0, 200);
+    assert_eq!(controller.http_get("/readyz").unwrap().0, 200);
+    let (code, metrics) = controller.http_get("/metrics").unwrap();
+    assert_eq!(code, 200);
+    for expected in [
+        "fleetgate_reconcile_duration_seconds_count{controller=\"syncrun\"}",
+        "fleetgate_git_duration_seconds_count{operation=\"ls-remote\"}",
+        "fleetgate_git_duration_seconds_count{operation=\"fetch\"}",
+        "fleetgate_actions_total{result=\"applied\"} 18",
+        &format!(
+            "fleetgate_syncruns{{namespace=\"{}\",phase=\"Applied\"}} 2",
+            ns.name
+        ),
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from:\n{metrics}"
+        );
+    }
+    let log = std::fs::read_to_string(&controller.log).unwrap();
+    assert!(log.contains("phase changed"), "the log has the reconciles");
+    let identity = git.identity();
+    for line in identity.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!log.contains(line), "the controller logged the private key");
+    }
 }
 
 /// A namespace with the CRDs, a git repository holding `files`, a controller, and a
@@ -690,5 +717,104 @@ async fn manual_syncs_replan_and_history_is_limited() {
         stored.is_empty(),
         "the applied run's plan went with it: {:?}",
         names(&stored)
+    );
+}
+
+#[tokio::test]
+async fn a_ten_thousand_node_plan_keeps_the_syncrun_small_and_stores_the_full_plan() {
+    use fleetgate::fleet::synth::{Shape, fleet_yaml};
+    use std::io::Read;
+    let fleet = fleet_yaml(Shape::new(10_000), 1);
+    let (ns, _repo, head, _c) = setup(
+        "scale",
+        &[("fleet.yaml", fleet.as_bytes())],
+        serde_json::json!({}),
+        &[],
+    )
+    .await;
+    let run = run_in_phase(&ns.client, &ns.name, &head, Phase::AwaitingApproval).await;
+    let size = serde_json::to_vec(&run).unwrap().len();
+    assert!(size < 256 * 1024, "the SyncRun is {size} bytes");
+    let status = run.status.unwrap();
+    assert!(status.diff_truncated);
+    assert_eq!(status.diff.len(), 100);
+    assert_eq!(status.actions.len(), 200);
+    let total = status.progress.unwrap().total as usize;
+    assert_eq!(status.action_states.unwrap().len(), total);
+    let at = status.full_plan.unwrap();
+    assert!(status.message.unwrap().contains(&format!(
+        "the full plan is in ConfigMap(s) {}",
+        at.config_maps.join(", ")
+    )));
+
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(ns.client.clone(), &ns.name);
+    let mut compressed = Vec::new();
+    for name in &at.config_maps {
+        let cm = maps.get(name).await.unwrap();
+        compressed.extend(cm.binary_data.unwrap()["plan.json.gz"].0.clone());
+    }
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_end(&mut json)
+        .unwrap();
+    let plan: fleetgate::fleet::Plan = serde_json::from_slice(&json).unwrap();
+    assert_eq!(plan.actions.len(), total);
+    assert_eq!(Some(plan.plan_id), status.plan_id);
+    assert!(total > 20_000, "{total}");
+}
+
+#[tokio::test]
+async fn an_approval_given_before_the_plan_existed_is_refused() {
+    let (ns, _repo, v1, _c) =
+        setup("early", &[("fleet.yaml", V1)], serde_json::json!({}), &[]).await;
+    let run = run_in_phase(&ns.client, &ns.name, &v1, Phase::AwaitingApproval).await;
+    let name = run.metadata.name.clone().unwrap();
+    let full = run.status.unwrap().plan_id.unwrap();
+    // Excluding london and approving in the same edit: the approval predates the new plan.
+    let runs: Api<SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        annotations::EXCLUDE: "fleetnode/edge-london-01",
+        annotations::APPROVE: full,
+    }}});
+    runs.patch(
+        &name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    let replanned = wait_for_status(&ns.client, &ns.name, &name, "the refusal", |s| {
+        s.plan_id.as_deref() != Some(full.as_str()) && s.refused_approval.is_some()
+    })
+    .await;
+    let status = replanned.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::AwaitingApproval));
+    assert!(status.message.unwrap().contains("was set before plan"));
+    let events = events(&ns.client, &ns.name, &name, "ApprovalRefused").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(fleet_objects(&ns).await.is_empty());
+
+    // Removing it and approving the new plan works.
+    let new_plan = status.plan_id.unwrap();
+    annotate(&ns.client, &ns.name, &name, annotations::APPROVE, None).await;
+    wait_for_status(&ns.client, &ns.name, &name, "the refusal to clear", |s| {
+        s.refused_approval.is_none()
+    })
+    .await;
+    annotate(
+        &ns.client,
+        &ns.name,
+        &name,
+        annotations::APPROVE,
+        Some(&new_plan),
+    )
+    .await;
+    run_in_phase(&ns.client, &ns.name, &v1, Phase::Applied).await;
+    assert!(
+        !fleet_objects(&ns)
+            .await
+            .iter()
+            .any(|o| o.contains("london"))
     );
 }

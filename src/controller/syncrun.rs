@@ -409,7 +409,11 @@ async fn record(
         annotations::APPROVE,
         plan.plan_id
     );
-    transition(
+    // An approval already present was given before this plan existed: it cannot have
+    // been an approval of it.
+    let early = run.annotations().get(annotations::APPROVE).cloned();
+    status.refused_approval = early.clone();
+    let status = transition(
         ctx,
         run,
         status,
@@ -419,6 +423,23 @@ async fn record(
         message,
     )
     .await?;
+    if let Some(early) = early {
+        let message = format!(
+            "approval `{early}` was set before plan {} existed; review the plan, remove the annotation and approve again",
+            plan.plan_id
+        );
+        let mut status = status;
+        status.message = Some(message.clone());
+        write_status(ctx, run, &status).await?;
+        ctx.event(
+            &run.object_ref(&()),
+            true,
+            "ApprovalRefused",
+            "Approve",
+            message,
+        )
+        .await;
+    }
     Ok(Action::await_change())
 }
 
@@ -443,8 +464,17 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
         return replan(run, ctx, status).await;
     }
     let Some(approval) = a.get(annotations::APPROVE) else {
+        if status.refused_approval.is_some() {
+            // Removing a refused approval lets the same value be given again, knowingly.
+            let mut status = status;
+            status.refused_approval = None;
+            write_status(ctx, run, &status).await?;
+        }
         return Ok(Action::await_change());
     };
+    if status.refused_approval.as_deref() == Some(approval.as_str()) {
+        return Ok(Action::await_change()); // refused already; remove it to approve again
+    }
     let plan_id = status.plan_id.clone().unwrap_or_default();
     if *approval != plan_id {
         return refuse(run, ctx, status, approval, format!(

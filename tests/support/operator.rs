@@ -17,6 +17,8 @@ use super::TestNamespace;
 pub struct ControllerProcess {
     child: Child,
     pub log: PathBuf,
+    /// Where /metrics, /healthz and /readyz are served.
+    pub http: std::net::SocketAddr,
     _work: tempfile::TempDir,
 }
 
@@ -25,16 +27,19 @@ impl ControllerProcess {
     pub fn start(ns: &TestNamespace, extra: &[&str]) -> Self {
         let work = tempfile::tempdir().unwrap();
         let log = work.path().join("controller.log");
+        let http = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_fleetgate"))
             .args([
                 "controller",
                 "--namespace",
                 &ns.name,
-                "--http-addr",
-                "127.0.0.1:0",
                 "--lease-namespace",
                 &ns.name,
             ])
+            .args(["--http-addr", &http.to_string()])
             .arg("--work-dir")
             .arg(work.path().join("git"))
             .args(extra)
@@ -47,8 +52,24 @@ impl ControllerProcess {
         Self {
             child,
             log,
+            http,
             _work: work,
         }
+    }
+
+    /// GET `path` from the controller's HTTP server: status code and body.
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.http).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut response = String::new();
+        s.read_to_string(&mut response).ok()?;
+        let code = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((code, body))
     }
 
     /// Stops it at once, as a crash or an evicted pod would.
