@@ -2,7 +2,12 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build test lint fmt testenv testenv-build bench bench-apply crds clean
+
+.PHONY: demo all build test lint fmt testenv testenv-build bench bench-apply crds clean
+
+## From a clone to plans approved and applied on a local control plane; leaves nothing running.
+demo:
+	hack/demo.sh
 
 all: build
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, etcd and helm from the Go module proxy into a cache keyed by
+# Builds kube-apiserver, etcd, kubectl and helm from the Go module proxy into a cache keyed by
 # this module's go.mod/go.sum (and this script), so a fresh clone on a machine that
 # built them once starts in seconds. Prints the cache folder as the last line.
 set -euo pipefail
@@ -34,6 +34,8 @@ build etcd go build -trimpath -ldflags "-s -w" -o "$cache/etcd.tmp" ./etcd
 [ -e "$cache/etcd.tmp" ] && mv "$cache/etcd.tmp" "$cache/etcd"
 build kube-apiserver go build -trimpath -ldflags "$ldflags" -o "$cache/kube-apiserver.tmp" ./kube-apiserver
 [ -e "$cache/kube-apiserver.tmp" ] && mv "$cache/kube-apiserver.tmp" "$cache/kube-apiserver"
+build kubectl go build -trimpath -ldflags "$ldflags" -o "$cache/kubectl.tmp" ./kubectl
+[ -e "$cache/kubectl.tmp" ] && mv "$cache/kubectl.tmp" "$cache/kubectl"
 # Helm has its own dependency set: go install builds it from its own go.mod, untouched by ours.
 build helm env GOBIN="$cache/helm.bin" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$helm_version"
 if [ -e "$cache/helm.bin/helm" ]; then mv "$cache/helm.bin/helm" "$cache/helm"; rmdir "$cache/helm.bin"; fi

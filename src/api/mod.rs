@@ -42,7 +42,7 @@ pub mod annotations {
 
 /// All CRDs, in the order they are installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    [
         GitopsRepository::crd(),
         SyncRun::crd(),
         FleetTemplate::crd(),
@@ -51,6 +51,33 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         SdwanPeer::crd(),
         VirtualIp::crd(),
     ]
+    .into_iter()
+    .map(kubernetes_formats)
+    .collect()
+}
+
+/// schemars names unsigned integers `uint32`/`uint64` (with `minimum: 0`), formats the
+/// API server does not know and warns about on every apply; it knows `int32`/`int64`.
+fn kubernetes_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(f)) = map.get_mut("format") {
+                    match f.as_str() {
+                        "uint8" | "uint16" | "uint32" | "int8" | "int16" => *f = "int32".into(),
+                        "uint" | "uint64" | "int" => *f = "int64".into(),
+                        _ => {}
+                    }
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut json = serde_json::to_value(&crd).expect("CRDs serialize");
+    walk(&mut json);
+    serde_json::from_value(json).expect("formats do not change the shape")
 }
 
 /// The CRDs as one multi-document YAML stream, as committed under crds/.
@@ -108,6 +135,16 @@ pub fn now() -> Time {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crds_use_only_formats_the_api_server_knows() {
+        let yaml = crds_yaml();
+        assert!(
+            !yaml.contains("format: uint"),
+            "unsigned formats left in the CRDs"
+        );
+        assert!(yaml.contains("format: int32"));
+    }
 
     #[test]
     fn conditions_keep_their_transition_time_while_unchanged() {

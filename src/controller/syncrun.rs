@@ -24,7 +24,7 @@ use crate::api::{
     FIELD_MANAGER, GitopsRepository, SyncRun, annotations, now, repository::ApprovalPolicy,
     set_condition,
 };
-use crate::fleet::render::summary_line;
+use crate::fleet::render::{change_lines, summary_line};
 use crate::fleet::{self, ObjectRef, Plan, PlanError, PlanOptions, ResolveOptions};
 
 /// At most this many diff entries, and fields per entry, are kept in status.
@@ -270,16 +270,9 @@ fn diff_entries(plan: &Plan) -> (Vec<DiffEntry>, bool) {
             fields: d
                 .fields
                 .iter()
+                .flat_map(change_lines)
                 .take(MAX_FIELDS_PER_ENTRY)
-                .map(|f| {
-                    let show = |v: &Option<serde_json::Value>| {
-                        v.as_ref().map_or("(none)".to_owned(), |v| v.to_string())
-                    };
-                    truncate(
-                        &format!("{}: {} -> {}", f.path, show(&f.old), show(&f.new)),
-                        512,
-                    )
-                })
+                .map(|line| truncate(&line, 512))
                 .collect(),
         })
         .collect();

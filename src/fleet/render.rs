@@ -156,7 +156,7 @@ pub fn render_text(plan: &Plan, colour: Colour) -> String {
 
 /// `path: old -> new`; for a list where only a few same-position items change (a module
 /// re-pinned), just those items, since the whole list would hide the change.
-fn change_lines(f: &FieldChange) -> Vec<String> {
+pub fn change_lines(f: &FieldChange) -> Vec<String> {
     if let (Some(Value::Array(old)), Some(Value::Array(new))) = (&f.old, &f.new)
         && old.len() == new.len()
     {

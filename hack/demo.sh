@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# make demo: from a clone to a plan approved and applied, twice, on a local control plane.
+# Everything it starts it stops again, also on failure or Ctrl-C.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+if [ -t 1 ]; then bold=$'\033[1m' dim=$'\033[2m' off=$'\033[0m'; else bold="" dim="" off=""; fi
+heading() { printf '\n%s== %s%s\n' "$bold" "$*" "$off"; }
+show() { printf '%s$ %s%s\n' "$dim" "$*" "$off"; "$@"; }
+
+heading "Building fleetgate and the local control plane (the first time takes several minutes)"
+hack/install-deps.sh
+bin=$(hack/testenv/build.sh | tail -n 1)
+export PATH="$bin:$PATH"
+cargo build --quiet --bin fleetgate
+fleetgate="$root/${CARGO_TARGET_DIR:-target}/debug/fleetgate"
+[ -x "$fleetgate" ] || fleetgate="${CARGO_TARGET_DIR:-$root/target}/debug/fleetgate"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/fleetgate-demo.XXXXXX")
+kubeconfig=""
+controller=""
+cleanup() {
+  [ -n "$controller" ] && kill "$controller" 2>/dev/null && wait "$controller" 2>/dev/null || true
+  [ -n "$kubeconfig" ] && hack/testenv.sh stop "$kubeconfig" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+heading "Starting kube-apiserver and etcd"
+kubeconfig=$(hack/testenv.sh start 2>/dev/null | tail -n 1)
+export KUBECONFIG=$kubeconfig
+show kubectl version
+show kubectl apply --server-side -f crds/fleetgate.yaml
+kubectl wait --for condition=established --timeout=60s crd --all >/dev/null
+show kubectl create namespace fleet-demo
+
+heading "A git repository holding examples/fleet.yaml"
+git init -q --bare -b main "$work/fleet-config.git"
+git clone -q "$work/fleet-config.git" "$work/checkout" 2>/dev/null
+cp examples/fleet.yaml "$work/checkout/fleet.yaml"
+git -C "$work/checkout" add fleet.yaml
+git -C "$work/checkout" -c user.name=demo -c user.email=demo@example.com commit -q -m "the reference fleet"
+git -C "$work/checkout" push -q origin main
+echo "file://$work/fleet-config.git @ $(git -C "$work/checkout" rev-parse --short HEAD)"
+
+heading "Starting the controller"
+"$fleetgate" controller --namespace fleet-demo --lease-namespace fleet-demo --http-addr 127.0.0.1:0 \
+  --work-dir "$work/cache" 2>"$work/controller.log" &
+controller=$!
+echo "fleetgate controller running (pid $controller, log $work/controller.log)"
+
+heading "Applying a GitopsRepository"
+cat > "$work/repository.yaml" <<YAML
+apiVersion: gitops.fleetgate.dev/v1alpha1
+kind: GitopsRepository
+metadata:
+  name: fleet
+  namespace: fleet-demo
+spec:
+  url: file://$work/fleet-config.git
+  ref: {branch: main}
+  interval: 5s
+  account: acme-edge
+YAML
+sed "s|$work|/tmp/fleet-demo|" "$work/repository.yaml"
+show kubectl apply -f "$work/repository.yaml"
+
+wait_phase() { # revision phase -> prints the SyncRun's name
+  local rev=$1 phase=$2
+  for _ in $(seq 300); do
+    local name
+    name=$(kubectl get syncruns -n fleet-demo -o jsonpath="{range .items[?(@.spec.revision==\"$rev\")]}{.metadata.name} {.status.phase}{'\n'}{end}" | awk -v p="$phase" '$2==p {print $1; exit}')
+    if [ -n "$name" ]; then echo "$name"; return; fi
+    sleep 0.2
+  done
+  echo "demo: no SyncRun of $rev reached $phase" >&2; tail -20 "$work/controller.log" >&2; exit 1
+}
+
+review_and_approve() { # revision
+  local rev=$1 run plan
+  run=$(wait_phase "$rev" AwaitingApproval)
+  heading "The plan the operator recorded"
+  show kubectl get syncruns -n fleet-demo
+  plan=$(kubectl get syncrun "$run" -n fleet-demo -o jsonpath='{.status.planId}')
+  kubectl get syncrun "$run" -n fleet-demo -o jsonpath='{.status.message}{"\n"}'
+  kubectl get syncrun "$run" -n fleet-demo -o jsonpath='{range .status.diff[*]}{.operation} {.kind}/{.name}{range .fields[*]}{"\n    "}{@}{end}{"\n"}{end}'
+  heading "Approving plan $plan"
+  show kubectl annotate -n fleet-demo "syncrun/$run" "gitops.fleetgate.dev/approve=$plan"
+  wait_phase "$rev" Applied >/dev/null
+  show kubectl get syncruns -n fleet-demo
+}
+
+review_and_approve "$(git -C "$work/checkout" rev-parse HEAD)"
+heading "The fleet, converged"
+show kubectl get fleet -n fleet-demo
+
+heading "Next revision: paris replaces london, tokyo-01 is resized, nginx is re-pinned"
+cp examples/fleet-v2.yaml "$work/checkout/fleet.yaml"
+git -C "$work/checkout" -c user.name=demo -c user.email=demo@example.com commit -q -am "paris replaces london"
+git -C "$work/checkout" push -q origin main
+echo "pushed $(git -C "$work/checkout" rev-parse --short HEAD)"
+review_and_approve "$(git -C "$work/checkout" rev-parse HEAD)"
+heading "The fleet after the second plan"
+show kubectl get fleetnodes,sdwanpeers,virtualips -n fleet-demo
+show kubectl get gitopsrepository -n fleet-demo
+
+heading "Done; stopping everything the demo started"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build, test and demo fleetgate:
+# sshd and git for the test git server, OpenSSL headers for libgit2, curl and python3
+# for the control plane scripts. Go and a Rust toolchain must already be there.
+set -euo pipefail
+need=()
+for pkg in openssh-server openssh-client git curl openssl python3 pkg-config libssl-dev build-essential; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing ${need[*]}; run as root or install them" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y --no-install-recommends "${need[@]}"
+fi
+command -v go >/dev/null || { echo "install-deps: Go is required to build the test control plane" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "install-deps: a Rust toolchain (cargo) is required" >&2; exit 1; }
