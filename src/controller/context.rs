@@ -35,6 +35,8 @@ pub struct Context {
     pub git_locks: CacheLocks,
     /// Which SyncRun is applying for each repository (`namespace/name`): at most one.
     applying: Mutex<HashMap<String, String>>,
+    /// Consecutive failed reconciles per object, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
@@ -56,7 +58,21 @@ impl Context {
             settings,
             git_locks: CacheLocks::default(),
             applying: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How long to wait before retrying `object` after another failure.
+    pub fn backoff(&self, object: &str) -> Duration {
+        let mut failures = self.failures.lock().expect("not poisoned");
+        let n = failures.entry(object.to_owned()).or_insert(0);
+        *n = n.saturating_add(1);
+        backoff_delay(*n)
+    }
+
+    /// Forgets `object`'s failures after a successful reconcile.
+    pub fn succeeded(&self, object: &str) {
+        self.failures.lock().expect("not poisoned").remove(object);
     }
 
     /// Publishes an Event; a failure to do so is logged, never fatal.
@@ -119,6 +135,21 @@ impl Context {
     }
 }
 
+/// `Kind namespace/name`, the key of per-object bookkeeping.
+pub fn object_key<K: kube::Resource<DynamicType = ()>>(object: &K) -> String {
+    format!(
+        "{} {}/{}",
+        K::kind(&()),
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+/// 1 s after the first failure, doubling, capped at 256 s.
+fn backoff_delay(consecutive: u32) -> Duration {
+    Duration::from_secs(1u64 << consecutive.saturating_sub(1).min(8))
+}
+
 /// Cuts `s` to at most `max` bytes on a character boundary, marking the cut.
 pub fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -142,6 +173,13 @@ pub fn parse_duration(field: &str, value: &str) -> Result<Duration, super::error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        let seen: Vec<u64> = (1..=11).map(|n| backoff_delay(n).as_secs()).collect();
+        assert_eq!(seen, [1, 2, 4, 8, 16, 32, 64, 128, 256, 256, 256]);
+        assert_eq!(backoff_delay(u32::MAX).as_secs(), 256);
+    }
 
     #[test]
     fn truncation_keeps_characters_whole() {

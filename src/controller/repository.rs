@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument};
 
-use super::context::{Context, parse_duration};
+use super::context::{Context, object_key, parse_duration};
 use super::error::{Error, Result};
 use super::gitsource;
 use super::planstore;
@@ -37,6 +37,9 @@ pub async fn reconcile(repo: Arc<GitopsRepository>, ctx: Arc<Context>) -> Result
     let started = Instant::now();
     let result = step(&repo, &ctx).await;
     ctx.observe(CONTROLLER, started, result.as_ref().err().map(Error::label));
+    if result.is_ok() {
+        ctx.succeeded(&object_key(&*repo));
+    }
     result
 }
 
@@ -472,7 +475,8 @@ async fn write_status(
     Ok(())
 }
 
-pub fn error_policy(repo: Arc<GitopsRepository>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(repository = %repo.name_any(), error = %error, label = error.label(), "reconcile failed");
-    Action::requeue(Duration::from_secs(10))
+pub fn error_policy(repo: Arc<GitopsRepository>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff(&object_key(&*repo));
+    tracing::warn!(repository = %repo.name_any(), error = %error, label = error.label(), retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 use tracing::{info, instrument};
 
 use super::apply;
-use super::context::{Context, truncate};
+use super::context::{Context, object_key, truncate};
 use super::error::{Error, Result};
 use super::gitsource;
 use super::planstore;
@@ -41,6 +41,9 @@ pub async fn reconcile(run: Arc<SyncRun>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let result = step(&run, &ctx).await;
     ctx.observe(CONTROLLER, started, result.as_ref().err().map(Error::label));
+    if result.is_ok() {
+        ctx.succeeded(&object_key(&*run));
+    }
     result
 }
 
@@ -614,7 +617,8 @@ async fn refuse_late_approval(
     refuse(run, ctx, status, &approval, message).await
 }
 
-pub fn error_policy(run: Arc<SyncRun>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(syncrun = %run.name_any(), error = %error, label = error.label(), "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+pub fn error_policy(run: Arc<SyncRun>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff(&object_key(&*run));
+    tracing::warn!(syncrun = %run.name_any(), error = %error, label = error.label(), retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
 }
