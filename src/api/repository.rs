@@ -4,10 +4,14 @@
 // repeated `type_ = "string"` arguments for duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::api::syncrun::{Phase, Trigger};
+use crate::fleet::drift::DriftedObject;
+use crate::fleet::plan::Counts;
 
 /// A fleet.yaml in a git repository, and how its changes reach the cluster.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -84,6 +88,28 @@ pub struct GitopsRepositorySpec {
     #[serde(default = "default_history_limit")]
     #[schemars(range(min = 1, max = 1000))]
     pub history_limit: u32,
+    /// When the cluster drifts from git: `Report` only records it; `Plan` starts a SyncRun with trigger Drift that restores git's state and waits for approval like any other; `Correct` applies that run without approval.
+    #[serde(default)]
+    pub drift_remediation: DriftRemediation,
+    /// Spec fields (such as `nodePlatform`) whose change always needs approval, even under AutoApplyNonDestructive.
+    #[serde(default = "default_sensitive_fields")]
+    pub sensitive_fields: Vec<String>,
+}
+
+fn default_sensitive_fields() -> Vec<String> {
+    vec!["nodePlatform".into(), "architecture".into()]
+}
+
+/// What to do about drift.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DriftRemediation {
+    /// Record drift in status, an Event and a metric; change nothing.
+    Report,
+    /// Also start a SyncRun that restores git's state, approved like any other.
+    #[default]
+    Plan,
+    /// Also apply that SyncRun without approval.
+    Correct,
 }
 
 fn default_path() -> String {
@@ -150,7 +176,7 @@ pub struct GitopsRepositoryStatus {
     pub observed_generation: Option<i64>,
     /// When git was last asked which commit the ref points at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_fetched_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    pub last_fetched_at: Option<Time>,
     /// The commit the ref pointed at when last checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_fetched_revision: Option<String>,
@@ -163,4 +189,52 @@ pub struct GitopsRepositoryStatus {
     /// The value of the sync-requested-at annotation that was last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_sync_request: Option<String>,
+    /// How the cluster differs from the revision last applied; absent when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftStatus>,
+    /// The newest SyncRuns, newest first: what was applied, when, and who approved it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// Objects that differ from git, bounded in size.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftStatus {
+    /// When this drift was first seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_at: Option<Time>,
+    /// The revision whose desired state the cluster is compared with.
+    pub revision: String,
+    /// How many objects drifted.
+    pub count: u32,
+    /// The drifted objects (at most 50), with expected -> actual values of changed fields.
+    #[serde(default)]
+    pub objects: Vec<DriftedObject>,
+    /// True when more objects drifted than are listed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// Digest of the whole drift, to tell a new drift from the same one.
+    pub digest: String,
+}
+
+/// One SyncRun, as history.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub sync_run: String,
+    pub revision: String,
+    pub trigger: Trigger,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Counts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
 }

@@ -121,6 +121,9 @@ pub struct SyncRunStatus {
     /// Where the complete plan is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_plan: Option<FullPlanRef>,
+    /// ConfigMaps holding the revision's whole desired state, against which drift is measured once the run is applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub desired_state: Vec<String>,
     /// Objects the plan leaves alone because another repository, or no one, manages them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,

@@ -82,7 +82,7 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
         .await?;
         return Ok(Requeue::await_change());
     };
-    let plan = planstore::load(&ctx.client, run, &at).await?;
+    let plan = planstore::load_plan(&ctx.client, run, &at).await?;
     if Some(&plan.plan_id) != status.plan_id.as_ref() {
         let message = format!(
             "the stored plan is {} but the approved plan is {}; nothing more is applied",

@@ -11,6 +11,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::warn;
 
+use super::drift::DesiredCache;
 use super::gitsource::CacheLocks;
 use super::live::FleetCache;
 use super::metrics::Metrics;
@@ -33,6 +34,7 @@ pub struct Context {
     pub fleet: FleetCache,
     pub settings: Settings,
     pub git_locks: CacheLocks,
+    pub desired: DesiredCache,
     /// Which SyncRun is applying for each repository (`namespace/name`): at most one.
     applying: Mutex<HashMap<String, String>>,
     /// Consecutive failed reconciles per object, for exponential backoff.
@@ -57,6 +59,7 @@ impl Context {
             fleet,
             settings,
             git_locks: CacheLocks::default(),
+            desired: DesiredCache::default(),
             applying: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod context;
+pub mod drift;
 pub mod error;
 pub mod gitsource;
 pub mod live;
@@ -146,8 +147,22 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     for task in reflectors {
         tokio::spawn(task);
     }
-    let repositories = Controller::new(repos_api, watcher::Config::default())
-        .owns(runs_api, watcher::Config::default())
+    let mut repositories = Controller::new(repos_api, watcher::Config::default())
+        .owns(runs_api, watcher::Config::default());
+    // A change to any object a repository manages is a prompt to look for drift.
+    for kind in crate::fleet::ObjectKind::ALL {
+        let ar = live::api_resource(kind);
+        let api: Api<kube::api::DynamicObject> = match ns.as_deref() {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
+        let managed = watcher::Config::default().labels(crate::api::REPOSITORY_LABEL);
+        repositories = repositories.watches_with(api, ar, managed, |obj| {
+            let repository = obj.labels().get(crate::api::REPOSITORY_LABEL)?.clone();
+            Some(kube::runtime::reflector::ObjectRef::new(&repository).within(&obj.namespace()?))
+        });
+    }
+    let repositories = repositories
         .shutdown_on_signal()
         .run(repository::reconcile, repository::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));

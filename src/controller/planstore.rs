@@ -1,5 +1,6 @@
-//! The full plan of a SyncRun, stored gzip-compressed in ConfigMaps it owns, split
-//! into chunks so that any plan fits whatever the 1 MiB object limit.
+//! What a SyncRun keeps beside its status: the full plan, and the revision's whole
+//! desired state. Each is stored gzip-compressed in ConfigMaps the run owns, split into
+//! chunks so that any fleet fits under the 1 MiB object limit.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -8,14 +9,18 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::error::{Error, Result};
 use crate::api::{FIELD_MANAGER, REPOSITORY_LABEL, SyncRun, syncrun::FullPlanRef};
 use crate::fleet::Plan;
 
-/// Label tying a ConfigMap to the SyncRun whose plan it holds.
+/// Label tying a ConfigMap to the SyncRun whose data it holds.
 pub const SYNCRUN_LABEL: &str = "gitops.fleetgate.dev/syncrun";
-const KEY: &str = "plan.json.gz";
+/// Label saying what the ConfigMap holds: `plan` or `desired`.
+const CONTENT_LABEL: &str = "gitops.fleetgate.dev/content";
+const KEY: &str = "data.json.gz";
 /// Well below the 1 MiB object limit, leaving room for metadata.
 const CHUNK_BYTES: usize = 900 * 1024;
 
@@ -27,9 +32,26 @@ fn store_err(run: &SyncRun, message: impl Into<String>) -> Error {
 }
 
 /// Writes `plan` into ConfigMaps owned by `run` and returns where it is.
-pub async fn save(client: &kube::Client, run: &SyncRun, plan: &Plan) -> Result<FullPlanRef> {
+pub async fn save_plan(client: &kube::Client, run: &SyncRun, plan: &Plan) -> Result<FullPlanRef> {
+    Ok(FullPlanRef {
+        config_maps: save(client, run, "plan", plan).await?,
+        actions: plan.actions.len() as u32,
+    })
+}
+
+pub async fn load_plan(client: &kube::Client, run: &SyncRun, at: &FullPlanRef) -> Result<Plan> {
+    load(client, run, &at.config_maps).await
+}
+
+/// Writes `value` as `<run>-<what>-<chunk>` ConfigMaps; returns their names in order.
+pub async fn save<T: Serialize>(
+    client: &kube::Client,
+    run: &SyncRun,
+    what: &str,
+    value: &T,
+) -> Result<Vec<String>> {
     let ns = run.namespace().unwrap_or_default();
-    let json = serde_json::to_vec(plan).map_err(|e| store_err(run, e.to_string()))?;
+    let json = serde_json::to_vec(value).map_err(|e| store_err(run, e.to_string()))?;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&json)
         .map_err(|e| store_err(run, e.to_string()))?;
@@ -40,7 +62,7 @@ pub async fn save(client: &kube::Client, run: &SyncRun, plan: &Plan) -> Result<F
         .expect("SyncRuns have names and uids");
     let mut names = Vec::new();
     for (i, chunk) in compressed.chunks(CHUNK_BYTES).enumerate() {
-        let name = format!("{}-plan-{i}", run.name_any());
+        let name = format!("{}-{what}-{i}", run.name_any());
         let cm = ConfigMap {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -48,6 +70,7 @@ pub async fn save(client: &kube::Client, run: &SyncRun, plan: &Plan) -> Result<F
                 owner_references: Some(vec![owner.clone()]),
                 labels: Some(BTreeMap::from([
                     (SYNCRUN_LABEL.to_owned(), run.name_any()),
+                    (CONTENT_LABEL.to_owned(), what.to_owned()),
                     (REPOSITORY_LABEL.to_owned(), run.spec.repository.clone()),
                 ])),
                 ..Default::default()
@@ -67,23 +90,24 @@ pub async fn save(client: &kube::Client, run: &SyncRun, plan: &Plan) -> Result<F
         names.push(name);
     }
     // A re-plan may need fewer chunks than before.
-    for stale in list(client, run).await? {
+    for stale in list(client, run, Some(what)).await? {
         if !names.contains(&stale) {
             api.delete(&stale, &DeleteParams::default()).await?;
         }
     }
-    Ok(FullPlanRef {
-        config_maps: names,
-        actions: plan.actions.len() as u32,
-    })
+    Ok(names)
 }
 
-/// Reads the plan back.
-pub async fn load(client: &kube::Client, run: &SyncRun, at: &FullPlanRef) -> Result<Plan> {
+/// Reads back what [`save`] wrote to `names`.
+pub async fn load<T: DeserializeOwned>(
+    client: &kube::Client,
+    run: &SyncRun,
+    names: &[String],
+) -> Result<T> {
     let ns = run.namespace().unwrap_or_default();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let mut compressed = Vec::new();
-    for name in &at.config_maps {
+    for name in names {
         let cm = api.get(name).await?;
         let chunk = cm
             .binary_data
@@ -94,13 +118,16 @@ pub async fn load(client: &kube::Client, run: &SyncRun, at: &FullPlanRef) -> Res
     let mut json = Vec::new();
     flate2::read::GzDecoder::new(&compressed[..])
         .read_to_end(&mut json)
-        .map_err(|e| store_err(run, format!("corrupt plan: {e}")))?;
-    serde_json::from_slice(&json).map_err(|e| store_err(run, format!("corrupt plan: {e}")))
+        .map_err(|e| store_err(run, format!("corrupt data: {e}")))?;
+    serde_json::from_slice(&json).map_err(|e| store_err(run, format!("corrupt data: {e}")))
 }
 
-async fn list(client: &kube::Client, run: &SyncRun) -> Result<Vec<String>> {
+async fn list(client: &kube::Client, run: &SyncRun, what: Option<&str>) -> Result<Vec<String>> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
-    let selector = format!("{SYNCRUN_LABEL}={}", run.name_any());
+    let mut selector = format!("{SYNCRUN_LABEL}={}", run.name_any());
+    if let Some(what) = what {
+        selector.push_str(&format!(",{CONTENT_LABEL}={what}"));
+    }
     Ok(api
         .list_metadata(&ListParams::default().labels(&selector))
         .await?
@@ -110,11 +137,11 @@ async fn list(client: &kube::Client, run: &SyncRun) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Deletes a run's plan ConfigMaps. Garbage collection would do it through the owner
+/// Deletes a run's ConfigMaps. Garbage collection would do it through the owner
 /// reference, but it is not relied on.
 pub async fn delete(client: &kube::Client, run: &SyncRun) -> Result<()> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
-    for name in list(client, run).await? {
+    for name in list(client, run, None).await? {
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.is_not_found() => {}

@@ -15,11 +15,12 @@ use serde_json::json;
 use tracing::{info, instrument};
 
 use super::context::{Context, object_key, parse_duration};
+use super::drift;
 use super::error::{Error, Result};
 use super::gitsource;
 use super::planstore;
 use super::syncrun::transition;
-use crate::api::repository::GitopsRepositoryStatus;
+use crate::api::repository::{DriftRemediation, GitopsRepositoryStatus};
 use crate::api::syncrun::{Phase, SyncRunSpec, Trigger};
 use crate::api::{
     FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations, now, set_condition,
@@ -31,6 +32,8 @@ pub const CONTROLLER: &str = "repository";
 pub const SEQUENCE_ANNOTATION: &str = "gitops.fleetgate.dev/sequence";
 /// On a SyncRun: the sync-requested-at value it was started for.
 pub const SYNC_REQUEST_ANNOTATION: &str = "gitops.fleetgate.dev/sync-request";
+/// On a Drift SyncRun: the digest of the drift it restores.
+pub const DRIFT_ANNOTATION: &str = "gitops.fleetgate.dev/drift";
 
 #[instrument(skip_all, fields(repository = %repo.name_any(), namespace = repo.namespace().unwrap_or_default()))]
 pub async fn reconcile(repo: Arc<GitopsRepository>, ctx: Arc<Context>) -> Result<Action> {
@@ -136,8 +139,10 @@ async fn step(repo: &GitopsRepository, ctx: &Context) -> Result<Action> {
         && runs
             .iter()
             .any(|r| r.annotations().get(SYNC_REQUEST_ANNOTATION) == request.as_ref());
+    // Drift runs re-plan an old revision; only runs started from git say what git had.
     let new_revision = runs
-        .first()
+        .iter()
+        .find(|r| r.spec.trigger != Trigger::Drift)
         .is_none_or(|newest| newest.spec.revision != revision);
     if (new_revision || manual) && !manual_done {
         let trigger = if manual {
@@ -152,7 +157,10 @@ async fn step(repo: &GitopsRepository, ctx: &Context) -> Result<Action> {
             &revision,
             trigger,
             next,
-            request.as_deref().filter(|_| manual),
+            request
+                .as_deref()
+                .filter(|_| manual)
+                .map(|r| (SYNC_REQUEST_ANNOTATION, r)),
         )
         .await?;
         let message = format!(
@@ -176,6 +184,11 @@ async fn step(repo: &GitopsRepository, ctx: &Context) -> Result<Action> {
         status.last_applied_revision = Some(applied.spec.revision.clone());
     }
     conditions_from_newest(&mut status.conditions, runs.first(), generation);
+    status.history = drift::history(&runs, repo.spec.history_limit as usize);
+    if let Some(found) = drift::check(ctx, repo, &runs).await? {
+        drift::report(ctx, repo, &found, &mut status).await;
+        remediate(ctx, repo, &runs, &found).await?;
+    }
     write_status(ctx, repo, &status).await?;
     let fetched_now = status.last_fetched_at.as_ref() == Some(&ts);
     Ok(Action::requeue(if fetched_now {
@@ -247,12 +260,12 @@ async fn create_run(
     revision: &str,
     trigger: Trigger,
     sequence: u64,
-    request: Option<&str>,
+    marker: Option<(&str, &str)>,
 ) -> Result<SyncRun> {
     let ns = repo.namespace().unwrap_or_default();
     let mut annotations = BTreeMap::from([(SEQUENCE_ANNOTATION.to_owned(), sequence.to_string())]);
-    if let Some(r) = request {
-        annotations.insert(SYNC_REQUEST_ANNOTATION.to_owned(), r.to_owned());
+    if let Some((key, value)) = marker {
+        annotations.insert(key.to_owned(), value.to_owned());
     }
     let run = SyncRun {
         metadata: ObjectMeta {
@@ -291,6 +304,74 @@ async fn create_run(
         .await?;
     info!(syncrun = %created.name_any(), revision, ?trigger, "created SyncRun");
     Ok(created)
+}
+
+/// Keeps one Drift SyncRun per distinct drift, as `spec.driftRemediation` asks: a run
+/// that restores git's state (the last applied revision, planned against the cluster).
+async fn remediate(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    runs: &[SyncRun],
+    found: &drift::Found,
+) -> Result<()> {
+    if repo.spec.drift_remediation == DriftRemediation::Report {
+        return Ok(());
+    }
+    let waiting_drift: Vec<&SyncRun> = runs
+        .iter()
+        .filter(|r| r.spec.trigger == Trigger::Drift && phase(r) == Some(Phase::AwaitingApproval))
+        .collect();
+    let newest_waits_on_git = runs.first().is_some_and(|r| {
+        r.spec.trigger != Trigger::Drift && phase(r) == Some(Phase::AwaitingApproval)
+    });
+    let current = |r: &&SyncRun| r.annotations().get(DRIFT_ANNOTATION) == Some(&found.digest);
+    for stale in waiting_drift
+        .iter()
+        .filter(|r| found.objects.is_empty() || !current(r))
+    {
+        let status = stale.status.clone().unwrap_or_default();
+        let message = "superseded: the drift it was planned for has changed".to_owned();
+        transition(
+            ctx,
+            stale,
+            status,
+            Phase::Superseded,
+            false,
+            "Superseded",
+            message,
+        )
+        .await?;
+    }
+    // A newer revision waiting for approval restores the drift too, when approved.
+    if found.objects.is_empty() || newest_waits_on_git || waiting_drift.iter().any(current) {
+        return Ok(());
+    }
+    let next = runs.first().map_or(1, |r| sequence(r) + 1);
+    let revision = found.baseline.spec.revision.clone();
+    let created = create_run(
+        ctx,
+        repo,
+        &revision,
+        Trigger::Drift,
+        next,
+        Some((DRIFT_ANNOTATION, &found.digest)),
+    )
+    .await?;
+    let message = format!(
+        "{} drifted objects: started SyncRun {} to restore revision {}",
+        found.objects.len(),
+        created.name_any(),
+        short(&revision)
+    );
+    ctx.event(
+        &repo.object_ref(&()),
+        false,
+        "NewSyncRun",
+        "RemediateDrift",
+        message,
+    )
+    .await;
+    Ok(())
 }
 
 /// Runs still waiting for approval of an older revision can no longer be approved.

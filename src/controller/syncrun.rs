@@ -19,13 +19,14 @@ use super::context::{Context, object_key, truncate};
 use super::error::{Error, Result};
 use super::gitsource;
 use super::planstore;
-use crate::api::syncrun::{ActionState, ActionStatus, DiffEntry, Phase, SyncRunStatus};
+use crate::api::repository::DriftRemediation;
+use crate::api::syncrun::{ActionState, ActionStatus, DiffEntry, Phase, SyncRunStatus, Trigger};
 use crate::api::{
     FIELD_MANAGER, GitopsRepository, SyncRun, annotations, now, repository::ApprovalPolicy,
     set_condition,
 };
 use crate::fleet::render::{change_lines, summary_line};
-use crate::fleet::{self, ObjectRef, Plan, PlanError, PlanOptions, ResolveOptions};
+use crate::fleet::{self, FleetObject, ObjectRef, Plan, PlanError, PlanOptions, ResolveOptions};
 
 /// At most this many diff entries, and fields per entry, are kept in status.
 const MAX_DIFF_ENTRIES: usize = 100;
@@ -196,8 +197,8 @@ async fn plan(run: &SyncRun, ctx: &Context, mut status: SyncRunStatus) -> Result
             transition(ctx, run, status, Phase::Failed, true, reason, message).await?;
             Ok(Action::await_change())
         }
-        Ok(Computed::Planned(plan, warnings)) => {
-            record(run, ctx, &repo, status, plan, warnings, raw_exclusions).await
+        Ok(Computed::Planned(planned)) => {
+            record(run, ctx, &repo, status, planned, raw_exclusions).await
         }
         Err(e @ Error::Source(_)) => {
             let reason = e.label();
@@ -208,8 +209,16 @@ async fn plan(run: &SyncRun, ctx: &Context, mut status: SyncRunStatus) -> Result
     }
 }
 
+/// A plan and what it was made from.
+struct Planned {
+    plan: Plan,
+    warnings: Vec<String>,
+    /// The revision's whole desired state, kept for drift detection once applied.
+    desired: Vec<FleetObject>,
+}
+
 enum Computed {
-    Planned(Plan, Vec<String>),
+    Planned(Box<Planned>),
     /// The fleet file or the plan was refused: a condition reason and the message.
     Invalid(&'static str, String),
 }
@@ -245,10 +254,11 @@ async fn compute(
         exclude,
     };
     match fleet::plan(&desired.objects, &live, &options) {
-        Ok(plan) => Ok(Computed::Planned(
+        Ok(plan) => Ok(Computed::Planned(Box::new(Planned {
             plan,
-            warnings.iter().map(|w| w.to_string()).collect(),
-        )),
+            warnings: warnings.iter().map(|w| w.to_string()).collect(),
+            desired: desired.objects,
+        }))),
         Err(errors) => {
             let reason = match errors.first() {
                 Some(PlanError::UnknownExclusion { .. }) => "InvalidExclusion",
@@ -315,11 +325,27 @@ pub fn action_entries(
         .collect()
 }
 
-fn needs_approval(policy: ApprovalPolicy, plan: &Plan) -> bool {
-    match policy {
-        ApprovalPolicy::Required => true,
-        ApprovalPolicy::AutoApplyNonDestructive => plan.has_deletions(),
-        ApprovalPolicy::Auto => false,
+/// The policy that approves this plan by itself, if any (`policy/<name>`).
+fn approving_policy(repo: &GitopsRepository, run: &SyncRun, plan: &Plan) -> Option<String> {
+    if run.spec.trigger == Trigger::Drift
+        && repo.spec.drift_remediation == DriftRemediation::Correct
+    {
+        return Some("policy/Correct".into());
+    }
+    let sensitive = |path: &str| {
+        let field = path.split(['.', '[']).next().unwrap_or_default();
+        repo.spec.sensitive_fields.iter().any(|s| s == field)
+    };
+    let touches_sensitive = plan
+        .diff
+        .iter()
+        .any(|d| d.fields.iter().any(|f| sensitive(&f.path)));
+    match repo.spec.approval {
+        ApprovalPolicy::Required => None,
+        ApprovalPolicy::AutoApplyNonDestructive if plan.has_deletions() || touches_sensitive => {
+            None
+        }
+        policy => Some(format!("policy/{policy:?}")),
     }
 }
 
@@ -329,10 +355,15 @@ async fn record(
     ctx: &Context,
     repo: &GitopsRepository,
     mut status: SyncRunStatus,
-    plan: Plan,
-    warnings: Vec<String>,
+    planned: Box<Planned>,
     raw_exclusions: Option<String>,
 ) -> Result<Action> {
+    let Planned {
+        plan,
+        warnings,
+        desired,
+    } = *planned;
+    status.desired_state = planstore::save(&ctx.client, run, "desired", &desired).await?;
     let (diff, diff_truncated) = diff_entries(&plan);
     let states = vec![ActionState::Pending; plan.actions.len()];
     status.plan_id = Some(plan.plan_id.clone());
@@ -365,7 +396,7 @@ async fn record(
         .await?;
         return Ok(Action::await_change());
     }
-    let full_plan = planstore::save(&ctx.client, run, &plan).await?;
+    let full_plan = planstore::save_plan(&ctx.client, run, &plan).await?;
     let where_ = if diff_truncated {
         format!(
             "; the full plan is in ConfigMap(s) {}",
@@ -375,16 +406,16 @@ async fn record(
         String::new()
     };
     status.full_plan = Some(full_plan);
-    status.requires_approval = needs_approval(repo.spec.approval, &plan);
-    if !status.requires_approval {
-        status.approved_by = Some(format!("policy/{:?}", repo.spec.approval));
-        status.approved_at = Some(now());
+    let policy = approving_policy(repo, run, &plan);
+    status.requires_approval = policy.is_none();
+    if let Some(policy) = policy {
         let message = format!(
-            "plan {}: {}; approved by policy {:?}{where_}",
+            "plan {}: {}; approved by {policy}{where_}",
             plan.plan_id,
-            summary_line(&plan),
-            repo.spec.approval
+            summary_line(&plan)
         );
+        status.approved_by = Some(policy);
+        status.approved_at = Some(now());
         transition(
             ctx,
             run,
@@ -533,9 +564,7 @@ async fn replan(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> Result<A
         }
     };
     match compute(run, ctx, &repo, &exclusions).await? {
-        Computed::Planned(plan, warnings) => {
-            record(run, ctx, &repo, status, plan, warnings, raw).await
-        }
+        Computed::Planned(planned) => record(run, ctx, &repo, status, planned, raw).await,
         Computed::Invalid(_, message) => {
             refuse_exclusion(
                 run,

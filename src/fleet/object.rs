@@ -145,7 +145,9 @@ impl FromStr for ObjectRef {
 
 /// One desired object. Specs are shared (`Arc`) between the desired state, the live
 /// state and the plan, so that a 100,000-node plan does not copy 100,000 specs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialized as `{kind, name, spec}`; the spec is read back according to the kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ObjectWire", into = "ObjectWire")]
 pub struct FleetObject {
     pub name: String,
     pub spec: Arc<Spec>,
@@ -170,6 +172,31 @@ impl FleetObject {
     /// The objects this one names in its spec, which must exist before it does.
     pub fn references(&self) -> Vec<ObjectRef> {
         self.spec.references()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ObjectWire {
+    kind: ObjectKind,
+    name: String,
+    spec: Value,
+}
+
+impl From<FleetObject> for ObjectWire {
+    fn from(o: FleetObject) -> Self {
+        Self {
+            kind: o.kind(),
+            spec: o.spec.to_json(),
+            name: o.name,
+        }
+    }
+}
+
+impl TryFrom<ObjectWire> for FleetObject {
+    type Error = serde_json::Error;
+
+    fn try_from(w: ObjectWire) -> Result<Self, Self::Error> {
+        Ok(FleetObject::new(w.name, Spec::from_json(w.kind, w.spec)?))
     }
 }
 

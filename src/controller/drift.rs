@@ -1,0 +1,275 @@
+//! Drift detection for a repository: the live objects (from the watch caches) against
+//! the desired state of the revision last applied (kept in the applied run's
+//! ConfigMaps, and in memory, so no clone is needed). Reported in status, a condition,
+//! Events and a metric; remedied by a Drift SyncRun when the repository asks for it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+
+use super::context::Context;
+use super::error::Result;
+use super::live;
+use super::metrics::RepositoryLabels;
+use super::planstore;
+use crate::api::repository::{DriftStatus, GitopsRepositoryStatus};
+use crate::api::syncrun::Phase;
+use crate::api::{GitopsRepository, SyncRun, now, set_condition};
+use crate::fleet::FleetObject;
+use crate::fleet::drift::{self, DriftKind, DriftedObject};
+
+/// At most this many drifted objects are listed in status.
+const MAX_LISTED: usize = 50;
+/// Drift found in the cache is confirmed against the API server, up to this many objects.
+const MAX_CONFIRMED: usize = 100;
+
+/// A run's name and the desired state it applied.
+type Baseline = (String, Arc<Vec<FleetObject>>);
+
+/// The desired state of each repository's last applied run, by `namespace/repository`.
+#[derive(Default)]
+pub struct DesiredCache {
+    by_repository: Mutex<HashMap<String, Baseline>>,
+}
+
+impl DesiredCache {
+    async fn get(&self, ctx: &Context, key: &str, run: &SyncRun) -> Result<Arc<Vec<FleetObject>>> {
+        if let Some((name, desired)) = self.by_repository.lock().expect("not poisoned").get(key)
+            && *name == run.name_any()
+        {
+            return Ok(desired.clone());
+        }
+        let names = run
+            .status
+            .as_ref()
+            .map(|s| s.desired_state.clone())
+            .unwrap_or_default();
+        let desired: Arc<Vec<FleetObject>> =
+            Arc::new(planstore::load(&ctx.client, run, &names).await?);
+        self.by_repository
+            .lock()
+            .expect("not poisoned")
+            .insert(key.to_owned(), (run.name_any(), desired.clone()));
+        Ok(desired)
+    }
+}
+
+/// What the repository controller should do about drift.
+pub struct Found {
+    /// The applied run whose revision the cluster should match.
+    pub baseline: SyncRun,
+    /// Non-empty when the cluster drifted.
+    pub objects: Vec<DriftedObject>,
+    pub digest: String,
+}
+
+fn digest(objects: &[DriftedObject]) -> String {
+    let bytes = serde_json::to_vec(objects).expect("drift serializes");
+    Sha256::digest(bytes)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Compares the cluster with the last applied revision. None when there is nothing to
+/// compare yet, or while a run is planning or applying (objects are in motion).
+pub async fn check(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    runs: &[SyncRun],
+) -> Result<Option<Found>> {
+    let phase = |r: &SyncRun| r.status.as_ref().and_then(|s| s.phase);
+    if runs.iter().any(|r| {
+        matches!(
+            phase(r),
+            None | Some(Phase::Planning) | Some(Phase::Applying)
+        )
+    }) {
+        return Ok(None);
+    }
+    let Some(baseline) = runs.iter().find(|r| {
+        matches!(phase(r), Some(Phase::Applied) | Some(Phase::NoChanges))
+            && r.status
+                .as_ref()
+                .is_some_and(|s| !s.desired_state.is_empty())
+    }) else {
+        return Ok(None);
+    };
+    let ns = repo.namespace().unwrap_or_default();
+    let key = format!("{ns}/{}", repo.name_any());
+    let desired = ctx.desired.get(ctx, &key, baseline).await?;
+    ctx.fleet.wait_until_ready().await?;
+    let live = ctx.fleet.live_objects(&ns);
+    let mut objects = drift::detect(&desired, &live, &repo.name_any());
+    if !objects.is_empty() && objects.len() <= MAX_CONFIRMED {
+        objects = confirm(ctx, &ns, &repo.name_any(), &desired, objects).await?;
+    }
+    Ok(Some(Found {
+        baseline: baseline.clone(),
+        digest: digest(&objects),
+        objects,
+    }))
+}
+
+/// The caches trail the API server by a moment (just after an apply, say); drift is
+/// reported only if the object, read fresh, still shows it.
+async fn confirm(
+    ctx: &Context,
+    ns: &str,
+    repository: &str,
+    desired: &[FleetObject],
+    found: Vec<DriftedObject>,
+) -> Result<Vec<DriftedObject>> {
+    let mut confirmed = Vec::new();
+    for d in found {
+        let fresh = live::api(&ctx.client, ns, d.kind).get_opt(&d.name).await?;
+        let fresh = fresh.and_then(|o| live::to_live(d.kind, &o));
+        let wanted: Vec<FleetObject> = desired
+            .iter()
+            .filter(|o| o.kind() == d.kind && o.name == d.name)
+            .cloned()
+            .collect();
+        let again = drift::detect(&wanted, &fresh.into_iter().collect::<Vec<_>>(), repository);
+        confirmed.extend(again);
+    }
+    Ok(confirmed)
+}
+
+/// Records `found` in the repository's status, condition, Events and metric.
+pub async fn report(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    found: &Found,
+    status: &mut GitopsRepositoryStatus,
+) {
+    let ts = now();
+    let generation = repo.meta().generation;
+    let previous = status.drift.as_ref().map(|d| d.digest.clone());
+    let count = found.objects.len();
+    ctx.metrics
+        .drifted_objects
+        .get_or_create(&RepositoryLabels {
+            namespace: repo.namespace().unwrap_or_default(),
+            repository: repo.name_any(),
+        })
+        .set(count as i64);
+    let revision = found.baseline.spec.revision.clone();
+    if count == 0 {
+        let message = format!(
+            "the cluster matches revision {}",
+            &revision[..revision.len().min(12)]
+        );
+        set_condition(
+            &mut status.conditions,
+            "Drifted",
+            false,
+            "NoDrift",
+            &message,
+            generation,
+            &ts,
+        );
+        if status.drift.take().is_some() {
+            ctx.event(
+                &repo.object_ref(&()),
+                false,
+                "DriftCleared",
+                "DetectDrift",
+                message,
+            )
+            .await;
+        }
+        return;
+    }
+    let summary = summarize(&found.objects);
+    let message = format!(
+        "{count} objects differ from revision {}: {summary}",
+        &revision[..revision.len().min(12)]
+    );
+    set_condition(
+        &mut status.conditions,
+        "Drifted",
+        true,
+        "DriftDetected",
+        &message,
+        generation,
+        &ts,
+    );
+    let detected_at = match (
+        &status.drift,
+        previous.as_deref() == Some(found.digest.as_str()),
+    ) {
+        (Some(d), true) => d.detected_at.clone(),
+        _ => Some(ts.clone()),
+    };
+    status.drift = Some(DriftStatus {
+        detected_at,
+        revision,
+        count: count as u32,
+        objects: found.objects.iter().take(MAX_LISTED).cloned().collect(),
+        truncated: count > MAX_LISTED,
+        digest: found.digest.clone(),
+    });
+    // One Warning per drift episode: while the cluster stays drifted, status follows
+    // every change but the Event is not repeated.
+    if previous.is_none() {
+        ctx.event(
+            &repo.object_ref(&()),
+            true,
+            "DriftDetected",
+            "DetectDrift",
+            message,
+        )
+        .await;
+    }
+}
+
+/// `fleetnode/a changed (instanceType), sdwanpeer/b missing, ...` — the first few.
+fn summarize(objects: &[DriftedObject]) -> String {
+    let mut parts: Vec<String> = objects
+        .iter()
+        .take(5)
+        .map(|d| {
+            let what = match d.drift {
+                DriftKind::Changed => {
+                    let fields: Vec<&str> = d
+                        .fields
+                        .iter()
+                        .filter_map(|f| f.split(':').next())
+                        .collect();
+                    format!("changed ({})", fields.join(", "))
+                }
+                DriftKind::Missing => "deleted".to_owned(),
+                DriftKind::Unexpected => "not in git".to_owned(),
+            };
+            format!("{}/{} {what}", d.kind.as_str().to_ascii_lowercase(), d.name)
+        })
+        .collect();
+    if objects.len() > 5 {
+        parts.push(format!("and {} more", objects.len() - 5));
+    }
+    parts.join(", ")
+}
+
+/// Runs of the repository, newest first, as history.
+pub fn history(runs: &[SyncRun], limit: usize) -> Vec<crate::api::repository::HistoryEntry> {
+    runs.iter()
+        .take(limit)
+        .map(|r| {
+            let s = r.status.clone().unwrap_or_default();
+            crate::api::repository::HistoryEntry {
+                sync_run: r.name_any(),
+                revision: r.spec.revision.clone(),
+                trigger: r.spec.trigger,
+                plan_id: s.plan_id,
+                phase: s.phase,
+                changes: s.changes,
+                approved_by: s.approved_by,
+                started_at: s.started_at,
+                completed_at: s.completed_at,
+            }
+        })
+        .collect()
+}
