@@ -37,6 +37,7 @@ testenv:
 bench:
 	$(CARGO) bench --bench fleet_core
 	$(CARGO) bench --bench peak_memory
+	$(CARGO) bench --bench drift_check
 
 ## Apply throughput against the test control plane (fleetgate vs kubectl --server-side).
 bench-apply: testenv-build

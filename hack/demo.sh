@@ -105,4 +105,31 @@ heading "The fleet after the second plan"
 show kubectl get fleetnodes,sdwanpeers,virtualips -n fleet-demo
 show kubectl get gitopsrepository -n fleet-demo
 
+heading "Someone changes the cluster by hand"
+show kubectl patch -n fleet-demo fleetnode edge-tokyo-02 --type merge -p '{"spec":{"instanceType":"t3-xlarge"}}'
+show kubectl delete -n fleet-demo sdwanpeer edge-fabric.edge-paris-01
+for _ in $(seq 150); do
+  [ "$(kubectl get gitopsrepository fleet -n fleet-demo -o jsonpath='{.status.drift.count}')" = "2" ] && break
+  sleep 0.2
+done
+show kubectl get gitopsrepository -n fleet-demo
+kubectl get gitopsrepository fleet -n fleet-demo -o jsonpath='{range .status.drift.objects[*]}{.drift} {.kind}/{.name}{range .fields[*]}{"\n    "}{@}{end}{"\n"}{end}'
+head_rev=$(git -C "$work/checkout" rev-parse HEAD)
+drift_run=""
+for _ in $(seq 150); do
+  drift_run=$(kubectl get syncruns -n fleet-demo -o jsonpath='{range .items[?(@.spec.trigger=="Drift")]}{.metadata.name} {.status.phase}{"\n"}{end}' | awk '$2=="AwaitingApproval" {print $1; exit}')
+  [ -n "$drift_run" ] && break
+  sleep 0.2
+done
+heading "The operator planned the way back; approving it"
+show kubectl get syncruns -n fleet-demo
+plan=$(kubectl get syncrun "$drift_run" -n fleet-demo -o jsonpath='{.status.planId}')
+show kubectl annotate -n fleet-demo "syncrun/$drift_run" "gitops.fleetgate.dev/approve=$plan"
+for _ in $(seq 150); do
+  [ "$(kubectl get gitopsrepository fleet -n fleet-demo -o jsonpath='{.status.conditions[?(@.type=="Drifted")].status}')" = "False" ] && break
+  sleep 0.2
+done
+show kubectl get gitopsrepository -n fleet-demo
+show kubectl get fleetnode/edge-tokyo-02 sdwanpeer/edge-fabric.edge-paris-01 -n fleet-demo
+
 heading "Done; stopping everything the demo started"

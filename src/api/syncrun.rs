@@ -28,6 +28,7 @@ use crate::fleet::plan::{Counts, Summary};
         type_ = "string",
         json_path = ".status.shortRevision"
     ),
+    printcolumn(name = "Trigger", type_ = "string", json_path = ".spec.trigger"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Plan", type_ = "string", json_path = ".status.planId"),
     printcolumn(name = "+", type_ = "integer", json_path = ".status.changes.add"),
