@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 
-.PHONY: demo all build test lint fmt testenv testenv-build bench bench-apply crds clean
+.PHONY: demo all build test lint fmt testenv testenv-build bench bench-apply generate clean
 
 ## From a clone to plans approved and applied on a local control plane; leaves nothing running.
 demo:
@@ -43,9 +43,9 @@ bench:
 bench-apply: testenv-build
 	hack/with-testenv.sh $(CARGO) bench --bench apply_throughput
 
-## Regenerates crds/ from the Rust types.
-crds:
-	$(CARGO) run --quiet -- crds > crds/fleetgate.yaml
+## Regenerates crds/, the chart's CRDs and deploy/ (plain manifests from the chart).
+generate:
+	hack/generate.sh
 
 clean:
 	$(CARGO) clean

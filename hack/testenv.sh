@@ -6,7 +6,7 @@
 #   hack/testenv.sh stop KUBECONFIG|FOLDER      stops exactly what that start started
 #
 # RBAC is on. The admin is a static token in group system:masters; tests impersonate
-# other users. Service-account keys are set up so that TokenRequest works. Without
+# other users. Requests are audited to FOLDER/audit.log. Service-account keys are set up so that TokenRequest works. Without
 # kube-controller-manager, namespaces are never finalized and nothing is garbage collected.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -60,6 +60,14 @@ start() {
     -days 7 -extfile "$dir/san.ext" -out "$dir/apiserver.crt" 2>/dev/null
   openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null
   openssl rsa -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null
+  # Every request is audited (metadata only), so tests can check what a client did.
+  cat > "$dir/audit-policy.yaml" <<POLICY
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+POLICY
   local token; token=$(openssl rand -hex 24)
   echo "$token,admin,admin,system:masters" > "$dir/tokens.csv"
 
@@ -80,6 +88,7 @@ start() {
     --service-account-issuer https://kubernetes.default.svc \
     --service-cluster-ip-range 10.96.0.0/24 \
     --disable-admission-plugins ServiceAccount \
+    --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" --audit-log-format json \
     --allow-privileged=true \
     > "$dir/kube-apiserver.log" 2>&1 &
   echo $! > "$dir/kube-apiserver.pid"

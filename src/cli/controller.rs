@@ -12,9 +12,14 @@ enum LogFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Watch and act only in this namespace (default: all namespaces).
-    #[arg(long, env = "FLEETGATE_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch and act only in this namespace; repeat, or separate with commas, for
+    /// several (default: all namespaces).
+    #[arg(
+        long = "namespace",
+        env = "FLEETGATE_NAMESPACES",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
     /// Folder for the git caches (one bare repository per GitopsRepository).
     #[arg(long, env = "FLEETGATE_WORK_DIR", default_value = "/tmp/fleetgate")]
     work_dir: PathBuf,
@@ -27,7 +32,7 @@ pub struct Args {
     /// Lease used for leader election.
     #[arg(long, default_value = "fleetgate-controller")]
     lease_name: String,
-    /// Namespace of the Lease (default: POD_NAMESPACE, else --namespace, else `default`).
+    /// Namespace of the Lease (default: POD_NAMESPACE, else the first --namespace, else `default`).
     #[arg(long, env = "POD_NAMESPACE")]
     lease_namespace: Option<String>,
     /// Log lines as text or JSON. Levels come from RUST_LOG (default info).
@@ -48,11 +53,11 @@ pub fn run(args: Args) -> ExitCode {
     let lease_namespace = args
         .lease_namespace
         .clone()
-        .or_else(|| args.namespace.clone())
+        .or_else(|| args.namespaces.first().cloned())
         .unwrap_or_else(|| "default".into());
     let options = Options {
         settings: Settings {
-            namespace: args.namespace,
+            namespaces: args.namespaces,
             work_dir: args.work_dir,
             apply_concurrency: args.apply_concurrency,
         },

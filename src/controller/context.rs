@@ -19,8 +19,8 @@ use super::metrics::Metrics;
 /// Settings from the command line.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Watch and act only in this namespace; all namespaces when None.
-    pub namespace: Option<String>,
+    /// Watch and act only in these namespaces; all namespaces when empty.
+    pub namespaces: Vec<String>,
     /// Where the bare git caches live.
     pub work_dir: PathBuf,
     /// How many independent actions of one level are applied at once.

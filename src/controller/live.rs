@@ -41,15 +41,18 @@ pub struct FleetCache {
 }
 
 impl FleetCache {
-    /// Starts one reflector per kind (in `namespace`, or everywhere); they run until the
-    /// returned futures are dropped.
+    /// Starts one reflector per kind and scope (a namespace, or all of them with None);
+    /// they run until the returned futures are dropped.
     pub fn start(
         client: &Client,
-        namespace: Option<&str>,
+        scopes: &[Option<String>],
     ) -> (Self, Vec<futures::future::BoxFuture<'static, ()>>) {
         let mut stores = Vec::new();
         let mut tasks = Vec::new();
-        for kind in ObjectKind::ALL {
+        for (kind, namespace) in ObjectKind::ALL
+            .into_iter()
+            .flat_map(|k| scopes.iter().map(move |ns| (k, ns.as_deref())))
+        {
             let ar = api_resource(kind);
             let api: Api<DynamicObject> = match namespace {
                 Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),

@@ -20,7 +20,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::api::Api;
 use kube::runtime::{Controller, watcher};
 use kube::{Client, ResourceExt};
@@ -46,13 +46,13 @@ pub struct Options {
 struct Health {
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
-    runs: kube::runtime::reflector::Store<SyncRun>,
+    runs: Vec<kube::runtime::reflector::Store<SyncRun>>,
 }
 
 async fn metrics_handler(State(h): State<Health>) -> String {
     // SyncRuns by phase are counted from the watch cache when scraped.
     h.metrics.syncruns.clear();
-    for run in h.runs.state() {
+    for run in h.runs.iter().flat_map(|s| s.state()) {
         if let Some(phase) = run.status.as_ref().and_then(|s| s.phase) {
             h.metrics
                 .syncruns
@@ -87,20 +87,32 @@ where
     }
 }
 
+/// The namespaces to watch: each given one, or all (None) when none is given.
+fn scopes(settings: &Settings) -> Vec<Option<String>> {
+    if settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        settings.namespaces.iter().cloned().map(Some).collect()
+    }
+}
+
 /// Runs until SIGINT/SIGTERM, or until leadership is lost (then the process should
 /// restart, as controller-runtime operators do).
 pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let ns = options.settings.namespace.clone();
+    let scopes = scopes(&options.settings);
 
-    let runs_api: Api<SyncRun> = scoped(&client, ns.as_deref());
-    let repos_api: Api<GitopsRepository> = scoped(&client, ns.as_deref());
-    let syncruns = Controller::new(runs_api.clone(), watcher::Config::default());
+    // One pair of controllers per watched namespace (or one for all), so that a
+    // namespaced install needs Roles only where it acts.
+    let syncruns: Vec<Controller<SyncRun>> = scopes
+        .iter()
+        .map(|ns| Controller::new(scoped(&client, ns.as_deref()), watcher::Config::default()))
+        .collect();
     let health = Health {
         metrics: metrics.clone(),
         ready: ready.clone(),
-        runs: syncruns.store(),
+        runs: syncruns.iter().map(|c| c.store()).collect(),
     };
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
@@ -115,13 +127,12 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         }
     });
 
+    let identity =
+        std::env::var("POD_NAME").unwrap_or_else(|_| format!("fleetgate-{}", std::process::id()));
     let leadership =
         kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &options.lease_name)
             .with_namespace(&options.lease_namespace)
-            .with_identity(
-                std::env::var("POD_NAME")
-                    .unwrap_or_else(|_| format!("fleetgate-{}", std::process::id())),
-            )
+            .with_identity(identity)
             .with_duration(15)
             .with_grace(5)
             .build()
@@ -135,9 +146,9 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
-    info!("leading; starting controllers");
+    info!(namespaces = ?options.settings.namespaces, "leading; starting controllers");
 
-    let (fleet, reflectors) = live::FleetCache::start(&client, ns.as_deref());
+    let (fleet, reflectors) = live::FleetCache::start(&client, &scopes);
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),
@@ -147,33 +158,21 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     for task in reflectors {
         tokio::spawn(task);
     }
-    let mut repositories = Controller::new(repos_api, watcher::Config::default())
-        .owns(runs_api, watcher::Config::default());
-    // A change to any object a repository manages is a prompt to look for drift.
-    for kind in crate::fleet::ObjectKind::ALL {
-        let ar = live::api_resource(kind);
-        let api: Api<kube::api::DynamicObject> = match ns.as_deref() {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-            None => Api::all_with(client.clone(), &ar),
-        };
-        let managed = watcher::Config::default().labels(crate::api::REPOSITORY_LABEL);
-        repositories = repositories.watches_with(api, ar, managed, |obj| {
-            let repository = obj.labels().get(crate::api::REPOSITORY_LABEL)?.clone();
-            Some(kube::runtime::reflector::ObjectRef::new(&repository).within(&obj.namespace()?))
-        });
+    let mut controllers = Vec::new();
+    for (ns, runs) in scopes.iter().zip(syncruns) {
+        let repositories = repository_controller(&client, ns.as_deref())
+            .shutdown_on_signal()
+            .run(repository::reconcile, repository::error_policy, ctx.clone())
+            .for_each(|_| futures::future::ready(()));
+        let runs = runs
+            .shutdown_on_signal()
+            .run(syncrun::reconcile, syncrun::error_policy, ctx.clone())
+            .for_each(|_| futures::future::ready(()));
+        controllers.push(futures::future::join(repositories, runs).boxed());
     }
-    let repositories = repositories
-        .shutdown_on_signal()
-        .run(repository::reconcile, repository::error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
-    let runs = syncruns
-        .shutdown_on_signal()
-        .run(syncrun::reconcile, syncrun::error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
     tokio::select! {
-        _ = futures::future::join(repositories, runs) => info!("controllers stopped"),
-        lost = async { loop { if is_leader.changed().await.is_err() || !*is_leader.borrow() { break; } } } => {
-            let () = lost;
+        _ = futures::future::join_all(controllers) => info!("controllers stopped"),
+        _ = async { loop { if is_leader.changed().await.is_err() || !*is_leader.borrow() { break; } } } => {
             error!("lost leadership; exiting so that a fresh process can compete again");
             std::process::exit(1);
         }
@@ -181,4 +180,24 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     drop(is_leader);
     let _ = lease_task.await;
     Ok(())
+}
+
+/// The GitopsRepository controller of one scope: it follows its SyncRuns, and any
+/// change to an object a repository manages is a prompt to look for drift.
+fn repository_controller(client: &Client, ns: Option<&str>) -> Controller<GitopsRepository> {
+    let mut controller = Controller::new(scoped(client, ns), watcher::Config::default())
+        .owns(scoped::<SyncRun>(client, ns), watcher::Config::default());
+    for kind in crate::fleet::ObjectKind::ALL {
+        let ar = live::api_resource(kind);
+        let api: Api<kube::api::DynamicObject> = match ns {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
+        let managed = watcher::Config::default().labels(crate::api::REPOSITORY_LABEL);
+        controller = controller.watches_with(api, ar, managed, |obj| {
+            let repository = obj.labels().get(crate::api::REPOSITORY_LABEL)?.clone();
+            Some(kube::runtime::reflector::ObjectRef::new(&repository).within(&obj.namespace()?))
+        });
+    }
+    controller
 }

@@ -166,6 +166,44 @@ impl Drop for TestNamespace {
     }
 }
 
+/// A tool built with the test control plane (`kubectl`, `helm`), whatever is on PATH.
+pub fn tool(name: &str) -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new("hack/testenv/build.sh")
+            .output()
+            .expect("hack/testenv/build.sh runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .expect("a folder")
+            .into()
+    })
+    .join(name)
+}
+
+/// Runs a tool with the admin kubeconfig; panics with its stderr if it fails.
+pub fn run_tool(name: &str, args: &[&str]) -> String {
+    let out = Command::new(tool(name))
+        .args(args)
+        .env("KUBECONFIG", &env().kubeconfig)
+        .output()
+        .unwrap_or_else(|e| panic!("{name} runs: {e}"));
+    assert!(
+        out.status.success(),
+        "{name} {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn kubectl(kubeconfig: &PathBuf, args: &[&str]) -> Option<String> {
     let out = Command::new("kubectl")
         .arg("--kubeconfig")

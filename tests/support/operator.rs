@@ -23,8 +23,15 @@ pub struct ControllerProcess {
 }
 
 impl ControllerProcess {
-    /// Starts a controller that acts only in `ns`.
+    /// Starts a controller that acts only in `ns`, with the admin's credentials.
     pub fn start(ns: &TestNamespace, extra: &[&str]) -> Self {
+        let mut args = vec!["--namespace", &ns.name, "--lease-namespace", &ns.name];
+        args.extend_from_slice(extra);
+        Self::start_as(&super::env().kubeconfig, &args)
+    }
+
+    /// Starts a controller with the credentials in `kubeconfig` and the given flags.
+    pub fn start_as(kubeconfig: &std::path::Path, args: &[&str]) -> Self {
         let work = tempfile::tempdir().unwrap();
         let log = work.path().join("controller.log");
         let http = std::net::TcpListener::bind("127.0.0.1:0")
@@ -32,18 +39,12 @@ impl ControllerProcess {
             .local_addr()
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_fleetgate"))
-            .args([
-                "controller",
-                "--namespace",
-                &ns.name,
-                "--lease-namespace",
-                &ns.name,
-            ])
+            .arg("controller")
             .args(["--http-addr", &http.to_string()])
             .arg("--work-dir")
             .arg(work.path().join("git"))
-            .args(extra)
-            .env("KUBECONFIG", &super::env().kubeconfig)
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,fleetgate=debug,kube_lease_manager=warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -1,0 +1,56 @@
+{{- define "fleetgate.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "fleetgate.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "fleetgate.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "fleetgate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "fleetgate.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The permissions the controller uses, and nothing more (a test compares them with
+the API calls it makes). */}}
+{{- define "fleetgate.controllerRules" -}}
+- apiGroups: [gitops.fleetgate.dev]
+  resources: [gitopsrepositories]
+  verbs: [get, list, watch]
+- apiGroups: [gitops.fleetgate.dev]
+  resources: [syncruns]
+  verbs: [list, watch, create, delete]
+- apiGroups: [gitops.fleetgate.dev]
+  resources: [gitopsrepositories/status, syncruns/status]
+  verbs: [patch]
+- apiGroups: [fleet.fleetgate.dev]
+  resources: [fleettemplates, fleetnodes, sdwannetworks, sdwanpeers, virtualips]
+  verbs: [get, list, watch, create, patch, delete]
+# Stored plans are written with server-side apply: a patch, which needs create too
+# when it makes the object.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, create, patch, delete]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}

@@ -1,0 +1,426 @@
+//! The Helm chart against the real control plane (RBAC on): install, the controller
+//! running with the chart's ServiceAccount token, who may approve and who approved,
+//! tenant isolation, the role compared with the API calls the controller made, and
+//! uninstall keeping the CRDs.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use fleetgate::api::syncrun::Phase;
+use fleetgate::api::{GitopsRepository, SyncRun, annotations};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use support::git::server;
+use support::operator::*;
+use support::run_tool;
+
+const V1: &[u8] = include_bytes!("../examples/fleet.yaml");
+const V2: &[u8] = include_bytes!("../examples/fleet-v2.yaml");
+
+#[test]
+fn the_chart_lints_clean_and_its_generated_files_are_fresh() {
+    let lint = run_tool(
+        "helm",
+        &["lint", "charts/fleetgate", "--set", "watchNamespaces={a}"],
+    );
+    assert!(lint.contains("0 chart(s) failed"), "{lint}");
+    let out = std::process::Command::new("hack/generate.sh")
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let chart = std::fs::read_to_string("charts/fleetgate/Chart.yaml").unwrap();
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        chart.contains(&format!("version: {version}\n")),
+        "Chart.yaml version follows Cargo.toml"
+    );
+    assert!(
+        chart.contains(&format!("appVersion: \"{version}\"")),
+        "appVersion follows Cargo.toml"
+    );
+}
+
+/// A kubeconfig for the chart's ServiceAccount, with a token from the TokenRequest API.
+async fn service_account_kubeconfig(
+    client: &Client,
+    ns: &str,
+    sa: &str,
+    dir: &std::path::Path,
+) -> std::path::PathBuf {
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"expirationSeconds": 3600}})).unwrap();
+    let token = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request(sa, &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.token)
+        .expect("a token");
+    let admin = std::fs::read_to_string(&support::env().kubeconfig).unwrap();
+    let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&admin).unwrap();
+    config["users"][0]["user"] = serde_yaml_ng::from_str(&format!("token: {token}")).unwrap();
+    let path = dir.join("sa-kubeconfig");
+    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+fn bind(ns: &str, name: &str, role: &str, user: &str) {
+    run_tool(
+        "kubectl",
+        &[
+            "create",
+            "rolebinding",
+            name,
+            "-n",
+            ns,
+            &format!("--clusterrole={role}"),
+            &format!("--user={user}"),
+        ],
+    );
+}
+
+/// The five fleet kinds go through one code path; they are compared as one.
+fn kind_class(group: &str, resource: &str) -> String {
+    if group == "fleet.fleetgate.dev" {
+        "(fleet kinds)".into()
+    } else {
+        resource.to_owned()
+    }
+}
+
+/// (apiGroup, resource[/subresource], verb) for every rule.
+fn granted(rules: &[k8s_openapi::api::rbac::v1::PolicyRule]) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for r in rules {
+        for g in r.api_groups.iter().flatten() {
+            for res in r.resources.iter().flatten() {
+                for v in &r.verbs {
+                    out.insert((g.clone(), kind_class(g, res), v.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What `user` asked the API server, from its audit log, and any request it was refused.
+fn audited(user: &str) -> (BTreeSet<(String, String, String)>, Vec<String>) {
+    let log = support::env()
+        .kubeconfig
+        .parent()
+        .unwrap()
+        .join("audit.log");
+    let mut used = BTreeSet::new();
+    let mut refused = Vec::new();
+    for line in std::fs::read_to_string(log).unwrap().lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        if e["user"]["username"] != user {
+            continue;
+        }
+        let Some(obj) = e["objectRef"].as_object() else {
+            continue;
+        };
+        let mut resource = obj
+            .get("resource")
+            .and_then(|r| r.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(sub) = obj.get("subresource").and_then(|s| s.as_str()) {
+            resource = format!("{resource}/{sub}");
+        }
+        let group = obj
+            .get("apiGroup")
+            .and_then(|g| g.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let verb = e["verb"].as_str().unwrap().to_owned();
+        if e["responseStatus"]["code"] == 403 {
+            refused.push(format!("{verb} {group}/{resource}"));
+        }
+        let class = kind_class(&group, &resource);
+        // A server-side apply that makes the object is authorized as a create too.
+        if verb == "patch" && e["responseStatus"]["code"] == 201 {
+            used.insert((group.clone(), class.clone(), "create".to_owned()));
+        }
+        used.insert((group, class, verb));
+    }
+    (used, refused)
+}
+
+#[tokio::test]
+async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approvals_name_the_user()
+{
+    let env = support::env();
+    let admin = env.client().await;
+    let system = env.namespace("fleetgate-system").await;
+    let tenant = env.namespace("tenant-a").await;
+    let other = env.namespace("tenant-b").await;
+    support::install_crds(&admin, &fleetgate::api::crds()).await;
+
+    run_tool(
+        "helm",
+        &[
+            "install",
+            "fleetgate",
+            "charts/fleetgate",
+            "-n",
+            &system.name,
+            "--set",
+            &format!("watchNamespaces={{{}}}", tenant.name),
+        ],
+    );
+    // No kubelet runs here, so pods never start: assert on the objects.
+    let deployment = Api::<Deployment>::namespaced(admin.clone(), &system.name)
+        .get("fleetgate")
+        .await
+        .unwrap();
+    let spec = deployment.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.unwrap();
+    let security = pod.security_context.unwrap();
+    assert_eq!(security.run_as_non_root, Some(true));
+    assert_eq!(security.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    let container = &pod.containers[0];
+    let cs = container.security_context.clone().unwrap();
+    assert_eq!(cs.read_only_root_filesystem, Some(true));
+    assert_eq!(cs.allow_privilege_escalation, Some(false));
+    assert_eq!(cs.capabilities.unwrap().drop.unwrap(), ["ALL"]);
+    assert_eq!(
+        container
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/healthz")
+    );
+    let args = container.args.clone().unwrap();
+    assert!(
+        args.contains(&format!("--namespace={}", tenant.name)),
+        "{args:?}"
+    );
+    let role = Api::<Role>::namespaced(admin.clone(), &tenant.name)
+        .get("fleetgate-controller")
+        .await
+        .unwrap();
+    assert!(
+        Api::<Role>::namespaced(admin.clone(), &other.name)
+            .get_opt("fleetgate-controller")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let leader = Api::<Role>::namespaced(admin.clone(), &system.name)
+        .get("fleetgate-leader-election")
+        .await
+        .unwrap();
+    let clusterroles: Api<ClusterRole> = Api::all(admin.clone());
+    let viewer = clusterroles.get("fleetgate-viewer").await.unwrap();
+    assert_eq!(
+        viewer
+            .labels()
+            .get("rbac.authorization.k8s.io/aggregate-to-view")
+            .map(String::as_str),
+        Some("true")
+    );
+    let approver = clusterroles.get("fleetgate-approver").await.unwrap();
+    assert!(
+        !approver
+            .labels()
+            .keys()
+            .any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate"))
+    );
+
+    // The controller, as the chart's ServiceAccount.
+    let dir = tempfile::tempdir().unwrap();
+    let sa_config = service_account_kubeconfig(&admin, &system.name, "fleetgate", dir.path()).await;
+    let _controller = ControllerProcess::start_as(
+        &sa_config,
+        &[
+            "--namespace",
+            &tenant.name,
+            "--lease-namespace",
+            &system.name,
+        ],
+    );
+
+    bind(&tenant.name, "alice-edits", "fleetgate-editor", "alice");
+    bind(&tenant.name, "bob-approves", "fleetgate-approver", "bob");
+    let alice = env.client_as("alice", &["system:authenticated"]).await;
+    let bob = env.client_as("bob", &["system:authenticated"]).await;
+
+    let git = server();
+    let repo = git.create_repo("chart");
+    let v1 = repo.commit(&[("fleet.yaml", V1)], "first");
+    ssh_secret(&admin, &tenant.name, "fleet-git", git.known_hosts()).await;
+    create_repository(&alice, &tenant.name, "fleet", json!({
+        "url": git.ssh_url(&repo), "ref": {"branch": "main"}, "secretRef": {"name": "fleet-git"},
+        "interval": "2s", "historyLimit": 1,
+    }))
+    .await;
+    let run = run_in_phase(&admin, &tenant.name, &v1, Phase::AwaitingApproval).await;
+    let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
+    let approve = json!({"metadata": {"annotations": {annotations::APPROVE: plan_id}}});
+
+    // An editor cannot approve: the API server refuses with the policy's message.
+    let err = Api::<SyncRun>::namespaced(alice.clone(), &tenant.name)
+        .patch(
+            &run.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&approve),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(status.code, 403, "{}", status.message);
+    assert!(
+        status
+            .message
+            .contains("user alice may not approve or reject SyncRuns"),
+        "{}",
+        status.message
+    );
+    // Nor can anyone write who approved.
+    let forged = json!({"metadata": {"annotations": {annotations::APPROVED_BY: "bob"}}});
+    let err = Api::<SyncRun>::namespaced(alice.clone(), &tenant.name)
+        .patch(
+            &run.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&forged),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot be set by hand"), "{err}");
+
+    // An approver can, and the run records that user.
+    Api::<SyncRun>::namespaced(bob.clone(), &tenant.name)
+        .patch(
+            &run.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&approve),
+        )
+        .await
+        .expect("bob may approve");
+    let applied = run_in_phase(&admin, &tenant.name, &v1, Phase::Applied).await;
+    assert_eq!(applied.status.unwrap().approved_by.as_deref(), Some("bob"));
+
+    // The next revision deletes and updates; approving it exercises every permission.
+    let v2 = repo.commit(&[("fleet.yaml", V2)], "second");
+    let run = run_in_phase(&admin, &tenant.name, &v2, Phase::AwaitingApproval).await;
+    let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
+    let approve = json!({"metadata": {"annotations": {annotations::APPROVE: plan_id}}});
+    Api::<SyncRun>::namespaced(bob.clone(), &tenant.name)
+        .patch(
+            &run.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&approve),
+        )
+        .await
+        .unwrap();
+    run_in_phase(&admin, &tenant.name, &v2, Phase::Applied).await;
+    support::eventually("history pruned to one run", Duration::from_secs(30), || {
+        let api = Api::<SyncRun>::namespaced(admin.clone(), &tenant.name);
+        async move { (api.list(&ListParams::default()).await.ok()?.items.len() == 1).then_some(()) }
+    })
+    .await;
+
+    // Tenant isolation: nothing outside the watched namespace, and other tenants' repositories are not served.
+    let out = run_tool(
+        "kubectl",
+        &[
+            "get",
+            "fleet",
+            "-A",
+            "-l",
+            "gitops.fleetgate.dev/repository",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.namespace}{\"\\n\"}{end}",
+        ],
+    );
+    assert!(
+        out.lines().all(|ns| ns == tenant.name),
+        "fleet objects outside {}: {out}",
+        tenant.name
+    );
+    assert_eq!(out.lines().count(), 10);
+    create_repository(
+        &admin,
+        &other.name,
+        "fleet",
+        json!({"url": git.ssh_url(&repo), "ref": {"branch": "main"}}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        Api::<SyncRun>::namespaced(admin.clone(), &other.name)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let untouched = Api::<GitopsRepository>::namespaced(admin.clone(), &other.name)
+        .get("fleet")
+        .await
+        .unwrap();
+    assert!(untouched.status.is_none());
+
+    // The role is exactly what the controller used: nothing refused, nothing unused.
+    let sa = format!("system:serviceaccount:{}:fleetgate", system.name);
+    let (used, refused) = audited(&sa);
+    assert!(
+        refused.is_empty(),
+        "the controller was refused: {refused:?}"
+    );
+    let mut rules = role.rules.clone().unwrap_or_default();
+    rules.extend(leader.rules.clone().unwrap_or_default());
+    let granted = granted(&rules);
+    let missing: Vec<_> = used.difference(&granted).collect();
+    assert!(missing.is_empty(), "used but not granted: {missing:?}");
+    // The Event recorder patches an Event only when the same one repeats.
+    let rarely_used = BTreeSet::from([(
+        "events.k8s.io".to_string(),
+        "events".to_string(),
+        "patch".to_string(),
+    )]);
+    let unused: Vec<_> = granted
+        .difference(&used)
+        .filter(|g| !rarely_used.contains(*g))
+        .collect();
+    assert!(unused.is_empty(), "granted but never used: {unused:?}");
+
+    // helm uninstall keeps the CRDs (and so every object).
+    run_tool("helm", &["uninstall", "fleetgate", "-n", &system.name]);
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    assert!(
+        crds.get_opt("syncruns.gitops.fleetgate.dev")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        clusterroles
+            .get_opt("fleetgate-approver")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
