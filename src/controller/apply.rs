@@ -22,7 +22,7 @@ use super::error::Result;
 use super::live::{self, desired_object};
 use super::metrics::ResultLabels;
 use super::planstore;
-use super::syncrun::{action_entries, repository_key, transition, write_status};
+use super::syncrun::{action_entries, fail, repository_key, transition, write_status};
 use crate::api::syncrun::{ActionState, Phase, Progress, SyncRunStatus};
 use crate::api::{FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun};
 use crate::fleet::object::Spec;
@@ -70,17 +70,14 @@ pub async fn run(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> Result<
 
 async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> Result<Requeue> {
     let Some(at) = status.full_plan.clone() else {
-        transition(
+        return fail(
             ctx,
             run,
             status,
-            Phase::Failed,
-            true,
             "PlanMissing",
             "the run has no stored plan".into(),
         )
-        .await?;
-        return Ok(Requeue::await_change());
+        .await;
     };
     let plan = planstore::load_plan(&ctx.client, run, &at).await?;
     if Some(&plan.plan_id) != status.plan_id.as_ref() {
@@ -89,17 +86,7 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
             plan.plan_id,
             status.plan_id.clone().unwrap_or_default()
         );
-        transition(
-            ctx,
-            run,
-            status,
-            Phase::Failed,
-            true,
-            "PlanMismatch",
-            message,
-        )
-        .await?;
-        return Ok(Requeue::await_change());
+        return fail(ctx, run, status, "PlanMismatch", message).await;
     }
     let mut states: Vec<ActionState> = status
         .action_states

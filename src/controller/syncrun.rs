@@ -133,6 +133,35 @@ pub async fn transition(
     Ok(status)
 }
 
+/// Ends the run as Failed with a Warning Event; nothing more happens to it.
+pub async fn fail(
+    ctx: &Context,
+    run: &SyncRun,
+    status: SyncRunStatus,
+    reason: &str,
+    message: String,
+) -> Result<Action> {
+    transition(ctx, run, status, Phase::Failed, true, reason, message).await?;
+    Ok(Action::await_change())
+}
+
+/// Records a refusal in status.message with a Warning Event; the run stays as it is.
+async fn warn(
+    ctx: &Context,
+    run: &SyncRun,
+    status: &SyncRunStatus,
+    reason: &str,
+    action: &str,
+    message: String,
+) -> Result<Action> {
+    let mut status = status.clone();
+    status.message = Some(message.clone());
+    write_status(ctx, run, &status).await?;
+    ctx.event(&run.object_ref(&()), true, reason, action, message)
+        .await;
+    Ok(Action::await_change())
+}
+
 async fn get_repository(ctx: &Context, run: &SyncRun) -> Result<Option<GitopsRepository>> {
     let api: Api<GitopsRepository> =
         Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
@@ -162,48 +191,24 @@ async fn plan(run: &SyncRun, ctx: &Context, mut status: SyncRunStatus) -> Result
     }
     let Some(repo) = get_repository(ctx, run).await? else {
         let message = format!("GitopsRepository {} does not exist", run.spec.repository);
-        transition(
-            ctx,
-            run,
-            status,
-            Phase::Failed,
-            true,
-            "RepositoryNotFound",
-            message,
-        )
-        .await?;
-        return Ok(Action::await_change());
+        return fail(ctx, run, status, "RepositoryNotFound", message).await;
     };
     let (raw_exclusions, exclusions) = exclusions_of(run);
     let exclusions = match exclusions {
         Ok(e) => e,
         Err(message) => {
             let message = format!("invalid {} annotation: {message}", annotations::EXCLUDE);
-            transition(
-                ctx,
-                run,
-                status,
-                Phase::Failed,
-                true,
-                "InvalidExclusion",
-                message,
-            )
-            .await?;
-            return Ok(Action::await_change());
+            return fail(ctx, run, status, "InvalidExclusion", message).await;
         }
     };
     match compute(run, ctx, &repo, &exclusions).await {
-        Ok(Computed::Invalid(reason, message)) => {
-            transition(ctx, run, status, Phase::Failed, true, reason, message).await?;
-            Ok(Action::await_change())
-        }
+        Ok(Computed::Invalid(reason, message)) => fail(ctx, run, status, reason, message).await,
         Ok(Computed::Planned(planned)) => {
             record(run, ctx, &repo, status, planned, raw_exclusions).await
         }
         Err(e @ Error::Source(_)) => {
             let reason = e.label();
-            transition(ctx, run, status, Phase::Failed, true, reason, e.to_string()).await?;
-            Ok(Action::await_change())
+            fail(ctx, run, status, reason, e.to_string()).await
         }
         Err(e) => Err(e),
     }
@@ -587,17 +592,7 @@ async fn refuse_exclusion(
     message: String,
 ) -> Result<Action> {
     status.exclusions = raw;
-    status.message = Some(message.clone());
-    write_status(ctx, run, &status).await?;
-    ctx.event(
-        &run.object_ref(&()),
-        true,
-        "ExclusionRefused",
-        "Replan",
-        message,
-    )
-    .await;
-    Ok(Action::await_change())
+    warn(ctx, run, &status, "ExclusionRefused", "Replan", message).await
 }
 
 /// Refuses an approval, once per distinct value, with a Warning Event.
@@ -612,17 +607,7 @@ async fn refuse(
         return Ok(Action::await_change());
     }
     status.refused_approval = Some(approval.to_owned());
-    status.message = Some(message.clone());
-    write_status(ctx, run, &status).await?;
-    ctx.event(
-        &run.object_ref(&()),
-        true,
-        "ApprovalRefused",
-        "Approve",
-        message,
-    )
-    .await;
-    Ok(Action::await_change())
+    warn(ctx, run, &status, "ApprovalRefused", "Approve", message).await
 }
 
 /// Finished runs take no approval; say so rather than stay silent.
