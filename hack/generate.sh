@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates everything that is generated and committed: the CRDs (from the Rust
-# types), the chart's copy of them, and the plain manifests in deploy/ (from the chart).
+# Regenerates everything that is generated and committed: the fleet.yaml JSON Schema and
+# the CRDs (from the Rust types), the chart's copy of the CRDs, and the plain manifests
+# in deploy/ (from the chart).
 # With --check, writes nothing and fails if anything committed is stale.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,9 +10,11 @@ bin=$(hack/testenv/build.sh | tail -n 1)
 out=$root
 if [ "${1:-}" = "--check" ]; then
   out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
-  mkdir -p "$out/crds" "$out/charts/fleetgate/crds" "$out/deploy"
+  mkdir -p "$out/crds" "$out/charts/fleetgate/crds" "$out/deploy" "$out/schema"
 fi
 cargo run --quiet -- crds > "$out/crds/fleetgate.yaml"
+mkdir -p "$out/schema"
+cargo run --quiet -- schema > "$out/schema/fleet.schema.json"
 cp "$out/crds/fleetgate.yaml" "$out/charts/fleetgate/crds/fleetgate.yaml"
 cp "$out/crds/fleetgate.yaml" "$out/deploy/crds.yaml"
 {
@@ -36,7 +39,7 @@ resources:
 YAML
 if [ "$out" != "$root" ]; then
   stale=0
-  for f in crds/fleetgate.yaml charts/fleetgate/crds/fleetgate.yaml deploy/crds.yaml deploy/fleetgate.yaml deploy/namespace.yaml deploy/kustomization.yaml; do
+  for f in schema/fleet.schema.json crds/fleetgate.yaml charts/fleetgate/crds/fleetgate.yaml deploy/crds.yaml deploy/fleetgate.yaml deploy/namespace.yaml deploy/kustomization.yaml; do
     if ! cmp -s "$out/$f" "$root/$f"; then echo "stale: $f (run hack/generate.sh)" >&2; stale=1; fi
   done
   exit $stale

@@ -11,6 +11,7 @@ pub mod parse;
 pub mod plan;
 pub mod render;
 pub mod resolve;
+pub mod schema;
 pub mod spec_diff;
 pub mod synth;
 pub mod validate;
