@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 
-.PHONY: demo all build test lint fmt testenv testenv-build bench bench-apply generate clean
+.PHONY: demo all build test lint fmt testenv testenv-build bench bench-apply generate install clean
 
 ## From a clone to plans approved and applied on a local control plane; leaves nothing running.
 demo:
@@ -46,6 +46,10 @@ bench-apply: testenv-build
 ## Regenerates crds/, the chart's CRDs and deploy/ (plain manifests from the chart).
 generate:
 	hack/generate.sh
+
+## Installs fleetgate and the kubectl plugin (kubectl-fleet) into ~/.cargo/bin.
+install:
+	$(CARGO) install --locked --path .
 
 clean:
 	$(CARGO) clean

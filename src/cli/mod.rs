@@ -11,6 +11,7 @@ use crate::fleet::{Diagnostics, Severity};
 
 mod controller;
 mod diff;
+pub mod plugin;
 mod validate;
 
 #[derive(Debug, Parser)]
