@@ -64,6 +64,9 @@ pub struct GitopsRepositorySpec {
     /// Secret with the credentials: `identity` and `known_hosts` for SSH, or `username` and `password` for HTTPS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,
+    /// Secret whose `token` authenticates push webhooks (HMAC-SHA256 signatures, or GitLab's token) to the controller's receiver; without it, webhooks for this repository are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret_ref: Option<SecretRef>,
     /// How often to check git (and drift), as a duration such as `60s` or `5m`.
     #[serde(default = "default_interval")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]

@@ -29,6 +29,9 @@ pub struct Args {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
+    /// Address for push webhooks (`POST /hook/<namespace>/<repository>`); off unless set.
+    #[arg(long)]
+    receiver_addr: Option<SocketAddr>,
     /// Lease used for leader election.
     #[arg(long, default_value = "fleetgate-controller")]
     lease_name: String,
@@ -62,6 +65,7 @@ pub fn run(args: Args) -> ExitCode {
             apply_concurrency: args.apply_concurrency,
         },
         http_addr: args.http_addr,
+        receiver_addr: args.receiver_addr,
         lease_name: args.lease_name,
         lease_namespace,
     };

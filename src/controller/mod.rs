@@ -9,6 +9,7 @@ pub mod gitsource;
 pub mod live;
 pub mod metrics;
 pub mod planstore;
+pub mod receiver;
 pub mod repository;
 pub mod syncrun;
 
@@ -36,6 +37,8 @@ pub struct Options {
     pub settings: Settings,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub http_addr: SocketAddr,
+    /// Where push webhooks are received, if at all.
+    pub receiver_addr: Option<SocketAddr>,
     /// Lease for leader election; replicas of one install share it.
     pub lease_name: String,
     /// Namespace of the Lease (the controller's own namespace).
@@ -126,6 +129,17 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             error!(error = %e, "HTTP server stopped");
         }
     });
+
+    if let Some(addr) = options.receiver_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        info!(addr = %listener.local_addr()?, "receiving push webhooks on /hook/<namespace>/<repository>");
+        let app = receiver::router(client.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                error!(error = %e, "webhook receiver stopped");
+            }
+        });
+    }
 
     let identity =
         std::env::var("POD_NAME").unwrap_or_else(|_| format!("fleetgate-{}", std::process::id()));
