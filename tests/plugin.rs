@@ -158,6 +158,21 @@ async fn review_approve_sync_and_inspect_with_kubectl_fleet() {
         invalid.stderr
     );
 
+    // fleetgate plan: the same, from the main binary, for machines too.
+    let plan = |file: &str| {
+        Command::new(env!("CARGO_BIN_EXE_fleetgate"))
+            .args(["plan", file, "--repository", "fleet", "-n", &ns.name, "-o", "json"])
+            .env("KUBECONFIG", &support::env().kubeconfig)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(plan("examples/fleet.yaml").status.code(), Some(0));
+    let out = plan("examples/fleet-v2.yaml");
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["summary"]["nodes"]["delete"], 1);
+    assert_eq!(plan(bad.path().to_str().unwrap()).status.code(), Some(2));
+
     let synced = plugin(&ns.name, &["sync", "fleet", "--wait"], "");
     assert_eq!(synced.code, 0, "{}", synced.stderr);
     assert!(synced.stdout.contains("NoChanges"), "{}", synced.stdout);

@@ -1,9 +1,8 @@
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::OutputFormat;
-use crate::fleet::render::{Colour, render_json, render_text, render_yaml};
+use crate::fleet::render::{render_json, render_text, render_yaml};
 use crate::fleet::{self, DesiredState, LiveObject, ObjectRef, PlanOptions, ResolveOptions};
 
 /// The repository name the old revision is taken to belong to; only its objects change.
@@ -60,15 +59,7 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     let text = match args.output {
-        OutputFormat::Text => {
-            let colour =
-                if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
-                    Colour::Always
-                } else {
-                    Colour::Never
-                };
-            render_text(&plan, colour)
-        }
+        OutputFormat::Text => render_text(&plan, super::terminal_colour()),
         OutputFormat::Json => render_json(&plan),
         OutputFormat::Yaml => render_yaml(&plan),
     };

@@ -14,9 +14,8 @@ use serde_json::json;
 
 use crate::api::syncrun::Phase;
 use crate::api::{GitopsRepository, SyncRun, annotations};
-use crate::controller::{live, planstore};
-use crate::fleet::render::{Colour, render_text};
-use crate::fleet::{self, LiveObject, ObjectKind, PlanOptions, ResolveOptions};
+use crate::controller::planstore;
+use crate::fleet::render::render_text;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -76,8 +75,7 @@ enum Command {
     },
 }
 
-const EXIT_CHANGES: u8 = 1;
-const EXIT_ERROR: u8 = 2;
+use super::live_plan::{EXIT_CHANGES, EXIT_ERROR};
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
@@ -148,14 +146,6 @@ fn phase_name(run: &SyncRun) -> &'static str {
     phase(run).map_or("not yet planned", Phase::as_str)
 }
 
-fn colour() -> Colour {
-    if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
-        Colour::Always
-    } else {
-        Colour::Never
-    }
-}
-
 /// The run's full plan from its ConfigMaps, rendered; or what the status says when
 /// there is none.
 async fn show_plan(client: &Client, run: &SyncRun) -> anyhow::Result<String> {
@@ -171,7 +161,7 @@ async fn show_plan(client: &Client, run: &SyncRun) -> anyhow::Result<String> {
     match &status.full_plan {
         Some(at) => {
             let plan = planstore::load_plan(client, run, at).await?;
-            out.push_str(&render_text(&plan, colour()));
+            out.push_str(&render_text(&plan, super::terminal_colour()));
         }
         None => out.push_str(&format!("{}\n", status.message.unwrap_or_default())),
     }
@@ -386,53 +376,14 @@ async fn diff_local(
     ns: &str,
     repos: &Api<GitopsRepository>,
     repository: &str,
-    path: &PathBuf,
+    path: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
     let repo = repos.get(repository).await?;
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{name}: cannot read: {e}"))?;
-    let options = ResolveOptions {
-        expected_account: repo.spec.account.as_deref(),
-    };
-    let desired = match fleet::desired_state(&name, &bytes, &options) {
-        Ok((desired, warnings)) => {
-            eprint!("{warnings}");
-            desired
+    match super::live_plan::plan_file(client, ns, repository, Some(&repo), path).await? {
+        Ok(plan) => {
+            print!("{}", render_text(&plan, super::terminal_colour()));
+            Ok(super::live_plan::exit_code(&plan))
         }
-        Err(diags) => {
-            eprint!("{diags}");
-            return Ok(ExitCode::from(EXIT_ERROR));
-        }
-    };
-    let mut live_objects: Vec<LiveObject> = Vec::new();
-    for kind in ObjectKind::ALL {
-        for obj in live::api(client, ns, kind)
-            .list(&ListParams::default())
-            .await?
-            .items
-        {
-            live_objects.extend(live::to_live(kind, &obj));
-        }
+        Err(code) => Ok(code),
     }
-    let options = PlanOptions {
-        repository,
-        revision: "local",
-        prune: repo.spec.prune,
-        exclude: &[],
-    };
-    let plan = match fleet::plan(&desired.objects, &live_objects, &options) {
-        Ok(plan) => plan,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("error: {e}");
-            }
-            return Ok(ExitCode::from(EXIT_ERROR));
-        }
-    };
-    print!("{}", render_text(&plan, colour()));
-    Ok(if plan.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_CHANGES)
-    })
 }

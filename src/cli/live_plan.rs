@@ -1,0 +1,82 @@
+//! The plan of a local fleet file against the live cluster, shared by `fleetgate plan`
+//! and `kubectl fleet diff --local`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use kube::Client;
+use kube::api::ListParams;
+
+use crate::api::GitopsRepository;
+use crate::controller::live;
+use crate::fleet::{self, LiveObject, ObjectKind, Plan, PlanOptions, ResolveOptions};
+
+pub const EXIT_CHANGES: u8 = 1;
+pub const EXIT_ERROR: u8 = 2;
+
+/// 0 when the plan is empty, 1 when it changes something.
+pub fn exit_code(plan: &Plan) -> ExitCode {
+    if plan.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CHANGES)
+    }
+}
+
+/// Plans `path` against what namespace `ns` holds, as repository `repository` (whose
+/// account guard and prune setting apply when it exists). Problems with the file are
+/// printed and become `Err(exit code 2)`.
+pub async fn plan_file(
+    client: &Client,
+    ns: &str,
+    repository: &str,
+    repo: Option<&GitopsRepository>,
+    path: &Path,
+) -> anyhow::Result<Result<Plan, ExitCode>> {
+    let name = path.display().to_string();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{name}: error: cannot read: {e}");
+            return Ok(Err(ExitCode::from(EXIT_ERROR)));
+        }
+    };
+    let options = ResolveOptions {
+        expected_account: repo.and_then(|r| r.spec.account.as_deref()),
+    };
+    let desired = match fleet::desired_state(&name, &bytes, &options) {
+        Ok((desired, warnings)) => {
+            eprint!("{warnings}");
+            desired
+        }
+        Err(diags) => {
+            eprint!("{diags}");
+            return Ok(Err(ExitCode::from(EXIT_ERROR)));
+        }
+    };
+    let mut live_objects: Vec<LiveObject> = Vec::new();
+    for kind in ObjectKind::ALL {
+        for obj in live::api(client, ns, kind)
+            .list(&ListParams::default())
+            .await?
+            .items
+        {
+            live_objects.extend(live::to_live(kind, &obj));
+        }
+    }
+    let options = PlanOptions {
+        repository,
+        revision: "local",
+        prune: repo.is_none_or(|r| r.spec.prune),
+        exclude: &[],
+    };
+    match fleet::plan(&desired.objects, &live_objects, &options) {
+        Ok(plan) => Ok(Ok(plan)),
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            Ok(Err(ExitCode::from(EXIT_ERROR)))
+        }
+    }
+}
