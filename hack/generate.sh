@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates everything that is generated and committed: the fleet.yaml JSON Schema and
-# the CRDs (from the Rust types), the chart's copy of the CRDs, and the plain manifests
+# Regenerates everything that is generated and committed: the fleet.yaml JSON Schema,
+# the CRDs and their Markdown reference (from the Rust types), the chart's copy of the CRDs, and the plain manifests
 # in deploy/ (from the chart).
 # With --check, writes nothing and fails if anything committed is stale.
 set -euo pipefail
@@ -13,8 +13,9 @@ if [ "${1:-}" = "--check" ]; then
   mkdir -p "$out/crds" "$out/charts/fleetgate/crds" "$out/deploy" "$out/schema"
 fi
 cargo run --quiet -- crds > "$out/crds/fleetgate.yaml"
-mkdir -p "$out/schema"
+mkdir -p "$out/schema" "$out/docs"
 cargo run --quiet -- schema > "$out/schema/fleet.schema.json"
+cargo run --quiet -- crds --reference > "$out/docs/crds.md"
 cp "$out/crds/fleetgate.yaml" "$out/charts/fleetgate/crds/fleetgate.yaml"
 cp "$out/crds/fleetgate.yaml" "$out/deploy/crds.yaml"
 {
@@ -39,7 +40,7 @@ resources:
 YAML
 if [ "$out" != "$root" ]; then
   stale=0
-  for f in schema/fleet.schema.json crds/fleetgate.yaml charts/fleetgate/crds/fleetgate.yaml deploy/crds.yaml deploy/fleetgate.yaml deploy/namespace.yaml deploy/kustomization.yaml; do
+  for f in docs/crds.md schema/fleet.schema.json crds/fleetgate.yaml charts/fleetgate/crds/fleetgate.yaml deploy/crds.yaml deploy/fleetgate.yaml deploy/namespace.yaml deploy/kustomization.yaml; do
     if ! cmp -s "$out/$f" "$root/$f"; then echo "stale: $f (run hack/generate.sh)" >&2; stale=1; fi
   done
   exit $stale

@@ -161,7 +161,16 @@ async fn review_approve_sync_and_inspect_with_kubectl_fleet() {
     // fleetgate plan: the same, from the main binary, for machines too.
     let plan = |file: &str| {
         Command::new(env!("CARGO_BIN_EXE_fleetgate"))
-            .args(["plan", file, "--repository", "fleet", "-n", &ns.name, "-o", "json"])
+            .args([
+                "plan",
+                file,
+                "--repository",
+                "fleet",
+                "-n",
+                &ns.name,
+                "-o",
+                "json",
+            ])
             .env("KUBECONFIG", &support::env().kubeconfig)
             .output()
             .unwrap()

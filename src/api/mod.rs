@@ -3,6 +3,7 @@
 //! `kubectl explain` text; `fleetgate crds` prints what [`crds`] returns.
 
 pub mod fleet;
+pub mod reference;
 pub mod repository;
 pub mod syncrun;
 

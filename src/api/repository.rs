@@ -19,6 +19,7 @@ use crate::fleet::plan::Counts;
     group = "gitops.fleetgate.dev",
     version = "v1alpha1",
     kind = "GitopsRepository",
+    doc = "A fleet.yaml in a git repository, and how its changes reach the cluster: every plan is recorded on a SyncRun and applied once approved.",
     namespaced,
     status = "GitopsRepositoryStatus",
     shortname = "gitrepo",

@@ -19,6 +19,7 @@ use crate::fleet::plan::{Counts, Summary};
     group = "gitops.fleetgate.dev",
     version = "v1alpha1",
     kind = "SyncRun",
+    doc = "One planned revision of a GitopsRepository: the plan, its approval (bound to the planId), and what applying it did.",
     namespaced,
     status = "SyncRunStatus",
     shortname = "sr",

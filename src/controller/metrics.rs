@@ -112,3 +112,62 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_documented() {
+        let doc = std::fs::read_to_string("docs/metrics.md").expect("docs/metrics.md");
+        let m = Metrics::default();
+        // Families appear in the exposition once they have a sample.
+        m.reconcile_duration
+            .get_or_create(&ControllerLabels {
+                controller: "syncrun",
+            })
+            .observe(0.1);
+        m.reconcile_errors
+            .get_or_create(&ErrorLabels {
+                controller: "syncrun",
+                error: "KubeError",
+            })
+            .inc();
+        m.git_duration
+            .get_or_create(&GitLabels { operation: "fetch" })
+            .observe(0.1);
+        m.syncruns
+            .get_or_create(&PhaseLabels {
+                namespace: "n".into(),
+                phase: "Applied",
+            })
+            .inc();
+        m.actions
+            .get_or_create(&ResultLabels { result: "applied" })
+            .inc();
+        m.drifted_objects
+            .get_or_create(&RepositoryLabels {
+                namespace: "n".into(),
+                repository: "r".into(),
+            })
+            .set(1);
+        let text = m.encode();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(names.len(), 6, "{text}");
+        for name in names {
+            let shown = if text.contains(&format!("{name}_total")) {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            };
+            assert!(
+                doc.contains(&format!("`{shown}`")),
+                "{shown} is not in docs/metrics.md"
+            );
+        }
+    }
+}
