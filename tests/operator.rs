@@ -214,8 +214,23 @@ async fn the_reference_fleet_is_planned_approved_applied_and_revised() {
     // Signals: health, readiness and metrics; and never a secret in the log.
     assert_eq!(controller.http_get("/healthz").unwrap().0, 200);
     assert_eq!(controller.http_get("/readyz").unwrap().0, 200);
-    let (code, metrics) = controller.http_get("/metrics").unwrap();
-    assert_eq!(code, 200);
+    // SyncRuns by phase come from the controller's watch cache, a moment behind.
+    let applied_runs = format!(
+        "fleetgate_syncruns{{namespace=\"{}\",phase=\"Applied\"}} 2",
+        ns.name
+    );
+    let metrics = support::eventually(
+        "the metrics to count both runs",
+        std::time::Duration::from_secs(10),
+        || {
+            let (controller, applied_runs) = (&controller, &applied_runs);
+            async move {
+                let (code, metrics) = controller.http_get("/metrics")?;
+                (code == 200 && metrics.contains(applied_runs.as_str())).then_some(metrics)
+            }
+        },
+    )
+    .await;
     for expected in [
         "fleetgate_reconcile_duration_seconds_count{controller=\"syncrun\"}",
         "fleetgate_git_duration_seconds_count{operation=\"ls-remote\"}",

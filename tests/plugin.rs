@@ -111,13 +111,24 @@ async fn review_approve_sync_and_inspect_with_kubectl_fleet() {
             .contains("is Applied; only a run awaiting approval can be approved")
     );
 
-    let history = plugin(&ns.name, &["history", "fleet"], "");
-    assert_eq!(history.code, 0);
-    assert!(
-        history.stdout.contains(&name) && history.stdout.contains("Applied"),
-        "{}",
-        history.stdout
-    );
+    // The repository's history follows the run a reconcile later.
+    support::eventually(
+        "the history to show the applied run",
+        std::time::Duration::from_secs(30),
+        || {
+            let (ns, name) = (ns.name.clone(), name.clone());
+            async move {
+                let history = plugin(&ns, &["history", "fleet"], "");
+                let line = history
+                    .stdout
+                    .lines()
+                    .find(|l| l.starts_with(&name))?
+                    .to_owned();
+                (history.code == 0 && line.contains("Applied")).then_some(())
+            }
+        },
+    )
+    .await;
 
     // diff --local: exit 0 when the file matches the cluster, 1 with changes, 2 on error.
     let same = plugin(

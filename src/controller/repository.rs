@@ -202,6 +202,29 @@ fn short(revision: &str) -> &str {
     &revision[..revision.len().min(12)]
 }
 
+/// Ready, Reconciling and Stalled together, with one reason and message: kstatus reads
+/// them as a set.
+struct Kstatus<'a> {
+    ready: bool,
+    reconciling: bool,
+    stalled: bool,
+    reason: &'a str,
+    message: &'a str,
+}
+
+fn set_kstatus(conditions: &mut Vec<Condition>, k: Kstatus, generation: Option<i64>) {
+    let ts = now();
+    for (type_, status) in [
+        ("Ready", k.ready),
+        ("Reconciling", k.reconciling),
+        ("Stalled", k.stalled),
+    ] {
+        set_condition(
+            conditions, type_, status, k.reason, k.message, generation, &ts,
+        );
+    }
+}
+
 /// Records a failure to fetch or read the spec as conditions and an Event.
 async fn fail(
     ctx: &Context,
@@ -210,38 +233,18 @@ async fn fail(
     e: Error,
 ) -> Result<Action> {
     let generation = repo.meta().generation;
-    let ts = now();
     let reason = e.label();
     let message = e.to_string();
     let changed =
         crate::api::condition(&status.conditions, "Ready").is_none_or(|c| c.reason != reason);
-    set_condition(
-        &mut status.conditions,
-        "Ready",
-        false,
+    let k = Kstatus {
+        ready: false,
+        reconciling: false,
+        stalled: stalls(&e),
         reason,
-        &message,
-        generation,
-        &ts,
-    );
-    set_condition(
-        &mut status.conditions,
-        "Reconciling",
-        false,
-        reason,
-        &message,
-        generation,
-        &ts,
-    );
-    set_condition(
-        &mut status.conditions,
-        "Stalled",
-        stalls(&e),
-        reason,
-        &message,
-        generation,
-        &ts,
-    );
+        message: &message,
+    };
+    set_kstatus(&mut status.conditions, k, generation);
     write_status(ctx, repo, &status).await?;
     if changed {
         ctx.event(&repo.object_ref(&()), true, reason, "Fetch", message)
@@ -437,7 +440,6 @@ fn conditions_from_newest(
     newest: Option<&SyncRun>,
     generation: Option<i64>,
 ) {
-    let ts = now();
     let Some(run) = newest else { return };
     let status = run.status.clone().unwrap_or_default();
     let rev = short(&run.spec.revision);
@@ -486,21 +488,14 @@ fn conditions_from_newest(
                 .map_or("Failed".to_owned(), |c| c.reason.clone());
             let stalled = reason == "ValidationFailed" || reason == "PreventDestroy";
             let message = status.message.clone().unwrap_or_default();
-            set_condition(
-                conditions, "Ready", false, &reason, &message, generation, &ts,
-            );
-            set_condition(
-                conditions,
-                "Reconciling",
-                false,
-                &reason,
-                &message,
-                generation,
-                &ts,
-            );
-            set_condition(
-                conditions, "Stalled", stalled, &reason, &message, generation, &ts,
-            );
+            let k = Kstatus {
+                ready: false,
+                reconciling: false,
+                stalled,
+                reason: &reason,
+                message: &message,
+            };
+            set_kstatus(conditions, k, generation);
             return;
         }
         Some(Phase::Rejected) => (
@@ -518,21 +513,14 @@ fn conditions_from_newest(
             format!("revision {rev} superseded"),
         ),
     };
-    set_condition(
-        conditions, "Ready", ready, reason, &message, generation, &ts,
-    );
-    set_condition(
-        conditions,
-        "Reconciling",
+    let k = Kstatus {
+        ready,
         reconciling,
+        stalled,
         reason,
-        &message,
-        generation,
-        &ts,
-    );
-    set_condition(
-        conditions, "Stalled", stalled, reason, &message, generation, &ts,
-    );
+        message: &message,
+    };
+    set_kstatus(conditions, k, generation);
 }
 
 async fn write_status(

@@ -172,15 +172,31 @@ pub async fn annotate(client: &Client, ns: &str, run: &str, key: &str, value: Op
         .unwrap();
 }
 
-/// Events about `name` with `reason`, newest last.
+/// Events about `name` with `reason`, newest last. Events are published just after the
+/// status change a test waits for, so this waits for at least one, then a moment more
+/// for any duplicate to show.
 pub async fn events(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<String> {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
-    let mut list = api.list(&ListParams::default()).await.unwrap().items;
-    list.retain(|e| {
-        e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason)
-    });
-    list.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
-    list.into_iter().filter_map(|e| e.message).collect()
+    let list = || async {
+        let mut list = api.list(&ListParams::default()).await.ok()?.items;
+        list.retain(|e| {
+            e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason)
+        });
+        list.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+        Some(
+            list.into_iter()
+                .filter_map(|e| e.message)
+                .collect::<Vec<String>>(),
+        )
+    };
+    super::eventually(
+        &format!("a {reason} Event about {name}"),
+        Duration::from_secs(30),
+        || async { list().await.filter(|l| !l.is_empty()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    list().await.unwrap_or_default()
 }
 
 pub fn names(objects: &[impl ResourceExt]) -> Vec<String> {
