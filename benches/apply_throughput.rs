@@ -1,4 +1,5 @@
-//! Apply throughput against the test control plane: a generated 2,000-node fleet applied
+//! Apply throughput against the test control plane: a generated 2,000-node fleet (or
+//! FLEETGATE_BENCH_NODES) applied
 //! by `fleetgate controller`, next to `kubectl apply --server-side` of the same objects
 //! as plain YAML, in the same run. Target: fleetgate at least as fast.
 //! Run with `make bench-apply` (it starts the control plane).
@@ -15,7 +16,10 @@ use fleetgate::fleet::{self, ResolveOptions};
 use kube::api::{Api, ListParams};
 use support::operator::*;
 
-const NODES: usize = 2_000;
+/// 2,000 nodes unless FLEETGATE_BENCH_NODES says otherwise.
+fn nodes() -> usize {
+    std::env::var("FLEETGATE_BENCH_NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000)
+}
 
 #[tokio::main]
 async fn main() {
@@ -23,7 +27,8 @@ async fn main() {
         return; // `cargo bench -- --list` asks for names; there are none to list.
     }
     let env = support::env();
-    let text = fleet_yaml(Shape::new(NODES), 1);
+    let nodes = nodes();
+    let text = fleet_yaml(Shape::new(nodes), 1);
     let desired = fleet::desired_state("fleet.yaml", text.as_bytes(), &ResolveOptions::default())
         .unwrap()
         .0;
@@ -34,7 +39,7 @@ async fn main() {
     support::install_crds(&ns.client, &fleetgate::api::crds()).await;
     let git = support::git::server();
     let repo = git.create_repo("bench");
-    let head = repo.commit(&[("fleet.yaml", text.as_bytes())], "2000 nodes");
+    let head = repo.commit(&[("fleet.yaml", text.as_bytes())], "generated fleet");
     let _controller = ControllerProcess::start(&ns, &[]);
     create_repository(&ns.client, &ns.name, "fleet", serde_json::json!({"url": git.file_url(&repo), "ref": {"branch": "main"}, "interval": "10m"})).await;
     let run = run_in_phase(&ns.client, &ns.name, &head, Phase::AwaitingApproval).await;
@@ -107,9 +112,9 @@ async fn main() {
         .unwrap()
         .items
         .len();
-    assert_eq!(applied, NODES);
+    assert_eq!(applied, nodes);
 
-    println!("apply_throughput/{NODES}-nodes: {objects} objects");
+    println!("apply_throughput/{nodes}-nodes: {objects} objects");
     println!(
         "apply_throughput/fleetgate: {fleetgate_secs:.1} s, {:.0} objects/s (approval to Applied, incl. conflict checks and verification)",
         objects as f64 / fleetgate_secs
