@@ -18,7 +18,10 @@ use support::operator::*;
 
 /// 2,000 nodes unless FLEETGATE_BENCH_NODES says otherwise.
 fn nodes() -> usize {
-    std::env::var("FLEETGATE_BENCH_NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000)
+    std::env::var("FLEETGATE_BENCH_NODES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000)
 }
 
 #[tokio::main]

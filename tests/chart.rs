@@ -15,7 +15,7 @@ use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use support::git::server;
@@ -276,17 +276,18 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     .await;
     let run = run_in_phase(&admin, &tenant.name, &v1, Phase::AwaitingApproval).await;
     let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
-    let approve = json!({"metadata": {"annotations": {annotations::APPROVE: plan_id}}});
+    let name = run.name_any();
 
     // An editor cannot approve: the API server refuses with the policy's message.
-    let err = Api::<SyncRun>::namespaced(alice.clone(), &tenant.name)
-        .patch(
-            &run.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&approve),
-        )
-        .await
-        .unwrap_err();
+    let err = try_annotate(
+        &alice,
+        &tenant.name,
+        &name,
+        annotations::APPROVE,
+        Some(&plan_id),
+    )
+    .await
+    .unwrap_err();
     let kube::Error::Api(status) = err else {
         panic!("{err}")
     };
@@ -299,26 +300,27 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
         status.message
     );
     // Nor can anyone write who approved.
-    let forged = json!({"metadata": {"annotations": {annotations::APPROVED_BY: "bob"}}});
-    let err = Api::<SyncRun>::namespaced(alice.clone(), &tenant.name)
-        .patch(
-            &run.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&forged),
-        )
-        .await
-        .unwrap_err();
+    let err = try_annotate(
+        &alice,
+        &tenant.name,
+        &name,
+        annotations::APPROVED_BY,
+        Some("bob"),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("cannot be set by hand"), "{err}");
 
     // An approver can, and the run records that user.
-    Api::<SyncRun>::namespaced(bob.clone(), &tenant.name)
-        .patch(
-            &run.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&approve),
-        )
-        .await
-        .expect("bob may approve");
+    try_annotate(
+        &bob,
+        &tenant.name,
+        &name,
+        annotations::APPROVE,
+        Some(&plan_id),
+    )
+    .await
+    .expect("bob may approve");
     let applied = run_in_phase(&admin, &tenant.name, &v1, Phase::Applied).await;
     assert_eq!(applied.status.unwrap().approved_by.as_deref(), Some("bob"));
 
@@ -326,15 +328,15 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     let v2 = repo.commit(&[("fleet.yaml", V2)], "second");
     let run = run_in_phase(&admin, &tenant.name, &v2, Phase::AwaitingApproval).await;
     let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
-    let approve = json!({"metadata": {"annotations": {annotations::APPROVE: plan_id}}});
-    Api::<SyncRun>::namespaced(bob.clone(), &tenant.name)
-        .patch(
-            &run.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&approve),
-        )
-        .await
-        .unwrap();
+    try_annotate(
+        &bob,
+        &tenant.name,
+        &run.name_any(),
+        annotations::APPROVE,
+        Some(&plan_id),
+    )
+    .await
+    .unwrap();
     run_in_phase(&admin, &tenant.name, &v2, Phase::Applied).await;
     support::eventually("history pruned to one run", Duration::from_secs(30), || {
         let api = Api::<SyncRun>::namespaced(admin.clone(), &tenant.name);

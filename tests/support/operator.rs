@@ -165,11 +165,21 @@ pub async fn wait_for_status(
 }
 
 pub async fn annotate(client: &Client, ns: &str, run: &str, key: &str, value: Option<&str>) {
+    try_annotate(client, ns, run, key, value).await.unwrap();
+}
+
+/// Sets (or with None removes) one annotation of a SyncRun as `client`'s user.
+pub async fn try_annotate(
+    client: &Client,
+    ns: &str,
+    run: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Result<SyncRun, kube::Error> {
     let patch = json!({"metadata": {"annotations": {key: value}}});
     Api::<SyncRun>::namespaced(client.clone(), ns)
         .patch(run, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .unwrap();
 }
 
 /// Events about `name` with `reason`, newest last. Events are published just after the
