@@ -69,9 +69,16 @@ fn stalls(e: &Error) -> bool {
     }
 }
 
-async fn step(repo: &GitopsRepository, ctx: &Context) -> Result<Action> {
-    let ns = repo.namespace().unwrap_or_default();
-    let name = repo.name_any();
+async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
+    let ns = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
+    // Status is rewritten from what it was; the watch cache may not hold this
+    // controller's last write yet (drift already reported, a sync already handled).
+    let api: Api<GitopsRepository> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(repo) = api.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
+    let repo = &repo;
     let mut status = repo.status.clone().unwrap_or_default();
     let generation = repo.meta().generation;
     let ts = now();

@@ -48,7 +48,17 @@ pub async fn reconcile(run: Arc<SyncRun>, ctx: Arc<Context>) -> Result<Action> {
     result
 }
 
-async fn step(run: &SyncRun, ctx: &Context) -> Result<Action> {
+async fn step(cached: &SyncRun, ctx: &Context) -> Result<Action> {
+    // The watch cache can trail the run's own status writes: a reconcile queued by an
+    // earlier write may see a phase the run has already left (an Applying run that has
+    // since been Applied would be applied again). Every step therefore starts from the
+    // run as the API server has it now.
+    let api: Api<SyncRun> =
+        Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    let Some(run) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let run = &run;
     let status = run.status.clone().unwrap_or_default();
     match status.phase {
         None | Some(Phase::Planning) => plan(run, ctx, status).await,

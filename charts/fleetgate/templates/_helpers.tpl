@@ -35,7 +35,7 @@ the API calls it makes). */}}
   verbs: [get, list, watch]
 - apiGroups: [gitops.fleetgate.dev]
   resources: [syncruns]
-  verbs: [list, watch, create, delete]
+  verbs: [get, list, watch, create, delete]
 - apiGroups: [gitops.fleetgate.dev]
   resources: [gitopsrepositories/status, syncruns/status]
   verbs: [patch]
