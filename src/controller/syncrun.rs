@@ -452,10 +452,21 @@ async fn record(
         plan.plan_id
     );
     // An approval already present was given before this plan existed: it cannot have
-    // been an approval of it.
+    // been an approval of it. Said in the same write as the plan, so that no one reads
+    // the plan without the refusal.
     let early = run.annotations().get(annotations::APPROVE).cloned();
     status.refused_approval = early.clone();
-    let status = transition(
+    let refusal = early.map(|early| {
+        format!(
+            "approval `{early}` was set before plan {} existed; review the plan, remove the annotation and approve again",
+            plan.plan_id
+        )
+    });
+    let message = match &refusal {
+        Some(refusal) => format!("{refusal}. {message}"),
+        None => message,
+    };
+    transition(
         ctx,
         run,
         status,
@@ -465,20 +476,13 @@ async fn record(
         message,
     )
     .await?;
-    if let Some(early) = early {
-        let message = format!(
-            "approval `{early}` was set before plan {} existed; review the plan, remove the annotation and approve again",
-            plan.plan_id
-        );
-        let mut status = status;
-        status.message = Some(message.clone());
-        write_status(ctx, run, &status).await?;
+    if let Some(refusal) = refusal {
         ctx.event(
             &run.object_ref(&()),
             true,
             "ApprovalRefused",
             "Approve",
-            message,
+            refusal,
         )
         .await;
     }
