@@ -48,11 +48,7 @@ fn post(
 fn sign(body: &[u8], key: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
     mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    fleetgate::fleet::plan::hex(&mac.finalize().into_bytes())
 }
 
 async fn wait_until_listening(addr: std::net::SocketAddr) {

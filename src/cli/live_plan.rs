@@ -33,11 +33,11 @@ pub async fn plan_file(
     repo: Option<&GitopsRepository>,
     path: &Path,
 ) -> anyhow::Result<Result<Plan, ExitCode>> {
-    let name = path.display().to_string();
-    let bytes = match std::fs::read(path) {
+    let name = super::display_name(path);
+    let bytes = match super::read_file(path) {
         Ok(b) => b,
-        Err(e) => {
-            eprintln!("{name}: error: cannot read: {e}");
+        Err(message) => {
+            eprintln!("{message}");
             return Ok(Err(ExitCode::from(EXIT_ERROR)));
         }
     };

@@ -15,7 +15,6 @@ use kube::api::{
     DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
 };
 use kube::runtime::controller::Action as Requeue;
-use serde_json::Value;
 
 use super::context::{Context, truncate};
 use super::error::Result;
@@ -25,7 +24,6 @@ use super::planstore;
 use super::syncrun::{action_entries, fail, repository_key, transition, write_status};
 use crate::api::syncrun::{ActionState, Phase, Progress, SyncRunStatus};
 use crate::api::{FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun};
-use crate::fleet::object::Spec;
 use crate::fleet::plan::{Action, spec_digest};
 use crate::fleet::{ObjectKind, Operation, Plan};
 
@@ -272,8 +270,7 @@ fn owned_by(obj: &DynamicObject, repository: &str) -> bool {
 }
 
 fn live_digest(kind: ObjectKind, obj: &DynamicObject) -> Option<String> {
-    let spec = Spec::from_json(kind, obj.data.get("spec").cloned().unwrap_or(Value::Null)).ok()?;
-    Some(spec_digest(&spec))
+    live::to_live(kind, obj).map(|l| spec_digest(&l.spec))
 }
 
 fn is_conflict(e: &kube::Error) -> bool {

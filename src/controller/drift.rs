@@ -67,11 +67,7 @@ pub struct Found {
 
 fn digest(objects: &[DriftedObject]) -> String {
     let bytes = serde_json::to_vec(objects).expect("drift serializes");
-    Sha256::digest(bytes)
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::fleet::plan::hex(&Sha256::digest(bytes)[..8])
 }
 
 /// Compares the cluster with the last applied revision. None when there is nothing to

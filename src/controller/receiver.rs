@@ -136,11 +136,7 @@ mod tests {
     fn sign(body: &[u8], key: &[u8]) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
         mac.update(body);
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::fleet::plan::hex(&mac.finalize().into_bytes())
     }
 
     fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {

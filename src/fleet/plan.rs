@@ -626,7 +626,8 @@ pub fn spec_digest(spec: &Spec) -> String {
     hex(&Sha256::digest(bytes))[..16].to_owned()
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hexadecimal of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
