@@ -57,32 +57,9 @@ async fn approve(client: &Client, ns: &str, run: &SyncRun) {
 }
 
 fn kubectl(ns: &str, args: &[&str], stdin: Option<&str>) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("kubectl")
-        .args([
-            "--kubeconfig",
-            support::env().kubeconfig.to_str().unwrap(),
-            "-n",
-            ns,
-        ])
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.unwrap_or_default().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut all = vec!["-n", ns];
+    all.extend_from_slice(args);
+    support::run_tool_with_input("kubectl", &all, stdin.unwrap_or_default());
 }
 
 /// Resizes tokyo-02, deletes london's peer, and adds a node git does not declare.

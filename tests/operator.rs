@@ -112,10 +112,9 @@ async fn the_reference_fleet_is_planned_approved_applied_and_revised() {
     assert!(status.drift_after_apply.is_empty());
     assert_eq!(status.action_states.as_deref(), Some("AAAAAAAAAA"));
     let labelled = ListParams::default().labels("gitops.fleetgate.dev/repository=fleet");
-    let out = std::process::Command::new("kubectl")
-        .args([
-            "--kubeconfig",
-            env.kubeconfig.to_str().unwrap(),
+    let listed = support::run_tool(
+        "kubectl",
+        &[
             "get",
             "fleet",
             "-n",
@@ -124,10 +123,8 @@ async fn the_reference_fleet_is_planned_approved_applied_and_revised() {
             "gitops.fleetgate.dev/repository=fleet",
             "-o",
             "name",
-        ])
-        .output()
-        .unwrap();
-    let listed = String::from_utf8(out.stdout).unwrap();
+        ],
+    );
     assert_eq!(listed.lines().count(), 10, "kubectl get fleet:\n{listed}");
     assert_eq!(
         names(&nodes.list(&labelled).await.unwrap().items),
@@ -310,24 +307,8 @@ async fn repository_condition(
 }
 
 async fn fleet_objects(ns: &support::TestNamespace) -> Vec<String> {
-    let out = std::process::Command::new("kubectl")
-        .args([
-            "--kubeconfig",
-            support::env().kubeconfig.to_str().unwrap(),
-            "get",
-            "fleet",
-            "-n",
-            &ns.name,
-            "-o",
-            "name",
-        ])
-        .output()
-        .unwrap();
-    let mut names: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let out = support::run_tool("kubectl", &["get", "fleet", "-n", &ns.name, "-o", "name"]);
+    let mut names: Vec<String> = out.lines().map(str::to_owned).collect();
     names.sort();
     names
 }
@@ -467,21 +448,9 @@ async fn objects_changed_after_planning_fail_as_conflicts_and_their_dependents_a
     let run = run_in_phase(&ns.client, &ns.name, &v2, Phase::AwaitingApproval).await;
     // Someone edits tokyo-01 and creates paris by hand after the plan was made.
     let kubectl = |args: &[&str]| {
-        let out = std::process::Command::new("kubectl")
-            .args([
-                "--kubeconfig",
-                support::env().kubeconfig.to_str().unwrap(),
-                "-n",
-                &ns.name,
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut all = vec!["-n", ns.name.as_str()];
+        all.extend_from_slice(args);
+        support::run_tool("kubectl", &all);
     };
     kubectl(&[
         "patch",

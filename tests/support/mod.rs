@@ -190,11 +190,27 @@ pub fn tool(name: &str) -> PathBuf {
 
 /// Runs a tool with the admin kubeconfig; panics with its stderr if it fails.
 pub fn run_tool(name: &str, args: &[&str]) -> String {
-    let out = Command::new(tool(name))
+    run_tool_with_input(name, args, "")
+}
+
+/// Like [`run_tool`], with `stdin` as the tool's standard input (`kubectl create -f -`).
+pub fn run_tool_with_input(name: &str, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(tool(name))
         .args(args)
         .env("KUBECONFIG", &env().kubeconfig)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| panic!("{name} runs: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{name} {args:?} failed:\n{}{}",
@@ -205,7 +221,7 @@ pub fn run_tool(name: &str, args: &[&str]) -> String {
 }
 
 fn kubectl(kubeconfig: &PathBuf, args: &[&str]) -> Option<String> {
-    let out = Command::new("kubectl")
+    let out = Command::new(tool("kubectl"))
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
