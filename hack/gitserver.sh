@@ -8,20 +8,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 log() { echo "gitserver: $*" >&2; }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+# shellcheck source=hack/lib.sh
+. "$here/lib.sh"
 
 stop() {
   local dir=${1:?usage: gitserver.sh stop FOLDER}
   [ -f "$dir/.fleetgate-gitserver" ] || { log "$dir is not a git server folder"; return 1; }
-  for name in watchdog sshd git-daemon; do
-    [ -f "$dir/$name.pid" ] || continue
-    local pid; pid=$(cat "$dir/$name.pid")
-    # The watchdog runs this very stop (bash may exec it in place): never kill ourselves.
-    [ "$pid" = "$$" ] || [ "$pid" = "$PPID" ] && continue
-    kill "$pid" 2>/dev/null || true
-  done
+  stop_pids "$dir" watchdog sshd git-daemon
   rm -rf "$dir"
 }
 
@@ -74,8 +67,7 @@ GIT_PORT=$git_port
 SSH_USER=$user
 ENV
   if [ -n "$owner" ]; then
-    nohup bash -c "while kill -0 $owner 2>/dev/null; do sleep 1; done; '$here/gitserver.sh' stop '$dir'" >/dev/null 2>&1 &
-    echo $! > "$dir/watchdog.pid"
+    watch_owner "$owner" "$dir" "$here/gitserver.sh"
   fi
   trap - ERR
   log "ssh://$user@127.0.0.1:$ssh_port$dir/repos/NAME.git and git://127.0.0.1:$git_port/NAME.git"

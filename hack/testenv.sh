@@ -13,27 +13,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 log() { echo "testenv: $*" >&2; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+# shellcheck source=hack/lib.sh
+. "$here/lib.sh"
 
 stop() {
   local target=${1:?usage: testenv.sh stop KUBECONFIG|FOLDER}
   local dir=$target
   [ -f "$target" ] && dir=$(dirname "$target")
   [ -f "$dir/.fleetgate-testenv" ] || { log "$dir is not a test environment"; return 1; }
-  for name in watchdog kube-apiserver etcd; do
-    local pidfile="$dir/$name.pid"
-    [ -f "$pidfile" ] || continue
-    local pid; pid=$(cat "$pidfile")
-    # The watchdog runs this very stop (bash may exec it in place): never kill ourselves.
-    [ "$pid" = "$$" ] || [ "$pid" = "$PPID" ] && continue
-    if kill -0 "$pid" 2>/dev/null; then
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-  done
+  stop_pids "$dir" watchdog kube-apiserver etcd
   rm -rf "$dir"
   log "stopped $dir"
 }
@@ -124,9 +112,7 @@ KUBECONFIG
 
   if [ -n "$owner" ]; then
     # Stops the environment once the process that asked for it is gone.
-    nohup bash -c "while kill -0 $owner 2>/dev/null; do sleep 1; done; '$here/testenv.sh' stop '$dir'" \
-      > /dev/null 2>&1 &
-    echo $! > "$dir/watchdog.pid"
+    watch_owner "$owner" "$dir" "$here/testenv.sh"
   fi
   trap - ERR
   log "ready at $url (logs in $dir)"
