@@ -19,7 +19,7 @@ use super::drift;
 use super::error::{Error, Result};
 use super::gitsource;
 use super::planstore;
-use super::syncrun::transition;
+use super::syncrun;
 use crate::api::repository::{DriftRemediation, GitopsRepositoryStatus};
 use crate::api::syncrun::{Phase, SyncRunSpec, Trigger};
 use crate::api::{
@@ -182,7 +182,7 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
     if manual {
         status.last_handled_sync_request = request;
     }
-    supersede(ctx, &runs).await?;
+    supersede_older(ctx, &runs).await?;
     prune_history(ctx, repo, &mut runs).await?;
 
     status.last_fetched_revision = Some(revision.clone());
@@ -339,18 +339,8 @@ async fn remediate(
         .iter()
         .filter(|r| found.objects.is_empty() || !current(r))
     {
-        let status = stale.status.clone().unwrap_or_default();
         let message = "superseded: the drift it was planned for has changed".to_owned();
-        transition(
-            ctx,
-            stale,
-            status,
-            Phase::Superseded,
-            false,
-            "Superseded",
-            message,
-        )
-        .await?;
+        syncrun::supersede(ctx, stale, message).await?;
     }
     // A newer revision waiting for approval restores the drift too, when approved.
     if found.objects.is_empty() || newest_waits_on_git || waiting_drift.iter().any(current) {
@@ -385,7 +375,7 @@ async fn remediate(
 }
 
 /// Runs still waiting for approval of an older revision can no longer be approved.
-async fn supersede(ctx: &Context, runs: &[SyncRun]) -> Result<()> {
+async fn supersede_older(ctx: &Context, runs: &[SyncRun]) -> Result<()> {
     let Some(newest) = runs.first() else {
         return Ok(());
     };
@@ -396,17 +386,7 @@ async fn supersede(ctx: &Context, runs: &[SyncRun]) -> Result<()> {
                 newest.name_any(),
                 short(&newest.spec.revision)
             );
-            let status = run.status.clone().unwrap_or_default();
-            transition(
-                ctx,
-                run,
-                status,
-                Phase::Superseded,
-                false,
-                "Superseded",
-                message,
-            )
-            .await?;
+            syncrun::supersede(ctx, run, message).await?;
         }
     }
     Ok(())

@@ -155,6 +155,22 @@ pub async fn fail(
     Ok(Action::await_change())
 }
 
+/// Ends a run that can no longer be approved, saying what replaced it.
+pub async fn supersede(ctx: &Context, run: &SyncRun, message: String) -> Result<()> {
+    let status = run.status.clone().unwrap_or_default();
+    transition(
+        ctx,
+        run,
+        status,
+        Phase::Superseded,
+        false,
+        "Superseded",
+        message,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Records a refusal in status.message with a Warning Event; the run stays as it is.
 async fn warn(
     ctx: &Context,
