@@ -11,13 +11,12 @@ use std::time::Duration;
 use fleetgate::api::syncrun::Phase;
 use fleetgate::api::{GitopsRepository, SyncRun, annotations};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 use serde_json::json;
+use support::chart::{bind, helm_install, service_account_kubeconfig};
 use support::git::server;
 use support::operator::*;
 use support::run_tool;
@@ -53,43 +52,80 @@ fn the_chart_lints_clean_and_its_generated_files_are_fresh() {
     );
 }
 
-/// A kubeconfig for the chart's ServiceAccount, with a token from the TokenRequest API.
-async fn service_account_kubeconfig(
-    client: &Client,
-    ns: &str,
-    sa: &str,
-    dir: &std::path::Path,
-) -> std::path::PathBuf {
-    let request: TokenRequest =
-        serde_json::from_value(json!({"spec": {"expirationSeconds": 3600}})).unwrap();
-    let token = Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create_token_request(sa, &PostParams::default(), &request)
-        .await
-        .unwrap()
-        .status
-        .and_then(|s| s.token)
-        .expect("a token");
-    let admin = std::fs::read_to_string(&support::env().kubeconfig).unwrap();
-    let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&admin).unwrap();
-    config["users"][0]["user"] = serde_yaml_ng::from_str(&format!("token: {token}")).unwrap();
-    let path = dir.join("sa-kubeconfig");
-    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
-    path
+/// The objects of `helm template` with `args`, of `kind`.
+fn rendered(kind: &str, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec![
+        "template",
+        "fleetgate",
+        "charts/fleetgate",
+        "--kube-version",
+        "1.36.3",
+    ];
+    all.extend_from_slice(args);
+    let out = run_tool("helm", &all);
+    out.split("\n---")
+        .filter_map(|doc| serde_yaml_ng::from_str::<serde_json::Value>(doc).ok())
+        .filter(|v| v["kind"] == kind)
+        .collect()
 }
 
-fn bind(ns: &str, name: &str, role: &str, user: &str) {
-    run_tool(
-        "kubectl",
+#[test]
+fn the_network_policy_admits_only_the_named_scrapers_and_sources_follow_the_values() {
+    let scrapers = r#"networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]"#;
+    let policy = rendered(
+        "NetworkPolicy",
         &[
-            "create",
-            "rolebinding",
-            name,
-            "-n",
-            ns,
-            &format!("--clusterrole={role}"),
-            &format!("--user={user}"),
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set",
+            "receiver.enabled=true",
+            "--set-json",
+            scrapers,
         ],
     );
+    let ingress = policy[0]["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 2, "{ingress:?}");
+    assert_eq!(ingress[0]["ports"][0]["port"], "http-metrics");
+    assert_eq!(
+        ingress[0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    assert_eq!(ingress[1]["ports"][0]["port"], "http-webhook");
+    assert!(ingress[1].get("from").is_none(), "webhooks from anywhere");
+    // Nobody named: nobody scrapes.
+    let closed = rendered("NetworkPolicy", &["--set", "networkPolicy.enabled=true"]);
+    assert!(
+        closed[0]["spec"]["ingress"].is_null(),
+        "{:?}",
+        closed[0]["spec"]
+    );
+
+    let args = |extra: &[&str]| -> Vec<String> {
+        let d = rendered("Deployment", extra);
+        serde_json::from_value(d[0]["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+            .unwrap()
+    };
+    let default = args(&[]);
+    assert!(
+        !default.iter().any(|a| a.starts_with("--allow")),
+        "{default:?}"
+    );
+    let open = args(&[
+        "--set",
+        "sources.allowFile=true",
+        "--set",
+        "sources.allowHttp=true",
+        "--set",
+        "sources.allowedHosts={git.example.com,*.corp.example}",
+    ]);
+    for flag in [
+        "--allow-file-urls",
+        "--allow-http-urls",
+        "--allowed-git-hosts=git.example.com,*.corp.example",
+    ] {
+        assert!(open.iter().any(|a| a == flag), "{flag} in {open:?}");
+    }
+    assert!(!open.iter().any(|a| a == "--allow-git-urls"));
 }
 
 /// The five fleet kinds go through one code path; they are compared as one.
@@ -170,18 +206,7 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     let other = env.namespace("tenant-b").await;
     support::install_crds(&admin, &fleetgate::api::crds()).await;
 
-    run_tool(
-        "helm",
-        &[
-            "install",
-            "fleetgate",
-            "charts/fleetgate",
-            "-n",
-            &system.name,
-            "--set",
-            &format!("watchNamespaces={{{}}}", tenant.name),
-        ],
-    );
+    helm_install(&system.name, &[&tenant.name]);
     // No kubelet runs here, so pods never start: assert on the objects.
     let deployment = Api::<Deployment>::namespaced(admin.clone(), &system.name)
         .get("fleetgate")
@@ -309,7 +334,11 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     )
     .await
     .unwrap_err();
-    assert!(err.to_string().contains("cannot be set by hand"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("cannot be set, changed or removed by hand"),
+        "{err}"
+    );
 
     // An approver can, and the run records that user.
     try_annotate(

@@ -1,5 +1,7 @@
-//! Sync on push: a signed webhook triggers a sync at once; a badly signed one changes
-//! nothing. Real controller, real API server, raw HTTP as a git host would send it.
+//! Sync on push: a signed webhook makes the controller look at git at once; an
+//! unauthenticated one gets one answer whatever is wrong, a replayed one is ignored, and
+//! no push discards a plan awaiting approval. Real controller, real API server, raw HTTP
+//! as a git host would send it.
 
 mod support;
 
@@ -10,8 +12,8 @@ use fleetgate::api::annotations;
 use fleetgate::api::syncrun::{Phase, Trigger};
 use fleetgate::api::{GitopsRepository, SyncRun};
 use hmac::{Hmac, Mac};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use kube::{Resource, ResourceExt};
 use sha2::Sha256;
 use support::git::server;
 use support::operator::*;
@@ -61,7 +63,7 @@ async fn wait_until_listening(addr: std::net::SocketAddr) {
 }
 
 #[tokio::test]
-async fn a_signed_push_syncs_at_once_and_a_badly_signed_one_is_refused() {
+async fn a_signed_push_checks_git_at_once_and_nothing_else_gets_through() {
     let ns = support::env().namespace("receiver").await;
     support::install_crds(&ns.client, &fleetgate::api::crds()).await;
     let git = server();
@@ -90,71 +92,111 @@ async fn a_signed_push_syncs_at_once_and_a_badly_signed_one_is_refused() {
         "fleet",
         serde_json::json!({
             "url": git.file_url(&repo), "ref": {"branch": "main"}, "interval": "1h",
-            "webhookSecretRef": {"name": "hook"}, "approval": "Auto",
+            "webhookSecretRef": {"name": "hook"},
         }),
     )
     .await;
-    run_in_phase(&ns.client, &ns.name, &v1, Phase::Applied).await;
+    create_repository(
+        &ns.client,
+        &ns.name,
+        "no-hooks",
+        // Suspended: it plans nothing of its own; only its webhook answers matter.
+        serde_json::json!({"url": git.file_url(&repo), "ref": {"branch": "main"}, "suspend": true}),
+    )
+    .await;
+    let pending = run_in_phase(&ns.client, &ns.name, &v1, Phase::AwaitingApproval).await;
     wait_until_listening(addr).await;
 
+    let body = format!(r#"{{"ref":"refs/heads/main","after":"{v1}"}}"#).into_bytes();
+    let path = format!("/hook/{}/fleet", ns.name);
+    let signed = |body: &[u8], delivery: &str| {
+        vec![
+            (
+                "X-Hub-Signature-256",
+                format!("sha256={}", sign(body, b"s3cret")),
+            ),
+            ("X-GitHub-Delivery", delivery.to_owned()),
+        ]
+    };
+
+    // Whatever is wrong, an unauthenticated caller gets the same answer: it learns
+    // neither which repositories exist nor which take webhooks.
+    let wrong = [(
+        "X-Hub-Signature-256",
+        format!("sha256={}", sign(&body, b"wrong")),
+    )];
+    for (path, headers) in [
+        (path.clone(), &wrong[..]),
+        (path.clone(), &[][..]),
+        (format!("/hook/{}/nope", ns.name), &wrong[..]),
+        (format!("/hook/{}/no-hooks", ns.name), &wrong[..]),
+        ("/hook/no-such-namespace/fleet".to_owned(), &wrong[..]),
+    ] {
+        let (code, text) = post(addr, &path, headers, &body);
+        assert_eq!((code, text.as_str()), (401, "unauthorized\n"), "{path}");
+    }
+    let repos: Api<GitopsRepository> = Api::namespaced(ns.client.clone(), &ns.name);
+    assert!(
+        !repos
+            .get("fleet")
+            .await
+            .unwrap()
+            .annotations()
+            .contains_key(annotations::PUSH_RECEIVED_AT)
+    );
+
+    // A signed push of the revision already planned: git is checked, and the plan
+    // awaiting approval stays.
+    let (code, text) = post(addr, &path, &signed(&body, "d-1"), &body);
+    assert_eq!(code, 202, "{text}");
+    let handled = |repo: GitopsRepository| repo.status.and_then(|s| s.last_handled_push);
+    support::eventually("the push handled", Duration::from_secs(30), || {
+        let repos = repos.clone();
+        async move { handled(repos.get("fleet").await.ok()?) }
+    })
+    .await;
+    let runs: Api<SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
+    let all = runs.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(
+        all.len(),
+        1,
+        "a push of the same revision plans nothing new"
+    );
+    let still = runs.get(&pending.name_any()).await.unwrap();
+    assert_eq!(still.status.unwrap().phase, Some(Phase::AwaitingApproval));
+
+    // The same delivery again is acknowledged and ignored, even once git has moved on.
     let v2 = repo.commit(
         &[("fleet.yaml", include_bytes!("../examples/fleet-v2.yaml"))],
         "second",
     );
+    let before = handled(repos.get("fleet").await.unwrap());
+    let (code, text) = post(addr, &path, &signed(&body, "d-1"), &body);
+    assert_eq!((code, text.as_str()), (200, "duplicate delivery ignored\n"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(handled(repos.get("fleet").await.unwrap()), before);
+    assert_eq!(
+        runs.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+
+    // A new delivery of the new commit plans it at once (it supersedes the older plan,
+    // as any new revision does).
     let body = format!(r#"{{"ref":"refs/heads/main","after":"{v2}"}}"#).into_bytes();
-    let path = format!("/hook/{}/fleet", ns.name);
-
-    let (code, text) = post(
-        addr,
-        &path,
-        &[(
-            "X-Hub-Signature-256",
-            format!("sha256={}", sign(&body, b"wrong")),
-        )],
-        &body,
-    );
-    assert_eq!(code, 401, "{text}");
-    assert_eq!(text, "the signature does not match\n");
-    let (code, _) = post(addr, &path, &[], &body);
-    assert_eq!(code, 401);
-    let repos: Api<GitopsRepository> = Api::namespaced(ns.client.clone(), &ns.name);
-    let untouched = repos.get("fleet").await.unwrap();
-    assert!(
-        !untouched
-            .annotations()
-            .contains_key(annotations::SYNC_REQUESTED_AT)
-    );
-    let (code, _) = post(addr, &format!("/hook/{}/nope", ns.name), &[], &body);
-    assert_eq!(code, 404);
-
-    let (code, text) = post(
-        addr,
-        &path,
-        &[(
-            "X-Hub-Signature-256",
-            format!("sha256={}", sign(&body, b"s3cret")),
-        )],
-        &body,
-    );
+    let (code, text) = post(addr, &path, &signed(&body, "d-2"), &body);
     assert_eq!(code, 202, "{text}");
-    let run = run_in_phase(&ns.client, &ns.name, &v2, Phase::Applied).await;
-    assert_eq!(run.spec.trigger, Trigger::Manual);
-    // GitLab's form is accepted too.
-    let (code, text) = post(addr, &path, &[("X-Gitlab-Token", "s3cret".into())], &body);
+    let run = run_in_phase(&ns.client, &ns.name, &v2, Phase::AwaitingApproval).await;
+    assert_eq!(run.spec.trigger, Trigger::Schedule);
+    // GitLab's form is accepted too; a body seen before without a delivery id is a replay.
+    let gitlab = [("X-Gitlab-Token", "s3cret".to_owned())];
+    let (code, text) = post(addr, &path, &gitlab, b"{\"after\":\"x\"}");
     assert_eq!(code, 202, "{text}");
-    let runs: Api<SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
-    support::eventually("a run for the GitLab push", Duration::from_secs(30), || {
-        let runs = runs.clone();
-        async move { (runs.list(&ListParams::default()).await.ok()?.items.len() == 3).then_some(()) }
-    })
-    .await;
-    assert!(
-        repos
-            .get("fleet")
-            .await
-            .unwrap()
-            .meta()
-            .annotations
-            .is_some()
+    let (code, _) = post(addr, &path, &gitlab, b"{\"after\":\"x\"}");
+    assert_eq!(code, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        runs.list(&ListParams::default()).await.unwrap().items.len(),
+        2,
+        "pushes alone never re-plan a revision"
     );
 }

@@ -28,6 +28,10 @@ pub const FIELD_MANAGER: &str = "fleetgate";
 pub mod annotations {
     /// On a GitopsRepository: any new value asks for a sync now.
     pub const SYNC_REQUESTED_AT: &str = "gitops.fleetgate.dev/sync-requested-at";
+    /// On a GitopsRepository: set by the webhook receiver on a verified push; any new
+    /// value makes the controller look at git now. Unlike sync-requested-at it never
+    /// re-plans a revision already planned.
+    pub const PUSH_RECEIVED_AT: &str = "gitops.fleetgate.dev/push-received-at";
     /// On a SyncRun: the planId being approved.
     pub const APPROVE: &str = "gitops.fleetgate.dev/approve";
     /// On a SyncRun: why the plan is rejected.

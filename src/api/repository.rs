@@ -54,7 +54,12 @@ use crate::fleet::plan::Counts;
 #[serde(rename_all = "camelCase")]
 pub struct GitopsRepositorySpec {
     /// The repository: `ssh://git@host/org/repo.git`, `git@host:org/repo.git`, `https://host/org/repo.git`, `git://` or `file://`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 2048))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "!self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*@') || self.matches('^ssh://[^/:@]*@')",
+        "message": "the URL may not carry credentials (user:password@ or token@); put them in the Secret named by secretRef",
+        "reason": "FieldValueForbidden"
+    }]))]
     pub url: String,
     /// What to follow: exactly one of branch, tag or commit.
     #[serde(rename = "ref")]
@@ -193,6 +198,9 @@ pub struct GitopsRepositoryStatus {
     /// The value of the sync-requested-at annotation that was last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_sync_request: Option<String>,
+    /// The value of the push-received-at annotation that was last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_push: Option<String>,
     /// How the cluster differs from the revision last applied; absent when it does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftStatus>,

@@ -42,6 +42,10 @@ use crate::fleet::plan::{Counts, Summary};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self == oldSelf",
+    "message": "a SyncRun's spec cannot change after it is created: its plan and approval are bound to it"
+}]))]
 pub struct SyncRunSpec {
     /// The GitopsRepository (same namespace) this run plans.
     pub repository: String,
@@ -126,6 +130,9 @@ pub struct SyncRunStatus {
     /// ConfigMaps holding the revision's whole desired state, against which drift is measured once the run is applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub desired_state: Vec<String>,
+    /// SHA-256 of the stored desired state; drift is measured only against exactly that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_state_digest: Option<String>,
     /// Objects the plan leaves alone because another repository, or no one, manages them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,
@@ -194,6 +201,9 @@ pub struct FullPlanRef {
     pub config_maps: Vec<String>,
     /// Number of actions in the plan.
     pub actions: u32,
+    /// SHA-256 of the stored plan; anything else read back is refused as PlanTampered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

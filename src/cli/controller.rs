@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::controller::{self, Options, Settings};
+use crate::source::policy::UrlPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
@@ -38,6 +39,26 @@ pub struct Args {
     /// Namespace of the Lease (default: POD_NAMESPACE, else the first --namespace, else `default`).
     #[arg(long, env = "POD_NAMESPACE")]
     lease_namespace: Option<String>,
+    /// Apply approvals that carry no gitops.fleetgate.dev/approved-by annotation, for
+    /// clusters without the chart's admission policies (anyone who may annotate a SyncRun
+    /// can then approve; status.approvedBy says `unverified`). Off: such approvals are
+    /// refused.
+    #[arg(long)]
+    allow_unverified_approvals: bool,
+    /// Accept plain `http://` git URLs (never with a username and password).
+    #[arg(long)]
+    allow_http_urls: bool,
+    /// Accept unauthenticated `git://` URLs.
+    #[arg(long)]
+    allow_git_urls: bool,
+    /// Accept `file://` URLs (never inside --work-dir). Any tenant can then read any
+    /// repository the controller can read on its filesystem: for single-tenant use.
+    #[arg(long)]
+    allow_file_urls: bool,
+    /// Git hosts repositories may name: host names, or `*.example.com` for any
+    /// subdomain; repeat or separate with commas (default: any host).
+    #[arg(long, env = "FLEETGATE_ALLOWED_GIT_HOSTS", value_delimiter = ',')]
+    allowed_git_hosts: Vec<String>,
     /// Log lines as text or JSON. Levels come from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -61,8 +82,16 @@ pub fn run(args: Args) -> ExitCode {
     let options = Options {
         settings: Settings {
             namespaces: args.namespaces,
-            work_dir: args.work_dir,
+            work_dir: args.work_dir.clone(),
             apply_concurrency: args.apply_concurrency,
+            allow_unverified_approvals: args.allow_unverified_approvals,
+            url_policy: UrlPolicy {
+                allow_http: args.allow_http_urls,
+                allow_git: args.allow_git_urls,
+                allow_file: args.allow_file_urls,
+                allowed_hosts: args.allowed_git_hosts,
+                denied_paths: vec![args.work_dir.clone()],
+            },
         },
         http_addr: args.http_addr,
         receiver_addr: args.receiver_addr,

@@ -17,7 +17,8 @@ use kube::api::{
 use kube::runtime::controller::Action as Requeue;
 
 use super::context::{Context, truncate};
-use super::error::Result;
+use super::error::{Error, Result};
+use super::integrity;
 use super::live::{self, desired_object};
 use super::metrics::ResultLabels;
 use super::planstore;
@@ -77,14 +78,18 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
         )
         .await;
     };
-    let plan = planstore::load_plan(&ctx.client, run, &at).await?;
-    if Some(&plan.plan_id) != status.plan_id.as_ref() {
-        let message = format!(
-            "the stored plan is {} but the approved plan is {}; nothing more is applied",
-            plan.plan_id,
-            status.plan_id.clone().unwrap_or_default()
-        );
-        return fail(ctx, run, status, "PlanMismatch", message).await;
+    // What is applied must be what was approved: the stored bytes are the ones
+    // recorded, and the actions in them make the approved planId.
+    let plan = match planstore::load_plan(&ctx.client, run, &at).await {
+        Ok(plan) => plan,
+        Err(e @ Error::PlanTampered { .. }) => {
+            return fail(ctx, run, status, e.label(), e.to_string()).await;
+        }
+        Err(e) => return Err(e),
+    };
+    if let Err(e) = integrity::verify(&plan, &run.spec.revision, status.plan_id.as_deref()) {
+        let message = format!("stored plan of {}: {e}; nothing is applied", run.name_any());
+        return fail(ctx, run, status, e.label(), message).await;
     }
     let mut states: Vec<ActionState> = status
         .action_states
@@ -295,6 +300,17 @@ async fn apply_action(
             "conflict: {object} {what} since the plan was made; not overwritten"
         ))
     };
+    // An action only ever touches objects labelled with its own repository, or objects
+    // it creates itself; checked again here whatever the plan says.
+    let not_owned = |c: &DynamicObject| {
+        let owner = c
+            .labels()
+            .get(REPOSITORY_LABEL)
+            .map_or("no repository".to_owned(), |o| format!("repository `{o}`"));
+        Err(format!(
+            "not owned: {object} is managed by {owner}, not `{repository}`; not touched"
+        ))
+    };
     match (action.operation, &current) {
         (Operation::Create, Some(c)) => {
             if owned_by(c, repository) && current_digest == desired_digest {
@@ -325,7 +341,10 @@ async fn apply_action(
         }
         (Operation::Update, None) => conflict("was deleted"),
         (Operation::Update, Some(c)) => {
-            if owned_by(c, repository) && current_digest == desired_digest {
+            if !owned_by(c, repository) {
+                return not_owned(c);
+            }
+            if current_digest == desired_digest {
                 return Ok(());
             }
             if current_digest != action.observed {
@@ -357,6 +376,9 @@ async fn apply_action(
         }
         (Operation::Delete, None) => Ok(()),
         (Operation::Delete, Some(c)) => {
+            if !owned_by(c, repository) {
+                return not_owned(c);
+            }
             if current_digest != action.observed {
                 return conflict("was changed");
             }

@@ -25,6 +25,11 @@ pub struct Settings {
     pub work_dir: PathBuf,
     /// How many independent actions of one level are applied at once.
     pub apply_concurrency: usize,
+    /// Accept an approval that carries no gitops.fleetgate.dev/approved-by (clusters
+    /// without the chart's admission policies); it is recorded as unverified.
+    pub allow_unverified_approvals: bool,
+    /// Which git URLs repositories may name.
+    pub url_policy: crate::source::policy::UrlPolicy,
 }
 
 pub struct Context {

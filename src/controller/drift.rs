@@ -10,7 +10,7 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use super::context::Context;
-use super::error::Result;
+use super::error::{Error, Result};
 use super::live;
 use super::metrics::RepositoryLabels;
 use super::planstore;
@@ -41,13 +41,16 @@ impl DesiredCache {
         {
             return Ok(desired.clone());
         }
-        let names = run
-            .status
-            .as_ref()
-            .map(|s| s.desired_state.clone())
-            .unwrap_or_default();
-        let desired: Arc<Vec<FleetObject>> =
-            Arc::new(planstore::load(&ctx.client, run, &names).await?);
+        let status = run.status.clone().unwrap_or_default();
+        let desired: Arc<Vec<FleetObject>> = Arc::new(
+            planstore::load(
+                &ctx.client,
+                run,
+                &status.desired_state,
+                status.desired_state_digest.as_deref(),
+            )
+            .await?,
+        );
         self.by_repository
             .lock()
             .expect("not poisoned")
@@ -96,7 +99,23 @@ pub async fn check(
     };
     let ns = repo.namespace().unwrap_or_default();
     let key = format!("{ns}/{}", repo.name_any());
-    let desired = ctx.desired.get(ctx, &key, baseline).await?;
+    let desired = match ctx.desired.get(ctx, &key, baseline).await {
+        Ok(desired) => desired,
+        Err(e @ Error::PlanTampered { .. }) => {
+            // Measured against forged content, drift would start runs no one asked
+            // for: refuse to measure at all, and say so.
+            ctx.event(
+                &repo.object_ref(&()),
+                true,
+                e.label(),
+                "DetectDrift",
+                format!("drift is not checked: {e}"),
+            )
+            .await;
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
     ctx.fleet.wait_until_ready().await?;
     let live = ctx.fleet.live_objects(&ns);
     let mut objects = drift::detect(&desired, &live, &repo.name_any());

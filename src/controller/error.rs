@@ -14,6 +14,10 @@ pub enum Error {
     InvalidSpec { field: String, message: String },
     #[error("stored plan of {run}: {message}")]
     PlanStore { run: String, message: String },
+    #[error(
+        "stored content of {run} was changed after it was recorded: {message}; nothing is applied"
+    )]
+    PlanTampered { run: String, message: String },
     #[error("{0} did not become ready")]
     CacheNotReady(String),
     #[error("git operation panicked or was cancelled: {0}")]
@@ -29,6 +33,7 @@ impl Error {
             Error::Secret { .. } => "SecretError",
             Error::InvalidSpec { .. } => "InvalidSpec",
             Error::PlanStore { .. } => "PlanStoreError",
+            Error::PlanTampered { .. } => "PlanTampered",
             Error::CacheNotReady(_) => "CacheNotReady",
             Error::Task(_) => "TaskFailed",
         }

@@ -89,6 +89,14 @@ pub async fn remote(ctx: &Context, repo: &GitopsRepository) -> Result<Remote> {
             }
         }
     };
+    // Which URLs a tenant may name is the controller's decision, made before connecting.
+    ctx.settings
+        .url_policy
+        .check(
+            &repo.spec.url,
+            matches!(credentials, Credentials::Basic { .. }),
+        )
+        .map_err(source::SourceError::from)?;
     Ok(Remote {
         url: repo.spec.url.clone(),
         credentials,

@@ -6,6 +6,7 @@ pub mod context;
 pub mod drift;
 pub mod error;
 pub mod gitsource;
+pub mod integrity;
 pub mod live;
 pub mod metrics;
 pub mod planstore;

@@ -1,6 +1,12 @@
 //! What a SyncRun keeps beside its status: the full plan, and the revision's whole
 //! desired state. Each is stored gzip-compressed in ConfigMaps the run owns, split into
 //! chunks so that any fleet fits under the 1 MiB object limit.
+//!
+//! Tenants can write ConfigMaps in their own namespace, so what is read back is never
+//! trusted: [`save`] returns a SHA-256 of the content, recorded in the run's status
+//! (which only the controller writes), and [`load`] refuses anything else
+//! ([`Error::PlanTampered`]). Decompression is bounded, so a forged chunk cannot exhaust
+//! memory either.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -23,6 +29,27 @@ const CONTENT_LABEL: &str = "gitops.fleetgate.dev/content";
 const KEY: &str = "data.json.gz";
 /// Well below the 1 MiB object limit, leaving room for metadata.
 const CHUNK_BYTES: usize = 900 * 1024;
+/// At most this much JSON is read back from one store, whatever the chunks decompress to.
+const MAX_JSON_BYTES: u64 = 512 * 1024 * 1024;
+
+/// ConfigMap names in chunk order, and the SHA-256 of the stored JSON.
+pub struct Saved {
+    pub names: Vec<String>,
+    pub digest: String,
+}
+
+/// The digest recorded for stored content: `sha256:` and the hex of its SHA-256.
+pub fn digest(json: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("sha256:{}", crate::fleet::plan::hex(&Sha256::digest(json)))
+}
+
+fn tampered(run: &SyncRun, message: impl Into<String>) -> Error {
+    Error::PlanTampered {
+        run: run.name_any(),
+        message: message.into(),
+    }
+}
 
 fn store_err(run: &SyncRun, message: impl Into<String>) -> Error {
     Error::PlanStore {
@@ -33,25 +60,30 @@ fn store_err(run: &SyncRun, message: impl Into<String>) -> Error {
 
 /// Writes `plan` into ConfigMaps owned by `run` and returns where it is.
 pub async fn save_plan(client: &kube::Client, run: &SyncRun, plan: &Plan) -> Result<FullPlanRef> {
+    let saved = save(client, run, "plan", plan).await?;
     Ok(FullPlanRef {
-        config_maps: save(client, run, "plan", plan).await?,
+        config_maps: saved.names,
         actions: plan.actions.len() as u32,
+        digest: Some(saved.digest),
     })
 }
 
+/// Reads the plan back, refusing it unless it is byte for byte what was stored.
 pub async fn load_plan(client: &kube::Client, run: &SyncRun, at: &FullPlanRef) -> Result<Plan> {
-    load(client, run, &at.config_maps).await
+    load(client, run, &at.config_maps, at.digest.as_deref()).await
 }
 
-/// Writes `value` as `<run>-<what>-<chunk>` ConfigMaps; returns their names in order.
+/// Writes `value` as `<run>-<what>-<chunk>` ConfigMaps; returns their names in order and
+/// the digest to record.
 pub async fn save<T: Serialize>(
     client: &kube::Client,
     run: &SyncRun,
     what: &str,
     value: &T,
-) -> Result<Vec<String>> {
+) -> Result<Saved> {
     let ns = run.namespace().unwrap_or_default();
     let json = serde_json::to_vec(value).map_err(|e| store_err(run, e.to_string()))?;
+    let digest = digest(&json);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&json)
         .map_err(|e| store_err(run, e.to_string()))?;
@@ -95,30 +127,56 @@ pub async fn save<T: Serialize>(
             api.delete(&stale, &DeleteParams::default()).await?;
         }
     }
-    Ok(names)
+    Ok(Saved { names, digest })
 }
 
-/// Reads back what [`save`] wrote to `names`.
+/// Reads back what [`save`] wrote to `names`, and checks it against the digest that was
+/// recorded. Content without a recorded digest (stored before digests were recorded) is
+/// refused too: it cannot be told apart from a forgery.
 pub async fn load<T: DeserializeOwned>(
     client: &kube::Client,
     run: &SyncRun,
     names: &[String],
+    expected: Option<&str>,
 ) -> Result<T> {
     let ns = run.namespace().unwrap_or_default();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let Some(expected) = expected else {
+        return Err(tampered(run, "no digest of the stored content is recorded"));
+    };
     let mut compressed = Vec::new();
     for name in names {
-        let cm = api.get(name).await?;
+        let cm = match api.get(name).await {
+            Ok(cm) => cm,
+            Err(kube::Error::Api(s)) if s.is_not_found() => {
+                return Err(tampered(run, format!("ConfigMap {name} was deleted")));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let chunk = cm
             .binary_data
             .and_then(|mut d| d.remove(KEY))
-            .ok_or_else(|| store_err(run, format!("ConfigMap {name} has no {KEY}")))?;
+            .ok_or_else(|| tampered(run, format!("ConfigMap {name} has no {KEY}")))?;
         compressed.extend_from_slice(&chunk.0);
     }
     let mut json = Vec::new();
     flate2::read::GzDecoder::new(&compressed[..])
+        .take(MAX_JSON_BYTES + 1)
         .read_to_end(&mut json)
-        .map_err(|e| store_err(run, format!("corrupt data: {e}")))?;
+        .map_err(|e| tampered(run, format!("the stored content does not decompress: {e}")))?;
+    if json.len() as u64 > MAX_JSON_BYTES {
+        return Err(tampered(
+            run,
+            format!("the stored content decompresses to more than {MAX_JSON_BYTES} bytes"),
+        ));
+    }
+    let found = digest(&json);
+    if found != expected {
+        return Err(tampered(
+            run,
+            format!("the stored content has digest {found}, but {expected} was recorded"),
+        ));
+    }
     serde_json::from_slice(&json).map_err(|e| store_err(run, format!("corrupt data: {e}")))
 }
 

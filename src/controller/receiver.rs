@@ -1,7 +1,18 @@
 //! Sync on push: `POST /hook/<namespace>/<repository>` from GitHub, Gitea, GitLab or any
 //! sender that signs the body with HMAC-SHA256, verified against the token in the
 //! repository's `spec.webhookSecretRef` Secret. A verified push sets the repository's
-//! sync-requested-at annotation, so it syncs at once instead of at the next interval.
+//! push-received-at annotation, so it looks at git at once instead of at the next
+//! interval: a new commit is planned; the same commit again changes nothing, so a push
+//! (or a replayed one) never discards a plan awaiting approval.
+//!
+//! Every request that does not prove knowledge of the token gets the same answer,
+//! whether the repository exists, takes webhooks or has a Secret, so the receiver tells
+//! an unauthenticated caller nothing. A delivery seen before (by the sender's delivery
+//! id, else by its body) is acknowledged and ignored.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -13,18 +24,75 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::api::{GitopsRepository, annotations};
 
 /// Key of the shared token in the webhook Secret.
 pub const TOKEN_KEY: &str = "token";
+/// The one answer to every request that is not authenticated.
+pub const UNAUTHORIZED: &str = "unauthorized\n";
+/// Deliveries are remembered this long, and at most this many.
+const REMEMBER: Duration = Duration::from_secs(24 * 3600);
+const MAX_REMEMBERED: usize = 10_000;
+
+/// Delivery ids already acted on, with when.
+#[derive(Default)]
+pub struct Deliveries {
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl Deliveries {
+    /// Records `id`; false if it was seen within [`REMEMBER`].
+    pub fn first_time(&self, id: String, now: Instant) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, at| now.duration_since(*at) < REMEMBER);
+        if seen.contains_key(&id) {
+            return false;
+        }
+        if seen.len() >= MAX_REMEMBERED
+            && let Some(oldest) = seen
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(k, _)| k.clone())
+        {
+            seen.remove(&oldest);
+        }
+        seen.insert(id, now);
+        true
+    }
+}
+
+struct Receiver {
+    client: Client,
+    deliveries: Deliveries,
+}
 
 pub fn router(client: Client) -> Router {
+    let state = Arc::new(Receiver {
+        client,
+        deliveries: Deliveries::default(),
+    });
     Router::new()
         .route("/hook/{namespace}/{repository}", post(hook))
-        .with_state(client)
+        .with_state(state)
+}
+
+/// The sender's id of this delivery, else a digest of the body: the same push sent twice
+/// is one delivery.
+pub fn delivery_id(headers: &HeaderMap, body: &[u8]) -> String {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    [
+        "x-github-delivery",
+        "x-gitea-delivery",
+        "x-gogs-delivery",
+        "x-gitlab-event-uuid",
+        "x-delivery",
+    ]
+    .iter()
+    .find_map(|h| header(h).map(|v| format!("{h}={v}")))
+    .unwrap_or_else(|| format!("body={}", crate::fleet::plan::hex(&Sha256::digest(body))))
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
@@ -69,63 +137,78 @@ pub fn verify(headers: &HeaderMap, body: &[u8], token: &[u8]) -> Result<(), &'st
     Err("no signature: send X-Hub-Signature-256, X-Gitea-Signature, X-Signature or X-Gitlab-Token")
 }
 
+/// The token of the repository's webhook Secret; None for every reason there is none.
+async fn token(
+    client: &Client,
+    namespace: &str,
+    repository: &str,
+) -> Result<Option<Vec<u8>>, kube::Error> {
+    let repos: Api<GitopsRepository> = Api::namespaced(client.clone(), namespace);
+    let Some(secret_ref) = repos
+        .get_opt(repository)
+        .await?
+        .and_then(|r| r.spec.webhook_secret_ref)
+    else {
+        return Ok(None);
+    };
+    Ok(Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(&secret_ref.name)
+        .await?
+        .and_then(|s| s.data)
+        .and_then(|mut d| d.remove(TOKEN_KEY))
+        .map(|t| t.0)
+        .filter(|t| !t.is_empty()))
+}
+
 async fn hook(
-    State(client): State<Client>,
+    State(receiver): State<Arc<Receiver>>,
     Path((namespace, repository)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
-    let repos: Api<GitopsRepository> = Api::namespaced(client.clone(), &namespace);
-    let repo = match repos.get_opt(&repository).await {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return (
-                StatusCode::NOT_FOUND,
-                format!("no GitopsRepository {namespace}/{repository}\n"),
-            );
-        }
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    let unavailable = |e: kube::Error| {
+        warn!(namespace, repository, error = %e, "webhook: the API server did not answer");
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable\n".to_owned())
     };
-    let Some(secret_ref) = repo.spec.webhook_secret_ref else {
-        return (
-            StatusCode::FORBIDDEN,
-            format!(
-                "{namespace}/{repository} takes no webhooks: it has no spec.webhookSecretRef\n"
-            ),
-        );
+    let token = match token(&receiver.client, &namespace, &repository).await {
+        Ok(t) => t,
+        // A namespace the controller may not read is like one without the repository.
+        Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => None,
+        Err(e) => return unavailable(e),
     };
-    let token = match Api::<Secret>::namespaced(client.clone(), &namespace)
-        .get_opt(&secret_ref.name)
-        .await
-    {
-        Ok(Some(secret)) => secret.data.and_then(|mut d| d.remove(TOKEN_KEY)),
-        Ok(None) => None,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    // No repository, no webhookSecretRef, no Secret, no token, a wrong signature: one
+    // answer, so that a caller without the token learns nothing.
+    let verified = match &token {
+        Some(token) => verify(&headers, &body, token),
+        None => Err("no webhook token for this repository"),
     };
-    let Some(token) = token else {
-        return (
-            StatusCode::FORBIDDEN,
-            format!("Secret {} has no `{TOKEN_KEY}`\n", secret_ref.name),
-        );
-    };
-    if let Err(why) = verify(&headers, &body, &token.0) {
+    if let Err(why) = verified {
         warn!(namespace, repository, why, "refused a webhook");
-        return (StatusCode::UNAUTHORIZED, format!("{why}\n"));
+        return (StatusCode::UNAUTHORIZED, UNAUTHORIZED.to_owned());
+    }
+    let delivery = format!("{namespace}/{repository}/{}", delivery_id(&headers, &body));
+    if !receiver.deliveries.first_time(delivery, Instant::now()) {
+        info!(
+            namespace,
+            repository, "webhook: a delivery seen before, ignored"
+        );
+        return (StatusCode::OK, "duplicate delivery ignored\n".to_owned());
     }
     let at = k8s_openapi::jiff::Timestamp::now().to_string();
-    let patch = json!({"metadata": {"annotations": {annotations::SYNC_REQUESTED_AT: at}}});
+    let patch = json!({"metadata": {"annotations": {annotations::PUSH_RECEIVED_AT: at}}});
+    let repos: Api<GitopsRepository> = Api::namespaced(receiver.client.clone(), &namespace);
     match repos
         .patch(&repository, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
         Ok(_) => {
-            info!(namespace, repository, "webhook: sync requested");
+            info!(namespace, repository, "webhook: git will be checked now");
             (
                 StatusCode::ACCEPTED,
-                format!("sync of {namespace}/{repository} requested at {at}\n"),
+                format!("{namespace}/{repository} checks git now ({at})\n"),
             )
         }
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -145,6 +228,26 @@ mod tests {
             h.insert(*k, v.parse().unwrap());
         }
         h
+    }
+
+    #[test]
+    fn a_delivery_counts_once_within_a_day() {
+        let d = Deliveries::default();
+        let t0 = Instant::now();
+        let push = headers(&[("x-github-delivery", "72d3162e".into())]);
+        let id = delivery_id(&push, b"{}");
+        assert_eq!(id, "x-github-delivery=72d3162e");
+        assert!(d.first_time(id.clone(), t0));
+        assert!(!d.first_time(id.clone(), t0 + Duration::from_secs(3600)));
+        assert!(d.first_time(id, t0 + REMEMBER + Duration::from_secs(1)));
+        // Without a delivery id, the same body is the same delivery.
+        let a = delivery_id(&HeaderMap::new(), b"{\"after\":\"1\"}");
+        assert_eq!(a, delivery_id(&HeaderMap::new(), b"{\"after\":\"1\"}"));
+        assert_ne!(a, delivery_id(&HeaderMap::new(), b"{\"after\":\"2\"}"));
+        for i in 0..MAX_REMEMBERED + 10 {
+            d.first_time(format!("n{i}"), t0);
+        }
+        assert!(d.seen.lock().unwrap().len() <= MAX_REMEMBERED);
     }
 
     #[test]

@@ -106,6 +106,11 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
         .get(annotations::SYNC_REQUESTED_AT)
         .cloned();
     let manual = request.is_some() && request != status.last_handled_sync_request;
+    let push = repo
+        .annotations()
+        .get(annotations::PUSH_RECEIVED_AT)
+        .cloned();
+    let pushed = push.is_some() && push != status.last_handled_push;
     // Reconciles also follow every change of the repository's SyncRuns; git is asked
     // only once per interval, on a spec change, or on request.
     let since_fetch = status
@@ -115,7 +120,7 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
         .unwrap_or(Duration::MAX);
     let revision = match (
         &status.last_fetched_revision,
-        spec_changed || manual || since_fetch >= interval,
+        spec_changed || manual || pushed || since_fetch >= interval,
     ) {
         (Some(known), false) => known.clone(),
         _ => match gitsource::resolve(ctx, repo).await {
@@ -181,6 +186,9 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
     }
     if manual {
         status.last_handled_sync_request = request;
+    }
+    if pushed {
+        status.last_handled_push = push;
     }
     supersede_older(ctx, &runs).await?;
     prune_history(ctx, repo, &mut runs).await?;

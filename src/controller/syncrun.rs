@@ -394,7 +394,9 @@ async fn record(
         warnings,
         desired,
     } = *planned;
-    status.desired_state = planstore::save(&ctx.client, run, "desired", &desired).await?;
+    let saved = planstore::save(&ctx.client, run, "desired", &desired).await?;
+    status.desired_state = saved.names;
+    status.desired_state_digest = Some(saved.digest);
     let (diff, diff_truncated) = diff_entries(&plan);
     let states = vec![ActionState::Pending; plan.actions.len()];
     status.plan_id = Some(plan.plan_id.clone());
@@ -544,6 +546,22 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
         ))
         .await;
     }
+    // Who approved comes from the API server (the chart's admission policies stamp it
+    // and let no one else set or remove it). An approval without it cannot be told
+    // from one set by anyone who may annotate the run.
+    let approver = match a.get(annotations::APPROVED_BY) {
+        Some(user) => user.clone(),
+        None if ctx.settings.allow_unverified_approvals => {
+            "unverified (no approval admission policy installed)".into()
+        }
+        None => {
+            return refuse(run, ctx, status, approval, format!(
+                "approval `{approval}` refused: it carries no {} annotation, so who approved cannot be verified (are the chart's admission policies installed?); nothing was applied",
+                annotations::APPROVED_BY
+            ))
+            .await;
+        }
+    };
     let key = repository_key(run);
     if !ctx.claim_apply(&key, &run.name_any()) {
         let mut status = status;
@@ -558,11 +576,7 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
     let mut status = status;
-    status.approved_by = Some(
-        a.get(annotations::APPROVED_BY)
-            .cloned()
-            .unwrap_or_else(|| "unverified (no approval admission policy installed)".into()),
-    );
+    status.approved_by = Some(approver);
     status.approved_at = Some(now());
     let message = format!(
         "plan {plan_id} approved by {}",

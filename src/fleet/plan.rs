@@ -595,8 +595,8 @@ fn sort_key<'a>(p: &Pending<'a>, depth: &TemplateDepth) -> SortKey<'a> {
 }
 
 /// `plan-` and 12 hex digits of a SHA-256 over the revision and the ordered actions,
-/// each with the exact spec it applies.
-fn plan_id(revision: &str, actions: &[Action]) -> String {
+/// each with the exact spec it applies. Recomputed from a stored plan before applying it.
+pub fn plan_id(revision: &str, actions: &[Action]) -> String {
     let mut h = Sha256::new();
     h.update(b"fleetgate-plan-v1\0");
     h.update(revision.as_bytes());

@@ -7,6 +7,7 @@
 //! against known_hosts.
 
 mod known_hosts;
+pub mod policy;
 
 use std::cell::RefCell;
 use std::path::{Component, Path};
@@ -92,6 +93,8 @@ pub enum SourceError {
     FileNotFound { path: String, revision: String },
     #[error("git cache at {path}: {message}")]
     Cache { path: String, message: String },
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
 }
 
 impl SourceError {
@@ -110,6 +113,7 @@ impl SourceError {
             SourceError::Timeout { .. } => "Timeout",
             SourceError::FetchFailed { .. } | SourceError::Cache { .. } => "FetchFailed",
             SourceError::InvalidPath { .. } | SourceError::FileNotFound { .. } => "InvalidPath",
+            SourceError::Policy(e) => e.label(),
         }
     }
 }
@@ -244,9 +248,11 @@ fn with_callbacks<T>(
                 message,
             };
         }
+        // Only a short category reaches tenant-visible status; the detail is logged.
+        tracing::warn!(url = %policy::redact(&remote.url), error = %message, "git transport error");
         SourceError::FetchFailed {
             url: remote.url.clone(),
-            message,
+            message: policy::error_category(&message).to_owned(),
         }
     })
 }
@@ -314,6 +320,8 @@ pub fn fetch(cache: &Path, remote: &Remote, git_ref: &GitRef) -> Result<String, 
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(cb);
         opts.download_tags(git2::AutotagOption::None);
+        // Never to another host: a redirect could point the controller anywhere.
+        opts.follow_redirects(git2::RemoteRedirect::None);
         let mut r = repo.remote_anonymous(&remote.url)?;
         r.fetch(&refspecs, Some(&mut opts), None)
     })?;

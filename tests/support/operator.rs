@@ -19,13 +19,21 @@ pub struct ControllerProcess {
     pub log: PathBuf,
     /// Where /metrics, /healthz and /readyz are served.
     pub http: std::net::SocketAddr,
-    _work: tempfile::TempDir,
+    work: tempfile::TempDir,
 }
 
 impl ControllerProcess {
     /// Starts a controller that acts only in `ns`, with the admin's credentials.
     pub fn start(ns: &TestNamespace, extra: &[&str]) -> Self {
-        let mut args = vec!["--namespace", &ns.name, "--lease-namespace", &ns.name];
+        // No admission policies here: approvals carry no approved-by.
+        let mut args = vec![
+            "--namespace",
+            &ns.name,
+            "--lease-namespace",
+            &ns.name,
+            "--allow-unverified-approvals",
+            "--allow-file-urls",
+        ];
         args.extend_from_slice(extra);
         Self::start_as(&super::env().kubeconfig, &args)
     }
@@ -54,8 +62,13 @@ impl ControllerProcess {
             child,
             log,
             http,
-            _work: work,
+            work,
         }
+    }
+
+    /// The folder of the git caches (`--work-dir`).
+    pub fn work_dir(&self) -> PathBuf {
+        self.work.path().join("git")
     }
 
     /// GET `path` from the controller's HTTP server: status code and body.
