@@ -70,7 +70,7 @@ fn rendered(kind: &str, args: &[&str]) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn the_network_policy_admits_only_the_named_scrapers_and_sources_follow_the_values() {
+fn the_network_policy_admits_only_the_named_scrapers_and_flags_follow_the_values() {
     let scrapers = r#"networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]"#;
     let policy = rendered(
         "NetworkPolicy",
@@ -126,6 +126,12 @@ fn the_network_policy_admits_only_the_named_scrapers_and_sources_follow_the_valu
         assert!(open.iter().any(|a| a == flag), "{flag} in {open:?}");
     }
     assert!(!open.iter().any(|a| a == "--allow-git-urls"));
+    let unverified = args(&["--set", "approval.allowUnverified=true"]);
+    assert!(
+        unverified
+            .iter()
+            .any(|a| a == "--allow-unverified-approvals")
+    );
 }
 
 /// The five fleet kinds go through one code path; they are compared as one.
