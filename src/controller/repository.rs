@@ -175,8 +175,15 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
             short(&revision),
             created.name_any()
         );
-        ctx.event(&repo.object_ref(&()), false, "NewSyncRun", "Fetch", message)
-            .await;
+        ctx.event_related(
+            &repo.object_ref(&()),
+            Some(created.object_ref(&())),
+            false,
+            "NewSyncRun",
+            "Fetch",
+            message,
+        )
+        .await;
         runs.insert(0, created);
     }
     if manual {
@@ -253,6 +260,9 @@ async fn fail(
     };
     set_kstatus(&mut status.conditions, k, generation);
     write_status(ctx, repo, &status).await?;
+    // The reconcile itself succeeds (the failure is recorded), so it is counted here:
+    // a stalled repository shows in the error metrics on every check.
+    ctx.metrics.error(CONTROLLER, reason);
     if changed {
         ctx.event(&repo.object_ref(&()), true, reason, "Fetch", message)
             .await;
@@ -363,8 +373,9 @@ async fn remediate(
         created.name_any(),
         short(&revision)
     );
-    ctx.event(
+    ctx.event_related(
         &repo.object_ref(&()),
+        Some(created.object_ref(&())),
         false,
         "NewSyncRun",
         "RemediateDrift",

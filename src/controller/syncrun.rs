@@ -77,9 +77,13 @@ pub fn repository_key(run: &SyncRun) -> String {
 }
 
 /// Writes the whole status with server-side apply.
+/// Every write records the generation it describes (kstatus compares it with
+/// metadata.generation).
 pub async fn write_status(ctx: &Context, run: &SyncRun, status: &SyncRunStatus) -> Result<()> {
     let api: Api<SyncRun> =
         Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
+    let mut status = status.clone();
+    status.observed_generation = run.meta().generation;
     let patch = json!({
         "apiVersion": "gitops.fleetgate.dev/v1alpha1",
         "kind": "SyncRun",
@@ -120,11 +124,19 @@ pub async fn transition(
         generation,
         &ts,
     );
-    let busy = matches!(phase, Phase::Planning | Phase::Applying);
     set_condition(
         &mut status.conditions,
         "Reconciling",
-        busy,
+        phase.is_in_progress(),
+        reason,
+        &message,
+        generation,
+        &ts,
+    );
+    set_condition(
+        &mut status.conditions,
+        "Stalled",
+        phase.is_unsuccessful(),
         reason,
         &message,
         generation,
