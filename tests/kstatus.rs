@@ -51,12 +51,18 @@ fn kstatus(ns: &str, object: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// Waits up to 20 s for kstatus to say `expected` of `object` (a repository's status
+/// follows its runs a moment later).
 fn assert_kstatus(ns: &str, object: &str, expected: &str) {
-    let got = kstatus(ns, object);
-    assert!(
-        got.split_whitespace().next() == Some(expected),
-        "{object}: kstatus says `{got}`, expected {expected}"
-    );
+    let mut got = String::new();
+    for _ in 0..40 {
+        got = kstatus(ns, object);
+        if got.split_whitespace().next() == Some(expected) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("{object}: kstatus says `{got}`, expected {expected}");
 }
 
 /// `kubectl wait --for=condition=<condition>` on a run, which must return at once.
