@@ -109,6 +109,9 @@ pub struct GitopsRepositorySpec {
     /// When the cluster drifts from git: `Report` only records it; `Plan` starts a SyncRun with trigger Drift that restores git's state and waits for approval like any other; `Correct` applies that run without approval.
     #[serde(default)]
     pub drift_remediation: DriftRemediation,
+    /// What deleting this repository does to the fleet objects it manages: `Orphan` leaves them in place; `Delete` removes them first, through a SyncRun (trigger Deletion) approved like any plan that deletes.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
     /// Spec fields (such as `nodePlatform`) whose change always needs approval, even under AutoApplyNonDestructive.
     #[serde(default = "default_sensitive_fields")]
     pub sensitive_fields: Vec<String>,
@@ -116,6 +119,16 @@ pub struct GitopsRepositorySpec {
 
 fn default_sensitive_fields() -> Vec<String> {
     vec!["nodePlatform".into(), "architecture".into()]
+}
+
+/// What deleting a repository does to the objects it manages.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Leave them in place (the default); nothing waits for anything.
+    #[default]
+    Orphan,
+    /// Remove them, with approval as for any plan that deletes, before the repository goes.
+    Delete,
 }
 
 /// What to do about drift.

@@ -61,6 +61,9 @@ pub enum Trigger {
     Manual,
     /// Drift between git and the cluster.
     Drift,
+    /// The repository is being deleted with deletionPolicy Delete: the plan removes
+    /// every object it manages.
+    Deletion,
 }
 
 impl Trigger {
@@ -69,6 +72,7 @@ impl Trigger {
             Trigger::Schedule => "Schedule",
             Trigger::Manual => "Manual",
             Trigger::Drift => "Drift",
+            Trigger::Deletion => "Deletion",
         }
     }
 }

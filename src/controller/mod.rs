@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod context;
+pub mod deletion;
 pub mod drift;
 pub mod error;
 pub mod gitsource;

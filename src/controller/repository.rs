@@ -46,14 +46,14 @@ pub async fn reconcile(repo: Arc<GitopsRepository>, ctx: Arc<Context>) -> Result
     result
 }
 
-fn sequence(run: &SyncRun) -> u64 {
+pub(super) fn sequence(run: &SyncRun) -> u64 {
     run.annotations()
         .get(SEQUENCE_ANNOTATION)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
 
-fn phase(run: &SyncRun) -> Option<Phase> {
+pub(super) fn phase(run: &SyncRun) -> Option<Phase> {
     run.status.as_ref().and_then(|s| s.phase)
 }
 
@@ -79,6 +79,9 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     };
     let repo = &repo;
+    if let Some(action) = super::deletion::reconcile(ctx, repo).await? {
+        return Ok(action);
+    }
     let mut status = repo.status.clone().unwrap_or_default();
     let generation = repo.meta().generation;
     let ts = now();
@@ -274,7 +277,7 @@ async fn fail(
     }
 }
 
-async fn create_run(
+pub(super) async fn create_run(
     ctx: &Context,
     repo: &GitopsRepository,
     revision: &str,

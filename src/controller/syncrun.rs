@@ -273,11 +273,26 @@ async fn compute(
     repo: &GitopsRepository,
     exclude: &[ObjectRef],
 ) -> Result<Computed> {
-    let bytes = gitsource::read_fleet_file(ctx, &ctx.git_locks, repo, &run.spec.revision).await?;
-    let options = ResolveOptions {
-        expected_account: repo.spec.account.as_deref(),
+    // Removing a deleted repository's objects plans against nothing at all.
+    let deleting = run.spec.trigger == Trigger::Deletion;
+    let read = match deleting {
+        true => Ok((
+            fleet::DesiredState {
+                account: String::new(),
+                objects: Vec::new(),
+            },
+            fleet::Diagnostics::default(),
+        )),
+        false => {
+            let bytes =
+                gitsource::read_fleet_file(ctx, &ctx.git_locks, repo, &run.spec.revision).await?;
+            let options = ResolveOptions {
+                expected_account: repo.spec.account.as_deref(),
+            };
+            fleet::desired_state(&repo.spec.path, &bytes, &options)
+        }
     };
-    let (desired, warnings) = match fleet::desired_state(&repo.spec.path, &bytes, &options) {
+    let (desired, warnings) = match read {
         Ok(ok) => ok,
         Err(diags) => {
             let errors = diags.errors().count();
@@ -293,7 +308,7 @@ async fn compute(
     let options = PlanOptions {
         repository: &run.spec.repository,
         revision: &run.spec.revision,
-        prune: repo.spec.prune,
+        prune: repo.spec.prune || deleting,
         exclude,
     };
     match fleet::plan(&desired.objects, &live, &options) {
