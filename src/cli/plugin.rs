@@ -20,6 +20,7 @@ use crate::fleet::render::render_text;
 #[derive(Debug, Parser)]
 #[command(
     name = "kubectl fleet",
+    bin_name = "kubectl fleet",
     version,
     about = "Review and approve fleetgate plans",
     after_help = "Exit codes: 0 success (drift: no drift), 1 the answer is no (not approved, not applied, drift found, timed out, stalled), 2 error."
