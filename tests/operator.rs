@@ -251,39 +251,6 @@ async fn the_reference_fleet_is_planned_approved_applied_and_revised() {
     }
 }
 
-/// A namespace with the CRDs, a git repository holding `files`, a controller, and a
-/// GitopsRepository `fleet` over ssh:// with `extra` spec fields.
-async fn setup(
-    prefix: &str,
-    files: &[(&str, &[u8])],
-    extra: serde_json::Value,
-    controller_args: &[&str],
-) -> (
-    support::TestNamespace,
-    support::git::Repo,
-    String,
-    ControllerProcess,
-) {
-    let ns = support::env().namespace(prefix).await;
-    support::install_crds(&ns.client, &fleetgate::api::crds()).await;
-    let git = server();
-    let repo = git.create_repo(prefix);
-    let head = repo.commit(files, "first");
-    ssh_secret(&ns.client, &ns.name, "fleet-git", git.known_hosts()).await;
-    let controller = ControllerProcess::start(&ns, controller_args);
-    let mut spec = serde_json::json!({
-        "url": git.ssh_url(&repo),
-        "ref": {"branch": "main"},
-        "secretRef": {"name": "fleet-git"},
-        "interval": "2s",
-    });
-    spec.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    create_repository(&ns.client, &ns.name, "fleet", spec).await;
-    (ns, repo, head, controller)
-}
-
 async fn repository_condition(
     client: &kube::Client,
     ns: &str,

@@ -253,3 +253,200 @@ async fn review_approve_sync_and_inspect_with_kubectl_fleet() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(&name));
 }
+
+/// `kubectl fleet` without the test's KUBECONFIG: flags only.
+fn plugin_with(args: &[&str]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-fleet"))
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env("HOME", "/nonexistent")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn kubectl_fleet_takes_kubectl_flags_and_reports_like_kubectl() {
+    let (ns, _repo, v1, _c) = setup(
+        "plugin-flags",
+        &[("fleet.yaml", V1)],
+        serde_json::json!({"approval": "Auto"}),
+        &[],
+    )
+    .await;
+    let kubeconfig = support::env().kubeconfig.to_str().unwrap().to_owned();
+    let n = ns.name.as_str();
+
+    // Errors read as kubectl's, with a hint; never a debug dump.
+    let missing = plugin_with(&["--kubeconfig", &kubeconfig, "-n", n, "plan", "nope"]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.starts_with(&format!(
+            "Error from server (NotFound): syncruns.gitops.fleetgate.dev \"nope\" not found in namespace \"{n}\"\nhint: `kubectl get syncruns -n {n}`"
+        )),
+        "{}",
+        missing.stderr
+    );
+    let context = plugin_with(&[
+        "--kubeconfig",
+        &kubeconfig,
+        "--context",
+        "elsewhere",
+        "history",
+        "fleet",
+    ]);
+    assert_eq!(context.code, 2);
+    assert!(
+        context.stderr.starts_with("error: ") && context.stderr.contains("elsewhere"),
+        "{}",
+        context.stderr
+    );
+    let stranger = plugin_with(&[
+        "--kubeconfig",
+        &kubeconfig,
+        "-n",
+        n,
+        "--as",
+        "mallory",
+        "--as-group",
+        "strangers",
+        "history",
+        "fleet",
+    ]);
+    assert_eq!(stranger.code, 2);
+    assert!(
+        stranger.stderr.starts_with("Error from server (Forbidden): gitopsrepositories.gitops.fleetgate.dev \"fleet\" is forbidden: User \"mallory\""),
+        "{}",
+        stranger.stderr
+    );
+
+    run_in_phase(&ns.client, n, &v1, Phase::Applied).await;
+    let clean = support::eventually(
+        "drift to be checked",
+        std::time::Duration::from_secs(30),
+        || async {
+            let out = plugin(n, &["drift", "fleet"], "");
+            (out.code == 0).then_some(out)
+        },
+    )
+    .await;
+    assert!(
+        clean.stdout.contains("the cluster matches revision"),
+        "{}",
+        clean.stdout
+    );
+
+    // -o json and -o yaml on the read commands.
+    let history = plugin(n, &["history", "fleet", "-o", "json"], "");
+    let history: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    assert_eq!(history[0]["phase"], "Applied");
+    let run = history[0]["syncRun"].as_str().unwrap().to_owned();
+    let plan = plugin(n, &["plan", &run, "-o", "yaml"], "");
+    let plan: serde_json::Value = serde_yaml_ng::from_str(&plan.stdout).unwrap();
+    assert_eq!(plan["phase"], "Applied");
+    assert_eq!(
+        plan["plan"]["actions"].as_array().map(Vec::len),
+        Some(10),
+        "{plan}"
+    );
+
+    support::run_tool(
+        "kubectl",
+        &[
+            "-n",
+            n,
+            "patch",
+            "fleetnode",
+            "edge-tokyo-01",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"region":"moon-1"}}"#,
+        ],
+    );
+    let drifted = support::eventually("the drift", std::time::Duration::from_secs(30), || async {
+        let out = plugin(n, &["drift", "fleet", "-o", "json"], "");
+        (out.code == 1).then_some(out)
+    })
+    .await;
+    let drift: serde_json::Value = serde_json::from_str(&drifted.stdout).unwrap();
+    assert_eq!(drift["count"], 1, "{drift}");
+
+    // sync --wait fails fast on a stalled repository, naming the reason.
+    let git = server();
+    ssh_secret(&ns.client, n, "wrong-git", git.wrong_known_hosts()).await;
+    let other = git.create_repo("plugin-stalled");
+    other.commit(&[("fleet.yaml", V1)], "first");
+    create_repository(
+        &ns.client,
+        n,
+        "stalled",
+        serde_json::json!({"url": git.ssh_url(&other), "ref": {"branch": "main"}, "secretRef": {"name": "wrong-git"}, "interval": "2s"}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let stalled = plugin(n, &["sync", "stalled", "--wait", "--timeout", "60s"], "");
+    assert_eq!(stalled.code, 1, "{}", stalled.stderr);
+    assert!(
+        stalled
+            .stderr
+            .contains("error: gitopsrepository/stalled is Stalled (HostKeyMismatch)"),
+        "{}",
+        stalled.stderr
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+
+    // Drift of a repository that never applied anything cannot be known: exit 2, and why.
+    let unknown = plugin(n, &["drift", "stalled"], "");
+    assert_eq!(unknown.code, 2, "{}", unknown.stdout);
+    assert!(
+        unknown
+            .stdout
+            .contains("stalled: drift could not be checked: no revision has been applied yet"),
+        "{}",
+        unknown.stdout
+    );
+}
+
+#[test]
+fn every_argument_of_kubectl_fleet_has_help() {
+    for command in [
+        "plan", "approve", "reject", "sync", "drift", "history", "diff",
+    ] {
+        let help = plugin_with(&[command, "--help"]);
+        assert_eq!(help.code, 0, "{}", help.stderr);
+        for flag in [
+            "--kubeconfig",
+            "--context",
+            "--namespace",
+            "--as ",
+            "--as-group",
+        ] {
+            assert!(help.stdout.contains(flag), "{command} --help lacks {flag}");
+        }
+        // Every argument carries a description, on its line or the next.
+        let lines: Vec<&str> = help.stdout.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            let is_argument =
+                line.starts_with("  ") && (trimmed.starts_with('-') || trimmed.starts_with('<'));
+            if !is_argument {
+                continue;
+            }
+            let same_line = trimmed.split("  ").filter(|s| !s.trim().is_empty()).count() >= 2;
+            let next_line = lines
+                .get(i + 1)
+                .is_some_and(|l| l.starts_with("          ") && !l.trim_start().starts_with('-'));
+            assert!(
+                same_line || next_line,
+                "{command}: `{line}` has no help:\n{}",
+                help.stdout
+            );
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! the five fleet kinds (group `fleet.fleetgate.dev`). Doc comments on fields become
 //! `kubectl explain` text; `fleetgate crds` prints what [`crds`] returns.
 
+pub mod conventions;
 pub mod fleet;
 pub mod reference;
 pub mod repository;
@@ -57,32 +58,8 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         VirtualIp::crd(),
     ]
     .into_iter()
-    .map(kubernetes_formats)
+    .map(conventions::apply)
     .collect()
-}
-
-/// schemars names unsigned integers `uint32`/`uint64` (with `minimum: 0`), formats the
-/// API server does not know and warns about on every apply; it knows `int32`/`int64`.
-fn kubernetes_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
-    fn walk(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::Object(map) => {
-                if let Some(serde_json::Value::String(f)) = map.get_mut("format") {
-                    match f.as_str() {
-                        "uint8" | "uint16" | "uint32" | "int8" | "int16" => *f = "int32".into(),
-                        "uint" | "uint64" | "int" => *f = "int64".into(),
-                        _ => {}
-                    }
-                }
-                map.values_mut().for_each(walk);
-            }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
-            _ => {}
-        }
-    }
-    let mut json = serde_json::to_value(&crd).expect("CRDs serialize");
-    walk(&mut json);
-    serde_json::from_value(json).expect("formats do not change the shape")
 }
 
 /// The CRDs as one multi-document YAML stream, as committed under crds/.
@@ -107,7 +84,14 @@ pub fn set_condition(
     now: &Time,
 ) {
     let status = if status { "True" } else { "False" }.to_owned();
-    let message = message.into();
+    let mut message: String = message.into();
+    if message.len() > conventions::MAX_CONDITION_MESSAGE {
+        let mut end = conventions::MAX_CONDITION_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {
             if c.status != status {

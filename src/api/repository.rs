@@ -22,7 +22,8 @@ use crate::fleet::plan::Counts;
     doc = "A fleet.yaml in a git repository, and how its changes reach the cluster: every plan is recorded on a SyncRun and applied once approved.",
     namespaced,
     status = "GitopsRepositoryStatus",
-    shortname = "gitrepo",
+    shortname = "fgrepo",
+    category = "fleetgate",
     printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
     printcolumn(
         name = "Revision",
@@ -53,10 +54,12 @@ use crate::fleet::plan::Counts;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GitopsRepositorySpec {
-    /// The repository: `ssh://git@host/org/repo.git`, `git@host:org/repo.git`, `https://host/org/repo.git`, `git://` or `file://`.
-    #[schemars(length(min = 1, max = 2048))]
-    #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "!self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*@') || self.matches('^ssh://[^/:@]*@')",
+    /// The repository: `ssh://git@host/org/repo.git`, `git@host:org/repo.git` or `https://host/org/repo.git`; `http://`, `git://` and `file://` only where the controller allows them by flag. Never credentials in the URL: they belong in the Secret named by `secretRef`.
+    #[schemars(length(min = 1, max = 2048), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^(ssh|https|http|git|file)://[^\\\\s]+$') || self.matches('^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\\\\s]+$')",
+        "message": "url must be ssh://, https://, http://, git:// or file://, or scp-like user@host:path, with no spaces (which schemes are allowed is the controller's choice)"
+    }, {
+        "rule": "(!self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*@') || self.matches('^ssh://[^/:@]*@')) && !self.matches('^[^/@:]*:[^/@]*@')",
         "message": "the URL may not carry credentials (user:password@ or token@); put them in the Secret named by secretRef",
         "reason": "FieldValueForbidden"
     }]))]
@@ -66,6 +69,10 @@ pub struct GitopsRepositorySpec {
     pub git_ref: GitRefSpec,
     /// Path of the fleet file inside the repository. It may not leave the repository.
     #[serde(default = "default_path")]
+    #[schemars(length(min = 1, max = 1024), extend("x-kubernetes-validations" = [{
+        "rule": "!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')",
+        "message": "path must be relative to the repository's root and may not contain `..`"
+    }]))]
     pub path: String,
     /// Secret with the credentials: `identity` and `known_hosts` for SSH, or `username` and `password` for HTTPS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,11 +82,17 @@ pub struct GitopsRepositorySpec {
     pub webhook_secret_ref: Option<SecretRef>,
     /// How often to check git (and drift), as a duration such as `60s` or `5m`.
     #[serde(default = "default_interval")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    #[schemars(length(max = 32), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) >= duration('1s')",
+        "message": "interval must be a duration of at least 1s, such as 60s, 5m or 1h30m"
+    }]))]
     pub interval: String,
     /// Time limit for each git operation, as a duration such as `60s`.
     #[serde(default = "default_interval")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    #[schemars(length(max = 32), extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) >= duration('1s')",
+        "message": "timeout must be a duration of at least 1s, such as 30s or 2m"
+    }]))]
     pub timeout: String,
     /// When set, the fleet file's `account` must equal it, or nothing is planned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,6 +113,9 @@ pub struct GitopsRepositorySpec {
     /// When the cluster drifts from git: `Report` only records it; `Plan` starts a SyncRun with trigger Drift that restores git's state and waits for approval like any other; `Correct` applies that run without approval.
     #[serde(default)]
     pub drift_remediation: DriftRemediation,
+    /// What deleting this repository does to the fleet objects it manages: `Orphan` leaves them in place; `Delete` removes them first, through a SyncRun (trigger Deletion) approved like any plan that deletes.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
     /// Spec fields (such as `nodePlatform`) whose change always needs approval, even under AutoApplyNonDestructive.
     #[serde(default = "default_sensitive_fields")]
     pub sensitive_fields: Vec<String>,
@@ -107,6 +123,16 @@ pub struct GitopsRepositorySpec {
 
 fn default_sensitive_fields() -> Vec<String> {
     vec!["nodePlatform".into(), "architecture".into()]
+}
+
+/// What deleting a repository does to the objects it manages.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Leave them in place (the default); nothing waits for anything.
+    #[default]
+    Orphan,
+    /// Remove them, with approval as for any plan that deletes, before the repository goes.
+    Delete,
 }
 
 /// What to do about drift.
@@ -234,19 +260,28 @@ pub struct DriftStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
+    /// The SyncRun's name.
     pub sync_run: String,
+    /// The commit it planned.
     pub revision: String,
+    /// What started it: Schedule, Manual or Drift.
     pub trigger: Trigger,
+    /// The plan it recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_id: Option<String>,
+    /// Its phase when last seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// Adds, updates and deletes over all kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<Counts>,
+    /// Who approved it: a user, or `policy/<ApprovalPolicy>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+    /// When applying started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
+    /// When it reached its final phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
 }

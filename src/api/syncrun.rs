@@ -22,7 +22,9 @@ use crate::fleet::plan::{Counts, Summary};
     doc = "One planned revision of a GitopsRepository: the plan, its approval (bound to the planId), and what applying it did.",
     namespaced,
     status = "SyncRunStatus",
+    shortname = "fgrun",
     shortname = "sr",
+    category = "fleetgate",
     printcolumn(name = "Repository", type_ = "string", json_path = ".spec.repository"),
     printcolumn(
         name = "Revision",
@@ -63,6 +65,20 @@ pub enum Trigger {
     Manual,
     /// Drift between git and the cluster.
     Drift,
+    /// The repository is being deleted with deletionPolicy Delete: the plan removes
+    /// every object it manages.
+    Deletion,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "Schedule",
+            Trigger::Manual => "Manual",
+            Trigger::Drift => "Drift",
+            Trigger::Deletion => "Deletion",
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
@@ -78,6 +94,21 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Whether the run is still on its way: kstatus reads it as InProgress
+    /// (Reconciling=True). A plan awaiting approval is not finished either.
+    pub fn is_in_progress(self) -> bool {
+        matches!(
+            self,
+            Phase::Planning | Phase::AwaitingApproval | Phase::Applying
+        )
+    }
+
+    /// Whether the run ended without its plan taking effect: kstatus reads it as
+    /// Failed (Stalled=True), and nothing more will happen to it.
+    pub fn is_unsuccessful(self) -> bool {
+        matches!(self, Phase::Failed | Phase::Superseded | Phase::Rejected)
+    }
+
     /// Whether the run is over (nothing more will happen to it).
     pub fn is_finished(self) -> bool {
         matches!(
@@ -104,6 +135,11 @@ impl Phase {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncRunStatus {
+    /// The generation of the spec this status describes; -1 until the controller has
+    /// seen the run, so kstatus reads a new run as InProgress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Where the run is: Planning, AwaitingApproval, Applying, then Applied, NoChanges, Failed, Superseded or Rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// The first 12 characters of the revision, for display.
@@ -151,6 +187,7 @@ pub struct SyncRunStatus {
     /// Who approved: the authenticated user, or `policy/<ApprovalPolicy>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+    /// When the approval was acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_at: Option<Time>,
     /// Counts of action states while and after applying.
@@ -166,11 +203,14 @@ pub struct SyncRunStatus {
     /// Objects that still differ from git after applying (empty on success).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift_after_apply: Vec<String>,
+    /// Ready (applied, or nothing to change), Reconciling (planning, awaiting approval or applying) and Stalled (Failed, Rejected or Superseded), kstatus-style.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// When applying started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
+    /// When the run reached its final phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
     /// What happened last, for people.
@@ -184,7 +224,9 @@ pub struct SyncRunStatus {
 /// One object's change in the plan.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct DiffEntry {
+    /// The object's kind, such as FleetNode.
     pub kind: String,
+    /// The object's name.
     pub name: String,
     /// Create, Update or Delete.
     pub operation: String,
@@ -208,10 +250,15 @@ pub struct FullPlanRef {
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct Progress {
+    /// Actions in the plan.
     pub total: u32,
+    /// Actions not yet attempted.
     pub pending: u32,
+    /// Actions applied.
     pub applied: u32,
+    /// Actions the API server refused, or whose object changed since planning.
     pub failed: u32,
+    /// Actions left out because an action they depend on failed.
     pub skipped: u32,
 }
 
@@ -246,10 +293,15 @@ impl ActionState {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct ActionStatus {
+    /// The object's kind, such as FleetNode.
     pub kind: String,
+    /// The object's name.
     pub name: String,
+    /// Create, Update or Delete.
     pub operation: String,
+    /// Pending, Applied, Failed or Skipped.
     pub state: ActionState,
+    /// Why the action failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -11,6 +11,7 @@ use crate::fleet::{Diagnostics, Severity};
 
 mod controller;
 mod diff;
+mod kubectl;
 mod live_plan;
 mod plan;
 pub mod plugin;

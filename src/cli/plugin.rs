@@ -20,13 +20,14 @@ use crate::fleet::render::render_text;
 #[derive(Debug, Parser)]
 #[command(
     name = "kubectl fleet",
+    bin_name = "kubectl fleet",
     version,
-    about = "Review and approve fleetgate plans"
+    about = "Review and approve fleetgate plans",
+    after_help = "Exit codes: 0 success (drift: no drift), 1 the answer is no (not approved, not applied, drift found, timed out, stalled), 2 error."
 )]
 struct Cli {
-    /// Namespace (default: the kubeconfig context's).
-    #[arg(short, long, global = true)]
-    namespace: Option<String>,
+    #[command(flatten)]
+    connection: ConnectionFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,9 +35,15 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show a SyncRun's plan, the way `fleetgate diff` shows one.
-    Plan { syncrun: String },
+    Plan {
+        /// The SyncRun (`kubectl get syncruns` lists them).
+        syncrun: String,
+        #[command(flatten)]
+        output: OutputFlag,
+    },
     /// Show the plan, ask, and approve exactly that plan.
     Approve {
+        /// The SyncRun whose plan to approve.
         syncrun: String,
         /// Do not ask.
         #[arg(long, short = 'y')]
@@ -47,59 +54,111 @@ enum Command {
         /// Wait until the run has been applied.
         #[arg(long)]
         wait: bool,
+        /// Give up waiting after this long (such as 90s or 10m).
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
     /// Reject a SyncRun's plan.
     Reject {
+        /// The SyncRun whose plan to reject.
         syncrun: String,
+        /// Why, recorded on the run for whoever looks next.
         #[arg(long)]
         reason: String,
     },
     /// Ask a GitopsRepository to sync now.
     Sync {
+        /// The GitopsRepository.
         repository: String,
-        /// Wait for the SyncRun the request starts to be planned.
+        /// Wait for the SyncRun the request starts to be planned; fail at once if the
+        /// repository is Stalled.
         #[arg(long)]
         wait: bool,
+        /// Give up waiting after this long (such as 90s or 10m).
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
-    /// Show how the cluster differs from git.
-    Drift { repository: String },
+    /// Show how the cluster differs from git; exit 0 no drift, 1 drift, 2 cannot tell.
+    Drift {
+        /// The GitopsRepository.
+        repository: String,
+        #[command(flatten)]
+        output: OutputFlag,
+    },
     /// Show a repository's recent SyncRuns: what was applied, when, by whom.
-    History { repository: String },
+    History {
+        /// The GitopsRepository.
+        repository: String,
+        #[command(flatten)]
+        output: OutputFlag,
+    },
     /// The plan of a local, uncommitted fleet file against the live cluster; exit 0 no
     /// changes, 1 changes, 2 error.
     Diff {
         /// The fleet file to compare.
         #[arg(long)]
         local: PathBuf,
+        /// The GitopsRepository whose live objects to compare with.
         repository: String,
     },
 }
 
+use super::kubectl::{self, ConnectionFlags, OutputFlag};
 use super::live_plan::{EXIT_CHANGES, EXIT_ERROR};
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    match runtime.block_on(dispatch(cli)) {
-        Ok(code) => code,
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(EXIT_ERROR)
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_ERROR);
         }
-    }
+    };
+    let namespace = cli.connection.namespace.clone();
+    runtime.block_on(async {
+        let (client, ns) = match cli.connection.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{}", kubectl::describe(&e, namespace.as_deref()));
+                return ExitCode::from(EXIT_ERROR);
+            }
+        };
+        match dispatch(cli.command, client, &ns).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("{}", kubectl::describe(&e, Some(&ns)));
+                ExitCode::from(EXIT_ERROR)
+            }
+        }
+    })
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = Client::try_default().await?;
-    let ns = cli
-        .namespace
-        .unwrap_or_else(|| client.default_namespace().to_owned());
-    let runs: Api<SyncRun> = Api::namespaced(client.clone(), &ns);
-    let repos: Api<GitopsRepository> = Api::namespaced(client.clone(), &ns);
-    match cli.command {
-        Command::Plan { syncrun } => {
+async fn dispatch(command: Command, client: Client, ns: &str) -> anyhow::Result<ExitCode> {
+    let runs: Api<SyncRun> = Api::namespaced(client.clone(), ns);
+    let repos: Api<GitopsRepository> = Api::namespaced(client.clone(), ns);
+    match command {
+        Command::Plan { syncrun, output } => {
             let run = runs.get(&syncrun).await?;
-            print!("{}", show_plan(&client, &run).await?);
+            if output.output.is_some() {
+                let plan = match run.status.as_ref().and_then(|s| s.full_plan.as_ref()) {
+                    Some(at) => Some(planstore::load_plan(&client, &run, at).await?),
+                    None => None,
+                };
+                let status = run.status.clone().unwrap_or_default();
+                let data = json!({
+                    "syncRun": run.name_any(),
+                    "repository": run.spec.repository,
+                    "revision": run.spec.revision,
+                    "phase": status.phase,
+                    "planId": status.plan_id,
+                    "message": status.message,
+                    "plan": plan,
+                });
+                print!("{}", output.render(&data, String::new));
+            } else {
+                print!("{}", show_plan(&client, &run).await?);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Approve {
@@ -107,7 +166,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             yes,
             plan_id,
             wait,
-        } => approve(&client, &runs, &syncrun, yes, plan_id, wait).await,
+            timeout,
+        } => {
+            let wait = wait.then_some(timeout);
+            approve(&client, &runs, &syncrun, yes, plan_id, wait).await
+        }
         Command::Reject { syncrun, reason } => {
             let run = runs.get(&syncrun).await?;
             if phase(&run) != Some(Phase::AwaitingApproval) {
@@ -121,19 +184,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("syncrun/{syncrun} rejected: {reason}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sync { repository, wait } => sync(&runs, &repos, &repository, wait).await,
-        Command::Drift { repository } => {
-            let repo = repos.get(&repository).await?;
-            print!("{}", show_drift(&repo));
-            Ok(ExitCode::SUCCESS)
+        Command::Sync {
+            repository,
+            wait,
+            timeout,
+        } => {
+            let wait = wait.then_some(timeout);
+            sync(&runs, &repos, &repository, wait).await
         }
-        Command::History { repository } => {
+        Command::Drift { repository, output } => {
             let repo = repos.get(&repository).await?;
-            print!("{}", show_history(&repo));
+            let (text, code) = show_drift(&repo);
+            let drift = repo.status.as_ref().and_then(|s| s.drift.clone());
+            print!("{}", output.render(&drift, || text));
+            Ok(ExitCode::from(code))
+        }
+        Command::History { repository, output } => {
+            let repo = repos.get(&repository).await?;
+            let history = repo.status.clone().unwrap_or_default().history;
+            print!("{}", output.render(&history, || show_history(&repo)));
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff { local, repository } => {
-            diff_local(&client, &ns, &repos, &repository, &local).await
+            diff_local(&client, ns, &repos, &repository, &local).await
         }
     }
 }
@@ -191,26 +264,29 @@ fn progress(message: &str) -> ProgressBar {
     }
 }
 
-/// Polls `name` until `done` says so, for at most ten minutes.
+/// Polls `name` until `done` says so, for at most `timeout`.
 async fn wait_for(
     runs: &Api<SyncRun>,
     name: &str,
     message: &str,
+    timeout: Duration,
     done: impl Fn(&SyncRun) -> bool,
-) -> anyhow::Result<SyncRun> {
+) -> anyhow::Result<Option<SyncRun>> {
     let bar = progress(message);
-    for _ in 0..6000 {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
         let run = runs.get(name).await?;
         if done(&run) {
             bar.finish_and_clear();
-            return Ok(run);
+            return Ok(Some(run));
         }
         if let Some(p) = run.status.as_ref().and_then(|s| s.progress.as_ref()) {
             bar.set_message(format!("{message}: {}/{} applied", p.applied, p.total));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    anyhow::bail!("gave up waiting for {name} after 10 minutes")
+    bar.finish_and_clear();
+    Ok(None)
 }
 
 async fn approve(
@@ -219,7 +295,7 @@ async fn approve(
     name: &str,
     yes: bool,
     expected: Option<String>,
-    wait: bool,
+    wait: Option<Duration>,
 ) -> anyhow::Result<ExitCode> {
     let run = runs.get(name).await?;
     if phase(&run) != Some(Phase::AwaitingApproval) {
@@ -251,11 +327,18 @@ async fn approve(
     }
     annotate(runs, name, annotations::APPROVE, &plan_id).await?;
     println!("syncrun/{name} approved: {plan_id}");
-    if wait {
-        let done = wait_for(runs, name, "applying", |r| {
+    if let Some(timeout) = wait {
+        let Some(done) = wait_for(runs, name, "applying", timeout, |r| {
             phase(r).is_some_and(Phase::is_finished)
         })
-        .await?;
+        .await?
+        else {
+            eprintln!(
+                "error: timed out after {} waiting for syncrun/{name} to be applied",
+                humantime::format_duration(timeout)
+            );
+            return Ok(ExitCode::from(EXIT_CHANGES));
+        };
         let finished = phase(&done);
         let message = done.status.and_then(|s| s.message).unwrap_or_default();
         println!("{}: {message}", phase_name_of(finished));
@@ -274,7 +357,7 @@ async fn sync(
     runs: &Api<SyncRun>,
     repos: &Api<GitopsRepository>,
     name: &str,
-    wait: bool,
+    wait: Option<Duration>,
 ) -> anyhow::Result<ExitCode> {
     let request = k8s_openapi::jiff::Timestamp::now().to_string();
     let patch = json!({"metadata": {"annotations": {annotations::SYNC_REQUESTED_AT: request}}});
@@ -282,12 +365,28 @@ async fn sync(
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     println!("gitopsrepository/{name}: sync requested at {request}");
-    if !wait {
+    let Some(timeout) = wait else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let bar = progress("waiting for the SyncRun");
     let selector = format!("{}={name}", crate::api::REPOSITORY_LABEL);
-    for _ in 0..6000 {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        // A stalled repository will not plan anything until someone fixes it.
+        let repo = repos.get(name).await?;
+        if let Some(stalled) = repo
+            .status
+            .as_ref()
+            .and_then(|s| crate::api::condition(&s.conditions, "Stalled"))
+            .filter(|c| c.status == "True")
+        {
+            bar.finish_and_clear();
+            eprintln!(
+                "error: gitopsrepository/{name} is Stalled ({}): {}",
+                stalled.reason, stalled.message
+            );
+            return Ok(ExitCode::from(EXIT_CHANGES));
+        }
         let list = runs
             .list(&ListParams::default().labels(&selector))
             .await?
@@ -306,19 +405,39 @@ async fn sync(
             );
             return Ok(ExitCode::SUCCESS);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    anyhow::bail!("no SyncRun was planned for the request within 10 minutes")
+    bar.finish_and_clear();
+    eprintln!(
+        "error: timed out after {}: no SyncRun was planned for the request",
+        humantime::format_duration(timeout)
+    );
+    Ok(ExitCode::from(EXIT_CHANGES))
 }
 
-fn show_drift(repo: &GitopsRepository) -> String {
+/// The drift as text, and the exit code: 0 none, 1 drift, 2 not known (and why).
+fn show_drift(repo: &GitopsRepository) -> (String, u8) {
     let status = repo.status.clone().unwrap_or_default();
     let Some(drift) = status.drift else {
-        let c = crate::api::condition(&status.conditions, "Drifted");
-        return format!(
-            "{}: {}\n",
-            repo.name_any(),
-            c.map_or("not checked yet".to_owned(), |c| c.message.clone())
+        let name = repo.name_any();
+        let checked = crate::api::condition(&status.conditions, "Drifted");
+        if let Some(c) = checked.filter(|c| c.status == "False") {
+            return (format!("{name}: {}\n", c.message), 0);
+        }
+        let why = if repo.spec.suspend {
+            "the repository is suspended".to_owned()
+        } else if status.last_applied_revision.is_none() {
+            "no revision has been applied yet, so there is nothing to compare with".to_owned()
+        } else {
+            crate::api::condition(&status.conditions, "Ready")
+                .filter(|c| c.status != "True")
+                .map_or("the controller has not checked yet".to_owned(), |c| {
+                    format!("the repository is not Ready ({}): {}", c.reason, c.message)
+                })
+        };
+        return (
+            format!("{name}: drift could not be checked: {why}\n"),
+            EXIT_ERROR,
         );
     };
     let mut out = format!(
@@ -343,7 +462,7 @@ fn show_drift(repo: &GitopsRepository) -> String {
             out.push_str(&format!("      {f}\n"));
         }
     }
-    out
+    (out, EXIT_CHANGES)
 }
 
 fn show_history(repo: &GitopsRepository) -> String {

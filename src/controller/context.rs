@@ -92,6 +92,23 @@ impl Context {
         action: &str,
         note: String,
     ) {
+        self.event_related(on, None, warning, reason, action, note)
+            .await;
+    }
+
+    /// Publishes an Event about `on` that names a `related` object too. The recorder
+    /// merges Events of one object, reason and related object into one series shown
+    /// with the first note; a distinct related object (each new SyncRun) keeps each
+    /// occurrence visible in `kubectl describe`.
+    pub async fn event_related(
+        &self,
+        on: &ObjectReference,
+        related: Option<ObjectReference>,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
             type_: if warning {
                 EventType::Warning
@@ -101,7 +118,7 @@ impl Context {
             reason: reason.into(),
             note: Some(truncate(&note, 1000)),
             action: action.into(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(e) = self.recorder.publish(&event, on).await {
             warn!(error = %e, reason, "could not publish an Event");

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod context;
+pub mod deletion;
 pub mod drift;
 pub mod error;
 pub mod gitsource;
@@ -30,7 +31,7 @@ use tracing::{error, info};
 
 use crate::api::{GitopsRepository, SyncRun};
 pub use context::{Context, Settings};
-use metrics::{Metrics, PhaseLabels};
+use metrics::Metrics;
 
 /// Everything `fleetgate controller` needs to know.
 #[derive(Debug, Clone)]
@@ -51,23 +52,22 @@ struct Health {
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     runs: Vec<kube::runtime::reflector::Store<SyncRun>>,
+    repositories: Vec<kube::runtime::reflector::Store<GitopsRepository>>,
 }
 
-async fn metrics_handler(State(h): State<Health>) -> String {
-    // SyncRuns by phase are counted from the watch cache when scraped.
-    h.metrics.syncruns.clear();
-    for run in h.runs.iter().flat_map(|s| s.state()) {
-        if let Some(phase) = run.status.as_ref().and_then(|s| s.phase) {
-            h.metrics
-                .syncruns
-                .get_or_create(&PhaseLabels {
-                    namespace: run.namespace().unwrap_or_default(),
-                    phase: phase.as_str(),
-                })
-                .inc();
-        }
-    }
-    h.metrics.encode()
+async fn metrics_handler(
+    State(h): State<Health>,
+    headers: axum::http::HeaderMap,
+) -> impl axum::response::IntoResponse {
+    // Per-object series come from the watch caches when scraped.
+    let repositories: Vec<_> = h.repositories.iter().flat_map(|s| s.state()).collect();
+    let runs: Vec<_> = h.runs.iter().flat_map(|s| s.state()).collect();
+    h.metrics.refresh_objects(&repositories, &runs);
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let (content_type, body) = h.metrics.render(accept);
+    ([(axum::http::header::CONTENT_TYPE, content_type)], body)
 }
 
 async fn readyz(State(h): State<Health>) -> (StatusCode, &'static str) {
@@ -113,10 +113,15 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         .iter()
         .map(|ns| Controller::new(scoped(&client, ns.as_deref()), watcher::Config::default()))
         .collect();
+    let repositories: Vec<Controller<GitopsRepository>> = scopes
+        .iter()
+        .map(|ns| repository_controller(&client, ns.as_deref()))
+        .collect();
     let health = Health {
         metrics: metrics.clone(),
         ready: ready.clone(),
         runs: syncruns.iter().map(|c| c.store()).collect(),
+        repositories: repositories.iter().map(|c| c.store()).collect(),
     };
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
@@ -161,6 +166,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
+    metrics.leader.set(1);
     info!(namespaces = ?options.settings.namespaces, "leading; starting controllers");
 
     let (fleet, reflectors) = live::FleetCache::start(&client, &scopes);
@@ -174,8 +180,8 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         tokio::spawn(task);
     }
     let mut controllers = Vec::new();
-    for (ns, runs) in scopes.iter().zip(syncruns) {
-        let repositories = repository_controller(&client, ns.as_deref())
+    for (repositories, runs) in repositories.into_iter().zip(syncruns) {
+        let repositories = repositories
             .shutdown_on_signal()
             .run(repository::reconcile, repository::error_policy, ctx.clone())
             .for_each(|_| futures::future::ready(()));

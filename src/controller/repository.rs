@@ -46,14 +46,14 @@ pub async fn reconcile(repo: Arc<GitopsRepository>, ctx: Arc<Context>) -> Result
     result
 }
 
-fn sequence(run: &SyncRun) -> u64 {
+pub(super) fn sequence(run: &SyncRun) -> u64 {
     run.annotations()
         .get(SEQUENCE_ANNOTATION)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
 
-fn phase(run: &SyncRun) -> Option<Phase> {
+pub(super) fn phase(run: &SyncRun) -> Option<Phase> {
     run.status.as_ref().and_then(|s| s.phase)
 }
 
@@ -79,6 +79,9 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     };
     let repo = &repo;
+    if let Some(action) = super::deletion::reconcile(ctx, repo).await? {
+        return Ok(action);
+    }
     let mut status = repo.status.clone().unwrap_or_default();
     let generation = repo.meta().generation;
     let ts = now();
@@ -180,8 +183,15 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
             short(&revision),
             created.name_any()
         );
-        ctx.event(&repo.object_ref(&()), false, "NewSyncRun", "Fetch", message)
-            .await;
+        ctx.event_related(
+            &repo.object_ref(&()),
+            Some(created.object_ref(&())),
+            false,
+            "NewSyncRun",
+            "Fetch",
+            message,
+        )
+        .await;
         runs.insert(0, created);
     }
     if manual {
@@ -261,6 +271,9 @@ async fn fail(
     };
     set_kstatus(&mut status.conditions, k, generation);
     write_status(ctx, repo, &status).await?;
+    // The reconcile itself succeeds (the failure is recorded), so it is counted here:
+    // a stalled repository shows in the error metrics on every check.
+    ctx.metrics.error(CONTROLLER, reason);
     if changed {
         ctx.event(&repo.object_ref(&()), true, reason, "Fetch", message)
             .await;
@@ -272,7 +285,7 @@ async fn fail(
     }
 }
 
-async fn create_run(
+pub(super) async fn create_run(
     ctx: &Context,
     repo: &GitopsRepository,
     revision: &str,
@@ -371,8 +384,9 @@ async fn remediate(
         created.name_any(),
         short(&revision)
     );
-    ctx.event(
+    ctx.event_related(
         &repo.object_ref(&()),
+        Some(created.object_ref(&())),
         false,
         "NewSyncRun",
         "RemediateDrift",

@@ -77,9 +77,13 @@ pub fn repository_key(run: &SyncRun) -> String {
 }
 
 /// Writes the whole status with server-side apply.
+/// Every write records the generation it describes (kstatus compares it with
+/// metadata.generation).
 pub async fn write_status(ctx: &Context, run: &SyncRun, status: &SyncRunStatus) -> Result<()> {
     let api: Api<SyncRun> =
         Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
+    let mut status = status.clone();
+    status.observed_generation = run.meta().generation;
     let patch = json!({
         "apiVersion": "gitops.fleetgate.dev/v1alpha1",
         "kind": "SyncRun",
@@ -120,11 +124,19 @@ pub async fn transition(
         generation,
         &ts,
     );
-    let busy = matches!(phase, Phase::Planning | Phase::Applying);
     set_condition(
         &mut status.conditions,
         "Reconciling",
-        busy,
+        phase.is_in_progress(),
+        reason,
+        &message,
+        generation,
+        &ts,
+    );
+    set_condition(
+        &mut status.conditions,
+        "Stalled",
+        phase.is_unsuccessful(),
         reason,
         &message,
         generation,
@@ -261,11 +273,26 @@ async fn compute(
     repo: &GitopsRepository,
     exclude: &[ObjectRef],
 ) -> Result<Computed> {
-    let bytes = gitsource::read_fleet_file(ctx, &ctx.git_locks, repo, &run.spec.revision).await?;
-    let options = ResolveOptions {
-        expected_account: repo.spec.account.as_deref(),
+    // Removing a deleted repository's objects plans against nothing at all.
+    let deleting = run.spec.trigger == Trigger::Deletion;
+    let read = match deleting {
+        true => Ok((
+            fleet::DesiredState {
+                account: String::new(),
+                objects: Vec::new(),
+            },
+            fleet::Diagnostics::default(),
+        )),
+        false => {
+            let bytes =
+                gitsource::read_fleet_file(ctx, &ctx.git_locks, repo, &run.spec.revision).await?;
+            let options = ResolveOptions {
+                expected_account: repo.spec.account.as_deref(),
+            };
+            fleet::desired_state(&repo.spec.path, &bytes, &options)
+        }
     };
-    let (desired, warnings) = match fleet::desired_state(&repo.spec.path, &bytes, &options) {
+    let (desired, warnings) = match read {
         Ok(ok) => ok,
         Err(diags) => {
             let errors = diags.errors().count();
@@ -281,7 +308,7 @@ async fn compute(
     let options = PlanOptions {
         repository: &run.spec.repository,
         revision: &run.spec.revision,
-        prune: repo.spec.prune,
+        prune: repo.spec.prune || deleting,
         exclude,
     };
     match fleet::plan(&desired.objects, &live, &options) {

@@ -22,8 +22,11 @@ pub enum DriftKind {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DriftedObject {
+    /// The object's kind.
     pub kind: ObjectKind,
+    /// The object's name.
     pub name: String,
+    /// How it differs: Changed, Missing or Unexpected.
     pub drift: DriftKind,
     /// For changed objects: `path: expected -> actual`, values as JSON.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -80,8 +80,11 @@ impl Operation {
 /// Adds, updates and deletes of one kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Counts {
+    /// Objects the plan creates.
     pub add: u32,
+    /// Objects the plan changes.
     pub update: u32,
+    /// Objects the plan deletes.
     pub delete: u32,
 }
 
@@ -95,10 +98,15 @@ impl Counts {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
+    /// FleetTemplates.
     pub templates: Counts,
+    /// FleetNodes.
     pub nodes: Counts,
+    /// SdwanNetworks.
     pub networks: Counts,
+    /// SdwanPeers.
     pub peers: Counts,
+    /// VirtualIps.
     pub virtual_ips: Counts,
 }
 

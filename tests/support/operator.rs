@@ -73,17 +73,32 @@ impl ControllerProcess {
 
     /// GET `path` from the controller's HTTP server: status code and body.
     pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        self.http_get_accepting(path, "*/*")
+            .map(|(code, _, body)| (code, body))
+    }
+
+    /// GET with an Accept header; the status code, the Content-Type and the body.
+    pub fn http_get_accepting(&self, path: &str, accept: &str) -> Option<(u16, String, String)> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(self.http).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: localhost\r\nAccept: {accept}\r\n\r\n"
+        )
+        .ok()?;
         let mut response = String::new();
         s.read_to_string(&mut response).ok()?;
         let code = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        let content_type = head
+            .lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            })
+            .map(|(_, v)| v.trim().to_owned())
             .unwrap_or_default();
-        Some((code, body))
+        Some((code, content_type, body.to_owned()))
     }
 
     /// Stops it at once, as a crash or an evicted pod would.
@@ -135,6 +150,34 @@ pub async fn create_repository(
         .create(&PostParams::default(), &repo)
         .await
         .unwrap()
+}
+
+/// A namespace with the CRDs, a git repository holding `files`, a controller, and a
+/// GitopsRepository `fleet` over ssh:// with `extra` spec fields.
+pub async fn setup(
+    prefix: &str,
+    files: &[(&str, &[u8])],
+    extra: serde_json::Value,
+    controller_args: &[&str],
+) -> (TestNamespace, super::git::Repo, String, ControllerProcess) {
+    let ns = super::env().namespace(prefix).await;
+    super::install_crds(&ns.client, &fleetgate::api::crds()).await;
+    let git = super::git::server();
+    let repo = git.create_repo(prefix);
+    let head = repo.commit(files, "first");
+    ssh_secret(&ns.client, &ns.name, "fleet-git", git.known_hosts()).await;
+    let controller = ControllerProcess::start(&ns, controller_args);
+    let mut spec = serde_json::json!({
+        "url": git.ssh_url(&repo),
+        "ref": {"branch": "main"},
+        "secretRef": {"name": "fleet-git"},
+        "interval": "2s",
+    });
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    create_repository(&ns.client, &ns.name, "fleet", spec).await;
+    (ns, repo, head, controller)
 }
 
 /// Waits for a SyncRun of `repository` for `revision` to reach `phase`.

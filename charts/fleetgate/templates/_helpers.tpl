@@ -53,10 +53,9 @@ the API calls it makes). */}}
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
-{{- if .Values.receiver.enabled }}
-# The webhook receiver requests a sync by annotating the repository.
+# Finalizers of repositories with deletionPolicy Delete; the webhook receiver also
+# requests a sync by annotating the repository.
 - apiGroups: [gitops.fleetgate.dev]
   resources: [gitopsrepositories]
   verbs: [patch]
-{{- end }}
 {{- end -}}
