@@ -243,9 +243,11 @@ fn with_callbacks<T>(
             || e.code() == git2::ErrorCode::Auth
             || seen.auth_attempts > 1
         {
+            // As for transport errors: the server's words stay in the log.
+            tracing::warn!(url = %policy::redact(&remote.url), error = %message, "git authentication failed");
             return SourceError::AuthFailed {
                 url: remote.url.clone(),
-                message,
+                message: "the server did not accept the credentials".into(),
             };
         }
         // Only a short category reaches tenant-visible status; the detail is logged.
@@ -255,6 +257,25 @@ fn with_callbacks<T>(
             message: policy::error_category(&message).to_owned(),
         }
     })
+}
+
+/// An empty bare repository whose only purpose is its configuration
+/// `http.followRedirects=false`, so that ls-remote never follows a redirect to another
+/// host. Made once per process in the temporary folder; opened read-only afterwards.
+fn ls_remote_repository() -> Result<Repository, git2::Error> {
+    // Made under a lock: two first calls at once would initialise the same folder together.
+    static PATH: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
+    let mut made = PATH
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(path) = made.as_ref() {
+        return Repository::open_bare(path);
+    }
+    let path = std::env::temp_dir().join(format!("fleetgate-ls-remote-{}", std::process::id()));
+    let repo = Repository::init_bare(&path)?;
+    repo.config()?.set_str("http.followRedirects", "false")?;
+    *made = Some(path);
+    Ok(repo)
 }
 
 fn ref_name(git_ref: &GitRef) -> Option<String> {
@@ -275,7 +296,10 @@ pub fn resolve_revision(remote: &Remote, git_ref: &GitRef) -> Result<String, Sou
     };
     let peeled = format!("{wanted}^{{}}");
     let heads = with_callbacks(remote, |cb| {
-        let mut r = git2::Remote::create_detached(remote.url.as_str())?;
+        // libgit2's connect call takes no redirect option: it reads `http.followRedirects`
+        // from the remote's repository, and a detached remote follows the first redirect.
+        let lister = ls_remote_repository()?;
+        let mut r = lister.remote_anonymous(remote.url.as_str())?;
         let conn = r.connect_auth(git2::Direction::Fetch, Some(cb), None)?;
         Ok(conn
             .list()?
