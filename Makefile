@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 
-.PHONY: demo all build test lint fmt testenv testenv-build bench bench-apply generate install clean
+.PHONY: demo all build test lint fmt testenv testenv-build bench bench-apply generate install clean fuzz-ci
 
 ## From a clone to plans approved and applied on a local control plane; leaves nothing running.
 demo:
@@ -42,6 +42,10 @@ bench:
 ## Apply throughput against the test control plane (fleetgate vs kubectl --server-side).
 bench-apply: testenv-build
 	hack/with-testenv.sh $(CARGO) bench --bench apply_throughput
+
+## Fuzzes each target for FUZZ_SECONDS (default 45) on nightly; installs cargo-fuzz if missing.
+fuzz-ci:
+	hack/fuzz-ci.sh
 
 ## Regenerates crds/, the chart's CRDs and deploy/ (plain manifests from the chart).
 generate:

@@ -139,7 +139,7 @@ fn hostile_and_broken_files_get_one_clear_error() {
         (
             "a scalar",
             b"just text\n".to_vec(),
-            "error: the fleet file must be a mapping, found a scalar",
+            "error: the fleet file must be a mapping, found a string",
         ),
     ];
     for (what, bytes, expected) in cases {
@@ -288,4 +288,399 @@ fn diff_exit_codes_and_formats() {
     ]);
     assert_eq!(wrong_kind.code, 2, "clap usage errors exit 2");
     assert!(wrong_kind.stderr.contains("unknown kind `pod`"));
+}
+
+/// A valid fleet whose every value the cases below break one at a time. n4 and t2 are
+/// referenced by nothing, so that breaking them breaks nothing else.
+const BASE: &str = "version: 1
+account: a
+templates:
+  - name: t
+    node_platform: p
+    architecture: amd64
+    metadata: {rack: r1}
+  - name: t2
+    extends: t
+nodes:
+  - {hostname: n1, template: t, region: r, instance_type: i}
+  - {hostname: n2, template: t, region: r, instance_type: i}
+  - {hostname: n3, template: t, region: r, instance_type: i}
+  - hostname: n4
+    template: t
+    region: r
+    instance_type: i
+sdwan:
+  networks:
+    - name: w
+      routing_mode: ibgp
+      peers:
+        - {host: n1, publicly_reachable: true}
+        - {host: n2}
+        - {host: n3}
+      virtual_ips:
+        - name: v
+          primary_holder: n1
+          failover_holders: [n2]
+";
+
+/// 1-based line and column of byte offset `at`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
+/// A broken value: (case, replace, with, error at (None: the replacement), message part).
+type Case<'a> = (&'a str, &'a str, &'a str, Option<(usize, usize)>, &'a str);
+
+/// Every invalid case of issue 12, each refused by `fleetgate validate` with exactly one
+/// error at the place it names, and none of them making `fleetgate diff` panic. `at`
+/// is where the error must point: the replaced text unless another place is given.
+#[test]
+fn each_invalid_value_is_one_located_error_and_no_panic() {
+    let cases: &[Case] = &[
+        // 1. Empty where a name, a reference or a required string is expected.
+        (
+            "empty hostname",
+            "hostname: n4",
+            "hostname: \"\"",
+            None,
+            "`hostname` of a node may not be empty",
+        ),
+        (
+            "empty template",
+            "template: t\n    region",
+            "template: ''\n    region",
+            None,
+            "`template` of node `n4` may not be empty",
+        ),
+        (
+            "template named ''",
+            "name: t2",
+            "name: ''",
+            None,
+            "`name` of a template may not be empty",
+        ),
+        (
+            "empty extends",
+            "extends: t",
+            "extends: ''",
+            None,
+            "`extends` of template `t2` may not be empty",
+        ),
+        (
+            "empty node_platform",
+            "node_platform: p",
+            "node_platform: ''",
+            None,
+            "`node_platform` of template `t` may not be empty",
+        ),
+        (
+            "empty account",
+            "account: a",
+            "account: ''",
+            None,
+            "`account` of the fleet file may not be empty",
+        ),
+        (
+            "empty region",
+            "region: r\n    instance",
+            "region: ''\n    instance",
+            None,
+            "`region` of node `n4` may not be empty",
+        ),
+        (
+            "empty instance_type",
+            "instance_type: i\nsdwan",
+            "instance_type: ''\nsdwan",
+            None,
+            "`instance_type` of node `n4` may not be empty",
+        ),
+        (
+            "empty network name",
+            "name: w",
+            "name: ''",
+            None,
+            "`name` of a network may not be empty",
+        ),
+        (
+            "empty vip name",
+            "name: v",
+            "name: ''",
+            None,
+            "`name` of a virtual IP of network `w` may not be empty",
+        ),
+        (
+            "empty peer host",
+            "{host: n3}",
+            "{host: ''}",
+            Some((25, 18)),
+            "`host` of a peer of network `w` may not be empty",
+        ),
+        (
+            "empty primary holder",
+            "primary_holder: n1",
+            "primary_holder: ''",
+            None,
+            "`primary_holder` of virtual IP `v` may not be empty",
+        ),
+        (
+            "empty failover holder",
+            "[n2]",
+            "['']",
+            Some((29, 30)),
+            "an item of `failover_holders` of virtual IP `v` may not be empty",
+        ),
+        (
+            "bare - failover holder",
+            "failover_holders: [n2]",
+            "failover_holders:\n            -",
+            Some((30, 14)),
+            "an item of `failover_holders` of virtual IP `v` must be a string, found nothing (null)",
+        ),
+        // 2. Nulls.
+        (
+            "null failover holder",
+            "[n2]",
+            "[~]",
+            Some((29, 30)),
+            "an item of `failover_holders` of virtual IP `v` must be a string, found nothing (null)",
+        ),
+        (
+            "null metadata key",
+            "{rack: r1}",
+            "{~: r1}",
+            Some((7, 16)),
+            "metadata keys of template `t` may not be empty or null",
+        ),
+        (
+            "empty metadata key",
+            "{rack: r1}",
+            "{'': r1}",
+            Some((7, 16)),
+            "metadata keys of template `t` may not be empty or null",
+        ),
+        (
+            "null required key",
+            "hostname: n4",
+            "hostname: ~",
+            Some((14, 5)),
+            "missing required key `hostname` in a node",
+        ),
+        // 3. version.
+        (
+            "version '001'",
+            "version: 1",
+            "version: '001'",
+            None,
+            "unsupported version `001`",
+        ),
+        (
+            "version \"+1\"",
+            "version: 1",
+            "version: \"+1\"",
+            None,
+            "unsupported version `+1`",
+        ),
+        (
+            "version +01",
+            "version: 1",
+            "version: +01",
+            None,
+            "unsupported version `+01`",
+        ),
+        (
+            "version 01",
+            "version: 1",
+            "version: 01",
+            None,
+            "unsupported version `01`",
+        ),
+        (
+            "version 1.0",
+            "version: 1",
+            "version: 1.0",
+            None,
+            "unsupported version `1.0`",
+        ),
+        (
+            "version block scalar",
+            "version: 1",
+            "version: |\n  1",
+            None,
+            "unsupported version `1",
+        ),
+        // 4. YAML conformance.
+        (
+            "raw U+0001",
+            "region: r\n    instance",
+            "region: r\u{1}\n    instance",
+            Some((16, 14)),
+            "character U+0001 is not allowed in YAML",
+        ),
+        (
+            "raw ESC",
+            "region: r\n    instance",
+            "region: \u{1b}r\n    instance",
+            Some((16, 13)),
+            "character U+001B is not allowed in YAML",
+        ),
+        (
+            "raw DEL",
+            "region: r\n    instance",
+            "region: r\u{7f}\n    instance",
+            Some((16, 14)),
+            "character U+007F is not allowed in YAML",
+        ),
+        (
+            "%YAML 2.0",
+            "version: 1",
+            "%YAML 2.0\n---\nversion: 1",
+            Some((1, 7)),
+            "`%YAML 2.0` is not supported",
+        ),
+        (
+            "unknown escape",
+            "region: r\n    instance",
+            "region: \"r\\q\"\n    instance",
+            Some((16, 16)),
+            "unknown escape character",
+        ),
+        (
+            "block scalar indicator",
+            "region: r\n    instance",
+            "region: |0\n      r\n    instance",
+            Some((16, 13)),
+            "indentation indicator equal to 0",
+        ),
+        (
+            "invalid architecture",
+            "architecture: amd64",
+            "architecture: x86",
+            None,
+            "`architecture` of template `t` is `x86`, expected one of: amd64, arm64",
+        ),
+        // 5. Module pins.
+        (
+            "pin v1.2",
+            "metadata: {rack: r1}",
+            "modules: [n@v1.2]",
+            Some((7, 15)),
+            "module `n@v1.2` has an invalid pin `v1.2`",
+        ),
+        (
+            "pin 1.2.",
+            "metadata: {rack: r1}",
+            "modules: [n@1.2.]",
+            Some((7, 15)),
+            "module `n@1.2.` has an invalid pin `1.2.`",
+        ),
+        // 6. Types the schema and the reader now judge alike.
+        (
+            "region: 1",
+            "region: r\n    instance",
+            "region: 1\n    instance",
+            None,
+            "`region` of node `n4` must be a string, found a number `1`; quote it",
+        ),
+        (
+            "node_platform: 24.04",
+            "node_platform: p",
+            "node_platform: 24.04",
+            None,
+            "`node_platform` of template `t` must be a string, found a number `24.04`",
+        ),
+        (
+            "hostname: 123",
+            "hostname: n4",
+            "hostname: 123",
+            None,
+            "`hostname` of a node must be a string, found a number `123`",
+        ),
+        (
+            "publicly_reachable: yes",
+            "publicly_reachable: true",
+            "publicly_reachable: yes",
+            None,
+            "`publicly_reachable` of a peer of network `w` must be true or false, found `yes`",
+        ),
+        (
+            "long module name",
+            "metadata: {rack: r1}",
+            &format!("modules: [{}@1.0]", "m".repeat(254)),
+            Some((7, 15)),
+            "is invalid: use lowercase letters",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.yaml");
+    std::fs::write(&base, BASE).unwrap();
+    assert_eq!(fleetgate(&["validate", s(&base)]).code, 0);
+    for (i, (case, from, to, at, message)) in cases.iter().enumerate() {
+        assert_eq!(
+            BASE.matches(from).count(),
+            1,
+            "{case}: `{from}` is not unique"
+        );
+        let text = BASE.replacen(from, to, 1);
+        let path = dir.path().join(format!("case{i}.yaml"));
+        std::fs::write(&path, &text).unwrap();
+        let p = s(&path);
+        let run = fleetgate(&["validate", p]);
+        assert_eq!(run.code, 1, "{case}: {}", run.stderr);
+        let errors: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains(": error: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "{case}: {}", run.stderr);
+        let (line, col) = at.unwrap_or_else(|| {
+            let offset = BASE.find(from).unwrap();
+            let (line, col) = line_col(&text, offset);
+            // The error points at the value, after `key: `.
+            let value_at = to.find(": ").map_or(0, |k| to[..k + 2].chars().count());
+            (line, col + value_at)
+        });
+        let located = format!("{p}:{line}:{col}: error: ");
+        assert!(
+            errors[0].starts_with(&located),
+            "{case}: expected {located}...; got {}",
+            errors[0]
+        );
+        assert!(errors[0].contains(message), "{case}: {}", errors[0]);
+        let diff = fleetgate(&["diff", s(&base), p]);
+        assert_eq!(
+            diff.code, 2,
+            "{case}: diff must refuse, not panic: {}",
+            diff.stderr
+        );
+    }
+}
+
+/// Real-world versions are pinned as written and carried into the plan unchanged.
+#[test]
+fn real_world_pins_validate_and_reach_the_plan_as_written() {
+    let pins = "[chrony@4.5, nginx@1.27, openssh@9.6p1, pkg@2024.01, 'dpkg@1:2.3.4-1', rc@1.2.3~rc1, openssl@3.0.13-1]";
+    let text = BASE.replacen("metadata: {rack: r1}", &format!("modules: {pins}"), 1);
+    let (_dir, path) = temp_file("fleet.yaml", text.as_bytes());
+    let run = fleetgate(&["validate", s(&path)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = fleetgate(&["diff", "examples/fleet.yaml", s(&path), "-o", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    for pin in [
+        "chrony@4.5",
+        "openssh@9.6p1",
+        "dpkg@1:2.3.4-1",
+        "rc@1.2.3~rc1",
+        "openssl@3.0.13-1",
+        "pkg@2024.01",
+    ] {
+        assert!(
+            run.stdout.contains(&format!("\"{pin}\"")),
+            "{pin} not in the plan as written"
+        );
+    }
 }

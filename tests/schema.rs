@@ -41,8 +41,8 @@ fn the_schema_refuses_misspelt_keys_bad_enums_and_bad_pins() {
             "x86",
         ),
         (
-            "version: 1\naccount: a\ntemplates:\n  - {name: t, modules: [nginx@1.2]}\n",
-            "nginx@1.2",
+            "version: 1\naccount: a\ntemplates:\n  - {name: t, modules: [nginx@v1.2]}\n",
+            "nginx@v1.2",
         ),
         (
             "version: 1\naccount: a\nnodes:\n  - {hostname: Bad_Name, template: t, region: r, instance_type: i}\n",
@@ -59,5 +59,130 @@ fn the_schema_refuses_misspelt_keys_bad_enums_and_bad_pins() {
             errors.iter().any(|e| e.contains(what)),
             "{what} not named in {errors:?}"
         );
+    }
+}
+
+#[path = "fleetgen/mod.rs"]
+mod fleetgen;
+
+/// A small deterministic generator of input bytes (xorshift64*), so that the corpus is
+/// the same on every run and a failure names the seed that shows it.
+fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+/// The schema and the reader agree on a generated corpus of valid and invalid fleets (in
+/// varied YAML styles), and every valid one resolves and plans (see `fleetgen::check`).
+#[test]
+fn the_schema_and_the_reader_agree_on_generated_fleets() {
+    use arbitrary::{Arbitrary, Unstructured};
+    use fleetgen::Outcome;
+
+    let v = validator();
+    let mut counts = std::collections::BTreeMap::new();
+    for seed in 0..3000u64 {
+        let data = bytes(seed, 64 + (seed as usize * 37) % 1500);
+        let fleet = fleetgen::Fleet::arbitrary(&mut Unstructured::new(&data)).unwrap();
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fleetgen::check(&fleet, &v)))
+                .unwrap_or_else(|_| panic!("seed {seed} breaks an invariant (see above)"));
+        *counts.entry(format!("{outcome:?}")).or_insert(0) += 1;
+    }
+    eprintln!("{counts:?}");
+    let count = |o: Outcome| counts.get(&format!("{o:?}")).copied().unwrap_or(0);
+    // The corpus must exercise both sides, not only one.
+    assert!(count(Outcome::Valid) >= 300, "{counts:?}");
+    assert!(count(Outcome::InvalidShape) >= 600, "{counts:?}");
+    assert!(count(Outcome::NoJson) <= 300, "{counts:?}");
+}
+
+/// The cases the issue found, one by one: null optional keys are fine; numbers and
+/// booleans where a string is expected, `True` for a boolean, empty names and metadata
+/// keys, over-long module names and real-world pins are judged alike by both.
+#[test]
+fn the_schema_and_the_reader_agree_on_known_cases() {
+    let v = validator();
+    let node = "nodes:\n  - {hostname: n, template: t, region: r, instance_type: i}\n";
+    let head =
+        "version: 1\naccount: a\ntemplates:\n  - {name: t, node_platform: p, architecture: amd64";
+    let cases: &[(&str, bool)] = &[
+        (
+            &format!("{head}, extends: ~, metadata: ~, modules: ~}}\n{node}sdwan: ~\n"),
+            true,
+        ),
+        (
+            &format!("{head}, metadata: {{a: ~, b: 1, c: True}}}}\n{node}"),
+            true,
+        ),
+        (
+            &format!(
+                "{head}}}\nnodes:\n  - {{hostname: n, template: t, region: 1, instance_type: i}}\n"
+            ),
+            false,
+        ),
+        (
+            &format!(
+                "{head}}}\nnodes:\n  - {{hostname: 123, template: t, region: r, instance_type: i}}\n"
+            ),
+            false,
+        ),
+        (
+            "version: 1\naccount: a\ntemplates:\n  - {name: t, node_platform: 24.04, architecture: amd64}\n",
+            false,
+        ),
+        (
+            "version: 1\naccount: a\ntemplates:\n  - {name: t, node_platform: '24.04', architecture: amd64}\n",
+            true,
+        ),
+        (
+            &format!(
+                "{head}}}\n{node}sdwan:\n  networks:\n    - {{name: w, routing_mode: ibgp, peers: [{{host: n, publicly_reachable: True}}]}}\n"
+            ),
+            true,
+        ),
+        (
+            &format!(
+                "{head}}}\n{node}sdwan:\n  networks:\n    - {{name: w, routing_mode: ibgp, peers: [{{host: n, publicly_reachable: yes}}]}}\n"
+            ),
+            false,
+        ),
+        (&format!("{head}, metadata: {{'': x}}}}\n{node}"), false),
+        (&format!("{head}, name: ''}}\n"), false),
+        (
+            &format!("{head}, modules: [{}@1.0]}}\n", "m".repeat(254)),
+            false,
+        ),
+        (
+            &format!("{head}, modules: [{}@1.0]}}\n", "m".repeat(253)),
+            true,
+        ),
+        (
+            &format!(
+                "{head}, modules: [chrony@4.5, openssh@9.6p1, 'dpkg@1:2.3.4-1', rc@1.2.3~rc1, openssl@3.0.13-1]}}\n"
+            ),
+            true,
+        ),
+        (&format!("{head}, modules: [n@v1.2]}}\n"), false),
+        (&format!("{head}, modules: [n@1.2.]}}\n"), false),
+        ("version: 1\naccount: ''\n", false),
+        ("version: '1'\naccount: a\n", true),
+        ("version: '01'\naccount: a\n", false),
+    ];
+    for (text, valid) in cases {
+        let (_, diags) = fleetgate::fleet::parse::parse("f.yaml", text.as_bytes());
+        assert_eq!(!diags.has_errors(), *valid, "reader on {text}: {diags}");
+        let errors: Vec<String> = v
+            .iter_errors(&yaml_to_json(text))
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(errors.is_empty(), *valid, "schema on {text}: {errors:?}");
     }
 }

@@ -1,8 +1,9 @@
 //! The fleet file as declared, every value with the position it came from.
 //!
-//! This is what `parse` produces and `validate` checks. A required value that was
-//! missing or malformed is already reported by `parse` and left empty here, so later
-//! stages skip it instead of reporting it twice.
+//! This is what `parse` produces and `validate` checks. A value that was absent (or
+//! null), empty where a name is expected, or malformed is reported by `parse` and is
+//! `None` here, so later stages skip it instead of reporting it twice; an empty string
+//! never stands for "missing".
 
 use std::fmt;
 
@@ -24,20 +25,13 @@ impl<T> Spanned<T> {
     }
 }
 
-impl Spanned<String> {
-    /// A required value that `parse` already reported as missing.
-    pub fn is_missing(&self) -> bool {
-        self.value.is_empty()
-    }
-}
-
 /// The only fleet.yaml format version this build reads.
 pub const SUPPORTED_VERSIONS: &[u64] = &[1];
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FleetFile {
     pub file: String,
-    pub account: Spanned<String>,
+    pub account: Option<Spanned<String>>,
     pub templates: Vec<TemplateDecl>,
     pub nodes: Vec<NodeDecl>,
     pub networks: Vec<NetworkDecl>,
@@ -46,32 +40,39 @@ pub struct FleetFile {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TemplateDecl {
     pub loc: Loc,
-    pub name: Spanned<String>,
+    /// Set when the reader refused one of this template's values: checks that depend on
+    /// them (such as "inherits no architecture") are skipped rather than piled on.
+    pub refused: bool,
+    pub name: Option<Spanned<String>>,
     pub extends: Option<Spanned<String>>,
     pub node_platform: Option<Spanned<String>>,
     pub architecture: Option<Spanned<Architecture>>,
     pub modules: Vec<Spanned<ModuleRef>>,
     /// In file order; the reader already refused duplicate keys.
-    pub metadata: Vec<(String, Spanned<String>)>,
+    pub metadata: Vec<MetadataEntry>,
 }
+
+/// One metadata key as written. A null value (`key: ~`) removes the key inherited from
+/// the parent template (or, for a node, from its template).
+pub type MetadataEntry = (String, Spanned<Option<String>>);
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodeDecl {
     pub loc: Loc,
-    pub hostname: Spanned<String>,
-    pub template: Spanned<String>,
-    pub region: Spanned<String>,
-    pub instance_type: Spanned<String>,
+    pub hostname: Option<Spanned<String>>,
+    pub template: Option<Spanned<String>>,
+    pub region: Option<Spanned<String>>,
+    pub instance_type: Option<Spanned<String>>,
     pub lifecycle_class: LifecycleClass,
     pub modules: Vec<Spanned<ModuleRef>>,
     /// In file order; the reader already refused duplicate keys.
-    pub metadata: Vec<(String, Spanned<String>)>,
+    pub metadata: Vec<MetadataEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NetworkDecl {
     pub loc: Loc,
-    pub name: Spanned<String>,
+    pub name: Option<Spanned<String>>,
     pub routing_mode: Option<Spanned<RoutingMode>>,
     pub peers: Vec<PeerDecl>,
     pub virtual_ips: Vec<VirtualIpDecl>,
@@ -80,15 +81,15 @@ pub struct NetworkDecl {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PeerDecl {
     pub loc: Loc,
-    pub host: Spanned<String>,
+    pub host: Option<Spanned<String>>,
     pub publicly_reachable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VirtualIpDecl {
     pub loc: Loc,
-    pub name: Spanned<String>,
-    pub primary_holder: Spanned<String>,
+    pub name: Option<Spanned<String>>,
+    pub primary_holder: Option<Spanned<String>>,
     pub failover_holders: Vec<Spanned<String>>,
 }
 
@@ -161,7 +162,7 @@ impl Word for RoutingMode {
     ];
 }
 
-/// A module reference: `name`, `name@1.2.3` or `name@blessed` / `name@live`.
+/// A module reference: `name`, `name@VERSION` or `name@blessed` / `name@live`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ModuleRef {
     pub name: String,
@@ -171,10 +172,16 @@ pub struct ModuleRef {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Pin {
     Unpinned,
-    Version(semver::Version),
+    /// An exact version, kept as written: never parsed as semver, normalised or ordered.
+    Version(String),
     Blessed,
     Live,
 }
+
+/// The longest module name (a DNS-1123 subdomain's length).
+pub const MAX_MODULE_NAME: usize = 253;
+/// The longest version pin; Debian's longest real versions are well under this.
+pub const MAX_VERSION: usize = 128;
 
 impl fmt::Display for ModuleRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -194,20 +201,22 @@ impl ModuleRef {
             None => (text, Pin::Unpinned),
             Some((name, "blessed")) => (name, Pin::Blessed),
             Some((name, "live")) => (name, Pin::Live),
-            Some((name, version)) => match semver::Version::parse(version) {
-                Ok(v) => (name, Pin::Version(v)),
-                Err(e) => {
-                    return Err(format!(
-                        "module `{text}` has an invalid pin `{version}` ({e}); \
-                         use a version like `{name}@1.2.3`, or `{name}@blessed` or `{name}@live`"
-                    ));
-                }
-            },
+            Some((name, version)) if is_version(version) => {
+                (name, Pin::Version(version.to_owned()))
+            }
+            Some((name, version)) => {
+                return Err(format!(
+                    "module `{text}` has an invalid pin `{version}`: a version starts with a digit, \
+                     ends with a letter or digit, uses only letters, digits and `.+~:_-`, and is \
+                     at most {MAX_VERSION} characters (`{name}@1.26.2`, `{name}@9.6p1`, \
+                     `{name}@1:2.3.4-1`); or use `{name}@blessed` or `{name}@live`"
+                ));
+            }
         };
         if !is_module_name(name) {
             return Err(format!(
                 "module name `{name}` is invalid: use lowercase letters, digits, '-', '_' and '.', \
-                 starting with a letter or digit"
+                 starting with a letter or digit, at most {MAX_MODULE_NAME} characters"
             ));
         }
         Ok(Self {
@@ -220,8 +229,20 @@ impl ModuleRef {
 fn is_module_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.len() <= 253
+        && name.len() <= MAX_MODULE_NAME
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+}
+
+/// A version pin as packagers write them: semver (`1.26.2`, `3.0.13-1`), shorter
+/// (`4.5`, `2024.01`), OpenSSH's `9.6p1`, Debian's `1:2.3.4-1` and `1.2.3~rc1`.
+pub fn is_version(version: &str) -> bool {
+    let bytes = version.as_bytes();
+    matches!(bytes.first(), Some(b) if b.is_ascii_digit())
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.len() <= MAX_VERSION
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b".+~:_-".contains(b))
 }
 
 /// Whether `name` is an RFC 1123 label, as Kubernetes requires of object names here.
@@ -244,7 +265,7 @@ mod tests {
     fn module_references() {
         let m = ModuleRef::parse("nginx@1.26.2").unwrap();
         assert_eq!(m.name, "nginx");
-        assert_eq!(m.pin, Pin::Version(semver::Version::new(1, 26, 2)));
+        assert_eq!(m.pin, Pin::Version("1.26.2".into()));
         assert_eq!(m.to_string(), "nginx@1.26.2");
         assert_eq!(ModuleRef::parse("chrony").unwrap().pin, Pin::Unpinned);
         assert_eq!(ModuleRef::parse("base@blessed").unwrap().pin, Pin::Blessed);
@@ -253,11 +274,16 @@ mod tests {
             "base@live"
         );
         assert!(
-            ModuleRef::parse("nginx@1.26")
+            ModuleRef::parse("nginx@1.26.")
                 .unwrap_err()
-                .contains("invalid pin `1.26`")
+                .contains("invalid pin `1.26.`")
         );
         assert!(ModuleRef::parse("nginx@latest").is_err());
+        assert!(ModuleRef::parse("nginx@").is_err());
+        assert!(ModuleRef::parse("nginx@v1.2").is_err());
+        assert!(ModuleRef::parse("nginx@1.2 3").is_err());
+        assert!(ModuleRef::parse(&format!("n@1{}", "0".repeat(MAX_VERSION))).is_err());
+        assert!(ModuleRef::parse(&format!("{}@1", "n".repeat(MAX_MODULE_NAME + 1))).is_err());
         assert!(
             ModuleRef::parse("Nginx")
                 .unwrap_err()
@@ -265,6 +291,27 @@ mod tests {
         );
         assert!(ModuleRef::parse("@1.0.0").is_err());
         assert!(ModuleRef::parse("a@b@1.0.0").is_err());
+    }
+
+    /// Versions are exact: what the user wrote is what the spec carries, in place.
+    #[test]
+    fn real_world_versions_are_pinned_as_written() {
+        for v in [
+            "4.5",
+            "1.27",
+            "9.6p1",
+            "2024.01",
+            "1:2.3.4-1",
+            "1.2.3~rc1",
+            "3.0.13-1",
+            "1.26.2",
+            "2.0.0+build.7",
+            "01.002",
+        ] {
+            let m = ModuleRef::parse(&format!("pkg@{v}")).unwrap();
+            assert_eq!(m.pin, Pin::Version(v.into()));
+            assert_eq!(m.to_string(), format!("pkg@{v}"));
+        }
     }
 
     #[test]

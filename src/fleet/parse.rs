@@ -2,7 +2,7 @@
 
 use super::diag::{Diagnostics, Loc, did_you_mean};
 use super::model::*;
-use super::yaml::{self, Entry, Node, Value};
+use super::yaml::{self, Entry, Kind, Node, Value};
 
 /// Reads a fleet file from raw bytes. Returns the model when the file could be read far
 /// enough to have one (it may still carry errors), and all problems found.
@@ -94,7 +94,33 @@ impl<'n, 'a> Fields<'n, 'a> {
             .map(|e| &e.value)
             .filter(|n| !is_null(n))
     }
+
+    /// The same mapping, named after its name once that is known to be valid.
+    fn named(self, kind: &str, name: &Option<Spanned<String>>) -> Self {
+        match name {
+            Some(name) => Self {
+                what: format!("{kind} `{}`", name.value),
+                ..self
+            },
+            None => self,
+        }
+    }
+
+    /// How the value of `key` is named in messages: "`region` of node `n1`".
+    fn subject(&self, key: &str) -> String {
+        format!("`{key}` of {}", self.what)
+    }
 }
+
+/// What a string value must look like beyond being a non-empty string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Text,
+    /// A name or a reference to one: a DNS-1123 label.
+    Label,
+}
+
+const LABEL_RULE: &str = "lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters";
 
 impl Decoder<'_> {
     fn error(&mut self, loc: Loc, message: impl Into<String>) {
@@ -132,41 +158,65 @@ impl Decoder<'_> {
         })
     }
 
-    fn string(&mut self, node: &Node, key: &str, what: &str) -> Option<Spanned<String>> {
-        match &node.value {
-            Value::Scalar(s) => Some(Spanned::new(s.text.to_string(), node.loc)),
-            other => {
+    /// A string value. A number, boolean or null is refused (quote it to make it text),
+    /// as are an empty string and a name or reference that is not a DNS-1123 label.
+    /// `subject` names the value in messages: "`hostname` of node `n1`".
+    fn string(&mut self, node: &Node, subject: &str, form: Form) -> Option<Spanned<String>> {
+        let scalar = match &node.value {
+            Value::Scalar(s) if s.kind() == Kind::Str => s,
+            Value::Scalar(s) if s.kind() != Kind::Null => {
                 self.error(
                     node.loc,
                     format!(
-                        "`{key}` of {what} must be a string, found {}",
-                        other.describe()
+                        "{subject} must be a string, found {} `{}`; quote it to use it as text",
+                        s.kind().describe(),
+                        s.text
                     ),
+                );
+                return None;
+            }
+            other => {
+                self.error(
+                    node.loc,
+                    format!("{subject} must be a string, found {}", other.describe()),
+                );
+                return None;
+            }
+        };
+        if scalar.text.is_empty() {
+            self.error(node.loc, format!("{subject} may not be empty"));
+            return None;
+        }
+        if form == Form::Label && !is_dns1123_label(&scalar.text) {
+            self.error(
+                node.loc,
+                format!(
+                    "{subject} is `{}`, not a valid DNS-1123 label: {LABEL_RULE}",
+                    scalar.text
+                ),
+            );
+            return None;
+        }
+        Some(Spanned::new(scalar.text.to_string(), node.loc))
+    }
+
+    /// A required string; reports it if absent (or null). `None` means "reported".
+    fn required(&mut self, fields: &Fields, key: &str, form: Form) -> Option<Spanned<String>> {
+        match fields.get(key) {
+            Some(node) => self.string(node, &fields.subject(key), form),
+            None => {
+                self.error(
+                    fields.loc,
+                    format!("missing required key `{key}` in {}", fields.what),
                 );
                 None
             }
         }
     }
 
-    /// A required string; reports it missing and yields an empty (skipped) value if absent.
-    fn required_string(&mut self, fields: &Fields, key: &str) -> Spanned<String> {
-        match fields.get(key) {
-            Some(node) => self
-                .string(node, key, &fields.what)
-                .unwrap_or_else(|| Spanned::new(String::new(), node.loc)),
-            None => {
-                self.error(
-                    fields.loc,
-                    format!("missing required key `{key}` in {}", fields.what),
-                );
-                Spanned::new(String::new(), fields.loc)
-            }
-        }
-    }
-
-    fn optional_string(&mut self, fields: &Fields, key: &str) -> Option<Spanned<String>> {
+    fn optional(&mut self, fields: &Fields, key: &str, form: Form) -> Option<Spanned<String>> {
         let node = fields.get(key)?;
-        self.string(node, key, &fields.what)
+        self.string(node, &fields.subject(key), form)
     }
 
     fn boolean(&mut self, fields: &Fields, key: &str) -> bool {
@@ -174,8 +224,7 @@ impl Decoder<'_> {
             return false;
         };
         match &node.value {
-            Value::Scalar(s) if s.plain && s.text == "true" => true,
-            Value::Scalar(s) if s.plain && s.text == "false" => false,
+            Value::Scalar(s) if let Kind::Bool(b) = s.kind() => b,
             other => {
                 let found = match other {
                     Value::Scalar(s) => format!("`{}`", s.text),
@@ -195,7 +244,21 @@ impl Decoder<'_> {
 
     fn word<W: Word>(&mut self, fields: &Fields, key: &str) -> Option<Spanned<W>> {
         let node = fields.get(key)?;
-        let text = self.string(node, key, &fields.what)?;
+        let text = match &node.value {
+            Value::Scalar(s) => Spanned::new(s.text.to_string(), node.loc),
+            other => {
+                self.error(
+                    node.loc,
+                    format!(
+                        "`{key}` of {} must be one of: {}, found {}",
+                        fields.what,
+                        W::words().collect::<Vec<_>>().join(", "),
+                        other.describe()
+                    ),
+                );
+                return None;
+            }
+        };
         match W::parse_word(&text.value) {
             Some(w) => Some(Spanned::new(w, text.loc)),
             None => {
@@ -236,17 +299,18 @@ impl Decoder<'_> {
         }
     }
 
-    fn string_list(&mut self, fields: &Fields, key: &str) -> Vec<Spanned<String>> {
-        let what = fields.what.clone();
+    /// A list of strings; a null or empty item is an error, never a value.
+    fn string_list(&mut self, fields: &Fields, key: &str, form: Form) -> Vec<Spanned<String>> {
+        let subject = format!("an item of {}", fields.subject(key));
         self.list(fields, key)
             .iter()
-            .filter_map(|item| self.string(item, key, &what))
+            .filter_map(|item| self.string(item, &subject, form))
             .collect()
     }
 
     fn modules(&mut self, fields: &Fields) -> Vec<Spanned<ModuleRef>> {
         let mut out = Vec::new();
-        for item in self.string_list(fields, "modules") {
+        for item in self.string_list(fields, "modules", Form::Text) {
             match ModuleRef::parse(&item.value) {
                 Ok(m) => out.push(Spanned::new(m, item.loc)),
                 Err(message) => self.error(item.loc, message),
@@ -255,7 +319,9 @@ impl Decoder<'_> {
         out
     }
 
-    fn metadata(&mut self, fields: &Fields) -> Vec<(String, Spanned<String>)> {
+    /// Metadata: scalar values kept as written (`01` stays `01`); a null value is kept as
+    /// `None`, which removes the inherited key.
+    fn metadata(&mut self, fields: &Fields) -> Vec<MetadataEntry> {
         let mut out = Vec::new();
         let Some(node) = fields.get("metadata") else {
             return out;
@@ -271,15 +337,31 @@ impl Decoder<'_> {
             );
             return out;
         };
-        let what = format!("{} metadata", fields.what);
         for e in entries {
-            if e.key.is_empty() {
-                self.error(e.key_loc, "metadata keys may not be empty");
+            if is_empty_key(e) {
+                self.error(
+                    e.key_loc,
+                    format!("metadata keys of {} may not be empty or null", fields.what),
+                );
                 continue;
             }
-            if let Some(value) = self.string(&e.value, &e.key, &what) {
-                out.push((e.key.to_string(), value));
-            }
+            let value = match &e.value.value {
+                Value::Scalar(s) if s.is_null() => None,
+                Value::Scalar(s) => Some(s.text.to_string()),
+                other => {
+                    self.error(
+                        e.value.loc,
+                        format!(
+                            "metadata `{}` of {} must be a string, found {}",
+                            e.key,
+                            fields.what,
+                            other.describe()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            out.push((e.key.to_string(), Spanned::new(value, e.value.loc)));
         }
         out
     }
@@ -293,7 +375,7 @@ impl Decoder<'_> {
             &["version", "account", "templates", "nodes", "sdwan"],
         )?;
         self.version(&top);
-        let account = self.required_string(&top, "account");
+        let account = self.required(&top, "account", Form::Text);
         self.list(&top, "templates");
         self.list(&top, "nodes");
         if let Some(sdwan) = top.get("sdwan")
@@ -310,6 +392,8 @@ impl Decoder<'_> {
         })
     }
 
+    /// `version` is exactly `1`, plain or quoted on one line: not `01`, `+1`, `1.0` or a
+    /// block scalar.
     fn version(&mut self, top: &Fields) {
         let supported = SUPPORTED_VERSIONS
             .iter()
@@ -327,10 +411,8 @@ impl Decoder<'_> {
             Value::Scalar(s) => s.text.as_ref(),
             other => other.describe(),
         };
-        let known = matches!(&node.value, Value::Scalar(_))
-            && text
-                .parse::<u64>()
-                .is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v));
+        let known = matches!(&node.value, Value::Scalar(s) if !s.block && matches!(s.kind(), Kind::Number | Kind::Str))
+            && SUPPORTED_VERSIONS.iter().any(|v| v.to_string() == text);
         if !known {
             self.error(
                 node.loc,
@@ -339,7 +421,13 @@ impl Decoder<'_> {
         }
     }
 
+    /// Decodes one declaration, noting whether the reader refused anything in it.
+    fn refusals(&self) -> usize {
+        self.diags.errors().count()
+    }
+
     fn template(&mut self, node: &Node) -> Option<TemplateDecl> {
+        let before = self.refusals();
         let fields = self.mapping(
             node,
             "a template",
@@ -352,20 +440,20 @@ impl Decoder<'_> {
                 "metadata",
             ],
         )?;
-        let name = self.required_string(&fields, "name");
-        let fields = Fields {
-            what: format!("template `{}`", name.value),
-            ..fields
-        };
-        Some(TemplateDecl {
+        let name = self.required(&fields, "name", Form::Label);
+        let fields = fields.named("template", &name);
+        let mut template = TemplateDecl {
             loc: node.loc,
-            extends: self.optional_string(&fields, "extends"),
-            node_platform: self.optional_string(&fields, "node_platform"),
+            refused: false,
+            extends: self.optional(&fields, "extends", Form::Label),
+            node_platform: self.optional(&fields, "node_platform", Form::Text),
             architecture: self.word(&fields, "architecture"),
             modules: self.modules(&fields),
             metadata: self.metadata(&fields),
             name,
-        })
+        };
+        template.refused = self.refusals() > before;
+        Some(template)
     }
 
     fn node(&mut self, node: &Node) -> Option<NodeDecl> {
@@ -382,16 +470,13 @@ impl Decoder<'_> {
                 "metadata",
             ],
         )?;
-        let hostname = self.required_string(&fields, "hostname");
-        let fields = Fields {
-            what: format!("node `{}`", hostname.value),
-            ..fields
-        };
+        let hostname = self.required(&fields, "hostname", Form::Label);
+        let fields = fields.named("node", &hostname);
         Some(NodeDecl {
             loc: node.loc,
-            template: self.required_string(&fields, "template"),
-            region: self.required_string(&fields, "region"),
-            instance_type: self.required_string(&fields, "instance_type"),
+            template: self.required(&fields, "template", Form::Label),
+            region: self.required(&fields, "region", Form::Text),
+            instance_type: self.required(&fields, "instance_type", Form::Text),
             lifecycle_class: self
                 .word(&fields, "lifecycle_class")
                 .map(|w| w.value)
@@ -408,11 +493,8 @@ impl Decoder<'_> {
             "a network",
             &["name", "routing_mode", "peers", "virtual_ips"],
         )?;
-        let name = self.required_string(&fields, "name");
-        let fields = Fields {
-            what: format!("network `{}`", name.value),
-            ..fields
-        };
+        let name = self.required(&fields, "name", Form::Label);
+        let fields = fields.named("network", &name);
         let routing_mode = self.word(&fields, "routing_mode");
         if fields.get("routing_mode").is_none() {
             self.error(
@@ -424,7 +506,7 @@ impl Decoder<'_> {
                 ),
             );
         }
-        let network = name.value.clone();
+        let network = fields.what.clone();
         let peers = self
             .list(&fields, "peers")
             .iter()
@@ -447,12 +529,12 @@ impl Decoder<'_> {
     fn peer(&mut self, node: &Node, network: &str) -> Option<PeerDecl> {
         let fields = self.mapping(
             node,
-            format!("a peer of network `{network}`"),
+            format!("a peer of {network}"),
             &["host", "publicly_reachable"],
         )?;
         Some(PeerDecl {
             loc: node.loc,
-            host: self.required_string(&fields, "host"),
+            host: self.required(&fields, "host", Form::Label),
             publicly_reachable: self.boolean(&fields, "publicly_reachable"),
         })
     }
@@ -460,21 +542,23 @@ impl Decoder<'_> {
     fn virtual_ip(&mut self, node: &Node, network: &str) -> Option<VirtualIpDecl> {
         let fields = self.mapping(
             node,
-            format!("a virtual IP of network `{network}`"),
+            format!("a virtual IP of {network}"),
             &["name", "primary_holder", "failover_holders"],
         )?;
-        let name = self.required_string(&fields, "name");
-        let fields = Fields {
-            what: format!("virtual IP `{}`", name.value),
-            ..fields
-        };
+        let name = self.required(&fields, "name", Form::Label);
+        let fields = fields.named("virtual IP", &name);
         Some(VirtualIpDecl {
             loc: node.loc,
-            primary_holder: self.required_string(&fields, "primary_holder"),
-            failover_holders: self.string_list(&fields, "failover_holders"),
+            primary_holder: self.required(&fields, "primary_holder", Form::Label),
+            failover_holders: self.string_list(&fields, "failover_holders", Form::Label),
             name,
         })
     }
+}
+
+/// An empty key, or a plain one that YAML reads as null (`~`, `null`, or nothing).
+fn is_empty_key(e: &Entry) -> bool {
+    e.key.is_empty() || (e.key_plain && matches!(e.key.as_ref(), "~" | "null" | "Null" | "NULL"))
 }
 
 #[cfg(test)]
@@ -495,14 +579,17 @@ mod tests {
         let (fleet, d) = parse("fleet.yaml", &text);
         assert!(!d.has_errors(), "{d}");
         let fleet = fleet.unwrap();
-        assert_eq!(fleet.account.value, "acme-edge");
+        assert_eq!(fleet.account.unwrap().value, "acme-edge");
         assert_eq!(fleet.templates.len(), 2);
         assert_eq!(
             fleet.templates[1].extends.as_ref().unwrap().value,
             "edge-base"
         );
         assert_eq!(fleet.nodes.len(), 3);
-        assert_eq!(fleet.nodes[0].hostname.loc, Loc::new(22, 15));
+        assert_eq!(
+            fleet.nodes[0].hostname.as_ref().unwrap().loc,
+            Loc::new(22, 15)
+        );
         assert_eq!(fleet.networks[0].peers.len(), 3);
         assert!(fleet.networks[0].peers[0].publicly_reachable);
         assert!(!fleet.networks[0].peers[1].publicly_reachable);
@@ -552,7 +639,7 @@ mod tests {
             e,
             vec![
                 "f.yaml:5:19: error: `architecture` of template `t` is `x86`, expected one of: amd64, arm64",
-                "f.yaml:6:14: error: `modules` of template `t` must be a list, found a scalar",
+                "f.yaml:6:14: error: `modules` of template `t` must be a list, found a string",
                 "f.yaml:7:15: error: `metadata` of template `t` must be a mapping of strings, found a list",
                 "f.yaml:11:21: error: `routing_mode` of network `n` is `bgp`, expected one of: ibgp, ebgp, static; did you mean `ebgp`?",
                 "f.yaml:14:31: error: `publicly_reachable` of a peer of network `n` must be true or false, found `yes`",
@@ -570,11 +657,11 @@ mod tests {
     #[test]
     fn module_syntax_is_checked() {
         let e = errors(&format!(
-            "{MINIMAL}templates:\n  - name: t\n    modules: [nginx@1.2, ok@1.0.0, Bad]\n"
+            "{MINIMAL}templates:\n  - name: t\n    modules: [nginx@v1, ok@1.0, Bad]\n"
         ));
         assert_eq!(e.len(), 2, "{e:?}");
-        assert!(e[0].starts_with("f.yaml:5:15: error: module `nginx@1.2` has an invalid pin"));
-        assert!(e[1].starts_with("f.yaml:5:36: error: module name `Bad`"));
+        assert!(e[0].starts_with("f.yaml:5:15: error: module `nginx@v1` has an invalid pin"));
+        assert!(e[1].starts_with("f.yaml:5:33: error: module name `Bad`"));
     }
 
     #[test]
@@ -618,7 +705,98 @@ mod tests {
         assert!(!d.has_errors(), "{d}");
         let md = &fleet.unwrap().templates[0].metadata;
         assert_eq!(md[0].0, "rack");
-        assert_eq!(md[0].1.value, "01");
-        assert_eq!(md[1].1.value, "true");
+        assert_eq!(md[0].1.value.as_deref(), Some("01"));
+        assert_eq!(md[1].1.value.as_deref(), Some("true"));
+    }
+
+    #[test]
+    fn metadata_nulls_are_kept_as_removals_and_null_keys_refused() {
+        let (fleet, d) = parse(
+            "f.yaml",
+            format!("{MINIMAL}templates:\n  - name: t\n    metadata: {{a: ~, b: null, c: '~', d: True}}\n")
+                .as_bytes(),
+        );
+        assert!(!d.has_errors(), "{d}");
+        let md = &fleet.unwrap().templates[0].metadata;
+        let values: Vec<Option<&str>> = md.iter().map(|(_, v)| v.value.as_deref()).collect();
+        assert_eq!(values, [None, None, Some("~"), Some("True")]);
+        for key in ["~", "null", "''", "\"\""] {
+            let e = errors(&format!(
+                "{MINIMAL}templates:\n  - name: t\n    metadata: {{{key}: x}}\n"
+            ));
+            assert_eq!(
+                e,
+                ["f.yaml:5:16: error: metadata keys of template `t` may not be empty or null"],
+                "{key}"
+            );
+        }
+        // Quoted, `~` is an ordinary key.
+        assert!(
+            errors(&format!(
+                "{MINIMAL}templates:\n  - name: t\n    metadata: {{'~': x}}\n"
+            ))
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn strings_are_strings_and_never_empty() {
+        let e = errors(&format!(
+            "{MINIMAL}nodes:\n  - {{hostname: '', template: 0x1f, region: r, instance_type: ~}}\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "f.yaml:4:5: error: missing required key `instance_type` in a node",
+                "f.yaml:4:16: error: `hostname` of a node may not be empty",
+                "f.yaml:4:30: error: `template` of a node must be a string, found a number `0x1f`; quote it to use it as text",
+            ]
+        );
+    }
+
+    #[test]
+    fn core_schema_booleans_are_booleans() {
+        for (text, public) in [
+            ("true", true),
+            ("True", true),
+            ("TRUE", true),
+            ("False", false),
+        ] {
+            let (fleet, d) = parse(
+                "f.yaml",
+                format!("{MINIMAL}sdwan:\n  networks:\n    - {{name: w, routing_mode: ibgp, peers: [{{host: n, publicly_reachable: {text}}}]}}\n").as_bytes(),
+            );
+            assert!(!d.has_errors(), "{d}");
+            assert_eq!(
+                fleet.unwrap().networks[0].peers[0].publicly_reachable,
+                public
+            );
+        }
+        for text in ["yes", "'true'", "1", "on"] {
+            let e = errors(&format!(
+                "{MINIMAL}sdwan:\n  networks:\n    - {{name: w, routing_mode: ibgp, peers: [{{host: n, publicly_reachable: {text}}}]}}\n"
+            ));
+            assert_eq!(e.len(), 1, "{text}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn version_is_exactly_one() {
+        for ok in ["1", "'1'", "\"1\""] {
+            assert!(
+                errors(&format!("version: {ok}\naccount: a\n")).is_empty(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "'001'", "\"+1\"", "+01", "01", "1.0", "0x1", "|\n  1", ">\n  1", "true", "~",
+        ] {
+            let e = errors(&format!("version: {bad}\naccount: a\n"));
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            assert!(
+                e[0].starts_with("f.yaml:1:") && e[0].contains("version"),
+                "{bad}: {e:?}"
+            );
+        }
     }
 }

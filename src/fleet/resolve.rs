@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::diag::Diagnostics;
+use super::diag::{Diagnostics, Loc};
 use super::model::*;
 use super::object::*;
 use super::validate::{ancestry, first_declarations};
@@ -22,29 +22,32 @@ pub struct DesiredState {
     pub objects: Vec<FleetObject>,
 }
 
-/// Resolves a validated fleet (one with no errors) into its desired objects.
+/// Resolves a validated fleet (one with no errors) into its desired objects. A fleet
+/// that was not validated is refused with an error, never a panic.
 pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredState, Diagnostics> {
+    let file = fleet.file.as_str();
+    let account = need(file, fleet.account.as_ref(), Loc::new(1, 1))?;
     if let Some(expected) = options.expected_account
-        && fleet.account.value != expected
+        && account != expected
     {
         let mut d = Diagnostics::default();
         d.error(
             &fleet.file,
-            fleet.account.loc,
+            fleet.account.as_ref().map_or(Loc::new(1, 1), |a| a.loc),
             format!(
-                "account `{}` does not match the repository's account `{expected}`; refusing to plan another account's fleet",
-                fleet.account.value
+                "account `{account}` does not match the repository's account `{expected}`; refusing to plan another account's fleet"
             ),
         );
         return Err(d);
     }
 
     let by_name = first_declarations(&fleet.templates);
-    let templates: HashMap<&str, FleetTemplateSpec> = fleet
-        .templates
-        .iter()
-        .map(|t| (t.name.value.as_str(), flatten(t, &by_name)))
-        .collect();
+    let mut templates: HashMap<&str, FleetTemplateSpec> = HashMap::with_capacity(by_name.len());
+    for t in &fleet.templates {
+        let name = need(file, t.name.as_ref(), t.loc)?;
+        let spec = flatten(t, &by_name).ok_or_else(|| unchecked(file, t.loc))?;
+        templates.insert(name, spec);
+    }
 
     let mut objects = Vec::with_capacity(
         fleet.templates.len()
@@ -60,7 +63,10 @@ pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredSta
         push(name, Spec::FleetTemplate(spec.clone()));
     }
     for node in &fleet.nodes {
-        let template = &templates[node.template.value.as_str()];
+        let template_name = need(file, node.template.as_ref(), node.loc)?;
+        let template = templates
+            .get(template_name)
+            .ok_or_else(|| unchecked(file, node.loc))?;
         let modules = if node.modules.is_empty() {
             Arc::clone(&template.modules)
         } else {
@@ -71,59 +77,90 @@ pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredSta
         let mut metadata = template.metadata.clone();
         merge_metadata(&mut metadata, &node.metadata);
         let spec = FleetNodeSpec {
-            template: node.template.value.clone(),
+            template: template_name.to_owned(),
             node_platform: template.node_platform.clone(),
             architecture: template.architecture,
             modules,
             metadata,
-            region: node.region.value.clone(),
-            instance_type: node.instance_type.value.clone(),
+            region: need(file, node.region.as_ref(), node.loc)?.to_owned(),
+            instance_type: need(file, node.instance_type.as_ref(), node.loc)?.to_owned(),
             lifecycle_class: node.lifecycle_class,
         };
-        push(&node.hostname.value, Spec::FleetNode(spec));
+        push(
+            need(file, node.hostname.as_ref(), node.loc)?,
+            Spec::FleetNode(spec),
+        );
     }
     for net in &fleet.networks {
-        let network = net.name.value.as_str();
+        let network = need(file, net.name.as_ref(), net.loc)?;
         let routing_mode = net
             .routing_mode
             .as_ref()
-            .expect("validated: routing_mode is present")
+            .ok_or_else(|| unchecked(file, net.loc))?
             .value;
         push(
             network,
             Spec::SdwanNetwork(SdwanNetworkSpec { routing_mode }),
         );
         for peer in &net.peers {
+            let host = need(file, peer.host.as_ref(), peer.loc)?;
             let spec = SdwanPeerSpec {
                 network: network.to_owned(),
-                host: peer.host.value.clone(),
+                host: host.to_owned(),
                 publicly_reachable: peer.publicly_reachable,
             };
-            push(&peer_name(network, &peer.host.value), Spec::SdwanPeer(spec));
+            push(&peer_name(network, host), Spec::SdwanPeer(spec));
         }
         for vip in &net.virtual_ips {
             let spec = VirtualIpSpec {
                 network: network.to_owned(),
-                primary_holder: vip.primary_holder.value.clone(),
+                primary_holder: need(file, vip.primary_holder.as_ref(), vip.loc)?.to_owned(),
                 failover_holders: vip
                     .failover_holders
                     .iter()
                     .map(|h| h.value.clone())
                     .collect(),
             };
-            push(&peer_name(network, &vip.name.value), Spec::VirtualIp(spec));
+            let name = need(file, vip.name.as_ref(), vip.loc)?;
+            push(&peer_name(network, name), Spec::VirtualIp(spec));
         }
     }
     objects.sort_by(|a, b| (a.kind(), &a.name).cmp(&(b.kind(), &b.name)));
     Ok(DesiredState {
-        account: fleet.account.value.clone(),
+        account: account.to_owned(),
         objects,
     })
 }
 
+/// The error for a fleet that has faults `validate` would have reported.
+fn unchecked(file: &str, loc: Loc) -> Diagnostics {
+    let mut d = Diagnostics::default();
+    d.error(
+        file,
+        loc,
+        "the fleet has errors that were not reported; validate it before resolving",
+    );
+    d
+}
+
+/// A value validation guarantees, or the error for a fleet that was not validated.
+fn need<'f>(
+    file: &str,
+    value: Option<&'f Spanned<String>>,
+    loc: Loc,
+) -> Result<&'f str, Diagnostics> {
+    value
+        .map(|v| v.value.as_str())
+        .ok_or_else(|| unchecked(file, loc))
+}
+
 /// A template with everything it inherits: modules appended root first with a child's pin
-/// replacing its parent's in place, metadata merged child-wins, scalars from the nearest.
-fn flatten(template: &TemplateDecl, by_name: &HashMap<&str, &TemplateDecl>) -> FleetTemplateSpec {
+/// replacing its parent's in place, metadata merged child-wins (a null removes the key),
+/// scalars from the nearest. `None` if the chain lacks a scalar (validation reports it).
+fn flatten(
+    template: &TemplateDecl,
+    by_name: &HashMap<&str, &TemplateDecl>,
+) -> Option<FleetTemplateSpec> {
     let chain = ancestry(template, by_name);
     let mut modules = Vec::new();
     let mut metadata = Metadata::new();
@@ -131,20 +168,15 @@ fn flatten(template: &TemplateDecl, by_name: &HashMap<&str, &TemplateDecl>) -> F
         merge_modules(&mut modules, &t.modules);
         merge_metadata(&mut metadata, &t.metadata);
     }
-    let nearest_platform = chain.iter().find_map(|t| t.node_platform.as_ref());
-    let nearest_architecture = chain.iter().find_map(|t| t.architecture.as_ref());
-    FleetTemplateSpec {
+    let nearest_platform = chain.iter().find_map(|t| t.node_platform.as_ref())?;
+    let nearest_architecture = chain.iter().find_map(|t| t.architecture.as_ref())?;
+    Some(FleetTemplateSpec {
         extends: template.extends.as_ref().map(|p| p.value.clone()),
-        node_platform: nearest_platform
-            .expect("validated: the chain provides node_platform")
-            .value
-            .clone(),
-        architecture: nearest_architecture
-            .expect("validated: the chain provides architecture")
-            .value,
+        node_platform: nearest_platform.value.clone(),
+        architecture: nearest_architecture.value,
         modules: modules.into(),
         metadata,
-    }
+    })
 }
 
 fn merge_modules(into: &mut Vec<String>, own: &[Spanned<ModuleRef>]) {
@@ -163,9 +195,16 @@ fn merge_modules(into: &mut Vec<String>, own: &[Spanned<ModuleRef>]) {
     }
 }
 
-fn merge_metadata(into: &mut Metadata, own: &[(String, Spanned<String>)]) {
+fn merge_metadata(into: &mut Metadata, own: &[MetadataEntry]) {
     for (k, v) in own {
-        into.insert(k.clone(), v.value.clone());
+        match &v.value {
+            Some(value) => {
+                into.insert(k.clone(), value.clone());
+            }
+            None => {
+                into.remove(k);
+            }
+        }
     }
 }
 
@@ -261,6 +300,43 @@ mod tests {
         );
         assert_eq!(node["nodePlatform"], "p2");
         assert_eq!(node["lifecycleClass"], "ephemeral");
+    }
+
+    /// A null metadata value removes the inherited key; a quoted `~` is the text `~`.
+    #[test]
+    fn a_null_metadata_value_removes_the_inherited_key() {
+        let d = desired(
+            "version: 1\naccount: a\ntemplates:\n\
+             - {name: base, node_platform: p, architecture: amd64, metadata: {x: 1, y: 2, z: 3}}\n\
+             - {name: leaf, extends: base, metadata: {x: ~, w: ~}}\n\
+             nodes:\n- {hostname: n, template: leaf, region: r, instance_type: i, metadata: {y: null, v: '~'}}\n",
+        );
+        assert_eq!(
+            spec(&d, ObjectKind::FleetTemplate, "leaf")["metadata"],
+            json!({"y": "2", "z": "3"})
+        );
+        assert_eq!(
+            spec(&d, ObjectKind::FleetNode, "n")["metadata"],
+            json!({"z": "3", "v": "~"})
+        );
+    }
+
+    /// A fleet that skipped validation is refused, not a panic.
+    #[test]
+    fn an_unvalidated_fleet_is_an_error_not_a_panic() {
+        for text in [
+            "version: 1\naccount: a\ntemplates:\n  - {name: ''}\n",
+            "version: 1\naccount: a\ntemplates:\n  - {name: t}\n",
+            "version: 1\naccount: a\nnodes:\n  - {hostname: n, template: t, region: r, instance_type: i}\n",
+            "version: 1\naccount: ''\n",
+            "version: 1\naccount: a\nsdwan: {networks: [{name: w}]}\n",
+        ] {
+            let (fleet, _) = crate::fleet::parse::parse("f.yaml", text.as_bytes());
+            assert!(
+                resolve(&fleet.unwrap(), &ResolveOptions::default()).is_err(),
+                "{text}"
+            );
+        }
     }
 
     #[test]

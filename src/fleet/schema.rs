@@ -1,31 +1,56 @@
 //! A JSON Schema of fleet.yaml v1, for editors (the YAML language server) to check a
 //! fleet file as it is typed. It states the shape — keys, types, enums, name and module
-//! patterns; the cross-references (a node's template exists, a holder is a peer) are
-//! the validator's, which runs in `fleetgate validate` and in the operator.
+//! patterns — and accepts exactly what the reader (`parse`) accepts, with the YAML 1.2
+//! core schema typing scalars as an editor does. The relations between values (a
+//! node's template exists, names are unique, a holder is a peer) are the validator's.
+//!
+//! Beyond a schema's reach, because the YAML to JSON step erases the spelling: the reader
+//! refuses `version: 01`, `+1`, `1.0` or a block scalar, while JSON sees the number 1;
+//! and it refuses anchors, tags, duplicate keys and raw control characters.
 
 use serde_json::{Value, json};
 
 const LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
-const MODULE: &str = r"^[a-z0-9][a-z0-9._-]*(@(blessed|live|(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?))?$";
+/// `name`, `name@blessed`, `name@live` or `name@VERSION`; see `model::is_version`.
+const MODULE: &str =
+    r"^[a-z0-9][a-z0-9._-]{0,252}(@(blessed|live|[0-9]([0-9A-Za-z.+~:_-]{0,126}[0-9A-Za-z])?))?$";
+
+/// An optional key: null means absent, as in the reader.
+fn optional(mut schema: Value) -> Value {
+    match schema.get_mut("enum").and_then(Value::as_array_mut) {
+        Some(values) => values.push(Value::Null),
+        None => match schema.get("type").cloned() {
+            Some(Value::String(t)) => schema["type"] = json!([t, "null"]),
+            _ => return json!({"anyOf": [schema, {"type": "null"}]}),
+        },
+    }
+    schema
+}
 
 fn label(description: &str) -> Value {
     json!({"type": "string", "pattern": LABEL, "maxLength": 63, "description": description})
 }
 
+/// A non-empty string. Numbers and booleans are refused, as by the reader: quote them.
+fn text(description: &str) -> Value {
+    json!({"type": "string", "minLength": 1, "description": description})
+}
+
+fn list(description: &str, items: Value) -> Value {
+    optional(json!({"type": "array", "description": description, "items": items}))
+}
+
 fn modules(description: &str) -> Value {
-    json!({
-        "type": "array",
-        "description": description,
-        "items": {"type": "string", "pattern": MODULE},
-    })
+    list(description, json!({"type": "string", "pattern": MODULE}))
 }
 
 fn metadata(description: &str) -> Value {
-    json!({
+    optional(json!({
         "type": "object",
         "description": description,
-        "additionalProperties": {"type": ["string", "number", "boolean"]},
-    })
+        "propertyNames": {"minLength": 1},
+        "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+    }))
 }
 
 fn template() -> Value {
@@ -35,11 +60,11 @@ fn template() -> Value {
         "required": ["name"],
         "properties": {
             "name": label("Unique among templates."),
-            "extends": label("The parent template: its values are inherited, its modules come first."),
-            "node_platform": {"type": "string", "description": "Operating system image, such as ubuntu-24.04-amd64; inherited unless set."},
-            "architecture": {"enum": ["amd64", "arm64"], "description": "CPU architecture; inherited unless set."},
+            "extends": optional(label("The parent template: its values are inherited, its modules come first.")),
+            "node_platform": optional(text("Operating system image, such as ubuntu-24.04-amd64; inherited unless set.")),
+            "architecture": optional(json!({"enum": ["amd64", "arm64"], "description": "CPU architecture; inherited unless set."})),
             "modules": modules("Appended to the parent's; the same name overrides the parent's pin. `name`, `name@1.2.3`, `name@blessed` or `name@live`."),
-            "metadata": metadata("String labels, merged with the parent's (this template wins)."),
+            "metadata": metadata("String labels, merged with the parent's (this template wins; a null value removes the parent's key)."),
         },
     })
 }
@@ -52,11 +77,11 @@ fn node() -> Value {
         "properties": {
             "hostname": label("Unique among nodes."),
             "template": label("The template the node is built from."),
-            "region": {"type": "string", "minLength": 1, "description": "Where the machine runs, such as ap-tokyo-1."},
-            "instance_type": {"type": "string", "minLength": 1, "description": "Machine size, such as t3-medium."},
-            "lifecycle_class": {"enum": ["persistent", "ephemeral"], "default": "persistent"},
+            "region": text("Where the machine runs, such as ap-tokyo-1."),
+            "instance_type": text("Machine size, such as t3-medium."),
+            "lifecycle_class": optional(json!({"enum": ["persistent", "ephemeral"], "default": "persistent"})),
             "modules": modules("Appended after the template's."),
-            "metadata": metadata("Merged over the template's (the node wins)."),
+            "metadata": metadata("Merged over the template's (the node wins; a null value removes the template's key)."),
         },
     })
 }
@@ -68,7 +93,7 @@ fn peer() -> Value {
         "required": ["host"],
         "properties": {
             "host": label("A node; once per network."),
-            "publicly_reachable": {"type": "boolean", "default": false},
+            "publicly_reachable": optional(json!({"type": "boolean", "default": false})),
         },
     })
 }
@@ -81,12 +106,10 @@ fn virtual_ip() -> Value {
         "properties": {
             "name": label("Unique within the network."),
             "primary_holder": label("A peer of this network."),
-            "failover_holders": {
-                "type": "array",
-                "uniqueItems": true,
-                "description": "Peers of this network, distinct, not the primary, in order of preference.",
-                "items": {"type": "string", "pattern": LABEL},
-            },
+            "failover_holders": list(
+                "Peers of this network, distinct, not the primary, in order of preference.",
+                json!({"type": "string", "pattern": LABEL, "maxLength": 63}),
+            ),
         },
     })
 }
@@ -99,8 +122,8 @@ fn network() -> Value {
         "properties": {
             "name": label("Unique among networks."),
             "routing_mode": {"enum": ["ibgp", "ebgp", "static"]},
-            "peers": {"type": "array", "items": peer()},
-            "virtual_ips": {"type": "array", "items": virtual_ip()},
+            "peers": list("The nodes taking part.", peer()),
+            "virtual_ips": list("Addresses that move between peers.", virtual_ip()),
         },
     })
 }
@@ -114,15 +137,15 @@ pub fn fleet_schema() -> Value {
         "additionalProperties": false,
         "required": ["version", "account"],
         "properties": {
-            "version": {"description": "Format version; only 1 is supported.", "enum": [1, "1"]},
-            "account": {"type": "string", "minLength": 1, "description": "The account this fleet belongs to; must equal the GitopsRepository's spec.account when that is set."},
-            "templates": {"type": "array", "description": "Node templates; a template may extend another.", "items": template()},
-            "nodes": {"type": "array", "description": "The machines.", "items": node()},
-            "sdwan": {
+            "version": {"description": "Format version; only 1 is supported, written `1` or `\"1\"`.", "enum": [1, "1"]},
+            "account": text("The account this fleet belongs to; must equal the GitopsRepository's spec.account when that is set."),
+            "templates": list("Node templates; a template may extend another.", template()),
+            "nodes": list("The machines.", node()),
+            "sdwan": optional(json!({
                 "type": "object",
                 "additionalProperties": false,
-                "properties": {"networks": {"type": "array", "items": network()}},
-            },
+                "properties": {"networks": list("SD-WAN networks.", network())},
+            })),
         },
     })
 }

@@ -6,22 +6,15 @@ use std::collections::{HashMap, HashSet};
 use super::diag::{Diagnostics, Loc, did_you_mean};
 use super::model::*;
 
-/// Checks `fleet` and appends every error and warning to `diags`.
+/// Checks `fleet` and appends every error and warning to `diags`. The reader already
+/// checked the form of every value; these are the checks between values.
 pub fn validate(fleet: &FleetFile, diags: &mut Diagnostics) {
     let mut v = Validator {
         file: &fleet.file,
         diags,
     };
-    let templates = v.unique_names(
-        "template",
-        fleet.templates.iter().map(|t| &t.name),
-        is_dns1123_label,
-    );
-    let nodes = v.unique_names(
-        "node",
-        fleet.nodes.iter().map(|n| &n.hostname),
-        is_dns1123_label,
-    );
+    let templates = v.unique_names("template", fleet.templates.iter().map(|t| &t.name));
+    let nodes = v.unique_names("node", fleet.nodes.iter().map(|n| &n.hostname));
     v.templates(fleet, &templates);
     v.nodes(fleet, &templates);
     v.networks(fleet, &nodes);
@@ -32,31 +25,19 @@ struct Validator<'a> {
     diags: &'a mut Diagnostics,
 }
 
-const LABEL_RULE: &str = "lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters";
-
 impl Validator<'_> {
     fn error(&mut self, loc: Loc, message: impl Into<String>) {
         self.diags.error(self.file, loc, message);
     }
 
-    /// Checks names for form and uniqueness; returns each name with its first position.
+    /// Checks names for uniqueness; returns each name with its first position.
     fn unique_names<'n>(
         &mut self,
         what: &str,
-        names: impl Iterator<Item = &'n Spanned<String>>,
-        valid: fn(&str) -> bool,
+        names: impl Iterator<Item = &'n Option<Spanned<String>>>,
     ) -> HashMap<&'n str, Loc> {
         let mut seen: HashMap<&str, Loc> = HashMap::new();
-        for name in names.filter(|n| !n.is_missing()) {
-            if !valid(&name.value) {
-                self.error(
-                    name.loc,
-                    format!(
-                        "{what} name `{}` is not a valid DNS-1123 label: {LABEL_RULE}",
-                        name.value
-                    ),
-                );
-            }
+        for name in names.flatten() {
             match seen.get(name.value.as_str()) {
                 Some(first) => self.error(
                     name.loc,
@@ -79,13 +60,12 @@ impl Validator<'_> {
         reference: &Spanned<String>,
         declared: &HashMap<&str, T>,
         message: impl FnOnce() -> String,
-    ) -> bool {
-        if reference.is_missing() || declared.contains_key(reference.value.as_str()) {
-            return true;
+    ) {
+        if declared.contains_key(reference.value.as_str()) {
+            return;
         }
         let hint = did_you_mean(&reference.value, declared.keys().copied());
         self.error(reference.loc, format!("{}{hint}", message()));
-        false
     }
 
     fn modules(&mut self, owner: &str, modules: &[Spanned<ModuleRef>]) {
@@ -116,7 +96,7 @@ impl Validator<'_> {
     fn templates(&mut self, fleet: &FleetFile, declared: &HashMap<&str, Loc>) {
         let by_name = first_declarations(&fleet.templates);
         for t in &fleet.templates {
-            let owner = format!("template `{}`", t.name.value);
+            let owner = owner("template", &t.name);
             if let Some(parent) = &t.extends {
                 self.reference(parent, declared, || {
                     format!(
@@ -130,26 +110,29 @@ impl Validator<'_> {
         let in_cycle = self.extends_cycles(fleet, &by_name);
         // Scalars are inherited, so the chain as a whole must provide them.
         for t in &fleet.templates {
-            let duplicate = !by_name
-                .get(t.name.value.as_str())
+            let Some(name) = &t.name else { continue };
+            let first = by_name
+                .get(name.value.as_str())
                 .is_some_and(|first| std::ptr::eq(*first, t));
-            if t.name.is_missing() || duplicate || in_cycle.contains(t.name.value.as_str()) {
+            if !first || in_cycle.contains(name.value.as_str()) {
                 continue;
             }
             let chain = ancestry(t, &by_name);
+            // A refused value or a dangling parent is already reported.
             if chain.iter().any(|a| {
-                a.extends
-                    .as_ref()
-                    .is_some_and(|p| !by_name.contains_key(p.value.as_str()))
+                a.refused
+                    || a.extends
+                        .as_ref()
+                        .is_some_and(|p| !by_name.contains_key(p.value.as_str()))
             }) {
-                continue; // the dangling parent is already reported
+                continue;
             }
             if !chain.iter().any(|a| a.node_platform.is_some()) {
                 self.error(
                     t.loc,
                     format!(
                         "template `{}` has no `node_platform` and inherits none",
-                        t.name.value
+                        name.value
                     ),
                 );
             }
@@ -158,7 +141,7 @@ impl Validator<'_> {
                     t.loc,
                     format!(
                         "template `{}` has no `architecture` and inherits none",
-                        t.name.value
+                        name.value
                     ),
                 );
             }
@@ -174,125 +157,119 @@ impl Validator<'_> {
         let mut in_cycle: HashSet<&str> = HashSet::new();
         let mut done: HashSet<&str> = HashSet::new();
         for start in &fleet.templates {
-            let mut path: Vec<&TemplateDecl> = Vec::new();
-            let mut current = Some(start);
-            while let Some(t) = current {
-                let name = t.name.value.as_str();
+            let mut path: Vec<(&str, &TemplateDecl)> = Vec::new();
+            let mut current = start.name.as_ref().map(|n| (n.value.as_str(), start));
+            while let Some((name, t)) = current {
                 if done.contains(name) {
                     break;
                 }
-                if let Some(pos) = path.iter().position(|p| p.name.value == name) {
+                if let Some(pos) = path.iter().position(|(p, _)| *p == name) {
                     let cycle = &path[pos..];
-                    let first = cycle
+                    let start_at = cycle
                         .iter()
-                        .min_by_key(|t| t.loc)
-                        .expect("cycle is not empty");
-                    let start_at = cycle.iter().position(|t| t.loc == first.loc).unwrap_or(0);
+                        .enumerate()
+                        .min_by_key(|(_, (_, t))| t.loc)
+                        .map_or(0, |(i, _)| i);
                     let mut names: Vec<&str> = cycle[start_at..]
                         .iter()
                         .chain(&cycle[..start_at])
-                        .map(|t| t.name.value.as_str())
+                        .map(|(n, _)| *n)
                         .collect();
                     names.push(names[0]);
                     self.error(
-                        first.loc,
+                        cycle[start_at].1.loc,
                         format!(
                             "templates extend each other in a cycle: {}",
                             names.join(" -> ")
                         ),
                     );
-                    in_cycle.extend(cycle.iter().map(|t| t.name.value.as_str()));
+                    in_cycle.extend(cycle.iter().map(|(n, _)| *n));
                     break;
                 }
-                path.push(t);
-                current = t
-                    .extends
-                    .as_ref()
-                    .and_then(|p| by_name.get(p.value.as_str()).copied());
+                path.push((name, t));
+                current = t.extends.as_ref().and_then(|p| {
+                    by_name
+                        .get_key_value(p.value.as_str())
+                        .map(|(n, t)| (*n, *t))
+                });
             }
-            done.extend(path.iter().map(|t| t.name.value.as_str()));
+            done.extend(path.iter().map(|(n, _)| *n));
         }
         in_cycle
     }
 
     fn nodes(&mut self, fleet: &FleetFile, templates: &HashMap<&str, Loc>) {
         for n in &fleet.nodes {
-            let owner = format!("node `{}`", n.hostname.value);
-            self.reference(&n.template, templates, || {
-                format!(
-                    "{owner} uses template `{}`, which is not declared",
-                    n.template.value
-                )
-            });
+            let owner = owner("node", &n.hostname);
+            if let Some(template) = &n.template {
+                self.reference(template, templates, || {
+                    format!(
+                        "{owner} uses template `{}`, which is not declared",
+                        template.value
+                    )
+                });
+            }
             self.modules(&owner, &n.modules);
         }
     }
 
     fn networks(&mut self, fleet: &FleetFile, nodes: &HashMap<&str, Loc>) {
-        self.unique_names(
-            "network",
-            fleet.networks.iter().map(|n| &n.name),
-            is_dns1123_label,
-        );
+        self.unique_names("network", fleet.networks.iter().map(|n| &n.name));
         for net in &fleet.networks {
-            let network = net.name.value.as_str();
+            let network = owner("network", &net.name);
             let mut peers: HashMap<&str, Loc> = HashMap::new();
-            for p in &net.peers {
-                self.reference(&p.host, nodes, || {
-                    format!(
-                        "peer `{}` of network `{network}` is not a declared node",
-                        p.host.value
-                    )
+            for host in net.peers.iter().filter_map(|p| p.host.as_ref()) {
+                self.reference(host, nodes, || {
+                    format!("peer `{}` of {network} is not a declared node", host.value)
                 });
-                if p.host.is_missing() {
-                    continue;
-                }
-                if let Some(first) = peers.insert(&p.host.value, p.loc) {
+                if let Some(first) = peers.insert(&host.value, host.loc) {
                     self.error(
-                        p.host.loc,
+                        host.loc,
                         format!(
-                            "`{}` is a peer of network `{network}` twice (first at line {})",
-                            p.host.value, first.line
+                            "`{}` is a peer of {network} twice (first at line {})",
+                            host.value, first.line
                         ),
                     );
                 }
             }
             self.unique_names(
-                &format!("virtual IP of network `{network}`:"),
+                &format!("virtual IP of {network}:"),
                 net.virtual_ips.iter().map(|v| &v.name),
-                is_dns1123_label,
             );
             for vip in &net.virtual_ips {
-                self.virtual_ip(network, vip, &peers);
+                self.virtual_ip(&network, vip, &peers);
             }
-            if !net.name.is_missing() && !net.peers.iter().any(|p| p.publicly_reachable) {
+            if net.name.is_some() && !net.peers.iter().any(|p| p.publicly_reachable) {
                 self.diags.warning(
                     self.file,
                     net.loc,
-                    format!("network `{network}` has no publicly reachable peer"),
+                    format!("{network} has no publicly reachable peer"),
                 );
             }
         }
     }
 
     fn virtual_ip(&mut self, network: &str, vip: &VirtualIpDecl, peers: &HashMap<&str, Loc>) {
-        let name = &vip.name.value;
+        let name = owner("virtual IP", &vip.name);
         let not_a_peer = |role: &str, holder: &str| {
-            format!("{role} `{holder}` of virtual IP `{name}` is not a peer of network `{network}`")
+            format!("{role} `{holder}` of {name} is not a peer of {network}")
         };
-        self.reference(&vip.primary_holder, peers, || {
-            not_a_peer("primary holder", &vip.primary_holder.value)
-        });
+        if let Some(primary) = &vip.primary_holder {
+            self.reference(primary, peers, || {
+                not_a_peer("primary holder", &primary.value)
+            });
+        }
+        let primary = vip.primary_holder.as_ref().map(|p| p.value.as_str());
         let mut seen: HashMap<&str, Loc> = HashMap::new();
         for holder in &vip.failover_holders {
             self.reference(holder, peers, || {
                 not_a_peer("failover holder", &holder.value)
             });
-            if holder.value == vip.primary_holder.value {
+            if Some(holder.value.as_str()) == primary {
                 self.error(
                     holder.loc,
                     format!(
-                        "`{}` is the primary holder of virtual IP `{name}` and cannot also be a failover holder",
+                        "`{}` is the primary holder of {name} and cannot also be a failover holder",
                         holder.value
                     ),
                 );
@@ -301,7 +278,7 @@ impl Validator<'_> {
                 self.error(
                     holder.loc,
                     format!(
-                        "failover holder `{}` of virtual IP `{name}` is listed twice (first at line {})",
+                        "failover holder `{}` of {name} is listed twice (first at line {})",
                         holder.value, first.line
                     ),
                 );
@@ -310,11 +287,22 @@ impl Validator<'_> {
     }
 }
 
+/// How a declaration is named in messages: "template `edge`", or "a template" when its
+/// name was refused.
+fn owner(kind: &str, name: &Option<Spanned<String>>) -> String {
+    match name {
+        Some(name) => format!("{kind} `{}`", name.value),
+        None => format!("a {kind}"),
+    }
+}
+
 /// Templates by name; a duplicate name (reported elsewhere) maps to its first declaration.
 pub(crate) fn first_declarations(templates: &[TemplateDecl]) -> HashMap<&str, &TemplateDecl> {
     let mut by_name = HashMap::with_capacity(templates.len());
     for t in templates {
-        by_name.entry(t.name.value.as_str()).or_insert(t);
+        if let Some(name) = &t.name {
+            by_name.entry(name.value.as_str()).or_insert(t);
+        }
     }
     by_name
 }
@@ -376,7 +364,7 @@ mod tests {
         assert_eq!(
             e,
             vec![
-                "f.yaml:7:11: error: template name `Base_2` is not a valid DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters",
+                "f.yaml:7:11: error: `name` of a template is `Base_2`, not a valid DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters",
                 "f.yaml:9:11: error: duplicate template `base` (first declared at line 4)",
             ]
         );
@@ -408,6 +396,24 @@ mod tests {
                 "f.yaml:10:5: error: templates extend each other in a cycle: d -> d",
                 "f.yaml:12:5: error: template `e` has no `node_platform` and inherits none",
                 "f.yaml:12:5: error: template `e` has no `architecture` and inherits none",
+            ]
+        );
+    }
+
+    /// An empty or refused name is reported once by the reader and is no name at all
+    /// here: no duplicate of another empty name, no reference to it, no follow-on error.
+    #[test]
+    fn refused_names_and_values_cause_no_follow_on_errors() {
+        let e = errors(&format!(
+            "{HEAD}{BASE}  - {{name: ''}}\n  - {{name: ''}}\n  - {{name: bad, extends: base, architecture: x86}}\n  - {{name: child, extends: bad}}\nnodes:\n  - {{hostname: n, template: '', region: r, instance_type: i}}\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "f.yaml:7:12: error: `name` of a template may not be empty",
+                "f.yaml:8:12: error: `name` of a template may not be empty",
+                "f.yaml:9:46: error: `architecture` of template `bad` is `x86`, expected one of: amd64, arm64",
+                "f.yaml:12:29: error: `template` of node `n` may not be empty",
             ]
         );
     }
