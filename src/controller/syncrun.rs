@@ -15,7 +15,7 @@ use serde_json::json;
 use tracing::{info, instrument};
 
 use super::apply;
-use super::context::{Context, object_key, truncate};
+use super::context::{Context, object_key, off_runtime, truncate};
 use super::error::{Error, Result};
 use super::gitsource;
 use super::planstore;
@@ -232,7 +232,8 @@ async fn plan(run: &SyncRun, ctx: &Context, mut status: SyncRunStatus) -> Result
         Ok(Computed::Planned(planned)) => {
             record(run, ctx, &repo, status, planned, raw_exclusions).await
         }
-        Err(e @ Error::Source(_)) => {
+        Err(e @ (Error::Source(_) | Error::Panicked(_))) => {
+            // Neither is fixed by retrying the same revision.
             let reason = e.label();
             fail(ctx, run, status, reason, e.to_string()).await
         }
@@ -261,11 +262,17 @@ async fn compute(
     repo: &GitopsRepository,
     exclude: &[ObjectRef],
 ) -> Result<Computed> {
-    let bytes = gitsource::read_fleet_file(ctx, &ctx.git_locks, repo, &run.spec.revision).await?;
-    let options = ResolveOptions {
-        expected_account: repo.spec.account.as_deref(),
-    };
-    let (desired, warnings) = match fleet::desired_state(&repo.spec.path, &bytes, &options) {
+    let bytes = gitsource::read_fleet_file(&ctx.git, &ctx.client, repo, &run.spec.revision).await?;
+    // A huge fleet takes a while to resolve and plan: off the runtime's worker threads.
+    let (path, account) = (repo.spec.path.clone(), repo.spec.account.clone());
+    let resolved = off_runtime(move || {
+        let options = ResolveOptions {
+            expected_account: account.as_deref(),
+        };
+        fleet::desired_state(&path, &bytes, &options)
+    })
+    .await?;
+    let (desired, warnings) = match resolved {
         Ok(ok) => ok,
         Err(diags) => {
             let errors = diags.errors().count();
@@ -278,27 +285,33 @@ async fn compute(
     };
     ctx.fleet.wait_until_ready().await?;
     let live = ctx.fleet.live_objects(&run.namespace().unwrap_or_default());
-    let options = PlanOptions {
-        repository: &run.spec.repository,
-        revision: &run.spec.revision,
-        prune: repo.spec.prune,
-        exclude,
-    };
-    match fleet::plan(&desired.objects, &live, &options) {
-        Ok(plan) => Ok(Computed::Planned(Box::new(Planned {
-            plan,
-            warnings: warnings.iter().map(|w| w.to_string()).collect(),
-            desired: desired.objects,
-        }))),
-        Err(errors) => {
-            let reason = match errors.first() {
-                Some(PlanError::UnknownExclusion { .. }) => "InvalidExclusion",
-                _ => "PreventDestroy",
-            };
-            let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            Ok(Computed::Invalid(reason, lines.join("\n")))
+    let (repository, revision) = (run.spec.repository.clone(), run.spec.revision.clone());
+    let (prune, exclude) = (repo.spec.prune, exclude.to_vec());
+    let warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+    off_runtime(move || {
+        let options = PlanOptions {
+            repository: &repository,
+            revision: &revision,
+            prune,
+            exclude: &exclude,
+        };
+        match fleet::plan(&desired.objects, &live, &options) {
+            Ok(plan) => Computed::Planned(Box::new(Planned {
+                plan,
+                warnings,
+                desired: desired.objects,
+            })),
+            Err(errors) => {
+                let reason = match errors.first() {
+                    Some(PlanError::UnknownExclusion { .. }) => "InvalidExclusion",
+                    _ => "PreventDestroy",
+                };
+                let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                Computed::Invalid(reason, lines.join("\n"))
+            }
         }
-    }
+    })
+    .await
 }
 
 /// Bounded, human-readable diff for status.

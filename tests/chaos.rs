@@ -1,0 +1,300 @@
+//! Faults and hostile tenants against the real control plane and the real git server:
+//! the controller must stay alive, under the chart's memory limit, and serve a healthy
+//! tenant on time. Each test bounds its own time and stops what it started.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use fleetgate::api::GitopsRepository;
+use fleetgate::api::syncrun::Phase;
+use kube::api::Api;
+use support::git::server;
+use support::operator::*;
+
+const V1: &[u8] = include_bytes!("../examples/fleet.yaml");
+/// The chart's memory limit.
+const CHART_LIMIT_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Peak resident memory of a process (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Bytes that do not compress.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+async fn ready_reason(client: &kube::Client, ns: &str, name: &str, reason: &str) -> String {
+    let api: Api<GitopsRepository> = Api::namespaced(client.clone(), ns);
+    support::eventually(
+        &format!("{name}: Ready with reason {reason}"),
+        Duration::from_secs(90),
+        || {
+            let api = api.clone();
+            async move {
+                let repo = api.get(name).await.ok()?;
+                let c = fleetgate::api::condition(&repo.status?.conditions, "Ready")?.clone();
+                (c.reason == reason).then_some(c.message)
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn hostile_repositories_leave_a_healthy_tenant_served_on_time() {
+    let noisy = support::env().namespace("noisy").await;
+    let hostile = support::env().namespace("hostile").await;
+    let healthy = support::env().namespace("healthy").await;
+    support::install_crds(&hostile.client, &fleetgate::api::crds()).await;
+    let git = server();
+
+    // A server on loopback that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    // A 400 MiB fleet file of one byte: under 2 MiB once packed.
+    let inflating = git.create_repo("inflating");
+    let bomb = vec![b'#'; 400 * 1024 * 1024];
+    let bomb_head = inflating.commit(&[("fleet.yaml", &bomb)], "inflating");
+    drop(bomb);
+    // A history far past the fetch limit.
+    let huge = git.create_repo("huge");
+    huge.commit(
+        &[("junk.bin", &noise(24 * 1024 * 1024)), ("fleet.yaml", V1)],
+        "junk",
+    );
+    let good = git.create_repo("good");
+    let good_head = good.commit(&[("fleet.yaml", V1)], "first");
+
+    let mut controller = ControllerProcess::start(
+        &noisy,
+        &[
+            "--namespace",
+            &hostile.name,
+            "--namespace",
+            &healthy.name,
+            "--git-max-concurrent",
+            "5",
+            "--git-max-concurrent-per-namespace",
+            "3",
+            "--git-max-repository-mib",
+            "16",
+            "--git-io-timeout",
+            "30s",
+        ],
+    );
+    let pid = controller.pid();
+
+    let spec = |url: String| serde_json::json!({"url": url, "ref": {"branch": "main"}, "interval": "5s", "timeout": "3s"});
+    for i in 0..6 {
+        let url = format!("git://127.0.0.1:{silent_port}/silent-{i}.git");
+        create_repository(
+            &noisy.client,
+            &noisy.name,
+            &format!("silent-{i}"),
+            spec(url),
+        )
+        .await;
+    }
+    let mut inflating_spec = spec(git.git_url(&inflating));
+    inflating_spec["timeout"] = "60s".into();
+    create_repository(&hostile.client, &hostile.name, "inflating", inflating_spec).await;
+    let mut huge_spec = spec(git.git_url(&huge));
+    huge_spec["timeout"] = "60s".into();
+    create_repository(&hostile.client, &hostile.name, "huge", huge_spec).await;
+
+    // The silent remotes now hold every slot of their namespace (and most of the
+    // controller's) for 30 s each; the healthy tenant arrives in the middle of it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let interval = Duration::from_secs(5);
+    let created = Instant::now();
+    create_repository(
+        &healthy.client,
+        &healthy.name,
+        "fleet",
+        spec(git.git_url(&good)),
+    )
+    .await;
+    let run = run_in_phase(
+        &healthy.client,
+        &healthy.name,
+        &good_head,
+        Phase::AwaitingApproval,
+    )
+    .await;
+    let took = created.elapsed();
+    assert!(
+        took < interval + Duration::from_secs(10),
+        "the healthy tenant's plan took {took:?}"
+    );
+    assert!(run.status.unwrap().plan_id.is_some());
+
+    let message = ready_reason(&noisy.client, &noisy.name, "silent-0", "Timeout").await;
+    assert!(message.contains("did not finish within 3s"), "{message}");
+    let message = ready_reason(&hostile.client, &hostile.name, "huge", "RepositoryTooLarge").await;
+    assert!(
+        message.contains(&format!("after {} bytes", 16 * 1024 * 1024)),
+        "{message}"
+    );
+    let failed = run_in_phase(&hostile.client, &hostile.name, &bomb_head, Phase::Failed).await;
+    assert_eq!(
+        fleetgate::api::condition(&failed.status.clone().unwrap().conditions, "Ready")
+            .map(|c| c.reason.clone()),
+        Some("FileTooLarge".to_owned())
+    );
+    let message = failed.status.unwrap().message.unwrap_or_default();
+    assert!(
+        message.contains("more than the 33554432 bytes a fleet file may have"),
+        "{message}"
+    );
+
+    let peak = peak_rss(pid);
+    assert!(peak > 0, "VmHWM of the controller is readable");
+    assert!(
+        peak < CHART_LIMIT_BYTES,
+        "the controller peaked at {} MiB",
+        peak / 1024 / 1024
+    );
+    eprintln!(
+        "healthy plan after {took:?}; controller peak RSS {} MiB",
+        peak / 1024 / 1024
+    );
+    // Alive: it still answers.
+    assert_eq!(controller.http_get("/healthz").map(|(c, _)| c), Some(200));
+    controller.kill();
+}
+
+/// Creates of `resource` in `ns` that the API server completed, from its audit log.
+fn audited_writes(ns: &str, resource: &str) -> (usize, usize) {
+    let dir = support::env().kubeconfig.parent().unwrap().to_path_buf();
+    let log = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
+    let (mut creates, mut others) = (0, 0);
+    for event in log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        let object = &event["objectRef"];
+        let done = event["stage"] == "ResponseComplete"
+            && event["responseStatus"]["code"]
+                .as_u64()
+                .is_some_and(|c| c < 300);
+        if !done || object["namespace"] != ns || object["resource"] != resource {
+            continue;
+        }
+        match event["verb"].as_str() {
+            Some("create") => creates += 1,
+            Some("update" | "patch" | "delete") if object["subresource"].is_null() => others += 1,
+            _ => {}
+        }
+    }
+    (creates, others)
+}
+
+#[tokio::test]
+async fn a_controller_killed_again_and_again_from_plan_to_apply_applies_each_action_once() {
+    use fleetgate::api::{SyncRun, annotations};
+    use fleetgate::fleet::synth::{Shape, fleet_yaml};
+    use kube::api::ListParams;
+
+    let ns = support::env().namespace("killed").await;
+    support::install_crds(&ns.client, &fleetgate::api::crds()).await;
+    let git = server();
+    let repo = git.create_repo("killed");
+    let fleet = fleet_yaml(Shape::new(1000), 1);
+    let head = repo.commit(&[("fleet.yaml", fleet.as_bytes())], "first");
+    let spec =
+        serde_json::json!({"url": git.git_url(&repo), "ref": {"branch": "main"}, "interval": "2s"});
+    create_repository(&ns.client, &ns.name, "fleet", spec).await;
+    let runs: Api<SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
+    let args = ["--apply-concurrency", "2"];
+
+    // Kills at pseudo-random moments (printed, to replay a failure), approving as soon
+    // as a plan is there, whether or not a controller is running at that moment.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    eprintln!("kill schedule seed {seed}");
+    let mut x = seed;
+    let mut approved = false;
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let finished = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the run did not finish after {kills} kills"
+        );
+        let mut controller = ControllerProcess::restart_in_pod(&ns, "fleetgate-0", &args);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let alive = Duration::from_millis(500 + x % 2000);
+        let until = Instant::now() + alive;
+        let mut done = None;
+        while Instant::now() < until {
+            let list = runs.list(&ListParams::default()).await.unwrap().items;
+            assert!(list.len() <= 1, "one revision, one SyncRun: {}", list.len());
+            if let Some(run) = list.first() {
+                let status = run.status.clone().unwrap_or_default();
+                if !approved && status.phase == Some(Phase::AwaitingApproval) {
+                    let plan = status.plan_id.clone().unwrap();
+                    annotate(
+                        &ns.client,
+                        &ns.name,
+                        &run.metadata.name.clone().unwrap(),
+                        annotations::APPROVE,
+                        Some(&plan),
+                    )
+                    .await;
+                    approved = true;
+                }
+                if status.phase.is_some_and(|p| p.is_finished()) {
+                    done = Some(run.clone());
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if let Some(run) = done {
+            break run;
+        }
+        controller.kill();
+        kills += 1;
+    };
+    assert!(kills >= 3, "only {kills} kills before the run finished");
+    let status = finished.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Applied), "{:?}", status.message);
+    assert_eq!(finished.spec.revision, head);
+    let progress = status.progress.unwrap();
+    assert_eq!(progress.applied, progress.total);
+    eprintln!("applied {} actions through {kills} kills", progress.total);
+    // Each object was created by exactly one request, and never written again.
+    let (creates, others) = audited_writes(&ns.name, "fleetnodes");
+    assert_eq!(
+        (creates, others),
+        (1000, 0),
+        "creates and other writes of fleetnodes"
+    );
+}
