@@ -290,11 +290,24 @@ async fn a_controller_killed_again_and_again_from_plan_to_apply_applies_each_act
     let progress = status.progress.unwrap();
     assert_eq!(progress.applied, progress.total);
     eprintln!("applied {} actions through {kills} kills", progress.total);
-    // Each object was created by exactly one request, and never written again.
+    // Each object was created by exactly one request, and never written again. The audit
+    // log is written a moment after the requests: wait for all of it, then a while more
+    // for a duplicate to show.
+    support::eventually(
+        "1000 audited creates of fleetnodes",
+        Duration::from_secs(20),
+        || async { (audited_writes(&ns.name, "fleetnodes").0 >= 1000).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let (creates, others) = audited_writes(&ns.name, "fleetnodes");
     assert_eq!(
         (creates, others),
         (1000, 0),
         "creates and other writes of fleetnodes"
     );
+    let nodes: Api<fleetgate::api::FleetNode> = Api::namespaced(ns.client.clone(), &ns.name);
+    let nodes = nodes.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(nodes.len(), 1000);
+    assert!(nodes.iter().all(|n| n.metadata.generation == Some(1)));
 }
