@@ -185,32 +185,6 @@ async fn hostile_repositories_leave_a_healthy_tenant_served_on_time() {
     controller.kill();
 }
 
-/// Creates of `resource` in `ns` that the API server completed, from its audit log.
-fn audited_writes(ns: &str, resource: &str) -> (usize, usize) {
-    let dir = support::env().kubeconfig.parent().unwrap().to_path_buf();
-    let log = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
-    let (mut creates, mut others) = (0, 0);
-    for event in log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-    {
-        let object = &event["objectRef"];
-        let done = event["stage"] == "ResponseComplete"
-            && event["responseStatus"]["code"]
-                .as_u64()
-                .is_some_and(|c| c < 300);
-        if !done || object["namespace"] != ns || object["resource"] != resource {
-            continue;
-        }
-        match event["verb"].as_str() {
-            Some("create") => creates += 1,
-            Some("update" | "patch" | "delete") if object["subresource"].is_null() => others += 1,
-            _ => {}
-        }
-    }
-    (creates, others)
-}
-
 #[tokio::test]
 async fn a_controller_killed_again_and_again_from_plan_to_apply_applies_each_action_once() {
     use fleetgate::api::{SyncRun, annotations};
@@ -296,11 +270,11 @@ async fn a_controller_killed_again_and_again_from_plan_to_apply_applies_each_act
     support::eventually(
         "1000 audited creates of fleetnodes",
         Duration::from_secs(20),
-        || async { (audited_writes(&ns.name, "fleetnodes").0 >= 1000).then_some(()) },
+        || async { (support::audited_writes(&ns.name, "fleetnodes").0 >= 1000).then_some(()) },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (creates, others) = audited_writes(&ns.name, "fleetnodes");
+    let (creates, others) = support::audited_writes(&ns.name, "fleetnodes");
     assert_eq!(
         (creates, others),
         (1000, 0),

@@ -272,3 +272,30 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Successful creates, and other writes (update, patch, delete) of `resource` in `ns`,
+/// from the control plane's audit log (hack/testenv.sh writes it beside the kubeconfig).
+pub fn audited_writes(ns: &str, resource: &str) -> (usize, usize) {
+    let dir = env().kubeconfig.parent().unwrap().to_path_buf();
+    let log = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
+    let (mut creates, mut others) = (0, 0);
+    for event in log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        let object = &event["objectRef"];
+        let done = event["stage"] == "ResponseComplete"
+            && event["responseStatus"]["code"]
+                .as_u64()
+                .is_some_and(|c| c < 300);
+        if !done || object["namespace"] != ns || object["resource"] != resource {
+            continue;
+        }
+        match event["verb"].as_str() {
+            Some("create") => creates += 1,
+            Some("update" | "patch" | "delete") if object["subresource"].is_null() => others += 1,
+            _ => {}
+        }
+    }
+    (creates, others)
+}

@@ -94,6 +94,11 @@ impl ControllerProcess {
         self.child.id()
     }
 
+    /// Whether the process has ended by itself.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// Stops it at once, as a crash or an evicted pod would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
