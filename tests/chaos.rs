@@ -285,3 +285,130 @@ async fn a_controller_killed_again_and_again_from_plan_to_apply_applies_each_act
     assert_eq!(nodes.len(), 1000);
     assert!(nodes.iter().all(|n| n.metadata.generation == Some(1)));
 }
+
+/// A TCP relay to the test git daemon that can cut every connection and refuse new ones,
+/// as a git server that stops and later starts again; it relays at most `rate` bytes/s
+/// from the server, so that a fetch takes long enough to be cut in the middle.
+struct GitRelay {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cuts: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    relayed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl GitRelay {
+    fn start(upstream: u16, rate: u64) -> Self {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let cuts = Arc::new(AtomicU64::new(0));
+        let relayed = Arc::new(AtomicU64::new(0));
+        let (u, c, r) = (up.clone(), cuts.clone(), relayed.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !u.load(Ordering::SeqCst) {
+                    continue; // dropped at once: the server is down
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let generation = c.load(Ordering::SeqCst);
+                let pump = |mut from: TcpStream, mut to: TcpStream, limit: Option<u64>| {
+                    let (c, r) = (c.clone(), r.clone());
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if c.load(Ordering::SeqCst) != generation
+                                || to.write_all(&buf[..n]).is_err()
+                            {
+                                break;
+                            }
+                            if let Some(rate) = limit {
+                                r.fetch_add(n as u64, Ordering::SeqCst);
+                                std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64));
+                            }
+                        }
+                        let _ = from.shutdown(Shutdown::Both);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                };
+                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                pump(client, server, None);
+                pump(s2, c2, Some(rate));
+            }
+        });
+        Self {
+            port,
+            up,
+            cuts,
+            relayed,
+        }
+    }
+
+    /// Stops: every open connection is cut, new ones are dropped.
+    fn stop(&self) {
+        use std::sync::atomic::Ordering;
+        self.up.store(false, Ordering::SeqCst);
+        self.cuts.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn start_again(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn relayed(&self) -> u64 {
+        self.relayed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn a_git_server_stopped_during_a_fetch_and_started_again_delays_the_plan_only() {
+    let ns = support::env().namespace("gitdown").await;
+    support::install_crds(&ns.client, &fleetgate::api::crds()).await;
+    let git = server();
+    let repo = git.create_repo("gitdown");
+    // About 8 MiB to fetch at 2 MiB/s: the cut comes in the middle.
+    let head = repo.commit(
+        &[("junk.bin", &noise(8 * 1024 * 1024)), ("fleet.yaml", V1)],
+        "first",
+    );
+    let relay = GitRelay::start(git.git_port, 2 * 1024 * 1024);
+    let url = format!("git://127.0.0.1:{}/{}.git", relay.port, repo.name);
+    let spec = serde_json::json!({"url": url, "ref": {"branch": "main"}, "interval": "2s", "timeout": "60s"});
+    create_repository(&ns.client, &ns.name, "fleet", spec).await;
+    let _controller = ControllerProcess::start(&ns, &[]);
+
+    support::eventually(
+        "a fetch in the middle of its pack",
+        Duration::from_secs(60),
+        || async { (relay.relayed() > 2 * 1024 * 1024).then_some(()) },
+    )
+    .await;
+    relay.stop();
+    // While it is down the repository says why, and is not stalled: it is retried.
+    let message = ready_reason(&ns.client, &ns.name, "fleet", "FetchFailed").await;
+    eprintln!("while the git server is down: {message}");
+    let api: Api<GitopsRepository> = Api::namespaced(ns.client.clone(), &ns.name);
+    let repository = api.get("fleet").await.unwrap();
+    let stalled = fleetgate::api::condition(&repository.status.unwrap().conditions, "Stalled")
+        .map(|c| c.status.clone());
+    assert_eq!(stalled.as_deref(), Some("False"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    relay.start_again();
+
+    let run = run_in_phase(&ns.client, &ns.name, &head, Phase::AwaitingApproval).await;
+    assert!(run.status.unwrap().plan_id.is_some());
+    let runs: Api<fleetgate::api::SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
+    let all = runs.list(&Default::default()).await.unwrap().items;
+    assert_eq!(all.len(), 1, "one run, planned once the server was back");
+}

@@ -38,6 +38,22 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Whether trying again later may succeed without any change to the spec, the
+    /// Secret or the repository's content: the git server was down, slow or cut off.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Source(
+                SourceError::Timeout { .. }
+                    | SourceError::FetchFailed { .. }
+                    | SourceError::Cache { .. }
+            ) | Error::Kube(_)
+                | Error::Task(_)
+        )
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Parses a duration of the spec (`60s`, `5m`, `1h30m`).

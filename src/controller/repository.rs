@@ -25,7 +25,6 @@ use crate::api::syncrun::{Phase, SyncRunSpec, Trigger};
 use crate::api::{
     FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations, now, set_condition,
 };
-use crate::source::SourceError;
 
 pub const CONTROLLER: &str = "repository";
 /// On a SyncRun: its place in the repository's sequence of runs.
@@ -60,12 +59,7 @@ fn phase(run: &SyncRun) -> Option<Phase> {
 /// Errors that retrying will not fix: they need a change to the spec, Secret or server.
 fn stalls(e: &Error) -> bool {
     match e {
-        Error::Source(s) => !matches!(
-            s,
-            SourceError::Timeout { .. }
-                | SourceError::FetchFailed { .. }
-                | SourceError::Cache { .. }
-        ),
+        Error::Source(_) => !e.is_transient(),
         Error::Secret { .. } | Error::InvalidSpec { .. } => true,
         _ => false,
     }

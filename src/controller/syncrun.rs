@@ -232,6 +232,8 @@ async fn plan(run: &SyncRun, ctx: &Context, mut status: SyncRunStatus) -> Result
         Ok(Computed::Planned(planned)) => {
             record(run, ctx, &repo, status, planned, raw_exclusions).await
         }
+        // A git server that is down or slow comes back: retried with the run's backoff.
+        Err(e @ Error::Source(_)) if e.is_transient() => Err(e),
         Err(e @ (Error::Source(_) | Error::Panicked(_))) => {
             // Neither is fixed by retrying the same revision.
             let reason = e.label();
