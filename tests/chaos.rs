@@ -57,6 +57,7 @@ async fn ready_reason(client: &kube::Client, ns: &str, name: &str, reason: &str)
 }
 
 #[tokio::test]
+#[ignore = "chaos suite: make chaos"]
 async fn hostile_repositories_leave_a_healthy_tenant_served_on_time() {
     let noisy = support::env().namespace("noisy").await;
     let hostile = support::env().namespace("hostile").await;
@@ -186,6 +187,7 @@ async fn hostile_repositories_leave_a_healthy_tenant_served_on_time() {
 }
 
 #[tokio::test]
+#[ignore = "chaos suite: make chaos"]
 async fn a_controller_killed_again_and_again_from_plan_to_apply_applies_each_action_once() {
     use fleetgate::api::{SyncRun, annotations};
     use fleetgate::fleet::synth::{Shape, fleet_yaml};
@@ -372,6 +374,7 @@ impl GitRelay {
 }
 
 #[tokio::test]
+#[ignore = "chaos suite: make chaos"]
 async fn a_git_server_stopped_during_a_fetch_and_started_again_delays_the_plan_only() {
     let ns = support::env().namespace("gitdown").await;
     support::install_crds(&ns.client, &fleetgate::api::crds()).await;
