@@ -418,3 +418,118 @@ async fn a_git_server_stopped_during_a_fetch_and_started_again_delays_the_plan_o
     let all = runs.list(&Default::default()).await.unwrap().items;
     assert_eq!(all.len(), 1, "one run, planned once the server was back");
 }
+
+#[tokio::test]
+#[ignore = "chaos suite: make chaos"]
+async fn a_leader_change_while_a_drift_correction_applies_finishes_it_once() {
+    use fleetgate::api::SyncRun;
+    use fleetgate::api::syncrun::Trigger;
+    use fleetgate::fleet::synth::{Shape, fleet_yaml};
+    use kube::api::ListParams;
+
+    const NODES: usize = 400;
+    let ns = support::env().namespace("leader").await;
+    support::install_crds(&ns.client, &fleetgate::api::crds()).await;
+    let git = server();
+    let repo = git.create_repo("leader");
+    let fleet = fleet_yaml(Shape::new(NODES), 1);
+    let head = repo.commit(&[("fleet.yaml", fleet.as_bytes())], "first");
+    let spec = serde_json::json!({
+        "url": git.git_url(&repo), "ref": {"branch": "main"}, "interval": "2s",
+        "approval": "Auto", "driftRemediation": "Correct",
+    });
+    create_repository(&ns.client, &ns.name, "fleet", spec).await;
+    let mut leader =
+        ControllerProcess::restart_in_pod(&ns, "fleetgate-a", &["--apply-concurrency", "1"]);
+    run_in_phase(&ns.client, &ns.name, &head, Phase::Applied).await;
+    // The second replica waits on the Lease.
+    let _standby =
+        ControllerProcess::restart_in_pod(&ns, "fleetgate-b", &["--apply-concurrency", "4"]);
+
+    // Drift: every node deleted at once; the leader starts restoring them.
+    let nodes: Api<fleetgate::api::FleetNode> = Api::namespaced(ns.client.clone(), &ns.name);
+    nodes
+        .delete_collection(&Default::default(), &ListParams::default())
+        .await
+        .unwrap();
+    let runs: Api<SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
+    let drift_run = support::eventually(
+        "a Drift run applying, far from done",
+        Duration::from_secs(90),
+        || {
+            let runs = runs.clone();
+            async move {
+                let list = runs.list(&ListParams::default()).await.ok()?.items;
+                list.into_iter().find(|r| {
+                    let s = r.status.as_ref();
+                    r.spec.trigger == Trigger::Drift
+                        && s.and_then(|s| s.phase) == Some(Phase::Applying)
+                        && s.and_then(|s| s.progress.as_ref())
+                            .is_some_and(|p| p.applied >= 20 && p.pending > 100)
+                })
+            }
+        },
+    )
+    .await;
+    leader.kill();
+    let name = drift_run.metadata.name.clone().unwrap();
+    // The standby takes the Lease once it expires, resumes the run and finishes it.
+    let done = support::eventually(
+        "the Drift run to finish under the new leader",
+        Duration::from_secs(120),
+        || {
+            let runs = runs.clone();
+            let name = name.clone();
+            async move {
+                let run = runs.get(&name).await.ok()?;
+                run.status.as_ref()?.phase.filter(|p| p.is_finished())?;
+                Some(run)
+            }
+        },
+    )
+    .await;
+    let status = done.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Applied), "{:?}", status.message);
+    let progress = status.progress.unwrap();
+    assert_eq!(progress.applied, progress.total);
+    // Drift seen while the deletion was under way may have started earlier Drift runs:
+    // each is superseded or applied, none failed.
+    let drift_runs: Vec<SyncRun> = runs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|r| r.spec.trigger == Trigger::Drift)
+        .collect();
+    for run in &drift_runs {
+        let phase = run.status.as_ref().and_then(|s| s.phase);
+        assert!(
+            matches!(
+                phase,
+                Some(Phase::Applied | Phase::Superseded | Phase::NoChanges)
+            ),
+            "{}: {phase:?}",
+            run.metadata.name.clone().unwrap_or_default()
+        );
+    }
+    support::eventually("every node restored", Duration::from_secs(30), || async {
+        (nodes.list(&ListParams::default()).await.ok()?.items.len() == NODES).then_some(())
+    })
+    .await;
+    // Each node: created, deleted, created again; never a create refused because it
+    // already existed (a restore applied twice), and no other write.
+    support::eventually(
+        "the audit log caught up",
+        Duration::from_secs(20),
+        || async {
+            (support::audited_writes(&ns.name, "fleetnodes").created >= NODES).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes = support::audited_writes(&ns.name, "fleetnodes");
+    assert_eq!(writes.created_again, 0, "{writes:?}");
+    // The collection delete is one request on the collection, not on the objects.
+    assert_eq!(writes.other, 0, "{writes:?}");
+}
