@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 
-.PHONY: demo all build test chaos lint fmt testenv testenv-build bench bench-apply generate install clean
+.PHONY: demo all build test chaos bench-memory lint fmt testenv testenv-build bench bench-apply generate install clean
 
 ## From a clone to plans approved and applied on a local control plane; leaves nothing running.
 demo:
@@ -47,6 +47,11 @@ bench:
 ## Apply throughput against the test control plane (fleetgate vs kubectl --server-side).
 bench-apply: testenv-build
 	hack/with-testenv.sh $(CARGO) bench --bench apply_throughput
+
+## The controller's memory with many repositories (FLEETGATE_BENCH_REPOS, default 20) of
+## FLEETGATE_BENCH_NODES nodes each (default 2000), against the test control plane.
+bench-memory: testenv-build
+	hack/with-testenv.sh $(CARGO) bench --bench controller_memory
 
 ## Regenerates crds/, the chart's CRDs and deploy/ (plain manifests from the chart).
 generate:
