@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 
-.PHONY: demo all build test lint fmt testenv testenv-build bench bench-apply generate install clean fuzz-ci
+.PHONY: demo all build test chaos bench-memory lint fmt testenv testenv-build bench bench-apply generate install clean fuzz-ci
 
 ## From a clone to plans approved and applied on a local control plane; leaves nothing running.
 demo:
@@ -17,6 +17,11 @@ build:
 ## Builds the test control plane (once per machine), then runs every test with it up.
 test: testenv-build
 	hack/with-testenv.sh $(CARGO) test --all-features --no-fail-fast
+
+## Faults and hostile tenants (tests/chaos*.rs, about 3 minutes): kills, restarts, hangs.
+## FLEETGATE_CHAOS_NODES sizes the fleet of the API server restart (default 2000).
+chaos: testenv-build
+	hack/with-testenv.sh $(CARGO) test --test chaos --test chaos_apiserver -- --ignored
 
 ## Formatting and lints, as CI checks them.
 lint:
@@ -46,6 +51,11 @@ bench-apply: testenv-build
 ## Fuzzes each target for FUZZ_SECONDS (default 45) on nightly; installs cargo-fuzz if missing.
 fuzz-ci:
 	hack/fuzz-ci.sh
+
+## The controller's memory with many repositories (FLEETGATE_BENCH_REPOS, default 20) of
+## FLEETGATE_BENCH_NODES nodes each (default 2000), against the test control plane.
+bench-memory: testenv-build
+	hack/with-testenv.sh $(CARGO) bench --bench controller_memory
 
 ## Regenerates crds/, the chart's CRDs and deploy/ (plain manifests from the chart).
 generate:

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use fleetgate::source::{self, Credentials, GitRef, Remote};
+use fleetgate::source::{self, Credentials, GitRef, Limits, Remote};
 
 /// Serves `answer` to every connection on `listener` until the test ends, counting them.
 fn serve(listener: TcpListener, answer: String) -> Arc<AtomicUsize> {
@@ -48,6 +48,7 @@ fn neither_ls_remote_nor_fetch_follows_a_redirect_to_another_host() {
         url: format!("http://127.0.0.1:{port}/fleet.git"),
         credentials: Credentials::Anonymous,
         timeout: Duration::from_secs(10),
+        limits: Limits::default(),
     };
     let main = GitRef::Branch("main".into());
     let listed = source::resolve_revision(&remote, &main);

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use fleetgate::source::{self, Credentials, GitRef, Remote, SourceError};
+use fleetgate::source::{self, Credentials, GitRef, Limits, Remote, SourceError};
 use support::git::server;
 
 fn ssh_remote(url: String, known_hosts: String) -> Remote {
@@ -17,6 +17,7 @@ fn ssh_remote(url: String, known_hosts: String) -> Remote {
             known_hosts,
         },
         timeout: Duration::from_secs(30),
+        limits: Limits::default(),
     }
 }
 
@@ -33,7 +34,7 @@ fn clones_over_ssh_with_a_key_and_known_hosts() {
     let cache = cache.path().join("repo.git");
     assert_eq!(source::fetch(&cache, &remote, &main).unwrap(), first);
     assert_eq!(
-        source::read_file(&cache, &first, "fleet.yaml").unwrap(),
+        source::read_file(&cache, &first, "fleet.yaml", &Limits::default()).unwrap(),
         b"version: 1\n"
     );
 
@@ -41,11 +42,11 @@ fn clones_over_ssh_with_a_key_and_known_hosts() {
     let second = repo.commit(&[("fleet.yaml", b"version: 1\naccount: a\n")], "second");
     assert_eq!(source::fetch(&cache, &remote, &main).unwrap(), second);
     assert_eq!(
-        source::read_file(&cache, &second, "fleet.yaml").unwrap(),
+        source::read_file(&cache, &second, "fleet.yaml", &Limits::default()).unwrap(),
         b"version: 1\naccount: a\n"
     );
     assert_eq!(
-        source::read_file(&cache, &first, "fleet.yaml").unwrap(),
+        source::read_file(&cache, &first, "fleet.yaml", &Limits::default()).unwrap(),
         b"version: 1\n"
     );
 
@@ -131,6 +132,7 @@ fn git_and_file_urls_and_missing_refs() {
             url: url.clone(),
             credentials: Credentials::Anonymous,
             timeout: Duration::from_secs(30),
+            limits: Limits::default(),
         };
         assert_eq!(
             source::resolve_revision(&remote, &GitRef::Branch("main".into())).unwrap(),
@@ -156,17 +158,18 @@ fn fleet_paths_cannot_leave_the_repository() {
         url: git.file_url(&repo),
         credentials: Credentials::Anonymous,
         timeout: Duration::from_secs(30),
+        limits: Limits::default(),
     };
     let cache = tempfile::tempdir().unwrap();
     let cache = cache.path().join("c.git");
     source::fetch(&cache, &remote, &GitRef::Branch("main".into())).unwrap();
 
     assert_eq!(
-        source::read_file(&cache, &head, "inside.yaml").unwrap(),
+        source::read_file(&cache, &head, "inside.yaml", &Limits::default()).unwrap(),
         b"version: 1\n"
     );
     let reason = |path: &str| {
-        source::read_file(&cache, &head, path)
+        source::read_file(&cache, &head, path, &Limits::default())
             .unwrap_err()
             .to_string()
     };

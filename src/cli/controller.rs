@@ -2,7 +2,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::controller::gitsource::GitSettings;
 use crate::controller::{self, Options, Settings};
+use crate::source::Limits;
 use crate::source::policy::UrlPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -24,6 +26,32 @@ pub struct Args {
     /// Folder for the git caches (one bare repository per GitopsRepository).
     #[arg(long, env = "FLEETGATE_WORK_DIR", default_value = "/tmp/fleetgate")]
     work_dir: PathBuf,
+    /// Git operations (ls-remote, fetch) running at once, over all repositories.
+    #[arg(long, default_value_t = 16)]
+    git_max_concurrent: usize,
+    /// Git operations running at once for the repositories of one namespace, so that
+    /// one tenant's slow remotes cannot take every slot.
+    #[arg(long, default_value_t = 4)]
+    git_max_concurrent_per_namespace: usize,
+    /// MiB one fetch may receive, and one repository's cache may keep; past it the
+    /// repository reports RepositoryTooLarge.
+    #[arg(long, default_value_t = 128)]
+    git_max_repository_mib: u64,
+    /// MiB the fleet file may have, read from git's object header before the file is
+    /// inflated; past it the run fails with FileTooLarge.
+    #[arg(long, default_value_t = 32)]
+    git_max_file_mib: u64,
+    /// MiB all git caches together may keep; the least recently fetched are deleted
+    /// first (keep it under the cache volume's size).
+    #[arg(long, default_value_t = 768)]
+    git_max_cache_mib: u64,
+    /// How long libgit2 waits for a connection to a git server.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    git_connect_timeout: std::time::Duration,
+    /// How long libgit2 waits on one read or write of a git connection: a server that
+    /// stops answering frees its thread after this.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    git_io_timeout: std::time::Duration,
     /// Independent actions of one dependency level applied at once.
     #[arg(long, default_value_t = 8)]
     apply_concurrency: usize,
@@ -79,26 +107,49 @@ pub fn run(args: Args) -> ExitCode {
         .clone()
         .or_else(|| args.namespaces.first().cloned())
         .unwrap_or_else(|| "default".into());
+    // Before any thread exists: libgit2 reads these globals unsynchronized.
+    if let Err(e) =
+        crate::source::set_network_timeouts(args.git_connect_timeout, args.git_io_timeout)
+    {
+        tracing::error!(error = %e, "could not set git's network timeouts");
+        return ExitCode::from(1);
+    }
+    const MIB: u64 = 1024 * 1024;
     let options = Options {
         settings: Settings {
             namespaces: args.namespaces,
-            work_dir: args.work_dir.clone(),
+            git: GitSettings {
+                work_dir: args.work_dir.clone(),
+                max_concurrent: args.git_max_concurrent,
+                max_concurrent_per_namespace: args.git_max_concurrent_per_namespace,
+                limits: Limits {
+                    max_fetch_bytes: args.git_max_repository_mib.saturating_mul(MIB),
+                    max_file_bytes: args.git_max_file_mib.saturating_mul(MIB),
+                },
+                max_cache_bytes: args.git_max_cache_mib.saturating_mul(MIB),
+                url_policy: UrlPolicy {
+                    allow_http: args.allow_http_urls,
+                    allow_git: args.allow_git_urls,
+                    allow_file: args.allow_file_urls,
+                    allowed_hosts: args.allowed_git_hosts,
+                    denied_paths: vec![args.work_dir.clone()],
+                },
+            },
             apply_concurrency: args.apply_concurrency,
             allow_unverified_approvals: args.allow_unverified_approvals,
-            url_policy: UrlPolicy {
-                allow_http: args.allow_http_urls,
-                allow_git: args.allow_git_urls,
-                allow_file: args.allow_file_urls,
-                allowed_hosts: args.allowed_git_hosts,
-                denied_paths: vec![args.work_dir.clone()],
-            },
         },
         http_addr: args.http_addr,
         receiver_addr: args.receiver_addr,
         lease_name: args.lease_name,
         lease_namespace,
     };
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "could not start the async runtime");
+            return ExitCode::from(1);
+        }
+    };
     let result = runtime.block_on(async {
         let client = kube::Client::try_default().await?;
         controller::run(client, options).await

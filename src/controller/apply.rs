@@ -319,7 +319,10 @@ async fn apply_action(
             conflict("was created by someone else")
         }
         (Operation::Create, None) => {
-            let spec = action.spec.as_deref().expect("creates carry a spec");
+            let spec = action
+                .spec
+                .as_deref()
+                .ok_or("the stored plan has no spec")?;
             let body: DynamicObject = serde_json::from_value(desired_object(
                 action.kind,
                 &action.name,
@@ -328,7 +331,7 @@ async fn apply_action(
                 spec,
                 None,
             ))
-            .expect("a well-formed object");
+            .map_err(|e| e.to_string())?;
             let params = PostParams {
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..Default::default()
@@ -350,7 +353,10 @@ async fn apply_action(
             if current_digest != action.observed {
                 return conflict("was changed");
             }
-            let spec = action.spec.as_deref().expect("updates carry a spec");
+            let spec = action
+                .spec
+                .as_deref()
+                .ok_or("the stored plan has no spec")?;
             let body = desired_object(
                 action.kind,
                 &action.name,

@@ -2,7 +2,6 @@
 //! object caches and the controller's settings.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,25 +10,24 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::warn;
 
-use super::drift::DesiredCache;
-use super::gitsource::CacheLocks;
+pub use super::error::parse_duration;
+use super::gitsource::{GitSettings, GitWork};
 use super::live::FleetCache;
 use super::metrics::Metrics;
+use super::planstore::DesiredCache;
 
 /// Settings from the command line.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Watch and act only in these namespaces; all namespaces when empty.
     pub namespaces: Vec<String>,
-    /// Where the bare git caches live.
-    pub work_dir: PathBuf,
+    /// Where the git caches live, and the bounds of git work.
+    pub git: GitSettings,
     /// How many independent actions of one level are applied at once.
     pub apply_concurrency: usize,
     /// Accept an approval that carries no gitops.fleetgate.dev/approved-by (clusters
     /// without the chart's admission policies); it is recorded as unverified.
     pub allow_unverified_approvals: bool,
-    /// Which git URLs repositories may name.
-    pub url_policy: crate::source::policy::UrlPolicy,
 }
 
 pub struct Context {
@@ -38,7 +36,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub fleet: FleetCache,
     pub settings: Settings,
-    pub git_locks: CacheLocks,
+    pub git: GitWork,
     pub desired: DesiredCache,
     /// Which SyncRun is applying for each repository (`namespace/name`): at most one.
     applying: Mutex<HashMap<String, String>>,
@@ -60,11 +58,11 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            metrics,
             fleet,
+            git: GitWork::new(settings.git.clone(), metrics.clone()),
             settings,
-            git_locks: CacheLocks::default(),
             desired: DesiredCache::default(),
+            metrics,
             applying: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }
@@ -72,7 +70,7 @@ impl Context {
 
     /// How long to wait before retrying `object` after another failure.
     pub fn backoff(&self, object: &str) -> Duration {
-        let mut failures = self.failures.lock().expect("not poisoned");
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let n = failures.entry(object.to_owned()).or_insert(0);
         *n = n.saturating_add(1);
         backoff_delay(*n)
@@ -80,7 +78,10 @@ impl Context {
 
     /// Forgets `object`'s failures after a successful reconcile.
     pub fn succeeded(&self, object: &str) {
-        self.failures.lock().expect("not poisoned").remove(object);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(object);
     }
 
     /// Publishes an Event; a failure to do so is logged, never fatal.
@@ -127,7 +128,7 @@ impl Context {
 
     /// Claims the repository for `run` to apply; false while another run holds it.
     pub fn claim_apply(&self, repository: &str, run: &str) -> bool {
-        let mut map = self.applying.lock().expect("not poisoned");
+        let mut map = self.applying.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(repository) {
             Some(holder) if holder != run => false,
             _ => {
@@ -138,7 +139,7 @@ impl Context {
     }
 
     pub fn release_apply(&self, repository: &str, run: &str) {
-        let mut map = self.applying.lock().expect("not poisoned");
+        let mut map = self.applying.lock().unwrap_or_else(|p| p.into_inner());
         if map.get(repository).is_some_and(|holder| holder == run) {
             map.remove(repository);
         }
@@ -158,6 +159,20 @@ impl Context {
                 .inc();
         }
     }
+}
+
+/// Runs CPU-heavy work on the blocking pool, so that the runtime's worker threads keep
+/// serving every other object meanwhile. A panic in it is an error, not a dead process.
+pub async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, super::error::Error> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        if e.is_panic() {
+            super::error::Error::Panicked(super::error::panic_message(&*e.into_panic()))
+        } else {
+            super::error::Error::Task(e.to_string())
+        }
+    })
 }
 
 /// `Kind namespace/name`, the key of per-object bookkeeping.
@@ -185,14 +200,6 @@ pub fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}...", &s[..end])
-}
-
-/// Parses a duration of the spec (`60s`, `5m`, `1h30m`).
-pub fn parse_duration(field: &str, value: &str) -> Result<Duration, super::error::Error> {
-    humantime::parse_duration(value).map_err(|e| super::error::Error::InvalidSpec {
-        field: field.to_owned(),
-        message: format!("`{value}`: {e}"),
-    })
 }
 
 #[cfg(test)]

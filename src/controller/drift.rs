@@ -3,9 +3,6 @@
 //! ConfigMaps, and in memory, so no clone is needed). Reported in status, a condition,
 //! Events and a metric; remedied by a Drift SyncRun when the repository asks for it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
@@ -13,7 +10,6 @@ use super::context::Context;
 use super::error::{Error, Result};
 use super::live;
 use super::metrics::RepositoryLabels;
-use super::planstore;
 use crate::api::repository::{DriftStatus, GitopsRepositoryStatus};
 use crate::api::syncrun::Phase;
 use crate::api::{GitopsRepository, SyncRun, now, set_condition};
@@ -25,40 +21,6 @@ const MAX_LISTED: usize = 50;
 /// Drift found in the cache is confirmed against the API server, up to this many objects.
 const MAX_CONFIRMED: usize = 100;
 
-/// A run's name and the desired state it applied.
-type Baseline = (String, Arc<Vec<FleetObject>>);
-
-/// The desired state of each repository's last applied run, by `namespace/repository`.
-#[derive(Default)]
-pub struct DesiredCache {
-    by_repository: Mutex<HashMap<String, Baseline>>,
-}
-
-impl DesiredCache {
-    async fn get(&self, ctx: &Context, key: &str, run: &SyncRun) -> Result<Arc<Vec<FleetObject>>> {
-        if let Some((name, desired)) = self.by_repository.lock().expect("not poisoned").get(key)
-            && *name == run.name_any()
-        {
-            return Ok(desired.clone());
-        }
-        let status = run.status.clone().unwrap_or_default();
-        let desired: Arc<Vec<FleetObject>> = Arc::new(
-            planstore::load(
-                &ctx.client,
-                run,
-                &status.desired_state,
-                status.desired_state_digest.as_deref(),
-            )
-            .await?,
-        );
-        self.by_repository
-            .lock()
-            .expect("not poisoned")
-            .insert(key.to_owned(), (run.name_any(), desired.clone()));
-        Ok(desired)
-    }
-}
-
 /// What the repository controller should do about drift.
 pub struct Found {
     /// The applied run whose revision the cluster should match.
@@ -69,7 +31,8 @@ pub struct Found {
 }
 
 fn digest(objects: &[DriftedObject]) -> String {
-    let bytes = serde_json::to_vec(objects).expect("drift serializes");
+    // Drift entries are plain strings and enums: serializing cannot fail.
+    let bytes = serde_json::to_vec(objects).unwrap_or_default();
     crate::fleet::plan::hex(&Sha256::digest(bytes)[..8])
 }
 
@@ -99,7 +62,7 @@ pub async fn check(
     };
     let ns = repo.namespace().unwrap_or_default();
     let key = format!("{ns}/{}", repo.name_any());
-    let desired = match ctx.desired.get(ctx, &key, baseline).await {
+    let desired = match ctx.desired.get(&ctx.client, &key, baseline).await {
         Ok(desired) => desired,
         Err(e @ Error::PlanTampered { .. }) => {
             // Measured against forged content, drift would start runs no one asked
@@ -175,7 +138,7 @@ pub async fn report(
     if count == 0 {
         let message = format!(
             "the cluster matches revision {}",
-            &revision[..revision.len().min(12)]
+            revision.chars().take(12).collect::<String>()
         );
         set_condition(
             &mut status.conditions,
@@ -201,7 +164,7 @@ pub async fn report(
     let summary = summarize(&found.objects);
     let message = format!(
         "{count} objects differ from revision {}: {summary}",
-        &revision[..revision.len().min(12)]
+        revision.chars().take(12).collect::<String>()
     );
     set_condition(
         &mut status.conditions,

@@ -22,6 +22,8 @@ pub enum Error {
     CacheNotReady(String),
     #[error("git operation panicked or was cancelled: {0}")]
     Task(String),
+    #[error("the reconcile panicked: {0}")]
+    Panicked(String),
 }
 
 impl Error {
@@ -36,8 +38,42 @@ impl Error {
             Error::PlanTampered { .. } => "PlanTampered",
             Error::CacheNotReady(_) => "CacheNotReady",
             Error::Task(_) => "TaskFailed",
+            Error::Panicked(_) => "Panicked",
         }
     }
 }
 
+impl Error {
+    /// Whether trying again later may succeed without any change to the spec, the
+    /// Secret or the repository's content: the git server was down, slow or cut off.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Source(
+                SourceError::Timeout { .. }
+                    | SourceError::FetchFailed { .. }
+                    | SourceError::Cache { .. }
+            ) | Error::Kube(_)
+                | Error::Task(_)
+        )
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Parses a duration of the spec (`60s`, `5m`, `1h30m`).
+pub fn parse_duration(field: &str, value: &str) -> Result<std::time::Duration> {
+    humantime::parse_duration(value).map_err(|e| Error::InvalidSpec {
+        field: field.to_owned(),
+        message: format!("`{value}`: {e}"),
+    })
+}
+
+/// The message a panic was raised with.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}

@@ -15,9 +15,12 @@ pub mod receiver;
 pub mod repository;
 pub mod syncrun;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
@@ -25,12 +28,14 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use futures::{FutureExt, StreamExt};
 use kube::api::Api;
+use kube::runtime::controller::Action;
 use kube::runtime::{Controller, watcher};
 use kube::{Client, ResourceExt};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::api::{GitopsRepository, SyncRun};
 pub use context::{Context, Settings};
+use error::Error;
 use metrics::Metrics;
 
 /// Everything `fleetgate controller` needs to know.
@@ -179,15 +184,36 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     for task in reflectors {
         tokio::spawn(task);
     }
+    prune_orphaned_caches(&client, &scopes, &ctx).await;
     let mut controllers = Vec::new();
     for (repositories, runs) in repositories.into_iter().zip(syncruns) {
         let repositories = repositories
             .shutdown_on_signal()
-            .run(repository::reconcile, repository::error_policy, ctx.clone())
+            .run(
+                |obj, ctx| {
+                    guarded(
+                        repository::CONTROLLER,
+                        ctx.clone(),
+                        repository::reconcile(obj, ctx),
+                    )
+                },
+                repository::error_policy,
+                ctx.clone(),
+            )
             .for_each(|_| futures::future::ready(()));
         let runs = runs
             .shutdown_on_signal()
-            .run(syncrun::reconcile, syncrun::error_policy, ctx.clone())
+            .run(
+                |obj, ctx| {
+                    guarded(
+                        syncrun::CONTROLLER,
+                        ctx.clone(),
+                        syncrun::reconcile(obj, ctx),
+                    )
+                },
+                syncrun::error_policy,
+                ctx.clone(),
+            )
             .for_each(|_| futures::future::ready(()));
         controllers.push(futures::future::join(repositories, runs).boxed());
     }
@@ -221,4 +247,76 @@ fn repository_controller(client: &Client, ns: Option<&str>) -> Controller<Gitops
         });
     }
     controller
+}
+
+/// Runs `reconcile`; a panic in it becomes a failed reconcile of that object (logged,
+/// counted as `Panicked`, retried with the object's backoff), never a dead process.
+async fn guarded(
+    controller: &'static str,
+    ctx: Arc<Context>,
+    reconcile: impl Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let result = catch_panic(reconcile).await;
+    if let Err(Error::Panicked(message)) = &result {
+        error!(
+            controller,
+            panic = message,
+            "a reconcile panicked; it counts as failed and is retried"
+        );
+        ctx.observe(controller, Instant::now(), Some("Panicked"));
+    }
+    result
+}
+
+/// The future's output, or `Error::Panicked` with the panic's message.
+async fn catch_panic(work: impl Future<Output = Result<Action, Error>>) -> Result<Action, Error> {
+    match AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => Err(Error::Panicked(error::panic_message(&*payload))),
+    }
+}
+
+/// Deletes the git caches of repositories deleted while no controller ran.
+async fn prune_orphaned_caches(client: &Client, scopes: &[Option<String>], ctx: &Context) {
+    let mut existing = Vec::new();
+    for ns in scopes {
+        let api: Api<GitopsRepository> = scoped(client, ns.as_deref());
+        match api.list(&Default::default()).await {
+            Ok(list) => existing.extend(
+                list.items
+                    .iter()
+                    .map(|r| (r.namespace().unwrap_or_default(), r.name_any())),
+            ),
+            Err(e) => {
+                warn!(error = %e, "could not list repositories; orphaned git caches are kept");
+                return;
+            }
+        }
+    }
+    // Only the watched namespaces' caches are judged; others may belong to another scope.
+    let watched = |ns: &str| scopes.iter().any(|s| s.as_deref().is_none_or(|s| s == ns));
+    ctx.git.prune_orphans(&existing, watched);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_is_a_failed_reconcile() {
+        let panicking = async {
+            let revision = String::from("é");
+            // The kind of slip this guards against: slicing inside a character.
+            let _ = &revision[..1];
+            Ok(Action::await_change())
+        };
+        let result = catch_panic(panicking).await;
+        assert!(
+            matches!(&result, Err(Error::Panicked(m)) if m.contains("char boundary")),
+            "{result:?}"
+        );
+        assert_eq!(result.unwrap_err().label(), "Panicked");
+        let fine = catch_panic(async { Ok(Action::await_change()) }).await;
+        assert!(fine.is_ok());
+    }
 }

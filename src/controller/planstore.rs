@@ -8,8 +8,9 @@
 //! ([`Error::PlanTampered`]). Decompression is bounded, so a forged chunk cannot exhaust
 //! memory either.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -20,7 +21,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::{Error, Result};
 use crate::api::{FIELD_MANAGER, REPOSITORY_LABEL, SyncRun, syncrun::FullPlanRef};
-use crate::fleet::Plan;
+use crate::fleet::{FleetObject, Plan};
 
 /// Label tying a ConfigMap to the SyncRun whose data it holds.
 pub const SYNCRUN_LABEL: &str = "gitops.fleetgate.dev/syncrun";
@@ -58,6 +59,57 @@ fn store_err(run: &SyncRun, message: impl Into<String>) -> Error {
     }
 }
 
+/// A run's name and the desired state it applied.
+type Baseline = (String, Arc<Vec<FleetObject>>);
+
+/// The desired state of each repository's last applied run, by `namespace/repository`.
+#[derive(Default)]
+pub struct DesiredCache {
+    by_repository: Mutex<HashMap<String, Baseline>>,
+}
+
+impl DesiredCache {
+    pub async fn get(
+        &self,
+        client: &kube::Client,
+        key: &str,
+        run: &SyncRun,
+    ) -> Result<Arc<Vec<FleetObject>>> {
+        if let Some((name, desired)) = self
+            .by_repository
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            && *name == run.name_any()
+        {
+            return Ok(desired.clone());
+        }
+        let status = run.status.clone().unwrap_or_default();
+        let desired: Arc<Vec<FleetObject>> = Arc::new(
+            load(
+                client,
+                run,
+                &status.desired_state,
+                status.desired_state_digest.as_deref(),
+            )
+            .await?,
+        );
+        self.by_repository
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned(), (run.name_any(), desired.clone()));
+        Ok(desired)
+    }
+
+    /// Drops what is kept for a repository that no longer exists.
+    pub fn forget(&self, key: &str) {
+        self.by_repository
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
 /// Writes `plan` into ConfigMaps owned by `run` and returns where it is.
 pub async fn save_plan(client: &kube::Client, run: &SyncRun, plan: &Plan) -> Result<FullPlanRef> {
     let saved = save(client, run, "plan", plan).await?;
@@ -91,7 +143,7 @@ pub async fn save<T: Serialize>(
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let owner = run
         .controller_owner_ref(&())
-        .expect("SyncRuns have names and uids");
+        .ok_or_else(|| store_err(run, "the SyncRun has no name or uid"))?;
     let mut names = Vec::new();
     for (i, chunk) in compressed.chunks(CHUNK_BYTES).enumerate() {
         let name = format!("{}-{what}-{i}", run.name_any());

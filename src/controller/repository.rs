@@ -25,7 +25,6 @@ use crate::api::syncrun::{Phase, SyncRunSpec, Trigger};
 use crate::api::{
     FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations, now, set_condition,
 };
-use crate::source::SourceError;
 
 pub const CONTROLLER: &str = "repository";
 /// On a SyncRun: its place in the repository's sequence of runs.
@@ -60,10 +59,7 @@ pub(super) fn phase(run: &SyncRun) -> Option<Phase> {
 /// Errors that retrying will not fix: they need a change to the spec, Secret or server.
 fn stalls(e: &Error) -> bool {
     match e {
-        Error::Source(s) => !matches!(
-            s,
-            SourceError::Timeout { .. } | SourceError::FetchFailed { .. }
-        ),
+        Error::Source(_) => !e.is_transient(),
         Error::Secret { .. } | Error::InvalidSpec { .. } => true,
         _ => false,
     }
@@ -76,6 +72,9 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
     // controller's last write yet (drift already reported, a sync already handled).
     let api: Api<GitopsRepository> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(repo) = api.get_opt(&name).await? else {
+        // Deleted: its runs go with it (owner references); its cache goes here.
+        ctx.git.forget(&ns, &name).await;
+        ctx.desired.forget(&format!("{ns}/{name}"));
         return Ok(Action::await_change());
     };
     let repo = &repo;
@@ -126,7 +125,7 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
         spec_changed || manual || pushed || since_fetch >= interval,
     ) {
         (Some(known), false) => known.clone(),
-        _ => match gitsource::resolve(ctx, repo).await {
+        _ => match gitsource::resolve(&ctx.git, &ctx.client, repo).await {
             Ok(r) => {
                 status.last_fetched_at = Some(ts.clone());
                 r
@@ -223,8 +222,16 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
     }))
 }
 
+/// The first `n` characters of a revision (it may come from the spec, not only git).
+fn prefix(revision: &str, n: usize) -> &str {
+    revision
+        .char_indices()
+        .nth(n)
+        .map_or(revision, |(end, _)| &revision[..end])
+}
+
 fn short(revision: &str) -> &str {
-    &revision[..revision.len().min(12)]
+    prefix(revision, 12)
 }
 
 /// Ready, Reconciling and Stalled together, with one reason and message: kstatus reads
@@ -300,21 +307,14 @@ pub(super) async fn create_run(
     }
     let run = SyncRun {
         metadata: ObjectMeta {
-            generate_name: Some(format!(
-                "{}-{}-",
-                repo.name_any(),
-                &revision[..revision.len().min(7)]
-            )),
+            generate_name: Some(format!("{}-{}-", repo.name_any(), prefix(revision, 7))),
             namespace: Some(ns.clone()),
             labels: Some(BTreeMap::from([(
                 REPOSITORY_LABEL.to_owned(),
                 repo.name_any(),
             )])),
             annotations: Some(annotations),
-            owner_references: Some(vec![
-                repo.controller_owner_ref(&())
-                    .expect("repositories have names and uids"),
-            ]),
+            owner_references: repo.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()
         },
         spec: SyncRunSpec {

@@ -15,7 +15,7 @@ use serde_json::json;
 use tracing::{info, instrument};
 
 use super::apply;
-use super::context::{Context, object_key, truncate};
+use super::context::{Context, object_key, off_runtime, truncate};
 use super::error::{Error, Result};
 use super::gitsource;
 use super::planstore;
@@ -244,7 +244,10 @@ async fn plan(run: &SyncRun, ctx: &Context, mut status: SyncRunStatus) -> Result
         Ok(Computed::Planned(planned)) => {
             record(run, ctx, &repo, status, planned, raw_exclusions).await
         }
-        Err(e @ Error::Source(_)) => {
+        // A git server that is down or slow comes back: retried with the run's backoff.
+        Err(e @ Error::Source(_)) if e.is_transient() => Err(e),
+        Err(e @ (Error::Source(_) | Error::Panicked(_))) => {
+            // Neither is fixed by retrying the same revision.
             let reason = e.label();
             fail(ctx, run, status, reason, e.to_string()).await
         }
@@ -275,7 +278,7 @@ async fn compute(
 ) -> Result<Computed> {
     // Removing a deleted repository's objects plans against nothing at all.
     let deleting = run.spec.trigger == Trigger::Deletion;
-    let read = match deleting {
+    let resolved = match deleting {
         true => Ok((
             fleet::DesiredState {
                 account: String::new(),
@@ -285,14 +288,19 @@ async fn compute(
         )),
         false => {
             let bytes =
-                gitsource::read_fleet_file(ctx, &ctx.git_locks, repo, &run.spec.revision).await?;
-            let options = ResolveOptions {
-                expected_account: repo.spec.account.as_deref(),
-            };
-            fleet::desired_state(&repo.spec.path, &bytes, &options)
+                gitsource::read_fleet_file(&ctx.git, &ctx.client, repo, &run.spec.revision).await?;
+            // A huge fleet takes a while to resolve and plan: off the runtime's worker threads.
+            let (path, account) = (repo.spec.path.clone(), repo.spec.account.clone());
+            off_runtime(move || {
+                let options = ResolveOptions {
+                    expected_account: account.as_deref(),
+                };
+                fleet::desired_state(&path, &bytes, &options)
+            })
+            .await?
         }
     };
-    let (desired, warnings) = match read {
+    let (desired, warnings) = match resolved {
         Ok(ok) => ok,
         Err(diags) => {
             let errors = diags.errors().count();
@@ -305,27 +313,33 @@ async fn compute(
     };
     ctx.fleet.wait_until_ready().await?;
     let live = ctx.fleet.live_objects(&run.namespace().unwrap_or_default());
-    let options = PlanOptions {
-        repository: &run.spec.repository,
-        revision: &run.spec.revision,
-        prune: repo.spec.prune || deleting,
-        exclude,
-    };
-    match fleet::plan(&desired.objects, &live, &options) {
-        Ok(plan) => Ok(Computed::Planned(Box::new(Planned {
-            plan,
-            warnings: warnings.iter().map(|w| w.to_string()).collect(),
-            desired: desired.objects,
-        }))),
-        Err(errors) => {
-            let reason = match errors.first() {
-                Some(PlanError::UnknownExclusion { .. }) => "InvalidExclusion",
-                _ => "PreventDestroy",
-            };
-            let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            Ok(Computed::Invalid(reason, lines.join("\n")))
+    let (repository, revision) = (run.spec.repository.clone(), run.spec.revision.clone());
+    let (prune, exclude) = (repo.spec.prune || deleting, exclude.to_vec());
+    let warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+    off_runtime(move || {
+        let options = PlanOptions {
+            repository: &repository,
+            revision: &revision,
+            prune,
+            exclude: &exclude,
+        };
+        match fleet::plan(&desired.objects, &live, &options) {
+            Ok(plan) => Computed::Planned(Box::new(Planned {
+                plan,
+                warnings,
+                desired: desired.objects,
+            })),
+            Err(errors) => {
+                let reason = match errors.first() {
+                    Some(PlanError::UnknownExclusion { .. }) => "InvalidExclusion",
+                    _ => "PreventDestroy",
+                };
+                let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                Computed::Invalid(reason, lines.join("\n"))
+            }
         }
-    }
+    })
+    .await
 }
 
 /// Bounded, human-readable diff for status.

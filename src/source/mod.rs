@@ -7,6 +7,7 @@
 //! against known_hosts.
 
 mod known_hosts;
+mod limits;
 pub mod policy;
 
 use std::cell::RefCell;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use git2::{CertificateCheckStatus, Cred, FetchOptions, ObjectType, RemoteCallbacks, Repository};
 
 pub use known_hosts::{KnownHosts, Verdict};
+pub use limits::{Limits, set_network_timeouts};
 
 /// What to follow in the repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +67,7 @@ pub struct Remote {
     pub url: String,
     pub credentials: Credentials,
     pub timeout: Duration,
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +98,10 @@ pub enum SourceError {
     Cache { path: String, message: String },
     #[error(transparent)]
     Policy(#[from] policy::PolicyError),
+    #[error("fetching {url} was stopped after {limit} bytes, the most one fetch may receive")]
+    RepositoryTooLarge { url: String, limit: u64 },
+    #[error("`{path}` is {size} bytes, more than the {limit} bytes a fleet file may have")]
+    FileTooLarge { path: String, size: u64, limit: u64 },
 }
 
 impl SourceError {
@@ -114,6 +121,8 @@ impl SourceError {
             SourceError::FetchFailed { .. } | SourceError::Cache { .. } => "FetchFailed",
             SourceError::InvalidPath { .. } | SourceError::FileNotFound { .. } => "InvalidPath",
             SourceError::Policy(e) => e.label(),
+            SourceError::RepositoryTooLarge { .. } => "RepositoryTooLarge",
+            SourceError::FileTooLarge { .. } => "FileTooLarge",
         }
     }
 }
@@ -156,6 +165,7 @@ struct Seen {
     host_key: Option<SourceError>,
     auth_attempts: u32,
     timed_out: bool,
+    too_large: bool,
 }
 
 /// Builds callbacks for `remote`, recording into `seen`, and runs `op` with them.
@@ -219,12 +229,14 @@ fn with_callbacks<T>(
             Credentials::Anonymous => Err(git2::Error::from_str("no credentials configured")),
         }
     });
-    cb.transfer_progress(|_| {
+    let max_bytes = remote.limits.max_fetch_bytes;
+    cb.transfer_progress(|progress| {
         let late = Instant::now() > deadline;
-        if late {
-            seen.borrow_mut().timed_out = true;
-        }
-        !late
+        let large = progress.received_bytes() as u64 > max_bytes;
+        let mut s = seen.borrow_mut();
+        s.timed_out |= late;
+        s.too_large |= large;
+        !late && !large
     });
     let result = op(cb);
     let seen = seen.into_inner();
@@ -232,7 +244,16 @@ fn with_callbacks<T>(
         if let Some(host_key) = seen.host_key {
             return host_key;
         }
-        if seen.timed_out {
+        if seen.too_large {
+            return SourceError::RepositoryTooLarge {
+                url: remote.url.clone(),
+                limit: remote.limits.max_fetch_bytes,
+            };
+        }
+        // libgit2's own socket timeouts (connect, read, write) say so in the message.
+        let lower = e.message().to_ascii_lowercase();
+        let timed_out = seen.timed_out || lower.contains("timed out") || lower.contains("timeout");
+        if timed_out {
             return SourceError::Timeout {
                 url: remote.url.clone(),
                 timeout: remote.timeout,
@@ -288,11 +309,9 @@ fn ref_name(git_ref: &GitRef) -> Option<String> {
 
 /// The commit `git_ref` points at on the remote, asked without fetching (ls-remote).
 pub fn resolve_revision(remote: &Remote, git_ref: &GitRef) -> Result<String, SourceError> {
-    let Some(wanted) = ref_name(git_ref) else {
-        let GitRef::Commit(sha) = git_ref else {
-            unreachable!()
-        };
-        return Ok(sha.clone());
+    let wanted = match git_ref {
+        GitRef::Commit(sha) => return Ok(sha.clone()),
+        GitRef::Branch(_) | GitRef::Tag(_) => ref_name(git_ref).unwrap_or_default(),
     };
     let peeled = format!("{wanted}^{{}}");
     let heads = with_callbacks(remote, |cb| {
@@ -321,23 +340,43 @@ pub fn resolve_revision(remote: &Remote, git_ref: &GitRef) -> Result<String, Sou
 
 /// Fetches `git_ref` into the bare repository at `cache` (created on first use; later
 /// fetches are incremental) and returns the commit it resolves to.
+///
+/// A branch or tag is fetched shallow (its commit only) from network remotes; a commit
+/// needs the history that holds it. Every fetch stops at `remote.limits.max_fetch_bytes`.
 pub fn fetch(cache: &Path, remote: &Remote, git_ref: &GitRef) -> Result<String, SourceError> {
     let cache_err = |e: git2::Error| SourceError::Cache {
         path: cache.display().to_string(),
         message: e.message().to_owned(),
     };
-    let repo = match Repository::open_bare(cache) {
+    let mut repo = match Repository::open_bare(cache) {
         Ok(r) => r,
         Err(_) => Repository::init_bare(cache).map_err(cache_err)?,
     };
-    let refspecs: Vec<String> = match git_ref {
-        GitRef::Commit(_) => vec![
-            "+refs/heads/*:refs/heads/*".into(),
-            "+refs/tags/*:refs/tags/*".into(),
-        ],
-        other => {
-            let name = ref_name(other).expect("branches and tags have names");
-            vec![format!("+{name}:{name}")]
+    let (refspecs, shallow): (Vec<String>, bool) = match git_ref {
+        GitRef::Commit(_) => {
+            // History the commit may be in: a shallow cache cannot receive it (the server
+            // takes the cached tip as proof the client has its ancestors), so start over.
+            if repo.is_shallow() {
+                drop(repo);
+                std::fs::remove_dir_all(cache).map_err(|e| SourceError::Cache {
+                    path: cache.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                repo = Repository::init_bare(cache).map_err(cache_err)?;
+            }
+            let all = vec![
+                "+refs/heads/*:refs/heads/*".into(),
+                "+refs/tags/*:refs/tags/*".into(),
+            ];
+            (all, false)
+        }
+        GitRef::Branch(_) | GitRef::Tag(_) => {
+            let name = ref_name(git_ref).unwrap_or_default();
+            // libgit2's local transport does not fetch shallow.
+            (
+                vec![format!("+{name}:{name}")],
+                !remote.url.starts_with("file://"),
+            )
         }
     };
     with_callbacks(remote, |cb| {
@@ -346,6 +385,9 @@ pub fn fetch(cache: &Path, remote: &Remote, git_ref: &GitRef) -> Result<String, 
         opts.download_tags(git2::AutotagOption::None);
         // Never to another host: a redirect could point the controller anywhere.
         opts.follow_redirects(git2::RemoteRedirect::None);
+        if shallow {
+            opts.depth(1);
+        }
         let mut r = repo.remote_anonymous(&remote.url)?;
         r.fetch(&refspecs, Some(&mut opts), None)
     })?;
@@ -357,8 +399,8 @@ pub fn fetch(cache: &Path, remote: &Remote, git_ref: &GitRef) -> Result<String, 
         GitRef::Commit(sha) => git2::Oid::from_str(sha)
             .and_then(|oid| repo.find_object(oid, None))
             .map_err(|_| not_found())?,
-        other => repo
-            .revparse_single(&ref_name(other).expect("named"))
+        GitRef::Branch(_) | GitRef::Tag(_) => repo
+            .revparse_single(&ref_name(git_ref).unwrap_or_default())
             .map_err(|_| not_found())?,
     };
     let commit = object.peel_to_commit().map_err(|_| not_found())?;
@@ -389,13 +431,20 @@ fn clean_path(path: &str) -> Result<Vec<String>, SourceError> {
 }
 
 /// Reads `path` from the tree of `revision` in the cache. Symbolic links are followed
-/// only while they stay inside the tree.
-pub fn read_file(cache: &Path, revision: &str, path: &str) -> Result<Vec<u8>, SourceError> {
+/// only while they stay inside the tree. Sizes are read from the object headers first:
+/// no blob larger than `limits.max_file_bytes` is ever inflated.
+pub fn read_file(
+    cache: &Path,
+    revision: &str,
+    path: &str,
+    limits: &Limits,
+) -> Result<Vec<u8>, SourceError> {
     let cache_err = |e: git2::Error| SourceError::Cache {
         path: cache.display().to_string(),
         message: e.message().to_owned(),
     };
     let repo = Repository::open_bare(cache).map_err(cache_err)?;
+    let odb = repo.odb().map_err(cache_err)?;
     let oid = git2::Oid::from_str(revision).map_err(cache_err)?;
     let tree = repo
         .find_commit(oid)
@@ -406,24 +455,38 @@ pub fn read_file(cache: &Path, revision: &str, path: &str) -> Result<Vec<u8>, So
         path: path.to_owned(),
         revision: revision.to_owned(),
     };
+    // The blob's content, once its header says it is a blob of an acceptable size.
+    let blob = |entry: &git2::TreeEntry<'_>| -> Result<Option<Vec<u8>>, SourceError> {
+        let (size, kind) = odb.read_header(entry.id()).map_err(cache_err)?;
+        if kind != ObjectType::Blob {
+            return Ok(None);
+        }
+        if size as u64 > limits.max_file_bytes {
+            return Err(SourceError::FileTooLarge {
+                path: path.to_owned(),
+                size: size as u64,
+                limit: limits.max_file_bytes,
+            });
+        }
+        let blob = repo.find_blob(entry.id()).map_err(cache_err)?;
+        Ok(Some(blob.content().to_vec()))
+    };
     let mut parts = clean_path(path)?;
     for _hop in 0..8 {
         let entry = tree
             .get_path(Path::new(&parts.join("/")))
             .map_err(|_| not_found())?;
-        let object = entry.to_object(&repo).map_err(cache_err)?;
+        let Some(content) = blob(&entry)? else {
+            return Err(SourceError::InvalidPath {
+                path: path.to_owned(),
+                reason: "it is a directory, not a file".into(),
+            });
+        };
         if entry.filemode() != 0o120000 {
-            return match object.kind() {
-                Some(ObjectType::Blob) => Ok(object.as_blob().expect("a blob").content().to_vec()),
-                _ => Err(SourceError::InvalidPath {
-                    path: path.to_owned(),
-                    reason: "it is a directory, not a file".into(),
-                }),
-            };
+            return Ok(content);
         }
         // A symbolic link: resolve its target relative to the link's folder, in the tree.
-        let target = String::from_utf8_lossy(object.as_blob().expect("links are blobs").content())
-            .into_owned();
+        let target = String::from_utf8_lossy(&content).into_owned();
         if target.starts_with('/') {
             return Err(SourceError::InvalidPath {
                 path: path.to_owned(),

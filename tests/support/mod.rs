@@ -273,3 +273,50 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// What the control plane's audit log (hack/testenv.sh writes it beside the kubeconfig)
+/// says was written to `resource` in `ns`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Writes {
+    /// Objects with at least one completed create request. A create whose client was
+    /// killed may be logged as 504 although it created the object.
+    pub created: usize,
+    /// Creates refused because the object already existed: a second try to create it.
+    pub created_again: usize,
+    /// Updates, patches and deletes of the objects themselves (not their status).
+    pub other: usize,
+}
+
+pub fn audited_writes(ns: &str, resource: &str) -> Writes {
+    let dir = env().kubeconfig.parent().unwrap().to_path_buf();
+    let log = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
+    let mut created = std::collections::BTreeSet::new();
+    let (mut created_again, mut other) = (0, 0);
+    for event in log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        let object = &event["objectRef"];
+        if event["stage"] != "ResponseComplete"
+            || object["namespace"] != ns
+            || object["resource"] != resource
+            || !object["subresource"].is_null()
+        {
+            continue;
+        }
+        let code = event["responseStatus"]["code"].as_u64().unwrap_or(0);
+        match (event["verb"].as_str(), code) {
+            (Some("create"), 409) => created_again += 1,
+            (Some("create"), c) if !(300..500).contains(&c) => {
+                created.insert(object["name"].as_str().unwrap_or_default().to_owned());
+            }
+            (Some("update" | "patch" | "delete"), c) if c < 300 => other += 1,
+            _ => {}
+        }
+    }
+    Writes {
+        created: created.len(),
+        created_again,
+        other,
+    }
+}

@@ -40,13 +40,29 @@ impl ControllerProcess {
 
     /// Starts a controller with the credentials in `kubeconfig` and the given flags.
     pub fn start_as(kubeconfig: &std::path::Path, args: &[&str]) -> Self {
+        Self::start_in_pod(kubeconfig, args, None)
+    }
+
+    /// Starts a controller in `ns` as pod `pod`: a restart under the same pod name holds
+    /// the same Lease identity, as a container restarted in its pod does.
+    pub fn restart_in_pod(ns: &TestNamespace, pod: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["--namespace", &ns.name, "--lease-namespace", &ns.name];
+        args.extend_from_slice(extra);
+        Self::start_in_pod(&super::env().kubeconfig, &args, Some(pod))
+    }
+
+    fn start_in_pod(kubeconfig: &std::path::Path, args: &[&str], pod: Option<&str>) -> Self {
         let work = tempfile::tempdir().unwrap();
         let log = work.path().join("controller.log");
         let http = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_fleetgate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fleetgate"));
+        if let Some(pod) = pod {
+            command.env("POD_NAME", pod);
+        }
+        let child = command
             .arg("controller")
             .args(["--http-addr", &http.to_string()])
             .arg("--work-dir")
@@ -99,6 +115,16 @@ impl ControllerProcess {
             .map(|(_, v)| v.trim().to_owned())
             .unwrap_or_default();
         Some((code, content_type, body.to_owned()))
+    }
+
+    /// The process id, to read its memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has ended by itself.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Stops it at once, as a crash or an evicted pod would.

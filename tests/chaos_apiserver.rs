@@ -1,0 +1,184 @@
+//! kube-apiserver stopped and started again in the middle of an apply of a 2,000-node
+//! plan: the run finishes once the server is back, every object created by exactly one
+//! request (counted in the audit log), one SyncRun. A test binary of its own: the other
+//! tests would see the outage.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use fleetgate::api::syncrun::Phase;
+use fleetgate::api::{FleetNode, SyncRun, annotations};
+use fleetgate::fleet::synth::{Shape, fleet_yaml};
+use kube::api::{Api, ListParams};
+use support::git::server;
+use support::operator::*;
+
+/// The fleet's size: 2,000 nodes, or FLEETGATE_CHAOS_nodes_wanted.
+fn nodes() -> usize {
+    std::env::var("FLEETGATE_CHAOS_nodes_wanted")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000)
+}
+
+/// Stops the control plane's kube-apiserver (SIGTERM: a SIGKILL would lose the audit
+/// events it has not written yet, and with them the count this test makes) and starts it
+/// again with the same command line after `down`.
+fn restart_apiserver(down: Duration) {
+    let dir: PathBuf = support::env().kubeconfig.parent().unwrap().into();
+    let pid_file = dir.join("kube-apiserver.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    assert!(status.unwrap().success());
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        // A zombie until its parent (the watchdog's shell) reaps it: gone enough.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.split_whitespace().nth(2) == Some("Z") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(down);
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("kube-apiserver.log"))
+        .unwrap();
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // hack/testenv.sh stops what the pid file names.
+    std::fs::write(&pid_file, child.id().to_string()).unwrap();
+    std::thread::spawn(move || child.wait());
+}
+
+#[tokio::test]
+#[ignore = "chaos suite: make chaos"]
+async fn an_apply_survives_a_restart_of_the_api_server() {
+    let nodes_wanted = nodes();
+    let ns = support::env().namespace("apiserver").await;
+    support::install_crds(&ns.client, &fleetgate::api::crds()).await;
+    let git = server();
+    let repo = git.create_repo("apiserver");
+    let head = repo.commit(
+        &[(
+            "fleet.yaml",
+            fleet_yaml(Shape::new(nodes_wanted), 1).as_bytes(),
+        )],
+        "first",
+    );
+    let spec =
+        serde_json::json!({"url": git.git_url(&repo), "ref": {"branch": "main"}, "interval": "5s"});
+    create_repository(&ns.client, &ns.name, "fleet", spec).await;
+    let args = ["--apply-concurrency", "2"];
+    let mut controller = ControllerProcess::restart_in_pod(&ns, "fleetgate-0", &args);
+    let run = run_in_phase(&ns.client, &ns.name, &head, Phase::AwaitingApproval).await;
+    let name = run.metadata.name.clone().unwrap();
+    let status = run.status.unwrap();
+    let total = status.progress.unwrap().total;
+    annotate(
+        &ns.client,
+        &ns.name,
+        &name,
+        annotations::APPROVE,
+        Some(&status.plan_id.unwrap()),
+    )
+    .await;
+    wait_for_status(
+        &ns.client,
+        &ns.name,
+        &name,
+        "applying, well short of done",
+        |s| {
+            s.progress
+                .as_ref()
+                .is_some_and(|p| p.applied >= 300 && p.pending > total / 2)
+        },
+    )
+    .await;
+
+    tokio::task::spawn_blocking(|| restart_apiserver(Duration::from_secs(3)))
+        .await
+        .unwrap();
+    // A client of its own: the old one's connections died with the server.
+    let client = support::env().client().await;
+    let runs: Api<SyncRun> = Api::namespaced(client.clone(), &ns.name);
+    // A controller that lost its Lease in the outage exits; its pod would restart it.
+    let mut restarts = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let done = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not finish after the restart"
+        );
+        if controller.exited() {
+            restarts += 1;
+            controller = ControllerProcess::restart_in_pod(&ns, "fleetgate-0", &args);
+        }
+        if let Ok(run) = runs.get(&name).await
+            && run
+                .status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .is_some_and(|p| p.is_finished())
+        {
+            break run;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("finished after the API server's restart; the controller restarted {restarts} times");
+    let status = done.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Applied), "{:?}", status.message);
+    assert_eq!(status.progress.unwrap().applied, total);
+    assert_eq!(
+        runs.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+
+    support::eventually(
+        "every create in the audit log",
+        Duration::from_secs(20),
+        || async {
+            (support::audited_writes(&ns.name, "fleetnodes").created >= nodes_wanted).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let once = support::Writes {
+        created: nodes_wanted,
+        created_again: 0,
+        other: 0,
+    };
+    assert_eq!(
+        support::audited_writes(&ns.name, "fleetnodes"),
+        once,
+        "writes of fleetnodes"
+    );
+    let nodes: Api<FleetNode> = Api::namespaced(client, &ns.name);
+    assert_eq!(
+        nodes
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        nodes_wanted
+    );
+}
