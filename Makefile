@@ -19,9 +19,9 @@ test: testenv-build
 	hack/with-testenv.sh $(CARGO) test --all-features --no-fail-fast
 
 ## Faults and hostile tenants (tests/chaos*.rs, about 3 minutes): kills, restarts, hangs.
-## FLEETGATE_CHAOS_NODES sizes the fleet of the API server restart (default 2000).
+## FLEETGATE_CHAOS_NODES sizes the fleets of the API server and etcd restarts (default 2000).
 chaos: testenv-build
-	hack/with-testenv.sh $(CARGO) test --test chaos --test chaos_apiserver -- --ignored
+	hack/with-testenv.sh $(CARGO) test --test chaos --test chaos_apiserver --test chaos_etcd -- --ignored
 
 ## Formatting and lints, as CI checks them.
 lint:

@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fleetgate::api::syncrun::Phase;
@@ -15,64 +13,12 @@ use fleetgate::fleet::synth::{Shape, fleet_yaml};
 use kube::api::{Api, ListParams};
 use support::git::server;
 use support::operator::*;
-
-/// The fleet's size: 2,000 nodes, or FLEETGATE_CHAOS_nodes_wanted.
-fn nodes() -> usize {
-    std::env::var("FLEETGATE_CHAOS_nodes_wanted")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(2000)
-}
-
-/// Stops the control plane's kube-apiserver (SIGTERM: a SIGKILL would lose the audit
-/// events it has not written yet, and with them the count this test makes) and starts it
-/// again with the same command line after `down`.
-fn restart_apiserver(down: Duration) {
-    let dir: PathBuf = support::env().kubeconfig.parent().unwrap().into();
-    let pid_file = dir.join("kube-apiserver.pid");
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    let argv: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    assert!(status.unwrap().success());
-    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        // A zombie until its parent (the watchdog's shell) reaps it: gone enough.
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.split_whitespace().nth(2) == Some("Z") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(down);
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(dir.join("kube-apiserver.log"))
-        .unwrap();
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    // hack/testenv.sh stops what the pid file names.
-    std::fs::write(&pid_file, child.id().to_string()).unwrap();
-    std::thread::spawn(move || child.wait());
-}
+use support::outage::{chaos_nodes, restart_process};
 
 #[tokio::test]
 #[ignore = "chaos suite: make chaos"]
 async fn an_apply_survives_a_restart_of_the_api_server() {
-    let nodes_wanted = nodes();
+    let nodes_wanted = chaos_nodes(2000);
     let ns = support::env().namespace("apiserver").await;
     support::install_crds(&ns.client, &fleetgate::api::crds()).await;
     let git = server();
@@ -114,7 +60,7 @@ async fn an_apply_survives_a_restart_of_the_api_server() {
     )
     .await;
 
-    tokio::task::spawn_blocking(|| restart_apiserver(Duration::from_secs(3)))
+    tokio::task::spawn_blocking(|| restart_process("kube-apiserver", Duration::from_secs(3)))
         .await
         .unwrap();
     // A client of its own: the old one's connections died with the server.

@@ -11,6 +11,7 @@
 pub mod chart;
 pub mod git;
 pub mod operator;
+pub mod outage;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -25,7 +25,13 @@ pub struct ControllerProcess {
 impl ControllerProcess {
     /// Starts a controller that acts only in `ns`, with the admin's credentials.
     pub fn start(ns: &TestNamespace, extra: &[&str]) -> Self {
-        // No admission policies here: approvals carry no approved-by.
+        Self::start_in_pod(&super::env().kubeconfig, &Self::test_args(ns, extra), None)
+    }
+
+    /// The flags of a controller started by the tests without the chart: no admission
+    /// policies here (approvals carry no approved-by), and the test git server's
+    /// file:// and git:// URLs.
+    fn test_args<'a>(ns: &'a TestNamespace, extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec![
             "--namespace",
             &ns.name,
@@ -33,9 +39,10 @@ impl ControllerProcess {
             &ns.name,
             "--allow-unverified-approvals",
             "--allow-file-urls",
+            "--allow-git-urls",
         ];
         args.extend_from_slice(extra);
-        Self::start_as(&super::env().kubeconfig, &args)
+        args
     }
 
     /// Starts a controller with the credentials in `kubeconfig` and the given flags.
@@ -46,9 +53,11 @@ impl ControllerProcess {
     /// Starts a controller in `ns` as pod `pod`: a restart under the same pod name holds
     /// the same Lease identity, as a container restarted in its pod does.
     pub fn restart_in_pod(ns: &TestNamespace, pod: &str, extra: &[&str]) -> Self {
-        let mut args = vec!["--namespace", &ns.name, "--lease-namespace", &ns.name];
-        args.extend_from_slice(extra);
-        Self::start_in_pod(&super::env().kubeconfig, &args, Some(pod))
+        Self::start_in_pod(
+            &super::env().kubeconfig,
+            &Self::test_args(ns, extra),
+            Some(pod),
+        )
     }
 
     fn start_in_pod(kubeconfig: &std::path::Path, args: &[&str], pod: Option<&str>) -> Self {
