@@ -249,6 +249,7 @@ async fn editors_cannot_change_the_approval_policy() {
         json!({"driftRemediation": "Correct"}),
         json!({"sensitiveFields": []}),
         json!({"prune": false}),
+        json!({"deletionPolicy": "Delete"}),
     ] {
         let mut spec = t.ssh_spec();
         spec.as_object_mut()
@@ -282,6 +283,7 @@ async fn editors_cannot_change_the_approval_policy() {
         json!({"driftRemediation": "Correct"}),
         json!({"sensitiveFields": ["nodePlatform"]}),
         json!({"prune": false}),
+        json!({"deletionPolicy": "Delete"}),
     ] {
         let (code, message) = refusal(patch_spec(&t.alice, ns, "fleet", loosen.clone()).await);
         assert_eq!(code, 403, "{loosen}: {message}");
