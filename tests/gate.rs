@@ -312,6 +312,28 @@ async fn editors_cannot_change_the_approval_policy() {
         applied.status.unwrap().approved_by.as_deref(),
         Some("policy/Auto")
     );
+
+    // Where plans that apply by themselves come from is guarded too: pointed at another
+    // repository, branch or file, an Auto repository would apply whatever is there.
+    let other = server().create_repo("gate-policy-other");
+    let mut forged = V2.to_vec();
+    forged.extend_from_slice(b"\n");
+    other.commit(&[("fleet.yaml", &forged)], "unreviewed");
+    for source in [
+        json!({"url": server().ssh_url(&other)}),
+        json!({"ref": {"branch": "unreviewed", "tag": null}}),
+        json!({"path": "other/fleet.yaml"}),
+    ] {
+        let (code, message) = refusal(patch_spec(&t.alice, ns, "fleet", source.clone()).await);
+        assert_eq!(code, 403, "{source}: {message}");
+        assert!(
+            message.contains("user alice may not change where a GitopsRepository"),
+            "{message}"
+        );
+    }
+    patch_spec(&t.alice, ns, "fleet", json!({"interval": "4s"}))
+        .await
+        .expect("alice may still change the interval");
     drop(chart);
 }
 
