@@ -249,6 +249,7 @@ async fn editors_cannot_change_the_approval_policy() {
         json!({"driftRemediation": "Correct"}),
         json!({"sensitiveFields": []}),
         json!({"prune": false}),
+        json!({"deletionPolicy": "Delete"}),
     ] {
         let mut spec = t.ssh_spec();
         spec.as_object_mut()
@@ -282,6 +283,7 @@ async fn editors_cannot_change_the_approval_policy() {
         json!({"driftRemediation": "Correct"}),
         json!({"sensitiveFields": ["nodePlatform"]}),
         json!({"prune": false}),
+        json!({"deletionPolicy": "Delete"}),
     ] {
         let (code, message) = refusal(patch_spec(&t.alice, ns, "fleet", loosen.clone()).await);
         assert_eq!(code, 403, "{loosen}: {message}");
@@ -310,6 +312,28 @@ async fn editors_cannot_change_the_approval_policy() {
         applied.status.unwrap().approved_by.as_deref(),
         Some("policy/Auto")
     );
+
+    // Where plans that apply by themselves come from is guarded too: pointed at another
+    // repository, branch or file, an Auto repository would apply whatever is there.
+    let other = server().create_repo("gate-policy-other");
+    let mut forged = V2.to_vec();
+    forged.extend_from_slice(b"\n");
+    other.commit(&[("fleet.yaml", &forged)], "unreviewed");
+    for source in [
+        json!({"url": server().ssh_url(&other)}),
+        json!({"ref": {"branch": "unreviewed", "tag": null}}),
+        json!({"path": "other/fleet.yaml"}),
+    ] {
+        let (code, message) = refusal(patch_spec(&t.alice, ns, "fleet", source.clone()).await);
+        assert_eq!(code, 403, "{source}: {message}");
+        assert!(
+            message.contains("user alice may not change where a GitopsRepository"),
+            "{message}"
+        );
+    }
+    patch_spec(&t.alice, ns, "fleet", json!({"interval": "4s"}))
+        .await
+        .expect("alice may still change the interval");
     drop(chart);
 }
 
@@ -671,5 +695,96 @@ async fn sources_are_confined_to_what_the_controller_allows() {
     )
     .await;
     run_in_phase(&b.admin, bns, &rev, Phase::AwaitingApproval).await;
+    drop(chart);
+}
+
+/// The applied Drift runs of `ns`.
+async fn applied_drift_runs(client: &Client, ns: &str) -> Vec<SyncRun> {
+    Api::<SyncRun>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|r| {
+            r.spec.trigger == fleetgate::api::syncrun::Trigger::Drift
+                && r.status.as_ref().and_then(|s| s.phase) == Some(Phase::Applied)
+        })
+        .collect()
+}
+
+/// Which repository a run belongs to and its place in the repository's order are the
+/// controller's: the newest applied run is what drift is measured against, and under
+/// `driftRemediation: Correct` what is restored without approval. Were an editor able to
+/// move an old run to the front (or another repository's run into this one), the cluster
+/// would be rolled back to a revision no one approved it to return to.
+#[tokio::test]
+async fn editors_cannot_reorder_or_move_runs() {
+    let t = tenant("gate-order").await;
+    let chart = Installed::new(&[&t.ns], &[]).await;
+    t.bind_users();
+    let ns = &t.ns.name;
+    let mut spec = t.ssh_spec();
+    spec["driftRemediation"] = json!("Correct");
+    create_repository(&t.admin, ns, "fleet", spec).await;
+
+    // v1 approved and applied; the cluster drifts and is corrected back to v1.
+    let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
+    let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+    t.approve(&t.bob, &run).await.unwrap();
+    run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
+    let victim = fleet_objects(&t.admin, ns).await.remove(0);
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "fleet.fleetgate.dev",
+        "v1alpha1",
+        &victim.types.as_ref().unwrap().kind,
+    ));
+    Api::<DynamicObject>::namespaced_with(t.admin.clone(), ns, &ar)
+        .delete(&victim.name_any(), &Default::default())
+        .await
+        .unwrap();
+    let corrected = support::eventually("a Drift run applied", Duration::from_secs(60), || {
+        let admin = t.admin.clone();
+        async move { applied_drift_runs(&admin, ns).await.pop() }
+    })
+    .await;
+    assert_eq!(corrected.spec.revision, v1);
+
+    // v2 approved and applied: the old Drift run of v1 stays in the history.
+    let v2 = t.repo.commit(&[("fleet.yaml", V2)], "second");
+    let run = run_in_phase(&t.admin, ns, &v2, Phase::AwaitingApproval).await;
+    t.approve(&t.bob, &run).await.unwrap();
+    run_in_phase(&t.admin, ns, &v2, Phase::Applied).await;
+
+    // alice may neither move the v1 Drift run to the front, nor re-key it, nor hand it
+    // (or hide it) to another repository.
+    let name = corrected.name_any();
+    let runs = Api::<SyncRun>::namespaced(t.alice.clone(), ns);
+    for patch in [
+        json!({"metadata": {"annotations": {"gitops.fleetgate.dev/sequence": "1000"}}}),
+        json!({"metadata": {"annotations": {"gitops.fleetgate.dev/sequence": null}}}),
+        json!({"metadata": {"annotations": {"gitops.fleetgate.dev/drift": "forged"}}}),
+        json!({"metadata": {"annotations": {"gitops.fleetgate.dev/sync-request": "now"}}}),
+        json!({"metadata": {"labels": {REPOSITORY_LABEL: "other"}}}),
+        json!({"metadata": {"labels": {REPOSITORY_LABEL: null}}}),
+    ] {
+        let (code, message) = refusal(
+            runs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await,
+        );
+        assert_eq!(code, 403, "{patch}: {message}");
+        assert!(message.contains("set by the controller"), "{message}");
+    }
+    // The exclude annotation stays the editor's.
+    annotate(&t.alice, ns, &name, annotations::EXCLUDE, Some("")).await;
+
+    // Nothing is rolled back: no further Drift run, and v2 stays the baseline.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(applied_drift_runs(&t.admin, ns).await.len(), 1);
+    let repo = Api::<GitopsRepository>::namespaced(t.admin.clone(), ns)
+        .get("fleet")
+        .await
+        .unwrap();
+    assert!(repo.status.unwrap().drift.is_none());
     drop(chart);
 }
