@@ -27,7 +27,7 @@ use crate::api::{
 };
 use crate::source::SourceError;
 
-pub const CONTROLLER: &str = "repository";
+pub const CONTROLLER: &str = super::metrics::REPOSITORY_CONTROLLER;
 /// On a SyncRun: its place in the repository's sequence of runs.
 pub const SEQUENCE_ANNOTATION: &str = "gitops.fleetgate.dev/sequence";
 /// On a SyncRun: the sync-requested-at value it was started for.
@@ -275,7 +275,7 @@ async fn fail(
     // a stalled repository shows in the error metrics on every check.
     ctx.metrics.error(CONTROLLER, reason);
     if changed {
-        ctx.event(&repo.object_ref(&()), true, reason, "Fetch", message)
+        ctx.event_at(repo, "status.conditions", true, reason, "Fetch", message)
             .await;
     }
     if stalls(&e) {
