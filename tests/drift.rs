@@ -64,19 +64,7 @@ fn kubectl(ns: &str, args: &[&str], stdin: Option<&str>) {
 
 /// Resizes tokyo-02, deletes london's peer, and adds a node git does not declare.
 fn drift_by_hand(ns: &str) {
-    kubectl(
-        ns,
-        &[
-            "patch",
-            "fleetnode",
-            "edge-tokyo-02",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"instanceType":"t3-xlarge"}}"#,
-        ],
-        None,
-    );
+    resize_tokyo(ns, "t3-xlarge");
     kubectl(
         ns,
         &["delete", "sdwanpeer", "edge-fabric.edge-london-01"],
@@ -311,13 +299,7 @@ async fn under_correct_drift_is_restored_without_approval() {
 
 #[tokio::test]
 async fn under_report_drift_is_recorded_and_nothing_is_changed() {
-    let f = fixture(
-        "drift-report",
-        serde_json::json!({"driftRemediation": "Report", "approval": "Auto"}),
-    )
-    .await;
-    let (client, ns) = (f.ns.client.clone(), f.ns.name.clone());
-    run_in_phase(&client, &ns, &f.head, Phase::Applied).await;
+    let (_f, client, ns) = reporting("drift-report").await;
     drift_by_hand(&ns);
     let repo = three_drifts(&client, &ns).await;
     assert_three_drifts(&repo);
@@ -411,5 +393,98 @@ async fn prevent_destroy_stops_a_plan_that_would_delete_the_object() {
     assert!(
         nodes.get_opt("edge-paris-01").await.unwrap().is_none(),
         "nothing was applied"
+    );
+}
+
+/// A repository that only reports drift, its first revision applied.
+async fn reporting(prefix: &str) -> (Fixture, Client, String) {
+    let f = fixture(
+        prefix,
+        serde_json::json!({"driftRemediation": "Report", "approval": "Auto"}),
+    )
+    .await;
+    let (client, ns) = (f.ns.client.clone(), f.ns.name.clone());
+    run_in_phase(&client, &ns, &f.head, Phase::Applied).await;
+    (f, client, ns)
+}
+
+/// Sets edge-tokyo-02's instance type by hand.
+fn resize_tokyo(ns: &str, instance_type: &str) {
+    let patch = format!(r#"{{"spec":{{"instanceType":"{instance_type}"}}}}"#);
+    kubectl(
+        ns,
+        &[
+            "patch",
+            "fleetnode",
+            "edge-tokyo-02",
+            "--type",
+            "merge",
+            "-p",
+            &patch,
+        ],
+        None,
+    );
+}
+
+/// Waits until the repository's drift count is `count` (none when 0).
+async fn drift_count(client: &Client, ns: &str, count: u32) {
+    let api: Api<GitopsRepository> = Api::namespaced(client.clone(), ns);
+    support::eventually(
+        &format!("{count} drifted objects in status"),
+        Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            async move {
+                let repo = api.get("fleet").await.ok()?;
+                let status = repo.status?;
+                let now = status.drift.map_or(0, |d| d.count);
+                (now == count && status.last_applied_revision.is_some()).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn each_drift_episode_is_its_own_event() {
+    let (_f, client, ns) = reporting("drift-episodes").await;
+    // Drifted, restored by hand, drifted again in the same way: two episodes, and the
+    // second is not folded into the first one's Event as a count.
+    resize_tokyo(&ns, "t3-xlarge");
+    drift_count(&client, &ns, 1).await;
+    assert_eq!(
+        events(&client, &ns, "fleet", "DriftDetected").await.len(),
+        1
+    );
+    resize_tokyo(&ns, "t3-medium");
+    drift_count(&client, &ns, 0).await;
+    assert_eq!(events(&client, &ns, "fleet", "DriftCleared").await.len(), 1);
+    resize_tokyo(&ns, "t3-xlarge");
+    drift_count(&client, &ns, 1).await;
+    let detected = support::eventually(
+        "a second DriftDetected Event",
+        Duration::from_secs(30),
+        || {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                let detected = events(&client, &ns, "fleet", "DriftDetected").await;
+                (detected.len() >= 2).then_some(detected)
+            }
+        },
+    )
+    .await;
+    assert_eq!(detected.len(), 2, "{detected:?}");
+    for message in &detected {
+        assert!(
+            message.contains("edge-tokyo-02") && message.starts_with("1 objects differ"),
+            "{message}"
+        );
+    }
+    // Several checks later the episode is still one Event.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        events(&client, &ns, "fleet", "DriftDetected").await.len(),
+        2
     );
 }

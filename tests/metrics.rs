@@ -18,6 +18,28 @@ async fn a_stalled_repository_shows_in_metrics_that_promtool_accepts() {
     repo.commit(&[("fleet.yaml", V1)], "first");
     ssh_secret(&ns.client, &ns.name, "fleet-git", git.wrong_known_hosts()).await;
     let controller = ControllerProcess::start(&ns, &[]);
+    // Before any reconcile, every known error of both controllers is already a series
+    // at 0, so that increase() counts the first error; promtool accepts that scrape too.
+    let first = support::eventually(
+        "the first scrape",
+        std::time::Duration::from_secs(30),
+        || {
+            let controller = &controller;
+            async move { controller.http_get("/metrics").filter(|(c, _)| *c == 200) }
+        },
+    )
+    .await
+    .1;
+    let known: Vec<&str> = fleetgate::controller::error::Error::labels().collect();
+    for controller in ["repository", "syncrun"] {
+        for error in &known {
+            let zero = format!(
+                "fleetgate_reconcile_errors_total{{controller=\"{controller}\",error=\"{error}\"}} 0\n"
+            );
+            assert!(first.contains(&zero), "{zero} missing from:\n{first}");
+        }
+    }
+    promtool_check_metrics(&first);
     create_repository(
         &ns.client,
         &ns.name,
@@ -62,22 +84,21 @@ async fn a_stalled_repository_shows_in_metrics_that_promtool_accepts() {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
 
-    // promtool reads the text format without a complaint.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("metrics.txt");
-    std::fs::write(&file, &text).unwrap();
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("promtool check metrics < \"$0\"")
-        .arg(&file)
-        .output()
-        .expect("promtool runs (hack/install-deps.sh installs it)");
+    // The stalled repository's error counted; the same error of the other controller
+    // still there at 0.
     assert!(
-        out.status.success(),
-        "promtool check metrics:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        text.contains(
+            "fleetgate_reconcile_errors_total{controller=\"syncrun\",error=\"HostKeyMismatch\"} 0\n"
+        ),
+        "{text}"
     );
+    assert!(
+        !text.contains(
+            "fleetgate_reconcile_errors_total{controller=\"repository\",error=\"HostKeyMismatch\"} 0\n"
+        ),
+        "{text}"
+    );
+    promtool_check_metrics(&text);
 
     // Prometheus asks for OpenMetrics first, and gets it.
     let (code, content_type, body) = controller
@@ -93,4 +114,23 @@ async fn a_stalled_repository_shows_in_metrics_that_promtool_accepts() {
     );
     assert!(body.contains("# TYPE fleetgate_actions counter"), "{body}");
     assert!(body.ends_with("# EOF\n"), "{body}");
+}
+
+/// `promtool check metrics` reads `text` without a complaint.
+fn promtool_check_metrics(text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, text).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("promtool check metrics < \"$0\"")
+        .arg(&file)
+        .output()
+        .expect("promtool runs (hack/install-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -87,6 +87,35 @@ async fn the_reference_fleet_is_planned_approved_applied_and_revised() {
             .any(|e| e.contains("does not match the current plan")),
         "{events:?}"
     );
+    // A second wrong value is a second Event, not a count on the first one.
+    annotate(
+        &client,
+        &ns.name,
+        &name,
+        annotations::APPROVE,
+        Some("plan-111111111111"),
+    )
+    .await;
+    wait_for_status(&client, &ns.name, &name, "the second refusal", |s| {
+        s.refused_approval.as_deref() == Some("plan-111111111111")
+    })
+    .await;
+    let refusals = support::eventually(
+        "two ApprovalRefused Events",
+        std::time::Duration::from_secs(30),
+        || {
+            let (client, ns, name) = (client.clone(), ns.name.clone(), name.clone());
+            async move {
+                let all = support::operator::events(&client, &ns, &name, "ApprovalRefused").await;
+                (all.len() >= 2).then_some(all)
+            }
+        },
+    )
+    .await;
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    for value in ["plan-000000000000", "plan-111111111111"] {
+        assert!(refusals.iter().any(|e| e.contains(value)), "{refusals:?}");
+    }
     let nodes: Api<FleetNode> = Api::namespaced(client.clone(), &ns.name);
     assert!(
         nodes

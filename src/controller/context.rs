@@ -97,6 +97,30 @@ impl Context {
             .await;
     }
 
+    /// Publishes an Event about one occurrence on `object`: the related object is
+    /// `object` itself as it was when it happened (see [`occurrence`]), so that
+    /// occurrences at different versions of the object stay separate Events.
+    pub async fn event_at<K: kube::Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        field_path: &str,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let related = occurrence(object, field_path);
+        self.event_related(
+            &object.object_ref(&()),
+            Some(related),
+            warning,
+            reason,
+            action,
+            note,
+        )
+        .await;
+    }
+
     /// Publishes an Event about `on` that names a `related` object too. The recorder
     /// merges Events of one object, reason and related object into one series shown
     /// with the first note; a distinct related object (each new SyncRun) keeps each
@@ -173,6 +197,22 @@ pub async fn off_runtime<T: Send + 'static>(
             super::error::Error::Task(e.to_string())
         }
     })
+}
+
+/// `object` at its current resourceVersion, at `field_path`: one occurrence. The Event
+/// recorder merges Events of one object, reason, action and related object into one
+/// series shown with the first note; with this as the related object an occurrence at a
+/// later version of the object (a second drift episode, a second wrong approval) is a
+/// new Event in `kubectl describe`, while a repeat at the same version stays a count.
+pub fn occurrence<K: kube::Resource<DynamicType = ()>>(
+    object: &K,
+    field_path: &str,
+) -> ObjectReference {
+    ObjectReference {
+        resource_version: object.meta().resource_version.clone(),
+        field_path: Some(field_path.to_owned()),
+        ..object.object_ref(&())
+    }
 }
 
 /// `Kind namespace/name`, the key of per-object bookkeeping.

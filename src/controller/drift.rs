@@ -150,8 +150,9 @@ pub async fn report(
             &ts,
         );
         if status.drift.take().is_some() {
-            ctx.event(
-                &repo.object_ref(&()),
+            ctx.event_at(
+                repo,
+                "status.drift",
                 false,
                 "DriftCleared",
                 "DetectDrift",
@@ -193,8 +194,9 @@ pub async fn report(
     // One Warning per drift episode: while the cluster stays drifted, status follows
     // every change but the Event is not repeated.
     if previous.is_none() {
-        ctx.event(
-            &repo.object_ref(&()),
+        ctx.event_at(
+            repo,
+            "status.drift",
             true,
             "DriftDetected",
             "DetectDrift",

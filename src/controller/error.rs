@@ -57,6 +57,23 @@ impl Error {
                 | Error::Task(_)
         )
     }
+
+    /// Every label [`Error::label`] gives, the git source's included: the known values
+    /// of the `error` label of `fleetgate_reconcile_errors_total`.
+    pub fn labels() -> impl Iterator<Item = &'static str> {
+        [
+            "KubeError",
+            "SecretError",
+            "InvalidSpec",
+            "PlanStoreError",
+            "PlanTampered",
+            "CacheNotReady",
+            "TaskFailed",
+            "Panicked",
+        ]
+        .into_iter()
+        .chain(SourceError::labels())
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -76,4 +93,45 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The string literals `label()` returns in one source file.
+    fn returned_labels(file: &str, text: &'static str) -> Vec<&'static str> {
+        let body = text
+            .split("pub fn label(&self) -> &'static str {")
+            .nth(1)
+            .and_then(|rest| rest.split("\n    }\n").next())
+            .unwrap_or_else(|| panic!("no label() in {file}"));
+        body.split('"').skip(1).step_by(2).collect()
+    }
+
+    /// A label added to any of the three `label()` functions must be listed too (so its
+    /// counter starts at 0), and a listed label must still be given.
+    #[test]
+    fn labels_lists_exactly_what_label_gives() {
+        let given: Vec<&str> = [
+            ("controller/error.rs", include_str!("error.rs")),
+            ("source/mod.rs", include_str!("../source/mod.rs")),
+            ("source/policy.rs", include_str!("../source/policy.rs")),
+        ]
+        .into_iter()
+        .flat_map(|(file, text)| returned_labels(file, text))
+        .collect();
+        let listed: Vec<&str> = Error::labels().collect();
+        for label in &given {
+            assert!(listed.contains(label), "{label} is not in Error::labels()");
+        }
+        for label in &listed {
+            assert!(given.contains(label), "{label} is listed but never given");
+        }
+        let mut unique = listed.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), listed.len(), "a label is listed twice");
+        assert!(listed.len() > 15, "{listed:?}");
+    }
 }

@@ -26,7 +26,7 @@ use crate::api::{
     FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations, now, set_condition,
 };
 
-pub const CONTROLLER: &str = "repository";
+pub const CONTROLLER: &str = super::metrics::REPOSITORY_CONTROLLER;
 /// On a SyncRun: its place in the repository's sequence of runs.
 pub const SEQUENCE_ANNOTATION: &str = "gitops.fleetgate.dev/sequence";
 /// On a SyncRun: the sync-requested-at value it was started for.
@@ -282,7 +282,7 @@ async fn fail(
     // a stalled repository shows in the error metrics on every check.
     ctx.metrics.error(CONTROLLER, reason);
     if changed {
-        ctx.event(&repo.object_ref(&()), true, reason, "Fetch", message)
+        ctx.event_at(repo, "status.conditions", true, reason, "Fetch", message)
             .await;
     }
     if stalls(&e) {

@@ -35,7 +35,7 @@ const MAX_FIELDS_PER_ENTRY: usize = 20;
 pub const MAX_ACTION_ENTRIES: usize = 200;
 const MAX_MESSAGE_BYTES: usize = 8 * 1024;
 
-pub const CONTROLLER: &str = "syncrun";
+pub const CONTROLLER: &str = super::metrics::SYNCRUN_CONTROLLER;
 
 #[instrument(skip_all, fields(syncrun = %run.name_any(), namespace = run.namespace().unwrap_or_default()))]
 pub async fn reconcile(run: Arc<SyncRun>, ctx: Arc<Context>) -> Result<Action> {
@@ -143,8 +143,9 @@ pub async fn transition(
         &ts,
     );
     write_status(ctx, run, &status).await?;
-    ctx.event(
-        &run.object_ref(&()),
+    ctx.event_at(
+        run,
+        "status.phase",
         warning,
         reason,
         phase.as_str(),
@@ -195,7 +196,7 @@ async fn warn(
     let mut status = status.clone();
     status.message = Some(message.clone());
     write_status(ctx, run, &status).await?;
-    ctx.event(&run.object_ref(&()), true, reason, action, message)
+    ctx.event_at(run, "metadata.annotations", true, reason, action, message)
         .await;
     Ok(Action::await_change())
 }
@@ -536,8 +537,9 @@ async fn record(
     )
     .await?;
     if let Some(refusal) = refusal {
-        ctx.event(
-            &run.object_ref(&()),
+        ctx.event_at(
+            run,
+            "metadata.annotations",
             true,
             "ApprovalRefused",
             "Approve",

@@ -127,6 +127,26 @@ impl SourceError {
     }
 }
 
+impl SourceError {
+    /// Every label [`SourceError::label`] gives, the URL policy's included.
+    pub fn labels() -> impl Iterator<Item = &'static str> {
+        [
+            "UnsupportedUrl",
+            "InvalidKnownHosts",
+            "HostKeyMismatch",
+            "AuthFailed",
+            "RefNotFound",
+            "Timeout",
+            "FetchFailed",
+            "InvalidPath",
+            "RepositoryTooLarge",
+            "FileTooLarge",
+        ]
+        .into_iter()
+        .chain(policy::PolicyError::LABELS.iter().copied())
+    }
+}
+
 /// Host and port of an SSH URL (`ssh://user@host:port/path` or `user@host:path`).
 fn ssh_host(url: &str) -> Option<(String, u16)> {
     if let Some(rest) = url.strip_prefix("ssh://") {

@@ -50,6 +50,14 @@ pub enum PolicyError {
 }
 
 impl PolicyError {
+    /// Every label [`PolicyError::label`] gives.
+    pub const LABELS: &[&str] = &[
+        "UrlNotAllowed",
+        "CredentialsInUrl",
+        "InsecureCredentials",
+        "HostNotAllowed",
+    ];
+
     pub fn label(&self) -> &'static str {
         match self {
             PolicyError::Unsupported | PolicyError::SchemeNotAllowed { .. } => "UrlNotAllowed",

@@ -82,6 +82,11 @@ pub struct RunLabels {
     pub trigger: &'static str,
 }
 
+/// The `controller` label of the GitopsRepository reconciler.
+pub const REPOSITORY_CONTROLLER: &str = "repository";
+/// The `controller` label of the SyncRun reconciler.
+pub const SYNCRUN_CONTROLLER: &str = "syncrun";
+
 /// The repository conditions exported, and the statuses each can have.
 const CONDITIONS: [&str; 4] = ["Ready", "Reconciling", "Stalled", "Drifted"];
 const STATUSES: [&str; 3] = ["True", "False", "Unknown"];
@@ -196,6 +201,13 @@ impl Default for Metrics {
         // Series with known labels start at 0, so that increase() sees the first event.
         for result in ["applied", "failed", "skipped"] {
             let _ = m.actions.get_or_create(&ResultLabels { result });
+        }
+        for controller in [REPOSITORY_CONTROLLER, SYNCRUN_CONTROLLER] {
+            for error in super::error::Error::labels() {
+                let _ = m
+                    .reconcile_errors
+                    .get_or_create(&ErrorLabels { controller, error });
+            }
         }
         *m.registry.lock().expect("not poisoned") = root;
         m
