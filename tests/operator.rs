@@ -722,10 +722,22 @@ async fn a_ten_thousand_node_plan_keeps_the_syncrun_small_and_stores_the_full_pl
     let total = status.progress.unwrap().total as usize;
     assert_eq!(status.action_states.unwrap().len(), total);
     let at = status.full_plan.unwrap();
-    assert!(status.message.unwrap().contains(&format!(
-        "the full plan is in ConfigMap(s) {}",
-        at.config_maps.join(", ")
-    )));
+    let message = status.message.unwrap();
+    assert!(
+        message.contains(&format!(
+            "kubectl fleet plan {} -n {}",
+            run.metadata.name.as_deref().unwrap(),
+            ns.name
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "ConfigMap(s) {} that store it",
+            at.config_maps.join(", ")
+        )),
+        "{message}"
+    );
 
     let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(ns.client.clone(), &ns.name);

@@ -473,8 +473,12 @@ async fn record(
     }
     let full_plan = planstore::save_plan(&ctx.client, run, &plan).await?;
     let where_ = if diff_truncated {
+        // Editors can write the ConfigMaps: an approver must read the plan through a
+        // reader that checks it against the digest recorded in status.
         format!(
-            "; the full plan is in ConfigMap(s) {}",
+            "; show the full plan with `kubectl fleet plan {} -n {}`, which checks it against the digest recorded here (the ConfigMap(s) {} that store it are writable by editors: do not review them directly)",
+            run.name_any(),
+            run.namespace().unwrap_or_default(),
             full_plan.config_maps.join(", ")
         )
     } else {
