@@ -69,6 +69,10 @@ async fn planning_survives_a_restart_of_etcd() {
     })
     .await;
     let phase_at_outage = first_seen.status.as_ref().and_then(|s| s.phase);
+    assert!(
+        matches!(phase_at_outage, None | Some(Phase::Planning)),
+        "the outage must begin before the plan is recorded, not at {phase_at_outage:?}"
+    );
     tokio::task::spawn_blocking(|| restart_process("etcd", Duration::from_secs(3)))
         .await
         .unwrap();
