@@ -209,7 +209,9 @@ impl Default for Metrics {
                     .get_or_create(&ErrorLabels { controller, error });
             }
         }
-        *m.registry.lock().expect("not poisoned") = root;
+        *m.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = root;
         m
     }
 }
@@ -303,7 +305,10 @@ impl Metrics {
     /// OpenMetrics text.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        let registry = self.registry.lock().expect("not poisoned");
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         prometheus_client::encoding::text::encode(&mut out, &registry)
             .expect("writing to a String");
         out
