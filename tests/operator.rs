@@ -344,6 +344,28 @@ async fn an_invalid_fleet_file_fails_planning_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_fleet_larger_than_the_controller_accepts_fails_before_planning() {
+    // The reference fleet declares 10 objects; this controller accepts 9.
+    let (ns, _repo, v1, _c) = setup(
+        "toolarge",
+        &[("fleet.yaml", V1)],
+        serde_json::json!({"approval": "Auto"}),
+        &["--max-fleet-objects", "9"],
+    )
+    .await;
+    let failed = run_in_phase(&ns.client, &ns.name, &v1, Phase::Failed).await;
+    let status = failed.status.unwrap();
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.contains("declares 10 fleet objects, more than the 9 this controller accepts"),
+        "{message}"
+    );
+    assert!(status.plan_id.is_none(), "nothing was planned");
+    repository_condition(&ns.client, &ns.name, "Ready", "FleetTooLarge").await;
+    assert!(fleet_objects(&ns).await.is_empty(), "nothing was applied");
+}
+
+#[tokio::test]
 async fn a_wrong_host_key_stalls_the_repository_and_changes_nothing() {
     let ns = support::env().namespace("hostkey").await;
     support::install_crds(&ns.client, &fleetgate::api::crds()).await;

@@ -55,6 +55,13 @@ pub struct Args {
     /// Independent actions of one dependency level applied at once.
     #[arg(long, default_value_t = 8)]
     apply_concurrency: usize,
+    /// The most fleet objects one repository's fleet may declare (a node is about two:
+    /// itself and its peer). A larger fleet fails its run with reason `FleetTooLarge`
+    /// before it is planned: the watch caches hold every object, so one tenant's fleet
+    /// could otherwise take the controller past its memory limit. 25,000 fits the chart's
+    /// 512 MiB with room for other tenants; raise both together.
+    #[arg(long, default_value_t = 25_000)]
+    max_fleet_objects: usize,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
@@ -136,6 +143,7 @@ pub fn run(args: Args) -> ExitCode {
                 },
             },
             apply_concurrency: args.apply_concurrency,
+            max_fleet_objects: args.max_fleet_objects,
             allow_unverified_approvals: args.allow_unverified_approvals,
         },
         http_addr: args.http_addr,

@@ -25,6 +25,8 @@ pub struct Settings {
     pub git: GitSettings,
     /// How many independent actions of one level are applied at once.
     pub apply_concurrency: usize,
+    /// The most objects one repository's fleet may declare (`FleetTooLarge` beyond).
+    pub max_fleet_objects: usize,
     /// Accept an approval that carries no gitops.fleetgate.dev/approved-by (clusters
     /// without the chart's admission policies); it is recorded as unverified.
     pub allow_unverified_approvals: bool,

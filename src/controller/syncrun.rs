@@ -312,6 +312,14 @@ async fn compute(
             return Ok(Computed::Invalid("ValidationFailed", message));
         }
     };
+    let declared = desired.objects.len();
+    if declared > ctx.settings.max_fleet_objects {
+        let message = format!(
+            "{} declares {declared} fleet objects, more than the {} this controller accepts for one repository (--max-fleet-objects); nothing was changed",
+            repo.spec.path, ctx.settings.max_fleet_objects
+        );
+        return Ok(Computed::Invalid("FleetTooLarge", message));
+    }
     ctx.fleet.wait_until_ready().await?;
     let live = ctx.fleet.live_objects(&run.namespace().unwrap_or_default());
     let (repository, revision) = (run.spec.repository.clone(), run.spec.revision.clone());
