@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use fleetgate::api::GitopsRepository;
 use fleetgate::api::syncrun::Phase;
 use kube::api::Api;
-use support::git::server;
+use support::git::{noise, server};
 use support::operator::*;
 
 const V1: &[u8] = include_bytes!("../examples/fleet.yaml");
@@ -24,19 +24,6 @@ fn peak_rss(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
-}
-
-/// Bytes that do not compress.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 async fn ready_reason(client: &kube::Client, ns: &str, name: &str, reason: &str) -> String {
@@ -82,7 +69,10 @@ async fn hostile_repositories_leave_a_healthy_tenant_served_on_time() {
     // A history far past the fetch limit.
     let huge = git.create_repo("huge");
     huge.commit(
-        &[("junk.bin", &noise(24 * 1024 * 1024)), ("fleet.yaml", V1)],
+        &[
+            ("junk.bin", &noise(24 * 1024 * 1024, 0)),
+            ("fleet.yaml", V1),
+        ],
         "junk",
     );
     let good = git.create_repo("good");
@@ -385,7 +375,7 @@ async fn a_git_server_stopped_during_a_fetch_and_started_again_delays_the_plan_o
     let repo = git.create_repo("gitdown");
     // About 8 MiB to fetch at 2 MiB/s: the cut comes in the middle.
     let head = repo.commit(
-        &[("junk.bin", &noise(8 * 1024 * 1024)), ("fleet.yaml", V1)],
+        &[("junk.bin", &noise(8 * 1024 * 1024, 1)), ("fleet.yaml", V1)],
         "first",
     );
     let relay = GitRelay::start(git.git_port, 2 * 1024 * 1024);

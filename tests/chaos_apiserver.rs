@@ -8,33 +8,19 @@ mod support;
 use std::time::Duration;
 
 use fleetgate::api::syncrun::Phase;
-use fleetgate::api::{FleetNode, SyncRun, annotations};
-use fleetgate::fleet::synth::{Shape, fleet_yaml};
+use fleetgate::api::{SyncRun, annotations};
 use kube::api::{Api, ListParams};
-use support::git::server;
 use support::operator::*;
-use support::outage::{chaos_nodes, restart_process};
+use support::outage::{
+    assert_each_node_created_once, chaos_nodes, generated_fleet, restart_process,
+};
 
 #[tokio::test]
 #[ignore = "chaos suite: make chaos"]
 async fn an_apply_survives_a_restart_of_the_api_server() {
     let nodes_wanted = chaos_nodes(2000);
-    let ns = support::env().namespace("apiserver").await;
-    support::install_crds(&ns.client, &fleetgate::api::crds()).await;
-    let git = server();
-    let repo = git.create_repo("apiserver");
-    let head = repo.commit(
-        &[(
-            "fleet.yaml",
-            fleet_yaml(Shape::new(nodes_wanted), 1).as_bytes(),
-        )],
-        "first",
-    );
-    let spec =
-        serde_json::json!({"url": git.git_url(&repo), "ref": {"branch": "main"}, "interval": "5s"});
-    create_repository(&ns.client, &ns.name, "fleet", spec).await;
     let args = ["--apply-concurrency", "2"];
-    let mut controller = ControllerProcess::restart_in_pod(&ns, "fleetgate-0", &args);
+    let (ns, head, mut controller) = generated_fleet("apiserver", nodes_wanted, &args).await;
     let run = run_in_phase(&ns.client, &ns.name, &head, Phase::AwaitingApproval).await;
     let name = run.metadata.name.clone().unwrap();
     let status = run.status.unwrap();
@@ -98,33 +84,5 @@ async fn an_apply_survives_a_restart_of_the_api_server() {
         1
     );
 
-    support::eventually(
-        "every create in the audit log",
-        Duration::from_secs(20),
-        || async {
-            (support::audited_writes(&ns.name, "fleetnodes").created >= nodes_wanted).then_some(())
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let once = support::Writes {
-        created: nodes_wanted,
-        created_again: 0,
-        other: 0,
-    };
-    assert_eq!(
-        support::audited_writes(&ns.name, "fleetnodes"),
-        once,
-        "writes of fleetnodes"
-    );
-    let nodes: Api<FleetNode> = Api::namespaced(client, &ns.name);
-    assert_eq!(
-        nodes
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
-        nodes_wanted
-    );
+    assert_each_node_created_once(client, &ns.name, nodes_wanted).await;
 }

@@ -9,12 +9,12 @@ mod support;
 use std::time::Duration;
 
 use fleetgate::api::syncrun::Phase;
-use fleetgate::api::{FleetNode, SyncRun, annotations};
-use fleetgate::fleet::synth::{Shape, fleet_yaml};
+use fleetgate::api::{SyncRun, annotations};
 use kube::api::{Api, ListParams};
-use support::git::server;
 use support::operator::*;
-use support::outage::{chaos_nodes, restart_process};
+use support::outage::{
+    assert_each_node_created_once, chaos_nodes, generated_fleet, restart_process,
+};
 
 /// Polls `check` with a fresh client each time (the old connections may have died with
 /// the outage) until it holds, for at most `limit`.
@@ -40,22 +40,8 @@ where
 #[ignore = "chaos suite: make chaos"]
 async fn planning_survives_a_restart_of_etcd() {
     let nodes_wanted = chaos_nodes(2000);
-    let ns = support::env().namespace("etcd").await;
-    support::install_crds(&ns.client, &fleetgate::api::crds()).await;
-    let git = server();
-    let repo = git.create_repo("etcd");
-    let head = repo.commit(
-        &[(
-            "fleet.yaml",
-            fleet_yaml(Shape::new(nodes_wanted), 1).as_bytes(),
-        )],
-        "first",
-    );
-    let spec =
-        serde_json::json!({"url": git.git_url(&repo), "ref": {"branch": "main"}, "interval": "5s"});
-    create_repository(&ns.client, &ns.name, "fleet", spec).await;
     let args = ["--apply-concurrency", "4"];
-    let mut controller = ControllerProcess::restart_in_pod(&ns, "fleetgate-0", &args);
+    let (ns, head, mut controller) = generated_fleet("etcd", nodes_wanted, &args).await;
 
     // The outage begins as soon as the run exists, while its plan is being computed and
     // stored (a plan of this size takes well over the time it takes to see the run).
@@ -147,32 +133,5 @@ async fn planning_survives_a_restart_of_etcd() {
     assert_eq!(status.phase, Some(Phase::Applied), "{:?}", status.message);
     assert_eq!(status.progress.unwrap().applied, total);
 
-    support::eventually(
-        "every create in the audit log",
-        Duration::from_secs(20),
-        || async {
-            (support::audited_writes(&ns.name, "fleetnodes").created >= nodes_wanted).then_some(())
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        support::audited_writes(&ns.name, "fleetnodes"),
-        support::Writes {
-            created: nodes_wanted,
-            created_again: 0,
-            other: 0,
-        },
-        "writes of fleetnodes"
-    );
-    let nodes: Api<FleetNode> = Api::namespaced(client, &ns.name);
-    assert_eq!(
-        nodes
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
-        nodes_wanted
-    );
+    assert_each_node_created_once(client, &ns.name, nodes_wanted).await;
 }

@@ -9,7 +9,7 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use fleetgate::source::{self, Credentials, GitRef, Limits, Remote, SourceError};
-use support::git::server;
+use support::git::{noise, server};
 
 const MIB: u64 = 1024 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,21 +27,6 @@ fn remote(url: String, limits: Limits) -> Remote {
         timeout: Duration::from_secs(60),
         limits,
     }
-}
-
-/// Bytes that do not compress.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]

@@ -155,3 +155,19 @@ impl Repo {
         git(&self.work, &["push", "-q", "origin", tag]);
     }
 }
+
+/// `len` bytes that do not compress (a xorshift stream from `seed`): content that git
+/// cannot pack small.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -5,6 +5,13 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use fleetgate::api::FleetNode;
+use fleetgate::fleet::synth::{Shape, fleet_yaml};
+use kube::api::{Api, ListParams};
+
+use super::TestNamespace;
+use super::operator::{ControllerProcess, create_repository};
+
 /// Stops the control plane's `name` process (`kube-apiserver` or `etcd`, as named by its
 /// pid file beside the kubeconfig) with SIGTERM — a SIGKILL would lose the audit events
 /// kube-apiserver has not written yet, and with them the counts the tests make — and
@@ -57,4 +64,56 @@ pub fn chaos_nodes(default: usize) -> usize {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(default)
+}
+
+/// A namespace with the CRDs, a repository `fleet` over git:// holding a generated fleet
+/// of `nodes` nodes, and a controller as pod `fleetgate-0` with `args`. Returns the
+/// namespace, the commit and the controller.
+pub async fn generated_fleet(
+    prefix: &str,
+    nodes: usize,
+    args: &[&str],
+) -> (TestNamespace, String, ControllerProcess) {
+    let ns = super::env().namespace(prefix).await;
+    super::install_crds(&ns.client, &fleetgate::api::crds()).await;
+    let git = super::git::server();
+    let repo = git.create_repo(prefix);
+    let fleet = fleet_yaml(Shape::new(nodes), 1);
+    let head = repo.commit(&[("fleet.yaml", fleet.as_bytes())], "first");
+    let spec =
+        serde_json::json!({"url": git.git_url(&repo), "ref": {"branch": "main"}, "interval": "5s"});
+    create_repository(&ns.client, &ns.name, "fleet", spec).await;
+    let controller = ControllerProcess::restart_in_pod(&ns, "fleetgate-0", args);
+    (ns, head, controller)
+}
+
+/// Once the audit log has caught up: each of the `nodes` FleetNodes of `ns` was created
+/// by exactly one request, none was created twice or written otherwise, and all exist.
+pub async fn assert_each_node_created_once(client: kube::Client, ns: &str, nodes: usize) {
+    super::eventually(
+        "every create in the audit log",
+        Duration::from_secs(20),
+        || async { (super::audited_writes(ns, "fleetnodes").created >= nodes).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        super::audited_writes(ns, "fleetnodes"),
+        super::Writes {
+            created: nodes,
+            created_again: 0,
+            other: 0,
+        },
+        "writes of fleetnodes"
+    );
+    let listed: Api<FleetNode> = Api::namespaced(client, ns);
+    assert_eq!(
+        listed
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        nodes
+    );
 }
