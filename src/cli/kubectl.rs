@@ -31,6 +31,15 @@ pub struct ConnectionFlags {
 }
 
 impl ConnectionFlags {
+    /// Who requests are made as, for people: the `--as` user, else the context.
+    pub fn identity(&self) -> String {
+        match (&self.as_user, &self.context) {
+            (Some(user), _) => format!("{user} (--as)"),
+            (None, Some(context)) => format!("context {context}"),
+            (None, None) => "the current kubeconfig context".to_owned(),
+        }
+    }
+
     /// The client these flags describe, and the namespace to work in.
     pub async fn connect(&self) -> anyhow::Result<(Client, String)> {
         let options = KubeConfigOptions {

@@ -54,16 +54,7 @@ pub async fn plan_file(
             return Ok(Err(ExitCode::from(EXIT_ERROR)));
         }
     };
-    let mut live_objects: Vec<LiveObject> = Vec::new();
-    for kind in ObjectKind::ALL {
-        for obj in live::api(client, ns, kind)
-            .list(&ListParams::default())
-            .await?
-            .items
-        {
-            live_objects.extend(live::to_live(kind, &obj));
-        }
-    }
+    let live_objects = live_objects(client, ns).await?;
     let options = PlanOptions {
         repository,
         revision: "local",
@@ -79,4 +70,19 @@ pub async fn plan_file(
             Ok(Err(ExitCode::from(EXIT_ERROR)))
         }
     }
+}
+
+/// The fleet objects namespace `ns` holds, as the planner sees them.
+pub async fn live_objects(client: &Client, ns: &str) -> kube::Result<Vec<LiveObject>> {
+    let mut out: Vec<LiveObject> = Vec::new();
+    for kind in ObjectKind::ALL {
+        for obj in live::api(client, ns, kind)
+            .list(&ListParams::default())
+            .await?
+            .items
+        {
+            out.extend(live::to_live(kind, &obj));
+        }
+    }
+    Ok(out)
 }

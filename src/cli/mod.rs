@@ -15,6 +15,7 @@ mod kubectl;
 mod live_plan;
 mod plan;
 pub mod plugin;
+mod ui;
 mod validate;
 
 #[derive(Debug, Parser)]

@@ -101,6 +101,9 @@ enum Command {
         /// The GitopsRepository whose live objects to compare with.
         repository: String,
     },
+    /// Review, edit, approve and reject in a browser: a server on 127.0.0.1 that acts
+    /// with these credentials (--context, --as), until Ctrl-C.
+    Ui(super::ui::Args),
 }
 
 use super::kubectl::{self, ConnectionFlags, OutputFlag};
@@ -117,6 +120,7 @@ pub fn run() -> ExitCode {
     };
     let namespace = cli.connection.namespace.clone();
     runtime.block_on(async {
+        let identity = cli.connection.identity();
         let (client, ns) = match cli.connection.connect().await {
             Ok(c) => c,
             Err(e) => {
@@ -124,7 +128,7 @@ pub fn run() -> ExitCode {
                 return ExitCode::from(EXIT_ERROR);
             }
         };
-        match dispatch(cli.command, client, &ns).await {
+        match dispatch(cli.command, client, &ns, identity).await {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("{}", kubectl::describe(&e, Some(&ns)));
@@ -134,7 +138,12 @@ pub fn run() -> ExitCode {
     })
 }
 
-async fn dispatch(command: Command, client: Client, ns: &str) -> anyhow::Result<ExitCode> {
+async fn dispatch(
+    command: Command,
+    client: Client,
+    ns: &str,
+    identity: String,
+) -> anyhow::Result<ExitCode> {
     let runs: Api<SyncRun> = Api::namespaced(client.clone(), ns);
     let repos: Api<GitopsRepository> = Api::namespaced(client.clone(), ns);
     match command {
@@ -173,11 +182,8 @@ async fn dispatch(command: Command, client: Client, ns: &str) -> anyhow::Result<
         }
         Command::Reject { syncrun, reason } => {
             let run = runs.get(&syncrun).await?;
-            if phase(&run) != Some(Phase::AwaitingApproval) {
-                eprintln!(
-                    "error: {syncrun} is {}, not awaiting approval; nothing to reject",
-                    phase_name(&run)
-                );
+            if let Err(why) = rejectable(&run) {
+                eprintln!("error: {why}");
                 return Ok(ExitCode::from(EXIT_CHANGES));
             }
             annotate(&runs, &syncrun, annotations::REJECT, &reason).await?;
@@ -208,15 +214,51 @@ async fn dispatch(command: Command, client: Client, ns: &str) -> anyhow::Result<
         Command::Diff { local, repository } => {
             diff_local(&client, ns, &repos, &repository, &local).await
         }
+        Command::Ui(args) => Ok(super::ui::run(args, client, ns.to_owned(), identity).await),
     }
 }
 
-fn phase(run: &SyncRun) -> Option<Phase> {
+pub(super) fn phase(run: &SyncRun) -> Option<Phase> {
     run.status.as_ref().and_then(|s| s.phase)
 }
 
-fn phase_name(run: &SyncRun) -> &'static str {
+pub(super) fn phase_name(run: &SyncRun) -> &'static str {
     phase(run).map_or("not yet planned", Phase::as_str)
+}
+
+/// The plan id to approve, or why this run cannot be approved (with `expected`: unless
+/// its plan is still that one).
+pub(super) fn approvable(run: &SyncRun, expected: Option<&str>) -> Result<String, String> {
+    let name = run.name_any();
+    if phase(run) != Some(Phase::AwaitingApproval) {
+        return Err(format!(
+            "{name} is {}; only a run awaiting approval can be approved",
+            phase_name(run)
+        ));
+    }
+    let plan_id = run
+        .status
+        .as_ref()
+        .and_then(|s| s.plan_id.clone())
+        .unwrap_or_default();
+    match expected {
+        Some(expected) if expected != plan_id => Err(format!(
+            "the plan of {name} is now {plan_id}, not {expected}; review it again"
+        )),
+        _ => Ok(plan_id),
+    }
+}
+
+/// Why this run cannot be rejected, if it cannot.
+pub(super) fn rejectable(run: &SyncRun) -> Result<(), String> {
+    if phase(run) == Some(Phase::AwaitingApproval) {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is {}, not awaiting approval; nothing to reject",
+        run.name_any(),
+        phase_name(run)
+    ))
 }
 
 /// The run's full plan from its ConfigMaps, rendered; or what the status says when
@@ -241,7 +283,30 @@ async fn show_plan(client: &Client, run: &SyncRun) -> anyhow::Result<String> {
     Ok(out)
 }
 
-async fn annotate(runs: &Api<SyncRun>, name: &str, key: &str, value: &str) -> anyhow::Result<()> {
+pub(super) async fn annotate(
+    runs: &Api<SyncRun>,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> anyhow::Result<()> {
+    set_annotation(runs, name, key, json!(value)).await
+}
+
+/// Removes one annotation of a run (the exclude annotation, to leave nothing out).
+pub(super) async fn remove_annotation(
+    runs: &Api<SyncRun>,
+    name: &str,
+    key: &str,
+) -> anyhow::Result<()> {
+    set_annotation(runs, name, key, serde_json::Value::Null).await
+}
+
+async fn set_annotation(
+    runs: &Api<SyncRun>,
+    name: &str,
+    key: &str,
+    value: serde_json::Value,
+) -> anyhow::Result<()> {
     let patch = json!({"metadata": {"annotations": {key: value}}});
     runs.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
@@ -298,22 +363,13 @@ async fn approve(
     wait: Option<Duration>,
 ) -> anyhow::Result<ExitCode> {
     let run = runs.get(name).await?;
-    if phase(&run) != Some(Phase::AwaitingApproval) {
-        eprintln!(
-            "error: {name} is {}; only a run awaiting approval can be approved",
-            phase_name(&run)
-        );
-        return Ok(ExitCode::from(EXIT_CHANGES));
-    }
-    let plan_id = run
-        .status
-        .as_ref()
-        .and_then(|s| s.plan_id.clone())
-        .unwrap_or_default();
-    if let Some(expected) = expected.filter(|e| *e != plan_id) {
-        eprintln!("error: the plan of {name} is now {plan_id}, not {expected}; review it again");
-        return Ok(ExitCode::from(EXIT_CHANGES));
-    }
+    let plan_id = match approvable(&run, expected.as_deref()) {
+        Ok(plan_id) => plan_id,
+        Err(why) => {
+            eprintln!("error: {why}");
+            return Ok(ExitCode::from(EXIT_CHANGES));
+        }
+    };
     print!("{}", show_plan(client, &run).await?);
     if !yes {
         print!("Approve plan {plan_id}? Only 'yes' approves: ");
@@ -359,11 +415,7 @@ async fn sync(
     name: &str,
     wait: Option<Duration>,
 ) -> anyhow::Result<ExitCode> {
-    let request = k8s_openapi::jiff::Timestamp::now().to_string();
-    let patch = json!({"metadata": {"annotations": {annotations::SYNC_REQUESTED_AT: request}}});
-    repos
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    let request = request_sync(repos, name).await?;
     println!("gitopsrepository/{name}: sync requested at {request}");
     let Some(timeout) = wait else {
         return Ok(ExitCode::SUCCESS);
@@ -415,30 +467,24 @@ async fn sync(
     Ok(ExitCode::from(EXIT_CHANGES))
 }
 
+/// Asks the repository to sync now; returns the request's value.
+pub(super) async fn request_sync(
+    repos: &Api<GitopsRepository>,
+    name: &str,
+) -> kube::Result<String> {
+    let request = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = json!({"metadata": {"annotations": {annotations::SYNC_REQUESTED_AT: request}}});
+    repos
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(request)
+}
+
 /// The drift as text, and the exit code: 0 none, 1 drift, 2 not known (and why).
 fn show_drift(repo: &GitopsRepository) -> (String, u8) {
     let status = repo.status.clone().unwrap_or_default();
     let Some(drift) = status.drift else {
-        let name = repo.name_any();
-        let checked = crate::api::condition(&status.conditions, "Drifted");
-        if let Some(c) = checked.filter(|c| c.status == "False") {
-            return (format!("{name}: {}\n", c.message), 0);
-        }
-        let why = if repo.spec.suspend {
-            "the repository is suspended".to_owned()
-        } else if status.last_applied_revision.is_none() {
-            "no revision has been applied yet, so there is nothing to compare with".to_owned()
-        } else {
-            crate::api::condition(&status.conditions, "Ready")
-                .filter(|c| c.status != "True")
-                .map_or("the controller has not checked yet".to_owned(), |c| {
-                    format!("the repository is not Ready ({}): {}", c.reason, c.message)
-                })
-        };
-        return (
-            format!("{name}: drift could not be checked: {why}\n"),
-            EXIT_ERROR,
-        );
+        return no_drift_listed(repo);
     };
     let mut out = format!(
         "{}: {} objects differ from revision {}{}\n",
@@ -463,6 +509,31 @@ fn show_drift(repo: &GitopsRepository) -> (String, u8) {
         }
     }
     (out, EXIT_CHANGES)
+}
+
+/// Why a repository lists no drift: none found (exit 0), or not known (exit 2, and why).
+pub(super) fn no_drift_listed(repo: &GitopsRepository) -> (String, u8) {
+    let status = repo.status.clone().unwrap_or_default();
+    let name = repo.name_any();
+    let checked = crate::api::condition(&status.conditions, "Drifted");
+    if let Some(c) = checked.filter(|c| c.status == "False") {
+        return (format!("{name}: {}\n", c.message), 0);
+    }
+    let why = if repo.spec.suspend {
+        "the repository is suspended".to_owned()
+    } else if status.last_applied_revision.is_none() {
+        "no revision has been applied yet, so there is nothing to compare with".to_owned()
+    } else {
+        crate::api::condition(&status.conditions, "Ready")
+            .filter(|c| c.status != "True")
+            .map_or("the controller has not checked yet".to_owned(), |c| {
+                format!("the repository is not Ready ({}): {}", c.reason, c.message)
+            })
+    };
+    (
+        format!("{name}: drift could not be checked: {why}\n"),
+        EXIT_ERROR,
+    )
 }
 
 fn show_history(repo: &GitopsRepository) -> String {

@@ -7,7 +7,7 @@ use anstyle::{AnsiColor, Style};
 use serde_json::Value;
 
 use super::object::{ObjectKind, Spec};
-use super::plan::{Operation, Plan};
+use super::plan::{ObjectDiff, Operation, Plan};
 use super::spec_diff::{FieldChange, field_changes};
 
 /// Whether to colour the text; the caller decides from the terminal and NO_COLOR.
@@ -99,18 +99,7 @@ pub fn render_text(plan: &Plan, colour: Colour) -> String {
                 d.name,
                 style.render_reset()
             );
-            let lines: Vec<String> = match d.operation {
-                // A create's fields are its whole spec, which the action carries.
-                Operation::Create => created
-                    .get(&(d.kind, d.name.as_str()))
-                    .map(|spec| field_changes(&Value::Null, &spec.to_json()))
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|f| format!("{}: {}", f.path, show(&f.new)))
-                    .collect(),
-                _ => d.fields.iter().flat_map(change_lines).collect(),
-            };
-            for line in lines {
+            for line in detail_lines(&created, d) {
                 let _ = writeln!(
                     out,
                     "      {}{line}{}",
@@ -171,8 +160,24 @@ pub fn change_lines(f: &FieldChange) -> Vec<String> {
     vec![format!("{}: {} -> {}", f.path, show(&f.old), show(&f.new))]
 }
 
+/// The lines under one entry of the plan: a create's whole spec as `path: value`, an
+/// update's changed fields as `path: old -> new`; `created` is [`created_specs`].
+pub fn detail_lines(created: &HashMap<(ObjectKind, &str), &Spec>, d: &ObjectDiff) -> Vec<String> {
+    match d.operation {
+        // A create's fields are its whole spec, which the action carries.
+        Operation::Create => created
+            .get(&(d.kind, d.name.as_str()))
+            .map(|spec| field_changes(&Value::Null, &spec.to_json()))
+            .unwrap_or_default()
+            .iter()
+            .map(|f| format!("{}: {}", f.path, show(&f.new)))
+            .collect(),
+        _ => d.fields.iter().flat_map(change_lines).collect(),
+    }
+}
+
 /// The spec each create applies, by kind and name.
-fn created_specs(plan: &Plan) -> HashMap<(ObjectKind, &str), &Spec> {
+pub fn created_specs(plan: &Plan) -> HashMap<(ObjectKind, &str), &Spec> {
     plan.actions
         .iter()
         .filter(|a| a.operation == Operation::Create)

@@ -1,0 +1,438 @@
+//! The pages, rendered on the server (maud checks them at compile time). Plans are shown
+//! with the same grouping and lines as `kubectl fleet plan`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use maud::{DOCTYPE, Markup, html};
+
+use crate::api::repository::HistoryEntry;
+use crate::api::syncrun::Phase;
+use crate::api::{GitopsRepository, SyncRun, condition};
+use crate::fleet::render::{created_specs, detail_lines};
+use crate::fleet::{ObjectKind, ObjectRef, Operation, Plan};
+
+/// A message shown at the top of a page: a refusal, or what was done.
+pub(crate) enum Notice {
+    Refused(String),
+}
+
+pub(crate) fn run_url(ns: &str, name: &str) -> String {
+    format!("/ns/{ns}/runs/{name}")
+}
+
+pub(crate) fn repo_url(ns: &str, name: &str) -> String {
+    format!("/ns/{ns}/repositories/{name}")
+}
+
+pub(crate) fn layout(title: &str, identity: &str, notice: Option<&Notice>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · fleetgate" }
+                link rel="stylesheet" href="/assets/ui.css";
+                script src="/assets/ui.js" defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    a.brand href="/" { "fleetgate" }
+                    nav aria-label="Main" { a href="/" { "Repositories" } }
+                    span.who { "Acting as " strong { (identity) } }
+                }
+                main #main {
+                    @if let Some(Notice::Refused(why)) = notice {
+                        div.notice.refused role="alert" {
+                            strong { "Refused: " } span.reason { (why) }
+                        }
+                    }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn error_page(identity: &str, message: &str) -> Markup {
+    layout(
+        "Error",
+        identity,
+        None,
+        html! {
+            h1 { "Something went wrong" }
+            p.error role="alert" { (message) }
+            p { a href="/" { "Back to the repositories" } }
+        },
+    )
+}
+
+fn badge(text: &str, tone: &str) -> Markup {
+    html! { span class={ "badge " (tone) } { (text) } }
+}
+
+fn phase_tone(phase: Option<Phase>) -> &'static str {
+    match phase {
+        Some(Phase::Applied | Phase::NoChanges) => "good",
+        Some(Phase::Failed | Phase::Rejected | Phase::Superseded) => "bad",
+        Some(Phase::AwaitingApproval) => "wait",
+        _ => "busy",
+    }
+}
+
+fn phase_badge(phase: Option<Phase>) -> Markup {
+    badge(phase.map_or("Pending", Phase::as_str), phase_tone(phase))
+}
+
+fn short(revision: &str) -> &str {
+    &revision[..revision.len().min(12)]
+}
+
+fn time(t: &Option<Time>) -> String {
+    t.as_ref().map(|t| t.0.to_string()).unwrap_or_default()
+}
+
+/// The Ready, Stalled and Drifted conditions of a repository as badges.
+fn conditions(repo: &GitopsRepository) -> Markup {
+    let status = repo.status.clone().unwrap_or_default();
+    html! {
+        @for (type_, bad_when) in [("Ready", "False"), ("Stalled", "True"), ("Drifted", "True")] {
+            @match condition(&status.conditions, type_) {
+                Some(c) => {
+                    @let tone = if c.status == bad_when { "bad" } else if c.status == "Unknown" { "busy" } else { "good" };
+                    span title=(format!("{}: {}", c.reason, c.message)) {
+                        (badge(&format!("{type_}={}", c.status), tone))
+                    }
+                }
+                None => (badge(&format!("{type_}=?"), "busy")),
+            }
+            " "
+        }
+    }
+}
+
+pub(crate) fn repositories(repos: &[GitopsRepository], scope_note: Option<&str>) -> Markup {
+    html! {
+        h1 { "Repositories" }
+        @if let Some(note) = scope_note { p.note { (note) } }
+        @if repos.is_empty() {
+            p { "No GitopsRepository here yet." }
+        } @else {
+            table {
+                caption.visually-hidden { "GitopsRepositories and their state" }
+                thead { tr {
+                    th scope="col" { "Repository" } th scope="col" { "State" }
+                    th scope="col" { "Applied revision" } th scope="col" { "Last applied run" }
+                    th scope="col" { "Newest run" }
+                } }
+                tbody {
+                    @for repo in repos {
+                        @let ns = repo.namespace().unwrap_or_default();
+                        @let status = repo.status.clone().unwrap_or_default();
+                        @let applied = status.history.iter().find(|h| h.phase == Some(Phase::Applied));
+                        tr {
+                            th scope="row" { a href=(repo_url(&ns, &repo.name_any())) { (ns) "/" (repo.name_any()) } }
+                            td { (conditions(repo)) }
+                            td { code { (short(status.last_applied_revision.as_deref().unwrap_or("—"))) } }
+                            td { @if let Some(h) = applied { a href=(run_url(&ns, &h.sync_run)) { (h.sync_run) } } @else { "—" } }
+                            td {
+                                @if let Some(h) = status.history.first() {
+                                    a href=(run_url(&ns, &h.sync_run)) { (h.sync_run) } " " (phase_badge(h.phase))
+                                } @else { "—" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn history(ns: &str, entries: &[HistoryEntry]) -> Markup {
+    html! {
+        table {
+            caption.visually-hidden { "Recent SyncRuns, newest first" }
+            thead { tr {
+                th scope="col" { "SyncRun" } th scope="col" { "Revision" } th scope="col" { "Trigger" }
+                th scope="col" { "Phase" } th scope="col" { "Plan" } th scope="col" { "+ ~ −" }
+                th scope="col" { "Approved by" } th scope="col" { "Completed" }
+            } }
+            tbody {
+                @for h in entries {
+                    @let c = h.changes.unwrap_or_default();
+                    tr {
+                        td { a href=(run_url(ns, &h.sync_run)) { (h.sync_run) } }
+                        td { code { (short(&h.revision)) } }
+                        td { (h.trigger.as_str()) }
+                        td { (phase_badge(h.phase)) }
+                        td { code { (h.plan_id.as_deref().unwrap_or("")) } }
+                        td { (c.add) " " (c.update) " " (c.delete) }
+                        td { (h.approved_by.as_deref().unwrap_or("")) }
+                        td { (time(&h.completed_at)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn repository(repo: &GitopsRepository) -> Markup {
+    let ns = repo.namespace().unwrap_or_default();
+    let name = repo.name_any();
+    let status = repo.status.clone().unwrap_or_default();
+    html! {
+        h1 { "Repository " (ns) "/" (name) }
+        p { (conditions(repo)) }
+        dl.facts {
+            dt { "Source" } dd { code { (repo.spec.url) } " " (repo.spec.path) }
+            dt { "Fetched revision" } dd { code { (status.last_fetched_revision.as_deref().map(short).unwrap_or("—")) } }
+            dt { "Applied revision" } dd { code { (status.last_applied_revision.as_deref().map(short).unwrap_or("—")) } }
+            dt { "Approval" } dd { (format!("{:?}", repo.spec.approval)) }
+        }
+        div.actions {
+            form method="post" action=(format!("{}/sync", repo_url(&ns, &name))) {
+                button type="submit" { "Sync now" }
+            }
+            a.button href=(format!("{}/drift", repo_url(&ns, &name))) { "Drift" }
+        }
+        h2 { "History" }
+        (history(&ns, &status.history))
+    }
+}
+
+pub(crate) fn drift(repo: &GitopsRepository, none_listed: &str) -> Markup {
+    let ns = repo.namespace().unwrap_or_default();
+    let name = repo.name_any();
+    let status = repo.status.clone().unwrap_or_default();
+    html! {
+        h1 { "Drift of " a href=(repo_url(&ns, &name)) { (ns) "/" (name) } }
+        @match &status.drift {
+            None => p.note { (none_listed) },
+            Some(d) => {
+                p { (d.count) " objects differ from revision " code { (short(&d.revision)) }
+                    @if d.truncated { " (the first 50 are listed)" } "." }
+                @for o in &d.objects {
+                    section.entry {
+                        h2 { (format!("{:?}", o.drift)) " " (o.kind.as_str()) " " code { (o.name) } }
+                        @if !o.fields.is_empty() {
+                            p.hint { "expected → actual" }
+                            ul.fields { @for f in &o.fields { li { code { (f.replace(" -> ", " → ")) } } } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn op_class(op: Operation) -> &'static str {
+    match op {
+        Operation::Create => "op create",
+        Operation::Update => "op update",
+        Operation::Delete => "op delete",
+    }
+}
+
+/// The plan like `terraform plan`: per kind, adds, changes with old → new, deletes.
+pub(crate) fn plan(plan: &Plan) -> Markup {
+    let created = created_specs(plan);
+    let t = plan.summary.total();
+    html! {
+        p.summary #plan-summary {
+            "Plan " code #plan-id { (plan.plan_id) } ": "
+            strong { (t.add) " to add, " (t.update) " to change, " (t.delete) " to delete." }
+        }
+        @for kind in ObjectKind::ALL {
+            @let entries: Vec<_> = plan.diff.iter().filter(|d| d.kind == kind).collect();
+            @if !entries.is_empty() {
+                section.kind {
+                    h3 { (kind.as_str()) }
+                    ul.plan {
+                        @for d in entries {
+                            li class=(op_class(d.operation)) data-object=(ObjectRef::new(d.kind, d.name.clone()).to_string()) {
+                                span.symbol aria-hidden="true" { (d.operation.symbol()) }
+                                span.visually-hidden { (d.operation.word()) " " }
+                                code { (d.name) }
+                                @let lines = detail_lines(&created, d);
+                                @if !lines.is_empty() {
+                                    ul.fields { @for l in lines { li { code { (l.replace(" -> ", " → ")) } } } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the run's status says that changes while one looks: phase, plan id, approval,
+/// progress and each action's state; the forms that apply to this phase.
+pub(crate) fn live(run: &SyncRun) -> Markup {
+    let ns = run.namespace().unwrap_or_default();
+    let name = run.name_any();
+    let status = run.status.clone().unwrap_or_default();
+    let phase = status.phase;
+    let finished = phase.is_some_and(Phase::is_finished);
+    let plan_id = status.plan_id.clone().unwrap_or_default();
+    let url = run_url(&ns, &name);
+    html! {
+        div #live data-plan=(plan_id) data-phase=(phase.map_or("", Phase::as_str)) data-final[finished] {
+            p.phase { "Phase: " span #phase { (phase_badge(phase)) } }
+            @if let Some(m) = &status.message { p #message { (m) } }
+            @if let Some(who) = &status.approved_by {
+                p #approved { "Approved by " strong { (who) } " at " (time(&status.approved_at)) }
+            }
+            @if let Some(p) = &status.progress {
+                @if phase == Some(Phase::Applying) || finished {
+                    p {
+                        label for="progress" { "Applied " (p.applied) " of " (p.total) }
+                        " " progress #progress max=(p.total.max(1)) value=(p.applied) {}
+                        @if p.failed > 0 || p.skipped > 0 { " " (p.failed) " failed, " (p.skipped) " skipped" }
+                    }
+                }
+            }
+            @if phase == Some(Phase::AwaitingApproval) {
+                div.actions {
+                    form method="post" action=(format!("{url}/approve")) {
+                        input type="hidden" name="plan_id" value=(plan_id);
+                        button.primary #approve type="submit" { "Approve " (plan_id) }
+                    }
+                    a.button #edit href=(format!("{url}/edit")) { "Leave actions out…" }
+                }
+                form.reject method="post" action=(format!("{url}/reject")) {
+                    label for="reason" { "Reason to reject" }
+                    input #reason type="text" name="reason" required autocomplete="off";
+                    button #reject type="submit" { "Reject" }
+                }
+            }
+            @if !status.actions.is_empty() && phase != Some(Phase::AwaitingApproval) {
+                table.states {
+                    caption { "Actions" }
+                    thead { tr { th scope="col" { "Object" } th scope="col" { "Operation" } th scope="col" { "State" } th scope="col" { "Error" } } }
+                    tbody {
+                        @for a in &status.actions {
+                            tr { td { (a.kind) " " code { (a.name) } } td { (a.operation) } td { (format!("{:?}", a.state)) } td { (a.error.as_deref().unwrap_or("")) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A run: its facts, live state, the plan and what else the status says.
+pub(crate) fn run(
+    run: &SyncRun,
+    full: &Result<Option<Plan>, String>,
+    repo: Option<&GitopsRepository>,
+) -> Markup {
+    let ns = run.namespace().unwrap_or_default();
+    let name = run.name_any();
+    let status = run.status.clone().unwrap_or_default();
+    html! {
+        h1 { "SyncRun " (name) }
+        dl.facts {
+            dt { "Repository" } dd { a href=(repo_url(&ns, &run.spec.repository)) { (ns) "/" (run.spec.repository) } }
+            dt { "Revision" } dd { code { (short(&run.spec.revision)) } }
+            dt { "Trigger" } dd { (run.spec.trigger.as_str()) }
+        }
+        section aria-live="polite" data-live=(format!("{}/live", run_url(&ns, &name))) { (live(run)) }
+        @if status.phase == Some(Phase::Failed) {
+            @if let Some(m) = &status.message {
+                section.problems {
+                    h2 { "Errors" }
+                    ul.diagnostics { @for line in m.lines() { li { code { (line) } } } }
+                }
+            }
+        }
+        @if !status.warnings.is_empty() {
+            section.problems { h2 { "Warnings" } ul.diagnostics { @for w in &status.warnings { li { code { (w) } } } } }
+        }
+        @if !status.conflicts.is_empty() {
+            section.problems { h2 { "Conflicts (not planned)" } ul { @for c in &status.conflicts { li { (c) } } } }
+        }
+        @if !status.excluded.is_empty() {
+            section { h2 { "Left out" } p #excluded { @for (i, e) in status.excluded.iter().enumerate() { @if i > 0 { ", " } code { (e) } } } }
+        }
+        section.plan {
+            h2 { "Plan" }
+            @match full {
+                Ok(Some(p)) => (plan(p)),
+                _ => {
+                    @if let Err(e) = full { p.error { "The stored plan cannot be read; what the status lists follows. " (e) } }
+                    @if status.diff.is_empty() { p { "No plan is recorded." } }
+                    @else {
+                        ul.plan { @for d in &status.diff {
+                            li { (d.operation) " " (d.kind) " " code { (d.name) }
+                                @if !d.fields.is_empty() { ul.fields { @for f in &d.fields { li { code { (f.replace(" -> ", " → ")) } } } } } }
+                        } }
+                    }
+                }
+            }
+        }
+        @if let Some(repo) = repo {
+            section { h2 { "History" } (history(&ns, &repo.status.clone().unwrap_or_default().history)) }
+        }
+    }
+}
+
+/// Leave actions out: tick, preview (dependents and the new plan id), confirm.
+pub(crate) fn edit(
+    run: &SyncRun,
+    all: &Plan,
+    ticked: &[ObjectRef],
+    preview: Option<&Result<Plan, String>>,
+) -> Markup {
+    let ns = run.namespace().unwrap_or_default();
+    let name = run.name_any();
+    let url = run_url(&ns, &name);
+    let current = run
+        .status
+        .as_ref()
+        .and_then(|s| s.plan_id.clone())
+        .unwrap_or_default();
+    html! {
+        h1 { "Leave actions out of " a href=(url) { (name) } }
+        p { "Tick what should not be applied now. What depends on it goes with it; the plan gets a new id, which is then the one to approve. Current plan: " code { (current) } "." }
+        form method="get" action=(format!("{url}/edit")) {
+            fieldset {
+                legend { "Actions of the plan" }
+                ul.choices {
+                    @for a in &all.actions {
+                        @let r = a.reference();
+                        @let id = format!("x-{}", r.to_string().replace(['/', '.'], "-"));
+                        li {
+                            input type="checkbox" name="exclude" id=(id) value=(r.to_string()) checked[ticked.contains(&r)];
+                            " "
+                            label for=(id) { span.symbol aria-hidden="true" { (a.operation.symbol()) } " " (a.operation.word()) " " (a.kind.as_str()) " " code { (a.name) } }
+                        }
+                    }
+                }
+            }
+            button #preview type="submit" { "Preview" }
+        }
+        @if let Some(preview) = preview {
+            section #result aria-live="polite" {
+                h2 { "Preview" }
+                @match preview {
+                    Err(e) => p.error role="alert" { (e) },
+                    Ok(p) => {
+                        @let with: Vec<&ObjectRef> = p.excluded.iter().filter(|r| !ticked.contains(r)).collect();
+                        p { "Left out: " @for (i, r) in ticked.iter().enumerate() { @if i > 0 { ", " } code { (r) } } }
+                        p #dependents { "Going with them: "
+                            @if with.is_empty() { "nothing else" }
+                            @for (i, r) in with.iter().enumerate() { @if i > 0 { ", " } code { (r) } } }
+                        (plan(p))
+                        form method="post" action=(format!("{url}/exclude")) {
+                            @for r in ticked { input type="hidden" name="exclude" value=(r.to_string()); }
+                            input type="hidden" name="plan_id" value=(p.plan_id);
+                            button.primary #confirm type="submit" { "Leave these out (new plan " (p.plan_id) ")" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

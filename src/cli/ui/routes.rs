@@ -1,0 +1,402 @@
+//! The routes: pages are GETs that only read; every change is a POST that goes through
+//! the same checks and annotations as `kubectl fleet approve|reject|sync`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use maud::Markup;
+
+use super::pages::{self, Notice};
+use super::{App, UiError, guard};
+use crate::api::{GitopsRepository, SyncRun, annotations, syncrun::Trigger};
+use crate::cli::{kubectl, live_plan, plugin};
+use crate::controller::planstore;
+use crate::fleet::{self, FleetObject, ObjectRef, Plan, PlanOptions};
+
+const CSS: &str = include_str!("assets/ui.css");
+const JS: &str = include_str!("assets/ui.js");
+
+type Shared = State<Arc<App>>;
+type Page = Result<Response, Failure>;
+/// Form fields and query parameters, repeated names kept (`exclude=a&exclude=b`).
+type Fields = Vec<(String, String)>;
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let guard = axum::middleware::from_fn_with_state(app.clone(), guard::check);
+    Router::new()
+        .route("/", get(repositories))
+        .route(
+            "/assets/ui.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css")], CSS) }),
+        )
+        .route(
+            "/assets/ui.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], JS) }),
+        )
+        .route("/ns/{ns}/repositories/{name}", get(repository))
+        .route("/ns/{ns}/repositories/{name}/drift", get(drift))
+        .route("/ns/{ns}/repositories/{name}/sync", post(sync))
+        .route("/ns/{ns}/runs/{name}", get(run))
+        .route("/ns/{ns}/runs/{name}/live", get(live))
+        .route("/ns/{ns}/runs/{name}/edit", get(edit))
+        .route("/ns/{ns}/runs/{name}/{action}", post(act))
+        .layer(guard)
+        .with_state(app)
+}
+
+/// An error shown as a page, with the API server's status code where there is one.
+pub(crate) struct Failure {
+    identity: String,
+    namespace: Option<String>,
+    error: UiError,
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let status = match &self.error {
+            UiError::Kube(kube::Error::Api(s)) => {
+                StatusCode::from_u16(s.code).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+            UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        let message = describe(self.error, self.namespace.as_deref());
+        (
+            status,
+            Html(pages::error_page(&self.identity, &message).into_string()),
+        )
+            .into_response()
+    }
+}
+
+/// An error as `kubectl fleet` words it.
+fn describe(error: UiError, namespace: Option<&str>) -> String {
+    match error {
+        UiError::Kube(e) => kubectl::describe(&anyhow::Error::from(e), namespace),
+        UiError::Store(e) => kubectl::describe(&anyhow::Error::from(e), namespace),
+        other => format!("error ({}): {other}", other.label()),
+    }
+}
+
+impl App {
+    fn fail(&self, ns: &str) -> impl Fn(UiError) -> Failure + '_ {
+        let ns = ns.to_owned();
+        move |error| Failure {
+            identity: self.identity.clone(),
+            namespace: Some(ns.clone()),
+            error,
+        }
+    }
+
+    fn page(&self, title: &str, notice: Option<&Notice>, body: Markup) -> Html<String> {
+        Html(pages::layout(title, &self.identity, notice, body).into_string())
+    }
+
+    fn runs(&self, ns: &str) -> Api<SyncRun> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    fn repos(&self, ns: &str) -> Api<GitopsRepository> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    async fn run(&self, ns: &str, name: &str) -> Result<SyncRun, Failure> {
+        self.runs(ns)
+            .get(name)
+            .await
+            .map_err(|e| self.fail(ns)(e.into()))
+    }
+
+    async fn repo(&self, ns: &str, name: &str) -> Result<GitopsRepository, Failure> {
+        self.repos(ns)
+            .get(name)
+            .await
+            .map_err(|e| self.fail(ns)(e.into()))
+    }
+}
+
+fn forbidden(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 403)
+}
+
+/// Repositories in every namespace the user may list them in: cluster-wide if allowed,
+/// else namespace by namespace, else the context's namespace.
+async fn visible_repositories(
+    app: &App,
+) -> Result<(Vec<GitopsRepository>, Option<String>), UiError> {
+    let lp = ListParams::default();
+    match Api::<GitopsRepository>::all(app.client.clone())
+        .list(&lp)
+        .await
+    {
+        Ok(list) => return Ok((list.items, None)),
+        Err(e) if !forbidden(&e) => return Err(e.into()),
+        Err(_) => {}
+    }
+    let namespaces = match Api::<Namespace>::all(app.client.clone()).list(&lp).await {
+        Ok(list) => list.items.iter().map(|n| n.name_any()).collect(),
+        Err(e) if forbidden(&e) => vec![app.namespace.clone()],
+        Err(e) => return Err(e.into()),
+    };
+    let mut repos = Vec::new();
+    let mut shown = Vec::new();
+    for ns in namespaces {
+        match app.repos(&ns).list(&lp).await {
+            Ok(list) => {
+                repos.extend(list.items);
+                shown.push(ns);
+            }
+            Err(e) if forbidden(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let note = format!(
+        "You may not list repositories in all namespaces; showing {}.",
+        shown.join(", ")
+    );
+    Ok((repos, Some(note)))
+}
+
+async fn repositories(State(app): Shared) -> Page {
+    let (repos, note) = visible_repositories(&app)
+        .await
+        .map_err(app.fail(&app.namespace))?;
+    let body = pages::repositories(&repos, note.as_deref());
+    Ok(app.page("Repositories", None, body).into_response())
+}
+
+async fn repository(State(app): Shared, Path((ns, name)): Path<(String, String)>) -> Page {
+    let repo = app.repo(&ns, &name).await?;
+    Ok(app
+        .page(&name, None, pages::repository(&repo))
+        .into_response())
+}
+
+async fn drift(State(app): Shared, Path((ns, name)): Path<(String, String)>) -> Page {
+    let repo = app.repo(&ns, &name).await?;
+    let (none_listed, _) = plugin::no_drift_listed(&repo);
+    let body = pages::drift(&repo, &none_listed);
+    Ok(app
+        .page(&format!("Drift of {name}"), None, body)
+        .into_response())
+}
+
+async fn sync(State(app): Shared, Path((ns, name)): Path<(String, String)>) -> Page {
+    let repos = app.repos(&ns);
+    match plugin::request_sync(&repos, &name).await {
+        Ok(_) => Ok(Redirect::to(&pages::repo_url(&ns, &name)).into_response()),
+        Err(e) => {
+            let repo = app.repo(&ns, &name).await?;
+            let why = describe(UiError::Kube(e), Some(&ns));
+            let page = app.page(&name, Some(&Notice::Refused(why)), pages::repository(&repo));
+            Ok((StatusCode::FORBIDDEN, page).into_response())
+        }
+    }
+}
+
+/// The run's whole plan from its ConfigMaps, if it has one; why not, if it cannot be read.
+async fn stored_plan(client: &Client, run: &SyncRun) -> Result<Option<Plan>, String> {
+    match run.status.as_ref().and_then(|s| s.full_plan.as_ref()) {
+        None => Ok(None),
+        Some(at) => planstore::load_plan(client, run, at)
+            .await
+            .map(Some)
+            .map_err(|e| kubectl::describe(&anyhow::Error::from(e), run.namespace().as_deref())),
+    }
+}
+
+/// The run page, with a notice and the status code to answer with.
+async fn run_page(
+    app: &App,
+    ns: &str,
+    name: &str,
+    notice: Option<Notice>,
+    code: StatusCode,
+) -> Page {
+    let run = app.run(ns, name).await?;
+    let full = stored_plan(&app.client, &run).await;
+    let repo = app
+        .repos(ns)
+        .get_opt(&run.spec.repository)
+        .await
+        .ok()
+        .flatten();
+    let body = pages::run(&run, &full, repo.as_ref());
+    Ok((code, app.page(name, notice.as_ref(), body)).into_response())
+}
+
+async fn run(State(app): Shared, Path((ns, name)): Path<(String, String)>) -> Page {
+    run_page(&app, &ns, &name, None, StatusCode::OK).await
+}
+
+async fn live(State(app): Shared, Path((ns, name)): Path<(String, String)>) -> Page {
+    let run = app.run(&ns, &name).await?;
+    Ok(Html(pages::live(&run).into_string()).into_response())
+}
+
+fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn exclusions(fields: &Fields) -> Result<Vec<ObjectRef>, UiError> {
+    fields
+        .iter()
+        .filter(|(k, _)| k == "exclude")
+        .map(|(_, v)| v.parse::<ObjectRef>().map_err(UiError::BadRequest))
+        .collect()
+}
+
+/// The plan the controller will make when the exclude annotation is `exclude`: the
+/// run's stored desired state against the live objects, through the same planner.
+async fn preview(app: &App, run: &SyncRun, exclude: &[ObjectRef]) -> Result<Plan, UiError> {
+    let ns = run.namespace().unwrap_or_default();
+    let repo = app.repos(&ns).get(&run.spec.repository).await?;
+    let deleting = run.spec.trigger == Trigger::Deletion;
+    let status = run.status.clone().unwrap_or_default();
+    let desired: Vec<FleetObject> = if deleting {
+        Vec::new()
+    } else {
+        planstore::load(
+            &app.client,
+            run,
+            &status.desired_state,
+            status.desired_state_digest.as_deref(),
+        )
+        .await?
+    };
+    let live = live_plan::live_objects(&app.client, &ns).await?;
+    let options = PlanOptions {
+        repository: &run.spec.repository,
+        revision: &run.spec.revision,
+        prune: repo.spec.prune || deleting,
+        exclude,
+    };
+    fleet::plan(&desired, &live, &options).map_err(|errors| {
+        let messages: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        UiError::Plan(messages.join("; "))
+    })
+}
+
+async fn edit(
+    State(app): Shared,
+    Path((ns, name)): Path<(String, String)>,
+    Query(fields): Query<Fields>,
+) -> Page {
+    let fail = app.fail(&ns);
+    let run = app.runs(&ns).get(&name).await.map_err(|e| fail(e.into()))?;
+    let all = preview(&app, &run, &[]).await.map_err(&fail)?;
+    let ticked = exclusions(&fields).map_err(&fail)?;
+    let shown = if fields.is_empty() {
+        // Opened from the run: what the annotation leaves out now.
+        let current = run
+            .annotations()
+            .get(annotations::EXCLUDE)
+            .cloned()
+            .unwrap_or_default();
+        current.split(',').filter_map(|s| s.parse().ok()).collect()
+    } else {
+        ticked
+    };
+    let result = if fields.is_empty() {
+        None
+    } else {
+        Some(preview(&app, &run, &shown).await.map_err(|e| e.to_string()))
+    };
+    let body = pages::edit(&run, &all, &shown, result.as_ref());
+    Ok(app
+        .page(&format!("Edit {name}"), None, body)
+        .into_response())
+}
+
+/// Refuses on the run page with `why` (and the status code) if `check` says so.
+async fn refused(app: &App, ns: &str, name: &str, why: String, code: StatusCode) -> Page {
+    run_page(app, ns, name, Some(Notice::Refused(why)), code).await
+}
+
+/// Sets `key` on the run as the user, then shows the run; a refusal by the API server
+/// (RBAC, admission) is shown with its own words.
+async fn annotate(app: &App, ns: &str, name: &str, key: &str, value: Option<&str>) -> Page {
+    let runs = app.runs(ns);
+    let result = match value {
+        Some(v) => plugin::annotate(&runs, name, key, v).await,
+        None => plugin::remove_annotation(&runs, name, key).await,
+    };
+    match result {
+        Ok(()) => Ok(Redirect::to(&pages::run_url(ns, name)).into_response()),
+        Err(e) => {
+            refused(
+                app,
+                ns,
+                name,
+                kubectl::describe(&e, Some(ns)),
+                StatusCode::FORBIDDEN,
+            )
+            .await
+        }
+    }
+}
+
+/// approve, reject or exclude (the form's fields say with what).
+async fn act(
+    State(app): Shared,
+    Path((ns, name, action)): Path<(String, String, String)>,
+    Form(fields): Form<Fields>,
+) -> Page {
+    let run = app.run(&ns, &name).await?;
+    let app = &app;
+    match action.as_str() {
+        "approve" => approve(app, &run, &fields).await,
+        "reject" => reject(app, &run, &fields).await,
+        "exclude" => exclude(app, &run, &fields).await,
+        other => Err(app.fail(&ns)(UiError::BadRequest(format!(
+            "there is no action `{other}`"
+        )))),
+    }
+}
+
+async fn approve(app: &App, run: &SyncRun, fields: &Fields) -> Page {
+    let (ns, name) = (run.namespace().unwrap_or_default(), run.name_any());
+    let Some(expected) = field(fields, "plan_id") else {
+        let missing = UiError::BadRequest("which plan to approve is missing".into());
+        return Err(app.fail(&ns)(missing));
+    };
+    match plugin::approvable(run, Some(expected)) {
+        Ok(plan_id) => annotate(app, &ns, &name, annotations::APPROVE, Some(&plan_id)).await,
+        Err(why) => refused(app, &ns, &name, why, StatusCode::CONFLICT).await,
+    }
+}
+
+async fn reject(app: &App, run: &SyncRun, fields: &Fields) -> Page {
+    let (ns, name) = (run.namespace().unwrap_or_default(), run.name_any());
+    let reason = field(fields, "reason").map(str::trim).unwrap_or_default();
+    let check = match reason.is_empty() {
+        true => Err("say why the plan is rejected".to_owned()),
+        false => plugin::rejectable(run),
+    };
+    match check {
+        Ok(()) => annotate(app, &ns, &name, annotations::REJECT, Some(reason)).await,
+        Err(why) => refused(app, &ns, &name, why, StatusCode::CONFLICT).await,
+    }
+}
+
+async fn exclude(app: &App, run: &SyncRun, fields: &Fields) -> Page {
+    let (ns, name) = (run.namespace().unwrap_or_default(), run.name_any());
+    let ticked = exclusions(fields).map_err(app.fail(&ns))?;
+    // Left out only while it is still the run whose plan was reviewed.
+    if let Err(why) = plugin::approvable(run, None) {
+        return refused(app, &ns, &name, why, StatusCode::CONFLICT).await;
+    }
+    let value: Vec<String> = ticked.iter().map(|r| r.to_string()).collect();
+    let value = (!value.is_empty()).then(|| value.join(","));
+    annotate(app, &ns, &name, annotations::EXCLUDE, value.as_deref()).await
+}
