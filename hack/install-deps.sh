@@ -3,10 +3,12 @@
 # sshd and git for the test git server, OpenSSL headers for libgit2, curl and python3
 # for the control plane scripts, python3-venv for checkov (hack/tools/checkov.sh installs
 # it from PyPI), promtool (Debian ships it in `prometheus`; the tests run
-# `promtool check metrics` and `check rules`). Go and a Rust toolchain must already be there.
+# `promtool check metrics` and `check rules`), chromium and chromium-driver (the browser
+# tests of `kubectl fleet ui` drive headless chromium through chromedriver). Go and a Rust
+# toolchain must already be there.
 set -euo pipefail
 need=()
-for pkg in openssh-server openssh-client git curl openssl python3 python3-venv pkg-config libssl-dev build-essential prometheus; do
+for pkg in openssh-server openssh-client git curl openssl python3 python3-venv pkg-config libssl-dev build-essential prometheus chromium chromium-driver; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

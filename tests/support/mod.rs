@@ -8,6 +8,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the helpers
 
+pub mod browser;
 pub mod chart;
 pub mod git;
 pub mod operator;

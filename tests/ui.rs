@@ -1,0 +1,274 @@
+//! `kubectl fleet ui` in a real browser (Debian's chromium, headless, through
+//! chromedriver) against the real control plane, with the chart's roles and admission
+//! policies and a running controller: review the reference fleet's plan, leave a node
+//! out, be refused as an editor, approve as an approver and watch the run apply; and
+//! requests from elsewhere refused. Screenshots go to `<target>/tmp/ui-screenshots`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use fleetgate::api::syncrun::Phase;
+use fleetgate::api::{SyncRun, annotations};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use support::browser::{Browser, Ui, http};
+use support::chart::{Installed, bind, wait_for_policies};
+use support::git::server;
+use support::operator::{create_repository, run_in_phase, ssh_secret, wait_for_status};
+
+const V1: &[u8] = include_bytes!("../examples/fleet.yaml");
+
+/// Waits until the policy that stamps who approved is in force (a dry run as `bob`).
+async fn wait_for_approval_policy(bob: &Client, ns: &str, run: &str) {
+    let api = Api::<SyncRun>::namespaced(bob.clone(), ns);
+    wait_for_policies(|| {
+        let api = api.clone();
+        async move {
+            let patch = json!({"metadata": {"annotations": {annotations::APPROVE: "probe"}}});
+            let dry = PatchParams {
+                dry_run: true,
+                ..Default::default()
+            };
+            api.patch(run, &dry, &Patch::Merge(&patch))
+                .await
+                .is_ok_and(|r| r.annotations().contains_key(annotations::APPROVED_BY))
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn review_leave_out_and_approve_in_a_browser() {
+    let started = Instant::now();
+    let browser = Browser::start().await;
+    let env = support::env();
+    let ns = env.namespace("ui").await;
+    let admin = env.client().await;
+    let git = server();
+    let repo = git.create_repo("ui");
+    ssh_secret(&admin, &ns.name, "fleet-git", git.known_hosts()).await;
+    let _chart = Installed::new(&[&ns], &[]).await;
+    bind(&ns.name, "alice-edits", "fleetgate-editor", "alice");
+    bind(&ns.name, "bob-edits", "fleetgate-editor", "bob");
+    bind(&ns.name, "bob-approves", "fleetgate-approver", "bob");
+    // What Kubernetes' `view` (in `edit`) grants on ConfigMaps, where the plan is stored;
+    // `view` itself is aggregated by kube-controller-manager, which the test control
+    // plane lacks.
+    support::run_tool(
+        "kubectl",
+        &[
+            "create",
+            "role",
+            "k8s-view",
+            "-n",
+            &ns.name,
+            "--verb=get,list,watch",
+            "--resource=configmaps",
+        ],
+    );
+    for user in ["alice", "bob"] {
+        support::run_tool(
+            "kubectl",
+            &[
+                "create",
+                "rolebinding",
+                &format!("{user}-k8s-view"),
+                "-n",
+                &ns.name,
+                "--role=k8s-view",
+                &format!("--user={user}"),
+            ],
+        );
+    }
+    let spec = json!({"url": git.ssh_url(&repo), "ref": {"branch": "main"},
+                      "secretRef": {"name": "fleet-git"}, "interval": "2s"});
+    create_repository(&admin, &ns.name, "fleet", spec).await;
+    let v1 = repo.commit(&[("fleet.yaml", V1)], "first");
+    let run = run_in_phase(&admin, &ns.name, &v1, Phase::AwaitingApproval).await;
+    let (name, first_plan) = (run.name_any(), run.status.unwrap().plan_id.unwrap());
+    let bob = env.client_as("bob", &["system:authenticated"]).await;
+    wait_for_approval_policy(&bob, &ns.name, &name).await;
+    let run_path = format!("/ns/{}/runs/{name}", ns.name);
+
+    // alice, an editor: the repositories, then the run with the reference fleet's plan.
+    let alice = Ui::start(&env.kubeconfig, &ns.name, "alice");
+    let b = &browser;
+    b.client.goto(&alice.url).await.unwrap();
+    let table = b.text("main table").await;
+    assert!(table.contains(&format!("{}/fleet", ns.name)), "{table}");
+    assert!(
+        b.client.current_url().await.unwrap().query().is_none(),
+        "the token leaves the address bar"
+    );
+    b.screenshot("repositories").await;
+    b.client
+        .goto(&format!("{}{run_path}", alice.base))
+        .await
+        .unwrap();
+    let summary = b.text("#plan-summary").await;
+    assert!(summary.contains(&first_plan), "{summary}");
+    assert!(
+        summary.contains("10 to add, 0 to change, 0 to delete"),
+        "{summary}"
+    );
+    b.screenshot("run").await;
+
+    // Leave edge-tokyo-02 out: its peer and the virtual IP that names it go with it.
+    b.click("#edit").await;
+    b.click("input[value='fleetnode/edge-tokyo-02']").await;
+    b.click("#preview").await;
+    let dependents = b.text("#dependents").await;
+    assert!(
+        dependents.contains("sdwanpeer/edge-fabric.edge-tokyo-02")
+            && dependents.contains("virtualip/edge-fabric.cdn-frontend"),
+        "{dependents}"
+    );
+    let preview = b.text("#result #plan-summary").await;
+    assert!(preview.contains("7 to add"), "{preview}");
+    let new_plan = b.text("#result #plan-id").await;
+    assert_ne!(new_plan, first_plan);
+    b.screenshot("edit").await;
+    b.click("#confirm").await;
+    // The controller plans again; the open run page follows by itself.
+    b.text_until("#plan-id", Duration::from_secs(30), |t| t == new_plan)
+        .await;
+    let excluded = b.text("#excluded").await;
+    assert!(excluded.contains("fleetnode/edge-tokyo-02"), "{excluded}");
+
+    // alice may not approve: the API server's refusal, in its own words.
+    b.click("#approve").await;
+    let refusal = b.text("[role=alert]").await;
+    assert!(
+        refusal.contains("user alice may not approve or reject SyncRuns"),
+        "{refusal}"
+    );
+    b.screenshot("refused").await;
+    // alice's page stays open; a mark in it tells an update in place from a reload.
+    b.client
+        .execute("window.notReloaded = true;", vec![])
+        .await
+        .unwrap();
+    let alice_window = b.client.window().await.unwrap();
+
+    // bob, an approver, approves the plan shown and sees the run applied live.
+    let bob_ui = Ui::start(&env.kubeconfig, &ns.name, "bob");
+    let bob_window = b.client.new_window(true).await.unwrap();
+    b.client.switch_to_window(bob_window.handle).await.unwrap();
+    b.client.goto(&bob_ui.url).await.unwrap();
+    b.client
+        .goto(&format!("{}{run_path}", bob_ui.base))
+        .await
+        .unwrap();
+    let button = b.text("#approve").await;
+    assert_eq!(button, format!("Approve {new_plan}"));
+    b.click("#approve").await;
+    b.text_until("#phase", Duration::from_secs(60), |t| t == "Applied")
+        .await;
+    let approved = b.text("#approved").await;
+    assert!(approved.contains("bob"), "{approved}");
+    b.screenshot("applied").await;
+    // alice's open page followed without a reload.
+    b.client.switch_to_window(alice_window).await.unwrap();
+    b.text_until("#phase", Duration::from_secs(30), |t| t == "Applied")
+        .await;
+    let same_page = b
+        .client
+        .execute("return window.notReloaded === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(same_page, json!(true), "the page was updated in place");
+    drop(alice);
+    let applied = wait_for_status(&admin, &ns.name, &name, "the run applied", |s| {
+        s.phase == Some(Phase::Applied)
+    })
+    .await;
+    let status = applied.status.unwrap();
+    assert_eq!(status.plan_id.as_deref(), Some(new_plan.as_str()));
+    assert_eq!(status.approved_by.as_deref(), Some("bob"));
+    assert_eq!(status.progress.unwrap().applied, 7);
+
+    // Requests from elsewhere: no token, a foreign Host (DNS rebinding), a foreign Origin.
+    let port = bob_ui.port();
+    let host = format!("127.0.0.1:{port}");
+    let (code, _) = http(port, &format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n"));
+    assert_eq!(code, 401, "no token");
+    let (code, _) = http(
+        port,
+        &format!("GET /?token=wrong HTTP/1.0\r\nHost: {host}\r\n\r\n"),
+    );
+    assert_eq!(code, 401, "a wrong token");
+    let token = bob_ui.url.split("token=").nth(1).unwrap().to_owned();
+    let (code, response) = http(
+        port,
+        &format!("GET /?token={token} HTTP/1.0\r\nHost: {host}\r\n\r\n"),
+    );
+    assert_eq!(code, 303, "{response}");
+    assert!(response.contains("HttpOnly; SameSite=Strict"), "{response}");
+    let cookie = format!("fleetgate_ui_{port}={token}");
+    let (code, _) = http(
+        port,
+        &format!("GET / HTTP/1.0\r\nHost: rebound.example:{port}\r\nCookie: {cookie}\r\n\r\n"),
+    );
+    assert_eq!(code, 421, "a foreign Host");
+    let (code, _) = http(
+        port,
+        &format!("GET / HTTP/1.0\r\nHost: {host}\r\nCookie: {cookie}\r\n\r\n"),
+    );
+    assert_eq!(code, 200, "the session cookie");
+    let sync = format!("/ns/{}/repositories/fleet/sync", ns.name);
+    for origin in ["Origin: http://evil.example\r\n", ""] {
+        let (code, _) = http(
+            port,
+            &format!(
+                "POST {sync} HTTP/1.0\r\nHost: {host}\r\nCookie: {cookie}\r\n{origin}Content-Length: 0\r\n\r\n"
+            ),
+        );
+        assert_eq!(code, 403, "a POST with {origin:?}");
+    }
+    let (code, _) = http(
+        port,
+        &format!(
+            "PUT {sync} HTTP/1.0\r\nHost: {host}\r\nCookie: {cookie}\r\nOrigin: http://{host}\r\nContent-Length: 0\r\n\r\n"
+        ),
+    );
+    assert_eq!(code, 405, "only GET and POST");
+    let repo_now = Api::<fleetgate::api::GitopsRepository>::namespaced(admin.clone(), &ns.name)
+        .get("fleet")
+        .await
+        .unwrap();
+    assert!(
+        !repo_now
+            .annotations()
+            .contains_key(annotations::SYNC_REQUESTED_AT),
+        "no refused request changed anything"
+    );
+
+    // The drift page, after a hand edit of an applied node.
+    let nodes =
+        fleetgate::controller::live::api(&admin, &ns.name, fleetgate::fleet::ObjectKind::FleetNode);
+    nodes
+        .patch(
+            "edge-tokyo-01",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"instanceType": "t3-xlarge"}})),
+        )
+        .await
+        .unwrap();
+    let drift_url = format!("{}/ns/{}/repositories/fleet/drift", bob_ui.base, ns.name);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        b.client.goto(&drift_url).await.unwrap();
+        let text = b.text("main").await;
+        if text.contains("t3-xlarge") {
+            assert!(text.contains("expected → actual"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no drift shown: {text}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    b.screenshot("drift").await;
+    browser.close().await;
+    eprintln!("browser suite: {:?}", started.elapsed());
+}
