@@ -10,22 +10,26 @@ heading() { printf '\n%s== %s%s\n' "$bold" "$*" "$off"; }
 show() { printf '%s$ %s%s\n' "$dim" "$*" "$off"; "$@"; }
 
 heading "Building fleetgate and the local control plane (the first time takes several minutes)"
-hack/install-deps.sh
+hack/install-deps.sh --no-browser
 bin=$(hack/testenv/build.sh | tail -n 1)
 export PATH="$bin:$PATH"
 # FLEETGATE_BIN: a fleetgate binary already built (the end-to-end test of this demo passes it).
 fleetgate=${FLEETGATE_BIN:-}
 if [ -z "$fleetgate" ]; then
-  cargo build --quiet --bin fleetgate
+  cargo build --quiet --bin fleetgate --bin kubectl-fleet
   target=${CARGO_TARGET_DIR:-$root/target}
   case "$target" in /*) ;; *) target="$root/$target" ;; esac
   fleetgate="$target/debug/fleetgate"
 fi
+# The kubectl plugin is built beside it.
+kubectl_fleet="$(dirname "$fleetgate")/kubectl-fleet"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/fleetgate-demo.XXXXXX")
 kubeconfig=""
 controller=""
+ui=""
 cleanup() {
+  [ -n "$ui" ] && kill "$ui" 2>/dev/null && wait "$ui" 2>/dev/null || true
   [ -n "$controller" ] && kill "$controller" 2>/dev/null && wait "$controller" 2>/dev/null || true
   [ -n "$kubeconfig" ] && hack/testenv.sh stop "$kubeconfig" >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -136,5 +140,18 @@ for _ in $(seq 150); do
 done
 show kubectl get gitopsrepository -n fleet-demo
 show kubectl get fleetnode/edge-tokyo-02 sdwanpeer/edge-fabric.edge-paris-01 -n fleet-demo
+
+heading "Reviewing in a browser: kubectl fleet ui"
+"$kubectl_fleet" ui --no-browser -n fleet-demo >"$work/ui.out" 2>&1 &
+ui=$!
+for _ in $(seq 100); do grep -q '^fleetgate UI: ' "$work/ui.out" && break; sleep 0.1; done
+url=$(sed -n 's/^fleetgate UI: //p' "$work/ui.out")
+echo "$ kubectl fleet ui -n fleet-demo"
+echo "fleetgate UI: ${url%%token=*}token=…   (on 127.0.0.1 only; opens your browser when there is one)"
+if curl -sf -L -c "$work/ui.cookies" -b "$work/ui.cookies" "$url" | grep -q 'fleet-demo/fleet'; then
+  echo "it lists fleet-demo/fleet with its runs, plans, drift and Approve / Reject / Sync now buttons"
+fi
+kill "$ui" 2>/dev/null && wait "$ui" 2>/dev/null || true
+ui=""
 
 heading "Done; stopping everything the demo started"

@@ -6,9 +6,12 @@
 # `promtool check metrics` and `check rules`), chromium and chromium-driver (the browser
 # tests of `kubectl fleet ui` drive headless chromium through chromedriver). Go and a Rust
 # toolchain must already be there.
+# --no-browser leaves chromium out (make demo does not need it).
 set -euo pipefail
+packages=(openssh-server openssh-client git curl openssl python3 python3-venv pkg-config libssl-dev build-essential prometheus)
+[ "${1:-}" = "--no-browser" ] || packages+=(chromium chromium-driver)
 need=()
-for pkg in openssh-server openssh-client git curl openssl python3 python3-venv pkg-config libssl-dev build-essential prometheus chromium chromium-driver; do
+for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

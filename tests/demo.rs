@@ -24,6 +24,7 @@ fn make_demo_tells_the_whole_story_and_stops_everything() {
         "fleetnode.fleet.fleetgate.dev/edge-paris-01   edge-cdn   eu-west-3",
         "Changed FleetNode/edge-tokyo-02",
         "Missing SdwanPeer/edge-fabric.edge-paris-01",
+        "it lists fleet-demo/fleet with its runs",
         "== Done; stopping everything the demo started",
     ] {
         assert!(

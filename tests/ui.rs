@@ -269,6 +269,53 @@ async fn review_leave_out_and_approve_in_a_browser() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     b.screenshot("drift").await;
+
+    // Sync now, as bob, from the repository page.
+    b.client
+        .goto(&format!(
+            "{}/ns/{}/repositories/fleet",
+            bob_ui.base, ns.name
+        ))
+        .await
+        .unwrap();
+    b.click("form[action$='/sync'] button").await;
+    let repos = Api::<fleetgate::api::GitopsRepository>::namespaced(admin.clone(), &ns.name);
+    assert!(
+        repos
+            .get("fleet")
+            .await
+            .unwrap()
+            .annotations()
+            .contains_key(annotations::SYNC_REQUESTED_AT),
+        "Sync now requested a sync"
+    );
+
+    // An invalid revision: its errors with file:line:column on the run page.
+    let bad = repo.commit(
+        &[(
+            "fleet.yaml",
+            b"version: 1\naccount: acme-edge\nnodes:\n  - hostname: Not_A_Name\n",
+        )],
+        "broken",
+    );
+    let failed = run_in_phase(&admin, &ns.name, &bad, Phase::Failed).await;
+    b.client
+        .goto(&format!(
+            "{}/ns/{}/runs/{}",
+            bob_ui.base,
+            ns.name,
+            failed.name_any()
+        ))
+        .await
+        .unwrap();
+    let errors = b.text("section.problems ul.diagnostics").await;
+    let located = errors.lines().any(|l| {
+        let mut parts = l.splitn(4, ':');
+        parts.next() == Some("fleet.yaml")
+            && parts.next().is_some_and(|n| n.parse::<u32>().is_ok())
+            && parts.next().is_some_and(|n| n.parse::<u32>().is_ok())
+    });
+    assert!(located, "errors with file:line:column: {errors}");
     browser.close().await;
     eprintln!("browser suite: {:?}", started.elapsed());
 }
