@@ -136,6 +136,23 @@ async fn review_leave_out_and_approve_in_a_browser() {
         .await;
     let excluded = b.text("#excluded").await;
     assert!(excluded.contains("fleetnode/edge-tokyo-02"), "{excluded}");
+    // A page still showing the first plan approves nothing: the plan changed since.
+    let (port, token) = (alice.port(), alice.url.split("token=").nth(1).unwrap());
+    let body = format!("plan_id={first_plan}");
+    let (code, response) = http(
+        port,
+        &format!(
+            "POST {run_path}/approve HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
+             Cookie: fleetgate_ui_{port}={token}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(code, 409, "{response}");
+    assert!(
+        response.contains(&format!("is now {new_plan}, not {first_plan}")),
+        "{response}"
+    );
 
     // alice may not approve: the API server's refusal, in its own words.
     b.click("#approve").await;
