@@ -427,7 +427,6 @@ pub(crate) fn edit(
                         (plan(p))
                         form method="post" action=(format!("{url}/exclude")) {
                             @for r in ticked { input type="hidden" name="exclude" value=(r.to_string()); }
-                            input type="hidden" name="plan_id" value=(p.plan_id);
                             button.primary #confirm type="submit" { "Leave these out (new plan " (p.plan_id) ")" }
                         }
                     }

@@ -15,7 +15,8 @@ use maud::Markup;
 
 use super::pages::{self, Notice};
 use super::{App, UiError, guard};
-use crate::api::{GitopsRepository, SyncRun, annotations, syncrun::Trigger};
+use crate::api::syncrun::{Phase, Trigger};
+use crate::api::{GitopsRepository, SyncRun, annotations};
 use crate::cli::{kubectl, live_plan, plugin};
 use crate::controller::planstore;
 use crate::fleet::{self, FleetObject, ObjectRef, Plan, PlanOptions};
@@ -292,8 +293,15 @@ async fn edit(
     Path((ns, name)): Path<(String, String)>,
     Query(fields): Query<Fields>,
 ) -> Page {
+    let run = app.run(&ns, &name).await?;
+    if plugin::phase(&run) != Some(Phase::AwaitingApproval) {
+        let why = format!(
+            "{name} is {}: only a run awaiting approval can be edited",
+            plugin::phase_name(&run)
+        );
+        return refused(&app, &ns, &name, why, StatusCode::CONFLICT).await;
+    }
     let fail = app.fail(&ns);
-    let run = app.runs(&ns).get(&name).await.map_err(|e| fail(e.into()))?;
     let all = preview(&app, &run, &[]).await.map_err(&fail)?;
     let ticked = exclusions(&fields).map_err(&fail)?;
     let shown = if fields.is_empty() {
