@@ -102,6 +102,11 @@ async fn review_leave_out_and_approve_in_a_browser() {
         b.client.current_url().await.unwrap().query().is_none(),
         "the token leaves the address bar"
     );
+    assert_eq!(
+        b.text("header .who").await,
+        "Acting as alice",
+        "as the API server sees it"
+    );
     b.screenshot("repositories").await;
     b.client
         .goto(&format!("{}{run_path}", alice.base))

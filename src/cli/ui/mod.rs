@@ -98,6 +98,7 @@ async fn serve(
         .map_err(|source| UiError::Listen { port, source })?
         .port();
     let session = guard::Session::new(port)?;
+    let identity = who_am_i(&client).await.unwrap_or(identity);
     let url = format!("http://127.0.0.1:{port}/?token={}", session.token());
     let app = Arc::new(App {
         client,
@@ -123,6 +124,23 @@ async fn serve(
         })
         .await
         .map_err(UiError::Serve)
+}
+
+/// The user name the API server sees these credentials as (a SelfSubjectReview), if it
+/// says.
+async fn who_am_i(client: &Client) -> Option<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let review = SelfSubjectReview {
+        metadata: Default::default(),
+        status: None,
+    };
+    kube::Api::<SelfSubjectReview>::all(client.clone())
+        .create(&Default::default(), &review)
+        .await
+        .ok()?
+        .status?
+        .user_info?
+        .username
 }
 
 /// Opens `url` in the user's browser when there is one; quietly does nothing otherwise.
