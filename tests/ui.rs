@@ -19,6 +19,7 @@ use support::git::server;
 use support::operator::{create_repository, run_in_phase, ssh_secret, wait_for_status};
 
 const V1: &[u8] = include_bytes!("../examples/fleet.yaml");
+const V2: &[u8] = include_bytes!("../examples/fleet-v2.yaml");
 
 /// Waits until the policy that stamps who approved is in force (a dry run as `bob`).
 async fn wait_for_approval_policy(bob: &Client, ns: &str, run: &str) {
@@ -136,6 +137,8 @@ async fn review_leave_out_and_approve_in_a_browser() {
     assert_ne!(new_plan, first_plan);
     b.screenshot("edit").await;
     b.click("#confirm").await;
+    b.text_until("h1", Duration::from_secs(10), |t| t.starts_with("SyncRun "))
+        .await;
     // The controller plans again; the open run page follows by itself.
     b.text_until("#plan-id", Duration::from_secs(30), |t| t == new_plan)
         .await;
@@ -302,15 +305,20 @@ async fn review_leave_out_and_approve_in_a_browser() {
         .unwrap();
     b.click("form[action$='/sync'] button").await;
     let repos = Api::<fleetgate::api::GitopsRepository>::namespaced(admin.clone(), &ns.name);
-    assert!(
-        repos
-            .get("fleet")
-            .await
-            .unwrap()
-            .annotations()
-            .contains_key(annotations::SYNC_REQUESTED_AT),
-        "Sync now requested a sync"
-    );
+    support::eventually(
+        "Sync now to request a sync",
+        Duration::from_secs(10),
+        || {
+            let repos = repos.clone();
+            async move {
+                let repo = repos.get("fleet").await.ok()?;
+                repo.annotations()
+                    .contains_key(annotations::SYNC_REQUESTED_AT)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
 
     // An invalid revision: its errors with file:line:column on the run page.
     let bad = repo.commit(
@@ -338,6 +346,31 @@ async fn review_leave_out_and_approve_in_a_browser() {
             && parts.next().is_some_and(|n| n.parse::<u32>().is_ok())
     });
     assert!(located, "errors with file:line:column: {errors}");
+
+    // Reject the next revision with a reason.
+    let v2 = repo.commit(&[("fleet.yaml", V2)], "paris replaces london");
+    let next = run_in_phase(&admin, &ns.name, &v2, Phase::AwaitingApproval).await;
+    b.client
+        .goto(&format!(
+            "{}/ns/{}/runs/{}",
+            bob_ui.base,
+            ns.name,
+            next.name_any()
+        ))
+        .await
+        .unwrap();
+    b.client
+        .find(fantoccini::Locator::Css("#reason"))
+        .await
+        .unwrap()
+        .send_keys("not during the freeze")
+        .await
+        .unwrap();
+    b.click("#reject").await;
+    b.text_until("#phase", Duration::from_secs(30), |t| t == "Rejected")
+        .await;
+    let message = b.text("#message").await;
+    assert!(message.contains("not during the freeze"), "{message}");
     browser.close().await;
     eprintln!("browser suite: {:?}", started.elapsed());
 }
