@@ -40,6 +40,12 @@ async fn wait_for_approval_policy(bob: &Client, ns: &str, run: &str) {
     .await;
 }
 
+/// Opens a run's page in the UI served at `base`.
+async fn open_run(b: &Browser, base: &str, ns: &str, run: &str) {
+    let url = format!("{base}/ns/{ns}/runs/{run}");
+    b.client.goto(&url).await.unwrap();
+}
+
 #[tokio::test]
 async fn review_leave_out_and_approve_in_a_browser() {
     let started = Instant::now();
@@ -329,15 +335,7 @@ async fn review_leave_out_and_approve_in_a_browser() {
         "broken",
     );
     let failed = run_in_phase(&admin, &ns.name, &bad, Phase::Failed).await;
-    b.client
-        .goto(&format!(
-            "{}/ns/{}/runs/{}",
-            bob_ui.base,
-            ns.name,
-            failed.name_any()
-        ))
-        .await
-        .unwrap();
+    open_run(b, &bob_ui.base, &ns.name, &failed.name_any()).await;
     let errors = b.text("section.problems ul.diagnostics").await;
     let located = errors.lines().any(|l| {
         let mut parts = l.splitn(4, ':');
@@ -350,15 +348,7 @@ async fn review_leave_out_and_approve_in_a_browser() {
     // Reject the next revision with a reason.
     let v2 = repo.commit(&[("fleet.yaml", V2)], "paris replaces london");
     let next = run_in_phase(&admin, &ns.name, &v2, Phase::AwaitingApproval).await;
-    b.client
-        .goto(&format!(
-            "{}/ns/{}/runs/{}",
-            bob_ui.base,
-            ns.name,
-            next.name_any()
-        ))
-        .await
-        .unwrap();
+    open_run(b, &bob_ui.base, &ns.name, &next.name_any()).await;
     b.client
         .find(fantoccini::Locator::Css("#reason"))
         .await
