@@ -14,6 +14,7 @@ pub use super::error::parse_duration;
 use super::gitsource::{GitSettings, GitWork};
 use super::live::FleetCache;
 use super::metrics::Metrics;
+use super::notifications::Notifier;
 use super::planstore::DesiredCache;
 
 /// Settings from the command line.
@@ -40,6 +41,8 @@ pub struct Context {
     pub settings: Settings,
     pub git: GitWork,
     pub desired: DesiredCache,
+    /// Tells NotificationTargets what happened; never blocks a reconcile.
+    pub notifier: Arc<Notifier>,
     /// Which SyncRun is applying for each repository (`namespace/name`): at most one.
     applying: Mutex<HashMap<String, String>>,
     /// Consecutive failed reconciles per object, for exponential backoff.
@@ -52,6 +55,7 @@ impl Context {
         metrics: Arc<Metrics>,
         fleet: FleetCache,
         settings: Settings,
+        notifier: Notifier,
     ) -> Self {
         let reporter = Reporter {
             controller: "fleetgate".into(),
@@ -64,6 +68,7 @@ impl Context {
             git: GitWork::new(settings.git.clone(), metrics.clone()),
             settings,
             desired: DesiredCache::default(),
+            notifier: Arc::new(notifier),
             metrics,
             applying: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),

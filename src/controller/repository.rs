@@ -39,6 +39,9 @@ pub async fn reconcile(repo: Arc<GitopsRepository>, ctx: Arc<Context>) -> Result
     let started = Instant::now();
     let result = step(&repo, &ctx).await;
     ctx.observe(CONTROLLER, started, result.as_ref().err().map(Error::label));
+    let notifier = ctx.notifier.clone();
+    let observed = repo.clone();
+    tokio::spawn(async move { notifier.repository_changed(&observed).await });
     if result.is_ok() {
         ctx.succeeded(&object_key(&*repo));
     }
