@@ -4,6 +4,7 @@
 
 pub mod conventions;
 pub mod fleet;
+pub mod forge;
 pub mod notification;
 pub mod reference;
 pub mod repository;

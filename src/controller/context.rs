@@ -31,6 +31,8 @@ pub struct Settings {
     /// Accept an approval that carries no gitops.fleetgate.dev/approved-by (clusters
     /// without the chart's admission policies); it is recorded as unverified.
     pub allow_unverified_approvals: bool,
+    /// This cluster's name in commit status contexts.
+    pub cluster_name: String,
 }
 
 pub struct Context {
@@ -43,6 +45,8 @@ pub struct Context {
     pub desired: DesiredCache,
     /// Tells NotificationTargets what happened; never blocks a reconcile.
     pub notifier: Arc<Notifier>,
+    /// Commit statuses and pull-request previews on the git hosts.
+    pub forge: Arc<super::forge::Forge>,
     /// Which SyncRun is applying for each repository (`namespace/name`): at most one.
     applying: Mutex<HashMap<String, String>>,
     /// Consecutive failed reconciles per object, for exponential backoff.
@@ -56,6 +60,7 @@ impl Context {
         fleet: FleetCache,
         settings: Settings,
         notifier: Notifier,
+        forge: super::forge::Forge,
     ) -> Self {
         let reporter = Reporter {
             controller: "fleetgate".into(),
@@ -69,6 +74,7 @@ impl Context {
             settings,
             desired: DesiredCache::default(),
             notifier: Arc::new(notifier),
+            forge: Arc::new(forge),
             metrics,
             applying: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),

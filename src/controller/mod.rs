@@ -6,6 +6,7 @@ pub mod context;
 pub mod deletion;
 pub mod drift;
 pub mod error;
+pub mod forge;
 pub mod gitsource;
 pub mod integrity;
 pub mod live;
@@ -179,12 +180,19 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     let (fleet, reflectors) = live::FleetCache::start(&client, &scopes);
     let http = outbound::Http::new()?;
     let notifier = notifications::Notifier::start(client.clone(), &scopes, http.clone());
+    // The forge client shares the pool; http:// forge APIs follow the git URL policy.
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),
         fleet,
         options.settings.clone(),
         notifier,
+        forge::Forge::new(
+            client.clone(),
+            http,
+            options.settings.cluster_name.clone(),
+            options.settings.git.url_policy.allow_http,
+        ),
     ));
     for task in reflectors {
         tokio::spawn(task);

@@ -45,8 +45,11 @@ pub async fn reconcile(run: Arc<SyncRun>, ctx: Arc<Context>) -> Result<Action> {
     if result.is_ok() {
         ctx.succeeded(&object_key(&*run));
     }
-    let notifier = ctx.notifier.clone();
-    tokio::spawn(async move { notifier.run_changed(&run).await });
+    let (notifier, forge) = (ctx.notifier.clone(), ctx.forge.clone());
+    tokio::spawn(async move {
+        forge.run_changed(&run).await;
+        notifier.run_changed(&run).await;
+    });
     result
 }
 

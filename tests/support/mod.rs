@@ -10,6 +10,7 @@
 
 pub mod chart;
 pub mod git;
+pub mod gitea;
 pub mod operator;
 pub mod outage;
 
