@@ -1,5 +1,6 @@
-//! The pull-request loop against a real Gitea (SQLite, loopback): pushes over Gitea's
-//! HTTP git with basic auth, Gitea's signed push webhook to the controller's receiver,
+//! The pull-request loop against a real Gitea (SQLite, loopback, HTTPS): pushes over
+//! Gitea's HTTPS git with basic auth, the controller fetching the private repository
+//! over HTTPS with a username and password from its Secret, Gitea's signed push webhook to the controller's receiver,
 //! commit statuses read back through Gitea's API, plan previews on pull requests (one
 //! comment, edited in place on a new push; located errors for an invalid file), and the
 //! previewed plan id carried by the SyncRun once the pull request is merged.
@@ -123,19 +124,23 @@ async fn pull_requests_get_plan_previews_and_commits_get_statuses_on_gitea() {
         json!({"token": "hook-s3cret"}),
     )
     .await;
+    let git_login = json!({"username": support::gitea::USER, "password": support::gitea::PASSWORD});
+    secret(&ns.client, &ns.name, "git", git_login).await;
     let receiver = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let _controller = ControllerProcess::start(
+    // It fetches the private repository over HTTPS with the Secret's username and
+    // password, trusting the test CA.
+    let _controller = ControllerProcess::start_with_env(
         &ns,
         &[
-            "--allow-http-urls",
             "--receiver-addr",
             &receiver.to_string(),
             "--cluster-name",
             "test",
         ],
+        &[("SSL_CERT_FILE", gitea.cert.to_str().unwrap())],
     );
     // Gitea signs its push webhook with the shared secret (X-Gitea-Signature).
     gitea
@@ -158,6 +163,7 @@ async fn pull_requests_get_plan_previews_and_commits_get_statuses_on_gitea() {
         "fleet",
         json!({
             "url": clone.url, "ref": {"branch": "main"}, "interval": "1h",
+            "secretRef": {"name": "git"},
             "webhookSecretRef": {"name": "hook"},
             "forge": {
                 "provider": "Gitea", "apiUrl": gitea.url, "repository": repo,

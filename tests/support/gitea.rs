@@ -1,5 +1,7 @@
 //! A real Gitea on loopback with SQLite (built by hack/gitea/build.sh), one per test,
-//! driven through its REST API and its HTTP git as a user would.
+//! serving HTTPS with a certificate from a throwaway CA made by `openssl`, driven through
+//! its REST API and its HTTP git as a user would. Whoever talks to it trusts that CA:
+//! `SSL_CERT_FILE` (OpenSSL under libgit2, rustls-native-certs), `GIT_SSL_CAINFO` (git).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +17,8 @@ pub const PASSWORD: &str = "fleet-password-1";
 
 pub struct Gitea {
     pub url: String,
+    /// The CA that signed the server's certificate (PEM): the one root to trust.
+    pub cert: PathBuf,
     child: Child,
     dir: tempfile::TempDir,
     http: Http,
@@ -50,13 +54,23 @@ impl Gitea {
             .unwrap()
             .port();
         let work = dir.path();
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("https://127.0.0.1:{port}");
+        let cert = make_certificates(work);
+        // SAFETY: a test binary whose one test runs on tokio's current-thread runtime;
+        // nothing reads the environment concurrently. The API client below and the git
+        // commands read these to trust Gitea's certificate.
+        unsafe {
+            std::env::set_var("SSL_CERT_FILE", &cert);
+            std::env::set_var("GIT_SSL_CAINFO", &cert);
+        }
         let ini = format!(
             r#"I_AM_BEING_UNSAFE_RUNNING_AS_ROOT = true
 RUN_MODE = prod
 WORK_PATH = {work}
 [server]
-PROTOCOL = http
+PROTOCOL = https
+CERT_FILE = {work}/cert.pem
+KEY_FILE = {work}/key.pem
 HTTP_ADDR = 127.0.0.1
 HTTP_PORT = {port}
 ROOT_URL = {url}/
@@ -128,6 +142,7 @@ ENABLED = false
             .expect("gitea starts");
         let gitea = Self {
             url,
+            cert,
             child,
             dir,
             http: Http::new().unwrap(),
@@ -183,21 +198,21 @@ ENABLED = false
         token["sha1"].as_str().unwrap().to_owned()
     }
 
-    /// Creates a public repository of the admin and a clone of it to commit in.
+    /// Creates a private repository of the admin and a clone of it to commit in.
     pub async fn create_repo(&self, name: &str) -> Clone {
         self.ok(
             Method::POST,
             "/user/repos",
-            Some(json!({"name": name, "default_branch": "main", "auto_init": false})),
+            Some(json!({"name": name, "default_branch": "main", "auto_init": false, "private": true})),
         )
         .await;
         let work = self.dir.path().join("clones").join(name);
         std::fs::create_dir_all(&work).unwrap();
         let git = PathBuf::from("git");
         run(&work, &git, &["init", "-q", "-b", "main"]);
-        // Pushes authenticate with basic auth over Gitea's HTTP git.
-        let host = self.url.trim_start_matches("http://");
-        let remote = format!("http://{USER}:{PASSWORD}@{host}/{USER}/{name}.git");
+        // Pushes authenticate with basic auth over Gitea's HTTPS git.
+        let host = self.url.trim_start_matches("https://");
+        let remote = format!("https://{USER}:{PASSWORD}@{host}/{USER}/{name}.git");
         run(&work, &git, &["remote", "add", "origin", &remote]);
         Clone {
             work,
@@ -209,6 +224,76 @@ ENABLED = false
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("gitea.log")).unwrap_or_default()
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it (`cert.pem`, `key.pem`);
+/// returns the CA's path.
+fn make_certificates(dir: &Path) -> PathBuf {
+    let openssl = PathBuf::from("openssl");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(
+        dir,
+        &openssl,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+            &["-subj", "/CN=fleetgate-test-ca"],
+            &["-addext", "basicConstraints=critical,CA:TRUE"],
+            &["-addext", "keyUsage=critical,keyCertSign"],
+        ]
+        .concat(),
+    );
+    run(
+        dir,
+        &openssl,
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(
+        dir,
+        &openssl,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "cert.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "cert.pem",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    dir.join("ca.pem")
 }
 
 impl Drop for Gitea {
