@@ -207,6 +207,22 @@ async fn pull_requests_get_plan_previews_and_commits_get_statuses_on_gitea() {
     )
     .await;
 
+    let all = gitea
+        .ok(
+            Method::GET,
+            &format!("/repos/{repo}/commits/{v1}/statuses?sort=oldest"),
+            None,
+        )
+        .await;
+    for s in all.as_array().unwrap() {
+        eprintln!(
+            "{:8} {}  {}",
+            s["status"].as_str().unwrap(),
+            s["context"].as_str().unwrap(),
+            s["description"].as_str().unwrap()
+        );
+    }
+
     // A pull request gets the plan of its head, as `kubectl fleet plan` prints it.
     let h1 = clone.commit("resize", &[("fleet.yaml", V2)], "paris replaces london");
     let number = pull_request(&gitea, &repo, "resize", "Paris replaces London").await;
@@ -236,6 +252,7 @@ async fn pull_requests_get_plan_previews_and_commits_get_statuses_on_gitea() {
     assert_eq!(edited_id, comment_id, "edited in place");
     assert_eq!(previews(&gitea, &repo, number).await.len(), 1);
     assert!(second.contains(r#""t3-medium" -> "t3-xlarge""#), "{second}");
+    eprintln!("---- the preview after a second push ----\n{second}");
     let previewed_plan = second
         .split("Plan `")
         .nth(1)
