@@ -147,7 +147,14 @@ async fn plans_refusals_and_applies_are_told_once_each_signed_across_a_restart()
         target(
             "hook",
             "Webhook",
-            &["PlanAwaitingApproval", "ApprovalRefused", "Applied"],
+            &[
+                "PlanAwaitingApproval",
+                "ApprovalRefused",
+                "Applied",
+                "DriftDetected",
+                "DriftCleared",
+                "RepositoryStalled",
+            ],
         ),
     )
     .await;
@@ -164,7 +171,10 @@ async fn plans_refusals_and_applies_are_told_once_each_signed_across_a_restart()
         &ns.client,
         &ns.name,
         "fleet",
-        serde_json::json!({"url": git.file_url(&repo), "ref": {"branch": "main"}, "interval": "2s"}),
+        serde_json::json!({
+            "url": git.file_url(&repo), "ref": {"branch": "main"}, "interval": "2s",
+            "driftRemediation": "Report",
+        }),
     )
     .await;
     let run = run_in_phase(&ns.client, &ns.name, &v1, Phase::AwaitingApproval).await;
@@ -261,6 +271,73 @@ async fn plans_refusals_and_applies_are_told_once_each_signed_across_a_restart()
             .find(|r| r.body["event"] == "Applied")
     })
     .await;
+
+    // Drift, then its end, each told once.
+    let nodes: Api<fleetgate::api::FleetNode> = Api::namespaced(ns.client.clone(), &ns.name);
+    let resize = |size: &str| serde_json::json!({"spec": {"instanceType": size}});
+    let merge = kube::api::PatchParams::default();
+    nodes
+        .patch(
+            "edge-tokyo-02",
+            &merge,
+            &kube::api::Patch::Merge(resize("t3-xlarge")),
+        )
+        .await
+        .unwrap();
+    let event = |name: &'static str| {
+        let receiver = receiver.clone();
+        async move {
+            receiver
+                .accepted("/hook")
+                .into_iter()
+                .find(|r| r.body["event"] == name)
+        }
+    };
+    let drift = support::eventually("drift notified", Duration::from_secs(30), || {
+        event("DriftDetected")
+    })
+    .await;
+    assert!(
+        drift.body["summary"]
+            .as_str()
+            .unwrap()
+            .contains("1 objects differ"),
+        "{drift:?}"
+    );
+    nodes
+        .patch(
+            "edge-tokyo-02",
+            &merge,
+            &kube::api::Patch::Merge(resize("t3-medium")),
+        )
+        .await
+        .unwrap();
+    support::eventually("drift cleared notified", Duration::from_secs(30), || {
+        event("DriftCleared")
+    })
+    .await;
+
+    // A repository whose Secret does not exist stalls.
+    create_repository(
+        &ns.client,
+        &ns.name,
+        "stuck",
+        serde_json::json!({"url": git.file_url(&repo), "ref": {"branch": "main"}, "secretRef": {"name": "missing"}}),
+    )
+    .await;
+    let stalled = support::eventually("the stall notified", Duration::from_secs(30), || {
+        event("RepositoryStalled")
+    })
+    .await;
+    assert_eq!(stalled.body["repository"], "stuck");
+    assert!(
+        stalled.body["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("SecretError: "),
+        "{stalled:?}"
+    );
+
     tokio::time::sleep(Duration::from_secs(5)).await;
     let events: Vec<String> = receiver
         .accepted("/hook")
@@ -269,7 +346,14 @@ async fn plans_refusals_and_applies_are_told_once_each_signed_across_a_restart()
         .collect();
     assert_eq!(
         events,
-        ["PlanAwaitingApproval", "ApprovalRefused", "Applied"],
+        [
+            "PlanAwaitingApproval",
+            "ApprovalRefused",
+            "Applied",
+            "DriftDetected",
+            "DriftCleared",
+            "RepositoryStalled"
+        ],
         "one notification per occurrence"
     );
     assert_eq!(receiver.accepted("/slack").len(), 1);

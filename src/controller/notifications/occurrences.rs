@@ -193,3 +193,62 @@ fn first_lines(message: &str) -> String {
     let lines: Vec<&str> = message.lines().take(20).collect();
     crate::controller::context::truncate(&lines.join("\n"), 4096)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(status: serde_json::Value) -> GitopsRepository {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "gitops.fleetgate.dev/v1alpha1", "kind": "GitopsRepository",
+            "metadata": {"name": "fleet", "namespace": "ns"},
+            "spec": {"url": "https://example.com/a.git", "ref": {"branch": "main"}},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn drifted(status: &str, at: &str) -> serde_json::Value {
+        serde_json::json!({"type": "Drifted", "status": status, "reason": "R", "message": "m",
+            "lastTransitionTime": at})
+    }
+
+    #[test]
+    fn drift_is_told_per_episode_and_its_end_only_after_it() {
+        let clean =
+            repo(serde_json::json!({"conditions": [drifted("False", "2026-01-01T00:00:00Z")]}));
+        assert!(
+            of_repository(&clean, &[]).is_empty(),
+            "never drifted: nothing cleared"
+        );
+
+        let drift = serde_json::json!({"detectedAt": "2026-01-01T00:01:00Z", "revision": "abc",
+            "count": 1, "objects": [], "digest": "d"});
+        let dirty = repo(
+            serde_json::json!({"conditions": [drifted("True", "2026-01-01T00:01:00Z")], "drift": drift}),
+        );
+        let found = of_repository(&dirty, &[]);
+        assert_eq!(found.len(), 1);
+        let key = found[0].notice.id.clone();
+        assert!(key.starts_with("DriftDetected:"), "{key}");
+        assert!(
+            of_repository(&dirty, std::slice::from_ref(&key)).is_empty(),
+            "told once"
+        );
+
+        let cleared =
+            repo(serde_json::json!({"conditions": [drifted("False", "2026-01-01T00:02:00Z")]}));
+        let found = of_repository(&cleared, std::slice::from_ref(&key));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].notice.event, NotificationEvent::DriftCleared);
+        let both = [key, found[0].notice.id.clone()];
+        assert!(of_repository(&cleared, &both).is_empty());
+    }
+
+    #[test]
+    fn recorded_keys_ignore_blanks() {
+        let value = " a, ,b,".to_owned();
+        assert_eq!(recorded(Some(&value)), ["a", "b"]);
+        assert!(recorded(None).is_empty());
+    }
+}
