@@ -354,6 +354,20 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
         "{}",
         status.message
     );
+    // Nor silence or repeat a notification by writing the controller's record.
+    let err = try_annotate(
+        &alice,
+        &tenant.name,
+        &name,
+        "gitops.fleetgate.dev/notified",
+        Some("Applied"),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("only the controller writes it"),
+        "{err}"
+    );
     // Nor can anyone write who approved.
     let err = try_annotate(
         &alice,
