@@ -65,12 +65,23 @@ pub struct Http {
 impl Http {
     pub fn new() -> Result<Self, OutboundError> {
         let provider = rustls_ring();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider)
-            .map_err(|e| OutboundError::Invalid(format!("TLS roots: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .build();
+        let builder = match hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(provider.clone())
+        {
+            Ok(builder) => builder,
+            // No system roots (a bare image): plain http:// still works, https:// fails
+            // per call with the reason, and the controller runs.
+            Err(e) => {
+                tracing::warn!(error = %e, "no trusted TLS roots found; https:// notifications and forge calls will fail");
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| OutboundError::Invalid(format!("TLS: {e}")))?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth();
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+            }
+        };
+        let connector = builder.https_or_http().enable_http1().build();
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Self { client })
     }
