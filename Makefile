@@ -31,9 +31,11 @@ lint:
 fmt:
 	$(CARGO) fmt
 
-## Builds kube-apiserver, etcd and helm from the Go module proxy into ~/.cache/fleetgate.
+## Builds kube-apiserver, etcd, helm and Gitea (the forge tests') from the Go module proxy
+## into ~/.cache/fleetgate.
 testenv-build:
 	hack/testenv/build.sh >/dev/null
+	hack/gitea/build.sh >/dev/null
 
 ## Starts a control plane and prints its kubeconfig; stop it with hack/testenv.sh stop PATH.
 testenv:

@@ -28,9 +28,11 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/fleetgate-demo.XXXXXX")
 kubeconfig=""
 controller=""
 ui=""
+receiver=""
 cleanup() {
   [ -n "$ui" ] && kill "$ui" 2>/dev/null && wait "$ui" 2>/dev/null || true
   [ -n "$controller" ] && kill "$controller" 2>/dev/null && wait "$controller" 2>/dev/null || true
+  [ -n "$receiver" ] && kill "$receiver" 2>/dev/null && wait "$receiver" 2>/dev/null || true
   [ -n "$kubeconfig" ] && hack/testenv.sh stop "$kubeconfig" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -58,6 +60,27 @@ heading "Starting the controller"
   --work-dir "$work/cache" --allow-unverified-approvals --allow-file-urls 2>"$work/controller.log" &
 controller=$!
 echo "fleetgate controller running (pid $controller, log $work/controller.log)"
+
+heading "A NotificationTarget: a local webhook receiver is told of every plan awaiting approval"
+mkdir -p "$work/notifications"
+python3 hack/notify-receiver.py demo-token "$work/notifications" &
+receiver=$!
+for _ in $(seq 50); do [ -s "$work/notifications/port" ] && break; sleep 0.1; done
+kubectl create secret generic fleet-hook -n fleet-demo >/dev/null \
+  --from-literal=address="http://127.0.0.1:$(cat "$work/notifications/port")/" --from-literal=token=demo-token
+cat > "$work/notify.yaml" <<YAML
+apiVersion: gitops.fleetgate.dev/v1alpha1
+kind: NotificationTarget
+metadata:
+  name: team-hook
+  namespace: fleet-demo
+spec:
+  type: Webhook
+  secretRef: {name: fleet-hook}   # address: the receiver's URL; token: the HMAC-SHA256 key
+  events: [PlanAwaitingApproval, ApprovalRefused, Applied, Failed]
+YAML
+cat "$work/notify.yaml"
+show kubectl apply -f "$work/notify.yaml"
 
 heading "Applying a GitopsRepository"
 cat > "$work/repository.yaml" <<YAML
@@ -89,6 +112,14 @@ wait_phase() { # revision phase -> prints the SyncRun's name
 review_and_approve() { # revision
   local rev=$1 run plan
   run=$(wait_phase "$rev" AwaitingApproval)
+  heading "The receiver was told (checked signature, then the JSON body)"
+  local seen=""
+  for _ in $(seq 100); do
+    seen=$(grep -l "\"$run\"" "$work"/notifications/*.json 2>/dev/null | xargs -r grep -l PlanAwaitingApproval | head -n 1 || true)
+    [ -n "$seen" ] && break
+    sleep 0.1
+  done
+  if [ -n "$seen" ]; then cat "$seen"; echo; else echo "demo: no notification for $run (see $work/controller.log)" >&2; exit 1; fi
   heading "The plan the operator recorded"
   show kubectl get syncruns -n fleet-demo
   plan=$(kubectl get syncrun "$run" -n fleet-demo -o jsonpath='{.status.planId}')

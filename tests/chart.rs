@@ -300,6 +300,30 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     let repo = git.create_repo("chart");
     let v1 = repo.commit(&[("fleet.yaml", V1)], "first");
     ssh_secret(&admin, &tenant.name, "fleet-git", git.known_hosts()).await;
+    // A team's notification target: the controller claims and delivers with the chart's
+    // role (syncruns patch, the target's status).
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = hook.local_addr().unwrap();
+    let app = axum::Router::new().fallback(|| async { "ok" });
+    tokio::spawn(async move { axum::serve(hook, app).await });
+    let hook_secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "team-hook"},
+        "stringData": {"address": format!("http://{hook_addr}/"), "token": "t"},
+    }))
+    .unwrap();
+    Api::namespaced(admin.clone(), &tenant.name)
+        .create(&Default::default(), &hook_secret)
+        .await
+        .unwrap();
+    let target: fleetgate::api::NotificationTarget = serde_json::from_value(json!({
+        "apiVersion": "gitops.fleetgate.dev/v1alpha1", "kind": "NotificationTarget",
+        "metadata": {"name": "team-hook"},
+        "spec": {"type": "Webhook", "secretRef": {"name": "team-hook"}, "events": ["Applied"]},
+    }))
+    .unwrap();
+    let targets =
+        Api::<fleetgate::api::NotificationTarget>::namespaced(alice.clone(), &tenant.name);
+    targets.create(&Default::default(), &target).await.unwrap();
     create_repository(&alice, &tenant.name, "fleet", json!({
         "url": git.ssh_url(&repo), "ref": {"branch": "main"}, "secretRef": {"name": "fleet-git"},
         "interval": "2s", "historyLimit": 1,
@@ -329,6 +353,20 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
             .contains("user alice may not approve or reject SyncRuns"),
         "{}",
         status.message
+    );
+    // Nor silence or repeat a notification by writing the controller's record.
+    let err = try_annotate(
+        &alice,
+        &tenant.name,
+        &name,
+        "gitops.fleetgate.dev/notified",
+        Some("Applied"),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("only the controller writes it"),
+        "{err}"
     );
     // Nor can anyone write who approved.
     let err = try_annotate(
@@ -424,6 +462,16 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
             .status
             .is_none_or(|s| s.observed_generation == Some(-1) && s.conditions.is_empty())
     );
+
+    support::eventually("the target told", Duration::from_secs(30), || {
+        let targets = targets.clone();
+        async move {
+            let status = targets.get("team-hook").await.ok()?.status?;
+            let ready = fleetgate::api::condition(&status.conditions, "Ready")?;
+            (ready.status == "True").then_some(())
+        }
+    })
+    .await;
 
     // The role is exactly what the controller used: nothing refused, nothing unused.
     let sa = format!("system:serviceaccount:{}:fleetgate", system.name);

@@ -16,6 +16,10 @@ fn make_demo_tells_the_whole_story_and_stops_everything() {
         String::from_utf8_lossy(&out.stderr)
     );
     for expected in [
+        "== The receiver was told (checked signature, then the JSON body)",
+        "\"signature\": \"valid\"",
+        "\"event\": \"PlanAwaitingApproval\"",
+        "\"approveCommand\": \"kubectl annotate -n fleet-demo syncrun/fleet-",
         "== The plan the operator recorded",
         "plan plan-",
         "templates 2 add; nodes 3 add; networks 1 add; peers 3 add; virtualIps 1 add",

@@ -1,9 +1,11 @@
-//! The custom resources: GitopsRepository and SyncRun (group `gitops.fleetgate.dev`) and
+//! The custom resources: GitopsRepository, SyncRun and NotificationTarget (group `gitops.fleetgate.dev`) and
 //! the five fleet kinds (group `fleet.fleetgate.dev`). Doc comments on fields become
 //! `kubectl explain` text; `fleetgate crds` prints what [`crds`] returns.
 
 pub mod conventions;
 pub mod fleet;
+pub mod forge;
+pub mod notification;
 pub mod reference;
 pub mod repository;
 pub mod syncrun;
@@ -13,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResourceExt;
 
 pub use fleet::{FleetNode, FleetTemplate, SdwanNetwork, SdwanPeer, VirtualIp};
+pub use notification::NotificationTarget;
 pub use repository::GitopsRepository;
 pub use syncrun::SyncRun;
 
@@ -51,6 +54,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     [
         GitopsRepository::crd(),
         SyncRun::crd(),
+        NotificationTarget::crd(),
         FleetTemplate::crd(),
         FleetNode::crd(),
         SdwanNetwork::crd(),

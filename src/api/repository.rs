@@ -116,6 +116,9 @@ pub struct GitopsRepositorySpec {
     /// What deleting this repository does to the fleet objects it manages: `Orphan` leaves them in place; `Delete` removes them first, through a SyncRun (trigger Deletion) approved like any plan that deletes.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// The git host's API: a commit status for every planned revision and, if asked, plan previews on pull requests. Nothing is posted without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<crate::api::forge::ForgeSpec>,
     /// Spec fields (such as `nodePlatform`) whose change always needs approval, even under AutoApplyNonDestructive.
     #[serde(default = "default_sensitive_fields")]
     pub sensitive_fields: Vec<String>,

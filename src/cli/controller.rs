@@ -80,6 +80,10 @@ pub struct Args {
     /// refused.
     #[arg(long)]
     allow_unverified_approvals: bool,
+    /// This cluster's name in commit status contexts (`fleetgate/<cluster>/<namespace>/<name>`),
+    /// so that clusters sharing one git repository keep a status each.
+    #[arg(long, env = "FLEETGATE_CLUSTER_NAME", default_value = "default")]
+    cluster_name: String,
     /// Accept plain `http://` git URLs (never with a username and password).
     #[arg(long)]
     allow_http_urls: bool,
@@ -145,6 +149,7 @@ pub fn run(args: Args) -> ExitCode {
             apply_concurrency: args.apply_concurrency,
             max_fleet_objects: args.max_fleet_objects,
             allow_unverified_approvals: args.allow_unverified_approvals,
+            cluster_name: args.cluster_name,
         },
         http_addr: args.http_addr,
         receiver_addr: args.receiver_addr,

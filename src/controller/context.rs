@@ -14,6 +14,7 @@ pub use super::error::parse_duration;
 use super::gitsource::{GitSettings, GitWork};
 use super::live::FleetCache;
 use super::metrics::Metrics;
+use super::notifications::Notifier;
 use super::planstore::DesiredCache;
 
 /// Settings from the command line.
@@ -30,6 +31,8 @@ pub struct Settings {
     /// Accept an approval that carries no gitops.fleetgate.dev/approved-by (clusters
     /// without the chart's admission policies); it is recorded as unverified.
     pub allow_unverified_approvals: bool,
+    /// This cluster's name in commit status contexts.
+    pub cluster_name: String,
 }
 
 pub struct Context {
@@ -40,6 +43,10 @@ pub struct Context {
     pub settings: Settings,
     pub git: GitWork,
     pub desired: DesiredCache,
+    /// Tells NotificationTargets what happened; never blocks a reconcile.
+    pub notifier: Arc<Notifier>,
+    /// Commit statuses and pull-request previews on the git hosts.
+    pub forge: Arc<super::forge::Forge>,
     /// Which SyncRun is applying for each repository (`namespace/name`): at most one.
     applying: Mutex<HashMap<String, String>>,
     /// Consecutive failed reconciles per object, for exponential backoff.
@@ -52,6 +59,8 @@ impl Context {
         metrics: Arc<Metrics>,
         fleet: FleetCache,
         settings: Settings,
+        notifier: Notifier,
+        forge: super::forge::Forge,
     ) -> Self {
         let reporter = Reporter {
             controller: "fleetgate".into(),
@@ -64,6 +73,8 @@ impl Context {
             git: GitWork::new(settings.git.clone(), metrics.clone()),
             settings,
             desired: DesiredCache::default(),
+            notifier: Arc::new(notifier),
+            forge: Arc::new(forge),
             metrics,
             applying: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),

@@ -6,10 +6,13 @@ pub mod context;
 pub mod deletion;
 pub mod drift;
 pub mod error;
+pub mod forge;
 pub mod gitsource;
 pub mod integrity;
 pub mod live;
 pub mod metrics;
+pub mod notifications;
+pub mod outbound;
 pub mod planstore;
 pub mod receiver;
 pub mod repository;
@@ -83,7 +86,7 @@ async fn readyz(State(h): State<Health>) -> (StatusCode, &'static str) {
     }
 }
 
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+pub(crate) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -175,11 +178,21 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     info!(namespaces = ?options.settings.namespaces, "leading; starting controllers");
 
     let (fleet, reflectors) = live::FleetCache::start(&client, &scopes);
+    let http = outbound::Http::new()?;
+    let notifier = notifications::Notifier::start(client.clone(), &scopes, http.clone());
+    // The forge client shares the pool; http:// forge APIs follow the git URL policy.
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),
         fleet,
         options.settings.clone(),
+        notifier,
+        forge::Forge::new(
+            client.clone(),
+            http,
+            options.settings.cluster_name.clone(),
+            options.settings.git.url_policy.allow_http,
+        ),
     ));
     for task in reflectors {
         tokio::spawn(task);

@@ -39,6 +39,18 @@ pub async fn reconcile(repo: Arc<GitopsRepository>, ctx: Arc<Context>) -> Result
     let started = Instant::now();
     let result = step(&repo, &ctx).await;
     ctx.observe(CONTROLLER, started, result.as_ref().err().map(Error::label));
+    let notifier = ctx.notifier.clone();
+    let observed = repo.clone();
+    tokio::spawn(async move { notifier.repository_changed(&observed).await });
+    // A push not handled yet previews pull requests at once, as it checks git at once.
+    let pushed = repo
+        .annotations()
+        .get(crate::api::annotations::PUSH_RECEIVED_AT)
+        != repo
+            .status
+            .as_ref()
+            .and_then(|s| s.last_handled_push.as_ref());
+    super::forge::preview::maybe_start(ctx.clone(), repo.clone(), pushed);
     if result.is_ok() {
         ctx.succeeded(&object_key(&*repo));
     }
@@ -539,6 +551,8 @@ async fn write_status(
 ) -> Result<()> {
     let api: Api<GitopsRepository> =
         Api::namespaced(ctx.client.clone(), &repo.namespace().unwrap_or_default());
+    let mut status = status.clone();
+    forge_condition(ctx, repo, &mut status);
     let patch = json!({
         "apiVersion": "gitops.fleetgate.dev/v1alpha1",
         "kind": "GitopsRepository",
@@ -551,6 +565,31 @@ async fn write_status(
     )
     .await?;
     Ok(())
+}
+
+/// `ForgeReported`: whether the git host took the last commit status or preview (only
+/// for repositories with `spec.forge`, once the host was called).
+fn forge_condition(ctx: &Context, repo: &GitopsRepository, status: &mut GitopsRepositoryStatus) {
+    if repo.spec.forge.is_none() {
+        status.conditions.retain(|c| c.type_ != "ForgeReported");
+        return;
+    }
+    let key = format!(
+        "{}/{}",
+        repo.namespace().unwrap_or_default(),
+        repo.name_any()
+    );
+    if let Some((ok, reason, message)) = ctx.forge.condition(&key) {
+        set_condition(
+            &mut status.conditions,
+            "ForgeReported",
+            ok,
+            reason,
+            message,
+            repo.meta().generation,
+            &now(),
+        );
+    }
 }
 
 pub fn error_policy(repo: Arc<GitopsRepository>, error: &Error, ctx: Arc<Context>) -> Action {

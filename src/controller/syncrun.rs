@@ -45,6 +45,11 @@ pub async fn reconcile(run: Arc<SyncRun>, ctx: Arc<Context>) -> Result<Action> {
     if result.is_ok() {
         ctx.succeeded(&object_key(&*run));
     }
+    let (notifier, forge) = (ctx.notifier.clone(), ctx.forge.clone());
+    tokio::spawn(async move {
+        forge.run_changed(&run).await;
+        notifier.run_changed(&run).await;
+    });
     result
 }
 
@@ -196,6 +201,10 @@ async fn warn(
     let mut status = status.clone();
     status.message = Some(message.clone());
     write_status(ctx, run, &status).await?;
+    if reason == "ApprovalRefused" {
+        let (notifier, run, message) = (ctx.notifier.clone(), run.clone(), message.clone());
+        tokio::spawn(async move { notifier.approval_refused(&run, &message).await });
+    }
     ctx.event_at(run, "metadata.annotations", true, reason, action, message)
         .await;
     Ok(Action::await_change())
@@ -549,6 +558,8 @@ async fn record(
     )
     .await?;
     if let Some(refusal) = refusal {
+        let (notifier, observed, message) = (ctx.notifier.clone(), run.clone(), refusal.clone());
+        tokio::spawn(async move { notifier.approval_refused(&observed, &message).await });
         ctx.event_at(
             run,
             "metadata.annotations",

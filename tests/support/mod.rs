@@ -11,6 +11,7 @@
 pub mod browser;
 pub mod chart;
 pub mod git;
+pub mod gitea;
 pub mod operator;
 pub mod outage;
 

@@ -60,7 +60,23 @@ impl ControllerProcess {
         )
     }
 
+    /// Starts a controller in `ns` with extra environment variables (such as
+    /// `SSL_CERT_FILE`, to trust a test server's certificate).
+    pub fn start_with_env(ns: &TestNamespace, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let args = Self::test_args(ns, extra);
+        Self::spawn(&super::env().kubeconfig, &args, None, env)
+    }
+
     fn start_in_pod(kubeconfig: &std::path::Path, args: &[&str], pod: Option<&str>) -> Self {
+        Self::spawn(kubeconfig, args, pod, &[])
+    }
+
+    fn spawn(
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+        pod: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let work = tempfile::tempdir().unwrap();
         let log = work.path().join("controller.log");
         let http = std::net::TcpListener::bind("127.0.0.1:0")
@@ -71,6 +87,7 @@ impl ControllerProcess {
         if let Some(pod) = pod {
             command.env("POD_NAME", pod);
         }
+        command.envs(env.iter().copied());
         let child = command
             .arg("controller")
             .args(["--http-addr", &http.to_string()])

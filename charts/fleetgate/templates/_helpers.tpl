@@ -37,7 +37,15 @@ the API calls it makes). */}}
   resources: [syncruns]
   verbs: [get, list, watch, create, delete]
 - apiGroups: [gitops.fleetgate.dev]
-  resources: [gitopsrepositories/status, syncruns/status]
+  resources: [gitopsrepositories/status, syncruns/status, notificationtargets/status]
+  verbs: [patch]
+# Notifications: the targets, and the record of what was sent (an annotation on the
+# SyncRun or repository it is about).
+- apiGroups: [gitops.fleetgate.dev]
+  resources: [notificationtargets]
+  verbs: [get, list, watch]
+- apiGroups: [gitops.fleetgate.dev]
+  resources: [syncruns]
   verbs: [patch]
 - apiGroups: [fleet.fleetgate.dev]
   resources: [fleettemplates, fleetnodes, sdwannetworks, sdwanpeers, virtualips]

@@ -1,0 +1,307 @@
+//! The git hosts' REST APIs behind one client: Gitea (and Forgejo), GitHub and GitLab
+//! differ in paths, auth header and field names, not in what fleetgate asks of them.
+//! Every call has a time limit.
+
+use std::time::Duration;
+
+use hyper::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ForgeError;
+use crate::api::forge::ForgeProvider;
+use crate::controller::outbound::Http;
+
+/// Time limit of one API call.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Pull requests and comments read per page; one page is enough for a preview's needs.
+const PAGE: usize = 50;
+
+/// A commit status's state, in fleetgate's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusState {
+    Pending,
+    Success,
+    Failure,
+    Error,
+}
+
+/// An open pull request (merge request) against the tracked branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    pub number: u64,
+    pub head_sha: String,
+}
+
+/// A comment: its id and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    pub id: u64,
+    pub body: String,
+}
+
+pub struct ForgeClient {
+    http: Http,
+    provider: ForgeProvider,
+    base: String,
+    repository: String,
+    token: String,
+}
+
+impl ForgeClient {
+    pub fn new(
+        http: Http,
+        provider: ForgeProvider,
+        api_url: &str,
+        repository: &str,
+        token: String,
+    ) -> Self {
+        let root = api_url.trim_end_matches('/');
+        let base = match provider {
+            ForgeProvider::Gitea => format!("{root}/api/v1"),
+            ForgeProvider::GitHub => root.to_owned(),
+            ForgeProvider::GitLab => format!("{root}/api/v4"),
+        };
+        Self {
+            http,
+            provider,
+            base,
+            repository: repository.trim_matches('/').to_owned(),
+            token,
+        }
+    }
+
+    /// The repository's path prefix: `/repos/owner/name` or `/projects/<id>`.
+    fn repo(&self) -> String {
+        match self.provider {
+            ForgeProvider::GitLab => {
+                format!(
+                    "{}/projects/{}",
+                    self.base,
+                    self.repository.replace('/', "%2F")
+                )
+            }
+            _ => format!("{}/repos/{}", self.base, self.repository),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ForgeError> {
+        let auth = match self.provider {
+            ForgeProvider::Gitea => ("authorization", format!("token {}", self.token)),
+            ForgeProvider::GitHub => ("authorization", format!("Bearer {}", self.token)),
+            ForgeProvider::GitLab => ("private-token", self.token.clone()),
+        };
+        let mut headers = vec![auth, ("accept", "application/json".to_owned())];
+        if self.provider == ForgeProvider::GitHub {
+            headers.push(("x-github-api-version", "2022-11-28".to_owned()));
+        }
+        let body = body.map(|b| serde_json::to_vec(&b).unwrap_or_default());
+        let response = self
+            .http
+            .send(method, url, &headers, body, CALL_TIMEOUT)
+            .await?;
+        if !response.is_success() {
+            return Err(ForgeError::Api {
+                status: response.status,
+                message: response.text(300),
+            });
+        }
+        if response.body.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&response.body).map_err(|e| ForgeError::Decode(e.to_string()))
+    }
+
+    /// Sets the commit status of `sha` in `context`.
+    pub async fn set_status(
+        &self,
+        sha: &str,
+        state: StatusState,
+        context: &str,
+        description: &str,
+    ) -> Result<(), ForgeError> {
+        // The hosts cut descriptions at 140 (GitHub) or 255 characters.
+        let description: String = description.chars().take(140).collect();
+        let (url, body) = match self.provider {
+            ForgeProvider::GitLab => {
+                let state = match state {
+                    StatusState::Pending => "pending",
+                    StatusState::Success => "success",
+                    StatusState::Failure | StatusState::Error => "failed",
+                };
+                (
+                    format!("{}/statuses/{sha}", self.repo()),
+                    json!({"state": state, "name": context, "description": description}),
+                )
+            }
+            _ => {
+                let state = match state {
+                    StatusState::Pending => "pending",
+                    StatusState::Success => "success",
+                    StatusState::Failure => "failure",
+                    StatusState::Error => "error",
+                };
+                (
+                    format!("{}/statuses/{sha}", self.repo()),
+                    json!({"state": state, "context": context, "description": description}),
+                )
+            }
+        };
+        self.call(Method::POST, &url, Some(body)).await.map(|_| ())
+    }
+
+    /// The open pull requests whose base is `branch`.
+    pub async fn open_pull_requests(&self, branch: &str) -> Result<Vec<PullRequest>, ForgeError> {
+        #[derive(Deserialize)]
+        struct Head {
+            sha: String,
+        }
+        #[derive(Deserialize)]
+        struct Base {
+            #[serde(rename = "ref")]
+            branch: String,
+        }
+        #[derive(Deserialize)]
+        struct Pull {
+            number: u64,
+            head: Head,
+            base: Base,
+        }
+        #[derive(Deserialize)]
+        struct Merge {
+            iid: u64,
+            sha: String,
+        }
+        let branch_q = percent(branch);
+        match self.provider {
+            ForgeProvider::GitLab => {
+                let url = format!(
+                    "{}/merge_requests?state=opened&target_branch={branch_q}&per_page={PAGE}",
+                    self.repo()
+                );
+                let merges: Vec<Merge> = decode(self.call(Method::GET, &url, None).await?)?;
+                Ok(merges
+                    .into_iter()
+                    .map(|m| PullRequest {
+                        number: m.iid,
+                        head_sha: m.sha,
+                    })
+                    .collect())
+            }
+            _ => {
+                let limit = match self.provider {
+                    ForgeProvider::Gitea => "limit",
+                    _ => "per_page",
+                };
+                let url = format!(
+                    "{}/pulls?state=open&base={branch_q}&{limit}={PAGE}",
+                    self.repo()
+                );
+                let pulls: Vec<Pull> = decode(self.call(Method::GET, &url, None).await?)?;
+                Ok(pulls
+                    .into_iter()
+                    .filter(|p| p.base.branch == branch)
+                    .map(|p| PullRequest {
+                        number: p.number,
+                        head_sha: p.head.sha,
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    fn comments_url(&self, number: u64) -> String {
+        match self.provider {
+            ForgeProvider::GitLab => format!("{}/merge_requests/{number}/notes", self.repo()),
+            _ => format!("{}/issues/{number}/comments", self.repo()),
+        }
+    }
+
+    /// The pull request's comments (the first page).
+    pub async fn comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            id: u64,
+            body: String,
+        }
+        let limit = match self.provider {
+            ForgeProvider::Gitea => "limit",
+            _ => "per_page",
+        };
+        let url = format!("{}?{limit}={PAGE}", self.comments_url(number));
+        let raw: Vec<Raw> = decode(self.call(Method::GET, &url, None).await?)?;
+        Ok(raw
+            .into_iter()
+            .map(|c| Comment {
+                id: c.id,
+                body: c.body,
+            })
+            .collect())
+    }
+
+    /// Posts a new comment on the pull request.
+    pub async fn create_comment(&self, number: u64, body: &str) -> Result<(), ForgeError> {
+        let url = self.comments_url(number);
+        self.call(Method::POST, &url, Some(json!({ "body": body })))
+            .await
+            .map(|_| ())
+    }
+
+    /// Replaces the text of comment `id` on pull request `number`.
+    pub async fn edit_comment(&self, number: u64, id: u64, body: &str) -> Result<(), ForgeError> {
+        let (method, url) = match self.provider {
+            ForgeProvider::GitLab => (Method::PUT, format!("{}/{id}", self.comments_url(number))),
+            _ => (
+                Method::PATCH,
+                format!("{}/issues/comments/{id}", self.repo()),
+            ),
+        };
+        self.call(method, &url, Some(json!({ "body": body })))
+            .await
+            .map(|_| ())
+    }
+
+    /// The file at `path` as of commit `sha`.
+    pub async fn file(&self, path: &str, sha: &str) -> Result<Vec<u8>, ForgeError> {
+        use base64::Engine;
+        #[derive(Deserialize)]
+        struct Content {
+            content: String,
+        }
+        let path_q: String = path.split('/').map(percent).collect::<Vec<_>>().join("/");
+        let url = match self.provider {
+            ForgeProvider::GitLab => format!(
+                "{}/repository/files/{}?ref={sha}",
+                self.repo(),
+                percent(path)
+            ),
+            _ => format!("{}/contents/{path_q}?ref={sha}", self.repo()),
+        };
+        let content: Content = decode(self.call(Method::GET, &url, None).await?)?;
+        let compact: String = content.content.split_whitespace().collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .map_err(|e| ForgeError::Decode(format!("{path}: {e}")))
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ForgeError> {
+    serde_json::from_value(value).map_err(|e| ForgeError::Decode(e.to_string()))
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,236 @@
+//! Plan previews on pull requests: at the repository's interval (or at once on a push
+//! webhook), each open pull request against the tracked branch has its head's fleet file
+//! planned against the live cluster, with the same planner and text as
+//! `kubectl fleet plan`, and posted as one comment that later pushes edit in place.
+//! A preview reads the file through the forge's API and the cluster through the
+//! controller's caches: it never applies anything and creates no SyncRun.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::ResourceExt;
+use tracing::{info, warn};
+
+use super::ForgeError;
+use super::client::{ForgeClient, PullRequest};
+use crate::api::GitopsRepository;
+use crate::controller::context::{Context, off_runtime, parse_duration};
+use crate::fleet::render::{Colour, render_text};
+use crate::fleet::{self, PlanOptions, ResolveOptions};
+
+/// The first line of every preview comment; it names the status context (so that two
+/// clusters previewing one pull request keep a comment each) and the head planned.
+const MARKER: &str = "<!-- fleetgate-preview";
+/// A comment stays well under the hosts' limits (GitHub's is 65536 characters).
+const MAX_PLAN_BYTES: usize = 60_000;
+
+/// Which previews ran when, and which heads were posted.
+#[derive(Default)]
+pub struct Previews {
+    last_run: Mutex<HashMap<String, Instant>>,
+    posted: Mutex<HashMap<(String, u64), String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts a preview round for `repo` if it asks for previews and its interval has passed
+/// since the last round (or `now` is set: a push arrived). Never waits for it.
+pub fn maybe_start(ctx: Arc<Context>, repo: Arc<GitopsRepository>, now: bool) {
+    let Some(spec) = repo.spec.forge.as_ref() else {
+        return;
+    };
+    if !spec.pull_request_previews || repo.spec.suspend || repo.spec.git_ref.branch.is_none() {
+        return;
+    }
+    let interval =
+        parse_duration("spec.interval", &repo.spec.interval).unwrap_or(Duration::from_secs(60));
+    let key = format!(
+        "{}/{}",
+        repo.namespace().unwrap_or_default(),
+        repo.name_any()
+    );
+    {
+        let mut last = lock(&ctx.forge.previews.last_run);
+        if !now && last.get(&key).is_some_and(|at| at.elapsed() < interval) {
+            return;
+        }
+        last.insert(key.clone(), Instant::now());
+    }
+    tokio::spawn(async move {
+        let outcome = round(&ctx, &repo).await;
+        if let Err(e) = &outcome {
+            warn!(repository = %key, error = %e, "pull-request previews failed; retried at the next interval");
+        }
+        ctx.forge.report(&key, &outcome);
+    });
+}
+
+async fn round(ctx: &Context, repo: &GitopsRepository) -> Result<(), ForgeError> {
+    let Some(spec) = repo.spec.forge.as_ref() else {
+        return Ok(());
+    };
+    let Some(branch) = repo.spec.git_ref.branch.as_deref() else {
+        return Ok(());
+    };
+    let client = ctx.forge.client_for(repo, spec).await?;
+    let context = ctx.forge.context(repo, spec);
+    let key = format!(
+        "{}/{}",
+        repo.namespace().unwrap_or_default(),
+        repo.name_any()
+    );
+    for pr in client.open_pull_requests(branch).await? {
+        let seen = lock(&ctx.forge.previews.posted)
+            .get(&(key.clone(), pr.number))
+            .cloned();
+        if seen.as_deref() == Some(pr.head_sha.as_str()) {
+            continue;
+        }
+        preview_one(ctx, repo, &client, &context, &pr).await?;
+        lock(&ctx.forge.previews.posted).insert((key.clone(), pr.number), pr.head_sha.clone());
+    }
+    Ok(())
+}
+
+/// The marker line of `context`'s preview of `head`.
+fn marker(context: &str, head: &str) -> String {
+    format!("{MARKER} context={context} head={head} -->")
+}
+
+async fn preview_one(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    client: &ForgeClient,
+    context: &str,
+    pr: &PullRequest,
+) -> Result<(), ForgeError> {
+    let mine = format!("{MARKER} context={context} ");
+    let existing = client
+        .comments(pr.number)
+        .await?
+        .into_iter()
+        .find(|c| c.body.starts_with(&mine));
+    // Already posted for this head (before a restart, or by another replica).
+    if existing
+        .as_ref()
+        .is_some_and(|c| c.body.starts_with(&marker(context, &pr.head_sha)))
+    {
+        return Ok(());
+    }
+    let file = client.file(&repo.spec.path, &pr.head_sha).await?;
+    let body = format!(
+        "{}\n{}",
+        marker(context, &pr.head_sha),
+        comment(ctx, repo, context, &pr.head_sha, file).await
+    );
+    match existing {
+        Some(c) => client.edit_comment(pr.number, c.id, &body).await?,
+        None => client.create_comment(pr.number, &body).await?,
+    }
+    info!(repository = %repo.name_any(), pull_request = pr.number, head = %pr.head_sha, "posted a plan preview");
+    Ok(())
+}
+
+/// The comment's text: the plan, or what is wrong with the file.
+async fn comment(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    context: &str,
+    head: &str,
+    file: Vec<u8>,
+) -> String {
+    let short: String = head.chars().take(12).collect();
+    let path = repo.spec.path.clone();
+    let header = format!("#### fleetgate plan preview · `{context}`\n");
+    let (name_for_file, account) = (path.clone(), repo.spec.account.clone());
+    let resolved = off_runtime(move || {
+        let options = ResolveOptions {
+            expected_account: account.as_deref(),
+        };
+        fleet::desired_state(&name_for_file, &file, &options)
+    })
+    .await;
+    let (desired, warnings) = match resolved {
+        Ok(Ok(ok)) => ok,
+        Ok(Err(diags)) => {
+            let errors = diags.errors().count();
+            return format!(
+                "{header}`{path}` at {short} is invalid ({errors} errors); merging it would change nothing:\n\n```text\n{}\n```\n",
+                fence_safe(diags.to_string().trim_end())
+            );
+        }
+        Err(e) => return format!("{header}The preview of {short} could not be computed: {e}\n"),
+    };
+    if desired.objects.len() > ctx.settings.max_fleet_objects {
+        return format!(
+            "{header}`{path}` at {short} declares {} fleet objects, more than the {} this controller accepts (--max-fleet-objects); it would fail with FleetTooLarge.\n",
+            desired.objects.len(),
+            ctx.settings.max_fleet_objects
+        );
+    }
+    if let Err(e) = ctx.fleet.wait_until_ready().await {
+        return format!("{header}The preview of {short} could not be computed: {e}\n");
+    }
+    let live = ctx
+        .fleet
+        .live_objects(&repo.namespace().unwrap_or_default());
+    let (repository, revision, prune) = (repo.name_any(), head.to_owned(), repo.spec.prune);
+    let planned = off_runtime(move || {
+        let options = PlanOptions {
+            repository: &repository,
+            revision: &revision,
+            prune,
+            exclude: &[],
+        };
+        fleet::plan(&desired.objects, &live, &options)
+            .map(|plan| (plan.plan_id.clone(), render_text(&plan, Colour::Never)))
+            .map_err(|errors| {
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+    })
+    .await;
+    let warnings = warnings.to_string();
+    let warnings = match warnings.trim() {
+        "" => String::new(),
+        w => format!("\nWarnings:\n```text\n{}\n```\n", fence_safe(w)),
+    };
+    match planned {
+        Ok(Ok((plan_id, text))) => format!(
+            "{header}Plan `{plan_id}` of {short} against the live cluster (namespace `{}`, repository `{}`). Once this commit is on the tracked branch (fast-forward), the SyncRun records this plan id if nothing else changed meanwhile; nothing is applied before someone approves it.\n\n```text\n{}\n```\n{warnings}",
+            repo.namespace().unwrap_or_default(),
+            repo.name_any(),
+            fence_safe(cut(&text).trim_end())
+        ),
+        Ok(Err(errors)) => format!(
+            "{header}The plan of {short} would be refused:\n\n```text\n{}\n```\n",
+            fence_safe(&errors)
+        ),
+        Err(e) => format!("{header}The preview of {short} could not be computed: {e}\n"),
+    }
+}
+
+/// Keeps a fence from being closed by the text inside it.
+fn fence_safe(text: &str) -> String {
+    text.replace("```", "`\u{200b}``")
+}
+
+fn cut(text: &str) -> String {
+    if text.len() <= MAX_PLAN_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_PLAN_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}\n... (cut; `kubectl fleet plan` shows it all)",
+        &text[..end]
+    )
+}

@@ -1,0 +1,226 @@
+//! Delivery: a bounded queue drained by one task, each delivery retried with backoff in
+//! its own task (a few at once), the target's Ready condition telling the outcome.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::Method;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{info, warn};
+
+use super::NotifyError;
+use super::payload::{self, ID_HEADER, Notice, SIGNATURE_HEADER};
+use crate::api::notification::{NotificationTarget, NotificationTargetStatus, TargetType};
+use crate::api::{FIELD_MANAGER, now, set_condition};
+use crate::controller::outbound::Http;
+
+/// Deliveries waiting; past this, new ones are dropped with a warning.
+const QUEUE: usize = 1024;
+/// Deliveries in flight at once.
+const IN_FLIGHT: usize = 8;
+/// Attempts per delivery, and the time limit of each.
+const ATTEMPTS: u32 = 6;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One notice for one target.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    namespace: String,
+    target: String,
+    target_type: TargetType,
+    secret: String,
+    notice: Notice,
+}
+
+impl Delivery {
+    pub fn new(target: &NotificationTarget, notice: Notice) -> Self {
+        Self {
+            namespace: target.namespace().unwrap_or_default(),
+            target: target.name_any(),
+            target_type: target.spec.target_type,
+            secret: target.spec.secret_ref.name.clone(),
+            notice,
+        }
+    }
+}
+
+pub struct Deliveries {
+    queue: mpsc::Sender<Delivery>,
+}
+
+impl Deliveries {
+    pub fn start(client: Client, http: Http) -> Self {
+        let (queue, mut rx) = mpsc::channel::<Delivery>(QUEUE);
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        tokio::spawn(async move {
+            while let Some(delivery) = rx.recv().await {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let (client, http) = (client.clone(), http.clone());
+                tokio::spawn(async move {
+                    deliver(&client, &http, delivery).await;
+                    drop(slot);
+                });
+            }
+        });
+        Self { queue }
+    }
+
+    /// Queues `delivery`; never waits.
+    pub fn push(&self, delivery: Delivery) {
+        if let Err(e) = self.queue.try_send(delivery) {
+            warn!(error = %e, "notification queue full; a notification is dropped");
+        }
+    }
+}
+
+async fn deliver(client: &Client, http: &Http, d: Delivery) {
+    let mut delay = Duration::from_secs(1);
+    let mut outcome = Err(NotifyError::Rejected {
+        status: 0,
+        body: String::new(),
+    });
+    for attempt in 1..=ATTEMPTS {
+        outcome = send_once(client, http, &d).await;
+        match &outcome {
+            Ok(()) => break,
+            Err(e) if attempt < ATTEMPTS => {
+                warn!(target = %d.target, namespace = %d.namespace, attempt, error = %e, "notification not delivered; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(60));
+            }
+            Err(_) => {}
+        }
+    }
+    match &outcome {
+        Ok(()) => {
+            info!(target = %d.target, namespace = %d.namespace, event = d.notice.event.as_str(), "notification delivered")
+        }
+        Err(e) => {
+            warn!(target = %d.target, namespace = %d.namespace, error = %e, "notification given up")
+        }
+    }
+    if let Err(e) = record(client, &d, &outcome).await {
+        warn!(error = %e, "could not record a notification's outcome");
+    }
+}
+
+async fn send_once(client: &Client, http: &Http, d: &Delivery) -> Result<(), NotifyError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &d.namespace);
+    let secret = secrets
+        .get_opt(&d.secret)
+        .await?
+        .ok_or_else(|| NotifyError::Secret {
+            name: d.secret.clone(),
+            message: "not found".into(),
+        })?;
+    let value = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(key))
+            .map(|v| v.0.clone())
+    };
+    let address = value("address")
+        .and_then(|v| String::from_utf8(v).ok())
+        .map(|s| s.trim().to_owned())
+        .ok_or_else(|| NotifyError::Secret {
+            name: d.secret.clone(),
+            message: "has no `address` key".into(),
+        })?;
+    let mut headers = vec![(ID_HEADER, d.notice.id.clone())];
+    let body = match d.target_type {
+        TargetType::Webhook => {
+            let body = payload::webhook_body(&d.notice);
+            if let Some(token) = value("token") {
+                headers.push((SIGNATURE_HEADER, payload::sign(&token, &body)));
+            }
+            body
+        }
+        TargetType::Slack => payload::slack_body(&d.notice),
+    };
+    let response = http
+        .send(Method::POST, &address, &headers, Some(body), TIMEOUT)
+        .await?;
+    if response.is_success() {
+        Ok(())
+    } else {
+        Err(NotifyError::Rejected {
+            status: response.status,
+            body: response.text(200),
+        })
+    }
+}
+
+/// Writes the target's Ready condition and last delivery with server-side apply.
+async fn record(
+    client: &Client,
+    d: &Delivery,
+    outcome: &Result<(), NotifyError>,
+) -> Result<(), kube::Error> {
+    let api: Api<NotificationTarget> = Api::namespaced(client.clone(), &d.namespace);
+    let Some(target) = api.get_opt(&d.target).await? else {
+        return Ok(());
+    };
+    let mut status = target.status.clone().unwrap_or_default();
+    let ts = now();
+    let what = format!(
+        "{} {}/{}",
+        d.notice.event.as_str(),
+        d.notice.repository,
+        d.notice.run.as_deref().unwrap_or("")
+    );
+    let what = what.trim_end_matches('/').to_owned();
+    match outcome {
+        Ok(()) => {
+            set_condition(
+                &mut status.conditions,
+                "Ready",
+                true,
+                "Delivered",
+                format!("delivered {what}"),
+                target.metadata.generation,
+                &ts,
+            );
+            status.last_event = Some(what);
+            status.last_sent_at = Some(ts);
+        }
+        Err(e) => {
+            // The message names the failure, never the address (it may be a credential).
+            set_condition(
+                &mut status.conditions,
+                "Ready",
+                false,
+                e.label(),
+                format!("could not deliver {what}: {}", redact(e)),
+                target.metadata.generation,
+                &ts,
+            );
+        }
+    }
+    let patch = json!({
+        "apiVersion": "gitops.fleetgate.dev/v1alpha1",
+        "kind": "NotificationTarget",
+        "status": NotificationTargetStatus { ..status },
+    });
+    api.patch_status(
+        &d.target,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// An error's text without any URL (hyper's connect errors can repeat the address).
+fn redact(e: &NotifyError) -> String {
+    match e {
+        NotifyError::Outbound(o) => o.label().to_owned(),
+        other => other.to_string(),
+    }
+}
