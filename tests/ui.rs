@@ -151,17 +151,23 @@ async fn review_leave_out_and_approve_in_a_browser() {
     let excluded = b.text("#excluded").await;
     assert!(excluded.contains("fleetnode/edge-tokyo-02"), "{excluded}");
     // A page still showing the first plan approves nothing: the plan changed since.
-    let (port, token) = (alice.port(), alice.url.split("token=").nth(1).unwrap());
-    let body = format!("plan_id={first_plan}");
-    let (code, response) = http(
-        port,
-        &format!(
-            "POST {run_path}/approve HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
-             Cookie: fleetgate_ui_{port}={token}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        ),
-    );
+    let alice_http = Ui::start(&env.kubeconfig, &ns.name, "alice");
+    let alice_session = alice_http.session();
+    let post_as_alice = |action: &str, body: &str| {
+        let port = alice_http.port();
+        http(
+            port,
+            &format!(
+                "POST {}{run_path}/{action} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
+                 Cookie: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                alice_http.prefix(),
+                alice_session,
+                body.len()
+            ),
+        )
+    };
+    let (code, response) = post_as_alice("approve", &format!("plan_id={first_plan}"));
     assert_eq!(code, 409, "{response}");
     assert!(
         response.contains(&format!("is now {new_plan}, not {first_plan}")),
@@ -220,40 +226,63 @@ async fn review_leave_out_and_approve_in_a_browser() {
     assert_eq!(status.approved_by.as_deref(), Some("bob"));
     assert_eq!(status.progress.unwrap().applied, 7);
 
-    // Requests from elsewhere: no token, a foreign Host (DNS rebinding), a foreign Origin.
-    let port = bob_ui.port();
+    // Requests from elsewhere: no session, a used or wrong token, a foreign Host (DNS
+    // rebinding), a foreign Origin, the cookie outside the secret path.
+    let plain = Ui::start(&env.kubeconfig, &ns.name, "bob");
+    let (port, p) = (plain.port(), plain.prefix());
     let host = format!("127.0.0.1:{port}");
-    let (code, _) = http(port, &format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n"));
-    assert_eq!(code, 401, "no token");
+    let get = |path: &str, extra: &str| {
+        http(
+            port,
+            &format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n{extra}\r\n"),
+        )
+    };
+    assert_eq!(get(&format!("{p}/"), "").0, 401, "no session");
+    assert_eq!(
+        get(&format!("{p}/?token=wrong"), "").0,
+        401,
+        "a wrong token"
+    );
+    let token = plain.url.split("token=").nth(1).unwrap().to_owned();
+    assert_eq!(
+        get(&format!("/?token={token}"), "").0,
+        401,
+        "outside the path"
+    );
+    let cookie = plain.session();
+    assert!(
+        !cookie.contains(&token),
+        "the session value is not the token"
+    );
+    let (code, response) = get(&format!("{p}/?token={token}"), "");
+    assert_eq!(code, 401, "the URL works once: {response}");
+    let with_cookie = format!("Cookie: {cookie}\r\n");
+    let (code, response) = get(&format!("{p}/?token={token}"), &with_cookie);
+    assert_eq!(
+        code, 303,
+        "a used URL with the session only drops the token"
+    );
+    assert!(
+        !response.to_ascii_lowercase().contains("set-cookie"),
+        "{response}"
+    );
+    assert_eq!(get(&format!("{p}/"), &with_cookie).0, 200, "the session");
+    assert_eq!(
+        get("/", &with_cookie).0,
+        404,
+        "nothing outside the secret path"
+    );
     let (code, _) = http(
         port,
-        &format!("GET /?token=wrong HTTP/1.0\r\nHost: {host}\r\n\r\n"),
-    );
-    assert_eq!(code, 401, "a wrong token");
-    let token = bob_ui.url.split("token=").nth(1).unwrap().to_owned();
-    let (code, response) = http(
-        port,
-        &format!("GET /?token={token} HTTP/1.0\r\nHost: {host}\r\n\r\n"),
-    );
-    assert_eq!(code, 303, "{response}");
-    assert!(response.contains("HttpOnly; SameSite=Strict"), "{response}");
-    let cookie = format!("fleetgate_ui_{port}={token}");
-    let (code, _) = http(
-        port,
-        &format!("GET / HTTP/1.0\r\nHost: rebound.example:{port}\r\nCookie: {cookie}\r\n\r\n"),
+        &format!("GET {p}/ HTTP/1.0\r\nHost: rebound.example:{port}\r\n{with_cookie}\r\n"),
     );
     assert_eq!(code, 421, "a foreign Host");
-    let (code, _) = http(
-        port,
-        &format!("GET / HTTP/1.0\r\nHost: {host}\r\nCookie: {cookie}\r\n\r\n"),
-    );
-    assert_eq!(code, 200, "the session cookie");
-    let sync = format!("/ns/{}/repositories/fleet/sync", ns.name);
+    let sync = format!("{p}/ns/{}/repositories/fleet/sync", ns.name);
     for origin in ["Origin: http://evil.example\r\n", ""] {
         let (code, _) = http(
             port,
             &format!(
-                "POST {sync} HTTP/1.0\r\nHost: {host}\r\nCookie: {cookie}\r\n{origin}Content-Length: 0\r\n\r\n"
+                "POST {sync} HTTP/1.0\r\nHost: {host}\r\n{with_cookie}{origin}Content-Length: 0\r\n\r\n"
             ),
         );
         assert_eq!(code, 403, "a POST with {origin:?}");
@@ -261,10 +290,56 @@ async fn review_leave_out_and_approve_in_a_browser() {
     let (code, _) = http(
         port,
         &format!(
-            "PUT {sync} HTTP/1.0\r\nHost: {host}\r\nCookie: {cookie}\r\nOrigin: http://{host}\r\nContent-Length: 0\r\n\r\n"
+            "PUT {sync} HTTP/1.0\r\nHost: {host}\r\n{with_cookie}Origin: http://{host}\r\nContent-Length: 0\r\n\r\n"
         ),
     );
     assert_eq!(code, 405, "only GET and POST");
+    // The browser is opened on a private redirect page: no token on a command line; its
+    // URL is another single-use one, and the printed URL still works once.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let script = dir.path().join("browser");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" > {d}/argv\ncp \"$1\" {d}/page.html\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let opened = Ui::start_opening(&env.kubeconfig, &ns.name, "bob", &script);
+    let page = support::eventually("the browser to be opened", Duration::from_secs(10), || {
+        let path = dir.path().join("page.html");
+        async move {
+            std::fs::read_to_string(path)
+                .ok()
+                .filter(|p| p.contains("</html>"))
+        }
+    })
+    .await;
+    let argv = std::fs::read_to_string(dir.path().join("argv")).unwrap();
+    assert!(!argv.contains("token"), "the browser's arguments: {argv}");
+    assert!(
+        !argv.contains(&opened.prefix()),
+        "the browser's arguments: {argv}"
+    );
+    let page_token = page
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert!(!opened.url.contains(page_token), "a token of its own");
+    let (code, _) = http(
+        opened.port(),
+        &format!(
+            "GET {}/?token={page_token} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            opened.prefix(),
+            opened.port()
+        ),
+    );
+    assert_eq!(code, 303, "the redirect page's URL");
+    opened.session();
+    drop(opened);
     let repo_now = Api::<fleetgate::api::GitopsRepository>::namespaced(admin.clone(), &ns.name)
         .get("fleet")
         .await

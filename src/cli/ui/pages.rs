@@ -17,29 +17,38 @@ pub(crate) enum Notice {
 }
 
 pub(crate) fn run_url(ns: &str, name: &str) -> String {
-    format!("/ns/{ns}/runs/{name}")
+    format!("ns/{ns}/runs/{name}")
 }
 
 pub(crate) fn repo_url(ns: &str, name: &str) -> String {
-    format!("/ns/{ns}/repositories/{name}")
+    format!("ns/{ns}/repositories/{name}")
 }
 
-pub(crate) fn layout(title: &str, identity: &str, notice: Option<&Notice>, body: Markup) -> Markup {
+/// A page. `base` is the UI's secret path with a trailing slash: every link in the pages
+/// is relative to it.
+pub(crate) fn layout(
+    base: &str,
+    title: &str,
+    identity: &str,
+    notice: Option<&Notice>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                base href=(base);
                 title { (title) " · fleetgate" }
-                link rel="stylesheet" href="/assets/ui.css";
-                script src="/assets/ui.js" defer {}
+                link rel="stylesheet" href="assets/ui.css";
+                script src="assets/ui.js" defer {}
             }
             body {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
-                    a.brand href="/" { "fleetgate" }
-                    nav aria-label="Main" { a href="/" { "Repositories" } }
+                    a.brand href="./" { "fleetgate" }
+                    nav aria-label="Main" { a href="./" { "Repositories" } }
                     span.who { "Acting as " strong { (identity) } }
                 }
                 main #main {
@@ -55,15 +64,16 @@ pub(crate) fn layout(title: &str, identity: &str, notice: Option<&Notice>, body:
     }
 }
 
-pub(crate) fn error_page(identity: &str, message: &str) -> Markup {
+pub(crate) fn error_page(base: &str, identity: &str, message: &str) -> Markup {
     layout(
+        base,
         "Error",
         identity,
         None,
         html! {
             h1 { "Something went wrong" }
             p.error role="alert" { (message) }
-            p { a href="/" { "Back to the repositories" } }
+            p { a href="./" { "Back to the repositories" } }
         },
     )
 }

@@ -29,31 +29,46 @@ type Page = Result<Response, Failure>;
 /// Form fields and query parameters, repeated names kept (`exclude=a&exclude=b`).
 type Fields = Vec<(String, String)>;
 
+/// Every route is under the session's secret path (see [`guard`]).
 pub(crate) fn router(app: Arc<App>) -> Router {
     let guard = axum::middleware::from_fn_with_state(app.clone(), guard::check);
+    let p = app.session.prefix().to_owned();
     Router::new()
-        .route("/", get(repositories))
+        .route(&format!("{p}/"), get(repositories))
         .route(
-            "/assets/ui.css",
+            &format!("{p}/assets/ui.css"),
             get(|| async { ([(header::CONTENT_TYPE, "text/css")], CSS) }),
         )
         .route(
-            "/assets/ui.js",
+            &format!("{p}/assets/ui.js"),
             get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], JS) }),
         )
-        .route("/ns/{ns}/repositories/{name}", get(repository))
-        .route("/ns/{ns}/repositories/{name}/drift", get(drift))
-        .route("/ns/{ns}/repositories/{name}/sync", post(sync))
-        .route("/ns/{ns}/runs/{name}", get(run))
-        .route("/ns/{ns}/runs/{name}/live", get(live))
-        .route("/ns/{ns}/runs/{name}/edit", get(edit))
-        .route("/ns/{ns}/runs/{name}/{action}", post(act))
+        .route(
+            &format!("{p}/ns/{{ns}}/repositories/{{name}}"),
+            get(repository),
+        )
+        .route(
+            &format!("{p}/ns/{{ns}}/repositories/{{name}}/drift"),
+            get(drift),
+        )
+        .route(
+            &format!("{p}/ns/{{ns}}/repositories/{{name}}/sync"),
+            post(sync),
+        )
+        .route(&format!("{p}/ns/{{ns}}/runs/{{name}}"), get(run))
+        .route(&format!("{p}/ns/{{ns}}/runs/{{name}}/live"), get(live))
+        .route(&format!("{p}/ns/{{ns}}/runs/{{name}}/edit"), get(edit))
+        .route(
+            &format!("{p}/ns/{{ns}}/runs/{{name}}/{{action}}"),
+            post(act),
+        )
         .layer(guard)
         .with_state(app)
 }
 
 /// An error shown as a page, with the API server's status code where there is one.
 pub(crate) struct Failure {
+    base: String,
     identity: String,
     namespace: Option<String>,
     error: UiError,
@@ -71,7 +86,7 @@ impl IntoResponse for Failure {
         let message = describe(self.error, self.namespace.as_deref());
         (
             status,
-            Html(pages::error_page(&self.identity, &message).into_string()),
+            Html(pages::error_page(&self.base, &self.identity, &message).into_string()),
         )
             .into_response()
     }
@@ -90,6 +105,7 @@ impl App {
     fn fail(&self, ns: &str) -> impl Fn(UiError) -> Failure + '_ {
         let ns = ns.to_owned();
         move |error| Failure {
+            base: self.base(),
             identity: self.identity.clone(),
             namespace: Some(ns.clone()),
             error,
@@ -97,7 +113,17 @@ impl App {
     }
 
     fn page(&self, title: &str, notice: Option<&Notice>, body: Markup) -> Html<String> {
-        Html(pages::layout(title, &self.identity, notice, body).into_string())
+        Html(pages::layout(&self.base(), title, &self.identity, notice, body).into_string())
+    }
+
+    /// The secret path with a trailing slash: what the pages' links are relative to.
+    fn base(&self) -> String {
+        format!("{}/", self.session.prefix())
+    }
+
+    /// A redirect to a page (a URL relative to the base).
+    fn redirect(&self, to: &str) -> Response {
+        Redirect::to(&format!("{}{to}", self.base())).into_response()
     }
 
     fn runs(&self, ns: &str) -> Api<SyncRun> {
@@ -192,7 +218,7 @@ async fn drift(State(app): Shared, Path((ns, name)): Path<(String, String)>) -> 
 async fn sync(State(app): Shared, Path((ns, name)): Path<(String, String)>) -> Page {
     let repos = app.repos(&ns);
     match plugin::request_sync(&repos, &name).await {
-        Ok(_) => Ok(Redirect::to(&pages::repo_url(&ns, &name)).into_response()),
+        Ok(_) => Ok(app.redirect(&pages::repo_url(&ns, &name))),
         Err(e) => {
             let repo = app.repo(&ns, &name).await?;
             let why = describe(UiError::Kube(e), Some(&ns));
@@ -340,7 +366,7 @@ async fn annotate(app: &App, ns: &str, name: &str, key: &str, value: Option<&str
         None => plugin::remove_annotation(&runs, name, key).await,
     };
     match result {
-        Ok(()) => Ok(Redirect::to(&pages::run_url(ns, name)).into_response()),
+        Ok(()) => Ok(app.redirect(&pages::run_url(ns, name))),
         Err(e) => {
             refused(
                 app,
