@@ -40,6 +40,34 @@ async fn wait_for_approval_policy(bob: &Client, ns: &str, run: &str) {
     .await;
 }
 
+/// Rewrites the run's stored plan with another plan id: it still parses, but no longer
+/// matches the digest in the run's status.
+async fn tamper_with_plan(admin: &Client, run: &SyncRun) {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use std::io::{Read, Write};
+    let status = run.status.clone().unwrap();
+    let at = status.full_plan.unwrap();
+    assert_eq!(at.config_maps.len(), 1, "a small plan is one ConfigMap");
+    let cms = Api::<ConfigMap>::namespaced(admin.clone(), &run.namespace().unwrap());
+    let mut cm = cms.get(&at.config_maps[0]).await.unwrap();
+    let data = cm.binary_data.as_mut().unwrap();
+    let stored = data.get_mut("data.json.gz").unwrap();
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(&stored.0[..])
+        .read_to_string(&mut json)
+        .unwrap();
+    let id = status.plan_id.unwrap();
+    assert!(json.contains(&id));
+    let json = json.replace(&id, "plan-000000000000");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(json.as_bytes()).unwrap();
+    *stored = ByteString(gz.finish().unwrap());
+    cms.replace(&cm.name_any(), &Default::default(), &cm)
+        .await
+        .unwrap();
+}
+
 /// Opens a run's page in the UI served at `base`.
 async fn open_run(b: &Browser, base: &str, ns: &str, run: &str) {
     let url = format!("{base}/ns/{ns}/runs/{run}");
@@ -172,6 +200,29 @@ async fn review_leave_out_and_approve_in_a_browser() {
     assert!(
         response.contains(&format!("is now {new_plan}, not {first_plan}")),
         "{response}"
+    );
+    // Leaving out is tied to the plan previewed and to what was left out before it.
+    let stale =
+        format!("exclude=fleetnode%2Fedge-tokyo-01&plan_id={first_plan}&prev_exclude=&new_plan=x");
+    let (code, response) = post_as_alice("exclude", &stale);
+    assert_eq!(code, 409, "{response}");
+    assert!(
+        response.contains(&format!("is now {new_plan}, not {first_plan}")),
+        "{response}"
+    );
+    let stale =
+        format!("exclude=fleetnode%2Fedge-tokyo-01&plan_id={new_plan}&prev_exclude=&new_plan=x");
+    let (code, response) = post_as_alice("exclude", &stale);
+    assert_eq!(code, 409, "{response}");
+    assert!(response.contains("changed since the preview"), "{response}");
+    let runs = Api::<SyncRun>::namespaced(admin.clone(), &ns.name);
+    let kept = runs.get(&name).await.unwrap();
+    assert_eq!(
+        kept.annotations()
+            .get(annotations::EXCLUDE)
+            .map(String::as_str),
+        Some("fleetnode/edge-tokyo-02"),
+        "a refused exclusion changes nothing"
     );
 
     // alice may not approve: the API server's refusal, in its own words.
@@ -423,6 +474,26 @@ async fn review_leave_out_and_approve_in_a_browser() {
     // Reject the next revision with a reason.
     let v2 = repo.commit(&[("fleet.yaml", V2)], "paris replaces london");
     let next = run_in_phase(&admin, &ns.name, &v2, Phase::AwaitingApproval).await;
+    // Its stored plan altered (ConfigMap write, which Kubernetes' edit grants): the page
+    // says so and offers no Approve, and the server approves nothing.
+    let plan_id = next.status.clone().unwrap().plan_id.unwrap();
+    tamper_with_plan(&admin, &next).await;
+    let next_path = format!("{p}/ns/{}/runs/{}", ns.name, next.name_any());
+    let (code, page) = get(&next_path, &with_cookie);
+    assert_eq!(code, 200, "{page}");
+    assert!(!page.contains("id=\"approve\""), "{page}");
+    assert!(page.contains("integrity check"), "{page}");
+    let body = format!("plan_id={plan_id}");
+    let (code, response) = http(
+        port,
+        &format!(
+            "POST {next_path}/approve HTTP/1.0\r\nHost: {host}\r\nOrigin: http://{host}\r\n{with_cookie}\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(code, 409, "{response}");
+    assert!(response.contains("nothing was approved"), "{response}");
     open_run(b, &bob_ui.base, &ns.name, &next.name_any()).await;
     b.client
         .find(fantoccini::Locator::Css("#reason"))

@@ -9,9 +9,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use maud::Markup;
+use serde_json::json;
 
 use super::pages::{self, Notice};
 use super::{App, UiError, guard};
@@ -263,9 +264,14 @@ async fn run(State(app): Shared, Path((ns, name)): Path<(String, String)>) -> Pa
     run_page(&app, &ns, &name, None, StatusCode::OK).await
 }
 
-async fn live(State(app): Shared, Path((ns, name)): Path<(String, String)>) -> Page {
+async fn live(
+    State(app): Shared,
+    Path((ns, name)): Path<(String, String)>,
+    Query(fields): Query<Fields>,
+) -> Page {
     let run = app.run(&ns, &name).await?;
-    Ok(Html(pages::live(&run).into_string()).into_response())
+    let shown = field(&fields, "plan");
+    Ok(Html(pages::live(&run, shown).into_string()).into_response())
 }
 
 fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
@@ -357,25 +363,34 @@ async fn refused(app: &App, ns: &str, name: &str, why: String, code: StatusCode)
     run_page(app, ns, name, Some(Notice::Refused(why)), code).await
 }
 
-/// Sets `key` on the run as the user, then shows the run; a refusal by the API server
-/// (RBAC, admission) is shown with its own words.
-async fn annotate(app: &App, ns: &str, name: &str, key: &str, value: Option<&str>) -> Page {
-    let runs = app.runs(ns);
-    let result = match value {
-        Some(v) => plugin::annotate(&runs, name, key, v).await,
-        None => plugin::remove_annotation(&runs, name, key).await,
-    };
+/// Sets `key` on the run as the user (only if the run is still at `version`, when
+/// given), then shows the run; a refusal by the API server (RBAC, admission, a changed
+/// run) is shown with its own words.
+async fn annotate(
+    app: &App,
+    run: &SyncRun,
+    key: &str,
+    value: Option<&str>,
+    version: Option<&str>,
+) -> Page {
+    let (ns, name) = (run.namespace().unwrap_or_default(), run.name_any());
+    let mut patch = json!({"metadata": {"annotations": {key: value}}});
+    if let Some(v) = version {
+        patch["metadata"]["resourceVersion"] = json!(v);
+    }
+    let result = app
+        .runs(&ns)
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
     match result {
-        Ok(()) => Ok(app.redirect(&pages::run_url(ns, name))),
+        Ok(_) => Ok(app.redirect(&pages::run_url(&ns, &name))),
+        Err(kube::Error::Api(s)) if s.code == 409 && version.is_some() => {
+            let why = format!("{name} changed since the page was shown; look at it again");
+            refused(app, &ns, &name, why, StatusCode::CONFLICT).await
+        }
         Err(e) => {
-            refused(
-                app,
-                ns,
-                name,
-                kubectl::describe(&e, Some(ns)),
-                StatusCode::FORBIDDEN,
-            )
-            .await
+            let why = kubectl::describe(&anyhow::Error::from(e), Some(&ns));
+            refused(app, &ns, &name, why, StatusCode::FORBIDDEN).await
         }
     }
 }
@@ -404,8 +419,14 @@ async fn approve(app: &App, run: &SyncRun, fields: &Fields) -> Page {
         let missing = UiError::BadRequest("which plan to approve is missing".into());
         return Err(app.fail(&ns)(missing));
     };
-    match plugin::approvable(run, Some(expected)) {
-        Ok(plan_id) => annotate(app, &ns, &name, annotations::APPROVE, Some(&plan_id)).await,
+    let check = match plugin::approvable(run, Some(expected)) {
+        // Only the plan that was read, verified and shown is approved.
+        Ok(_) => pages::approvable_plan(run, &stored_plan(&app.client, run).await)
+            .map_err(|why| format!("{why}; nothing was approved")),
+        Err(why) => Err(why),
+    };
+    match check {
+        Ok(plan_id) => annotate(app, run, annotations::APPROVE, Some(&plan_id), None).await,
         Err(why) => refused(app, &ns, &name, why, StatusCode::CONFLICT).await,
     }
 }
@@ -418,19 +439,100 @@ async fn reject(app: &App, run: &SyncRun, fields: &Fields) -> Page {
         false => plugin::rejectable(run),
     };
     match check {
-        Ok(()) => annotate(app, &ns, &name, annotations::REJECT, Some(reason)).await,
+        Ok(()) => annotate(app, run, annotations::REJECT, Some(reason), None).await,
         Err(why) => refused(app, &ns, &name, why, StatusCode::CONFLICT).await,
+    }
+}
+
+/// Why the exclusions the preview started from are no longer the run's, if they are not.
+fn exclusions_unchanged(run: &SyncRun, fields: &Fields) -> Result<(), String> {
+    let Some(previous) = field(fields, "prev_exclude") else {
+        return Err("what the preview left out is missing; preview again".into());
+    };
+    let current = run
+        .annotations()
+        .get(annotations::EXCLUDE)
+        .map(String::as_str)
+        .unwrap_or_default();
+    match current == previous {
+        true => Ok(()),
+        false => Err(format!(
+            "what {} leaves out changed since the preview (now {current:?}, the preview \
+             started from {previous:?}); preview again",
+            run.name_any()
+        )),
     }
 }
 
 async fn exclude(app: &App, run: &SyncRun, fields: &Fields) -> Page {
     let (ns, name) = (run.namespace().unwrap_or_default(), run.name_any());
-    let ticked = exclusions(fields).map_err(app.fail(&ns))?;
-    // Left out only while it is still the run whose plan was reviewed.
-    if let Err(why) = plugin::approvable(run, None) {
+    let fail = app.fail(&ns);
+    let ticked = exclusions(fields).map_err(&fail)?;
+    let Some(previewed) = field(fields, "plan_id") else {
+        let missing = UiError::BadRequest("which plan was previewed is missing".into());
+        return Err(fail(missing));
+    };
+    // Left out only while it is still the run, plan and exclusions that were previewed.
+    let check = plugin::approvable(run, Some(previewed))
+        .map(|_| ())
+        .and_then(|()| exclusions_unchanged(run, fields));
+    if let Err(why) = check {
+        return refused(app, &ns, &name, why, StatusCode::CONFLICT).await;
+    }
+    let new_plan = preview(app, run, &ticked).await.map_err(&fail)?.plan_id;
+    if field(fields, "new_plan") != Some(new_plan.as_str()) {
+        let why = format!(
+            "leaving these out now makes plan {new_plan}, not the one previewed; preview again"
+        );
         return refused(app, &ns, &name, why, StatusCode::CONFLICT).await;
     }
     let value: Vec<String> = ticked.iter().map(|r| r.to_string()).collect();
     let value = (!value.is_empty()).then(|| value.join(","));
-    annotate(app, &ns, &name, annotations::EXCLUDE, value.as_deref()).await
+    let version = run.resource_version();
+    annotate(
+        app,
+        run,
+        annotations::EXCLUDE,
+        value.as_deref(),
+        version.as_deref(),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_excluding(exclude: Option<&str>) -> SyncRun {
+        let mut meta = json!({"name": "r", "namespace": "ns"});
+        if let Some(e) = exclude {
+            meta["annotations"] = json!({annotations::EXCLUDE: e});
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "gitops.fleetgate.dev/v1alpha1", "kind": "SyncRun",
+            "metadata": meta,
+            "spec": {"repository": "fleet", "revision": "abc", "trigger": "Schedule"},
+        }))
+        .unwrap()
+    }
+
+    fn fields(prev: Option<&str>) -> Fields {
+        prev.map(|p| vec![("prev_exclude".to_owned(), p.to_owned())])
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn exclusions_are_set_only_over_those_the_preview_started_from() {
+        let none = run_excluding(None);
+        let one = run_excluding(Some("fleetnode/a"));
+        assert_eq!(exclusions_unchanged(&none, &fields(Some(""))), Ok(()));
+        assert_eq!(
+            exclusions_unchanged(&one, &fields(Some("fleetnode/a"))),
+            Ok(())
+        );
+        let why = exclusions_unchanged(&one, &fields(Some(""))).unwrap_err();
+        assert!(why.contains("changed since the preview"), "{why}");
+        assert!(exclusions_unchanged(&none, &fields(Some("fleetnode/a"))).is_err());
+        assert!(exclusions_unchanged(&none, &fields(None)).is_err());
+    }
 }
