@@ -8,7 +8,7 @@ use maud::{DOCTYPE, Markup, html};
 use crate::api::repository::HistoryEntry;
 use crate::api::syncrun::Phase;
 use crate::api::{GitopsRepository, SyncRun, condition};
-use crate::fleet::render::{created_specs, detail_lines};
+use crate::fleet::render::{created_specs, detail_parts};
 use crate::fleet::{ObjectKind, ObjectRef, Operation, Plan};
 
 /// A message shown at the top of a page: a refusal, or what was done.
@@ -264,9 +264,14 @@ pub(crate) fn plan(plan: &Plan) -> Markup {
                                 span.symbol aria-hidden="true" { (d.operation.symbol()) }
                                 span.visually-hidden { (d.operation.word()) " " }
                                 code { (d.name) }
-                                @let lines = detail_lines(&created, d);
+                                @let lines = detail_parts(&created, d);
                                 @if !lines.is_empty() {
-                                    ul.fields { @for l in lines { li { code { (l.replace(" -> ", " → ")) } } } }
+                                    // Path, old and new apart: a value cannot pose as another change.
+                                    ul.fields { @for l in lines { li {
+                                        code.path { (l.path) } ": "
+                                        @if let Some(old) = &l.old { code.old { (old) } " → " }
+                                        code.new { (l.new) }
+                                    } } }
                                 }
                             }
                         }
