@@ -288,7 +288,9 @@ async fn review_leave_out_and_approve_in_a_browser() {
             &format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n{extra}\r\n"),
         )
     };
-    assert_eq!(get(&format!("{p}/"), "").0, 401, "no session");
+    let (code, response) = get(&format!("{p}/"), "");
+    assert_eq!(code, 401, "no session");
+    assert!(response.contains("cache-control: no-store"), "{response}");
     assert_eq!(
         get(&format!("{p}/?token=wrong"), "").0,
         401,

@@ -315,6 +315,13 @@ mod tests {
     }
 
     #[test]
+    fn refusals_carry_the_protective_headers() {
+        let r = refuse(StatusCode::UNAUTHORIZED, "no");
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+        assert!(r.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+    }
+
+    #[test]
     fn the_cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
         h.insert(

@@ -8,6 +8,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -154,6 +155,10 @@ fn forbidden(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 403)
 }
 
+/// How many namespaces are listed at once when repositories cannot be listed
+/// cluster-wide.
+const LIST_CONCURRENCY: usize = 8;
+
 /// Repositories in every namespace the user may list them in: cluster-wide if allowed,
 /// else namespace by namespace, else the context's namespace.
 async fn visible_repositories(
@@ -173,10 +178,19 @@ async fn visible_repositories(
         Err(e) if forbidden(&e) => vec![app.namespace.clone()],
         Err(e) => return Err(e.into()),
     };
+    // A few namespaces at a time, in their order: a big cluster is not listed one by one.
+    let lists: Vec<(String, Result<_, kube::Error>)> = futures::stream::iter(namespaces)
+        .map(|ns| {
+            let (api, lp) = (app.repos(&ns), lp.clone());
+            async move { (ns, api.list(&lp).await) }
+        })
+        .buffered(LIST_CONCURRENCY)
+        .collect()
+        .await;
     let mut repos = Vec::new();
     let mut shown = Vec::new();
-    for ns in namespaces {
-        match app.repos(&ns).list(&lp).await {
+    for (ns, list) in lists {
+        match list {
             Ok(list) => {
                 repos.extend(list.items);
                 shown.push(ns);
