@@ -40,6 +40,34 @@ async fn wait_for_approval_policy(bob: &Client, ns: &str, run: &str) {
     .await;
 }
 
+/// Rewrites the run's stored plan with another plan id: it still parses, but no longer
+/// matches the digest in the run's status.
+async fn tamper_with_plan(admin: &Client, run: &SyncRun) {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use std::io::{Read, Write};
+    let status = run.status.clone().unwrap();
+    let at = status.full_plan.unwrap();
+    assert_eq!(at.config_maps.len(), 1, "a small plan is one ConfigMap");
+    let cms = Api::<ConfigMap>::namespaced(admin.clone(), &run.namespace().unwrap());
+    let mut cm = cms.get(&at.config_maps[0]).await.unwrap();
+    let data = cm.binary_data.as_mut().unwrap();
+    let stored = data.get_mut("data.json.gz").unwrap();
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(&stored.0[..])
+        .read_to_string(&mut json)
+        .unwrap();
+    let id = status.plan_id.unwrap();
+    assert!(json.contains(&id));
+    let json = json.replace(&id, "plan-000000000000");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(json.as_bytes()).unwrap();
+    *stored = ByteString(gz.finish().unwrap());
+    cms.replace(&cm.name_any(), &Default::default(), &cm)
+        .await
+        .unwrap();
+}
+
 /// Opens a run's page in the UI served at `base`.
 async fn open_run(b: &Browser, base: &str, ns: &str, run: &str) {
     let url = format!("{base}/ns/{ns}/runs/{run}");
@@ -151,21 +179,50 @@ async fn review_leave_out_and_approve_in_a_browser() {
     let excluded = b.text("#excluded").await;
     assert!(excluded.contains("fleetnode/edge-tokyo-02"), "{excluded}");
     // A page still showing the first plan approves nothing: the plan changed since.
-    let (port, token) = (alice.port(), alice.url.split("token=").nth(1).unwrap());
-    let body = format!("plan_id={first_plan}");
-    let (code, response) = http(
-        port,
-        &format!(
-            "POST {run_path}/approve HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
-             Cookie: fleetgate_ui_{port}={token}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        ),
-    );
+    let alice_http = Ui::start(&env.kubeconfig, &ns.name, "alice");
+    let alice_session = alice_http.session();
+    let post_as_alice = |action: &str, body: &str| {
+        let port = alice_http.port();
+        http(
+            port,
+            &format!(
+                "POST {}{run_path}/{action} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
+                 Cookie: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                alice_http.prefix(),
+                alice_session,
+                body.len()
+            ),
+        )
+    };
+    let (code, response) = post_as_alice("approve", &format!("plan_id={first_plan}"));
     assert_eq!(code, 409, "{response}");
     assert!(
         response.contains(&format!("is now {new_plan}, not {first_plan}")),
         "{response}"
+    );
+    // Leaving out is tied to the plan previewed and to what was left out before it.
+    let stale =
+        format!("exclude=fleetnode%2Fedge-tokyo-01&plan_id={first_plan}&prev_exclude=&new_plan=x");
+    let (code, response) = post_as_alice("exclude", &stale);
+    assert_eq!(code, 409, "{response}");
+    assert!(
+        response.contains(&format!("is now {new_plan}, not {first_plan}")),
+        "{response}"
+    );
+    let stale =
+        format!("exclude=fleetnode%2Fedge-tokyo-01&plan_id={new_plan}&prev_exclude=&new_plan=x");
+    let (code, response) = post_as_alice("exclude", &stale);
+    assert_eq!(code, 409, "{response}");
+    assert!(response.contains("changed since the preview"), "{response}");
+    let runs = Api::<SyncRun>::namespaced(admin.clone(), &ns.name);
+    let kept = runs.get(&name).await.unwrap();
+    assert_eq!(
+        kept.annotations()
+            .get(annotations::EXCLUDE)
+            .map(String::as_str),
+        Some("fleetnode/edge-tokyo-02"),
+        "a refused exclusion changes nothing"
     );
 
     // alice may not approve: the API server's refusal, in its own words.
@@ -220,40 +277,65 @@ async fn review_leave_out_and_approve_in_a_browser() {
     assert_eq!(status.approved_by.as_deref(), Some("bob"));
     assert_eq!(status.progress.unwrap().applied, 7);
 
-    // Requests from elsewhere: no token, a foreign Host (DNS rebinding), a foreign Origin.
-    let port = bob_ui.port();
+    // Requests from elsewhere: no session, a used or wrong token, a foreign Host (DNS
+    // rebinding), a foreign Origin, the cookie outside the secret path.
+    let plain = Ui::start(&env.kubeconfig, &ns.name, "bob");
+    let (port, p) = (plain.port(), plain.prefix());
     let host = format!("127.0.0.1:{port}");
-    let (code, _) = http(port, &format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n"));
-    assert_eq!(code, 401, "no token");
+    let get = |path: &str, extra: &str| {
+        http(
+            port,
+            &format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n{extra}\r\n"),
+        )
+    };
+    let (code, response) = get(&format!("{p}/"), "");
+    assert_eq!(code, 401, "no session");
+    assert!(response.contains("cache-control: no-store"), "{response}");
+    assert_eq!(
+        get(&format!("{p}/?token=wrong"), "").0,
+        401,
+        "a wrong token"
+    );
+    let token = plain.url.split("token=").nth(1).unwrap().to_owned();
+    assert_eq!(
+        get(&format!("/?token={token}"), "").0,
+        401,
+        "outside the path"
+    );
+    let cookie = plain.session();
+    assert!(
+        !cookie.contains(&token),
+        "the session value is not the token"
+    );
+    let (code, response) = get(&format!("{p}/?token={token}"), "");
+    assert_eq!(code, 401, "the URL works once: {response}");
+    let with_cookie = format!("Cookie: {cookie}\r\n");
+    let (code, response) = get(&format!("{p}/?token={token}"), &with_cookie);
+    assert_eq!(
+        code, 303,
+        "a used URL with the session only drops the token"
+    );
+    assert!(
+        !response.to_ascii_lowercase().contains("set-cookie"),
+        "{response}"
+    );
+    assert_eq!(get(&format!("{p}/"), &with_cookie).0, 200, "the session");
+    assert_eq!(
+        get("/", &with_cookie).0,
+        404,
+        "nothing outside the secret path"
+    );
     let (code, _) = http(
         port,
-        &format!("GET /?token=wrong HTTP/1.0\r\nHost: {host}\r\n\r\n"),
-    );
-    assert_eq!(code, 401, "a wrong token");
-    let token = bob_ui.url.split("token=").nth(1).unwrap().to_owned();
-    let (code, response) = http(
-        port,
-        &format!("GET /?token={token} HTTP/1.0\r\nHost: {host}\r\n\r\n"),
-    );
-    assert_eq!(code, 303, "{response}");
-    assert!(response.contains("HttpOnly; SameSite=Strict"), "{response}");
-    let cookie = format!("fleetgate_ui_{port}={token}");
-    let (code, _) = http(
-        port,
-        &format!("GET / HTTP/1.0\r\nHost: rebound.example:{port}\r\nCookie: {cookie}\r\n\r\n"),
+        &format!("GET {p}/ HTTP/1.0\r\nHost: rebound.example:{port}\r\n{with_cookie}\r\n"),
     );
     assert_eq!(code, 421, "a foreign Host");
-    let (code, _) = http(
-        port,
-        &format!("GET / HTTP/1.0\r\nHost: {host}\r\nCookie: {cookie}\r\n\r\n"),
-    );
-    assert_eq!(code, 200, "the session cookie");
-    let sync = format!("/ns/{}/repositories/fleet/sync", ns.name);
+    let sync = format!("{p}/ns/{}/repositories/fleet/sync", ns.name);
     for origin in ["Origin: http://evil.example\r\n", ""] {
         let (code, _) = http(
             port,
             &format!(
-                "POST {sync} HTTP/1.0\r\nHost: {host}\r\nCookie: {cookie}\r\n{origin}Content-Length: 0\r\n\r\n"
+                "POST {sync} HTTP/1.0\r\nHost: {host}\r\n{with_cookie}{origin}Content-Length: 0\r\n\r\n"
             ),
         );
         assert_eq!(code, 403, "a POST with {origin:?}");
@@ -261,10 +343,56 @@ async fn review_leave_out_and_approve_in_a_browser() {
     let (code, _) = http(
         port,
         &format!(
-            "PUT {sync} HTTP/1.0\r\nHost: {host}\r\nCookie: {cookie}\r\nOrigin: http://{host}\r\nContent-Length: 0\r\n\r\n"
+            "PUT {sync} HTTP/1.0\r\nHost: {host}\r\n{with_cookie}Origin: http://{host}\r\nContent-Length: 0\r\n\r\n"
         ),
     );
     assert_eq!(code, 405, "only GET and POST");
+    // The browser is opened on a private redirect page: no token on a command line; its
+    // URL is another single-use one, and the printed URL still works once.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let script = dir.path().join("browser");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" > {d}/argv\ncp \"$1\" {d}/page.html\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let opened = Ui::start_opening(&env.kubeconfig, &ns.name, "bob", &script);
+    let page = support::eventually("the browser to be opened", Duration::from_secs(10), || {
+        let path = dir.path().join("page.html");
+        async move {
+            std::fs::read_to_string(path)
+                .ok()
+                .filter(|p| p.contains("</html>"))
+        }
+    })
+    .await;
+    let argv = std::fs::read_to_string(dir.path().join("argv")).unwrap();
+    assert!(!argv.contains("token"), "the browser's arguments: {argv}");
+    assert!(
+        !argv.contains(&opened.prefix()),
+        "the browser's arguments: {argv}"
+    );
+    let page_token = page
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert!(!opened.url.contains(page_token), "a token of its own");
+    let (code, _) = http(
+        opened.port(),
+        &format!(
+            "GET {}/?token={page_token} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            opened.prefix(),
+            opened.port()
+        ),
+    );
+    assert_eq!(code, 303, "the redirect page's URL");
+    opened.session();
+    drop(opened);
     let repo_now = Api::<fleetgate::api::GitopsRepository>::namespaced(admin.clone(), &ns.name)
         .get("fleet")
         .await
@@ -348,6 +476,26 @@ async fn review_leave_out_and_approve_in_a_browser() {
     // Reject the next revision with a reason.
     let v2 = repo.commit(&[("fleet.yaml", V2)], "paris replaces london");
     let next = run_in_phase(&admin, &ns.name, &v2, Phase::AwaitingApproval).await;
+    // Its stored plan altered (ConfigMap write, which Kubernetes' edit grants): the page
+    // says so and offers no Approve, and the server approves nothing.
+    let plan_id = next.status.clone().unwrap().plan_id.unwrap();
+    tamper_with_plan(&admin, &next).await;
+    let next_path = format!("{p}/ns/{}/runs/{}", ns.name, next.name_any());
+    let (code, page) = get(&next_path, &with_cookie);
+    assert_eq!(code, 200, "{page}");
+    assert!(!page.contains("id=\"approve\""), "{page}");
+    assert!(page.contains("integrity check"), "{page}");
+    let body = format!("plan_id={plan_id}");
+    let (code, response) = http(
+        port,
+        &format!(
+            "POST {next_path}/approve HTTP/1.0\r\nHost: {host}\r\nOrigin: http://{host}\r\n{with_cookie}\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(code, 409, "{response}");
+    assert!(response.contains("nothing was approved"), "{response}");
     open_run(b, &bob_ui.base, &ns.name, &next.name_any()).await;
     b.client
         .find(fantoccini::Locator::Css("#reason"))

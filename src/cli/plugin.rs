@@ -292,15 +292,6 @@ pub(super) async fn annotate(
     set_annotation(runs, name, key, json!(value)).await
 }
 
-/// Removes one annotation of a run (the exclude annotation, to leave nothing out).
-pub(super) async fn remove_annotation(
-    runs: &Api<SyncRun>,
-    name: &str,
-    key: &str,
-) -> anyhow::Result<()> {
-    set_annotation(runs, name, key, serde_json::Value::Null).await
-}
-
 async fn set_annotation(
     runs: &Api<SyncRun>,
     name: &str,

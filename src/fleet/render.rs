@@ -143,9 +143,34 @@ pub fn render_text(plan: &Plan, colour: Colour) -> String {
     out
 }
 
+/// One line under a plan entry, its parts apart (values from git may contain ` -> `, so
+/// a joined line can be made to look like another change): a field's path, the old value
+/// for an update, and the new value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetailLine {
+    pub path: String,
+    pub old: Option<String>,
+    pub new: String,
+}
+
+impl DetailLine {
+    /// `path: value` or `path: old -> new`.
+    pub fn text(&self) -> String {
+        match &self.old {
+            Some(old) => format!("{}: {old} -> {}", self.path, self.new),
+            None => format!("{}: {}", self.path, self.new),
+        }
+    }
+}
+
 /// `path: old -> new`; for a list where only a few same-position items change (a module
 /// re-pinned), just those items, since the whole list would hide the change.
 pub fn change_lines(f: &FieldChange) -> Vec<String> {
+    change_parts(f).iter().map(DetailLine::text).collect()
+}
+
+/// [`change_lines`], its parts apart.
+pub fn change_parts(f: &FieldChange) -> Vec<DetailLine> {
     if let (Some(Value::Array(old)), Some(Value::Array(new))) = (&f.old, &f.new)
         && old.len() == new.len()
     {
@@ -153,16 +178,35 @@ pub fn change_lines(f: &FieldChange) -> Vec<String> {
         if changed.len() * 2 < old.len() {
             return changed
                 .iter()
-                .map(|i| format!("{}[{i}]: {} -> {}", f.path, old[*i], new[*i]))
+                .map(|i| DetailLine {
+                    path: format!("{}[{i}]", f.path),
+                    old: Some(old[*i].to_string()),
+                    new: new[*i].to_string(),
+                })
                 .collect();
         }
     }
-    vec![format!("{}: {} -> {}", f.path, show(&f.old), show(&f.new))]
+    vec![DetailLine {
+        path: f.path.clone(),
+        old: Some(show(&f.old)),
+        new: show(&f.new),
+    }]
 }
 
 /// The lines under one entry of the plan: a create's whole spec as `path: value`, an
 /// update's changed fields as `path: old -> new`; `created` is [`created_specs`].
 pub fn detail_lines(created: &HashMap<(ObjectKind, &str), &Spec>, d: &ObjectDiff) -> Vec<String> {
+    detail_parts(created, d)
+        .iter()
+        .map(DetailLine::text)
+        .collect()
+}
+
+/// [`detail_lines`], their parts apart.
+pub fn detail_parts(
+    created: &HashMap<(ObjectKind, &str), &Spec>,
+    d: &ObjectDiff,
+) -> Vec<DetailLine> {
     match d.operation {
         // A create's fields are its whole spec, which the action carries.
         Operation::Create => created
@@ -170,9 +214,13 @@ pub fn detail_lines(created: &HashMap<(ObjectKind, &str), &Spec>, d: &ObjectDiff
             .map(|spec| field_changes(&Value::Null, &spec.to_json()))
             .unwrap_or_default()
             .iter()
-            .map(|f| format!("{}: {}", f.path, show(&f.new)))
+            .map(|f| DetailLine {
+                path: f.path.clone(),
+                old: None,
+                new: show(&f.new),
+            })
             .collect(),
-        _ => d.fields.iter().flat_map(change_lines).collect(),
+        _ => d.fields.iter().flat_map(change_parts).collect(),
     }
 }
 
@@ -216,4 +264,36 @@ pub fn render_json(plan: &Plan) -> String {
 /// The plan for machines as YAML.
 pub fn render_yaml(plan: &Plan) -> String {
     serde_yaml_ng::to_string(plan).expect("a plan serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_value_with_an_arrow_stays_one_value() {
+        let f = FieldChange {
+            path: "metadata.note".into(),
+            old: Some(json!("a")),
+            new: Some(json!("b -> c")),
+        };
+        let parts = change_parts(&f);
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].path, "metadata.note");
+        assert_eq!(
+            parts[0].old.as_deref(),
+            Some(show(&Some(json!("a")))).as_deref()
+        );
+        assert_eq!(parts[0].new, show(&Some(json!("b -> c"))));
+        // The joined text is what it was: the CLI's output does not change.
+        assert_eq!(
+            change_lines(&f),
+            vec![format!(
+                "metadata.note: {} -> {}",
+                parts[0].old.clone().unwrap(),
+                parts[0].new
+            )]
+        );
+    }
 }

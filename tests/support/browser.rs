@@ -174,7 +174,7 @@ impl Drop for Browser {
 /// `kubectl fleet ui` as a user starts it, with the admin's kubeconfig and `--as`.
 pub struct Ui {
     child: Child,
-    /// The URL it printed, with the session token.
+    /// The URL it printed, with a single-use bootstrap token.
     pub url: String,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
@@ -182,8 +182,22 @@ pub struct Ui {
 
 impl Ui {
     pub fn start(kubeconfig: &Path, ns: &str, user: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-fleet"))
-            .args(["ui", "--no-browser", "-n", ns, "--as", user])
+        Self::spawn(kubeconfig, ns, user, None)
+    }
+
+    /// Started with `$BROWSER` set to `browser` (and without `--no-browser`).
+    pub fn start_opening(kubeconfig: &Path, ns: &str, user: &str, browser: &Path) -> Self {
+        Self::spawn(kubeconfig, ns, user, Some(browser))
+    }
+
+    fn spawn(kubeconfig: &Path, ns: &str, user: &str, browser: Option<&Path>) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kubectl-fleet"));
+        command.args(["ui", "-n", ns, "--as", user]);
+        match browser {
+            Some(b) => command.env("BROWSER", b),
+            None => command.arg("--no-browser"),
+        };
+        let mut child = command
             .env("KUBECONFIG", kubeconfig)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -205,7 +219,40 @@ impl Ui {
 
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.base.rsplit(':').next().unwrap().parse().unwrap()
+        self.base
+            .trim_start_matches("http://127.0.0.1:")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// The secret path the pages are under (`/s/<random>`).
+    pub fn prefix(&self) -> String {
+        format!("/{}", self.base.splitn(4, '/').nth(3).unwrap())
+    }
+
+    /// Spends the printed URL over plain HTTP, as a browser would; the `Cookie:` value
+    /// for the session it opens.
+    pub fn session(&self) -> String {
+        let path = self
+            .url
+            .trim_start_matches(&format!("http://127.0.0.1:{}", self.port()));
+        let (code, response) = http(
+            self.port(),
+            &format!(
+                "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
+                self.port()
+            ),
+        );
+        assert_eq!(code, 303, "{response}");
+        let set = response
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("set-cookie: "))
+            .map(|l| &l["set-cookie: ".len()..])
+            .unwrap_or_else(|| panic!("no cookie: {response}"));
+        set.split(';').next().unwrap().to_owned()
     }
 }
 

@@ -6,6 +6,7 @@
 //! Nothing runs in the cluster. [`guard`] keeps other local users and web pages out.
 
 mod guard;
+mod opener;
 mod pages;
 mod routes;
 
@@ -99,7 +100,12 @@ async fn serve(
         .port();
     let session = guard::Session::new(port)?;
     let identity = who_am_i(&client).await.unwrap_or(identity);
-    let url = format!("http://127.0.0.1:{port}/?token={}", session.token());
+    // One single-use URL to print, and another for the browser when one is opened.
+    let url = session.url()?;
+    let browser_url = match args.no_browser {
+        true => None,
+        false => Some(session.url()?),
+    };
     let app = Arc::new(App {
         client,
         namespace,
@@ -114,9 +120,7 @@ async fn serve(
         let _ = writeln!(out, "(acting as {}; Ctrl-C stops it)", app.identity);
         let _ = out.flush();
     }
-    if !args.no_browser {
-        open_browser(&url);
-    }
+    let _redirect = browser_url.and_then(|u| opener::open_browser(&u));
     let router = routes::router(app);
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
@@ -141,24 +145,4 @@ async fn who_am_i(client: &Client) -> Option<String> {
         .status?
         .user_info?
         .username
-}
-
-/// Opens `url` in the user's browser when there is one; quietly does nothing otherwise.
-fn open_browser(url: &str) {
-    use std::process::{Command, Stdio};
-    let graphical = std::env::var_os("DISPLAY").is_some()
-        || std::env::var_os("WAYLAND_DISPLAY").is_some()
-        || cfg!(target_os = "macos");
-    let opener = match std::env::var("BROWSER") {
-        Ok(browser) if !browser.is_empty() => browser,
-        _ if !graphical => return,
-        _ if cfg!(target_os = "macos") => "open".to_owned(),
-        _ => "xdg-open".to_owned(),
-    };
-    let _ = Command::new(opener)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
 }

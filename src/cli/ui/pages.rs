@@ -8,7 +8,7 @@ use maud::{DOCTYPE, Markup, html};
 use crate::api::repository::HistoryEntry;
 use crate::api::syncrun::Phase;
 use crate::api::{GitopsRepository, SyncRun, condition};
-use crate::fleet::render::{created_specs, detail_lines};
+use crate::fleet::render::{created_specs, detail_parts};
 use crate::fleet::{ObjectKind, ObjectRef, Operation, Plan};
 
 /// A message shown at the top of a page: a refusal, or what was done.
@@ -17,29 +17,38 @@ pub(crate) enum Notice {
 }
 
 pub(crate) fn run_url(ns: &str, name: &str) -> String {
-    format!("/ns/{ns}/runs/{name}")
+    format!("ns/{ns}/runs/{name}")
 }
 
 pub(crate) fn repo_url(ns: &str, name: &str) -> String {
-    format!("/ns/{ns}/repositories/{name}")
+    format!("ns/{ns}/repositories/{name}")
 }
 
-pub(crate) fn layout(title: &str, identity: &str, notice: Option<&Notice>, body: Markup) -> Markup {
+/// A page. `base` is the UI's secret path with a trailing slash: every link in the pages
+/// is relative to it.
+pub(crate) fn layout(
+    base: &str,
+    title: &str,
+    identity: &str,
+    notice: Option<&Notice>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                base href=(base);
                 title { (title) " · fleetgate" }
-                link rel="stylesheet" href="/assets/ui.css";
-                script src="/assets/ui.js" defer {}
+                link rel="stylesheet" href="assets/ui.css";
+                script src="assets/ui.js" defer {}
             }
             body {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
-                    a.brand href="/" { "fleetgate" }
-                    nav aria-label="Main" { a href="/" { "Repositories" } }
+                    a.brand href="./" { "fleetgate" }
+                    nav aria-label="Main" { a href="./" { "Repositories" } }
                     span.who { "Acting as " strong { (identity) } }
                 }
                 main #main {
@@ -55,15 +64,16 @@ pub(crate) fn layout(title: &str, identity: &str, notice: Option<&Notice>, body:
     }
 }
 
-pub(crate) fn error_page(identity: &str, message: &str) -> Markup {
+pub(crate) fn error_page(base: &str, identity: &str, message: &str) -> Markup {
     layout(
+        base,
         "Error",
         identity,
         None,
         html! {
             h1 { "Something went wrong" }
             p.error role="alert" { (message) }
-            p { a href="/" { "Back to the repositories" } }
+            p { a href="./" { "Back to the repositories" } }
         },
     )
 }
@@ -254,9 +264,14 @@ pub(crate) fn plan(plan: &Plan) -> Markup {
                                 span.symbol aria-hidden="true" { (d.operation.symbol()) }
                                 span.visually-hidden { (d.operation.word()) " " }
                                 code { (d.name) }
-                                @let lines = detail_lines(&created, d);
+                                @let lines = detail_parts(&created, d);
                                 @if !lines.is_empty() {
-                                    ul.fields { @for l in lines { li { code { (l.replace(" -> ", " → ")) } } } }
+                                    // Path, old and new apart: a value cannot pose as another change.
+                                    ul.fields { @for l in lines { li {
+                                        code.path { (l.path) } ": "
+                                        @if let Some(old) = &l.old { code.old { (old) } " → " }
+                                        code.new { (l.new) }
+                                    } } }
                                 }
                             }
                         }
@@ -267,9 +282,35 @@ pub(crate) fn plan(plan: &Plan) -> Markup {
     }
 }
 
+/// The plan id Approve may name: the stored plan's, if it was read, its digest verified
+/// and it is the plan the run's status names; else why there is no Approve.
+pub(crate) fn approvable_plan(
+    run: &SyncRun,
+    full: &Result<Option<Plan>, String>,
+) -> Result<String, String> {
+    let named = run
+        .status
+        .as_ref()
+        .and_then(|s| s.plan_id.as_deref())
+        .unwrap_or_default();
+    match full {
+        Ok(Some(p)) if !named.is_empty() && p.plan_id == named => Ok(p.plan_id.clone()),
+        Ok(Some(p)) => Err(format!(
+            "the stored plan is {}, but the run awaits approval of {named:?}",
+            p.plan_id
+        )),
+        Ok(None) => Err("no full plan is stored for this run".to_owned()),
+        Err(e) => Err(format!(
+            "the stored plan cannot be read or failed its integrity check: {e}"
+        )),
+    }
+}
+
 /// What the run's status says that changes while one looks: phase, plan id, approval,
-/// progress and each action's state; the forms that apply to this phase.
-pub(crate) fn live(run: &SyncRun) -> Markup {
+/// progress and each action's state; the forms that apply to this phase. `shown` is the
+/// verified plan id the page displays: Approve is offered for it only, and only while it
+/// is the one awaiting approval.
+pub(crate) fn live(run: &SyncRun, shown: Option<&str>) -> Markup {
     let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
     let status = run.status.clone().unwrap_or_default();
@@ -295,9 +336,12 @@ pub(crate) fn live(run: &SyncRun) -> Markup {
             }
             @if phase == Some(Phase::AwaitingApproval) {
                 div.actions {
-                    form method="post" action=(format!("{url}/approve")) {
-                        input type="hidden" name="plan_id" value=(plan_id);
-                        button.primary #approve type="submit" { "Approve " (plan_id) }
+                    @match shown.filter(|s| !s.is_empty() && *s == plan_id) {
+                        Some(shown) => form method="post" action=(format!("{url}/approve")) {
+                            input type="hidden" name="plan_id" value=(shown);
+                            button.primary #approve type="submit" { "Approve " (shown) }
+                        },
+                        None => p #no-approve { "No Approve here: the plan shown is not verified as the one awaiting approval." },
                     }
                     a.button #edit href=(format!("{url}/edit")) { "Leave actions out…" }
                 }
@@ -331,6 +375,9 @@ pub(crate) fn run(
     let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
     let status = run.status.clone().unwrap_or_default();
+    let approvable = approvable_plan(run, full);
+    let shown = approvable.as_deref().unwrap_or_default();
+    let live_url = format!("{}/live?plan={shown}", run_url(&ns, &name));
     html! {
         h1 { "SyncRun " (name) }
         dl.facts {
@@ -338,7 +385,7 @@ pub(crate) fn run(
             dt { "Revision" } dd { code { (short(&run.spec.revision)) } }
             dt { "Trigger" } dd { (run.spec.trigger.as_str()) }
         }
-        section aria-live="polite" data-live=(format!("{}/live", run_url(&ns, &name))) { (live(run)) }
+        section aria-live="polite" data-live=(live_url) { (live(run, approvable.as_deref().ok())) }
         @if status.phase == Some(Phase::Failed) {
             @if let Some(m) = &status.message {
                 section.problems {
@@ -359,9 +406,14 @@ pub(crate) fn run(
         section.plan {
             h2 { "Plan" }
             @match full {
-                Ok(Some(p)) => (plan(p)),
+                Ok(Some(p)) => {
+                    @if let (Some(Phase::AwaitingApproval), Err(why)) = (status.phase, &approvable) {
+                        p.error #unverified { (why) "; nothing can be approved here." }
+                    }
+                    (plan(p))
+                },
                 _ => {
-                    @if let Err(e) = full { p.error { "The stored plan cannot be read; what the status lists follows. " (e) } }
+                    @if let Err(e) = full { p.error #unverified { "The stored plan cannot be read or failed its integrity check, so nothing can be approved here; what the status lists follows (it may be cut short). To see the full plan you need to read ConfigMaps in this namespace (Kubernetes' view role grants it; the chart's roles do not). " (e) } }
                     @if status.diff.is_empty() { p { "No plan is recorded." } }
                     @else {
                         ul.plan { @for d in &status.diff {
@@ -392,6 +444,11 @@ pub(crate) fn edit(
         .status
         .as_ref()
         .and_then(|s| s.plan_id.clone())
+        .unwrap_or_default();
+    let previous = run
+        .annotations()
+        .get(crate::api::annotations::EXCLUDE)
+        .cloned()
         .unwrap_or_default();
     html! {
         h1 { "Leave actions out of " a href=(url) { (name) } }
@@ -427,11 +484,83 @@ pub(crate) fn edit(
                         (plan(p))
                         form method="post" action=(format!("{url}/exclude")) {
                             @for r in ticked { input type="hidden" name="exclude" value=(r.to_string()); }
+                            // What the preview started from: the server refuses if it changed.
+                            input type="hidden" name="plan_id" value=(current);
+                            input type="hidden" name="prev_exclude" value=(previous);
+                            input type="hidden" name="new_plan" value=(p.plan_id);
                             button.primary #confirm type="submit" { "Leave these out (new plan " (p.plan_id) ")" }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::PlanOptions;
+    use serde_json::json;
+
+    fn awaiting(plan_id: &str) -> SyncRun {
+        serde_json::from_value(json!({
+            "apiVersion": "gitops.fleetgate.dev/v1alpha1", "kind": "SyncRun",
+            "metadata": {"name": "r", "namespace": "ns"},
+            "spec": {"repository": "fleet", "revision": "abc", "trigger": "Schedule"},
+            "status": {"phase": "AwaitingApproval", "planId": plan_id},
+        }))
+        .unwrap()
+    }
+
+    fn stored(plan_id: &str) -> Result<Option<Plan>, String> {
+        let options = PlanOptions {
+            repository: "fleet",
+            revision: "abc",
+            prune: false,
+            exclude: &[],
+        };
+        let mut plan = crate::fleet::plan(&[], &[], &options).unwrap();
+        plan.plan_id = plan_id.to_owned();
+        Ok(Some(plan))
+    }
+
+    #[test]
+    fn approve_is_offered_only_for_the_verified_plan_awaiting_approval() {
+        let run = awaiting("plan-a");
+        assert_eq!(
+            approvable_plan(&run, &stored("plan-a")),
+            Ok("plan-a".into())
+        );
+        let other = approvable_plan(&run, &stored("plan-b")).unwrap_err();
+        assert!(other.contains("plan-b"), "{other}");
+        let tampered = Err("PlanTampered: the digest differs".to_owned());
+        let why = approvable_plan(&run, &tampered).unwrap_err();
+        assert!(why.contains("integrity"), "{why}");
+        assert!(approvable_plan(&run, &Ok(None)).is_err());
+        assert!(approvable_plan(&awaiting(""), &stored("")).is_err());
+
+        let page = |full| run_page_html(&run, &full);
+        let good = page(stored("plan-a"));
+        assert!(good.contains("id=\"approve\""), "{good}");
+        assert!(good.contains("name=\"plan_id\" value=\"plan-a\""), "{good}");
+        for bad in [stored("plan-b"), Err("tampered".to_owned()), Ok(None)] {
+            let html = page(bad);
+            assert!(!html.contains("id=\"approve\""), "{html}");
+            assert!(html.contains("id=\"no-approve\""), "{html}");
+        }
+        // The polled fragment: only for the plan the page shows, while it is current.
+        assert!(
+            live(&run, Some("plan-a"))
+                .into_string()
+                .contains("id=\"approve\"")
+        );
+        for shown in [Some("plan-b"), Some(""), None] {
+            assert!(!live(&run, shown).into_string().contains("id=\"approve\""));
+        }
+    }
+
+    fn run_page_html(r: &SyncRun, full: &Result<Option<Plan>, String>) -> String {
+        run(r, full, None).into_string()
     }
 }

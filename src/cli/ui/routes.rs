@@ -8,10 +8,12 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use maud::Markup;
+use serde_json::json;
 
 use super::pages::{self, Notice};
 use super::{App, UiError, guard};
@@ -29,31 +31,46 @@ type Page = Result<Response, Failure>;
 /// Form fields and query parameters, repeated names kept (`exclude=a&exclude=b`).
 type Fields = Vec<(String, String)>;
 
+/// Every route is under the session's secret path (see [`guard`]).
 pub(crate) fn router(app: Arc<App>) -> Router {
     let guard = axum::middleware::from_fn_with_state(app.clone(), guard::check);
+    let p = app.session.prefix().to_owned();
     Router::new()
-        .route("/", get(repositories))
+        .route(&format!("{p}/"), get(repositories))
         .route(
-            "/assets/ui.css",
+            &format!("{p}/assets/ui.css"),
             get(|| async { ([(header::CONTENT_TYPE, "text/css")], CSS) }),
         )
         .route(
-            "/assets/ui.js",
+            &format!("{p}/assets/ui.js"),
             get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], JS) }),
         )
-        .route("/ns/{ns}/repositories/{name}", get(repository))
-        .route("/ns/{ns}/repositories/{name}/drift", get(drift))
-        .route("/ns/{ns}/repositories/{name}/sync", post(sync))
-        .route("/ns/{ns}/runs/{name}", get(run))
-        .route("/ns/{ns}/runs/{name}/live", get(live))
-        .route("/ns/{ns}/runs/{name}/edit", get(edit))
-        .route("/ns/{ns}/runs/{name}/{action}", post(act))
+        .route(
+            &format!("{p}/ns/{{ns}}/repositories/{{name}}"),
+            get(repository),
+        )
+        .route(
+            &format!("{p}/ns/{{ns}}/repositories/{{name}}/drift"),
+            get(drift),
+        )
+        .route(
+            &format!("{p}/ns/{{ns}}/repositories/{{name}}/sync"),
+            post(sync),
+        )
+        .route(&format!("{p}/ns/{{ns}}/runs/{{name}}"), get(run))
+        .route(&format!("{p}/ns/{{ns}}/runs/{{name}}/live"), get(live))
+        .route(&format!("{p}/ns/{{ns}}/runs/{{name}}/edit"), get(edit))
+        .route(
+            &format!("{p}/ns/{{ns}}/runs/{{name}}/{{action}}"),
+            post(act),
+        )
         .layer(guard)
         .with_state(app)
 }
 
 /// An error shown as a page, with the API server's status code where there is one.
 pub(crate) struct Failure {
+    base: String,
     identity: String,
     namespace: Option<String>,
     error: UiError,
@@ -71,7 +88,7 @@ impl IntoResponse for Failure {
         let message = describe(self.error, self.namespace.as_deref());
         (
             status,
-            Html(pages::error_page(&self.identity, &message).into_string()),
+            Html(pages::error_page(&self.base, &self.identity, &message).into_string()),
         )
             .into_response()
     }
@@ -90,6 +107,7 @@ impl App {
     fn fail(&self, ns: &str) -> impl Fn(UiError) -> Failure + '_ {
         let ns = ns.to_owned();
         move |error| Failure {
+            base: self.base(),
             identity: self.identity.clone(),
             namespace: Some(ns.clone()),
             error,
@@ -97,7 +115,17 @@ impl App {
     }
 
     fn page(&self, title: &str, notice: Option<&Notice>, body: Markup) -> Html<String> {
-        Html(pages::layout(title, &self.identity, notice, body).into_string())
+        Html(pages::layout(&self.base(), title, &self.identity, notice, body).into_string())
+    }
+
+    /// The secret path with a trailing slash: what the pages' links are relative to.
+    fn base(&self) -> String {
+        format!("{}/", self.session.prefix())
+    }
+
+    /// A redirect to a page (a URL relative to the base).
+    fn redirect(&self, to: &str) -> Response {
+        Redirect::to(&format!("{}{to}", self.base())).into_response()
     }
 
     fn runs(&self, ns: &str) -> Api<SyncRun> {
@@ -127,6 +155,10 @@ fn forbidden(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 403)
 }
 
+/// How many namespaces are listed at once when repositories cannot be listed
+/// cluster-wide.
+const LIST_CONCURRENCY: usize = 8;
+
 /// Repositories in every namespace the user may list them in: cluster-wide if allowed,
 /// else namespace by namespace, else the context's namespace.
 async fn visible_repositories(
@@ -146,10 +178,19 @@ async fn visible_repositories(
         Err(e) if forbidden(&e) => vec![app.namespace.clone()],
         Err(e) => return Err(e.into()),
     };
+    // A few namespaces at a time, in their order: a big cluster is not listed one by one.
+    let lists: Vec<(String, Result<_, kube::Error>)> = futures::stream::iter(namespaces)
+        .map(|ns| {
+            let (api, lp) = (app.repos(&ns), lp.clone());
+            async move { (ns, api.list(&lp).await) }
+        })
+        .buffered(LIST_CONCURRENCY)
+        .collect()
+        .await;
     let mut repos = Vec::new();
     let mut shown = Vec::new();
-    for ns in namespaces {
-        match app.repos(&ns).list(&lp).await {
+    for (ns, list) in lists {
+        match list {
             Ok(list) => {
                 repos.extend(list.items);
                 shown.push(ns);
@@ -192,7 +233,7 @@ async fn drift(State(app): Shared, Path((ns, name)): Path<(String, String)>) -> 
 async fn sync(State(app): Shared, Path((ns, name)): Path<(String, String)>) -> Page {
     let repos = app.repos(&ns);
     match plugin::request_sync(&repos, &name).await {
-        Ok(_) => Ok(Redirect::to(&pages::repo_url(&ns, &name)).into_response()),
+        Ok(_) => Ok(app.redirect(&pages::repo_url(&ns, &name))),
         Err(e) => {
             let repo = app.repo(&ns, &name).await?;
             let why = describe(UiError::Kube(e), Some(&ns));
@@ -237,9 +278,14 @@ async fn run(State(app): Shared, Path((ns, name)): Path<(String, String)>) -> Pa
     run_page(&app, &ns, &name, None, StatusCode::OK).await
 }
 
-async fn live(State(app): Shared, Path((ns, name)): Path<(String, String)>) -> Page {
+async fn live(
+    State(app): Shared,
+    Path((ns, name)): Path<(String, String)>,
+    Query(fields): Query<Fields>,
+) -> Page {
     let run = app.run(&ns, &name).await?;
-    Ok(Html(pages::live(&run).into_string()).into_response())
+    let shown = field(&fields, "plan");
+    Ok(Html(pages::live(&run, shown).into_string()).into_response())
 }
 
 fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
@@ -331,25 +377,34 @@ async fn refused(app: &App, ns: &str, name: &str, why: String, code: StatusCode)
     run_page(app, ns, name, Some(Notice::Refused(why)), code).await
 }
 
-/// Sets `key` on the run as the user, then shows the run; a refusal by the API server
-/// (RBAC, admission) is shown with its own words.
-async fn annotate(app: &App, ns: &str, name: &str, key: &str, value: Option<&str>) -> Page {
-    let runs = app.runs(ns);
-    let result = match value {
-        Some(v) => plugin::annotate(&runs, name, key, v).await,
-        None => plugin::remove_annotation(&runs, name, key).await,
-    };
+/// Sets `key` on the run as the user (only if the run is still at `version`, when
+/// given), then shows the run; a refusal by the API server (RBAC, admission, a changed
+/// run) is shown with its own words.
+async fn annotate(
+    app: &App,
+    run: &SyncRun,
+    key: &str,
+    value: Option<&str>,
+    version: Option<&str>,
+) -> Page {
+    let (ns, name) = (run.namespace().unwrap_or_default(), run.name_any());
+    let mut patch = json!({"metadata": {"annotations": {key: value}}});
+    if let Some(v) = version {
+        patch["metadata"]["resourceVersion"] = json!(v);
+    }
+    let result = app
+        .runs(&ns)
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
     match result {
-        Ok(()) => Ok(Redirect::to(&pages::run_url(ns, name)).into_response()),
+        Ok(_) => Ok(app.redirect(&pages::run_url(&ns, &name))),
+        Err(kube::Error::Api(s)) if s.code == 409 && version.is_some() => {
+            let why = format!("{name} changed since the page was shown; look at it again");
+            refused(app, &ns, &name, why, StatusCode::CONFLICT).await
+        }
         Err(e) => {
-            refused(
-                app,
-                ns,
-                name,
-                kubectl::describe(&e, Some(ns)),
-                StatusCode::FORBIDDEN,
-            )
-            .await
+            let why = kubectl::describe(&anyhow::Error::from(e), Some(&ns));
+            refused(app, &ns, &name, why, StatusCode::FORBIDDEN).await
         }
     }
 }
@@ -378,8 +433,14 @@ async fn approve(app: &App, run: &SyncRun, fields: &Fields) -> Page {
         let missing = UiError::BadRequest("which plan to approve is missing".into());
         return Err(app.fail(&ns)(missing));
     };
-    match plugin::approvable(run, Some(expected)) {
-        Ok(plan_id) => annotate(app, &ns, &name, annotations::APPROVE, Some(&plan_id)).await,
+    let check = match plugin::approvable(run, Some(expected)) {
+        // Only the plan that was read, verified and shown is approved.
+        Ok(_) => pages::approvable_plan(run, &stored_plan(&app.client, run).await)
+            .map_err(|why| format!("{why}; nothing was approved")),
+        Err(why) => Err(why),
+    };
+    match check {
+        Ok(plan_id) => annotate(app, run, annotations::APPROVE, Some(&plan_id), None).await,
         Err(why) => refused(app, &ns, &name, why, StatusCode::CONFLICT).await,
     }
 }
@@ -392,19 +453,100 @@ async fn reject(app: &App, run: &SyncRun, fields: &Fields) -> Page {
         false => plugin::rejectable(run),
     };
     match check {
-        Ok(()) => annotate(app, &ns, &name, annotations::REJECT, Some(reason)).await,
+        Ok(()) => annotate(app, run, annotations::REJECT, Some(reason), None).await,
         Err(why) => refused(app, &ns, &name, why, StatusCode::CONFLICT).await,
+    }
+}
+
+/// Why the exclusions the preview started from are no longer the run's, if they are not.
+fn exclusions_unchanged(run: &SyncRun, fields: &Fields) -> Result<(), String> {
+    let Some(previous) = field(fields, "prev_exclude") else {
+        return Err("what the preview left out is missing; preview again".into());
+    };
+    let current = run
+        .annotations()
+        .get(annotations::EXCLUDE)
+        .map(String::as_str)
+        .unwrap_or_default();
+    match current == previous {
+        true => Ok(()),
+        false => Err(format!(
+            "what {} leaves out changed since the preview (now {current:?}, the preview \
+             started from {previous:?}); preview again",
+            run.name_any()
+        )),
     }
 }
 
 async fn exclude(app: &App, run: &SyncRun, fields: &Fields) -> Page {
     let (ns, name) = (run.namespace().unwrap_or_default(), run.name_any());
-    let ticked = exclusions(fields).map_err(app.fail(&ns))?;
-    // Left out only while it is still the run whose plan was reviewed.
-    if let Err(why) = plugin::approvable(run, None) {
+    let fail = app.fail(&ns);
+    let ticked = exclusions(fields).map_err(&fail)?;
+    let Some(previewed) = field(fields, "plan_id") else {
+        let missing = UiError::BadRequest("which plan was previewed is missing".into());
+        return Err(fail(missing));
+    };
+    // Left out only while it is still the run, plan and exclusions that were previewed.
+    let check = plugin::approvable(run, Some(previewed))
+        .map(|_| ())
+        .and_then(|()| exclusions_unchanged(run, fields));
+    if let Err(why) = check {
+        return refused(app, &ns, &name, why, StatusCode::CONFLICT).await;
+    }
+    let new_plan = preview(app, run, &ticked).await.map_err(&fail)?.plan_id;
+    if field(fields, "new_plan") != Some(new_plan.as_str()) {
+        let why = format!(
+            "leaving these out now makes plan {new_plan}, not the one previewed; preview again"
+        );
         return refused(app, &ns, &name, why, StatusCode::CONFLICT).await;
     }
     let value: Vec<String> = ticked.iter().map(|r| r.to_string()).collect();
     let value = (!value.is_empty()).then(|| value.join(","));
-    annotate(app, &ns, &name, annotations::EXCLUDE, value.as_deref()).await
+    let version = run.resource_version();
+    annotate(
+        app,
+        run,
+        annotations::EXCLUDE,
+        value.as_deref(),
+        version.as_deref(),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_excluding(exclude: Option<&str>) -> SyncRun {
+        let mut meta = json!({"name": "r", "namespace": "ns"});
+        if let Some(e) = exclude {
+            meta["annotations"] = json!({annotations::EXCLUDE: e});
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "gitops.fleetgate.dev/v1alpha1", "kind": "SyncRun",
+            "metadata": meta,
+            "spec": {"repository": "fleet", "revision": "abc", "trigger": "Schedule"},
+        }))
+        .unwrap()
+    }
+
+    fn fields(prev: Option<&str>) -> Fields {
+        prev.map(|p| vec![("prev_exclude".to_owned(), p.to_owned())])
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn exclusions_are_set_only_over_those_the_preview_started_from() {
+        let none = run_excluding(None);
+        let one = run_excluding(Some("fleetnode/a"));
+        assert_eq!(exclusions_unchanged(&none, &fields(Some(""))), Ok(()));
+        assert_eq!(
+            exclusions_unchanged(&one, &fields(Some("fleetnode/a"))),
+            Ok(())
+        );
+        let why = exclusions_unchanged(&one, &fields(Some(""))).unwrap_err();
+        assert!(why.contains("changed since the preview"), "{why}");
+        assert!(exclusions_unchanged(&none, &fields(Some("fleetnode/a"))).is_err());
+        assert!(exclusions_unchanged(&none, &fields(None)).is_err());
+    }
 }
