@@ -4,6 +4,7 @@
 
 pub mod conventions;
 pub mod fleet;
+pub mod governance;
 pub mod reference;
 pub mod repository;
 pub mod syncrun;
@@ -13,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResourceExt;
 
 pub use fleet::{FleetNode, FleetTemplate, SdwanNetwork, SdwanPeer, VirtualIp};
+pub use governance::GovernancePolicy;
 pub use repository::GitopsRepository;
 pub use syncrun::SyncRun;
 
@@ -42,6 +44,14 @@ pub mod annotations {
     /// On a SyncRun: the authenticated user who set the approve annotation, stamped by
     /// the admission policy the chart installs.
     pub const APPROVED_BY: &str = "gitops.fleetgate.dev/approved-by";
+    /// On a SyncRun: the groups of the user who set the approve annotation,
+    /// comma-separated, stamped by the admission policy the chart installs.
+    pub const APPROVED_BY_GROUPS: &str = "gitops.fleetgate.dev/approved-by-groups";
+    /// On a GitopsRepository: the user who set sync-requested-at, stamped at admission;
+    /// copied to the SyncRun it starts as `requested-by`.
+    pub const SYNC_REQUESTED_BY: &str = "gitops.fleetgate.dev/sync-requested-by";
+    /// On a SyncRun: who requested it (copied from sync-requested-by when the run is created).
+    pub const REQUESTED_BY: &str = "gitops.fleetgate.dev/requested-by";
     /// On a fleet object: `"true"` makes a plan that would delete it fail.
     pub const PREVENT_DESTROY: &str = "gitops.fleetgate.dev/prevent-destroy";
 }
@@ -51,6 +61,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     [
         GitopsRepository::crd(),
         SyncRun::crd(),
+        GovernancePolicy::crd(),
         FleetTemplate::crd(),
         FleetNode::crd(),
         SdwanNetwork::crd(),

@@ -82,7 +82,7 @@ pub async fn reconcile(ctx: &Context, repo: &GitopsRepository) -> Result<Option<
                 set_finalizer(ctx, repo, false).await?;
                 return Ok(Some(Action::await_change()));
             }
-            Some(Phase::Failed | Phase::Rejected | Phase::Superseded) => (
+            Some(Phase::Failed | Phase::Rejected | Phase::Superseded | Phase::Expired) => (
                 false,
                 "DeletionBlocked",
                 format!(

@@ -7,6 +7,7 @@ pub mod deletion;
 pub mod drift;
 pub mod error;
 pub mod gitsource;
+pub mod governance;
 pub mod integrity;
 pub mod live;
 pub mod metrics;
@@ -217,6 +218,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             .for_each(|_| futures::future::ready(()));
         controllers.push(futures::future::join(repositories, runs).boxed());
     }
+    controllers.push(governance_policies(&client).map(|()| ((), ())).boxed());
     tokio::select! {
         _ = futures::future::join_all(controllers) => info!("controllers stopped"),
         _ = async { loop { if is_leader.changed().await.is_err() || !*is_leader.borrow() { break; } } } => {
@@ -227,6 +229,23 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     drop(is_leader);
     let _ = lease_task.await;
     Ok(())
+}
+
+/// Reports on each GovernancePolicy's status whether its rules compile (cluster-scoped,
+/// whatever namespaces are watched).
+fn governance_policies(client: &Client) -> futures::future::BoxFuture<'static, ()> {
+    Controller::new(
+        Api::<crate::api::GovernancePolicy>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(
+        governance::policy::reconcile,
+        governance::policy::error_policy,
+        Arc::new(client.clone()),
+    )
+    .for_each(|_| futures::future::ready(()))
+    .boxed()
 }
 
 /// The GitopsRepository controller of one scope: it follows its SyncRuns, and any

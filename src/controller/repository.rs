@@ -157,7 +157,7 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
     let new_revision = runs
         .iter()
         .find(|r| r.spec.trigger != Trigger::Drift)
-        .is_none_or(|newest| newest.spec.revision != revision);
+        .is_none_or(|newest| newest.spec.revision != revision || replan_expired(newest));
     if (new_revision || manual) && !manual_done {
         let trigger = if manual {
             Trigger::Manual
@@ -443,6 +443,11 @@ async fn prune_history(
     Ok(())
 }
 
+/// A plan that expired unapproved is planned afresh, its revision unchanged.
+fn replan_expired(run: &SyncRun) -> bool {
+    run.status.as_ref().and_then(|s| s.phase) == Some(Phase::Expired)
+}
+
 /// Ready, Reconciling and Stalled as the newest run makes them.
 fn conditions_from_newest(
     conditions: &mut Vec<Condition>,
@@ -520,6 +525,13 @@ fn conditions_from_newest(
             false,
             "Progressing",
             format!("revision {rev} superseded"),
+        ),
+        Some(Phase::Expired) => (
+            false,
+            true,
+            false,
+            "Progressing",
+            format!("the plan of revision {rev} expired unapproved; planning it afresh"),
         ),
     };
     let k = Kstatus {

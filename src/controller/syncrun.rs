@@ -18,6 +18,7 @@ use super::apply;
 use super::context::{Context, object_key, off_runtime, truncate};
 use super::error::{Error, Result};
 use super::gitsource;
+use super::governance::{self, Counted, rules};
 use super::planstore;
 use crate::api::repository::DriftRemediation;
 use crate::api::syncrun::{ActionState, ActionStatus, DiffEntry, Phase, SyncRunStatus, Trigger};
@@ -262,6 +263,8 @@ struct Planned {
     warnings: Vec<String>,
     /// The revision's whole desired state, kept for drift detection once applied.
     desired: Vec<FleetObject>,
+    /// The repository's live objects counted per kind, for governance rules.
+    live: std::collections::BTreeMap<String, u64>,
 }
 
 enum Computed {
@@ -326,6 +329,7 @@ async fn compute(
     let (prune, exclude) = (repo.spec.prune || deleting, exclude.to_vec());
     let warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
     off_runtime(move || {
+        let live_counts = rules::count_live(&live, &repository);
         let options = PlanOptions {
             repository: &repository,
             revision: &revision,
@@ -337,6 +341,7 @@ async fn compute(
                 plan,
                 warnings,
                 desired: desired.objects,
+                live: live_counts,
             })),
             Err(errors) => {
                 let reason = match errors.first() {
@@ -443,6 +448,7 @@ async fn record(
         plan,
         warnings,
         desired,
+        live,
     } = *planned;
     let saved = planstore::save(&ctx.client, run, "desired", &desired).await?;
     status.desired_state = saved.names;
@@ -493,7 +499,36 @@ async fn record(
         String::new()
     };
     status.full_plan = Some(full_plan);
-    let policy = approving_policy(repo, run, &plan);
+    status.planned_at = Some(now());
+    let ns = run.namespace().unwrap_or_default();
+    let gov = governance::load(&ctx.client, &ns, &run.spec.repository)
+        .await
+        .map_err(governance_error)?;
+    let facts = rules::Facts::new(
+        &plan,
+        live,
+        &ns,
+        &run.spec.repository,
+        run.spec.trigger.as_str(),
+    );
+    let verdict = match gov.judge(facts).await {
+        Ok(verdict) => verdict,
+        Err(governance::Error::Kube(e)) => return Err(e.into()),
+        Err(e) => return fail(ctx, run, status, e.label(), e.to_string()).await,
+    };
+    status.warnings.extend(verdict.warnings.iter().cloned());
+    status.policy_results = verdict.matched.clone();
+    let required = gov.required(&verdict);
+    status.approvals_required = (required > 1).then_some(required);
+    let policy = if gov.needs_person(&verdict) {
+        None
+    } else {
+        verdict
+            .auto_approved_by
+            .as_ref()
+            .map(|rule| format!("policy/{rule}"))
+            .or_else(|| approving_policy(repo, run, &plan))
+    };
     status.requires_approval = policy.is_none();
     if let Some(policy) = policy {
         let message = format!(
@@ -515,8 +550,12 @@ async fn record(
         .await?;
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
+    let quorum = match required {
+        1 => String::new(),
+        n => format!(" ({n} distinct approvers needed)"),
+    };
     let message = format!(
-        "plan {}: {}; approve with: kubectl annotate syncrun/{} {}={}{where_}",
+        "plan {}: {}; approve{quorum} with: kubectl annotate syncrun/{} {}={}{where_}",
         plan.plan_id,
         summary_line(&plan),
         run.name_any(),
@@ -565,6 +604,20 @@ async fn record(
 /// Waits for the approve, reject or exclude annotation.
 async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> Result<Action> {
     let a = run.annotations();
+    let gov = governance::load(
+        &ctx.client,
+        &run.namespace().unwrap_or_default(),
+        &run.spec.repository,
+    )
+    .await
+    .map_err(governance_error)?;
+    let mut status = status;
+    if let Some(action) = expire(run, ctx, &gov, &mut status).await? {
+        return Ok(action);
+    }
+    let waiting = gov
+        .next_deadline(&status, now().0)
+        .map_or_else(Action::await_change, Action::requeue);
     if let Some(reason) = a.get(annotations::REJECT) {
         let message = format!("rejected: {reason}");
         transition(
@@ -589,10 +642,10 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
             status.refused_approval = None;
             write_status(ctx, run, &status).await?;
         }
-        return Ok(Action::await_change());
+        return Ok(waiting);
     };
     if status.refused_approval.as_deref() == Some(approval.as_str()) {
-        return Ok(Action::await_change()); // refused already; remove it to approve again
+        return Ok(waiting); // refused already; remove it to approve again
     }
     let plan_id = status.plan_id.clone().unwrap_or_default();
     if *approval != plan_id {
@@ -617,9 +670,17 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
             .await;
         }
     };
+    let groups = governance::quorum::groups(a.get(annotations::APPROVED_BY_GROUPS));
+    let requester = a.get(annotations::REQUESTED_BY).map(String::as_str);
+    let approver = match gov.count(&mut status, &approver, groups, requester, now().0) {
+        Counted::Met(tally) => tally.approvers.join(", "),
+        Counted::Refused(message) => return refuse(run, ctx, status, approval, message).await,
+        Counted::Waiting { tally, added } => {
+            return record_partial_approval(run, ctx, status, &approver, tally, added).await;
+        }
+    };
     let key = repository_key(run);
     if !ctx.claim_apply(&key, &run.name_any()) {
-        let mut status = status;
         let message = format!(
             "approved; waiting for another run of {} to finish applying",
             run.spec.repository
@@ -630,7 +691,6 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
         }
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
-    let mut status = status;
     status.approved_by = Some(approver);
     status.approved_at = Some(now());
     let message = format!(
@@ -648,6 +708,102 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
     )
     .await?;
     Ok(Action::requeue(Duration::from_millis(100)))
+}
+
+fn governance_error(e: governance::Error) -> Error {
+    match e {
+        governance::Error::Kube(e) => Error::Kube(e),
+        other => Error::InvalidSpec {
+            field: "governance".into(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Ends a plan left unapproved past its expiry, and drops approvals past theirs.
+async fn expire(
+    run: &SyncRun,
+    ctx: &Context,
+    gov: &governance::Governance,
+    status: &mut SyncRunStatus,
+) -> Result<Option<Action>> {
+    let ts = now().0;
+    if let Some(message) = gov.plan_expired(status, ts) {
+        transition(
+            ctx,
+            run,
+            status.clone(),
+            Phase::Expired,
+            true,
+            "PlanExpired",
+            message,
+        )
+        .await?;
+        return Ok(Some(Action::await_change()));
+    }
+    let dropped = gov.drop_stale(status, ts);
+    if !dropped.is_empty() {
+        let message = format!(
+            "the approval of {} is older than the approval expiry and no longer counts",
+            dropped.join(", ")
+        );
+        status.message = Some(message.clone());
+        write_status(ctx, run, status).await?;
+        ctx.event_at(
+            run,
+            "status.approvals",
+            true,
+            "ApprovalExpired",
+            "Approve",
+            message,
+        )
+        .await;
+    }
+    Ok(None)
+}
+
+/// One approval of a plan that needs more: recorded in status, then the approve
+/// annotation is cleared so that the next approver sets (and is stamped) afresh.
+async fn record_partial_approval(
+    run: &SyncRun,
+    ctx: &Context,
+    mut status: SyncRunStatus,
+    approver: &str,
+    tally: governance::quorum::Tally,
+    added: bool,
+) -> Result<Action> {
+    let plan_id = status.plan_id.clone().unwrap_or_default();
+    let counted = match added {
+        true => format!("approval of plan {plan_id} by {approver} recorded"),
+        false => format!("{approver} already approved plan {plan_id}; an approver counts once"),
+    };
+    let message = format!(
+        "{counted}: {}; the next approver approves with: kubectl annotate syncrun/{} {}={plan_id}",
+        tally.describe(),
+        run.name_any(),
+        annotations::APPROVE,
+    );
+    status.message = Some(message.clone());
+    write_status(ctx, run, &status).await?;
+    let reason = if added {
+        "ApprovalRecorded"
+    } else {
+        "ApprovalRepeated"
+    };
+    ctx.event_at(
+        run,
+        "metadata.annotations",
+        !added,
+        reason,
+        "Approve",
+        message,
+    )
+    .await;
+    match governance::clear_approval(&ctx.client, run).await? {
+        true => Ok(Action::await_change()),
+        // Changed since it was read: read it again.
+        false => Ok(Action::requeue(Duration::from_millis(200))),
+    }
 }
 
 /// The exclude annotation changed: plan again without the excluded actions. An

@@ -12,6 +12,7 @@ pub mod chart;
 pub mod git;
 pub mod operator;
 pub mod outage;
+pub mod tenant;
 
 use std::path::PathBuf;
 use std::process::Command;

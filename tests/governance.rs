@@ -1,0 +1,406 @@
+//! Governance with the chart installed: GovernancePolicies written by the cluster admin,
+//! users acting by impersonation with the chart's roles (alice the editor, bob and carol
+//! approvers), the controller on the chart's ServiceAccount token.
+
+mod support;
+
+use std::time::Duration;
+
+use fleetgate::api::syncrun::Phase;
+use fleetgate::api::{GovernancePolicy, SyncRun, annotations, condition};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use support::chart::Installed;
+use support::operator::*;
+use support::tenant::*;
+
+const V1: &[u8] = include_bytes!("../examples/fleet.yaml");
+const V2: &[u8] = include_bytes!("../examples/fleet-v2.yaml");
+
+/// The three example rules of the README.
+const MASS_DELETE: &str = "plan.actions.filter(a, a.kind == 'FleetNode' && a.operation == 'Delete').size() * 100 > live.FleetNode * 5";
+const TWO_FOR_ROUTING: &str = "plan.actions.exists(a, (a.kind == 'VirtualIp' && a.fields.exists(f, f.path == 'primaryHolder')) || a.fields.exists(f, f.path == 'nodePlatform'))";
+const METADATA_ONLY: &str = "plan.actions.all(a, a.operation == 'Update' && a.fields.all(f, f.path.startsWith('metadata')))";
+
+fn policy(name: &str, spec: Value) -> GovernancePolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "gitops.fleetgate.dev/v1alpha1", "kind": "GovernancePolicy",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+    .unwrap()
+}
+
+/// A cluster-scoped policy, deleted when dropped.
+struct Policy {
+    api: Api<GovernancePolicy>,
+    name: String,
+}
+
+impl Policy {
+    async fn create(admin: &Client, name: &str, spec: Value) -> Self {
+        let api: Api<GovernancePolicy> = Api::all(admin.clone());
+        let _ = api.delete(name, &DeleteParams::default()).await;
+        api.create(&PostParams::default(), &policy(name, spec))
+            .await
+            .unwrap();
+        Self {
+            api,
+            name: name.into(),
+        }
+    }
+
+    /// Waits until the controller reports `reason` on the policy's Ready condition.
+    async fn ready_reason(&self, reason: &str) -> GovernancePolicy {
+        support::eventually(
+            &format!("policy {} with reason {reason}", self.name),
+            Duration::from_secs(30),
+            || async {
+                let p = self.api.get(&self.name).await.ok()?;
+                let c = condition(&p.status.as_ref()?.conditions, "Ready")?;
+                (c.reason == reason).then_some(p.clone())
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for Policy {
+    fn drop(&mut self) {
+        // Cluster-scoped: not removed with the test's namespace.
+        let _ = std::process::Command::new(support::tool("kubectl"))
+            .args([
+                "delete",
+                "governancepolicy",
+                &self.name,
+                "--ignore-not-found",
+            ])
+            .env("KUBECONFIG", &support::env().kubeconfig)
+            .output();
+    }
+}
+
+fn selecting(ns: &str, extra: Value) -> Value {
+    let mut spec = json!({"repositories": [{"namespace": ns, "name": "fleet"}]});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    spec
+}
+
+async fn get_run(client: &Client, ns: &str, name: &str) -> SyncRun {
+    Api::<SyncRun>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap()
+}
+
+/// Waits until the run's message contains `text` (the approval annotation is then gone).
+async fn message_has(t: &Tenant, run: &str, text: &str) -> SyncRun {
+    let text = text.to_owned();
+    wait_for_status(
+        &t.admin,
+        &t.ns.name,
+        run,
+        &format!("message with {text}"),
+        |s| s.message.as_deref().is_some_and(|m| m.contains(&text)),
+    )
+    .await
+}
+
+/// Waits until the approve annotation was removed after an approval was recorded.
+async fn approval_cleared(t: &Tenant, run: &str) {
+    let api = Api::<SyncRun>::namespaced(t.admin.clone(), &t.ns.name);
+    support::eventually(
+        "the approve annotation to be cleared",
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move {
+                let r = api.get(run).await.ok()?;
+                (!r.annotations().contains_key(annotations::APPROVE)).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// Editors and approvers cannot write governance; a rule that does not compile is
+/// reported on the policy and holds the repository's plans until fixed.
+#[tokio::test]
+async fn policies_are_the_platform_owners_and_broken_rules_hold_plans() {
+    let t = tenant("gov-policy").await;
+    let chart = Installed::new(&[&t.ns], &[]).await;
+    t.bind_users();
+    let ns = &t.ns.name;
+    for (who, client) in [("alice", &t.alice), ("bob", &t.bob)] {
+        let api: Api<GovernancePolicy> = Api::all(client.clone());
+        let (code, message) = refusal(
+            api.create(
+                &PostParams::default(),
+                &policy("mine", selecting(ns, json!({}))),
+            )
+            .await,
+        );
+        assert_eq!(code, 403, "{who}: {message}");
+        assert!(message.contains("governancepolicies"), "{message}");
+    }
+
+    let broken = json!({"rules": [
+        {"name": "broken", "expression": "plan.actions.exists(a, ", "action": "Deny"},
+        {"name": "fine", "expression": "true", "action": "Warn", "message": "looked at"},
+    ]});
+    let p = Policy::create(&t.admin, &format!("{ns}-broken"), selecting(ns, broken)).await;
+    let status = p.ready_reason("InvalidRule").await.status.unwrap();
+    assert!(
+        status.errors[0].starts_with("rules[0] (broken): "),
+        "{:?}",
+        status.errors
+    );
+    assert_eq!(status.errors.len(), 1);
+    // Neither editor nor approver can fix or delete it either.
+    for client in [&t.alice, &t.bob] {
+        let api: Api<GovernancePolicy> = Api::all(client.clone());
+        let (code, _) = refusal(api.delete(&p.name, &DeleteParams::default()).await);
+        assert_eq!(code, 403);
+        let patch = json!({"spec": {"rules": []}});
+        let (code, _) = refusal(
+            api.patch(&p.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await,
+        );
+        assert_eq!(code, 403);
+    }
+
+    create_repository(&t.admin, ns, "fleet", t.ssh_spec()).await;
+    let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
+    let failed = run_in_phase(&t.admin, ns, &v1, Phase::Failed).await;
+    let ready = condition(&failed.status.as_ref().unwrap().conditions, "Ready").unwrap();
+    assert_eq!(ready.reason, "PolicyInvalid", "{}", ready.message);
+    assert!(
+        ready.message.contains("rules[0] (broken)"),
+        "{}",
+        ready.message
+    );
+    assert!(fleet_objects(&t.admin, ns).await.is_empty());
+
+    // Fixed by the platform owner, the next revision plans and waits for a person,
+    // with the warning rule's message.
+    let fixed = json!({"spec": {"rules": [
+        {"name": "fine", "expression": "true", "action": "Warn", "message": "looked at"},
+    ]}});
+    p.api
+        .patch(&p.name, &PatchParams::default(), &Patch::Merge(&fixed))
+        .await
+        .unwrap();
+    p.ready_reason("Compiled").await;
+    let v2 = t.repo.commit(&[("fleet.yaml", V2)], "second");
+    let run = run_in_phase(&t.admin, ns, &v2, Phase::AwaitingApproval).await;
+    let s = run.status.unwrap();
+    assert!(
+        s.warnings.iter().any(|w| w.contains("looked at")),
+        "{:?}",
+        s.warnings
+    );
+    drop(chart);
+}
+
+/// Two distinct approvers of the same plan: one waits, the same one twice still waits,
+/// an approval of a plan replaced by an exclusion does not count, a second applies.
+#[tokio::test]
+async fn a_quorum_of_two_counts_distinct_approvers_of_the_current_plan() {
+    let t = tenant("gov-quorum").await;
+    let chart = Installed::new(&[&t.ns], &[]).await;
+    t.bind_users();
+    let ns = &t.ns.name;
+    let _p = Policy::create(
+        &t.admin,
+        &format!("{ns}-quorum"),
+        selecting(ns, json!({"approvals": {"required": 2}})),
+    )
+    .await;
+    create_repository(&t.admin, ns, "fleet", t.ssh_spec()).await;
+    let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
+    let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+    let name = run.name_any();
+    let s = run.status.clone().unwrap();
+    assert_eq!(s.approvals_required, Some(2));
+    let p1 = s.plan_id.clone().unwrap();
+
+    // bob approves: recorded, still waiting, the annotation cleared for the next one.
+    t.approve(&t.bob, &run).await.unwrap();
+    let waiting = message_has(&t, &name, "1/2 approvals (bob)").await;
+    approval_cleared(&t, &name).await;
+    let s = waiting.status.unwrap();
+    assert_eq!(s.phase, Some(Phase::AwaitingApproval));
+    assert_eq!(s.approvals.len(), 1);
+    assert_eq!(s.approvals[0].user, "bob");
+    assert_eq!(s.approvals[0].plan_id, p1);
+
+    // bob again: counts once.
+    t.approve_as(&t.bob, &name, &p1).await.unwrap();
+    message_has(&t, &name, "bob already approved").await;
+    approval_cleared(&t, &name).await;
+    let s = get_run(&t.admin, ns, &name).await.status.unwrap();
+    assert_eq!(s.phase, Some(Phase::AwaitingApproval));
+    assert_eq!(s.approvals.len(), 1);
+
+    // alice excludes a node: a new plan, for which bob's approval does not count.
+    annotate(
+        &t.alice,
+        ns,
+        &name,
+        annotations::EXCLUDE,
+        Some("fleetnode/edge-london-01"),
+    )
+    .await;
+    let replanned = wait_for_status(&t.admin, ns, &name, "a new plan", |s| {
+        s.plan_id.as_deref() != Some(p1.as_str())
+    })
+    .await;
+    let p2 = replanned.status.unwrap().plan_id.unwrap();
+    t.approve_as(&t.carol, &name, &p2).await.unwrap();
+    message_has(&t, &name, "1/2 approvals (carol)").await;
+    approval_cleared(&t, &name).await;
+    // The stale plan id is refused outright.
+    t.approve_as(&t.bob, &name, &p1).await.unwrap();
+    message_has(&t, &name, "does not match the current plan").await;
+    assert_eq!(
+        get_run(&t.admin, ns, &name).await.status.unwrap().phase,
+        Some(Phase::AwaitingApproval)
+    );
+    assert!(fleet_objects(&t.admin, ns).await.is_empty());
+
+    // bob approves the current plan: two distinct approvers, applied.
+    t.approve_as(&t.bob, &name, &p2).await.unwrap();
+    let applied = run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
+    let s = applied.status.unwrap();
+    assert_eq!(s.approved_by.as_deref(), Some("carol, bob"));
+    assert!(!fleet_objects(&t.admin, ns).await.is_empty());
+    let recorded = events(&t.admin, ns, &name, "ApprovalRecorded").await;
+    assert!(recorded.len() >= 2, "{recorded:?}");
+    drop(chart);
+}
+
+/// A plan not approved in time expires and is planned afresh; an approval older than
+/// the approval expiry no longer counts.
+#[tokio::test]
+async fn plans_and_approvals_expire() {
+    let t = tenant("gov-expiry").await;
+    let chart = Installed::new(&[&t.ns], &[]).await;
+    t.bind_users();
+    let ns = &t.ns.name;
+    let _p = Policy::create(
+        &t.admin,
+        &format!("{ns}-expiry"),
+        selecting(
+            ns,
+            json!({"approvals": {"required": 2}, "approvalExpiry": "3s", "planExpiry": "12s"}),
+        ),
+    )
+    .await;
+    create_repository(&t.admin, ns, "fleet", t.ssh_spec()).await;
+    let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
+    let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+    let name = run.name_any();
+    t.approve(&t.bob, &run).await.unwrap();
+    message_has(&t, &name, "1/2 approvals (bob)").await;
+    let expired = events(&t.admin, ns, &name, "ApprovalExpired").await;
+    assert!(expired[0].contains("bob"), "{expired:?}");
+    let s = get_run(&t.admin, ns, &name).await.status.unwrap();
+    assert!(s.approvals.is_empty(), "{:?}", s.approvals);
+    t.approve(&t.carol, &run).await.unwrap();
+    message_has(&t, &name, "1/2 approvals (carol)").await;
+
+    // Nobody else approves: the plan expires, and the same revision is planned again.
+    let gone = run_in_phase(&t.admin, ns, &v1, Phase::Expired).await;
+    assert_eq!(gone.name_any(), name);
+    let ready = condition(&gone.status.as_ref().unwrap().conditions, "Ready").unwrap();
+    assert_eq!(ready.reason, "PlanExpired");
+    let fresh = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+    assert_ne!(fresh.name_any(), name);
+    assert!(fresh.status.unwrap().approvals.is_empty());
+    assert!(fleet_objects(&t.admin, ns).await.is_empty());
+    drop(chart);
+}
+
+/// The README's three example rules on the reference fleets.
+#[tokio::test]
+async fn cel_rules_deny_escalate_and_auto_approve() {
+    let t = tenant("gov-cel").await;
+    let chart = Installed::new(&[&t.ns], &[]).await;
+    t.bind_users();
+    let ns = &t.ns.name;
+    let rules = json!({"rules": [
+        {"name": "no-mass-delete", "expression": MASS_DELETE, "action": "Deny",
+         "message": "this plan deletes more than 5% of the nodes"},
+        {"name": "two-for-routing", "expression": TWO_FOR_ROUTING, "action": "RequireApprovals", "approvals": 2},
+        {"name": "metadata-only", "expression": METADATA_ONLY, "action": "AutoApprove"},
+    ]});
+    let p = Policy::create(&t.admin, &format!("{ns}-cel"), selecting(ns, rules)).await;
+    p.ready_reason("Compiled").await;
+    create_repository(&t.admin, ns, "fleet", t.ssh_spec()).await;
+
+    // V1 from nothing: no rule matches, one approver as usual.
+    let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
+    let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+    assert_eq!(run.status.as_ref().unwrap().approvals_required, None);
+    t.approve(&t.bob, &run).await.unwrap();
+    run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
+
+    // Only a template's metadata changes: applied by the rule, no person asked.
+    let text = String::from_utf8(V1.to_vec()).unwrap();
+    let meta = text.replace("purpose: edge-cdn", "purpose: edge-cdn-eu");
+    let v_meta = t
+        .repo
+        .commit(&[("fleet.yaml", meta.as_bytes())], "metadata");
+    let applied = run_in_phase(&t.admin, ns, &v_meta, Phase::Applied).await;
+    let s = applied.status.unwrap();
+    assert_eq!(
+        s.approved_by.as_deref(),
+        Some(format!("policy/{ns}-cel/metadata-only").as_str())
+    );
+
+    // The virtual IP's primary holder moves: two approvers needed.
+    let moved = meta
+        .replace(
+            "primary_holder: edge-tokyo-01",
+            "primary_holder: edge-tokyo-02",
+        )
+        .replace(
+            "failover_holders: [edge-tokyo-02, edge-london-01]",
+            "failover_holders: [edge-tokyo-01, edge-london-01]",
+        );
+    let v_vip = t
+        .repo
+        .commit(&[("fleet.yaml", moved.as_bytes())], "re-home the VIP");
+    let run = run_in_phase(&t.admin, ns, &v_vip, Phase::AwaitingApproval).await;
+    let s = run.status.clone().unwrap();
+    assert_eq!(s.approvals_required, Some(2), "{:?}", s.policy_results);
+    assert!(
+        s.policy_results
+            .iter()
+            .any(|r| r.contains("two-for-routing")),
+        "{:?}",
+        s.policy_results
+    );
+    t.approve(&t.bob, &run).await.unwrap();
+    message_has(&t, &run.name_any(), "1/2 approvals (bob)").await;
+    t.approve(&t.carol, &run).await.unwrap();
+    run_in_phase(&t.admin, ns, &v_vip, Phase::Applied).await;
+
+    // V2 deletes one of three nodes: denied before anyone is asked.
+    let v2 = t.repo.commit(&[("fleet.yaml", V2)], "second");
+    let failed = run_in_phase(&t.admin, ns, &v2, Phase::Failed).await;
+    let s = failed.status.unwrap();
+    let ready = condition(&s.conditions, "Ready").unwrap();
+    assert_eq!(ready.reason, "PolicyDenied", "{}", ready.message);
+    assert!(
+        ready
+            .message
+            .contains("this plan deletes more than 5% of the nodes"),
+        "{}",
+        ready.message
+    );
+    assert!(!s.requires_approval);
+    drop(chart);
+}
