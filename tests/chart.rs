@@ -326,7 +326,7 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     assert!(
         status
             .message
-            .contains("user alice may not approve or reject SyncRuns"),
+            .contains("user alice may not approve, reject or schedule SyncRuns"),
         "{}",
         status.message
     );

@@ -404,3 +404,89 @@ async fn cel_rules_deny_escalate_and_auto_approve() {
     assert!(!s.requires_approval);
     drop(chart);
 }
+
+/// A deny window from a second ago lasting `secs` seconds, as a once-a-day cron (UTC).
+fn deny_window_now(secs: u64) -> Value {
+    let start = chrono::Utc::now() - chrono::Duration::seconds(1);
+    json!({"kind": "Deny", "schedule": start.format("%S %M %H * * *").to_string(),
+           "duration": format!("{secs}s"), "timeZone": "UTC"})
+}
+
+/// An approved run inside a deny window waits Scheduled and applies when it closes; an
+/// emergency override is honoured only with the policy's quorum; editors can neither
+/// schedule nor override.
+#[tokio::test]
+async fn a_deny_window_holds_an_approved_run_until_it_opens() {
+    let t = tenant("gov-window").await;
+    let chart = Installed::new(&[&t.ns], &[]).await;
+    t.bind_users();
+    let ns = &t.ns.name;
+    create_repository(&t.admin, ns, "fleet", t.ssh_spec()).await;
+    let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
+    let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+    let name = run.name_any();
+
+    let p = Policy::create(
+        &t.admin,
+        &format!("{ns}-window"),
+        selecting(
+            ns,
+            json!({"windows": [deny_window_now(8)], "overrideApprovals": 2}),
+        ),
+    )
+    .await;
+    p.ready_reason("Compiled").await;
+    t.approve(&t.bob, &run).await.unwrap();
+    let waiting = run_in_phase(&t.admin, ns, &v1, Phase::Scheduled).await;
+    let s = waiting.status.unwrap();
+    let opens = s.scheduled_for.clone().expect("the next opening").0;
+    assert!(s.message.unwrap().contains("deny window"));
+    assert!(fleet_objects(&t.admin, ns).await.is_empty());
+    let applied = run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
+    let ready = condition(&applied.status.as_ref().unwrap().conditions, "Ready").unwrap();
+    assert!(
+        ready.last_transition_time.0 >= opens,
+        "applied before the window opened"
+    );
+    assert_eq!(applied.name_any(), name);
+
+    // A long deny window: bob's approval and override are not enough when two are needed.
+    let window = json!({"spec": {"windows": [deny_window_now(3600)]}});
+    p.api
+        .patch(&p.name, &PatchParams::default(), &Patch::Merge(&window))
+        .await
+        .unwrap();
+    let v2 = t.repo.commit(&[("fleet.yaml", V2)], "second");
+    let run = run_in_phase(&t.admin, ns, &v2, Phase::AwaitingApproval).await;
+    let name = run.name_any();
+    t.approve(&t.bob, &run).await.unwrap();
+    run_in_phase(&t.admin, ns, &v2, Phase::Scheduled).await;
+    for key in [annotations::OVERRIDE_WINDOW, annotations::APPLY_AFTER] {
+        let (code, message) = refusal(try_annotate(&t.alice, ns, &name, key, Some("now")).await);
+        assert_eq!(code, 403, "{key}: {message}");
+    }
+    annotate(
+        &t.bob,
+        ns,
+        &name,
+        annotations::OVERRIDE_WINDOW,
+        Some("hotfix for INC-42"),
+    )
+    .await;
+    let refused = events(&t.admin, ns, &name, "OverrideRefused").await;
+    assert!(
+        refused[0].contains("needs 2 distinct approvals"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        get_run(&t.admin, ns, &name).await.status.unwrap().phase,
+        Some(Phase::Scheduled)
+    );
+    // A second approver: the override is honoured and recorded.
+    let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
+    t.approve_as(&t.carol, &name, &plan_id).await.unwrap();
+    let applied = run_in_phase(&t.admin, ns, &v2, Phase::Applied).await;
+    let note = applied.status.unwrap().window_override.unwrap();
+    assert!(note.contains("bob, carol: hotfix for INC-42"), "{note}");
+    drop(chart);
+}

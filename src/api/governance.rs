@@ -54,6 +54,14 @@ pub struct GovernancePolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub approval_expiry: Option<String>,
+    /// When approved plans may apply: allow and deny windows, as Argo CD's sync windows. An approved plan outside them waits in phase Scheduled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub windows: Vec<ChangeWindow>,
+    /// Distinct approvals of a plan needed before an approver's override-window annotation lets it apply outside the windows (default: the approvals required, at least 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub override_approvals: Option<u32>,
     /// CEL rules over the recorded plan, evaluated in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
@@ -75,6 +83,30 @@ pub struct RepositorySelector {
 
 fn any() -> String {
     "*".into()
+}
+
+/// A recurring window.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeWindow {
+    /// Allow: plans apply only inside an active allow window (when any is declared). Deny: never inside an active deny window.
+    pub kind: WindowKind,
+    /// Cron schedule of the window's openings (5 fields, or 6 with seconds first).
+    #[schemars(length(min = 1, max = 128))]
+    pub schedule: String,
+    /// How long each opening lasts, such as `2h`.
+    #[schemars(length(min = 1, max = 32))]
+    pub duration: String,
+    /// IANA time zone of the schedule (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub time_zone: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum WindowKind {
+    Allow,
+    Deny,
 }
 
 /// Who must approve.

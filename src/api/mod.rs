@@ -52,6 +52,11 @@ pub mod annotations {
     pub const SYNC_REQUESTED_BY: &str = "gitops.fleetgate.dev/sync-requested-by";
     /// On a SyncRun: who requested it (copied from sync-requested-by when the run is created).
     pub const REQUESTED_BY: &str = "gitops.fleetgate.dev/requested-by";
+    /// On a SyncRun, set by an approver: apply no earlier than this RFC 3339 time.
+    pub const APPLY_AFTER: &str = "gitops.fleetgate.dev/apply-after";
+    /// On a SyncRun, set by an approver: apply now despite the change windows, with
+    /// this reason; honoured once the plan has the policy's overrideApprovals.
+    pub const OVERRIDE_WINDOW: &str = "gitops.fleetgate.dev/override-window";
     /// On a fleet object: `"true"` makes a plan that would delete it fail.
     pub const PREVENT_DESTROY: &str = "gitops.fleetgate.dev/prevent-destroy";
 }

@@ -93,6 +93,8 @@ pub enum Phase {
     Rejected,
     /// Not approved within the governing policy's planExpiry; the revision is planned afresh.
     Expired,
+    /// Approved, waiting for a change window to open (or for apply-after).
+    Scheduled,
 }
 
 impl Phase {
@@ -101,7 +103,7 @@ impl Phase {
     pub fn is_in_progress(self) -> bool {
         matches!(
             self,
-            Phase::Planning | Phase::AwaitingApproval | Phase::Applying
+            Phase::Planning | Phase::AwaitingApproval | Phase::Scheduled | Phase::Applying
         )
     }
 
@@ -138,6 +140,7 @@ impl Phase {
             Phase::Superseded => "Superseded",
             Phase::Rejected => "Rejected",
             Phase::Expired => "Expired",
+            Phase::Scheduled => "Scheduled",
         }
     }
 }
@@ -150,7 +153,7 @@ pub struct SyncRunStatus {
     /// seen the run, so kstatus reads a new run as InProgress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Where the run is: Planning, AwaitingApproval, Applying, then Applied, NoChanges, Failed, Superseded, Rejected or Expired.
+    /// Where the run is: Planning, AwaitingApproval, Scheduled, Applying, then Applied, NoChanges, Failed, Superseded, Rejected or Expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// The first 12 characters of the revision, for display.
@@ -210,6 +213,12 @@ pub struct SyncRunStatus {
     /// Every approval seen, with the planId it named and when it was seen (bounded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<ApprovalRecord>,
+    /// While Scheduled: when the plan may apply next (a window opens, or apply-after).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<Time>,
+    /// An emergency override of the change windows: who, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_override: Option<String>,
     /// Governance rules that matched this plan: `policy/rule: action`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy_results: Vec<String>,

@@ -526,6 +526,21 @@ fn conditions_from_newest(
             "Progressing",
             format!("revision {rev} superseded"),
         ),
+        Some(Phase::Scheduled) => (
+            false,
+            true,
+            false,
+            "Scheduled",
+            format!(
+                "plan {plan} of revision {rev} is approved and waits for a change window (SyncRun {}{})",
+                run.name_any(),
+                status
+                    .scheduled_for
+                    .as_ref()
+                    .map(|t| format!(", from {}", t.0))
+                    .unwrap_or_default()
+            ),
+        ),
         Some(Phase::Expired) => (
             false,
             true,

@@ -18,7 +18,7 @@ use super::apply;
 use super::context::{Context, object_key, off_runtime, truncate};
 use super::error::{Error, Result};
 use super::gitsource;
-use super::governance::{self, Counted, rules};
+use super::governance::{self, Counted, Gate, rules, windows};
 use super::planstore;
 use crate::api::repository::DriftRemediation;
 use crate::api::syncrun::{ActionState, ActionStatus, DiffEntry, Phase, SyncRunStatus, Trigger};
@@ -64,6 +64,7 @@ async fn step(cached: &SyncRun, ctx: &Context) -> Result<Action> {
     match status.phase {
         None | Some(Phase::Planning) => plan(run, ctx, status).await,
         Some(Phase::AwaitingApproval) => await_approval(run, ctx, status).await,
+        Some(Phase::Scheduled) => scheduled(run, ctx, status).await,
         Some(Phase::Applying) => apply::run(run, ctx, status).await,
         Some(_) => refuse_late_approval(run, ctx, status).await,
     }
@@ -538,17 +539,7 @@ async fn record(
         );
         status.approved_by = Some(policy);
         status.approved_at = Some(now());
-        transition(
-            ctx,
-            run,
-            status,
-            Phase::Applying,
-            false,
-            "ApprovedByPolicy",
-            message,
-        )
-        .await?;
-        return Ok(Action::requeue(Duration::from_millis(100)));
+        return apply_when_open(run, ctx, &gov, status, "ApprovedByPolicy", message, false).await;
     }
     let quorum = match required {
         1 => String::new(),
@@ -679,35 +670,144 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
             return record_partial_approval(run, ctx, status, &approver, tally, added).await;
         }
     };
-    let key = repository_key(run);
-    if !ctx.claim_apply(&key, &run.name_any()) {
-        let message = format!(
-            "approved; waiting for another run of {} to finish applying",
-            run.spec.repository
-        );
-        if status.message.as_deref() != Some(message.as_str()) {
-            status.message = Some(message);
-            write_status(ctx, run, &status).await?;
-        }
-        return Ok(Action::requeue(Duration::from_secs(2)));
-    }
     status.approved_by = Some(approver);
     status.approved_at = Some(now());
     let message = format!(
         "plan {plan_id} approved by {}",
         status.approved_by.clone().unwrap_or_default()
     );
-    transition(
-        ctx,
-        run,
-        status,
-        Phase::Applying,
-        false,
-        "Approved",
-        message,
-    )
-    .await?;
+    apply_when_open(run, ctx, &gov, status, "Approved", message, true).await
+}
+
+/// An approved plan applies when the change windows (and apply-after) allow; until then
+/// it waits in phase Scheduled, looked at again when it may open.
+async fn apply_when_open(
+    run: &SyncRun,
+    ctx: &Context,
+    gov: &governance::Governance,
+    mut status: SyncRunStatus,
+    reason: &str,
+    message: String,
+    claim: bool,
+) -> Result<Action> {
+    let gate = gov.gate(run, &status, chrono::Utc::now());
+    let Gate::Open { overridden } = gate else {
+        let Gate::Wait { why, until } = gate else {
+            return Ok(Action::await_change());
+        };
+        let from = until.map(|t| format!("; it applies from {}", windows::rfc3339(t)));
+        let message = format!("{message}; scheduled: {why}{}", from.unwrap_or_default());
+        let again = until.map_or(Duration::from_secs(30), |t| {
+            (t - chrono::Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .clamp(Duration::from_millis(200), Duration::from_secs(30))
+        });
+        status.scheduled_for = until
+            .map(|t| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(windows::to_jiff(t)));
+        if status.phase != Some(Phase::Scheduled) {
+            transition(
+                ctx,
+                run,
+                status,
+                Phase::Scheduled,
+                false,
+                "Scheduled",
+                message,
+            )
+            .await?;
+        } else if status.message.as_deref() != Some(message.as_str()) {
+            let refused = run.annotations().contains_key(annotations::OVERRIDE_WINDOW);
+            status.message = Some(message.clone());
+            write_status(ctx, run, &status).await?;
+            if refused {
+                ctx.event_at(
+                    run,
+                    "metadata.annotations",
+                    true,
+                    "OverrideRefused",
+                    "Schedule",
+                    message,
+                )
+                .await;
+            }
+        }
+        return Ok(Action::requeue(again));
+    };
+    if claim && !ctx.claim_apply(&repository_key(run), &run.name_any()) {
+        let waiting = format!(
+            "approved; waiting for another run of {} to finish applying",
+            run.spec.repository
+        );
+        if status.message.as_deref() != Some(waiting.as_str()) {
+            status.message = Some(waiting);
+            write_status(ctx, run, &status).await?;
+        }
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    status.scheduled_for = None;
+    if let Some(note) = overridden {
+        status.window_override = Some(note.clone());
+        ctx.event_at(
+            run,
+            "metadata.annotations",
+            true,
+            "WindowOverridden",
+            "Schedule",
+            note,
+        )
+        .await;
+    }
+    transition(ctx, run, status, Phase::Applying, false, reason, message).await?;
     Ok(Action::requeue(Duration::from_millis(100)))
+}
+
+/// An approved run waiting for a change window: rejected, approved further (toward an
+/// override's quorum), or applied once the windows allow.
+async fn scheduled(run: &SyncRun, ctx: &Context, mut status: SyncRunStatus) -> Result<Action> {
+    let a = run.annotations();
+    if let Some(reason) = a.get(annotations::REJECT) {
+        let message = format!("rejected: {reason}");
+        transition(
+            ctx,
+            run,
+            status,
+            Phase::Rejected,
+            false,
+            "Rejected",
+            message,
+        )
+        .await?;
+        return Ok(Action::await_change());
+    }
+    let gov = governance::load(
+        &ctx.client,
+        &run.namespace().unwrap_or_default(),
+        &run.spec.repository,
+    )
+    .await
+    .map_err(governance_error)?;
+    if let (Some(value), Some(user)) =
+        (a.get(annotations::APPROVE), a.get(annotations::APPROVED_BY))
+        && status.plan_id.as_ref() == Some(value)
+    {
+        let groups = governance::quorum::groups(a.get(annotations::APPROVED_BY_GROUPS));
+        let requester = a.get(annotations::REQUESTED_BY).map(String::as_str);
+        let before = status.approvals.len();
+        let _ = gov.count(&mut status, user, groups, requester, now().0);
+        if status.approvals.len() != before {
+            write_status(ctx, run, &status).await?;
+        }
+        if !governance::clear_approval(&ctx.client, run).await? {
+            return Ok(Action::requeue(Duration::from_millis(200)));
+        }
+    }
+    let message = format!(
+        "plan {} approved by {}",
+        status.plan_id.clone().unwrap_or_default(),
+        status.approved_by.clone().unwrap_or_default()
+    );
+    apply_when_open(run, ctx, &gov, status, "WindowOpened", message, true).await
 }
 
 fn governance_error(e: governance::Error) -> Error {

@@ -8,6 +8,7 @@
 pub mod policy;
 pub mod quorum;
 pub mod rules;
+pub mod windows;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +69,9 @@ pub struct Governance {
     pub forbid_requester: bool,
     pub plan_expiry: Option<Duration>,
     pub rules: Arc<Vec<rules::Compiled>>,
+    pub windows: Vec<windows::Compiled>,
+    /// Distinct approvals before an override of the windows is honoured.
+    pub override_approvals: u32,
     /// The first invalid policy: nothing is approved while one is.
     pub invalid: Option<Error>,
 }
@@ -142,8 +146,15 @@ pub async fn load(client: &Client, namespace: &str, repository: &str) -> Result<
         gov.requirement.approval_expiry =
             shortest(gov.requirement.approval_expiry, parts.approval_expiry);
         compiled.extend(parts.rules);
+        gov.windows.extend(parts.windows);
+        if let Some(n) = policy.spec.override_approvals {
+            gov.override_approvals = gov.override_approvals.max(n);
+        }
     }
     gov.requirement.required = gov.requirement.required.max(1);
+    if gov.override_approvals == 0 {
+        gov.override_approvals = gov.requirement.required.max(2);
+    }
     gov.rules = Arc::new(compiled);
     Ok(gov)
 }
@@ -300,6 +311,87 @@ impl Governance {
             Counted::Waiting { tally, added }
         }
     }
+}
+
+/// Whether an approved plan may apply now.
+pub enum Gate {
+    /// It may; with the override that let it, if one did.
+    Open { overridden: Option<String> },
+    /// Not yet: why, and from when it may (None: unknown, looked at again later).
+    Wait {
+        why: String,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+impl Governance {
+    /// The change windows and the run's apply-after and override-window annotations,
+    /// at `now`.
+    pub fn gate(
+        &self,
+        run: &SyncRun,
+        status: &SyncRunStatus,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Gate {
+        let a = run.annotations();
+        if let Some(value) = a.get(annotations::APPLY_AFTER) {
+            match windows::parse_time(value) {
+                Err(e) => {
+                    return Gate::Wait {
+                        why: format!("invalid {} annotation: {e}", annotations::APPLY_AFTER),
+                        until: None,
+                    };
+                }
+                Ok(t) if t > now => {
+                    return Gate::Wait {
+                        why: format!("an approver asked to apply after {}", windows::rfc3339(t)),
+                        until: Some(t),
+                    };
+                }
+                Ok(_) => {}
+            }
+        }
+        let Some((why, until)) = windows::blocked(&self.windows, now) else {
+            return Gate::Open { overridden: None };
+        };
+        let Some(reason) = a.get(annotations::OVERRIDE_WINDOW) else {
+            return Gate::Wait { why, until };
+        };
+        let plan = status.plan_id.clone().unwrap_or_default();
+        let requirement = quorum::Requirement {
+            required: self.override_approvals,
+            from_groups: Vec::new(),
+            approval_expiry: self.requirement.approval_expiry,
+        };
+        let tally = quorum::tally(&status.approvals, &plan, &requirement, now_jiff(now));
+        let reason = crate::controller::context::truncate(reason.trim(), 512);
+        if reason.is_empty() {
+            return Gate::Wait {
+                why: format!("{why}; the override is refused: it needs a reason"),
+                until,
+            };
+        }
+        if !tally.met() {
+            return Gate::Wait {
+                why: format!(
+                    "{why}; the override is refused: it needs {} distinct approvals of plan {plan}, it has {}",
+                    self.override_approvals,
+                    tally.describe()
+                ),
+                until,
+            };
+        }
+        Gate::Open {
+            overridden: Some(format!(
+                "{why}, overridden with the approval of {}: {reason}",
+                tally.approvers.join(", ")
+            )),
+        }
+    }
+}
+
+fn now_jiff(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
+    Timestamp::from_second(t.timestamp()).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 /// An approval, counted.

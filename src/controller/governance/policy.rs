@@ -9,13 +9,14 @@ use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use super::{Error, rules};
+use super::{Error, rules, windows};
 use crate::api::governance::GovernancePolicyStatus;
 use crate::api::{FIELD_MANAGER, GovernancePolicy, now, set_condition};
 
 /// What a policy says, compiled, and what in it is invalid.
 pub struct Parts {
     pub rules: Vec<rules::Compiled>,
+    pub windows: Vec<windows::Compiled>,
     pub plan_expiry: Option<Duration>,
     pub approval_expiry: Option<Duration>,
     pub errors: Vec<Error>,
@@ -69,8 +70,22 @@ pub fn compile(policy: &GovernancePolicy) -> Parts {
             Err(e) => errors.push(e),
         }
     }
+    let mut windows = Vec::new();
+    for (i, w) in policy
+        .spec
+        .windows
+        .iter()
+        .enumerate()
+        .take(windows::MAX_WINDOWS)
+    {
+        match windows::compile(&name, i, w) {
+            Ok(c) => windows.push(c),
+            Err(e) => errors.push(e),
+        }
+    }
     Parts {
         rules: compiled,
+        windows,
         plan_expiry,
         approval_expiry,
         errors,
