@@ -490,3 +490,98 @@ async fn a_deny_window_holds_an_approved_run_until_it_opens() {
     assert!(note.contains("bob, carol: hotfix for INC-42"), "{note}");
     drop(chart);
 }
+
+/// Runs of the repository `fleet` for `revision`.
+async fn runs_of(client: &Client, ns: &str, revision: &str) -> Vec<SyncRun> {
+    let api: Api<SyncRun> = Api::namespaced(client.clone(), ns);
+    let mut runs = api.list(&Default::default()).await.unwrap().items;
+    runs.retain(|r| r.spec.revision == revision);
+    runs
+}
+
+/// Rollback from v2 to v1 is a plan, approved and applied; under Auto the next tick
+/// does not re-apply v2, and a new revision lifts the hold.
+#[tokio::test]
+async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
+    let t = tenant("gov-rollback").await;
+    let chart = Installed::new(&[&t.ns], &[]).await;
+    t.bind_users();
+    let ns = &t.ns.name;
+    create_repository(&t.admin, ns, "fleet", t.ssh_spec()).await;
+    let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
+    let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+    t.approve(&t.bob, &run).await.unwrap();
+    let applied_v1 = run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
+    let v2 = t.repo.commit(&[("fleet.yaml", V2)], "second");
+    let run = run_in_phase(&t.admin, ns, &v2, Phase::AwaitingApproval).await;
+    t.approve(&t.bob, &run).await.unwrap();
+    run_in_phase(&t.admin, ns, &v2, Phase::Applied).await;
+    let names = |objects: Vec<kube::api::DynamicObject>| {
+        let mut n: Vec<String> = objects.iter().map(|o| o.name_any()).collect();
+        n.sort();
+        n
+    };
+    assert!(names(fleet_objects(&t.admin, ns).await).contains(&"edge-paris-01".to_owned()));
+
+    // Asking for a rollback is an approver's decision.
+    let repos: Api<fleetgate::api::GitopsRepository> = Api::namespaced(t.alice.clone(), ns);
+    let ask =
+        json!({"metadata": {"annotations": {annotations::ROLLBACK_TO: applied_v1.name_any()}}});
+    let (code, message) = refusal(
+        repos
+            .patch("fleet", &PatchParams::default(), &Patch::Merge(&ask))
+            .await,
+    );
+    assert_eq!(code, 403, "{message}");
+    assert!(message.contains("may not ask for a rollback"), "{message}");
+    let repos: Api<fleetgate::api::GitopsRepository> = Api::namespaced(t.bob.clone(), ns);
+    repos
+        .patch("fleet", &PatchParams::default(), &Patch::Merge(&ask))
+        .await
+        .unwrap();
+
+    // A Rollback run of v1's state, planned against the cluster, awaiting approval.
+    let rollback = support::eventually("a Rollback run", Duration::from_secs(60), || async {
+        runs_of(&t.admin, ns, &v1).await.into_iter().find(|r| {
+            r.spec.trigger == fleetgate::api::syncrun::Trigger::Rollback
+                && r.status.as_ref().and_then(|s| s.phase) == Some(Phase::AwaitingApproval)
+        })
+    })
+    .await;
+    let s = rollback.status.clone().unwrap();
+    assert!(s.changes.unwrap().delete >= 1, "{:?}", s.changes);
+    t.approve(&t.bob, &rollback).await.unwrap();
+    wait_for_status(
+        &t.admin,
+        ns,
+        &rollback.name_any(),
+        "the rollback applied",
+        |s| s.phase == Some(Phase::Applied),
+    )
+    .await;
+    let now = names(fleet_objects(&t.admin, ns).await);
+    assert!(now.contains(&"edge-london-01".to_owned()), "{now:?}");
+    assert!(!now.contains(&"edge-paris-01".to_owned()), "{now:?}");
+
+    // Under Auto, v2 (still git's head) is not applied again by itself.
+    let auto = json!({"spec": {"approval": "Auto"}});
+    repos
+        .patch("fleet", &PatchParams::default(), &Patch::Merge(&auto))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        runs_of(&t.admin, ns, &v2).await.len(),
+        1,
+        "v2 was planned again"
+    );
+    assert!(!names(fleet_objects(&t.admin, ns).await).contains(&"edge-paris-01".to_owned()));
+
+    // A new revision lifts the hold.
+    let mut v3_text = V2.to_vec();
+    v3_text.extend_from_slice(b"\n# v3\n");
+    let v3 = t.repo.commit(&[("fleet.yaml", &v3_text)], "third");
+    run_in_phase(&t.admin, ns, &v3, Phase::Applied).await;
+    assert!(names(fleet_objects(&t.admin, ns).await).contains(&"edge-paris-01".to_owned()));
+    drop(chart);
+}

@@ -57,6 +57,14 @@ pub mod annotations {
     /// On a SyncRun, set by an approver: apply now despite the change windows, with
     /// this reason; honoured once the plan has the policy's overrideApprovals.
     pub const OVERRIDE_WINDOW: &str = "gitops.fleetgate.dev/override-window";
+    /// On a GitopsRepository, set by an approver: the applied SyncRun whose desired state
+    /// to return to; each new value starts one Rollback run.
+    pub const ROLLBACK_TO: &str = "gitops.fleetgate.dev/rollback-to";
+    /// On a Rollback SyncRun (set by the controller): the run it returns to.
+    pub const ROLLBACK_OF: &str = "gitops.fleetgate.dev/rollback-of";
+    /// On a Rollback SyncRun (set by the controller): the revision rolled back from,
+    /// which is not applied by itself again until a new revision.
+    pub const ROLLBACK_FROM: &str = "gitops.fleetgate.dev/rollback-from";
     /// On a fleet object: `"true"` makes a plan that would delete it fail.
     pub const PREVENT_DESTROY: &str = "gitops.fleetgate.dev/prevent-destroy";
 }

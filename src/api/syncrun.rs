@@ -68,6 +68,8 @@ pub enum Trigger {
     /// The repository is being deleted with deletionPolicy Delete: the plan removes
     /// every object it manages.
     Deletion,
+    /// The rollback-to annotation: back to what an older applied run applied.
+    Rollback,
 }
 
 impl Trigger {
@@ -77,6 +79,7 @@ impl Trigger {
             Trigger::Manual => "Manual",
             Trigger::Drift => "Drift",
             Trigger::Deletion => "Deletion",
+            Trigger::Rollback => "Rollback",
         }
     }
 }

@@ -78,6 +78,15 @@ enum Command {
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Return a repository to what an older applied SyncRun applied: a new run with
+    /// trigger Rollback, planned against the cluster and approved like any other.
+    Rollback {
+        /// The GitopsRepository.
+        repository: String,
+        /// The applied SyncRun whose state to return to (`kubectl fleet history` lists them).
+        #[arg(long)]
+        to: String,
+    },
     /// Show how the cluster differs from git; exit 0 no drift, 1 drift, 2 cannot tell.
     Drift {
         /// The GitopsRepository.
@@ -192,6 +201,7 @@ async fn dispatch(command: Command, client: Client, ns: &str) -> anyhow::Result<
             let wait = wait.then_some(timeout);
             sync(&runs, &repos, &repository, wait).await
         }
+        Command::Rollback { repository, to } => rollback(&repos, &repository, &to).await,
         Command::Drift { repository, output } => {
             let repo = repos.get(&repository).await?;
             let (text, code) = show_drift(&repo);
@@ -351,6 +361,19 @@ async fn approve(
 
 fn phase_name_of(p: Option<Phase>) -> &'static str {
     p.map_or("unknown", Phase::as_str)
+}
+
+/// Asks for a rollback: the controller starts a Rollback run for it.
+async fn rollback(repos: &Api<GitopsRepository>, name: &str, to: &str) -> anyhow::Result<ExitCode> {
+    let patch = json!({"metadata": {"annotations": {annotations::ROLLBACK_TO: to}}});
+    repos
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    println!(
+        "gitopsrepository/{name}: rollback to what syncrun/{to} applied requested; its plan awaits approval like any other (kubectl get syncruns -l {}={name})",
+        crate::api::REPOSITORY_LABEL
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn sync(

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod planstore;
 pub mod receiver;
 pub mod repository;
+pub mod rollback;
 pub mod syncrun;
 
 use std::future::Future;

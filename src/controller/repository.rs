@@ -153,11 +153,20 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
         && runs
             .iter()
             .any(|r| r.annotations().get(SYNC_REQUEST_ANNOTATION) == request.as_ref());
+    if let Some(created) =
+        super::rollback::request(ctx, repo, &runs, &revision, &mut status).await?
+    {
+        runs.insert(0, created);
+    }
     // Drift runs re-plan an old revision; only runs started from git say what git had.
+    // A rollback holds back the revision it rolled back from.
     let new_revision = runs
         .iter()
         .find(|r| r.spec.trigger != Trigger::Drift)
-        .is_none_or(|newest| newest.spec.revision != revision || replan_expired(newest));
+        .is_none_or(|newest| {
+            (newest.spec.revision != revision && !super::rollback::holds(newest, &revision))
+                || replan_expired(newest)
+        });
     if (new_revision || manual) && !manual_done {
         let trigger = if manual {
             Trigger::Manual
@@ -171,10 +180,12 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
             &revision,
             trigger,
             next,
-            request
+            &request
                 .as_deref()
                 .filter(|_| manual)
-                .map(|r| (SYNC_REQUEST_ANNOTATION, r)),
+                .map(|r| (SYNC_REQUEST_ANNOTATION, r))
+                .into_iter()
+                .collect::<Vec<_>>(),
         )
         .await?;
         let message = format!(
@@ -298,12 +309,12 @@ pub(super) async fn create_run(
     revision: &str,
     trigger: Trigger,
     sequence: u64,
-    marker: Option<(&str, &str)>,
+    markers: &[(&str, &str)],
 ) -> Result<SyncRun> {
     let ns = repo.namespace().unwrap_or_default();
     let mut annotations = BTreeMap::from([(SEQUENCE_ANNOTATION.to_owned(), sequence.to_string())]);
-    if let Some((key, value)) = marker {
-        annotations.insert(key.to_owned(), value.to_owned());
+    for (key, value) in markers {
+        annotations.insert((*key).to_owned(), (*value).to_owned());
     }
     let run = SyncRun {
         metadata: ObjectMeta {
@@ -375,7 +386,7 @@ async fn remediate(
         &revision,
         Trigger::Drift,
         next,
-        Some((DRIFT_ANNOTATION, &found.digest)),
+        &[(DRIFT_ANNOTATION, &found.digest)],
     )
     .await?;
     let message = format!(

@@ -283,15 +283,24 @@ async fn compute(
 ) -> Result<Computed> {
     // Removing a deleted repository's objects plans against nothing at all.
     let deleting = run.spec.trigger == Trigger::Deletion;
-    let resolved = match deleting {
-        true => Ok((
-            fleet::DesiredState {
-                account: String::new(),
-                objects: Vec::new(),
-            },
-            fleet::Diagnostics::default(),
-        )),
-        false => {
+    let nothing = || fleet::DesiredState {
+        account: String::new(),
+        objects: Vec::new(),
+    };
+    let resolved = match run.spec.trigger {
+        Trigger::Deletion => Ok((nothing(), fleet::Diagnostics::default())),
+        // Back to what an older run applied, as stored (and verified) beside it.
+        Trigger::Rollback => match super::rollback::desired(ctx, run).await? {
+            Ok(objects) => Ok((
+                fleet::DesiredState {
+                    objects,
+                    ..nothing()
+                },
+                fleet::Diagnostics::default(),
+            )),
+            Err(message) => return Ok(Computed::Invalid("RollbackUnavailable", message)),
+        },
+        _ => {
             let bytes =
                 gitsource::read_fleet_file(&ctx.git, &ctx.client, repo, &run.spec.revision).await?;
             // A huge fleet takes a while to resolve and plan: off the runtime's worker threads.
