@@ -80,6 +80,26 @@ impl Drop for Policy {
     }
 }
 
+/// `kubectl fleet` in `ns` as the cluster admin (or, with `--as`, another user):
+/// its stdout, echoed for whoever reads the test's output.
+fn fleet(ns: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-fleet"))
+        .args(["-n", ns])
+        .args(args)
+        .env("KUBECONFIG", &support::env().kubeconfig)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!(
+        "$ kubectl fleet {}\n{stdout}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "kubectl fleet {args:?} failed");
+    stdout
+}
+
 fn selecting(ns: &str, extra: Value) -> Value {
     let mut spec = json!({"repositories": [{"namespace": ns, "name": "fleet"}]});
     spec.as_object_mut()
@@ -235,6 +255,7 @@ async fn a_quorum_of_two_counts_distinct_approvers_of_the_current_plan() {
     assert_eq!(s.approvals.len(), 1);
     assert_eq!(s.approvals[0].user, "bob");
     assert_eq!(s.approvals[0].plan_id, p1);
+    assert!(fleet(ns, &["plan", &name]).contains("Approvals: 1/2 (bob)"));
 
     // bob again: counts once.
     t.approve_as(&t.bob, &name, &p1).await.unwrap();
@@ -441,6 +462,7 @@ async fn a_deny_window_holds_an_approved_run_until_it_opens() {
     let s = waiting.status.unwrap();
     let opens = s.scheduled_for.clone().expect("the next opening").0;
     assert!(s.message.unwrap().contains("deny window"));
+    assert!(fleet(ns, &["plan", &name]).contains("Scheduled: approved, applies from"));
     assert!(fleet_objects(&t.admin, ns).await.is_empty());
     let applied = run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
     let ready = condition(&applied.status.as_ref().unwrap().conditions, "Ready").unwrap();
@@ -535,10 +557,17 @@ async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
     assert_eq!(code, 403, "{message}");
     assert!(message.contains("may not ask for a rollback"), "{message}");
     let repos: Api<fleetgate::api::GitopsRepository> = Api::namespaced(t.bob.clone(), ns);
-    repos
-        .patch("fleet", &PatchParams::default(), &Patch::Merge(&ask))
-        .await
-        .unwrap();
+    fleet(
+        ns,
+        &[
+            "rollback",
+            "fleet",
+            "--to",
+            &applied_v1.name_any(),
+            "--as",
+            "bob",
+        ],
+    );
 
     // A Rollback run of v1's state, planned against the cluster, awaiting approval.
     let rollback = support::eventually("a Rollback run", Duration::from_secs(60), || async {
@@ -550,6 +579,8 @@ async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
     .await;
     let s = rollback.status.clone().unwrap();
     assert!(s.changes.unwrap().delete >= 1, "{:?}", s.changes);
+    let shown = fleet(ns, &["plan", &rollback.name_any()]);
+    assert!(shown.contains("Rollback: back to what syncrun/"), "{shown}");
     t.approve(&t.bob, &rollback).await.unwrap();
     wait_for_status(
         &t.admin,

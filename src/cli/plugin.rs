@@ -241,6 +241,7 @@ async fn show_plan(client: &Client, run: &SyncRun) -> anyhow::Result<String> {
         status.short_revision.clone().unwrap_or_default(),
         phase_name(run)
     );
+    out.push_str(&super::governance::lines(run));
     match &status.full_plan {
         Some(at) => {
             let plan = planstore::load_plan(client, run, at).await?;
@@ -308,9 +309,13 @@ async fn approve(
     wait: Option<Duration>,
 ) -> anyhow::Result<ExitCode> {
     let run = runs.get(name).await?;
-    if phase(&run) != Some(Phase::AwaitingApproval) {
+    // A scheduled run takes further approvals toward an override of the windows.
+    if !matches!(
+        phase(&run),
+        Some(Phase::AwaitingApproval | Phase::Scheduled)
+    ) {
         eprintln!(
-            "error: {name} is {}; only a run awaiting approval can be approved",
+            "error: {name} is {}; only a run awaiting approval (or scheduled) can be approved",
             phase_name(&run)
         );
         return Ok(ExitCode::from(EXIT_CHANGES));
@@ -337,6 +342,11 @@ async fn approve(
     }
     annotate(runs, name, annotations::APPROVE, &plan_id).await?;
     println!("syncrun/{name} approved: {plan_id}");
+    if let Some(n) = run.status.as_ref().and_then(|s| s.approvals_required) {
+        println!(
+            "this plan needs {n} distinct approvers; `kubectl fleet plan {name}` shows who has approved"
+        );
+    }
     if let Some(timeout) = wait {
         let Some(done) = wait_for(runs, name, "applying", timeout, |r| {
             phase(r).is_some_and(Phase::is_finished)
