@@ -616,3 +616,78 @@ async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
     assert!(names(fleet_objects(&t.admin, ns).await).contains(&"edge-paris-01".to_owned()));
     drop(chart);
 }
+
+/// The user who requested a sync may not approve its run; a group requirement waits for
+/// an approver from that group.
+#[tokio::test]
+async fn the_requester_may_not_approve_and_a_group_must_be_represented() {
+    let t = tenant("gov-requester").await;
+    let chart = Installed::new(&[&t.ns], &[]).await;
+    t.bind_users();
+    let ns = &t.ns.name;
+    support::chart::bind(ns, "dave-approves", "fleetgate-approver", "dave");
+    let dave = support::env()
+        .client_as("dave", &["system:authenticated"])
+        .await;
+    let _p = Policy::create(
+        &t.admin,
+        &format!("{ns}-requester"),
+        selecting(
+            ns,
+            json!({"approvals": {"required": 1, "fromGroups": ["netops"], "forbidRequester": true}}),
+        ),
+    )
+    .await;
+    create_repository(&t.admin, ns, "fleet", t.ssh_spec()).await;
+    let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
+    run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+
+    // Nobody may claim to have requested a sync.
+    let repos: Api<fleetgate::api::GitopsRepository> = Api::namespaced(t.alice.clone(), ns);
+    let forged = json!({"metadata": {"annotations": {annotations::SYNC_REQUESTED_BY: "carol"}}});
+    let (code, _) = refusal(
+        repos
+            .patch("fleet", &PatchParams::default(), &Patch::Merge(&forged))
+            .await,
+    );
+    assert_eq!(code, 403);
+
+    fleet(ns, &["sync", "fleet", "--as", "bob"]);
+    let run = support::eventually("bob's Manual run", Duration::from_secs(60), || async {
+        let api: Api<SyncRun> = Api::namespaced(t.admin.clone(), ns);
+        api.list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|r| {
+                r.spec.trigger == fleetgate::api::syncrun::Trigger::Manual
+                    && r.status.as_ref().and_then(|s| s.phase) == Some(Phase::AwaitingApproval)
+            })
+    })
+    .await;
+    let name = run.name_any();
+    assert_eq!(
+        run.annotations()
+            .get(annotations::REQUESTED_BY)
+            .map(String::as_str),
+        Some("bob")
+    );
+    t.approve(&t.bob, &run).await.unwrap();
+    message_has(&t, &name, "bob requested this sync").await;
+    approval_cleared(&t, &name).await;
+    t.approve(&dave, &run).await.unwrap();
+    message_has(&t, &name, "still needs an approver from group(s) netops").await;
+    approval_cleared(&t, &name).await;
+    assert!(fleet_objects(&t.admin, ns).await.is_empty());
+    t.approve(&t.carol, &run).await.unwrap();
+    let applied = wait_for_status(&t.admin, ns, &name, "applied", |s| {
+        s.phase == Some(Phase::Applied)
+    })
+    .await;
+    assert_eq!(
+        applied.status.unwrap().approved_by.as_deref(),
+        Some("dave, carol")
+    );
+    drop(chart);
+}

@@ -180,12 +180,7 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
             &revision,
             trigger,
             next,
-            &request
-                .as_deref()
-                .filter(|_| manual)
-                .map(|r| (SYNC_REQUEST_ANNOTATION, r))
-                .into_iter()
-                .collect::<Vec<_>>(),
+            &manual_markers(repo, request.as_deref().filter(|_| manual)),
         )
         .await?;
         let message = format!(
@@ -452,6 +447,22 @@ async fn prune_history(
     }
     runs.retain(|r| !finished.contains(&r.name_any()));
     Ok(())
+}
+
+/// What a run started by a sync request carries: the request, and who made it (stamped
+/// at admission), which a governance policy may forbid from approving the run.
+fn manual_markers<'a>(
+    repo: &'a GitopsRepository,
+    request: Option<&'a str>,
+) -> Vec<(&'a str, &'a str)> {
+    let Some(request) = request else {
+        return Vec::new();
+    };
+    let mut markers = vec![(SYNC_REQUEST_ANNOTATION, request)];
+    if let Some(user) = repo.annotations().get(annotations::SYNC_REQUESTED_BY) {
+        markers.push((annotations::REQUESTED_BY, user.as_str()));
+    }
+    markers
 }
 
 /// A plan that expired unapproved is planned afresh, its revision unchanged.

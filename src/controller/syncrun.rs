@@ -674,7 +674,11 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
     let requester = a.get(annotations::REQUESTED_BY).map(String::as_str);
     let approver = match gov.count(&mut status, &approver, groups, requester, now().0) {
         Counted::Met(tally) => tally.approvers.join(", "),
-        Counted::Refused(message) => return refuse(run, ctx, status, approval, message).await,
+        // Removed once said, so that another approver can set the same plan id afresh.
+        Counted::Refused(message) => {
+            warn(ctx, run, &status, "ApprovalRefused", "Approve", message).await?;
+            return clear_or_retry(ctx, run).await;
+        }
         Counted::Waiting { tally, added } => {
             return record_partial_approval(run, ctx, status, &approver, tally, added).await;
         }
@@ -908,9 +912,13 @@ async fn record_partial_approval(
         message,
     )
     .await;
+    clear_or_retry(ctx, run).await
+}
+
+/// Removes the approve annotation (and its stamps) as read; read again if it changed.
+async fn clear_or_retry(ctx: &Context, run: &SyncRun) -> Result<Action> {
     match governance::clear_approval(&ctx.client, run).await? {
         true => Ok(Action::await_change()),
-        // Changed since it was read: read it again.
         false => Ok(Action::requeue(Duration::from_millis(200))),
     }
 }
