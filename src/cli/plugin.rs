@@ -315,7 +315,7 @@ async fn approve(
         Some(Phase::AwaitingApproval | Phase::Scheduled)
     ) {
         eprintln!(
-            "error: {name} is {}; only a run awaiting approval (or scheduled) can be approved",
+            "error: {name} is {}; only a run awaiting approval can be approved (or, toward an override of the change windows, a scheduled one)",
             phase_name(&run)
         );
         return Ok(ExitCode::from(EXIT_CHANGES));

@@ -612,6 +612,9 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
     .await
     .map_err(governance_error)?;
     let mut status = status;
+    if let Some(action) = hold_while_invalid(run, ctx, &gov, &mut status).await? {
+        return Ok(action);
+    }
     if let Some(action) = expire(run, ctx, &gov, &mut status).await? {
         return Ok(action);
     }
@@ -800,6 +803,9 @@ async fn scheduled(run: &SyncRun, ctx: &Context, mut status: SyncRunStatus) -> R
     )
     .await
     .map_err(governance_error)?;
+    if let Some(action) = hold_while_invalid(run, ctx, &gov, &mut status).await? {
+        return Ok(action);
+    }
     if let (Some(value), Some(user)) =
         (a.get(annotations::APPROVE), a.get(annotations::APPROVED_BY))
         && status.plan_id.as_ref() == Some(value)
@@ -831,6 +837,35 @@ fn governance_error(e: governance::Error) -> Error {
             message: other.to_string(),
         },
     }
+}
+
+/// A governing policy became invalid after the plan was recorded: nothing is approved
+/// or applied until it is fixed (looked at again every 30 seconds; policies are not
+/// watched per run).
+async fn hold_while_invalid(
+    run: &SyncRun,
+    ctx: &Context,
+    gov: &governance::Governance,
+    status: &mut SyncRunStatus,
+) -> Result<Option<Action>> {
+    let Some(invalid) = gov.invalid() else {
+        return Ok(None);
+    };
+    let message = format!("held: {invalid}");
+    if status.message.as_deref() != Some(message.as_str()) {
+        status.message = Some(message.clone());
+        write_status(ctx, run, status).await?;
+        ctx.event_at(
+            run,
+            "status.message",
+            true,
+            invalid.label(),
+            "Approve",
+            message,
+        )
+        .await;
+    }
+    Ok(Some(Action::requeue(Duration::from_secs(30))))
 }
 
 /// Ends a plan left unapproved past its expiry, and drops approvals past theirs.

@@ -169,14 +169,8 @@ fn shortest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
 impl Governance {
     /// Evaluates the rules over a plan's facts, off the async workers and within a budget.
     pub async fn judge(&self, facts: rules::Facts) -> Result<rules::Verdict, Error> {
-        if let Some(invalid) = &self.invalid {
-            return Err(Error::PolicyInvalid {
-                policy: match invalid {
-                    Error::PolicyInvalid { policy, .. } => policy.clone(),
-                    _ => String::new(),
-                },
-                message: invalid.to_string(),
-            });
+        if let Some(invalid) = self.invalid() {
+            return Err(invalid);
         }
         if self.rules.is_empty() {
             return Ok(rules::Verdict::default());
@@ -200,6 +194,21 @@ impl Governance {
             });
         }
         Ok(verdict)
+    }
+
+    /// The first invalid policy, while one is: nothing it governs is approved.
+    pub fn invalid(&self) -> Option<Error> {
+        match &self.invalid {
+            Some(Error::PolicyInvalid { policy, message }) => Some(Error::PolicyInvalid {
+                policy: policy.clone(),
+                message: message.clone(),
+            }),
+            Some(other) => Some(Error::PolicyInvalid {
+                policy: String::new(),
+                message: other.to_string(),
+            }),
+            None => None,
+        }
     }
 
     /// Distinct approvers a plan with this verdict needs.
