@@ -6,7 +6,7 @@
 //! server-side apply, so a reconcile can be repeated or interrupted at any point.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -18,7 +18,11 @@ use super::apply;
 use super::context::{Context, object_key, off_runtime, truncate};
 use super::error::{Error, Result};
 use super::gitsource;
-use super::governance::{self, Counted, Gate, rules, windows};
+use super::governance::phases::{
+    apply_when_open, clear_or_retry, expire, governance_error, hold_while_invalid,
+    record_partial_approval, scheduled,
+};
+use super::governance::{self, Counted, rules};
 use super::planstore;
 use crate::api::repository::DriftRemediation;
 use crate::api::syncrun::{ActionState, ActionStatus, DiffEntry, Phase, SyncRunStatus, Trigger};
@@ -167,6 +171,27 @@ pub async fn fail(
     message: String,
 ) -> Result<Action> {
     transition(ctx, run, status, Phase::Failed, true, reason, message).await?;
+    Ok(Action::await_change())
+}
+
+/// Ends the run as Rejected, saying why (the reject annotation).
+pub async fn reject(
+    ctx: &Context,
+    run: &SyncRun,
+    status: SyncRunStatus,
+    reason: &str,
+) -> Result<Action> {
+    let message = format!("rejected: {reason}");
+    transition(
+        ctx,
+        run,
+        status,
+        Phase::Rejected,
+        false,
+        "Rejected",
+        message,
+    )
+    .await?;
     Ok(Action::await_change())
 }
 
@@ -622,18 +647,7 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
         .next_deadline(&status, now().0)
         .map_or_else(Action::await_change, Action::requeue);
     if let Some(reason) = a.get(annotations::REJECT) {
-        let message = format!("rejected: {reason}");
-        transition(
-            ctx,
-            run,
-            status,
-            Phase::Rejected,
-            false,
-            "Rejected",
-            message,
-        )
-        .await?;
-        return Ok(Action::await_change());
+        return reject(ctx, run, status, reason).await;
     }
     if a.get(annotations::EXCLUDE) != status.exclusions.as_ref() {
         return replan(run, ctx, status).await;
@@ -693,269 +707,6 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
         status.approved_by.clone().unwrap_or_default()
     );
     apply_when_open(run, ctx, &gov, status, "Approved", message, true).await
-}
-
-/// An approved plan applies when the change windows (and apply-after) allow; until then
-/// it waits in phase Scheduled, looked at again when it may open.
-async fn apply_when_open(
-    run: &SyncRun,
-    ctx: &Context,
-    gov: &governance::Governance,
-    mut status: SyncRunStatus,
-    reason: &str,
-    message: String,
-    claim: bool,
-) -> Result<Action> {
-    let gate = gov.gate(run, &status, chrono::Utc::now());
-    let Gate::Open { overridden } = gate else {
-        let Gate::Wait { why, until } = gate else {
-            return Ok(Action::await_change());
-        };
-        let from = until.map(|t| format!("; it applies from {}", windows::rfc3339(t)));
-        let message = format!("{message}; scheduled: {why}{}", from.unwrap_or_default());
-        let again = until.map_or(Duration::from_secs(30), |t| {
-            (t - chrono::Utc::now())
-                .to_std()
-                .unwrap_or_default()
-                .clamp(Duration::from_millis(200), Duration::from_secs(30))
-        });
-        status.scheduled_for = until
-            .map(|t| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(windows::to_jiff(t)));
-        if status.phase != Some(Phase::Scheduled) {
-            transition(
-                ctx,
-                run,
-                status,
-                Phase::Scheduled,
-                false,
-                "Scheduled",
-                message,
-            )
-            .await?;
-        } else if status.message.as_deref() != Some(message.as_str()) {
-            let refused = run.annotations().contains_key(annotations::OVERRIDE_WINDOW);
-            status.message = Some(message.clone());
-            write_status(ctx, run, &status).await?;
-            if refused {
-                ctx.event_at(
-                    run,
-                    "metadata.annotations",
-                    true,
-                    "OverrideRefused",
-                    "Schedule",
-                    message,
-                )
-                .await;
-            }
-        }
-        return Ok(Action::requeue(again));
-    };
-    if claim && !ctx.claim_apply(&repository_key(run), &run.name_any()) {
-        let waiting = format!(
-            "approved; waiting for another run of {} to finish applying",
-            run.spec.repository
-        );
-        if status.message.as_deref() != Some(waiting.as_str()) {
-            status.message = Some(waiting);
-            write_status(ctx, run, &status).await?;
-        }
-        return Ok(Action::requeue(Duration::from_secs(2)));
-    }
-    status.scheduled_for = None;
-    if let Some(note) = overridden {
-        status.window_override = Some(note.clone());
-        ctx.event_at(
-            run,
-            "metadata.annotations",
-            true,
-            "WindowOverridden",
-            "Schedule",
-            note,
-        )
-        .await;
-    }
-    transition(ctx, run, status, Phase::Applying, false, reason, message).await?;
-    Ok(Action::requeue(Duration::from_millis(100)))
-}
-
-/// An approved run waiting for a change window: rejected, approved further (toward an
-/// override's quorum), or applied once the windows allow.
-async fn scheduled(run: &SyncRun, ctx: &Context, mut status: SyncRunStatus) -> Result<Action> {
-    let a = run.annotations();
-    if let Some(reason) = a.get(annotations::REJECT) {
-        let message = format!("rejected: {reason}");
-        transition(
-            ctx,
-            run,
-            status,
-            Phase::Rejected,
-            false,
-            "Rejected",
-            message,
-        )
-        .await?;
-        return Ok(Action::await_change());
-    }
-    let gov = governance::load(
-        &ctx.client,
-        &run.namespace().unwrap_or_default(),
-        &run.spec.repository,
-    )
-    .await
-    .map_err(governance_error)?;
-    if let Some(action) = hold_while_invalid(run, ctx, &gov, &mut status).await? {
-        return Ok(action);
-    }
-    if let (Some(value), Some(user)) =
-        (a.get(annotations::APPROVE), a.get(annotations::APPROVED_BY))
-        && status.plan_id.as_ref() == Some(value)
-    {
-        let groups = governance::quorum::groups(a.get(annotations::APPROVED_BY_GROUPS));
-        let requester = a.get(annotations::REQUESTED_BY).map(String::as_str);
-        let before = status.approvals.len();
-        let _ = gov.count(&mut status, user, groups, requester, now().0);
-        if status.approvals.len() != before {
-            write_status(ctx, run, &status).await?;
-        }
-        if !governance::clear_approval(&ctx.client, run).await? {
-            return Ok(Action::requeue(Duration::from_millis(200)));
-        }
-    }
-    let message = format!(
-        "plan {} approved by {}",
-        status.plan_id.clone().unwrap_or_default(),
-        status.approved_by.clone().unwrap_or_default()
-    );
-    apply_when_open(run, ctx, &gov, status, "WindowOpened", message, true).await
-}
-
-fn governance_error(e: governance::Error) -> Error {
-    match e {
-        governance::Error::Kube(e) => Error::Kube(e),
-        other => Error::InvalidSpec {
-            field: "governance".into(),
-            message: other.to_string(),
-        },
-    }
-}
-
-/// A governing policy became invalid after the plan was recorded: nothing is approved
-/// or applied until it is fixed (looked at again every 30 seconds; policies are not
-/// watched per run).
-async fn hold_while_invalid(
-    run: &SyncRun,
-    ctx: &Context,
-    gov: &governance::Governance,
-    status: &mut SyncRunStatus,
-) -> Result<Option<Action>> {
-    let Some(invalid) = gov.invalid() else {
-        return Ok(None);
-    };
-    let message = format!("held: {invalid}");
-    if status.message.as_deref() != Some(message.as_str()) {
-        status.message = Some(message.clone());
-        write_status(ctx, run, status).await?;
-        ctx.event_at(
-            run,
-            "status.message",
-            true,
-            invalid.label(),
-            "Approve",
-            message,
-        )
-        .await;
-    }
-    Ok(Some(Action::requeue(Duration::from_secs(30))))
-}
-
-/// Ends a plan left unapproved past its expiry, and drops approvals past theirs.
-async fn expire(
-    run: &SyncRun,
-    ctx: &Context,
-    gov: &governance::Governance,
-    status: &mut SyncRunStatus,
-) -> Result<Option<Action>> {
-    let ts = now().0;
-    if let Some(message) = gov.plan_expired(status, ts) {
-        transition(
-            ctx,
-            run,
-            status.clone(),
-            Phase::Expired,
-            true,
-            "PlanExpired",
-            message,
-        )
-        .await?;
-        return Ok(Some(Action::await_change()));
-    }
-    let dropped = gov.drop_stale(status, ts);
-    if !dropped.is_empty() {
-        let message = format!(
-            "the approval of {} is older than the approval expiry and no longer counts",
-            dropped.join(", ")
-        );
-        status.message = Some(message.clone());
-        write_status(ctx, run, status).await?;
-        ctx.event_at(
-            run,
-            "status.approvals",
-            true,
-            "ApprovalExpired",
-            "Approve",
-            message,
-        )
-        .await;
-    }
-    Ok(None)
-}
-
-/// One approval of a plan that needs more: recorded in status, then the approve
-/// annotation is cleared so that the next approver sets (and is stamped) afresh.
-async fn record_partial_approval(
-    run: &SyncRun,
-    ctx: &Context,
-    mut status: SyncRunStatus,
-    approver: &str,
-    tally: governance::quorum::Tally,
-    added: bool,
-) -> Result<Action> {
-    let plan_id = status.plan_id.clone().unwrap_or_default();
-    let counted = match added {
-        true => format!("approval of plan {plan_id} by {approver} recorded"),
-        false => format!("{approver} already approved plan {plan_id}; an approver counts once"),
-    };
-    let message = format!(
-        "{counted}: {}; the next approver approves with: kubectl annotate syncrun/{} {}={plan_id}",
-        tally.describe(),
-        run.name_any(),
-        annotations::APPROVE,
-    );
-    status.message = Some(message.clone());
-    write_status(ctx, run, &status).await?;
-    let reason = if added {
-        "ApprovalRecorded"
-    } else {
-        "ApprovalRepeated"
-    };
-    ctx.event_at(
-        run,
-        "metadata.annotations",
-        !added,
-        reason,
-        "Approve",
-        message,
-    )
-    .await;
-    clear_or_retry(ctx, run).await
-}
-
-/// Removes the approve annotation (and its stamps) as read; read again if it changed.
-async fn clear_or_retry(ctx: &Context, run: &SyncRun) -> Result<Action> {
-    match governance::clear_approval(&ctx.client, run).await? {
-        true => Ok(Action::await_change()),
-        false => Ok(Action::requeue(Duration::from_millis(200))),
-    }
 }
 
 /// The exclude annotation changed: plan again without the excluded actions. An

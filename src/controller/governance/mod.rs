@@ -5,6 +5,7 @@
 //! The pure parts (CEL rules, quorum counting) live in [`rules`] and [`quorum`]; this
 //! module loads policies and talks to the API server.
 
+pub mod phases;
 pub mod policy;
 pub mod quorum;
 pub mod rules;
