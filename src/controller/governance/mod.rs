@@ -444,7 +444,104 @@ pub async fn clear_approval(client: &Client, run: &SyncRun) -> Result<bool, kube
 
 #[cfg(test)]
 mod tests {
-    use super::glob;
+    use super::*;
+    use crate::api::governance::{ChangeWindow, WindowKind};
+    use crate::api::syncrun::{SyncRunSpec, Trigger};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn run(annotations: &[(&str, &str)]) -> SyncRun {
+        let mut run = SyncRun::new(
+            "r",
+            SyncRunSpec {
+                repository: "fleet".into(),
+                revision: "abc".into(),
+                trigger: Trigger::Schedule,
+            },
+        );
+        run.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        run
+    }
+
+    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+        windows::parse_time(s).unwrap()
+    }
+
+    fn approved_by(users: &[&str]) -> SyncRunStatus {
+        SyncRunStatus {
+            plan_id: Some("p".into()),
+            approvals: users
+                .iter()
+                .map(|u| ApprovalRecord {
+                    user: (*u).into(),
+                    groups: vec![],
+                    plan_id: "p".into(),
+                    at: Time(Timestamp::from_second(1_800_000_000).unwrap()),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn apply_after_waits_until_its_time_and_a_malformed_one_is_said() {
+        let gov = Governance::default();
+        let now = at("2027-01-01T10:00:00Z");
+        let later = run(&[(annotations::APPLY_AFTER, "2027-01-01T12:00:00Z")]);
+        match gov.gate(&later, &approved_by(&["bob"]), now) {
+            Gate::Wait { until, .. } => assert_eq!(until, Some(at("2027-01-01T12:00:00Z"))),
+            Gate::Open { .. } => panic!("applied before apply-after"),
+        }
+        let past = run(&[(annotations::APPLY_AFTER, "2027-01-01T09:00:00Z")]);
+        assert!(matches!(
+            gov.gate(&past, &approved_by(&["bob"]), now),
+            Gate::Open { overridden: None }
+        ));
+        let bad = run(&[(annotations::APPLY_AFTER, &"x".repeat(10_000))]);
+        match gov.gate(&bad, &approved_by(&["bob"]), now) {
+            Gate::Wait { why, until: None } => {
+                assert!(why.starts_with("invalid gitops.fleetgate.dev/apply-after annotation"));
+                assert!(why.len() < 400, "the value is not echoed whole");
+            }
+            _ => panic!("a malformed apply-after was not reported"),
+        }
+    }
+
+    #[test]
+    fn an_override_needs_its_quorum_and_a_reason() {
+        let window = ChangeWindow {
+            kind: WindowKind::Deny,
+            schedule: "0 0 * * *".into(),
+            duration: "24h".into(),
+            time_zone: None,
+        };
+        let gov = Governance {
+            windows: vec![windows::compile("p", 0, &window).unwrap()],
+            override_approvals: 2,
+            ..Default::default()
+        };
+        let now = at("2027-01-01T10:00:00Z");
+        let overriding = run(&[(annotations::OVERRIDE_WINDOW, "INC-1")]);
+        match gov.gate(&overriding, &approved_by(&["bob"]), now) {
+            Gate::Wait { why, .. } => assert!(why.contains("needs 2 distinct approvals"), "{why}"),
+            Gate::Open { .. } => panic!("overridden with one approval"),
+        }
+        match gov.gate(&overriding, &approved_by(&["bob", "bob", "carol"]), now) {
+            Gate::Open {
+                overridden: Some(note),
+            } => assert!(note.ends_with("bob, carol: INC-1"), "{note}"),
+            _ => panic!("the override was not honoured"),
+        }
+        let no_reason = run(&[(annotations::OVERRIDE_WINDOW, "  ")]);
+        assert!(matches!(
+            gov.gate(&no_reason, &approved_by(&["bob", "carol"]), now),
+            Gate::Wait { .. }
+        ));
+    }
 
     #[test]
     fn globs_match_whole_names() {
