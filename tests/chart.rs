@@ -350,7 +350,7 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     assert!(
         status
             .message
-            .contains("user alice may not approve or reject SyncRuns"),
+            .contains("user alice may not approve, reject or schedule SyncRuns"),
         "{}",
         status.message
     );
@@ -482,6 +482,11 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     );
     let mut rules = role.rules.clone().unwrap_or_default();
     rules.extend(leader.rules.clone().unwrap_or_default());
+    let governance = clusterroles
+        .get("fleetgate-governance-reader")
+        .await
+        .unwrap();
+    rules.extend(governance.rules.clone().unwrap_or_default());
     let granted = granted(&rules);
     let missing: Vec<_> = used.difference(&granted).collect();
     assert!(missing.is_empty(), "used but not granted: {missing:?}");
@@ -496,6 +501,23 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
         (
             "gitops.fleetgate.dev".to_string(),
             "gitopsrepositories".to_string(),
+            "patch".to_string(),
+        ),
+        // Runs are patched (their approve annotation removed) only toward a quorum of a
+        // GovernancePolicy, and a policy's status only when one exists (tests/governance.rs).
+        (
+            "gitops.fleetgate.dev".to_string(),
+            "syncruns".to_string(),
+            "patch".to_string(),
+        ),
+        (
+            "gitops.fleetgate.dev".to_string(),
+            "syncruns".to_string(),
+            "approve".to_string(),
+        ),
+        (
+            "gitops.fleetgate.dev".to_string(),
+            "governancepolicies/status".to_string(),
             "patch".to_string(),
         ),
     ]);

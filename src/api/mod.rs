@@ -5,6 +5,7 @@
 pub mod conventions;
 pub mod fleet;
 pub mod forge;
+pub mod governance;
 pub mod notification;
 pub mod reference;
 pub mod repository;
@@ -15,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResourceExt;
 
 pub use fleet::{FleetNode, FleetTemplate, SdwanNetwork, SdwanPeer, VirtualIp};
+pub use governance::GovernancePolicy;
 pub use notification::NotificationTarget;
 pub use repository::GitopsRepository;
 pub use syncrun::SyncRun;
@@ -45,6 +47,27 @@ pub mod annotations {
     /// On a SyncRun: the authenticated user who set the approve annotation, stamped by
     /// the admission policy the chart installs.
     pub const APPROVED_BY: &str = "gitops.fleetgate.dev/approved-by";
+    /// On a SyncRun: the groups of the user who set the approve annotation,
+    /// comma-separated, stamped by the admission policy the chart installs.
+    pub const APPROVED_BY_GROUPS: &str = "gitops.fleetgate.dev/approved-by-groups";
+    /// On a GitopsRepository: the user who set sync-requested-at, stamped at admission;
+    /// copied to the SyncRun it starts as `requested-by`.
+    pub const SYNC_REQUESTED_BY: &str = "gitops.fleetgate.dev/sync-requested-by";
+    /// On a SyncRun: who requested it (copied from sync-requested-by when the run is created).
+    pub const REQUESTED_BY: &str = "gitops.fleetgate.dev/requested-by";
+    /// On a SyncRun, set by an approver: apply no earlier than this RFC 3339 time.
+    pub const APPLY_AFTER: &str = "gitops.fleetgate.dev/apply-after";
+    /// On a SyncRun, set by an approver: apply now despite the change windows, with
+    /// this reason; honoured once the plan has the policy's overrideApprovals.
+    pub const OVERRIDE_WINDOW: &str = "gitops.fleetgate.dev/override-window";
+    /// On a GitopsRepository, set by an approver: the applied SyncRun whose desired state
+    /// to return to; each new value starts one Rollback run.
+    pub const ROLLBACK_TO: &str = "gitops.fleetgate.dev/rollback-to";
+    /// On a Rollback SyncRun (set by the controller): the run it returns to.
+    pub const ROLLBACK_OF: &str = "gitops.fleetgate.dev/rollback-of";
+    /// On a Rollback SyncRun (set by the controller): the revision rolled back from,
+    /// which is not applied by itself again until a new revision.
+    pub const ROLLBACK_FROM: &str = "gitops.fleetgate.dev/rollback-from";
     /// On a fleet object: `"true"` makes a plan that would delete it fail.
     pub const PREVENT_DESTROY: &str = "gitops.fleetgate.dev/prevent-destroy";
 }
@@ -55,6 +78,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         GitopsRepository::crd(),
         SyncRun::crd(),
         NotificationTarget::crd(),
+        GovernancePolicy::crd(),
         FleetTemplate::crd(),
         FleetNode::crd(),
         SdwanNetwork::crd(),

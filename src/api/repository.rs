@@ -227,6 +227,9 @@ pub struct GitopsRepositoryStatus {
     /// The value of the sync-requested-at annotation that was last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_sync_request: Option<String>,
+    /// The value of the rollback-to annotation that was last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_rollback: Option<String>,
     /// The value of the push-received-at annotation that was last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_push: Option<String>,

@@ -68,6 +68,8 @@ pub enum Trigger {
     /// The repository is being deleted with deletionPolicy Delete: the plan removes
     /// every object it manages.
     Deletion,
+    /// The rollback-to annotation: back to what an older applied run applied.
+    Rollback,
 }
 
 impl Trigger {
@@ -77,6 +79,7 @@ impl Trigger {
             Trigger::Manual => "Manual",
             Trigger::Drift => "Drift",
             Trigger::Deletion => "Deletion",
+            Trigger::Rollback => "Rollback",
         }
     }
 }
@@ -91,6 +94,10 @@ pub enum Phase {
     NoChanges,
     Superseded,
     Rejected,
+    /// Not approved within the governing policy's planExpiry; the revision is planned afresh.
+    Expired,
+    /// Approved, waiting for a change window to open (or for apply-after).
+    Scheduled,
 }
 
 impl Phase {
@@ -99,21 +106,29 @@ impl Phase {
     pub fn is_in_progress(self) -> bool {
         matches!(
             self,
-            Phase::Planning | Phase::AwaitingApproval | Phase::Applying
+            Phase::Planning | Phase::AwaitingApproval | Phase::Scheduled | Phase::Applying
         )
     }
 
     /// Whether the run ended without its plan taking effect: kstatus reads it as
     /// Failed (Stalled=True), and nothing more will happen to it.
     pub fn is_unsuccessful(self) -> bool {
-        matches!(self, Phase::Failed | Phase::Superseded | Phase::Rejected)
+        matches!(
+            self,
+            Phase::Failed | Phase::Superseded | Phase::Rejected | Phase::Expired
+        )
     }
 
     /// Whether the run is over (nothing more will happen to it).
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            Phase::Applied | Phase::Failed | Phase::NoChanges | Phase::Superseded | Phase::Rejected
+            Phase::Applied
+                | Phase::Failed
+                | Phase::NoChanges
+                | Phase::Superseded
+                | Phase::Rejected
+                | Phase::Expired
         )
     }
 
@@ -127,6 +142,8 @@ impl Phase {
             Phase::NoChanges => "NoChanges",
             Phase::Superseded => "Superseded",
             Phase::Rejected => "Rejected",
+            Phase::Expired => "Expired",
+            Phase::Scheduled => "Scheduled",
         }
     }
 }
@@ -139,7 +156,7 @@ pub struct SyncRunStatus {
     /// seen the run, so kstatus reads a new run as InProgress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Where the run is: Planning, AwaitingApproval, Applying, then Applied, NoChanges, Failed, Superseded or Rejected.
+    /// Where the run is: Planning, AwaitingApproval, Scheduled, Applying, then Applied, NoChanges, Failed, Superseded, Rejected or Expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// The first 12 characters of the revision, for display.
@@ -190,6 +207,24 @@ pub struct SyncRunStatus {
     /// When the approval was acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_at: Option<Time>,
+    /// When the current plan was recorded; plan expiry counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_at: Option<Time>,
+    /// Distinct approvers the governing policies require for this plan (absent: one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_required: Option<u32>,
+    /// Every approval seen, with the planId it named and when it was seen (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<ApprovalRecord>,
+    /// While Scheduled: when the plan may apply next (a window opens, or apply-after).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<Time>,
+    /// An emergency override of the change windows: who, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_override: Option<String>,
+    /// Governance rules that matched this plan: `policy/rule: action`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_results: Vec<String>,
     /// Counts of action states while and after applying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
@@ -219,6 +254,21 @@ pub struct SyncRunStatus {
     /// The last approve value that was refused, so the refusal is reported once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused_approval: Option<String>,
+}
+
+/// One approval, as the API server authenticated it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRecord {
+    /// The approving user (from the approved-by stamp).
+    pub user: String,
+    /// The user's groups at the time (from the approved-by-groups stamp).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// The planId the approval named; it counts only for that plan.
+    pub plan_id: String,
+    /// When the controller saw it.
+    pub at: Time,
 }
 
 /// One object's change in the plan.

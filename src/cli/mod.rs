@@ -11,6 +11,7 @@ use crate::fleet::{Diagnostics, Severity};
 
 mod controller;
 mod diff;
+mod governance;
 mod kubectl;
 mod live_plan;
 mod plan;

@@ -78,6 +78,15 @@ enum Command {
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Return a repository to what an older applied SyncRun applied: a new run with
+    /// trigger Rollback, planned against the cluster and approved like any other.
+    Rollback {
+        /// The GitopsRepository.
+        repository: String,
+        /// The applied SyncRun whose state to return to (`kubectl fleet history` lists them).
+        #[arg(long)]
+        to: String,
+    },
     /// Show how the cluster differs from git; exit 0 no drift, 1 drift, 2 cannot tell.
     Drift {
         /// The GitopsRepository.
@@ -198,6 +207,7 @@ async fn dispatch(
             let wait = wait.then_some(timeout);
             sync(&runs, &repos, &repository, wait).await
         }
+        Command::Rollback { repository, to } => rollback(&repos, &repository, &to).await,
         Command::Drift { repository, output } => {
             let repo = repos.get(&repository).await?;
             let (text, code) = show_drift(&repo);
@@ -230,9 +240,10 @@ pub(super) fn phase_name(run: &SyncRun) -> &'static str {
 /// its plan is still that one).
 pub(super) fn approvable(run: &SyncRun, expected: Option<&str>) -> Result<String, String> {
     let name = run.name_any();
-    if phase(run) != Some(Phase::AwaitingApproval) {
+    // A scheduled run takes further approvals toward an override of the change windows.
+    if !matches!(phase(run), Some(Phase::AwaitingApproval | Phase::Scheduled)) {
         return Err(format!(
-            "{name} is {}; only a run awaiting approval can be approved",
+            "{name} is {}; only a run awaiting approval can be approved (or, toward an override of the change windows, a scheduled one)",
             phase_name(run)
         ));
     }
@@ -273,6 +284,7 @@ async fn show_plan(client: &Client, run: &SyncRun) -> anyhow::Result<String> {
         status.short_revision.clone().unwrap_or_default(),
         phase_name(run)
     );
+    out.push_str(&super::governance::lines(run));
     match &status.full_plan {
         Some(at) => {
             let plan = planstore::load_plan(client, run, at).await?;
@@ -374,6 +386,11 @@ async fn approve(
     }
     annotate(runs, name, annotations::APPROVE, &plan_id).await?;
     println!("syncrun/{name} approved: {plan_id}");
+    if let Some(n) = run.status.as_ref().and_then(|s| s.approvals_required) {
+        println!(
+            "this plan needs {n} distinct approvers; `kubectl fleet plan {name}` shows who has approved"
+        );
+    }
     if let Some(timeout) = wait {
         let Some(done) = wait_for(runs, name, "applying", timeout, |r| {
             phase(r).is_some_and(Phase::is_finished)
@@ -398,6 +415,19 @@ async fn approve(
 
 fn phase_name_of(p: Option<Phase>) -> &'static str {
     p.map_or("unknown", Phase::as_str)
+}
+
+/// Asks for a rollback: the controller starts a Rollback run for it.
+async fn rollback(repos: &Api<GitopsRepository>, name: &str, to: &str) -> anyhow::Result<ExitCode> {
+    let patch = json!({"metadata": {"annotations": {annotations::ROLLBACK_TO: to}}});
+    repos
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    println!(
+        "gitopsrepository/{name}: rollback to what syncrun/{to} applied requested; its plan awaits approval like any other (kubectl get syncruns -l {}={name})",
+        crate::api::REPOSITORY_LABEL
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn sync(

@@ -61,7 +61,7 @@ pub async fn reconcile(ctx: &Context, repo: &GitopsRepository) -> Result<Option<
                 .or(status.last_fetched_revision)
                 .unwrap_or_else(|| "0".repeat(40));
             let next = runs.iter().map(sequence).max().unwrap_or(0) + 1;
-            let run = create_run(ctx, repo, &revision, Trigger::Deletion, next, None).await?;
+            let run = create_run(ctx, repo, &revision, Trigger::Deletion, next, &[]).await?;
             let message = format!(
                 "deleting: SyncRun {} plans the removal of every object this repository manages",
                 run.name_any()
@@ -82,7 +82,7 @@ pub async fn reconcile(ctx: &Context, repo: &GitopsRepository) -> Result<Option<
                 set_finalizer(ctx, repo, false).await?;
                 return Ok(Some(Action::await_change()));
             }
-            Some(Phase::Failed | Phase::Rejected | Phase::Superseded) => (
+            Some(Phase::Failed | Phase::Rejected | Phase::Superseded | Phase::Expired) => (
                 false,
                 "DeletionBlocked",
                 format!(

@@ -8,6 +8,7 @@ pub mod drift;
 pub mod error;
 pub mod forge;
 pub mod gitsource;
+pub mod governance;
 pub mod integrity;
 pub mod live;
 pub mod metrics;
@@ -16,6 +17,7 @@ pub mod outbound;
 pub mod planstore;
 pub mod receiver;
 pub mod repository;
+pub mod rollback;
 pub mod syncrun;
 
 use std::future::Future;
@@ -230,6 +232,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             .for_each(|_| futures::future::ready(()));
         controllers.push(futures::future::join(repositories, runs).boxed());
     }
+    controllers.push(governance_policies(&client).map(|()| ((), ())).boxed());
     tokio::select! {
         _ = futures::future::join_all(controllers) => info!("controllers stopped"),
         _ = async { loop { if is_leader.changed().await.is_err() || !*is_leader.borrow() { break; } } } => {
@@ -240,6 +243,23 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     drop(is_leader);
     let _ = lease_task.await;
     Ok(())
+}
+
+/// Reports on each GovernancePolicy's status whether its rules compile (cluster-scoped,
+/// whatever namespaces are watched).
+fn governance_policies(client: &Client) -> futures::future::BoxFuture<'static, ()> {
+    Controller::new(
+        Api::<crate::api::GovernancePolicy>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .shutdown_on_signal()
+    .run(
+        governance::policy::reconcile,
+        governance::policy::error_policy,
+        Arc::new(client.clone()),
+    )
+    .for_each(|_| futures::future::ready(()))
+    .boxed()
 }
 
 /// The GitopsRepository controller of one scope: it follows its SyncRuns, and any

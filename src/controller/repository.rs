@@ -165,11 +165,20 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
         && runs
             .iter()
             .any(|r| r.annotations().get(SYNC_REQUEST_ANNOTATION) == request.as_ref());
+    if let Some(created) =
+        super::rollback::request(ctx, repo, &runs, &revision, &mut status).await?
+    {
+        runs.insert(0, created);
+    }
     // Drift runs re-plan an old revision; only runs started from git say what git had.
+    // A rollback holds back the revision it rolled back from.
     let new_revision = runs
         .iter()
         .find(|r| r.spec.trigger != Trigger::Drift)
-        .is_none_or(|newest| newest.spec.revision != revision);
+        .is_none_or(|newest| {
+            (newest.spec.revision != revision && !super::rollback::holds(newest, &revision))
+                || replan_expired(newest)
+        });
     if (new_revision || manual) && !manual_done {
         let trigger = if manual {
             Trigger::Manual
@@ -183,10 +192,7 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
             &revision,
             trigger,
             next,
-            request
-                .as_deref()
-                .filter(|_| manual)
-                .map(|r| (SYNC_REQUEST_ANNOTATION, r)),
+            &manual_markers(repo, request.as_deref().filter(|_| manual)),
         )
         .await?;
         let message = format!(
@@ -310,12 +316,12 @@ pub(super) async fn create_run(
     revision: &str,
     trigger: Trigger,
     sequence: u64,
-    marker: Option<(&str, &str)>,
+    markers: &[(&str, &str)],
 ) -> Result<SyncRun> {
     let ns = repo.namespace().unwrap_or_default();
     let mut annotations = BTreeMap::from([(SEQUENCE_ANNOTATION.to_owned(), sequence.to_string())]);
-    if let Some((key, value)) = marker {
-        annotations.insert(key.to_owned(), value.to_owned());
+    for (key, value) in markers {
+        annotations.insert((*key).to_owned(), (*value).to_owned());
     }
     let run = SyncRun {
         metadata: ObjectMeta {
@@ -387,7 +393,7 @@ async fn remediate(
         &revision,
         Trigger::Drift,
         next,
-        Some((DRIFT_ANNOTATION, &found.digest)),
+        &[(DRIFT_ANNOTATION, &found.digest)],
     )
     .await?;
     let message = format!(
@@ -453,6 +459,27 @@ async fn prune_history(
     }
     runs.retain(|r| !finished.contains(&r.name_any()));
     Ok(())
+}
+
+/// What a run started by a sync request carries: the request, and who made it (stamped
+/// at admission), which a governance policy may forbid from approving the run.
+fn manual_markers<'a>(
+    repo: &'a GitopsRepository,
+    request: Option<&'a str>,
+) -> Vec<(&'a str, &'a str)> {
+    let Some(request) = request else {
+        return Vec::new();
+    };
+    let mut markers = vec![(SYNC_REQUEST_ANNOTATION, request)];
+    if let Some(user) = repo.annotations().get(annotations::SYNC_REQUESTED_BY) {
+        markers.push((annotations::REQUESTED_BY, user.as_str()));
+    }
+    markers
+}
+
+/// A plan that expired unapproved is planned afresh, its revision unchanged.
+fn replan_expired(run: &SyncRun) -> bool {
+    run.status.as_ref().and_then(|s| s.phase) == Some(Phase::Expired)
 }
 
 /// Ready, Reconciling and Stalled as the newest run makes them.
@@ -532,6 +559,28 @@ fn conditions_from_newest(
             false,
             "Progressing",
             format!("revision {rev} superseded"),
+        ),
+        Some(Phase::Scheduled) => (
+            false,
+            true,
+            false,
+            "Scheduled",
+            format!(
+                "plan {plan} of revision {rev} is approved and waits for a change window (SyncRun {}{})",
+                run.name_any(),
+                status
+                    .scheduled_for
+                    .as_ref()
+                    .map(|t| format!(", from {}", t.0))
+                    .unwrap_or_default()
+            ),
+        ),
+        Some(Phase::Expired) => (
+            false,
+            true,
+            false,
+            "Progressing",
+            format!("the plan of revision {rev} expired unapproved; planning it afresh"),
         ),
     };
     let k = Kstatus {

@@ -6,7 +6,7 @@
 //! server-side apply, so a reconcile can be repeated or interrupted at any point.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -18,6 +18,11 @@ use super::apply;
 use super::context::{Context, object_key, off_runtime, truncate};
 use super::error::{Error, Result};
 use super::gitsource;
+use super::governance::phases::{
+    apply_when_open, clear_or_retry, expire, governance_error, hold_while_invalid,
+    record_partial_approval, scheduled,
+};
+use super::governance::{self, Counted, rules};
 use super::planstore;
 use crate::api::repository::DriftRemediation;
 use crate::api::syncrun::{ActionState, ActionStatus, DiffEntry, Phase, SyncRunStatus, Trigger};
@@ -68,6 +73,7 @@ async fn step(cached: &SyncRun, ctx: &Context) -> Result<Action> {
     match status.phase {
         None | Some(Phase::Planning) => plan(run, ctx, status).await,
         Some(Phase::AwaitingApproval) => await_approval(run, ctx, status).await,
+        Some(Phase::Scheduled) => scheduled(run, ctx, status).await,
         Some(Phase::Applying) => apply::run(run, ctx, status).await,
         Some(_) => refuse_late_approval(run, ctx, status).await,
     }
@@ -173,6 +179,27 @@ pub async fn fail(
     Ok(Action::await_change())
 }
 
+/// Ends the run as Rejected, saying why (the reject annotation).
+pub async fn reject(
+    ctx: &Context,
+    run: &SyncRun,
+    status: SyncRunStatus,
+    reason: &str,
+) -> Result<Action> {
+    let message = format!("rejected: {reason}");
+    transition(
+        ctx,
+        run,
+        status,
+        Phase::Rejected,
+        false,
+        "Rejected",
+        message,
+    )
+    .await?;
+    Ok(Action::await_change())
+}
+
 /// Ends a run that can no longer be approved, saying what replaced it.
 pub async fn supersede(ctx: &Context, run: &SyncRun, message: String) -> Result<()> {
     let status = run.status.clone().unwrap_or_default();
@@ -271,6 +298,8 @@ struct Planned {
     warnings: Vec<String>,
     /// The revision's whole desired state, kept for drift detection once applied.
     desired: Vec<FleetObject>,
+    /// The repository's live objects counted per kind, for governance rules.
+    live: std::collections::BTreeMap<String, u64>,
 }
 
 enum Computed {
@@ -288,15 +317,24 @@ async fn compute(
 ) -> Result<Computed> {
     // Removing a deleted repository's objects plans against nothing at all.
     let deleting = run.spec.trigger == Trigger::Deletion;
-    let resolved = match deleting {
-        true => Ok((
-            fleet::DesiredState {
-                account: String::new(),
-                objects: Vec::new(),
-            },
-            fleet::Diagnostics::default(),
-        )),
-        false => {
+    let nothing = || fleet::DesiredState {
+        account: String::new(),
+        objects: Vec::new(),
+    };
+    let resolved = match run.spec.trigger {
+        Trigger::Deletion => Ok((nothing(), fleet::Diagnostics::default())),
+        // Back to what an older run applied, as stored (and verified) beside it.
+        Trigger::Rollback => match super::rollback::desired(ctx, run).await? {
+            Ok(objects) => Ok((
+                fleet::DesiredState {
+                    objects,
+                    ..nothing()
+                },
+                fleet::Diagnostics::default(),
+            )),
+            Err(message) => return Ok(Computed::Invalid("RollbackUnavailable", message)),
+        },
+        _ => {
             let bytes =
                 gitsource::read_fleet_file(&ctx.git, &ctx.client, repo, &run.spec.revision).await?;
             // A huge fleet takes a while to resolve and plan: off the runtime's worker threads.
@@ -335,6 +373,7 @@ async fn compute(
     let (prune, exclude) = (repo.spec.prune || deleting, exclude.to_vec());
     let warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
     off_runtime(move || {
+        let live_counts = rules::count_live(&live, &repository);
         let options = PlanOptions {
             repository: &repository,
             revision: &revision,
@@ -346,6 +385,7 @@ async fn compute(
                 plan,
                 warnings,
                 desired: desired.objects,
+                live: live_counts,
             })),
             Err(errors) => {
                 let reason = match errors.first() {
@@ -452,6 +492,7 @@ async fn record(
         plan,
         warnings,
         desired,
+        live,
     } = *planned;
     let saved = planstore::save(&ctx.client, run, "desired", &desired).await?;
     status.desired_state = saved.names;
@@ -502,7 +543,36 @@ async fn record(
         String::new()
     };
     status.full_plan = Some(full_plan);
-    let policy = approving_policy(repo, run, &plan);
+    status.planned_at = Some(now());
+    let ns = run.namespace().unwrap_or_default();
+    let gov = governance::load(&ctx.client, &ns, &run.spec.repository)
+        .await
+        .map_err(governance_error)?;
+    let facts = rules::Facts::new(
+        &plan,
+        live,
+        &ns,
+        &run.spec.repository,
+        run.spec.trigger.as_str(),
+    );
+    let verdict = match gov.judge(facts).await {
+        Ok(verdict) => verdict,
+        Err(governance::Error::Kube(e)) => return Err(e.into()),
+        Err(e) => return fail(ctx, run, status, e.label(), e.to_string()).await,
+    };
+    status.warnings.extend(verdict.warnings.iter().cloned());
+    status.policy_results = verdict.matched.clone();
+    let required = gov.required(&verdict);
+    status.approvals_required = (required > 1).then_some(required);
+    let policy = if gov.needs_person(&verdict) {
+        None
+    } else {
+        verdict
+            .auto_approved_by
+            .as_ref()
+            .map(|rule| format!("policy/{rule}"))
+            .or_else(|| approving_policy(repo, run, &plan))
+    };
     status.requires_approval = policy.is_none();
     if let Some(policy) = policy {
         let message = format!(
@@ -512,20 +582,14 @@ async fn record(
         );
         status.approved_by = Some(policy);
         status.approved_at = Some(now());
-        transition(
-            ctx,
-            run,
-            status,
-            Phase::Applying,
-            false,
-            "ApprovedByPolicy",
-            message,
-        )
-        .await?;
-        return Ok(Action::requeue(Duration::from_millis(100)));
+        return apply_when_open(run, ctx, &gov, status, "ApprovedByPolicy", message, false).await;
     }
+    let quorum = match required {
+        1 => String::new(),
+        n => format!(" ({n} distinct approvers needed)"),
+    };
     let message = format!(
-        "plan {}: {}; approve with: kubectl annotate syncrun/{} {}={}{where_}",
+        "plan {}: {}; approve{quorum} with: kubectl annotate syncrun/{} {}={}{where_}",
         plan.plan_id,
         summary_line(&plan),
         run.name_any(),
@@ -576,19 +640,25 @@ async fn record(
 /// Waits for the approve, reject or exclude annotation.
 async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> Result<Action> {
     let a = run.annotations();
+    let gov = governance::load(
+        &ctx.client,
+        &run.namespace().unwrap_or_default(),
+        &run.spec.repository,
+    )
+    .await
+    .map_err(governance_error)?;
+    let mut status = status;
+    if let Some(action) = hold_while_invalid(run, ctx, &gov, &mut status).await? {
+        return Ok(action);
+    }
+    if let Some(action) = expire(run, ctx, &gov, &mut status).await? {
+        return Ok(action);
+    }
+    let waiting = gov
+        .next_deadline(&status, now().0)
+        .map_or_else(Action::await_change, Action::requeue);
     if let Some(reason) = a.get(annotations::REJECT) {
-        let message = format!("rejected: {reason}");
-        transition(
-            ctx,
-            run,
-            status,
-            Phase::Rejected,
-            false,
-            "Rejected",
-            message,
-        )
-        .await?;
-        return Ok(Action::await_change());
+        return reject(ctx, run, status, reason).await;
     }
     if a.get(annotations::EXCLUDE) != status.exclusions.as_ref() {
         return replan(run, ctx, status).await;
@@ -600,10 +670,10 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
             status.refused_approval = None;
             write_status(ctx, run, &status).await?;
         }
-        return Ok(Action::await_change());
+        return Ok(waiting);
     };
     if status.refused_approval.as_deref() == Some(approval.as_str()) {
-        return Ok(Action::await_change()); // refused already; remove it to approve again
+        return Ok(waiting); // refused already; remove it to approve again
     }
     let plan_id = status.plan_id.clone().unwrap_or_default();
     if *approval != plan_id {
@@ -628,37 +698,26 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
             .await;
         }
     };
-    let key = repository_key(run);
-    if !ctx.claim_apply(&key, &run.name_any()) {
-        let mut status = status;
-        let message = format!(
-            "approved; waiting for another run of {} to finish applying",
-            run.spec.repository
-        );
-        if status.message.as_deref() != Some(message.as_str()) {
-            status.message = Some(message);
-            write_status(ctx, run, &status).await?;
+    let groups = governance::quorum::groups(a.get(annotations::APPROVED_BY_GROUPS));
+    let requester = a.get(annotations::REQUESTED_BY).map(String::as_str);
+    let approver = match gov.count(&mut status, &approver, groups, requester, now().0) {
+        Counted::Met(tally) => tally.approvers.join(", "),
+        // Removed once said, so that another approver can set the same plan id afresh.
+        Counted::Refused(message) => {
+            warn(ctx, run, &status, "ApprovalRefused", "Approve", message).await?;
+            return clear_or_retry(ctx, run).await;
         }
-        return Ok(Action::requeue(Duration::from_secs(2)));
-    }
-    let mut status = status;
+        Counted::Waiting { tally, added } => {
+            return record_partial_approval(run, ctx, status, &approver, tally, added).await;
+        }
+    };
     status.approved_by = Some(approver);
     status.approved_at = Some(now());
     let message = format!(
         "plan {plan_id} approved by {}",
         status.approved_by.clone().unwrap_or_default()
     );
-    transition(
-        ctx,
-        run,
-        status,
-        Phase::Applying,
-        false,
-        "Approved",
-        message,
-    )
-    .await?;
-    Ok(Action::requeue(Duration::from_millis(100)))
+    apply_when_open(run, ctx, &gov, status, "Approved", message, true).await
 }
 
 /// The exclude annotation changed: plan again without the excluded actions. An

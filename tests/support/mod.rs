@@ -14,6 +14,7 @@ pub mod git;
 pub mod gitea;
 pub mod operator;
 pub mod outage;
+pub mod tenant;
 
 use std::path::PathBuf;
 use std::process::Command;

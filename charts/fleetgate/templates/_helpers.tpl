@@ -33,9 +33,12 @@ the API calls it makes). */}}
 - apiGroups: [gitops.fleetgate.dev]
   resources: [gitopsrepositories]
   verbs: [get, list, watch]
+# patch and approve: once an approval toward a quorum is recorded in status, the
+# controller removes the approve annotation (and its stamps) so the next approver sets
+# it afresh; changing the approve annotation needs the approve verb.
 - apiGroups: [gitops.fleetgate.dev]
   resources: [syncruns]
-  verbs: [get, list, watch, create, delete]
+  verbs: [get, list, watch, create, delete, patch, approve]
 - apiGroups: [gitops.fleetgate.dev]
   resources: [gitopsrepositories/status, syncruns/status, notificationtargets/status]
   verbs: [patch]

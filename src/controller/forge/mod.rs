@@ -277,5 +277,16 @@ pub fn status_of(run: &SyncRun) -> Option<(StatusState, String)> {
         Phase::Failed => (StatusState::Failure, first_line(&status.message)),
         Phase::Rejected => (StatusState::Failure, format!("plan {plan} rejected")),
         Phase::Superseded => (StatusState::Error, "superseded by a newer revision".into()),
+        Phase::Expired => (
+            StatusState::Error,
+            format!("plan {plan} expired unapproved; planned again"),
+        ),
+        Phase::Scheduled => (
+            StatusState::Pending,
+            match status.scheduled_for.as_ref() {
+                Some(at) => format!("plan {plan} approved, scheduled for {}", at.0),
+                None => format!("plan {plan} approved, waiting for a change window"),
+            },
+        ),
     })
 }

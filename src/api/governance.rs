@@ -1,0 +1,181 @@
+//! GovernancePolicy: cluster-scoped rules that decide how many people must approve a
+//! plan, how long a plan and an approval stay valid, and which plans CEL rules deny,
+//! escalate or let through. Only platform owners write it: the chart's tenant roles are
+//! bound per namespace and cannot reach a cluster-scoped kind.
+
+// kube's derive takes one `printcolumn(...)` per column; clippy mistakes their
+// repeated `type_ = "string"` arguments for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Rules for the repositories it selects; every selecting policy applies, the strictest wins.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "gitops.fleetgate.dev",
+    version = "v1alpha1",
+    kind = "GovernancePolicy",
+    doc = "Governance over the plans of the GitopsRepositories it selects: quorum approvals, plan and approval expiry, CEL plan rules. Cluster-scoped: only platform owners may write it.",
+    status = "GovernancePolicyStatus",
+    shortname = "fgpolicy",
+    category = "fleetgate",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GovernancePolicySpec {
+    /// Which repositories the policy governs, by namespace and repository name (glob patterns with `*` and `?`). Never by repository labels: editors write those.
+    #[schemars(length(min = 1, max = 64))]
+    pub repositories: Vec<RepositorySelector>,
+    /// How many distinct people must approve a plan, and who.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<ApprovalRule>,
+    /// A plan not approved within this time (such as `24h`) ends Expired and is planned afresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub plan_expiry: Option<String>,
+    /// An approval older than this (such as `2h`) no longer counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub approval_expiry: Option<String>,
+    /// When approved plans may apply: allow and deny windows, as Argo CD's sync windows. An approved plan outside them waits in phase Scheduled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub windows: Vec<ChangeWindow>,
+    /// Distinct approvals of a plan needed before an approver's override-window annotation lets it apply outside the windows (default: the approvals required, at least 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub override_approvals: Option<u32>,
+    /// CEL rules over the recorded plan, evaluated in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub rules: Vec<PlanRule>,
+}
+
+/// Repositories selected by namespace and name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct RepositorySelector {
+    /// Namespace pattern (`*` any run of characters, `?` one character).
+    #[serde(default = "any")]
+    #[schemars(length(min = 1, max = 253))]
+    pub namespace: String,
+    /// GitopsRepository name pattern.
+    #[serde(default = "any")]
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+fn any() -> String {
+    "*".into()
+}
+
+/// A recurring window.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeWindow {
+    /// Allow: plans apply only inside an active allow window (when any is declared). Deny: never inside an active deny window.
+    pub kind: WindowKind,
+    /// Cron schedule of the window's openings (5 fields, or 6 with seconds first).
+    #[schemars(length(min = 1, max = 128))]
+    pub schedule: String,
+    /// How long each opening lasts, such as `2h`.
+    #[schemars(length(min = 1, max = 32))]
+    pub duration: String,
+    /// IANA time zone of the schedule (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub time_zone: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum WindowKind {
+    Allow,
+    Deny,
+}
+
+/// Who must approve.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRule {
+    /// Distinct approvers of the same planId needed before the plan applies.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 10))]
+    pub required: u32,
+    /// At least one approver must belong to each of these groups (as the API server authenticates them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub from_groups: Vec<String>,
+    /// The user who requested the sync (stamped at admission) may not approve its run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forbid_requester: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One CEL rule over the recorded plan.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanRule {
+    /// A short name, shown in status and Events.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// A CEL expression over `plan`, `live`, `repository` and `trigger` that is true when the rule applies.
+    #[schemars(length(min = 1, max = 2048))]
+    pub expression: String,
+    /// What a matching rule does.
+    pub action: RuleAction,
+    /// For RequireApprovals: how many distinct approvers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub approvals: Option<u32>,
+    /// Said when the rule matches (Deny, Warn) in status and Events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub message: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RuleAction {
+    /// The run fails before anyone is asked.
+    Deny,
+    /// The plan needs this many distinct approvers.
+    RequireApprovals,
+    /// The plan applies without a person, unless another rule denies or requires approvals.
+    AutoApprove,
+    /// The message is added to the run's warnings.
+    Warn,
+}
+
+/// Whether every rule compiled.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GovernancePolicyStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready: True when every rule and duration is valid (reason Compiled), False with reason InvalidRule or InvalidSpec.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Each invalid rule or field, located: `rules[1] (name): message`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}

@@ -1,0 +1,156 @@
+//! A GovernancePolicy compiled, and the small controller that reports on its status
+//! whether every rule and duration is valid.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Error, rules, windows};
+use crate::api::governance::GovernancePolicyStatus;
+use crate::api::{FIELD_MANAGER, GovernancePolicy, now, set_condition};
+
+/// What a policy says, compiled, and what in it is invalid.
+pub struct Parts {
+    pub rules: Vec<rules::Compiled>,
+    pub windows: Vec<windows::Compiled>,
+    pub plan_expiry: Option<Duration>,
+    pub approval_expiry: Option<Duration>,
+    pub errors: Vec<Error>,
+}
+
+fn duration(field: &str, value: Option<&String>, errors: &mut Vec<Error>) -> Option<Duration> {
+    let value = value?;
+    match humantime::parse_duration(value) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
+            errors.push(Error::InvalidSpec {
+                field: field.into(),
+                message: "must be longer than zero".into(),
+            });
+            None
+        }
+        Err(e) => {
+            errors.push(Error::InvalidSpec {
+                field: field.into(),
+                message: format!("`{}`: {e}", crate::controller::context::truncate(value, 64)),
+            });
+            None
+        }
+    }
+}
+
+/// Compiles every rule and parses every duration of `policy`.
+pub fn compile(policy: &GovernancePolicy) -> Parts {
+    let name = policy.name_any();
+    let mut errors = Vec::new();
+    let plan_expiry = duration(
+        "spec.planExpiry",
+        policy.spec.plan_expiry.as_ref(),
+        &mut errors,
+    );
+    let approval_expiry = duration(
+        "spec.approvalExpiry",
+        policy.spec.approval_expiry.as_ref(),
+        &mut errors,
+    );
+    if policy.spec.repositories.is_empty() {
+        errors.push(Error::InvalidSpec {
+            field: "spec.repositories".into(),
+            message: "selects no repository".into(),
+        });
+    }
+    let mut compiled = Vec::new();
+    for (i, rule) in policy.spec.rules.iter().enumerate().take(32) {
+        match rules::compile(&name, i, rule) {
+            Ok(c) => compiled.push(c),
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut windows = Vec::new();
+    for (i, w) in policy
+        .spec
+        .windows
+        .iter()
+        .enumerate()
+        .take(windows::MAX_WINDOWS)
+    {
+        match windows::compile(&name, i, w) {
+            Ok(c) => windows.push(c),
+            Err(e) => errors.push(e),
+        }
+    }
+    Parts {
+        rules: compiled,
+        windows,
+        plan_expiry,
+        approval_expiry,
+        errors,
+    }
+}
+
+/// Writes whether the policy is valid to its status.
+pub async fn reconcile(
+    policy: Arc<GovernancePolicy>,
+    client: Arc<Client>,
+) -> Result<Action, Error> {
+    let parts = compile(&policy);
+    let mut status = policy.status.clone().unwrap_or_default();
+    let errors: Vec<String> = parts.errors.iter().map(|e| e.to_string()).collect();
+    let (ok, reason, message) = match parts.errors.first() {
+        None => (
+            true,
+            "Compiled",
+            format!("{} rules compiled", parts.rules.len()),
+        ),
+        Some(first) => (false, first.label(), errors.join("\n")),
+    };
+    let generation = policy.meta().generation;
+    let fresh = GovernancePolicyStatus {
+        observed_generation: generation,
+        errors: errors.clone(),
+        conditions: status.conditions.clone(),
+    };
+    set_condition(
+        &mut status.conditions,
+        "Ready",
+        ok,
+        reason,
+        &message,
+        generation,
+        &now(),
+    );
+    let unchanged = policy.status.as_ref().is_some_and(|s| {
+        s.observed_generation == generation
+            && s.errors == errors
+            && crate::api::condition(&s.conditions, "Ready").is_some_and(|c| c.reason == reason)
+    });
+    if unchanged {
+        return Ok(Action::await_change());
+    }
+    let status = GovernancePolicyStatus {
+        conditions: status.conditions,
+        ..fresh
+    };
+    let patch = json!({
+        "apiVersion": "gitops.fleetgate.dev/v1alpha1",
+        "kind": "GovernancePolicy",
+        "status": status,
+    });
+    Api::<GovernancePolicy>::all((*client).clone())
+        .patch_status(
+            &policy.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(Action::await_change())
+}
+
+pub fn error_policy(policy: Arc<GovernancePolicy>, error: &Error, _: Arc<Client>) -> Action {
+    tracing::warn!(policy = %policy.name_any(), error = %error, "governance policy status not written");
+    Action::requeue(Duration::from_secs(10))
+}

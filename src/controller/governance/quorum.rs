@@ -1,0 +1,187 @@
+//! Counting approvals toward a quorum. Pure: records in, a count out.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::syncrun::ApprovalRecord;
+
+/// At most this many approval records are kept in a run's status.
+pub const MAX_RECORDS: usize = 32;
+
+/// What a quorum needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requirement {
+    pub required: u32,
+    pub from_groups: Vec<String>,
+    pub approval_expiry: Option<Duration>,
+}
+
+/// Where a plan's quorum stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// Distinct users whose approval of this plan still counts, in the order they approved.
+    pub approvers: Vec<String>,
+    /// Groups of `from_groups` no counted approver belongs to.
+    pub missing_groups: Vec<String>,
+    pub required: u32,
+}
+
+impl Tally {
+    pub fn met(&self) -> bool {
+        self.approvers.len() as u64 >= u64::from(self.required) && self.missing_groups.is_empty()
+    }
+
+    /// `1/2 approvals (alice)`, and which groups are still missing.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{}/{} approvals",
+            self.approvers.len().min(self.required as usize),
+            self.required
+        );
+        if !self.approvers.is_empty() {
+            s.push_str(&format!(" ({})", self.approvers.join(", ")));
+        }
+        if !self.missing_groups.is_empty() {
+            s.push_str(&format!(
+                "; still needs an approver from group(s) {}",
+                self.missing_groups.join(", ")
+            ));
+        }
+        s
+    }
+}
+
+/// Whether `record` is too old to count at `now`.
+pub fn is_stale(record: &ApprovalRecord, expiry: Option<Duration>, now: Timestamp) -> bool {
+    let Some(expiry) = expiry else { return false };
+    let age = now.duration_since(record.at.0);
+    age.is_positive() && age.unsigned_abs() > expiry
+}
+
+/// Counts the approvals of `plan_id`: one per user, none older than the expiry.
+pub fn tally(
+    records: &[ApprovalRecord],
+    plan_id: &str,
+    req: &Requirement,
+    now: Timestamp,
+) -> Tally {
+    let mut approvers: Vec<String> = Vec::new();
+    let mut groups_seen: Vec<&str> = Vec::new();
+    for r in records {
+        if r.plan_id != plan_id || is_stale(r, req.approval_expiry, now) {
+            continue;
+        }
+        if !approvers.contains(&r.user) {
+            approvers.push(r.user.clone());
+        }
+        groups_seen.extend(r.groups.iter().map(String::as_str));
+    }
+    let missing_groups = req
+        .from_groups
+        .iter()
+        .filter(|g| !groups_seen.contains(&g.as_str()))
+        .cloned()
+        .collect();
+    Tally {
+        approvers,
+        missing_groups,
+        required: req.required.max(1),
+    }
+}
+
+/// Adds an approval; the same user approving the same plan again keeps the first record
+/// (its time included, so approving twice does not extend an approval's life).
+/// Returns whether anything was added.
+pub fn add(records: &mut Vec<ApprovalRecord>, new: ApprovalRecord) -> bool {
+    if records
+        .iter()
+        .any(|r| r.user == new.user && r.plan_id == new.plan_id)
+    {
+        return false;
+    }
+    records.push(new);
+    if records.len() > MAX_RECORDS {
+        let excess = records.len() - MAX_RECORDS;
+        records.drain(..excess);
+    }
+    true
+}
+
+/// Parses the approved-by-groups stamp (comma-separated; bounded).
+pub fn groups(stamp: Option<&String>) -> Vec<String> {
+    stamp
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .take(64)
+                .map(|g| g.chars().take(253).collect())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn rec(user: &str, plan: &str, at: i64, groups: &[&str]) -> ApprovalRecord {
+        ApprovalRecord {
+            user: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            plan_id: plan.into(),
+            at: Time(Timestamp::from_second(at).unwrap()),
+        }
+    }
+
+    fn req(required: u32, groups: &[&str], expiry: Option<u64>) -> Requirement {
+        Requirement {
+            required,
+            from_groups: groups.iter().map(|g| g.to_string()).collect(),
+            approval_expiry: expiry.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn counts_distinct_users_of_the_named_plan_only() {
+        let now = Timestamp::from_second(100).unwrap();
+        let mut records = vec![];
+        assert!(add(&mut records, rec("alice", "p1", 10, &[])));
+        assert!(!add(&mut records, rec("alice", "p1", 20, &[])));
+        assert_eq!(records[0].at.0.as_second(), 10);
+        let t = tally(&records, "p1", &req(2, &[], None), now);
+        assert!(!t.met());
+        assert_eq!(t.describe(), "1/2 approvals (alice)");
+        add(&mut records, rec("bob", "p0", 30, &[]));
+        assert!(!tally(&records, "p1", &req(2, &[], None), now).met());
+        add(&mut records, rec("bob", "p1", 40, &[]));
+        assert!(tally(&records, "p1", &req(2, &[], None), now).met());
+        assert!(!tally(&records, "p2", &req(1, &[], None), now).met());
+    }
+
+    #[test]
+    fn old_approvals_and_missing_groups_do_not_count() {
+        let now = Timestamp::from_second(100).unwrap();
+        let records = vec![
+            rec("alice", "p", 10, &["sre"]),
+            rec("bob", "p", 95, &["dev"]),
+        ];
+        let t = tally(&records, "p", &req(2, &[], Some(30)), now);
+        assert_eq!(t.approvers, vec!["bob".to_owned()]);
+        let t = tally(&records, "p", &req(2, &["sre", "netops"], None), now);
+        assert_eq!(t.missing_groups, vec!["netops".to_owned()]);
+        assert!(!t.met());
+    }
+
+    #[test]
+    fn records_stay_bounded() {
+        let mut records = vec![];
+        for i in 0..100 {
+            add(&mut records, rec(&format!("u{i}"), "p", i, &[]));
+        }
+        assert_eq!(records.len(), MAX_RECORDS);
+        assert_eq!(groups(Some(&" a, ,b ".to_owned())), vec!["a", "b"]);
+    }
+}

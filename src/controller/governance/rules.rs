@@ -1,0 +1,422 @@
+//! CEL plan rules: compiled when a policy is loaded, evaluated over the facts of one
+//! recorded plan. Pure: no Kubernetes, no I/O.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::Error;
+use crate::api::governance::{PlanRule, RuleAction};
+use crate::fleet::{LiveObject, Plan};
+
+/// Longest expression accepted (the CRD says the same).
+pub const MAX_EXPRESSION_BYTES: usize = 2048;
+/// At most this many field changes per action are shown to rules.
+const MAX_FIELDS_PER_ACTION: usize = 200;
+
+/// Deepest nesting of brackets accepted.
+const MAX_BRACKET_DEPTH: usize = 32;
+/// Stack of the thread that parses one expression.
+const PARSER_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// How deep brackets nest, when deeper than allowed (string literals ignored).
+fn too_deep(expression: &str) -> Option<usize> {
+    let (mut depth, mut max, mut quote) = (0usize, 0usize, None);
+    let mut chars = expression.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(_), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[' | '{') => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            (None, ')' | ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    (max > MAX_BRACKET_DEPTH).then_some(max)
+}
+
+/// One rule, compiled.
+pub struct Compiled {
+    /// `policy/rule`, for status and Events.
+    pub name: String,
+    pub action: RuleAction,
+    pub approvals: u32,
+    pub message: Option<String>,
+    program: cel::Program,
+}
+
+/// Compiles a rule, or says where it is wrong.
+pub fn compile(policy: &str, index: usize, rule: &PlanRule) -> Result<Compiled, Error> {
+    let located = |message: String| Error::InvalidRule {
+        rule: format!("rules[{index}] ({})", rule.name),
+        message,
+    };
+    if rule.expression.len() > MAX_EXPRESSION_BYTES {
+        return Err(located(format!(
+            "the expression is {} bytes, more than {MAX_EXPRESSION_BYTES}",
+            rule.expression.len()
+        )));
+    }
+    if rule.expression.trim().is_empty() {
+        return Err(located("the expression is empty".into()));
+    }
+    if rule.action == RuleAction::RequireApprovals && !matches!(rule.approvals, Some(1..=10)) {
+        return Err(located(
+            "action RequireApprovals needs `approvals` between 1 and 10".into(),
+        ));
+    }
+    if let Some(depth) = too_deep(&rule.expression) {
+        return Err(located(format!(
+            "brackets nest {depth} deep, more than {MAX_BRACKET_DEPTH}"
+        )));
+    }
+    // The parser is third-party code fed by a policy author and recurses with the
+    // expression: it runs on its own thread with a stack sized for the longest expression
+    // accepted, and a panic in it is a compile error, never a crashed controller.
+    let source = rule.expression.clone();
+    let parsed = std::thread::Builder::new()
+        .name("cel-compile".into())
+        .stack_size(PARSER_STACK_BYTES)
+        .spawn(move || cel::Program::compile(&source).map_err(|e| e.to_string()))
+        .map_err(|e| located(format!("could not start the compiler: {e}")))?
+        .join()
+        .map_err(|_| located("the CEL parser failed on this expression".into()))?;
+    let program = parsed.map_err(|e| located(e.to_string()))?;
+    Ok(Compiled {
+        name: format!("{policy}/{}", rule.name),
+        action: rule.action,
+        approvals: rule.approvals.unwrap_or(1),
+        message: rule.message.clone(),
+        program,
+    })
+}
+
+/// What rules see of a plan.
+#[derive(Serialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct Facts {
+    pub plan: PlanFacts,
+    /// The repository's live objects counted per kind.
+    pub live: BTreeMap<String, u64>,
+    pub repository: RepositoryFacts,
+    pub trigger: String,
+}
+
+#[derive(Serialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanFacts {
+    pub plan_id: String,
+    pub revision: String,
+    pub changes: crate::fleet::plan::Counts,
+    pub summary: crate::fleet::plan::Summary,
+    pub actions: Vec<ActionFacts>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct ActionFacts {
+    pub kind: String,
+    pub name: String,
+    pub operation: String,
+    pub fields: Vec<FieldFacts>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct FieldFacts {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<serde_json::Value>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct RepositoryFacts {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// The live objects `repository` manages, counted per kind (every kind present, 0 or more).
+pub fn count_live(live: &[LiveObject], repository: &str) -> BTreeMap<String, u64> {
+    let mut counts: BTreeMap<String, u64> = crate::fleet::ObjectKind::ALL
+        .iter()
+        .map(|k| (k.to_string(), 0))
+        .collect();
+    for object in live
+        .iter()
+        .filter(|o| o.owner.as_deref() == Some(repository))
+    {
+        *counts.entry(object.kind().to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
+impl Facts {
+    /// The facts of `plan`, with `live` the repository's live objects counted per kind.
+    pub fn new(
+        plan: &Plan,
+        live: BTreeMap<String, u64>,
+        namespace: &str,
+        repository: &str,
+        trigger: &str,
+    ) -> Self {
+        let counts = live;
+        let fields_of = |kind, name: &str| {
+            plan.diff
+                .iter()
+                .find(|d| d.kind == kind && d.name == name)
+                .map(|d| {
+                    d.fields
+                        .iter()
+                        .take(MAX_FIELDS_PER_ACTION)
+                        .map(|f| FieldFacts {
+                            path: f.path.clone(),
+                            old: f.old.clone(),
+                            new: f.new.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let actions = plan
+            .actions
+            .iter()
+            .map(|a| ActionFacts {
+                kind: a.kind.to_string(),
+                name: a.name.clone(),
+                operation: a.operation.word().to_owned(),
+                fields: fields_of(a.kind, &a.name),
+            })
+            .collect();
+        Facts {
+            plan: PlanFacts {
+                plan_id: plan.plan_id.clone(),
+                revision: plan.revision.clone(),
+                changes: plan.summary.total(),
+                summary: plan.summary,
+                actions,
+            },
+            live: counts,
+            repository: RepositoryFacts {
+                namespace: namespace.to_owned(),
+                name: repository.to_owned(),
+            },
+            trigger: trigger.to_owned(),
+        }
+    }
+}
+
+/// What the matching rules decided.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The first denying rule and its message.
+    pub denied: Option<(String, String)>,
+    /// The most approvals a matching rule requires (0: none).
+    pub approvals: u32,
+    /// The first matching auto-approving rule.
+    pub auto_approved_by: Option<String>,
+    pub warnings: Vec<String>,
+    /// `policy/rule: Action` for every matching rule.
+    pub matched: Vec<String>,
+}
+
+/// Evaluates every rule over `facts`. A rule that does not evaluate to a boolean fails
+/// closed: the evaluation errs with the rule's name.
+pub fn evaluate(rules: &[Compiled], facts: &Facts) -> Result<Verdict, Error> {
+    let mut context = cel::Context::default();
+    let json = |name: &str, v: Result<serde_json::Value, serde_json::Error>| {
+        v.map(|v| to_cel(&v)).map_err(|e| Error::Evaluation {
+            rule: "(input)".into(),
+            message: format!("{name}: {e}"),
+        })
+    };
+    context.add_variable_from_value("plan", json("plan", serde_json::to_value(&facts.plan))?);
+    context.add_variable_from_value("live", json("live", serde_json::to_value(&facts.live))?);
+    context.add_variable_from_value(
+        "repository",
+        json("repository", serde_json::to_value(&facts.repository))?,
+    );
+    context.add_variable_from_value("trigger", facts.trigger.clone());
+    let mut verdict = Verdict::default();
+    for rule in rules {
+        let matched = match rule.program.execute(&context) {
+            Ok(cel::Value::Bool(b)) => b,
+            Ok(other) => {
+                return Err(Error::Evaluation {
+                    rule: rule.name.clone(),
+                    message: format!("evaluated to {other:?}, not a bool"),
+                });
+            }
+            Err(e) => {
+                return Err(Error::Evaluation {
+                    rule: rule.name.clone(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        if !matched {
+            continue;
+        }
+        verdict
+            .matched
+            .push(format!("{}: {:?}", rule.name, rule.action));
+        let message = || {
+            rule.message
+                .clone()
+                .unwrap_or_else(|| format!("rule {} matched", rule.name))
+        };
+        match rule.action {
+            RuleAction::Deny => {
+                if verdict.denied.is_none() {
+                    verdict.denied = Some((rule.name.clone(), message()));
+                }
+            }
+            RuleAction::RequireApprovals => {
+                verdict.approvals = verdict.approvals.max(rule.approvals)
+            }
+            RuleAction::AutoApprove => {
+                if verdict.auto_approved_by.is_none() {
+                    verdict.auto_approved_by = Some(rule.name.clone());
+                }
+            }
+            RuleAction::Warn => verdict
+                .warnings
+                .push(format!("{}: {}", rule.name, message())),
+        }
+    }
+    Ok(verdict)
+}
+
+/// A JSON value as CEL sees it. Every whole number is an `int`, so that rules compare
+/// counts with plain literals (`> 5`) rather than CEL's `uint` literals (`> 5u`).
+fn to_cel(v: &serde_json::Value) -> cel::Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => cel::Value::Null,
+        J::Bool(b) => cel::Value::Bool(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => cel::Value::Int(i),
+            None => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => cel::Value::String(std::sync::Arc::new(s.clone())),
+        J::Array(items) => {
+            cel::Value::List(std::sync::Arc::new(items.iter().map(to_cel).collect()))
+        }
+        J::Object(map) => {
+            let map: std::collections::HashMap<String, cel::Value> =
+                map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
+            cel::Value::from(map)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(expression: &str, action: RuleAction) -> PlanRule {
+        PlanRule {
+            name: "r".into(),
+            expression: expression.into(),
+            action,
+            approvals: (action == RuleAction::RequireApprovals).then_some(2),
+            message: Some("because".into()),
+        }
+    }
+
+    fn facts(actions: Vec<ActionFacts>, nodes: u64) -> Facts {
+        Facts {
+            plan: PlanFacts {
+                plan_id: "plan-1".into(),
+                revision: "abc".into(),
+                changes: Default::default(),
+                summary: Default::default(),
+                actions,
+            },
+            live: BTreeMap::from([("FleetNode".to_owned(), nodes)]),
+            repository: RepositoryFacts {
+                namespace: "ns".into(),
+                name: "fleet".into(),
+            },
+            trigger: "Schedule".into(),
+        }
+    }
+
+    fn delete_node(name: &str) -> ActionFacts {
+        ActionFacts {
+            kind: "FleetNode".into(),
+            name: name.into(),
+            operation: "Delete".into(),
+            fields: vec![],
+        }
+    }
+
+    const MASS_DELETE: &str = "plan.actions.filter(a, a.kind == 'FleetNode' && a.operation == 'Delete').size() * 100 > live.FleetNode * 5";
+
+    #[test]
+    fn the_mass_delete_rule_denies_past_five_percent() {
+        let rules = [compile("p", 0, &rule(MASS_DELETE, RuleAction::Deny)).unwrap()];
+        let ok = evaluate(&rules, &facts(vec![delete_node("a")], 20)).unwrap();
+        assert_eq!(ok.denied, None);
+        let denied =
+            evaluate(&rules, &facts(vec![delete_node("a"), delete_node("b")], 20)).unwrap();
+        assert_eq!(denied.denied, Some(("p/r".into(), "because".into())));
+    }
+
+    #[test]
+    fn field_paths_and_values_are_visible() {
+        let expr = "plan.actions.exists(a, a.kind == 'VirtualIp' && a.fields.exists(f, f.path == 'primaryHolder' && f.old != f.new))";
+        let rules = [compile("p", 0, &rule(expr, RuleAction::RequireApprovals)).unwrap()];
+        let mut action = delete_node("vip");
+        action.kind = "VirtualIp".into();
+        action.operation = "Update".into();
+        action.fields = vec![FieldFacts {
+            path: "primaryHolder".into(),
+            old: Some("a".into()),
+            new: Some("b".into()),
+        }];
+        let v = evaluate(&rules, &facts(vec![action], 1)).unwrap();
+        assert_eq!(v.approvals, 2);
+        assert_eq!(v.matched, vec!["p/r: RequireApprovals".to_owned()]);
+    }
+
+    #[test]
+    fn broken_rules_are_located_errors_not_panics() {
+        for bad in [
+            "plan.actions.exists(",
+            "",
+            &"(".repeat(5000),
+            &"[".repeat(200),
+        ] {
+            match compile("p", 3, &rule(bad, RuleAction::Deny)) {
+                Err(Error::InvalidRule { rule, .. }) => assert_eq!(rule, "rules[3] (r)"),
+                Err(other) => panic!("{other}"),
+                Ok(_) => panic!("{bad:?} compiled"),
+            }
+        }
+        // Long chains within the size limit compile or are refused, never crash.
+        let hostile = [
+            format!("{}true", "!".repeat(2000)),
+            "-".repeat(2040),
+            format!("{}1 == 1", "1 + ".repeat(500)),
+            format!("{}x{} == 1", "f(".repeat(30), ")".repeat(30)),
+            format!("{}true", "a.".repeat(1000)),
+        ];
+        for expr in hostile {
+            let _ = compile("p", 0, &rule(&expr, RuleAction::Deny));
+        }
+        let missing = compile("p", 0, &rule("plan.nope > 1", RuleAction::Deny)).unwrap();
+        assert!(matches!(
+            evaluate(&[missing], &facts(vec![], 1)),
+            Err(Error::Evaluation { .. })
+        ));
+        let not_bool = compile("p", 0, &rule("1 + 1", RuleAction::Warn)).unwrap();
+        assert!(evaluate(&[not_bool], &facts(vec![], 1)).is_err());
+    }
+}

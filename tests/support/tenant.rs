@@ -1,0 +1,156 @@
+//! A tenant namespace with the chart's users (alice the editor, bob the editor and
+//! approver), its git repository and SSH Secret; what the gate and governance tests share.
+
+use std::time::Duration;
+
+use fleetgate::api::{SyncRun, annotations};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use super::chart::bind;
+use super::git::server;
+use super::operator::{ssh_secret, try_annotate};
+
+/// The admission error of a refused request: its code and message.
+pub fn refusal<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> (u16, String) {
+    match result {
+        Err(kube::Error::Api(s)) => (s.code, s.message),
+        other => panic!("expected the API server to refuse, got {other:?}"),
+    }
+}
+
+/// Fleet objects of the five kinds in `ns`.
+pub async fn fleet_objects(client: &Client, ns: &str) -> Vec<DynamicObject> {
+    let mut out = Vec::new();
+    for kind in [
+        "FleetTemplate",
+        "FleetNode",
+        "SdwanNetwork",
+        "SdwanPeer",
+        "VirtualIp",
+    ] {
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "fleet.fleetgate.dev",
+            "v1alpha1",
+            kind,
+        ));
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+        out.extend(api.list(&ListParams::default()).await.unwrap().items);
+    }
+    out
+}
+
+/// One tenant namespace with alice (editor, plus Kubernetes' `edit`) and bob (editor and
+/// approver), a git repository holding V1, and the SSH Secret.
+pub struct Tenant {
+    pub ns: super::TestNamespace,
+    pub admin: Client,
+    pub alice: Client,
+    pub bob: Client,
+    /// A second approver (editor and approver, like bob).
+    pub carol: Client,
+    pub repo: super::git::Repo,
+}
+
+pub async fn tenant(prefix: &str) -> Tenant {
+    let env = super::env();
+    let ns = env.namespace(prefix).await;
+    let admin = env.client().await;
+    let git = server();
+    let repo = git.create_repo(prefix);
+    ssh_secret(&admin, &ns.name, "fleet-git", git.known_hosts()).await;
+    Tenant {
+        alice: env.client_as("alice", &["system:authenticated"]).await,
+        bob: env.client_as("bob", &["system:authenticated"]).await,
+        carol: env
+            .client_as("carol", &["system:authenticated", "netops"])
+            .await,
+        admin,
+        repo,
+        ns,
+    }
+}
+
+impl Tenant {
+    pub fn bind_users(&self) {
+        bind(&self.ns.name, "alice-edits", "fleetgate-editor", "alice");
+        // What Kubernetes' `edit` grants on ConfigMaps and Secrets (`edit` itself is
+        // aggregated by kube-controller-manager, which the test control plane lacks).
+        super::run_tool(
+            "kubectl",
+            &[
+                "create",
+                "role",
+                "k8s-edit",
+                "-n",
+                &self.ns.name,
+                "--verb=get,list,watch,create,update,patch,delete",
+                "--resource=configmaps,secrets",
+            ],
+        );
+        super::run_tool(
+            "kubectl",
+            &[
+                "create",
+                "rolebinding",
+                "alice-k8s-edit",
+                "-n",
+                &self.ns.name,
+                "--role=k8s-edit",
+                "--user=alice",
+            ],
+        );
+        bind(&self.ns.name, "bob-edits", "fleetgate-editor", "bob");
+        bind(&self.ns.name, "bob-approves", "fleetgate-approver", "bob");
+        bind(&self.ns.name, "carol-edits", "fleetgate-editor", "carol");
+        bind(
+            &self.ns.name,
+            "carol-approves",
+            "fleetgate-approver",
+            "carol",
+        );
+    }
+
+    pub fn ssh_spec(&self) -> Value {
+        json!({"url": server().ssh_url(&self.repo), "ref": {"branch": "main"},
+               "secretRef": {"name": "fleet-git"}, "interval": "2s"})
+    }
+
+    pub async fn approve(&self, who: &Client, run: &SyncRun) -> Result<SyncRun, kube::Error> {
+        let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
+        self.approve_as(who, &run.name_any(), &plan_id).await
+    }
+
+    /// Sets the approve annotation once the policy that stamps who approved is in force
+    /// (tried first as a dry run, which admission sees like any other request).
+    pub async fn approve_as(
+        &self,
+        who: &Client,
+        run: &str,
+        value: &str,
+    ) -> Result<SyncRun, kube::Error> {
+        let api = Api::<SyncRun>::namespaced(who.clone(), &self.ns.name);
+        let patch = json!({"metadata": {"annotations": {annotations::APPROVE: value}}});
+        super::eventually(
+            "the approved-by stamp to be in force",
+            Duration::from_secs(30),
+            || {
+                let (api, patch) = (api.clone(), patch.clone());
+                async move {
+                    let dry = PatchParams {
+                        dry_run: true,
+                        ..Default::default()
+                    };
+                    let r = api.patch(run, &dry, &Patch::Merge(&patch)).await.ok()?;
+                    r.annotations()
+                        .contains_key(annotations::APPROVED_BY)
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+        try_annotate(who, &self.ns.name, run, annotations::APPROVE, Some(value)).await
+    }
+}
