@@ -10,9 +10,11 @@ pub mod gitsource;
 pub mod integrity;
 pub mod live;
 pub mod metrics;
+pub mod objectwrite;
 pub mod planstore;
 pub mod receiver;
 pub mod repository;
+pub mod runstate;
 pub mod syncrun;
 
 use std::future::Future;
