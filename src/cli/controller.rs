@@ -68,6 +68,12 @@ pub struct Args {
     /// Address for push webhooks (`POST /hook/<namespace>/<repository>`); off unless set.
     #[arg(long)]
     receiver_addr: Option<SocketAddr>,
+    /// Reconcile only the GitopsRepositories and SyncRuns whose labels match this
+    /// selector (e.g. `fleetgate.dev/shard=shard1`), so that several controllers, each
+    /// with its own --lease-name, share one cluster's repositories; a repository's
+    /// SyncRuns carry its labels. Default: all of them.
+    #[arg(long, env = "FLEETGATE_WATCH_LABEL_SELECTOR")]
+    watch_label_selector: Option<String>,
     /// Lease used for leader election.
     #[arg(long, default_value = "fleetgate-controller")]
     lease_name: String,
@@ -145,6 +151,7 @@ pub fn run(args: Args) -> ExitCode {
             apply_concurrency: args.apply_concurrency,
             max_fleet_objects: args.max_fleet_objects,
             allow_unverified_approvals: args.allow_unverified_approvals,
+            watch_label_selector: args.watch_label_selector.filter(|s| !s.trim().is_empty()),
         },
         http_addr: args.http_addr,
         receiver_addr: args.receiver_addr,

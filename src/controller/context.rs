@@ -30,6 +30,9 @@ pub struct Settings {
     /// Accept an approval that carries no gitops.fleetgate.dev/approved-by (clusters
     /// without the chart's admission policies); it is recorded as unverified.
     pub allow_unverified_approvals: bool,
+    /// Only GitopsRepositories and SyncRuns with matching labels are reconciled (one
+    /// shard of several controllers); all when None.
+    pub watch_label_selector: Option<String>,
 }
 
 pub struct Context {
