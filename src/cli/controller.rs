@@ -52,8 +52,10 @@ pub struct Args {
     /// stops answering frees its thread after this.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     git_io_timeout: std::time::Duration,
-    /// Independent actions of one dependency level applied at once.
-    #[arg(long, default_value_t = 8)]
+    /// Independent actions of one dependency level applied at once (each is one request
+    /// when nothing got in its way). 32 was chosen with `make bench-apply` (see the
+    /// README); refusals for load (429) pause the writes whatever the setting.
+    #[arg(long, default_value_t = 32)]
     apply_concurrency: usize,
     /// The most fleet objects one repository's fleet may declare (a node is about two:
     /// itself and its peer). A larger fleet fails its run with reason `FleetTooLarge`
