@@ -139,9 +139,30 @@ async fn audited_requests(
     let path = testenv_dir().join("audit.log");
     for _ in 0..600 {
         let mut log = String::new();
-        if let Ok(mut file) = std::fs::File::open(&path) {
-            let _ = file.seek(std::io::SeekFrom::Start(offset));
-            let _ = file.read_to_string(&mut log);
+        let read_from = |path: &std::path::Path, from: u64, into: &mut String| {
+            if let Ok(mut file) = std::fs::File::open(path) {
+                let _ = file.seek(std::io::SeekFrom::Start(from));
+                let _ = file.read_to_string(into);
+            }
+        };
+        if audit_offset() >= offset {
+            read_from(&path, offset, &mut log);
+        } else {
+            // Rotated at 100 MB (the API server's default) since the start: the rest of
+            // the newest rotated file (audit-<time>.log), then the new one.
+            let mut rotated: Vec<PathBuf> = std::fs::read_dir(testenv_dir())
+                .map(|d| d.filter_map(|e| Some(e.ok()?.path())).collect())
+                .unwrap_or_default();
+            rotated.retain(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("audit-") && n.ends_with(".log"))
+            });
+            rotated.sort();
+            if let Some(newest) = rotated.last() {
+                read_from(newest, offset, &mut log);
+            }
+            read_from(&path, 0, &mut log);
         }
         let (mut counting, mut count) = (false, BTreeMap::new());
         for event in log
