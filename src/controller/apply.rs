@@ -35,8 +35,8 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// How long verification waits for the watch to deliver every write back before it
 /// reads the rest from the API server.
 const VERIFY_WAIT: Duration = Duration::from_secs(10);
-/// Tries of one action the API server keeps refusing for load.
-const THROTTLED_TRIES: u32 = 6;
+/// Tries of one action while the API server refuses for load or cannot be reached.
+const UNAVAILABLE_TRIES: u32 = 6;
 
 /// The progress of one run being applied.
 struct Run<'a> {
@@ -127,7 +127,7 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
     r.finish(&plan).await
 }
 
-/// Applies one action, waiting out the server's refusals for load.
+/// Applies one action, waiting out the server's refusals for load and short outages.
 async fn apply_one(
     target: &Target<'_>,
     throttle: &Throttle,
@@ -137,9 +137,9 @@ async fn apply_one(
     loop {
         throttle.wait().await;
         match target.apply(action).await {
-            Err(WriteError::Throttled(m)) if tries < THROTTLED_TRIES => {
+            Err(WriteError::Unavailable(m)) if tries < UNAVAILABLE_TRIES => {
                 let pause = throttle.back_off();
-                tracing::warn!(object = %action.reference(), error = %m, ?pause, "the API server refused for load; pausing the run's writes");
+                tracing::warn!(object = %action.reference(), error = %m, ?pause, "the API server refused for load or could not be reached; pausing the run's writes");
                 tries += 1;
             }
             Ok(()) => {

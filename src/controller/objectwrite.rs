@@ -37,10 +37,10 @@ pub enum WriteError {
         owner: String,
         repository: String,
     },
-    /// The API server kept refusing for load (429 after the client's own retries) or was
-    /// unavailable: worth another try later.
+    /// The API server kept refusing for load (429 after the client's own retries), was
+    /// unavailable (503, 504) or could not be reached: worth another try later.
     #[error("{0}")]
-    Throttled(String),
+    Unavailable(String),
     #[error("{0}")]
     Refused(String),
 }
@@ -50,7 +50,7 @@ impl WriteError {
         match self {
             Self::Conflict { .. } => "Conflict",
             Self::NotOwned { .. } => "NotOwned",
-            Self::Throttled(_) => "Throttled",
+            Self::Unavailable(_) => "Unavailable",
             Self::Refused(_) => "Refused",
         }
     }
@@ -58,10 +58,11 @@ impl WriteError {
 
 fn api_error(e: kube::Error) -> WriteError {
     match &e {
-        kube::Error::Api(s) if matches!(s.code, 429 | 503 | 504) => {
-            WriteError::Throttled(e.to_string())
+        kube::Error::Api(s) if !matches!(s.code, 429 | 503 | 504) => {
+            WriteError::Refused(e.to_string())
         }
-        _ => WriteError::Refused(e.to_string()),
+        // The server answered for load, or did not answer at all (restarting, say).
+        _ => WriteError::Unavailable(e.to_string()),
     }
 }
 
@@ -284,13 +285,23 @@ mod tests {
     #[tokio::test]
     async fn refusals_for_load_pause_everyone_longer_each_time_until_a_write_succeeds() {
         let throttle = Throttle::default();
-        let start = tokio::time::Instant::now();
+        let start = Instant::now();
         throttle.wait().await;
-        assert_eq!(start.elapsed(), Duration::ZERO, "no pause before a refusal");
-        let pauses: Vec<Duration> = (0..8).map(|_| throttle.back_off()).collect();
-        assert_eq!(pauses[0], Duration::from_millis(500));
-        assert_eq!(pauses[1], Duration::from_secs(1));
-        assert_eq!(pauses[7], Duration::from_secs(30), "capped");
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "no pause before a refusal"
+        );
+        assert_eq!(throttle.back_off(), Duration::from_millis(500));
+        let paused = Instant::now();
+        throttle.wait().await;
+        assert!(
+            paused.elapsed() >= Duration::from_millis(450),
+            "{:?}",
+            paused.elapsed()
+        );
+        let pauses: Vec<Duration> = (0..7).map(|_| throttle.back_off()).collect();
+        assert_eq!(pauses[0], Duration::from_secs(1));
+        assert_eq!(pauses[6], Duration::from_secs(30), "capped");
         throttle.succeeded();
         assert_eq!(throttle.back_off(), Duration::from_millis(500));
     }
