@@ -1,27 +1,478 @@
-//! Apply throughput against the test control plane: a generated 2,000-node fleet (or
-//! FLEETGATE_BENCH_NODES) applied
-//! by `fleetgate controller`, next to `kubectl apply --server-side` of the same objects
-//! as plain YAML, in the same run. Target: fleetgate at least as fast.
+//! Apply throughput against the test control plane, in one invocation and on one API
+//! server, for generated fleets of each size in FLEETGATE_BENCH_NODES (comma-separated,
+//! default `2000,10000`):
+//!
+//! - the server's ceiling: a tight client sending the objects, 32 requests in flight, no
+//!   reads — as plain creates, and as server-side applies;
+//! - `fleetgate controller` at its default `--apply-concurrency` (and at each value of
+//!   FLEETGATE_BENCH_CONCURRENCY, comma-separated, if set), from the approval until the
+//!   run is Applied (conflict checks, status and verification included);
+//! - `kubectl apply --server-side` of the same objects as one YAML file.
+//!
+//! Each runs in a namespace of its own. For each it prints objects/s, the API server's CPU
+//! seconds per 1,000 objects (from /proc/<pid>/stat of the test control plane's
+//! kube-apiserver) and API requests per object (completed requests in that namespace in
+//! the audit log the test control plane writes, between two marker requests).
 //! Run with `make bench-apply` (it starts the control plane).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fleetgate::api::SyncRun;
 use fleetgate::api::syncrun::Phase;
 use fleetgate::fleet::synth::{Shape, fleet_yaml};
-use fleetgate::fleet::{self, ResolveOptions};
-use kube::api::{Api, ListParams};
+use fleetgate::fleet::{self, FleetObject, ResolveOptions};
+use futures::{StreamExt, stream};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use support::operator::*;
 
-/// 2,000 nodes unless FLEETGATE_BENCH_NODES says otherwise.
-fn nodes() -> usize {
-    std::env::var("FLEETGATE_BENCH_NODES")
+fn list(name: &str, default: &str) -> Vec<usize> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect()
+}
+
+/// The test control plane's folder: its audit log and pid files.
+fn testenv_dir() -> PathBuf {
+    support::env()
+        .kubeconfig
+        .parent()
+        .expect("the kubeconfig is in the test environment's folder")
+        .to_path_buf()
+}
+
+/// Whose CPU a measurement counts as the client's.
+#[derive(Clone, Copy)]
+enum ClientCpu {
+    /// This process (the ceiling client runs in it).
+    Bench,
+    /// The children this process has waited for (kubectl).
+    Children,
+    /// Another process (the controller).
+    Process(u32),
+}
+
+/// CPU seconds (user + system) used so far: of `pid` (or `self`), or of its waited-for
+/// children.
+fn cpu_seconds(pid: &str, children: bool) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime, stime, cutime and cstime are fields 14 to 17 of the line, 11 to 14 after
+    // the name.
+    let first = if children { 13 } else { 11 };
+    (ticks(first) + ticks(first + 1)) / clock_ticks()
+}
+
+impl ClientCpu {
+    fn seconds(self) -> f64 {
+        match self {
+            Self::Bench => cpu_seconds("self", false),
+            Self::Children => cpu_seconds("self", true),
+            Self::Process(pid) => cpu_seconds(&pid.to_string(), false),
+        }
+    }
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
         .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(2_000)
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn apiserver_pid() -> u32 {
+    std::fs::read_to_string(testenv_dir().join("kube-apiserver.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .expect("the test control plane's kube-apiserver.pid")
+}
+
+/// Resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// A request the audit log will show, to find where a measurement starts and ends.
+async fn mark(client: &kube::Client, ns: &str, name: &str) {
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), ns);
+    let _ = api.get_opt(name).await;
+}
+
+/// The audit log's size now: where a measurement's events start.
+fn audit_offset() -> u64 {
+    std::fs::metadata(testenv_dir().join("audit.log")).map_or(0, |m| m.len())
+}
+
+/// Completed requests in `ns` between the two markers, once the log shows the second,
+/// by verb and resource; the log is read from `offset` on.
+async fn audited_requests(
+    ns: &str,
+    offset: u64,
+    start: &str,
+    end: &str,
+) -> BTreeMap<String, usize> {
+    use std::io::{Read, Seek};
+    let path = testenv_dir().join("audit.log");
+    for _ in 0..600 {
+        let mut log = String::new();
+        let read_from = |path: &std::path::Path, from: u64, into: &mut String| {
+            if let Ok(mut file) = std::fs::File::open(path) {
+                let _ = file.seek(std::io::SeekFrom::Start(from));
+                let _ = file.read_to_string(into);
+            }
+        };
+        if audit_offset() >= offset {
+            read_from(&path, offset, &mut log);
+        } else {
+            // Rotated at 100 MB (the API server's default) since the start: the rest of
+            // the newest rotated file (audit-<time>.log), then the new one.
+            let mut rotated: Vec<PathBuf> = std::fs::read_dir(testenv_dir())
+                .map(|d| d.filter_map(|e| Some(e.ok()?.path())).collect())
+                .unwrap_or_default();
+            rotated.retain(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("audit-") && n.ends_with(".log"))
+            });
+            rotated.sort();
+            if let Some(newest) = rotated.last() {
+                read_from(newest, offset, &mut log);
+            }
+            read_from(&path, 0, &mut log);
+        }
+        let (mut counting, mut count) = (false, BTreeMap::new());
+        for event in log
+            .lines()
+            .filter(|l| l.contains(ns))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        {
+            let object = &event["objectRef"];
+            if object["namespace"] != ns || event["stage"] != "ResponseComplete" {
+                continue;
+            }
+            if object["name"] == start {
+                counting = true;
+            } else if object["name"] == end {
+                if counting {
+                    return count;
+                }
+            } else if counting {
+                let what = format!(
+                    "{} {}{}",
+                    event["verb"].as_str().unwrap_or_default(),
+                    object["resource"].as_str().unwrap_or_default(),
+                    object["subresource"]
+                        .as_str()
+                        .map(|s| format!("/{s}"))
+                        .unwrap_or_default()
+                );
+                *count.entry(what).or_insert(0) += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the audit log has no end marker {end} after a minute");
+}
+
+struct Measured {
+    what: String,
+    seconds: f64,
+    cpu: f64,
+    client_cpu: f64,
+    requests: BTreeMap<String, usize>,
+}
+
+impl Measured {
+    fn requests(&self) -> usize {
+        self.requests.values().sum()
+    }
+}
+
+/// Measures `work` (which applies `objects` objects in `ns`).
+async fn measure<F: std::future::Future<Output = ()>>(
+    what: &str,
+    client: &kube::Client,
+    ns: &str,
+    whose: ClientCpu,
+    work: F,
+) -> Measured {
+    let pid = apiserver_pid().to_string();
+    let offset = audit_offset();
+    mark(client, ns, "bench-start").await;
+    let (cpu, client_cpu) = (cpu_seconds(&pid, false), whose.seconds());
+    let started = Instant::now();
+    work.await;
+    let seconds = started.elapsed().as_secs_f64();
+    let (cpu, client_cpu) = (cpu_seconds(&pid, false) - cpu, whose.seconds() - client_cpu);
+    mark(client, ns, "bench-end").await;
+    let requests = audited_requests(ns, offset, "bench-start", "bench-end").await;
+    Measured {
+        what: what.into(),
+        seconds,
+        cpu,
+        client_cpu,
+        requests,
+    }
+}
+
+fn objects_in(desired: &[FleetObject], ns: &str) -> Vec<serde_json::Value> {
+    desired
+        .iter()
+        .map(|o| {
+            fleetgate::controller::live::desired_object(
+                o.kind(),
+                &o.name,
+                ns,
+                "fleet",
+                &o.spec,
+                None,
+            )
+        })
+        .collect()
+}
+
+/// The ceiling: every object sent as fast as the server takes them, 32 at a time.
+async fn ceiling(client: &kube::Client, ns: &str, objects: &[serde_json::Value], apply: bool) {
+    let results: Vec<Result<(), String>> = stream::iter(objects)
+        .map(|o| async move {
+            let obj: DynamicObject =
+                serde_json::from_value(o.clone()).map_err(|e| e.to_string())?;
+            let kind = obj
+                .types
+                .as_ref()
+                .map(|t| t.kind.clone())
+                .unwrap_or_default();
+            let kind = fleetgate::fleet::ObjectKind::ALL
+                .into_iter()
+                .find(|k| k.as_str() == kind)
+                .ok_or("unknown kind")?;
+            let api = fleetgate::controller::live::api(client, ns, kind);
+            let name = obj.metadata.name.clone().unwrap_or_default();
+            let result = if apply {
+                api.patch(
+                    &name,
+                    &PatchParams::apply("bench").force(),
+                    &Patch::Apply(&obj),
+                )
+                .await
+            } else {
+                api.create(&PostParams::default(), &obj).await
+            };
+            result.map(|_| ()).map_err(|e| e.to_string())
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} writes failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+}
+
+async fn count_nodes(client: &kube::Client, ns: &str) -> usize {
+    Api::<fleetgate::api::FleetNode>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+/// fleetgate: plan, approve, and measure from the approval until the run is Applied.
+/// Also returns the planning time (repository created to AwaitingApproval) and the
+/// controller's resident memory before and after.
+async fn fleetgate_run(
+    env: &support::TestEnv,
+    text: &str,
+    nodes: usize,
+    concurrency: Option<usize>,
+) -> (Measured, f64, u64, u64) {
+    let ns = env.namespace("bench-fleetgate").await;
+    let git = support::git::server();
+    let repo = git.create_repo(&format!("bench-{}", ns.name));
+    let head = repo.commit(&[("fleet.yaml", text.as_bytes())], "generated fleet");
+    let setting = concurrency.map(|c| c.to_string());
+    let mut args = vec!["--max-fleet-objects", "1000000"];
+    if let Some(c) = &setting {
+        args.extend(["--apply-concurrency", c.as_str()]);
+    }
+    let controller = ControllerProcess::start(&ns, &args);
+    let ready = Instant::now();
+    while controller
+        .http_get("/readyz")
+        .is_none_or(|(code, _)| code != 200)
+    {
+        assert!(
+            ready.elapsed() < Duration::from_secs(60),
+            "controller not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = rss_mib(controller.pid());
+    let planning = Instant::now();
+    create_repository(
+        &ns.client,
+        &ns.name,
+        "fleet",
+        serde_json::json!({"url": git.file_url(&repo), "ref": {"branch": "main"}, "interval": "10m"}),
+    )
+    .await;
+    let run = run_in_phase(&ns.client, &ns.name, &head, Phase::AwaitingApproval).await;
+    let planning = planning.elapsed().as_secs_f64();
+    let name = run.metadata.name.clone().unwrap();
+    let plan_id = run.status.unwrap().plan_id.unwrap();
+    let runs: Api<SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
+    let what = match concurrency {
+        None => "fleetgate (default concurrency)".to_owned(),
+        Some(c) => format!("fleetgate, --apply-concurrency {c}"),
+    };
+    let whose = ClientCpu::Process(controller.pid());
+    let measured = measure(&what, &ns.client, &ns.name, whose, async {
+        // One watch rather than polling, so that the bench's own requests stay out of
+        // the count.
+        let applied =
+            kube::runtime::wait::await_condition(runs.clone(), &name, |r: Option<&SyncRun>| {
+                r.and_then(|r| r.status.as_ref())
+                    .and_then(|s| s.phase)
+                    .is_some_and(|p| p.is_finished())
+            });
+        annotate(
+            &ns.client,
+            &ns.name,
+            &name,
+            fleetgate::api::annotations::APPROVE,
+            Some(&plan_id),
+        )
+        .await;
+        let done = tokio::time::timeout(Duration::from_secs(1200), applied)
+            .await
+            .expect("applied within 20 minutes")
+            .expect("the watch works");
+        let status = done.and_then(|r| r.status).unwrap_or_default();
+        assert_eq!(status.phase, Some(Phase::Applied), "{:?}", status.message);
+    })
+    .await;
+    assert_eq!(count_nodes(&ns.client, &ns.name).await, nodes);
+    let after = rss_mib(controller.pid());
+    (measured, planning, idle, after)
+}
+
+async fn kubectl_run(
+    env: &support::TestEnv,
+    objects: &[serde_json::Value],
+    nodes: usize,
+) -> Measured {
+    let ns = env.namespace("bench-kubectl").await;
+    let mut yaml = String::new();
+    for o in objects_in_ns(objects, &ns.name) {
+        yaml.push_str("---\n");
+        yaml.push_str(&serde_yaml_ng::to_string(&o).unwrap());
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), yaml).unwrap();
+    let kubeconfig = env.kubeconfig.clone();
+    let whose = ClientCpu::Children;
+    let measured = measure(
+        "kubectl apply --server-side",
+        &ns.client,
+        &ns.name,
+        whose,
+        async {
+            let path = file.path().to_owned();
+            let out = tokio::task::spawn_blocking(move || {
+                std::process::Command::new(support::tool("kubectl"))
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(["apply", "--server-side", "--field-manager", "bench", "-f"])
+                    .arg(&path)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        },
+    )
+    .await;
+    assert_eq!(count_nodes(&ns.client, &ns.name).await, nodes);
+    measured
+}
+
+fn objects_in_ns(objects: &[serde_json::Value], ns: &str) -> Vec<serde_json::Value> {
+    objects
+        .iter()
+        .map(|o| {
+            let mut o = o.clone();
+            o["metadata"]["namespace"] = serde_json::json!(ns);
+            o
+        })
+        .collect()
+}
+
+async fn ceiling_run(
+    env: &support::TestEnv,
+    objects: &[serde_json::Value],
+    nodes: usize,
+    apply: bool,
+) -> Measured {
+    let ns = env
+        .namespace(if apply { "bench-ssa" } else { "bench-create" })
+        .await;
+    let objects = objects_in_ns(objects, &ns.name);
+    let what = if apply {
+        "ceiling: server-side apply, 32 in flight"
+    } else {
+        "ceiling: create, 32 in flight"
+    };
+    let measured = measure(
+        what,
+        &ns.client,
+        &ns.name,
+        ClientCpu::Bench,
+        ceiling(&ns.client, &ns.name, &objects, apply),
+    )
+    .await;
+    assert_eq!(count_nodes(&ns.client, &ns.name).await, nodes);
+    measured
+}
+
+/// The run with the median time of `runs`.
+fn median(mut runs: Vec<Measured>) -> Measured {
+    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let middle = runs.len() / 2;
+    runs.swap_remove(middle)
 }
 
 #[tokio::main]
@@ -30,100 +481,99 @@ async fn main() {
         return; // `cargo bench -- --list` asks for names; there are none to list.
     }
     let env = support::env();
-    let nodes = nodes();
-    let text = fleet_yaml(Shape::new(nodes), 1);
-    let desired = fleet::desired_state("fleet.yaml", text.as_bytes(), &ResolveOptions::default())
+    let client = env.client().await;
+    support::install_crds(&client, &fleetgate::api::crds()).await;
+    let sizes = list("FLEETGATE_BENCH_NODES", "2000,10000");
+    let concurrencies = list("FLEETGATE_BENCH_CONCURRENCY", "");
+    let repeat = list("FLEETGATE_BENCH_REPEAT", "1")
+        .first()
+        .copied()
+        .unwrap_or(1)
+        .max(1);
+    // The API server's first writes of a kind are slower: warm it up off the record.
+    let warm = fleet_yaml(Shape::new(200), 1);
+    let warm = fleet::desired_state("fleet.yaml", warm.as_bytes(), &ResolveOptions::default())
         .unwrap()
         .0;
-    let objects = desired.objects.len();
-
-    // fleetgate: plan, approve, and time from the approval until the run is Applied.
-    let ns = env.namespace("bench-fleetgate").await;
-    support::install_crds(&ns.client, &fleetgate::api::crds()).await;
-    let git = support::git::server();
-    let repo = git.create_repo("bench");
-    let head = repo.commit(&[("fleet.yaml", text.as_bytes())], "generated fleet");
-    let _controller = ControllerProcess::start(&ns, &[]);
-    create_repository(&ns.client, &ns.name, "fleet", serde_json::json!({"url": git.file_url(&repo), "ref": {"branch": "main"}, "interval": "10m"})).await;
-    let run = run_in_phase(&ns.client, &ns.name, &head, Phase::AwaitingApproval).await;
-    let name = run.metadata.name.clone().unwrap();
-    let plan_id = run.status.unwrap().plan_id.unwrap();
-    let started = Instant::now();
-    annotate(
-        &ns.client,
-        &ns.name,
-        &name,
-        fleetgate::api::annotations::APPROVE,
-        Some(&plan_id),
-    )
-    .await;
-    let runs: Api<SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
-    loop {
-        let phase = runs.get(&name).await.unwrap().status.and_then(|s| s.phase);
-        match phase {
-            Some(Phase::Applied) => break,
-            Some(Phase::Failed) => panic!("the run failed"),
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+    ceiling_run(env, &objects_in(&warm.objects, "placeholder"), 200, true).await;
+    let mut table = vec![
+        "| nodes (objects) | client | objects/s | kube-apiserver CPU s / 1,000 objects | client CPU s / 1,000 objects | API requests / object |".to_owned(),
+        "|---|---|---:|---:|---:|---:|".to_owned(),
+    ];
+    let mut notes = Vec::new();
+    for nodes in sizes {
+        let text = fleet_yaml(Shape::new(nodes), 1);
+        let desired =
+            fleet::desired_state("fleet.yaml", text.as_bytes(), &ResolveOptions::default())
+                .unwrap()
+                .0;
+        let count = desired.objects.len();
+        let objects = objects_in(&desired.objects, "placeholder");
+        // Each repetition runs every client once, interleaved; the medians are shown.
+        let settings: Vec<Option<usize>> = std::iter::once(None)
+            .chain(concurrencies.iter().copied().map(Some))
+            .collect();
+        let mut runs: Vec<Vec<Measured>> = Vec::new();
+        for _ in 0..repeat {
+            let mut round = vec![
+                ceiling_run(env, &objects, nodes, false).await,
+                ceiling_run(env, &objects, nodes, true).await,
+            ];
+            for setting in &settings {
+                let (measured, planning, idle, after) =
+                    fleetgate_run(env, &text, nodes, *setting).await;
+                if setting.is_none() {
+                    notes.push(format!(
+                        "{nodes} nodes: planning (repository created to AwaitingApproval) {planning:.1} s; controller RSS {idle} MiB idle, {after} MiB with the fleet applied and watched"
+                    ));
+                }
+                round.push(measured);
+            }
+            round.push(kubectl_run(env, &objects, nodes).await);
+            for (i, m) in round.into_iter().enumerate() {
+                if runs.len() <= i {
+                    runs.push(Vec::new());
+                }
+                runs[i].push(m);
+            }
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "apply took over 10 minutes"
-        );
+        let rows: Vec<Measured> = runs.into_iter().map(median).collect();
+        let first_row = table.len();
+        for m in &rows {
+            table.push(format!(
+                "| {nodes} ({count}) | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                m.what,
+                count as f64 / m.seconds,
+                m.cpu * 1000.0 / count as f64,
+                m.client_cpu * 1000.0 / count as f64,
+                m.requests() as f64 / count as f64
+            ));
+        }
+        for m in &rows[2..rows.len() - 1] {
+            notes.push(format!(
+                "{nodes} nodes, {}: requests {:?}",
+                m.what, m.requests
+            ));
+        }
+        let rate = |m: &Measured| count as f64 / m.seconds;
+        let (create, ssa, ours) = (rate(&rows[0]), rate(&rows[1]), rate(&rows[2]));
+        let kubectl = rate(&rows[rows.len() - 1]);
+        notes.push(format!(
+            "{nodes} nodes: fleetgate at {:.0}% of the server-side apply ceiling and {:.0}% of the create ceiling, {:.1}x kubectl",
+            100.0 * ours / ssa,
+            100.0 * ours / create,
+            ours / kubectl
+        ));
+        // Printed as soon as known: a larger size may take long, or fail.
+        for line in &table[first_row..] {
+            println!("so far: {line}");
+        }
+        if let Some(last) = notes.last() {
+            println!("so far: {last}");
+        }
     }
-    let fleetgate_secs = started.elapsed().as_secs_f64();
-
-    // kubectl apply --server-side of the same objects, as plain YAML, into another namespace.
-    let other = env.namespace("bench-kubectl").await;
-    let mut yaml = String::new();
-    for o in &desired.objects {
-        let obj = fleetgate::controller::live::desired_object(
-            o.kind(),
-            &o.name,
-            &other.name,
-            "fleet",
-            &o.spec,
-            None,
-        );
-        yaml.push_str("---\n");
-        yaml.push_str(&serde_yaml_ng::to_string(&obj).unwrap());
+    println!("{} repetition(s), medians:", repeat);
+    for line in table.iter().chain(&notes) {
+        println!("{line}");
     }
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), yaml).unwrap();
-    let started = Instant::now();
-    let out = std::process::Command::new("kubectl")
-        .args([
-            "--kubeconfig",
-            env.kubeconfig.to_str().unwrap(),
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "bench",
-            "-f",
-        ])
-        .arg(file.path())
-        .output()
-        .unwrap();
-    let kubectl_secs = started.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let applied = Api::<fleetgate::api::FleetNode>::namespaced(other.client.clone(), &other.name)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .len();
-    assert_eq!(applied, nodes);
-
-    println!("apply_throughput/{nodes}-nodes: {objects} objects");
-    println!(
-        "apply_throughput/fleetgate: {fleetgate_secs:.1} s, {:.0} objects/s (approval to Applied, incl. conflict checks and verification)",
-        objects as f64 / fleetgate_secs
-    );
-    println!(
-        "apply_throughput/kubectl-server-side: {kubectl_secs:.1} s, {:.0} objects/s",
-        objects as f64 / kubectl_secs
-    );
 }

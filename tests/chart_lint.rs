@@ -107,6 +107,61 @@ fn the_chart_renders_without_a_cluster_for_a_production_install() {
     assert!(find(&single, "PodDisruptionBudget").is_none());
 }
 
+#[test]
+fn each_shard_gets_a_deployment_lease_and_selector_of_its_own() {
+    let docs = documents(&template("fleetgate", &["--set", "sharding.shards={a,b}"]));
+    let deployments: Vec<&serde_json::Value> =
+        docs.iter().filter(|d| d["kind"] == "Deployment").collect();
+    let args = |d: &serde_json::Value| -> Vec<String> {
+        d["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .filter(|a| a.starts_with("--watch-label-selector") || a.starts_with("--lease-name"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let seen: Vec<(String, Vec<String>)> = deployments
+        .iter()
+        .map(|d| (d["metadata"]["name"].as_str().unwrap().to_owned(), args(d)))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "fleetgate".into(),
+                vec!["--watch-label-selector=!fleetgate.dev/shard".into()]
+            ),
+            (
+                "fleetgate-a".into(),
+                vec![
+                    "--watch-label-selector=fleetgate.dev/shard=a".into(),
+                    "--lease-name=fleetgate-a".into()
+                ]
+            ),
+            (
+                "fleetgate-b".into(),
+                vec![
+                    "--watch-label-selector=fleetgate.dev/shard=b".into(),
+                    "--lease-name=fleetgate-b".into()
+                ]
+            ),
+        ]
+    );
+    // No two Deployments select the same pods.
+    let selectors: std::collections::BTreeSet<String> = deployments
+        .iter()
+        .map(|d| d["spec"]["selector"].to_string())
+        .collect();
+    assert_eq!(selectors.len(), 3);
+    // Without shards, one Deployment that reconciles everything.
+    let plain = documents(&template("fleetgate", &[]));
+    let one: Vec<_> = plain.iter().filter(|d| d["kind"] == "Deployment").collect();
+    assert_eq!(one.len(), 1);
+    assert!(args(one[0]).is_empty());
+}
+
 /// Runs a hack/tools script that installs a linter; returns the last line it prints.
 fn install(script: &str) -> String {
     let out = Command::new(script)

@@ -49,7 +49,7 @@ enum Command {
     /// Print a JSON Schema of fleet.yaml v1 for editors (schema/fleet.schema.json).
     Schema,
     /// Run the operator: the GitopsRepository and SyncRun controllers.
-    Controller(controller::Args),
+    Controller(Box<controller::Args>),
 }
 
 /// How a plan is printed.
@@ -68,7 +68,7 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Diff(args) => diff::run(args),
-        Command::Controller(args) => controller::run(args),
+        Command::Controller(args) => controller::run(*args),
         Command::Plan(args) => plan::run(args),
         Command::Schema => {
             print!("{}", crate::fleet::schema::fleet_schema_text());

@@ -1,46 +1,42 @@
 //! The apply engine: an approved plan, action by action in dependency order.
 //!
-//! Each action first re-reads its target: if it changed since planning (its spec digest
-//! differs from what the plan saw), the action fails as a conflict instead of overwriting.
-//! Writes are conditional on the resourceVersion just read. States are persisted as the
-//! run goes; after a restart an action whose target already holds the desired spec is
-//! recorded as applied without being applied again.
+//! Each action is decided and written by [`super::objectwrite`]: from the watch cache,
+//! with one conditional request, re-read only when the server says the cache was behind.
+//! The run's progress is written in the background at most once a second, never
+//! holding up the writes; after a restart the cache shows what was already applied, so
+//! nothing is written twice. Once written, each object is verified as the watch
+//! delivers it back, without reading objects one by one.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use futures::{StreamExt, stream};
+use futures::future::{BoxFuture, Fuse, FusedFuture};
+use futures::{FutureExt, StreamExt, stream};
 use kube::ResourceExt;
-use kube::api::{
-    DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
-};
+use kube::api::ListParams;
 use kube::runtime::controller::Action as Requeue;
+use tokio::time::Instant;
 
 use super::context::{Context, truncate};
 use super::error::{Error, Result};
 use super::integrity;
-use super::live::{self, desired_object};
+use super::live;
 use super::metrics::ResultLabels;
+use super::objectwrite::{Target, Throttle, WriteError};
 use super::planstore;
-use super::syncrun::{action_entries, fail, repository_key, transition, write_status};
-use crate::api::syncrun::{ActionState, Phase, Progress, SyncRunStatus};
-use crate::api::{FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun};
+use super::runstate::{action_entries, fail, progress, repository_key, transition, write_status};
+use crate::api::syncrun::{ActionState, Phase, SyncRunStatus};
+use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun};
 use crate::fleet::plan::{Action, spec_digest};
 use crate::fleet::{ObjectKind, Operation, Plan};
 
-/// Actions applied between two status writes.
-const CHUNK: usize = 100;
-
-pub fn progress(states: &[ActionState]) -> Progress {
-    let count = |s: ActionState| states.iter().filter(|x| **x == s).count() as u32;
-    Progress {
-        total: states.len() as u32,
-        pending: count(ActionState::Pending),
-        applied: count(ActionState::Applied),
-        failed: count(ActionState::Failed),
-        skipped: count(ActionState::Skipped),
-    }
-}
+/// While a run applies, its status is written at most this often.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// How long verification waits for the watch to deliver every write back before it
+/// reads the rest from the API server.
+const VERIFY_WAIT: Duration = Duration::from_secs(10);
+/// Tries of one action while the API server refuses for load or cannot be reached.
+const UNAVAILABLE_TRIES: u32 = 6;
 
 /// The progress of one run being applied.
 struct Run<'a> {
@@ -117,6 +113,8 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
         .get_opt(&run.spec.repository)
         .await?
         .is_none_or(|r| r.spec.prune);
+    // Decisions come from the caches: they must have been filled once.
+    ctx.fleet.wait_until_ready().await?;
     let mut r = Run {
         ctx,
         run,
@@ -129,7 +127,42 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
     r.finish(&plan).await
 }
 
-impl Run<'_> {
+/// Applies one action, waiting out the server's refusals for load and short outages.
+async fn apply_one(
+    target: &Target<'_>,
+    throttle: &Throttle,
+    action: &Action,
+) -> Result<(), String> {
+    let mut tries = 1;
+    loop {
+        throttle.wait().await;
+        match target.apply(action).await {
+            Err(WriteError::Unavailable(m)) if tries < UNAVAILABLE_TRIES => {
+                let pause = throttle.back_off();
+                tracing::warn!(object = %action.reference(), error = %m, ?pause, "the API server refused for load or could not be reached; pausing the run's writes");
+                tries += 1;
+            }
+            Ok(()) => {
+                throttle.succeeded();
+                return Ok(());
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// The status write of `status`, to be awaited alongside the writes.
+fn status_write<'a>(
+    ctx: &'a Context,
+    run: &'a SyncRun,
+    status: SyncRunStatus,
+) -> Fuse<BoxFuture<'a, Result<()>>> {
+    async move { write_status(ctx, run, &status).await }
+        .boxed()
+        .fuse()
+}
+
+impl<'a> Run<'a> {
     async fn apply_all(&mut self, plan: &Plan, prune: bool) -> Result<()> {
         let index: HashMap<(ObjectKind, &str), usize> = plan
             .actions
@@ -162,41 +195,7 @@ impl Run<'_> {
                     ready.push(i);
                 }
             }
-            let (ctx, namespace, repository) = (
-                self.ctx,
-                self.namespace.clone(),
-                self.run.spec.repository.clone(),
-            );
-            for chunk in ready.chunks(CHUNK) {
-                let results: Vec<(usize, Result<(), String>)> = stream::iter(chunk.iter().copied())
-                    .map(|i| {
-                        let (action, namespace, repository) =
-                            (&plan.actions[i], &namespace, &repository);
-                        async move { (i, apply_action(ctx, namespace, repository, action).await) }
-                    })
-                    .buffer_unordered(ctx.settings.apply_concurrency.max(1))
-                    .collect()
-                    .await;
-                for (i, result) in results {
-                    let label = match result {
-                        Ok(()) => {
-                            self.states[i] = ActionState::Applied;
-                            "applied"
-                        }
-                        Err(e) => {
-                            self.states[i] = ActionState::Failed;
-                            self.errors.push((i, e));
-                            "failed"
-                        }
-                    };
-                    self.ctx
-                        .metrics
-                        .actions
-                        .get_or_create(&ResultLabels { result: label })
-                        .inc();
-                }
-                self.persist(plan).await?;
-            }
+            self.apply_level(plan, ready).await?;
         }
         let skipped = self
             .states
@@ -208,17 +207,77 @@ impl Run<'_> {
             .actions
             .get_or_create(&ResultLabels { result: "skipped" })
             .inc_by(skipped);
-        self.persist(plan).await
+        let status = self.snapshot(plan);
+        write_status(self.ctx, self.run, &status).await
     }
 
-    async fn persist(&mut self, plan: &Plan) -> Result<()> {
+    /// Applies the ready actions of one level, `--apply-concurrency` at a time, with
+    /// the run's progress written alongside at most once per [`STATUS_INTERVAL`].
+    async fn apply_level(&mut self, plan: &Plan, ready: Vec<usize>) -> Result<()> {
+        let (ctx, run) = (self.ctx, self.run);
+        let (namespace, repository) = (self.namespace.clone(), run.spec.repository.clone());
+        let target = Target {
+            ctx,
+            namespace: &namespace,
+            repository: &repository,
+        };
+        let throttle = Throttle::default();
+        let (target, throttle) = (&target, &throttle);
+        let mut results = stream::iter(ready)
+            .map(|i| async move { (i, apply_one(target, throttle, &plan.actions[i]).await) })
+            .buffer_unordered(ctx.settings.apply_concurrency.max(1));
+        let writing = Fuse::terminated();
+        tokio::pin!(writing);
+        let mut last_write = Instant::now();
+        loop {
+            tokio::select! {
+                written = &mut writing, if !writing.is_terminated() => {
+                    written?;
+                    last_write = Instant::now();
+                }
+                next = results.next() => {
+                    let Some((i, result)) = next else { break };
+                    self.record(i, result);
+                    if writing.is_terminated() && last_write.elapsed() >= STATUS_INTERVAL {
+                        writing.set(status_write(ctx, run, self.snapshot(plan)));
+                    }
+                }
+            }
+        }
+        if !writing.is_terminated() {
+            writing.await?;
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, i: usize, result: Result<(), String>) {
+        let label = match result {
+            Ok(()) => {
+                self.states[i] = ActionState::Applied;
+                "applied"
+            }
+            Err(e) => {
+                self.states[i] = ActionState::Failed;
+                self.errors.push((i, e));
+                "failed"
+            }
+        };
+        self.ctx
+            .metrics
+            .actions
+            .get_or_create(&ResultLabels { result: label })
+            .inc();
+    }
+
+    /// The status as of now, to be written.
+    fn snapshot(&mut self, plan: &Plan) -> SyncRunStatus {
         self.status.action_states = Some(self.states.iter().map(|s| s.letter()).collect());
         self.status.progress = Some(progress(&self.states));
         self.status.actions = action_entries(plan, &self.states, &self.errors);
-        write_status(self.ctx, self.run, &self.status).await
+        self.status.clone()
     }
 
-    /// Re-reads what the plan touched and records anything that still differs.
+    /// Checks what the plan touched and records anything that still differs.
     async fn finish(self, plan: &Plan) -> Result<Requeue> {
         let drift = verify(
             self.ctx,
@@ -270,143 +329,22 @@ impl Run<'_> {
     }
 }
 
-fn owned_by(obj: &DynamicObject, repository: &str) -> bool {
-    obj.labels().get(REPOSITORY_LABEL).map(String::as_str) == Some(repository)
-}
-
-fn live_digest(kind: ObjectKind, obj: &DynamicObject) -> Option<String> {
-    live::to_live(kind, obj).map(|l| spec_digest(&l.spec))
-}
-
-fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.is_conflict() || s.is_already_exists())
-}
-
-/// Applies one action; the error says why it failed, `conflict:` first when someone
-/// else changed the object since the plan was made.
-async fn apply_action(
-    ctx: &Context,
-    namespace: &str,
-    repository: &str,
-    action: &Action,
-) -> Result<(), String> {
-    let api = live::api(&ctx.client, namespace, action.kind);
-    let object = action.reference();
-    let current = api.get_opt(&action.name).await.map_err(|e| e.to_string())?;
-    let desired_digest = action.spec.as_deref().map(spec_digest);
-    let current_digest = current.as_ref().and_then(|c| live_digest(action.kind, c));
-    let conflict = |what: &str| {
-        Err(format!(
-            "conflict: {object} {what} since the plan was made; not overwritten"
-        ))
-    };
-    // An action only ever touches objects labelled with its own repository, or objects
-    // it creates itself; checked again here whatever the plan says.
-    let not_owned = |c: &DynamicObject| {
-        let owner = c
-            .labels()
-            .get(REPOSITORY_LABEL)
-            .map_or("no repository".to_owned(), |o| format!("repository `{o}`"));
-        Err(format!(
-            "not owned: {object} is managed by {owner}, not `{repository}`; not touched"
-        ))
-    };
-    match (action.operation, &current) {
-        (Operation::Create, Some(c)) => {
-            if owned_by(c, repository) && current_digest == desired_digest {
-                return Ok(()); // applied before an interruption
-            }
-            conflict("was created by someone else")
-        }
-        (Operation::Create, None) => {
-            let spec = action
-                .spec
-                .as_deref()
-                .ok_or("the stored plan has no spec")?;
-            let body: DynamicObject = serde_json::from_value(desired_object(
-                action.kind,
-                &action.name,
-                namespace,
-                repository,
-                spec,
-                None,
-            ))
-            .map_err(|e| e.to_string())?;
-            let params = PostParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            };
-            match api.create(&params, &body).await {
-                Ok(_) => Ok(()),
-                Err(e) if is_conflict(&e) => conflict("was created by someone else"),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-        (Operation::Update, None) => conflict("was deleted"),
-        (Operation::Update, Some(c)) => {
-            if !owned_by(c, repository) {
-                return not_owned(c);
-            }
-            if current_digest == desired_digest {
-                return Ok(());
-            }
-            if current_digest != action.observed {
-                return conflict("was changed");
-            }
-            let spec = action
-                .spec
-                .as_deref()
-                .ok_or("the stored plan has no spec")?;
-            let body = desired_object(
-                action.kind,
-                &action.name,
-                namespace,
-                repository,
-                spec,
-                c.resource_version().as_deref(),
-            );
-            // Forced: the digest check above is the conflict check, and the write is
-            // conditional on the resourceVersion it was made against.
-            match api
-                .patch(
-                    &action.name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&body),
-                )
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(e) if is_conflict(&e) => conflict("was changed"),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-        (Operation::Delete, None) => Ok(()),
-        (Operation::Delete, Some(c)) => {
-            if !owned_by(c, repository) {
-                return not_owned(c);
-            }
-            if current_digest != action.observed {
-                return conflict("was changed");
-            }
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    resource_version: c.resource_version(),
-                    uid: c.uid(),
-                }),
-                ..Default::default()
-            };
-            match api.delete(&action.name, &params).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
-                Err(e) if is_conflict(&e) => conflict("was changed"),
-                Err(e) => Err(e.to_string()),
-            }
-        }
+/// Whether `digest` (None: the object is absent or unreadable) is what `action` wanted.
+fn as_planned(action: &Action, present: bool, digest: Option<&str>) -> bool {
+    match action.operation {
+        Operation::Delete => !present,
+        _ => digest.is_some() && digest == action.spec.as_deref().map(spec_digest).as_deref(),
     }
 }
 
-/// After applying: every applied action's object as the plan wanted it? Lists each kind
-/// once rather than reading objects one by one.
+fn live_digest(kind: ObjectKind, obj: &kube::api::DynamicObject) -> Option<String> {
+    live::to_live(kind, obj).map(|l| spec_digest(&l.spec))
+}
+
+/// After applying: is every applied action's object as the plan wanted it? Read from
+/// the watch cache as it delivers the writes back; what it has not shown after
+/// [`VERIFY_WAIT`] (someone changed it again, or the watch is behind) is read from the
+/// API server, one LIST per kind, and what still differs is drift.
 async fn verify(
     ctx: &Context,
     namespace: &str,
@@ -414,9 +352,31 @@ async fn verify(
     plan: &Plan,
     states: &[ActionState],
 ) -> Result<Vec<String>> {
+    let mut waiting: Vec<&Action> = plan
+        .actions
+        .iter()
+        .zip(states)
+        .filter(|(_, s)| **s == ActionState::Applied)
+        .map(|(a, _)| a)
+        .collect();
+    let deadline = Instant::now() + VERIFY_WAIT;
+    loop {
+        waiting.retain(|a| {
+            let cached = ctx.fleet.get(a.kind, namespace, &a.name);
+            let digest = cached.as_deref().and_then(|o| live_digest(a.kind, o));
+            !as_planned(a, cached.is_some(), digest.as_deref())
+        });
+        if waiting.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if waiting.is_empty() {
+        return Ok(Vec::new());
+    }
     let selector = format!("{REPOSITORY_LABEL}={repository}");
     let mut live: HashMap<(ObjectKind, String), Option<String>> = HashMap::new();
-    let kinds: HashSet<ObjectKind> = plan.actions.iter().map(|a| a.kind).collect();
+    let kinds: HashSet<ObjectKind> = waiting.iter().map(|a| a.kind).collect();
     for kind in kinds {
         let api = live::api(&ctx.client, namespace, kind);
         for obj in api
@@ -427,22 +387,17 @@ async fn verify(
             live.insert((kind, obj.name_any()), live_digest(kind, &obj));
         }
     }
-    let mut drift = Vec::new();
-    for (a, state) in plan.actions.iter().zip(states) {
-        if *state != ActionState::Applied {
-            continue;
-        }
-        let now = live.get(&(a.kind, a.name.clone()));
-        let ok = match a.operation {
-            Operation::Delete => now.is_none(),
-            _ => now.is_some_and(|d| d.as_deref() == a.spec.as_deref().map(spec_digest).as_deref()),
-        };
-        if !ok {
-            drift.push(truncate(
+    Ok(waiting
+        .into_iter()
+        .filter(|a| {
+            let now = live.get(&(a.kind, a.name.clone()));
+            !as_planned(a, now.is_some(), now.cloned().flatten().as_deref())
+        })
+        .map(|a| {
+            truncate(
                 &format!("{}: not as planned after applying", a.reference()),
                 256,
-            ));
-        }
-    }
-    Ok(drift)
+            )
+        })
+        .collect())
 }

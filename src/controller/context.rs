@@ -33,6 +33,9 @@ pub struct Settings {
     pub allow_unverified_approvals: bool,
     /// This cluster's name in commit status contexts.
     pub cluster_name: String,
+    /// Only GitopsRepositories and SyncRuns with matching labels are reconciled (one
+    /// shard of several controllers); all when None.
+    pub watch_label_selector: Option<String>,
 }
 
 pub struct Context {

@@ -79,6 +79,15 @@ impl FleetCache {
         Ok(())
     }
 
+    /// The object `name` of `kind` in `namespace` as the watch last delivered it.
+    pub fn get(&self, kind: ObjectKind, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
+        let key = reflector::ObjectRef::new_with(name, api_resource(kind)).within(namespace);
+        self.stores
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .find_map(|(_, store)| store.get(&key))
+    }
+
     /// Every fleet object in `namespace`, whoever manages it.
     pub fn live_objects(&self, namespace: &str) -> Vec<LiveObject> {
         let mut out = Vec::new();

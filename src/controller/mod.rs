@@ -13,11 +13,13 @@ pub mod integrity;
 pub mod live;
 pub mod metrics;
 pub mod notifications;
+pub mod objectwrite;
 pub mod outbound;
 pub mod planstore;
 pub mod receiver;
 pub mod repository;
 pub mod rollback;
+pub mod runstate;
 pub mod syncrun;
 
 use std::future::Future;
@@ -119,13 +121,14 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
 
     // One pair of controllers per watched namespace (or one for all), so that a
     // namespaced install needs Roles only where it acts.
+    let shard = shard_config(&options.settings);
     let syncruns: Vec<Controller<SyncRun>> = scopes
         .iter()
-        .map(|ns| Controller::new(scoped(&client, ns.as_deref()), watcher::Config::default()))
+        .map(|ns| Controller::new(scoped(&client, ns.as_deref()), shard.clone()))
         .collect();
     let repositories: Vec<Controller<GitopsRepository>> = scopes
         .iter()
-        .map(|ns| repository_controller(&client, ns.as_deref()))
+        .map(|ns| repository_controller(&client, ns.as_deref(), &shard))
         .collect();
     let health = Health {
         metrics: metrics.clone(),
@@ -262,11 +265,24 @@ fn governance_policies(client: &Client) -> futures::future::BoxFuture<'static, (
     .boxed()
 }
 
+/// What this controller's shard reconciles: the repositories and runs matching
+/// `--watch-label-selector`, or all of them.
+fn shard_config(settings: &Settings) -> watcher::Config {
+    match &settings.watch_label_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    }
+}
+
 /// The GitopsRepository controller of one scope: it follows its SyncRuns, and any
 /// change to an object a repository manages is a prompt to look for drift.
-fn repository_controller(client: &Client, ns: Option<&str>) -> Controller<GitopsRepository> {
-    let mut controller = Controller::new(scoped(client, ns), watcher::Config::default())
-        .owns(scoped::<SyncRun>(client, ns), watcher::Config::default());
+fn repository_controller(
+    client: &Client,
+    ns: Option<&str>,
+    shard: &watcher::Config,
+) -> Controller<GitopsRepository> {
+    let mut controller = Controller::new(scoped(client, ns), shard.clone())
+        .owns(scoped::<SyncRun>(client, ns), shard.clone());
     for kind in crate::fleet::ObjectKind::ALL {
         let ar = live::api_resource(kind);
         let api: Api<kube::api::DynamicObject> = match ns {

@@ -310,6 +310,14 @@ async fn fail(
     }
 }
 
+/// A run carries its repository's labels (so that a shard's --watch-label-selector
+/// selects the runs of the repositories it selects) and the repository label.
+fn run_labels(repo: &GitopsRepository) -> BTreeMap<String, String> {
+    let mut labels = repo.labels().clone();
+    labels.insert(REPOSITORY_LABEL.to_owned(), repo.name_any());
+    labels
+}
+
 pub(super) async fn create_run(
     ctx: &Context,
     repo: &GitopsRepository,
@@ -327,10 +335,7 @@ pub(super) async fn create_run(
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-{}-", repo.name_any(), prefix(revision, 7))),
             namespace: Some(ns.clone()),
-            labels: Some(BTreeMap::from([(
-                REPOSITORY_LABEL.to_owned(),
-                repo.name_any(),
-            )])),
+            labels: Some(run_labels(repo)),
             annotations: Some(annotations),
             owner_references: repo.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()

@@ -8,11 +8,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
-use serde_json::json;
-use tracing::{info, instrument};
+use tracing::instrument;
 
 use super::apply;
 use super::context::{Context, object_key, off_runtime, truncate};
@@ -24,21 +23,16 @@ use super::governance::phases::{
 };
 use super::governance::{self, Counted, rules};
 use super::planstore;
+use super::runstate::{action_entries, fail, progress, reject, transition, write_status};
 use crate::api::repository::DriftRemediation;
-use crate::api::syncrun::{ActionState, ActionStatus, DiffEntry, Phase, SyncRunStatus, Trigger};
-use crate::api::{
-    FIELD_MANAGER, GitopsRepository, SyncRun, annotations, now, repository::ApprovalPolicy,
-    set_condition,
-};
+use crate::api::syncrun::{ActionState, DiffEntry, Phase, SyncRunStatus, Trigger};
+use crate::api::{GitopsRepository, SyncRun, annotations, now, repository::ApprovalPolicy};
 use crate::fleet::render::{change_lines, summary_line};
 use crate::fleet::{self, FleetObject, ObjectRef, Plan, PlanError, PlanOptions, ResolveOptions};
 
 /// At most this many diff entries, and fields per entry, are kept in status.
 const MAX_DIFF_ENTRIES: usize = 100;
 const MAX_FIELDS_PER_ENTRY: usize = 20;
-/// At most this many per-action entries are kept in status.actions.
-pub const MAX_ACTION_ENTRIES: usize = 200;
-const MAX_MESSAGE_BYTES: usize = 8 * 1024;
 
 pub const CONTROLLER: &str = super::metrics::SYNCRUN_CONTROLLER;
 
@@ -77,127 +71,6 @@ async fn step(cached: &SyncRun, ctx: &Context) -> Result<Action> {
         Some(Phase::Applying) => apply::run(run, ctx, status).await,
         Some(_) => refuse_late_approval(run, ctx, status).await,
     }
-}
-
-pub fn repository_key(run: &SyncRun) -> String {
-    format!(
-        "{}/{}",
-        run.namespace().unwrap_or_default(),
-        run.spec.repository
-    )
-}
-
-/// Writes the whole status with server-side apply.
-/// Every write records the generation it describes (kstatus compares it with
-/// metadata.generation).
-pub async fn write_status(ctx: &Context, run: &SyncRun, status: &SyncRunStatus) -> Result<()> {
-    let api: Api<SyncRun> =
-        Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
-    let mut status = status.clone();
-    status.observed_generation = run.meta().generation;
-    let patch = json!({
-        "apiVersion": "gitops.fleetgate.dev/v1alpha1",
-        "kind": "SyncRun",
-        "status": status,
-    });
-    api.patch_status(
-        &run.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Moves the run to `phase`, with an Event saying why.
-pub async fn transition(
-    ctx: &Context,
-    run: &SyncRun,
-    mut status: SyncRunStatus,
-    phase: Phase,
-    warning: bool,
-    reason: &str,
-    message: String,
-) -> Result<SyncRunStatus> {
-    let ts = now();
-    status.phase = Some(phase);
-    status.message = Some(truncate(&message, MAX_MESSAGE_BYTES));
-    if phase.is_finished() && status.completed_at.is_none() {
-        status.completed_at = Some(ts.clone());
-    }
-    let generation = run.meta().generation;
-    set_condition(
-        &mut status.conditions,
-        "Ready",
-        phase == Phase::Applied || phase == Phase::NoChanges,
-        reason,
-        &message,
-        generation,
-        &ts,
-    );
-    set_condition(
-        &mut status.conditions,
-        "Reconciling",
-        phase.is_in_progress(),
-        reason,
-        &message,
-        generation,
-        &ts,
-    );
-    set_condition(
-        &mut status.conditions,
-        "Stalled",
-        phase.is_unsuccessful(),
-        reason,
-        &message,
-        generation,
-        &ts,
-    );
-    write_status(ctx, run, &status).await?;
-    ctx.event_at(
-        run,
-        "status.phase",
-        warning,
-        reason,
-        phase.as_str(),
-        message,
-    )
-    .await;
-    info!(phase = phase.as_str(), reason, "phase changed");
-    Ok(status)
-}
-
-/// Ends the run as Failed with a Warning Event; nothing more happens to it.
-pub async fn fail(
-    ctx: &Context,
-    run: &SyncRun,
-    status: SyncRunStatus,
-    reason: &str,
-    message: String,
-) -> Result<Action> {
-    transition(ctx, run, status, Phase::Failed, true, reason, message).await?;
-    Ok(Action::await_change())
-}
-
-/// Ends the run as Rejected, saying why (the reject annotation).
-pub async fn reject(
-    ctx: &Context,
-    run: &SyncRun,
-    status: SyncRunStatus,
-    reason: &str,
-) -> Result<Action> {
-    let message = format!("rejected: {reason}");
-    transition(
-        ctx,
-        run,
-        status,
-        Phase::Rejected,
-        false,
-        "Rejected",
-        message,
-    )
-    .await?;
-    Ok(Action::await_change())
 }
 
 /// Ends a run that can no longer be approved, saying what replaced it.
@@ -427,34 +300,6 @@ fn diff_entries(plan: &Plan) -> (Vec<DiffEntry>, bool) {
     (entries, truncated)
 }
 
-/// The per-action list kept in status: failed and skipped first, then in plan order.
-pub fn action_entries(
-    plan: &Plan,
-    states: &[ActionState],
-    errors: &[(usize, String)],
-) -> Vec<ActionStatus> {
-    let mut order: Vec<usize> = (0..plan.actions.len()).collect();
-    order.sort_by_key(|i| match states[*i] {
-        ActionState::Failed => 0,
-        ActionState::Skipped => 1,
-        _ => 2,
-    });
-    order
-        .into_iter()
-        .take(MAX_ACTION_ENTRIES)
-        .map(|i| {
-            let a = &plan.actions[i];
-            ActionStatus {
-                kind: a.kind.to_string(),
-                name: a.name.clone(),
-                operation: a.operation.word().to_owned(),
-                state: states[i],
-                error: errors.iter().find(|(j, _)| *j == i).map(|(_, e)| e.clone()),
-            }
-        })
-        .collect()
-}
-
 /// The policy that approves this plan by itself, if any (`policy/<name>`).
 fn approving_policy(repo: &GitopsRepository, run: &SyncRun, plan: &Plan) -> Option<String> {
     if run.spec.trigger == Trigger::Drift
@@ -509,7 +354,7 @@ async fn record(
     status.excluded = plan.excluded.iter().map(|r| r.to_string()).collect();
     status.exclusions = raw_exclusions;
     status.action_states = Some(states.iter().map(|s| s.letter()).collect());
-    status.progress = Some(apply::progress(&states));
+    status.progress = Some(progress(&states));
     status.actions = action_entries(&plan, &states, &[]);
     status.refused_approval = None;
     if plan.is_empty() {

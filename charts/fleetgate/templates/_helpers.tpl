@@ -19,6 +19,12 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The pod labels a Deployment selects: a shard's pods carry an instance of their own. */}}
+{{- define "fleetgate.podSelectorLabels" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}{{ with .shard }}-{{ . }}{{ end }}
+{{- end -}}
+
 {{- define "fleetgate.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "fleetgate.fullname" .) .Values.serviceAccount.name -}}

@@ -13,7 +13,7 @@ use crate::api::syncrun::{Phase, SyncRunStatus};
 use crate::api::{SyncRun, annotations, now};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
-use crate::controller::syncrun::{reject, repository_key, transition, write_status};
+use crate::controller::runstate::{reject, repository_key, transition, write_status};
 
 /// An approved plan applies when the change windows (and apply-after) allow; until then
 /// it waits in phase Scheduled, looked at again when it may open.

@@ -1,0 +1,308 @@
+//! One action of an approved plan against the cluster, in one request when nothing
+//! got in its way.
+//!
+//! Whether the target changed since planning is decided from the watch cache: its spec
+//! digest against what the plan observed, its repository label against the run's. The
+//! write is then conditional on the cached object: a create fails if anything exists,
+//! an update (server-side apply carrying `metadata.resourceVersion`) and a delete (with
+//! preconditions) fail if the object moved on. Only then, on a 409, or when the cache's
+//! answer would refuse the action, is the object read fresh and decided again, so that a
+//! cache trailing the API server never causes a wrong refusal and never an overwrite.
+//! After a restart an action whose target already holds the desired spec is recorded as
+//! applied without being written again.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
+use tokio::time::Instant;
+
+use super::context::Context;
+use super::live::{self, desired_object};
+use crate::api::{FIELD_MANAGER, REPOSITORY_LABEL};
+use crate::fleet::Operation;
+use crate::fleet::plan::{Action, spec_digest};
+
+/// Why an action was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The object changed (or appeared, or went) since the plan was made.
+    #[error("conflict: {object} {what} since the plan was made; not overwritten")]
+    Conflict { object: String, what: &'static str },
+    /// The object belongs to another repository, or to none.
+    #[error("not owned: {object} is managed by {owner}, not `{repository}`; not touched")]
+    NotOwned {
+        object: String,
+        owner: String,
+        repository: String,
+    },
+    /// The API server kept refusing for load (429 after the client's own retries), was
+    /// unavailable (503, 504) or could not be reached: worth another try later.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl WriteError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Conflict { .. } => "Conflict",
+            Self::NotOwned { .. } => "NotOwned",
+            Self::Unavailable(_) => "Unavailable",
+            Self::Refused(_) => "Refused",
+        }
+    }
+}
+
+fn api_error(e: kube::Error) -> WriteError {
+    match &e {
+        kube::Error::Api(s) if !matches!(s.code, 429 | 503 | 504) => {
+            WriteError::Refused(e.to_string())
+        }
+        // The server answered for load, or did not answer at all (restarting, say).
+        _ => WriteError::Unavailable(e.to_string()),
+    }
+}
+
+/// Shared by the writers of one run: after the API server refused for load, everyone
+/// waits before the next request, and longer each time it happens again (API Priority
+/// and Fairness answers 429 when a priority level's queues are full).
+#[derive(Debug, Default)]
+pub struct Throttle {
+    state: Mutex<(Option<Instant>, u32)>,
+}
+
+impl Throttle {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(30);
+
+    /// Waits until no pause is in force.
+    pub async fn wait(&self) {
+        loop {
+            let until = self.state.lock().unwrap_or_else(|p| p.into_inner()).0;
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
+                _ => return,
+            }
+        }
+    }
+
+    /// The server refused for load: pause everyone, twice as long as the last time.
+    pub fn back_off(&self) -> Duration {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let pause = Self::FIRST
+            .saturating_mul(1 << state.1.min(6))
+            .min(Self::MAX);
+        state.1 = state.1.saturating_add(1);
+        state.0 = Some(Instant::now() + pause);
+        pause
+    }
+
+    /// A write went through: the next refusal starts from the shortest pause again.
+    pub fn succeeded(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.1 = 0;
+    }
+}
+
+/// What one attempt decided.
+enum Step {
+    Done(Result<(), WriteError>),
+    /// The cached object was not the latest: read it and decide again.
+    Reread,
+}
+
+/// Where an attempt's view of the object came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum View {
+    Cache,
+    Fresh,
+}
+
+/// The target of one action in one namespace, applied for one repository.
+pub struct Target<'a> {
+    pub ctx: &'a Context,
+    pub namespace: &'a str,
+    pub repository: &'a str,
+}
+
+impl Target<'_> {
+    /// Applies `action`: one conditional request unless the cache was behind.
+    pub async fn apply(&self, action: &Action) -> Result<(), WriteError> {
+        let cached = self
+            .ctx
+            .fleet
+            .get(action.kind, self.namespace, &action.name);
+        match self.attempt(action, cached.as_deref(), View::Cache).await {
+            Step::Done(result) => result,
+            Step::Reread => {
+                let api = live::api(&self.ctx.client, self.namespace, action.kind);
+                let fresh = api.get_opt(&action.name).await.map_err(api_error)?;
+                match self.attempt(action, fresh.as_ref(), View::Fresh).await {
+                    Step::Done(result) => result,
+                    // Changed again between the read and the write.
+                    Step::Reread => Err(self.conflict(action, "was changed")),
+                }
+            }
+        }
+    }
+
+    fn conflict(&self, action: &Action, what: &'static str) -> WriteError {
+        WriteError::Conflict {
+            object: action.reference().to_string(),
+            what,
+        }
+    }
+
+    /// The cache's refusals are confirmed with a fresh read; a fresh view's are final.
+    fn refuse(&self, view: View, error: WriteError) -> Step {
+        match view {
+            View::Cache => Step::Reread,
+            View::Fresh => Step::Done(Err(error)),
+        }
+    }
+
+    async fn attempt(&self, action: &Action, current: Option<&DynamicObject>, view: View) -> Step {
+        let api = live::api(&self.ctx.client, self.namespace, action.kind);
+        let desired_digest = action.spec.as_deref().map(spec_digest);
+        let current_digest =
+            current.and_then(|c| live::to_live(action.kind, c).map(|l| spec_digest(&l.spec)));
+        let owned = |c: &DynamicObject| {
+            c.labels().get(REPOSITORY_LABEL).map(String::as_str) == Some(self.repository)
+        };
+        // An action only ever touches objects labelled with its own repository, or
+        // objects it creates itself; checked again here whatever the plan says.
+        let not_owned = |c: &DynamicObject| WriteError::NotOwned {
+            object: action.reference().to_string(),
+            owner: c
+                .labels()
+                .get(REPOSITORY_LABEL)
+                .map_or("no repository".to_owned(), |o| format!("repository `{o}`")),
+            repository: self.repository.to_owned(),
+        };
+        let conflict = |what| self.conflict(action, what);
+        let body = |resource_version: Option<&str>| -> Result<serde_json::Value, WriteError> {
+            let spec = action
+                .spec
+                .as_deref()
+                .ok_or_else(|| WriteError::Refused("the stored plan has no spec".into()))?;
+            Ok(desired_object(
+                action.kind,
+                &action.name,
+                self.namespace,
+                self.repository,
+                spec,
+                resource_version,
+            ))
+        };
+        match (action.operation, current) {
+            (Operation::Create, Some(c)) => {
+                if owned(c) && current_digest == desired_digest {
+                    return Step::Done(Ok(())); // applied before an interruption
+                }
+                self.refuse(view, conflict("was created by someone else"))
+            }
+            (Operation::Create, None) => {
+                let body: DynamicObject = match body(None).and_then(|b| {
+                    serde_json::from_value(b).map_err(|e| WriteError::Refused(e.to_string()))
+                }) {
+                    Ok(b) => b,
+                    Err(e) => return Step::Done(Err(e)),
+                };
+                let params = PostParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                match api.create(&params, &body).await {
+                    Ok(_) => Step::Done(Ok(())),
+                    // Exists after all: created before a restart, or by someone else.
+                    Err(kube::Error::Api(s)) if s.is_already_exists() || s.is_conflict() => {
+                        self.refuse(view, conflict("was created by someone else"))
+                    }
+                    Err(e) => Step::Done(Err(api_error(e))),
+                }
+            }
+            (Operation::Update, None) => self.refuse(view, conflict("was deleted")),
+            (Operation::Update, Some(c)) => {
+                if !owned(c) {
+                    return self.refuse(view, not_owned(c));
+                }
+                if current_digest == desired_digest {
+                    return Step::Done(Ok(()));
+                }
+                if current_digest != action.observed {
+                    return self.refuse(view, conflict("was changed"));
+                }
+                let body = match body(c.resource_version().as_deref()) {
+                    Ok(b) => b,
+                    Err(e) => return Step::Done(Err(e)),
+                };
+                // Forced: the digest check above is the conflict check, and the write
+                // is conditional on the resourceVersion it was made against.
+                let params = PatchParams::apply(FIELD_MANAGER).force();
+                match api.patch(&action.name, &params, &Patch::Apply(&body)).await {
+                    Ok(_) => Step::Done(Ok(())),
+                    Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => {
+                        self.refuse(view, conflict("was changed"))
+                    }
+                    Err(e) => Step::Done(Err(api_error(e))),
+                }
+            }
+            (Operation::Delete, None) => Step::Done(Ok(())),
+            (Operation::Delete, Some(c)) => {
+                if !owned(c) {
+                    return self.refuse(view, not_owned(c));
+                }
+                if current_digest != action.observed {
+                    return self.refuse(view, conflict("was changed"));
+                }
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        resource_version: c.resource_version(),
+                        uid: c.uid(),
+                    }),
+                    ..Default::default()
+                };
+                match api.delete(&action.name, &params).await {
+                    Ok(_) => Step::Done(Ok(())),
+                    Err(kube::Error::Api(s)) if s.is_not_found() => Step::Done(Ok(())),
+                    Err(kube::Error::Api(s)) if s.is_conflict() => {
+                        self.refuse(view, conflict("was changed"))
+                    }
+                    Err(e) => Step::Done(Err(api_error(e))),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn refusals_for_load_pause_everyone_longer_each_time_until_a_write_succeeds() {
+        let throttle = Throttle::default();
+        let start = Instant::now();
+        throttle.wait().await;
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "no pause before a refusal"
+        );
+        assert_eq!(throttle.back_off(), Duration::from_millis(500));
+        let paused = Instant::now();
+        throttle.wait().await;
+        assert!(
+            paused.elapsed() >= Duration::from_millis(450),
+            "{:?}",
+            paused.elapsed()
+        );
+        let pauses: Vec<Duration> = (0..7).map(|_| throttle.back_off()).collect();
+        assert_eq!(pauses[0], Duration::from_secs(1));
+        assert_eq!(pauses[6], Duration::from_secs(30), "capped");
+        throttle.succeeded();
+        assert_eq!(throttle.back_off(), Duration::from_millis(500));
+    }
+}
