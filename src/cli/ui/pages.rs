@@ -8,6 +8,7 @@ use maud::{DOCTYPE, Markup, html};
 use crate::api::repository::HistoryEntry;
 use crate::api::syncrun::Phase;
 use crate::api::{GitopsRepository, SyncRun, condition};
+use crate::cli::ui::governance;
 use crate::fleet::render::{created_specs, detail_parts};
 use crate::fleet::{ObjectKind, ObjectRef, Operation, Plan};
 
@@ -85,8 +86,8 @@ fn badge(text: &str, tone: &str) -> Markup {
 fn phase_tone(phase: Option<Phase>) -> &'static str {
     match phase {
         Some(Phase::Applied | Phase::NoChanges) => "good",
-        Some(Phase::Failed | Phase::Rejected | Phase::Superseded) => "bad",
-        Some(Phase::AwaitingApproval) => "wait",
+        Some(Phase::Failed | Phase::Rejected | Phase::Superseded | Phase::Expired) => "bad",
+        Some(Phase::AwaitingApproval | Phase::Scheduled) => "wait",
         _ => "busy",
     }
 }
@@ -159,7 +160,8 @@ pub(crate) fn repositories(repos: &[GitopsRepository], scope_note: Option<&str>)
     }
 }
 
-fn history(ns: &str, entries: &[HistoryEntry]) -> Markup {
+/// The repository's recent runs, each applied one with a rollback to it.
+fn history(ns: &str, repository: &str, entries: &[HistoryEntry]) -> Markup {
     html! {
         table {
             caption.visually-hidden { "Recent SyncRuns, newest first" }
@@ -167,6 +169,7 @@ fn history(ns: &str, entries: &[HistoryEntry]) -> Markup {
                 th scope="col" { "SyncRun" } th scope="col" { "Revision" } th scope="col" { "Trigger" }
                 th scope="col" { "Phase" } th scope="col" { "Plan" } th scope="col" { "+ ~ −" }
                 th scope="col" { "Approved by" } th scope="col" { "Completed" }
+                th scope="col" { span.visually-hidden { "Actions" } }
             } }
             tbody {
                 @for h in entries {
@@ -180,6 +183,7 @@ fn history(ns: &str, entries: &[HistoryEntry]) -> Markup {
                         td { (c.add) " " (c.update) " " (c.delete) }
                         td { (h.approved_by.as_deref().unwrap_or("")) }
                         td { (time(&h.completed_at)) }
+                        td { (governance::rollback_link(ns, repository, h)) }
                     }
                 }
             }
@@ -207,7 +211,7 @@ pub(crate) fn repository(repo: &GitopsRepository) -> Markup {
             a.button href=(format!("{}/drift", repo_url(&ns, &name))) { "Drift" }
         }
         h2 { "History" }
-        (history(&ns, &status.history))
+        (history(&ns, &name, &status.history))
     }
 }
 
@@ -334,17 +338,25 @@ pub(crate) fn live(run: &SyncRun, shown: Option<&str>) -> Markup {
                     }
                 }
             }
-            @if phase == Some(Phase::AwaitingApproval) {
+            (governance::status(run))
+            @if matches!(phase, Some(Phase::AwaitingApproval | Phase::Scheduled)) {
                 div.actions {
                     @match shown.filter(|s| !s.is_empty() && *s == plan_id) {
                         Some(shown) => form method="post" action=(format!("{url}/approve")) {
                             input type="hidden" name="plan_id" value=(shown);
-                            button.primary #approve type="submit" { "Approve " (shown) }
+                            button.primary #approve type="submit" {
+                                @if phase == Some(Phase::Scheduled) { "Approve " (shown) " toward a window override" }
+                                @else { "Approve " (shown) }
+                            }
                         },
                         None => p #no-approve { "No Approve here: the plan shown is not verified as the one awaiting approval." },
                     }
-                    a.button #edit href=(format!("{url}/edit")) { "Leave actions out…" }
+                    @if phase == Some(Phase::AwaitingApproval) {
+                        a.button #edit href=(format!("{url}/edit")) { "Leave actions out…" }
+                    }
                 }
+            }
+            @if phase == Some(Phase::AwaitingApproval) {
                 form.reject method="post" action=(format!("{url}/reject")) {
                     label for="reason" { "Reason to reject" }
                     input #reason type="text" name="reason" required autocomplete="off";
@@ -384,6 +396,7 @@ pub(crate) fn run(
             dt { "Repository" } dd { a href=(repo_url(&ns, &run.spec.repository)) { (ns) "/" (run.spec.repository) } }
             dt { "Revision" } dd { code { (short(&run.spec.revision)) } }
             dt { "Trigger" } dd { (run.spec.trigger.as_str()) }
+            (governance::rollback_fact(run))
         }
         section aria-live="polite" data-live=(live_url) { (live(run, approvable.as_deref().ok())) }
         @if status.phase == Some(Phase::Failed) {
@@ -407,7 +420,7 @@ pub(crate) fn run(
             h2 { "Plan" }
             @match full {
                 Ok(Some(p)) => {
-                    @if let (Some(Phase::AwaitingApproval), Err(why)) = (status.phase, &approvable) {
+                    @if let (Some(Phase::AwaitingApproval | Phase::Scheduled), Err(why)) = (status.phase, &approvable) {
                         p.error #unverified { (why) "; nothing can be approved here." }
                     }
                     (plan(p))
@@ -425,7 +438,7 @@ pub(crate) fn run(
             }
         }
         @if let Some(repo) = repo {
-            section { h2 { "History" } (history(&ns, &repo.status.clone().unwrap_or_default().history)) }
+            section { h2 { "History" } (history(&ns, &run.spec.repository, &repo.status.clone().unwrap_or_default().history)) }
         }
     }
 }

@@ -1,0 +1,127 @@
+//! What governance says about a run, in the pages: quorum progress, a change-window wait,
+//! an expired plan, a window override, a rollback, the rules that matched; and asking for
+//! a rollback from a repository's history. The words come from the same helpers as
+//! `kubectl fleet plan`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use maud::{Markup, html};
+
+use super::pages::{repo_url, run_url};
+use crate::api::repository::HistoryEntry;
+use crate::api::syncrun::{Phase, SyncRunStatus};
+use crate::api::{GitopsRepository, SyncRun};
+use crate::cli::governance::{missing_groups, quorum, rollback_of};
+
+fn time(t: &Time) -> String {
+    t.0.to_string()
+}
+
+/// The tone of a matched rule, from its outcome (`policy/rule: Deny`).
+fn rule_tone(result: &str) -> &'static str {
+    match result.rsplit(": ").next().unwrap_or_default() {
+        "Deny" => "bad",
+        "RequireApprovals" | "Warn" => "wait",
+        "AutoApprove" => "good",
+        _ => "busy",
+    }
+}
+
+/// Quorum progress: N of M, who and when, which groups are still needed.
+fn approvals(status: &SyncRunStatus) -> Markup {
+    let q = quorum(status);
+    html! {
+        @if q.worth_showing() {
+            section.governance #quorum {
+                h2 { "Approvals" }
+                p #quorum-count {
+                    strong { (q.counted()) " of " (q.required) } " approvals of this plan"
+                    @if let Some(groups) = missing_groups(status) {
+                        "; still needs an approver from " span #quorum-groups { (groups) }
+                    }
+                }
+                @if !q.approvals.is_empty() {
+                    ul #approvers { @for a in &q.approvals {
+                        li { strong { (a.user) } " at " (time(&a.at))
+                            @if !a.groups.is_empty() { " (groups " (a.groups.join(", ")) ")" } }
+                    } }
+                }
+            }
+        }
+    }
+}
+
+/// Everything governance says about the run that changes while one looks.
+pub(crate) fn status(run: &SyncRun) -> Markup {
+    let status = run.status.clone().unwrap_or_default();
+    html! {
+        (approvals(&status))
+        @if status.phase == Some(Phase::Scheduled) {
+            p.governance #scheduled {
+                "Scheduled: approved; applies "
+                @match &status.scheduled_for {
+                    Some(t) => { "from " strong #scheduled-for { (time(t)) } }
+                    None => "when the change windows allow",
+                }
+                ". Further approvals count toward an override of the windows."
+            }
+        }
+        @if status.phase == Some(Phase::Expired) {
+            p.governance #expired { "Expired: the plan was not approved in time; the repository plans afresh on its next check." }
+        }
+        @if let Some(o) = &status.window_override {
+            p.governance #override { "Window override: " (o) }
+        }
+        @if !status.policy_results.is_empty() {
+            section.governance #policy-results {
+                h2 { "Rules that matched" }
+                ul { @for r in &status.policy_results {
+                    li { span class={ "badge " (rule_tone(r)) } { (r) } }
+                } }
+            }
+        }
+    }
+}
+
+/// For the run's facts: which run a Rollback run restores, and from which revision.
+pub(crate) fn rollback_fact(run: &SyncRun) -> Markup {
+    let ns = run.namespace().unwrap_or_default();
+    html! {
+        @if let Some((of, from)) = rollback_of(run) {
+            dt { "Rollback" }
+            dd #rollback-of { "back to what " a href=(run_url(&ns, &of)) { (of) } " applied, from revision " code { (from) }
+                " (held until a new revision)" }
+        }
+    }
+}
+
+/// The history row's action: roll back to an applied run (a confirm page first).
+pub(crate) fn rollback_link(ns: &str, repository: &str, h: &HistoryEntry) -> Markup {
+    html! {
+        @if h.phase == Some(Phase::Applied) {
+            a.button.rollback href=(format!("{}/rollback?to={}", repo_url(ns, repository), h.sync_run)) { "Roll back to this run" }
+        }
+    }
+}
+
+/// Confirm a rollback of `repo` to what `to` applied.
+pub(crate) fn confirm_rollback(repo: &GitopsRepository, to: &HistoryEntry) -> Markup {
+    let ns = repo.namespace().unwrap_or_default();
+    let name = repo.name_any();
+    let current = repo
+        .status
+        .as_ref()
+        .and_then(|s| s.last_applied_revision.as_deref())
+        .unwrap_or("—");
+    html! {
+        h1 { "Roll back " a href=(repo_url(&ns, &name)) { (ns) "/" (name) } }
+        p { "A Rollback run plans the state that " a href=(run_url(&ns, &to.sync_run)) { (to.sync_run) }
+            " applied (revision " code { (&to.revision[..to.revision.len().min(12)]) } ") against the live cluster, from revision "
+            code { (&current[..current.len().min(12)]) } ". Its plan awaits approval like any other; until a new revision arrives the revision rolled back from is not applied again by itself." }
+        form method="post" action=(format!("{}/rollback", repo_url(&ns, &name))) {
+            input type="hidden" name="to" value=(to.sync_run);
+            button.primary #confirm-rollback type="submit" { "Roll back to " (to.sync_run) }
+            " " a.button href=(repo_url(&ns, &name)) { "Cancel" }
+        }
+    }
+}
