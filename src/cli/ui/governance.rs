@@ -125,3 +125,79 @@ pub(crate) fn confirm_rollback(repo: &GitopsRepository, to: &HistoryEntry) -> Ma
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(trigger: &str, annotations: serde_json::Value, status: serde_json::Value) -> SyncRun {
+        serde_json::from_value(json!({
+            "apiVersion": "gitops.fleetgate.dev/v1alpha1", "kind": "SyncRun",
+            "metadata": {"name": "r", "namespace": "ns", "annotations": annotations},
+            "spec": {"repository": "fleet", "revision": "abc", "trigger": trigger},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn quorum_counts_distinct_approvers_of_the_current_plan_and_names_missing_groups() {
+        let at = "2026-11-25T10:00:00Z";
+        let r = run(
+            "Schedule",
+            json!({}),
+            json!({"phase": "AwaitingApproval", "planId": "p2", "approvalsRequired": 2,
+                   "message": "1/2 approvals (bob); still needs an approver from group(s) netops",
+                   "approvals": [
+                       {"user": "carol", "planId": "p1", "at": at},
+                       {"user": "bob", "planId": "p2", "at": at},
+                       {"user": "bob", "planId": "p2", "at": at}],
+                   "policyResults": ["p/mass-delete: Deny", "p/meta: AutoApprove"]}),
+        );
+        let html = status(&r).into_string();
+        assert!(html.contains("<strong>1 of 2</strong>"), "{html}");
+        assert!(
+            html.contains("<span id=\"quorum-groups\">netops</span>"),
+            "{html}"
+        );
+        assert!(!html.contains("carol"), "{html}");
+        assert!(html.contains("badge bad\">p/mass-delete: Deny"), "{html}");
+        assert!(html.contains("badge good\">p/meta: AutoApprove"), "{html}");
+    }
+
+    #[test]
+    fn scheduled_expired_override_and_rollback_are_said() {
+        let scheduled = run(
+            "Schedule",
+            json!({}),
+            json!({"phase": "Scheduled", "planId": "p", "scheduledFor": "2026-11-26T02:00:00Z",
+                   "windowOverride": "dave: outage INC-1"}),
+        );
+        let html = crate::cli::ui::pages::live(&scheduled, Some("p")).into_string();
+        assert!(
+            html.contains("<strong id=\"scheduled-for\">2026-11-26T02:00:00Z</strong>"),
+            "{html}"
+        );
+        assert!(html.contains("toward a window override"), "{html}");
+        assert!(html.contains("dave: outage INC-1"), "{html}");
+        assert!(!html.contains("id=\"reject\""), "{html}");
+        let expired = run(
+            "Schedule",
+            json!({}),
+            json!({"phase": "Expired", "planId": "p"}),
+        );
+        let html = crate::cli::ui::pages::live(&expired, Some("p")).into_string();
+        assert!(html.contains("id=\"expired\""), "{html}");
+        assert!(!html.contains("id=\"approve\""), "{html}");
+        let rollback = run(
+            "Rollback",
+            json!({"gitops.fleetgate.dev/rollback-of": "fleet-v1", "gitops.fleetgate.dev/rollback-from": "0123456789abcdef"}),
+            json!({}),
+        );
+        let html = rollback_fact(&rollback).into_string();
+        assert!(html.contains("ns/ns/runs/fleet-v1"), "{html}");
+        assert!(html.contains("<code>0123456789ab</code>"), "{html}");
+        assert!(rollback_fact(&expired).into_string().is_empty());
+    }
+}
