@@ -113,6 +113,11 @@ async fn quorum_and_rollback_in_a_browser() {
     assert!(count.contains("approvals of this plan"), "{count}");
     assert!(b.text("#approvers").await.contains("bob"));
     assert_eq!(b.text("#phase").await, "AwaitingApproval");
+    assert!(
+        b.text("#you-approved")
+            .await
+            .contains("You approved this plan")
+    );
     b.screenshot("quorum").await;
 
     // carol, a second approver: the open page follows the run to Applied.

@@ -27,6 +27,11 @@ fn rule_tone(result: &str) -> &'static str {
     }
 }
 
+/// Whether `me` is among the counted approvers of the current plan.
+pub(crate) fn approved_by(status: &SyncRunStatus, me: &str) -> bool {
+    quorum(status).approvals.iter().any(|a| a.user == me)
+}
+
 /// Quorum progress: N of M, who and when, which groups are still needed.
 fn approvals(status: &SyncRunStatus) -> Markup {
     let q = quorum(status);
@@ -164,6 +169,10 @@ mod tests {
         assert!(!html.contains("carol"), "{html}");
         assert!(html.contains("badge bad\">p/mass-delete: Deny"), "{html}");
         assert!(html.contains("badge good\">p/meta: AutoApprove"), "{html}");
+        let page = |me| crate::cli::ui::pages::live(&r, Some("p2"), me).into_string();
+        assert!(page("bob").contains("id=\"you-approved\""));
+        assert!(!page("bob").contains("id=\"approve\""));
+        assert!(page("carol").contains("id=\"approve\""));
     }
 
     #[test]
@@ -174,7 +183,7 @@ mod tests {
             json!({"phase": "Scheduled", "planId": "p", "scheduledFor": "2026-11-26T02:00:00Z",
                    "windowOverride": "dave: outage INC-1"}),
         );
-        let html = crate::cli::ui::pages::live(&scheduled, Some("p")).into_string();
+        let html = crate::cli::ui::pages::live(&scheduled, Some("p"), "bob").into_string();
         assert!(
             html.contains("<strong id=\"scheduled-for\">2026-11-26T02:00:00Z</strong>"),
             "{html}"
@@ -187,7 +196,7 @@ mod tests {
             json!({}),
             json!({"phase": "Expired", "planId": "p"}),
         );
-        let html = crate::cli::ui::pages::live(&expired, Some("p")).into_string();
+        let html = crate::cli::ui::pages::live(&expired, Some("p"), "bob").into_string();
         assert!(html.contains("id=\"expired\""), "{html}");
         assert!(!html.contains("id=\"approve\""), "{html}");
         let rollback = run(

@@ -313,8 +313,8 @@ pub(crate) fn approvable_plan(
 /// What the run's status says that changes while one looks: phase, plan id, approval,
 /// progress and each action's state; the forms that apply to this phase. `shown` is the
 /// verified plan id the page displays: Approve is offered for it only, and only while it
-/// is the one awaiting approval.
-pub(crate) fn live(run: &SyncRun, shown: Option<&str>) -> Markup {
+/// is the one awaiting approval, and not to `me` once I approved it.
+pub(crate) fn live(run: &SyncRun, shown: Option<&str>, me: &str) -> Markup {
     let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
     let status = run.status.clone().unwrap_or_default();
@@ -322,6 +322,7 @@ pub(crate) fn live(run: &SyncRun, shown: Option<&str>) -> Markup {
     let finished = phase.is_some_and(Phase::is_finished);
     let plan_id = status.plan_id.clone().unwrap_or_default();
     let url = run_url(&ns, &name);
+    let mine = governance::approved_by(&status, me);
     html! {
         div #live data-plan=(plan_id) data-phase=(phase.map_or("", Phase::as_str)) data-final[finished] {
             p.phase { "Phase: " span #phase { (phase_badge(phase)) } }
@@ -342,6 +343,11 @@ pub(crate) fn live(run: &SyncRun, shown: Option<&str>) -> Markup {
             @if matches!(phase, Some(Phase::AwaitingApproval | Phase::Scheduled)) {
                 div.actions {
                     @match shown.filter(|s| !s.is_empty() && *s == plan_id) {
+                        Some(_) if mine => p #you-approved {
+                            "You approved this plan; "
+                            @if phase == Some(Phase::Scheduled) { "an override of the change windows needs other approvers." }
+                            @else { "it waits for another approver." }
+                        },
                         Some(shown) => form method="post" action=(format!("{url}/approve")) {
                             input type="hidden" name="plan_id" value=(shown);
                             button.primary #approve type="submit" {
@@ -383,6 +389,7 @@ pub(crate) fn run(
     run: &SyncRun,
     full: &Result<Option<Plan>, String>,
     repo: Option<&GitopsRepository>,
+    me: &str,
 ) -> Markup {
     let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
@@ -398,7 +405,7 @@ pub(crate) fn run(
             dt { "Trigger" } dd { (run.spec.trigger.as_str()) }
             (governance::rollback_fact(run))
         }
-        section aria-live="polite" data-live=(live_url) { (live(run, approvable.as_deref().ok())) }
+        section aria-live="polite" data-live=(live_url) { (live(run, approvable.as_deref().ok(), me)) }
         @if status.phase == Some(Phase::Failed) {
             @if let Some(m) = &status.message {
                 section.problems {
@@ -564,16 +571,20 @@ mod tests {
         }
         // The polled fragment: only for the plan the page shows, while it is current.
         assert!(
-            live(&run, Some("plan-a"))
+            live(&run, Some("plan-a"), "bob")
                 .into_string()
                 .contains("id=\"approve\"")
         );
         for shown in [Some("plan-b"), Some(""), None] {
-            assert!(!live(&run, shown).into_string().contains("id=\"approve\""));
+            assert!(
+                !live(&run, shown, "bob")
+                    .into_string()
+                    .contains("id=\"approve\"")
+            );
         }
     }
 
     fn run_page_html(r: &SyncRun, full: &Result<Option<Plan>, String>) -> String {
-        run(r, full, None).into_string()
+        run(r, full, None, "bob").into_string()
     }
 }

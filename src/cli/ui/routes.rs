@@ -326,7 +326,7 @@ async fn run_page(
         .await
         .ok()
         .flatten();
-    let body = pages::run(&run, &full, repo.as_ref());
+    let body = pages::run(&run, &full, repo.as_ref(), &app.identity);
     Ok((code, app.page(name, notice.as_ref(), body)).into_response())
 }
 
@@ -341,7 +341,7 @@ async fn live(
 ) -> Page {
     let run = app.run(&ns, &name).await?;
     let shown = field(&fields, "plan");
-    Ok(Html(pages::live(&run, shown).into_string()).into_response())
+    Ok(Html(pages::live(&run, shown, &app.identity).into_string()).into_response())
 }
 
 fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
