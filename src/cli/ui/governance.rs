@@ -109,6 +109,23 @@ pub(crate) fn rollback_link(ns: &str, repository: &str, h: &HistoryEntry) -> Mar
     }
 }
 
+/// The run `to` of the repository's history, if it was applied; else why not.
+pub(crate) fn applied_run<'a>(
+    repo: &'a GitopsRepository,
+    to: &str,
+) -> Result<&'a HistoryEntry, String> {
+    repo.status
+        .as_ref()
+        .and_then(|s| s.history.iter().find(|h| h.sync_run == to))
+        .filter(|h| h.phase == Some(Phase::Applied))
+        .ok_or_else(|| {
+            format!(
+                "{to:?} is not an applied run in the history of {}",
+                repo.name_any()
+            )
+        })
+}
+
 /// Confirm a rollback of `repo` to what `to` applied.
 pub(crate) fn confirm_rollback(repo: &GitopsRepository, to: &HistoryEntry) -> Markup {
     let ns = repo.namespace().unwrap_or_default();
@@ -173,6 +190,43 @@ mod tests {
         assert!(page("bob").contains("id=\"you-approved\""));
         assert!(!page("bob").contains("id=\"approve\""));
         assert!(page("carol").contains("id=\"approve\""));
+    }
+
+    #[test]
+    fn only_an_applied_run_of_the_history_is_rolled_back_to() {
+        let repo: GitopsRepository = serde_json::from_value(json!({
+            "apiVersion": "gitops.fleetgate.dev/v1alpha1", "kind": "GitopsRepository",
+            "metadata": {"name": "fleet", "namespace": "ns"},
+            "spec": {"url": "ssh://git@example.com/fleet.git", "ref": {"branch": "main"}},
+            "status": {"history": [
+                {"syncRun": "v2", "revision": "bbb", "trigger": "Schedule", "phase": "Failed"},
+                {"syncRun": "v1", "revision": "aaa", "trigger": "Schedule", "phase": "Applied"}]},
+        }))
+        .unwrap();
+        assert_eq!(
+            applied_run(&repo, "v1").map(|h| h.revision.as_str()),
+            Ok("aaa")
+        );
+        for to in ["v2", "v0", ""] {
+            let why = applied_run(&repo, to).unwrap_err();
+            assert!(why.contains("not an applied run"), "{why}");
+        }
+        let links: String = repo
+            .status
+            .as_ref()
+            .unwrap()
+            .history
+            .iter()
+            .map(|h| rollback_link("ns", "fleet", h).into_string())
+            .collect();
+        assert_eq!(links.matches("Roll back to this run").count(), 1, "{links}");
+        assert!(
+            links.contains("repositories/fleet/rollback?to=v1"),
+            "{links}"
+        );
+        let confirm = confirm_rollback(&repo, applied_run(&repo, "v1").unwrap()).into_string();
+        assert!(confirm.contains("method=\"post\""), "{confirm}");
+        assert!(confirm.contains("name=\"to\" value=\"v1\""), "{confirm}");
     }
 
     #[test]

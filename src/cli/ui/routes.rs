@@ -257,17 +257,8 @@ fn applied_run<'a>(
     repo: &'a GitopsRepository,
     fields: &Fields,
 ) -> Result<&'a HistoryEntry, UiError> {
-    let to = field(fields, "to").unwrap_or_default();
-    repo.status
-        .as_ref()
-        .and_then(|s| s.history.iter().find(|h| h.sync_run == to))
-        .filter(|h| h.phase == Some(Phase::Applied))
-        .ok_or_else(|| {
-            UiError::BadRequest(format!(
-                "{to:?} is not an applied run in the history of {}",
-                repo.name_any()
-            ))
-        })
+    governance::applied_run(repo, field(fields, "to").unwrap_or_default())
+        .map_err(UiError::BadRequest)
 }
 
 /// Asks to confirm a rollback; nothing changes until the form is posted.
