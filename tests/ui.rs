@@ -229,7 +229,7 @@ async fn review_leave_out_and_approve_in_a_browser() {
     b.click("#approve").await;
     let refusal = b.text("[role=alert]").await;
     assert!(
-        refusal.contains("user alice may not approve or reject SyncRuns"),
+        refusal.contains("user alice may not approve, reject or schedule SyncRuns"),
         "{refusal}"
     );
     b.screenshot("refused").await;

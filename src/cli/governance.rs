@@ -1,27 +1,103 @@
-//! What `kubectl fleet` says about a run's governance: quorum progress, a change-window
-//! wait, an override, a rollback, the rules that matched.
+//! What `kubectl fleet` (and its UI) says about a run's governance: quorum progress, a
+//! change-window wait, an override, a rollback, the rules that matched; and asking for a
+//! rollback.
 
 use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
 
-use crate::api::syncrun::{Phase, Trigger};
-use crate::api::{SyncRun, annotations};
+use crate::api::syncrun::{ApprovalRecord, Phase, SyncRunStatus, Trigger};
+use crate::api::{GitopsRepository, SyncRun, annotations};
+
+/// Where the run's current plan stands toward its quorum.
+pub(crate) struct Quorum<'a> {
+    /// Distinct approvers required (one when the status names none).
+    pub required: u32,
+    /// The first approval of each distinct user that named the current plan.
+    pub approvals: Vec<&'a ApprovalRecord>,
+}
+
+impl Quorum<'_> {
+    /// The approvals counted toward `required`.
+    pub fn counted(&self) -> usize {
+        self.approvals.len().min(self.required as usize)
+    }
+
+    /// Whether there is anything to say: more than one approver needed, or some given.
+    pub fn worth_showing(&self) -> bool {
+        self.required > 1 || !self.approvals.is_empty()
+    }
+}
+
+pub(crate) fn quorum(status: &SyncRunStatus) -> Quorum<'_> {
+    let plan = status.plan_id.as_deref().unwrap_or_default();
+    let mut approvals: Vec<&ApprovalRecord> = Vec::new();
+    for a in status.approvals.iter().filter(|a| a.plan_id == plan) {
+        if !approvals.iter().any(|b| b.user == a.user) {
+            approvals.push(a);
+        }
+    }
+    Quorum {
+        required: status.approvals_required.unwrap_or(1),
+        approvals,
+    }
+}
+
+/// Which groups still need an approver, as the controller's message says.
+pub(crate) fn missing_groups(status: &SyncRunStatus) -> Option<&str> {
+    const NEEDS: &str = "still needs an approver from group(s) ";
+    let message = status.message.as_deref()?;
+    let at = message.find(NEEDS)? + NEEDS.len();
+    Some(
+        message[at..]
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('.'),
+    )
+}
+
+/// For a Rollback run: the run whose applied state it restores, and the (short)
+/// revision it rolls back from.
+pub(crate) fn rollback_of(run: &SyncRun) -> Option<(String, String)> {
+    if run.spec.trigger != Trigger::Rollback {
+        return None;
+    }
+    let a = run.annotations();
+    Some((
+        a.get(annotations::ROLLBACK_OF)
+            .cloned()
+            .unwrap_or_else(|| "?".to_owned()),
+        a.get(annotations::ROLLBACK_FROM)
+            .map_or("?".to_owned(), |r| r.chars().take(12).collect()),
+    ))
+}
+
+/// Asks for a rollback of repository `name` to what run `to` applied, as the caller's
+/// identity (admission lets approvers only); the controller starts a Rollback run.
+pub(crate) async fn request_rollback(
+    repos: &Api<GitopsRepository>,
+    name: &str,
+    to: &str,
+) -> Result<(), kube::Error> {
+    let patch = json!({"metadata": {"annotations": {annotations::ROLLBACK_TO: to}}});
+    repos
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+}
 
 /// Lines about the run's governance, empty when there is nothing to say.
 pub fn lines(run: &SyncRun) -> String {
     let status = run.status.clone().unwrap_or_default();
     let mut out = String::new();
-    let plan = status.plan_id.clone().unwrap_or_default();
-    let required = status.approvals_required.unwrap_or(1);
-    let mut approvers: Vec<&str> = Vec::new();
-    for a in status.approvals.iter().filter(|a| a.plan_id == plan) {
-        if !approvers.contains(&a.user.as_str()) {
-            approvers.push(&a.user);
-        }
-    }
-    if required > 1 || !approvers.is_empty() {
+    let q = quorum(&status);
+    if q.worth_showing() {
+        let approvers: Vec<&str> = q.approvals.iter().map(|a| a.user.as_str()).collect();
         out.push_str(&format!(
-            "Approvals: {}/{required}{}\n",
-            approvers.len().min(required as usize),
+            "Approvals: {}/{}{}\n",
+            q.counted(),
+            q.required,
             match approvers.is_empty() {
                 true => String::new(),
                 false => format!(" ({})", approvers.join(", ")),
@@ -43,13 +119,9 @@ pub fn lines(run: &SyncRun) -> String {
     if let Some(o) = &status.window_override {
         out.push_str(&format!("Window override: {o}\n"));
     }
-    if run.spec.trigger == Trigger::Rollback {
-        let a = run.annotations();
+    if let Some((of, from)) = rollback_of(run) {
         out.push_str(&format!(
-            "Rollback: back to what syncrun/{} applied; revision {} is held until a new revision\n",
-            a.get(annotations::ROLLBACK_OF).map_or("?", String::as_str),
-            a.get(annotations::ROLLBACK_FROM)
-                .map_or("?".to_owned(), |r| r.chars().take(12).collect())
+            "Rollback: back to what syncrun/{of} applied; revision {from} is held until a new revision\n"
         ));
     }
     for r in &status.policy_results {

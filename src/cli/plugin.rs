@@ -419,10 +419,7 @@ fn phase_name_of(p: Option<Phase>) -> &'static str {
 
 /// Asks for a rollback: the controller starts a Rollback run for it.
 async fn rollback(repos: &Api<GitopsRepository>, name: &str, to: &str) -> anyhow::Result<ExitCode> {
-    let patch = json!({"metadata": {"annotations": {annotations::ROLLBACK_TO: to}}});
-    repos
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    super::governance::request_rollback(repos, name, to).await?;
     println!(
         "gitopsrepository/{name}: rollback to what syncrun/{to} applied requested; its plan awaits approval like any other (kubectl get syncruns -l {}={name})",
         crate::api::REPOSITORY_LABEL

@@ -5,6 +5,7 @@
 //! admission records every approval as made by that user, as for `kubectl annotate`).
 //! Nothing runs in the cluster. [`guard`] keeps other local users and web pages out.
 
+mod governance;
 mod guard;
 mod opener;
 mod pages;

@@ -8,6 +8,7 @@ use maud::{DOCTYPE, Markup, html};
 use crate::api::repository::HistoryEntry;
 use crate::api::syncrun::Phase;
 use crate::api::{GitopsRepository, SyncRun, condition};
+use crate::cli::ui::governance;
 use crate::fleet::render::{created_specs, detail_parts};
 use crate::fleet::{ObjectKind, ObjectRef, Operation, Plan};
 
@@ -85,8 +86,8 @@ fn badge(text: &str, tone: &str) -> Markup {
 fn phase_tone(phase: Option<Phase>) -> &'static str {
     match phase {
         Some(Phase::Applied | Phase::NoChanges) => "good",
-        Some(Phase::Failed | Phase::Rejected | Phase::Superseded) => "bad",
-        Some(Phase::AwaitingApproval) => "wait",
+        Some(Phase::Failed | Phase::Rejected | Phase::Superseded | Phase::Expired) => "bad",
+        Some(Phase::AwaitingApproval | Phase::Scheduled) => "wait",
         _ => "busy",
     }
 }
@@ -159,7 +160,8 @@ pub(crate) fn repositories(repos: &[GitopsRepository], scope_note: Option<&str>)
     }
 }
 
-fn history(ns: &str, entries: &[HistoryEntry]) -> Markup {
+/// The repository's recent runs, each applied one with a rollback to it.
+fn history(ns: &str, repository: &str, entries: &[HistoryEntry]) -> Markup {
     html! {
         table {
             caption.visually-hidden { "Recent SyncRuns, newest first" }
@@ -167,6 +169,7 @@ fn history(ns: &str, entries: &[HistoryEntry]) -> Markup {
                 th scope="col" { "SyncRun" } th scope="col" { "Revision" } th scope="col" { "Trigger" }
                 th scope="col" { "Phase" } th scope="col" { "Plan" } th scope="col" { "+ ~ −" }
                 th scope="col" { "Approved by" } th scope="col" { "Completed" }
+                th scope="col" { span.visually-hidden { "Actions" } }
             } }
             tbody {
                 @for h in entries {
@@ -180,6 +183,7 @@ fn history(ns: &str, entries: &[HistoryEntry]) -> Markup {
                         td { (c.add) " " (c.update) " " (c.delete) }
                         td { (h.approved_by.as_deref().unwrap_or("")) }
                         td { (time(&h.completed_at)) }
+                        td { (governance::rollback_link(ns, repository, h)) }
                     }
                 }
             }
@@ -207,7 +211,7 @@ pub(crate) fn repository(repo: &GitopsRepository) -> Markup {
             a.button href=(format!("{}/drift", repo_url(&ns, &name))) { "Drift" }
         }
         h2 { "History" }
-        (history(&ns, &status.history))
+        (history(&ns, &name, &status.history))
     }
 }
 
@@ -309,8 +313,8 @@ pub(crate) fn approvable_plan(
 /// What the run's status says that changes while one looks: phase, plan id, approval,
 /// progress and each action's state; the forms that apply to this phase. `shown` is the
 /// verified plan id the page displays: Approve is offered for it only, and only while it
-/// is the one awaiting approval.
-pub(crate) fn live(run: &SyncRun, shown: Option<&str>) -> Markup {
+/// is the one awaiting approval, and not to `me` once I approved it.
+pub(crate) fn live(run: &SyncRun, shown: Option<&str>, me: &str) -> Markup {
     let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
     let status = run.status.clone().unwrap_or_default();
@@ -318,6 +322,7 @@ pub(crate) fn live(run: &SyncRun, shown: Option<&str>) -> Markup {
     let finished = phase.is_some_and(Phase::is_finished);
     let plan_id = status.plan_id.clone().unwrap_or_default();
     let url = run_url(&ns, &name);
+    let mine = governance::approved_by(&status, me);
     html! {
         div #live data-plan=(plan_id) data-phase=(phase.map_or("", Phase::as_str)) data-final[finished] {
             p.phase { "Phase: " span #phase { (phase_badge(phase)) } }
@@ -334,17 +339,30 @@ pub(crate) fn live(run: &SyncRun, shown: Option<&str>) -> Markup {
                     }
                 }
             }
-            @if phase == Some(Phase::AwaitingApproval) {
+            (governance::status(run))
+            @if matches!(phase, Some(Phase::AwaitingApproval | Phase::Scheduled)) {
                 div.actions {
                     @match shown.filter(|s| !s.is_empty() && *s == plan_id) {
+                        Some(_) if mine => p #you-approved {
+                            "You approved this plan; "
+                            @if phase == Some(Phase::Scheduled) { "an override of the change windows needs other approvers." }
+                            @else { "it waits for another approver." }
+                        },
                         Some(shown) => form method="post" action=(format!("{url}/approve")) {
                             input type="hidden" name="plan_id" value=(shown);
-                            button.primary #approve type="submit" { "Approve " (shown) }
+                            button.primary #approve type="submit" {
+                                @if phase == Some(Phase::Scheduled) { "Approve " (shown) " toward a window override" }
+                                @else { "Approve " (shown) }
+                            }
                         },
                         None => p #no-approve { "No Approve here: the plan shown is not verified as the one awaiting approval." },
                     }
-                    a.button #edit href=(format!("{url}/edit")) { "Leave actions out…" }
+                    @if phase == Some(Phase::AwaitingApproval) {
+                        a.button #edit href=(format!("{url}/edit")) { "Leave actions out…" }
+                    }
                 }
+            }
+            @if phase == Some(Phase::AwaitingApproval) {
                 form.reject method="post" action=(format!("{url}/reject")) {
                     label for="reason" { "Reason to reject" }
                     input #reason type="text" name="reason" required autocomplete="off";
@@ -371,6 +389,7 @@ pub(crate) fn run(
     run: &SyncRun,
     full: &Result<Option<Plan>, String>,
     repo: Option<&GitopsRepository>,
+    me: &str,
 ) -> Markup {
     let ns = run.namespace().unwrap_or_default();
     let name = run.name_any();
@@ -384,8 +403,9 @@ pub(crate) fn run(
             dt { "Repository" } dd { a href=(repo_url(&ns, &run.spec.repository)) { (ns) "/" (run.spec.repository) } }
             dt { "Revision" } dd { code { (short(&run.spec.revision)) } }
             dt { "Trigger" } dd { (run.spec.trigger.as_str()) }
+            (governance::rollback_fact(run))
         }
-        section aria-live="polite" data-live=(live_url) { (live(run, approvable.as_deref().ok())) }
+        section aria-live="polite" data-live=(live_url) { (live(run, approvable.as_deref().ok(), me)) }
         @if status.phase == Some(Phase::Failed) {
             @if let Some(m) = &status.message {
                 section.problems {
@@ -407,7 +427,7 @@ pub(crate) fn run(
             h2 { "Plan" }
             @match full {
                 Ok(Some(p)) => {
-                    @if let (Some(Phase::AwaitingApproval), Err(why)) = (status.phase, &approvable) {
+                    @if let (Some(Phase::AwaitingApproval | Phase::Scheduled), Err(why)) = (status.phase, &approvable) {
                         p.error #unverified { (why) "; nothing can be approved here." }
                     }
                     (plan(p))
@@ -425,7 +445,7 @@ pub(crate) fn run(
             }
         }
         @if let Some(repo) = repo {
-            section { h2 { "History" } (history(&ns, &repo.status.clone().unwrap_or_default().history)) }
+            section { h2 { "History" } (history(&ns, &run.spec.repository, &repo.status.clone().unwrap_or_default().history)) }
         }
     }
 }
@@ -551,16 +571,20 @@ mod tests {
         }
         // The polled fragment: only for the plan the page shows, while it is current.
         assert!(
-            live(&run, Some("plan-a"))
+            live(&run, Some("plan-a"), "bob")
                 .into_string()
                 .contains("id=\"approve\"")
         );
         for shown in [Some("plan-b"), Some(""), None] {
-            assert!(!live(&run, shown).into_string().contains("id=\"approve\""));
+            assert!(
+                !live(&run, shown, "bob")
+                    .into_string()
+                    .contains("id=\"approve\"")
+            );
         }
     }
 
     fn run_page_html(r: &SyncRun, full: &Result<Option<Plan>, String>) -> String {
-        run(r, full, None).into_string()
+        run(r, full, None, "bob").into_string()
     }
 }

@@ -16,9 +16,11 @@ use maud::Markup;
 use serde_json::json;
 
 use super::pages::{self, Notice};
-use super::{App, UiError, guard};
+use super::{App, UiError, governance, guard};
+use crate::api::repository::HistoryEntry;
 use crate::api::syncrun::{Phase, Trigger};
 use crate::api::{GitopsRepository, SyncRun, annotations};
+use crate::cli::governance::request_rollback;
 use crate::cli::{kubectl, live_plan, plugin};
 use crate::controller::planstore;
 use crate::fleet::{self, FleetObject, ObjectRef, Plan, PlanOptions};
@@ -56,6 +58,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route(
             &format!("{p}/ns/{{ns}}/repositories/{{name}}/sync"),
             post(sync),
+        )
+        .route(
+            &format!("{p}/ns/{{ns}}/repositories/{{name}}/rollback"),
+            get(confirm_rollback).post(rollback),
         )
         .route(&format!("{p}/ns/{{ns}}/runs/{{name}}"), get(run))
         .route(&format!("{p}/ns/{{ns}}/runs/{{name}}/live"), get(live))
@@ -234,12 +240,53 @@ async fn sync(State(app): Shared, Path((ns, name)): Path<(String, String)>) -> P
     let repos = app.repos(&ns);
     match plugin::request_sync(&repos, &name).await {
         Ok(_) => Ok(app.redirect(&pages::repo_url(&ns, &name))),
-        Err(e) => {
-            let repo = app.repo(&ns, &name).await?;
-            let why = describe(UiError::Kube(e), Some(&ns));
-            let page = app.page(&name, Some(&Notice::Refused(why)), pages::repository(&repo));
-            Ok((StatusCode::FORBIDDEN, page).into_response())
-        }
+        Err(e) => refused_on_repository(&app, &ns, &name, e).await,
+    }
+}
+
+/// The repository page with a refusal in the API server's words.
+async fn refused_on_repository(app: &App, ns: &str, name: &str, e: kube::Error) -> Page {
+    let repo = app.repo(ns, name).await?;
+    let why = describe(UiError::Kube(e), Some(ns));
+    let page = app.page(name, Some(&Notice::Refused(why)), pages::repository(&repo));
+    Ok((StatusCode::FORBIDDEN, page).into_response())
+}
+
+/// The applied run of the repository's history named by the `to` field.
+fn applied_run<'a>(
+    repo: &'a GitopsRepository,
+    fields: &Fields,
+) -> Result<&'a HistoryEntry, UiError> {
+    governance::applied_run(repo, field(fields, "to").unwrap_or_default())
+        .map_err(UiError::BadRequest)
+}
+
+/// Asks to confirm a rollback; nothing changes until the form is posted.
+async fn confirm_rollback(
+    State(app): Shared,
+    Path((ns, name)): Path<(String, String)>,
+    Query(fields): Query<Fields>,
+) -> Page {
+    let repo = app.repo(&ns, &name).await?;
+    let to = applied_run(&repo, &fields).map_err(app.fail(&ns))?;
+    let body = governance::confirm_rollback(&repo, to);
+    Ok(app
+        .page(&format!("Roll back {name}"), None, body)
+        .into_response())
+}
+
+/// Asks for the rollback as the user, exactly as `kubectl fleet rollback` does: admission
+/// decides who may, and its reason is shown.
+async fn rollback(
+    State(app): Shared,
+    Path((ns, name)): Path<(String, String)>,
+    Form(fields): Form<Fields>,
+) -> Page {
+    let repo = app.repo(&ns, &name).await?;
+    let to = applied_run(&repo, &fields).map_err(app.fail(&ns))?;
+    match request_rollback(&app.repos(&ns), &name, &to.sync_run).await {
+        Ok(()) => Ok(app.redirect(&pages::repo_url(&ns, &name))),
+        Err(e) => refused_on_repository(&app, &ns, &name, e).await,
     }
 }
 
@@ -270,7 +317,7 @@ async fn run_page(
         .await
         .ok()
         .flatten();
-    let body = pages::run(&run, &full, repo.as_ref());
+    let body = pages::run(&run, &full, repo.as_ref(), &app.identity);
     Ok((code, app.page(name, notice.as_ref(), body)).into_response())
 }
 
@@ -285,7 +332,7 @@ async fn live(
 ) -> Page {
     let run = app.run(&ns, &name).await?;
     let shown = field(&fields, "plan");
-    Ok(Html(pages::live(&run, shown).into_string()).into_response())
+    Ok(Html(pages::live(&run, shown, &app.identity).into_string()).into_response())
 }
 
 fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
