@@ -298,8 +298,8 @@ struct Planned {
     warnings: Vec<String>,
     /// The revision's whole desired state, kept for drift detection once applied.
     desired: Vec<FleetObject>,
-    /// The repository's live objects counted per kind, for governance rules.
-    live: std::collections::BTreeMap<String, u64>,
+    /// What governance rules see of the plan.
+    facts: rules::Facts,
 }
 
 enum Computed {
@@ -370,10 +370,10 @@ async fn compute(
     ctx.fleet.wait_until_ready().await?;
     let live = ctx.fleet.live_objects(&run.namespace().unwrap_or_default());
     let (repository, revision) = (run.spec.repository.clone(), run.spec.revision.clone());
+    let (namespace, trigger) = (run.namespace().unwrap_or_default(), run.spec.trigger);
     let (prune, exclude) = (repo.spec.prune || deleting, exclude.to_vec());
     let warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
     off_runtime(move || {
-        let live_counts = rules::count_live(&live, &repository);
         let options = PlanOptions {
             repository: &repository,
             revision: &revision,
@@ -382,10 +382,10 @@ async fn compute(
         };
         match fleet::plan(&desired.objects, &live, &options) {
             Ok(plan) => Computed::Planned(Box::new(Planned {
+                facts: rules::Facts::new(&plan, &live, &namespace, &repository, trigger.as_str()),
                 plan,
                 warnings,
                 desired: desired.objects,
-                live: live_counts,
             })),
             Err(errors) => {
                 let reason = match errors.first() {
@@ -492,7 +492,7 @@ async fn record(
         plan,
         warnings,
         desired,
-        live,
+        facts,
     } = *planned;
     let saved = planstore::save(&ctx.client, run, "desired", &desired).await?;
     status.desired_state = saved.names;
@@ -548,13 +548,6 @@ async fn record(
     let gov = governance::load(&ctx.client, &ns, &run.spec.repository)
         .await
         .map_err(governance_error)?;
-    let facts = rules::Facts::new(
-        &plan,
-        live,
-        &ns,
-        &run.spec.repository,
-        run.spec.trigger.as_str(),
-    );
     let verdict = match gov.judge(facts).await {
         Ok(verdict) => verdict,
         Err(governance::Error::Kube(e)) => return Err(e.into()),

@@ -223,6 +223,7 @@ impl Governance {
         self.required(verdict) > 1
             || !self.requirement.from_groups.is_empty()
             || verdict.approvals > 0
+            || verdict.truncated
     }
 
     /// Why the plan recorded in `status` has expired, if it has.
