@@ -248,9 +248,12 @@ async fn a_quorum_of_two_counts_distinct_approvers_of_the_current_plan() {
 
     // bob approves: recorded, still waiting, the annotation cleared for the next one.
     t.approve(&t.bob, &run).await.unwrap();
-    let waiting = message_has(&t, &name, "1/2 approvals (bob)").await;
+    message_has(&t, &name, "1/2 approvals (bob)").await;
     approval_cleared(&t, &name).await;
-    let s = waiting.status.unwrap();
+    // Cleared at the first try: a first approval is never reported as a repeat.
+    let s = get_run(&t.admin, ns, &name).await.status.unwrap();
+    let said = s.message.clone().unwrap_or_default();
+    assert!(said.contains("by bob recorded"), "{said}");
     assert_eq!(s.phase, Some(Phase::AwaitingApproval));
     assert_eq!(s.approvals.len(), 1);
     assert_eq!(s.approvals[0].user, "bob");
@@ -510,6 +513,18 @@ async fn a_deny_window_holds_an_approved_run_until_it_opens() {
     let applied = run_in_phase(&t.admin, ns, &v2, Phase::Applied).await;
     let note = applied.status.unwrap().window_override.unwrap();
     assert!(note.contains("bob, carol: hotfix for INC-42"), "{note}");
+
+    // An approved run waiting for the window is superseded by a newer revision: the
+    // older one never applies after it.
+    let v3 = t.repo.commit(&[("fleet.yaml", V1)], "third");
+    let run = run_in_phase(&t.admin, ns, &v3, Phase::AwaitingApproval).await;
+    t.approve(&t.bob, &run).await.unwrap();
+    run_in_phase(&t.admin, ns, &v3, Phase::Scheduled).await;
+    let text = String::from_utf8(V2.to_vec()).unwrap();
+    let meta = text.replace("purpose: edge-cdn", "purpose: edge-cdn-eu");
+    let v4 = t.repo.commit(&[("fleet.yaml", meta.as_bytes())], "fourth");
+    run_in_phase(&t.admin, ns, &v4, Phase::AwaitingApproval).await;
+    run_in_phase(&t.admin, ns, &v3, Phase::Superseded).await;
     drop(chart);
 }
 

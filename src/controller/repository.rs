@@ -414,17 +414,26 @@ async fn remediate(
     Ok(())
 }
 
-/// Runs still waiting for approval of an older revision can no longer be approved.
+/// Runs still waiting for approval of an older revision can no longer be approved, and
+/// approved runs still waiting for a change window no longer apply: an older revision
+/// never applies after a newer one. A Scheduled run is superseded only by a newer run
+/// from git or a rollback (a drift run re-plans an older revision).
 async fn supersede_older(ctx: &Context, runs: &[SyncRun]) -> Result<()> {
     let Some(newest) = runs.first() else {
         return Ok(());
     };
+    let newest_not_drift = runs.iter().find(|r| r.spec.trigger != Trigger::Drift);
     for run in runs.iter().skip(1) {
-        if matches!(phase(run), Some(Phase::AwaitingApproval)) {
+        let by = match phase(run) {
+            Some(Phase::AwaitingApproval) => Some(newest),
+            Some(Phase::Scheduled) => newest_not_drift.filter(|n| sequence(n) > sequence(run)),
+            _ => None,
+        };
+        if let Some(by) = by {
             let message = format!(
                 "superseded by SyncRun {} (revision {})",
-                newest.name_any(),
-                short(&newest.spec.revision)
+                by.name_any(),
+                short(&by.spec.revision)
             );
             syncrun::supersede(ctx, run, message).await?;
         }

@@ -88,9 +88,18 @@ pub fn repository_key(run: &SyncRun) -> String {
 }
 
 /// Writes the whole status with server-side apply.
-/// Every write records the generation it describes (kstatus compares it with
-/// metadata.generation).
 pub async fn write_status(ctx: &Context, run: &SyncRun, status: &SyncRunStatus) -> Result<()> {
+    written_status(ctx, run, status).await.map(|_| ())
+}
+
+/// [`write_status`], returning the run as written (its resourceVersion is the one a
+/// later precondition must name). Every write records the generation it describes
+/// (kstatus compares it with metadata.generation).
+pub async fn written_status(
+    ctx: &Context,
+    run: &SyncRun,
+    status: &SyncRunStatus,
+) -> Result<SyncRun> {
     let api: Api<SyncRun> =
         Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
     let mut status = status.clone();
@@ -100,13 +109,14 @@ pub async fn write_status(ctx: &Context, run: &SyncRun, status: &SyncRunStatus) 
         "kind": "SyncRun",
         "status": status,
     });
-    api.patch_status(
-        &run.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch_status(
+            &run.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(written)
 }
 
 /// Moves the run to `phase`, with an Event saying why.
@@ -217,6 +227,7 @@ pub async fn supersede(ctx: &Context, run: &SyncRun, message: String) -> Result<
 }
 
 /// Records a refusal in status.message with a Warning Event; the run stays as it is.
+/// Returns the run as written.
 async fn warn(
     ctx: &Context,
     run: &SyncRun,
@@ -224,17 +235,17 @@ async fn warn(
     reason: &str,
     action: &str,
     message: String,
-) -> Result<Action> {
+) -> Result<SyncRun> {
     let mut status = status.clone();
     status.message = Some(message.clone());
-    write_status(ctx, run, &status).await?;
+    let written = written_status(ctx, run, &status).await?;
     if reason == "ApprovalRefused" {
         let (notifier, run, message) = (ctx.notifier.clone(), run.clone(), message.clone());
         tokio::spawn(async move { notifier.approval_refused(&run, &message).await });
     }
     ctx.event_at(run, "metadata.annotations", true, reason, action, message)
         .await;
-    Ok(Action::await_change())
+    Ok(written)
 }
 
 async fn get_repository(ctx: &Context, run: &SyncRun) -> Result<Option<GitopsRepository>> {
@@ -697,8 +708,8 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
         Counted::Met(tally) => tally.approvers.join(", "),
         // Removed once said, so that another approver can set the same plan id afresh.
         Counted::Refused(message) => {
-            warn(ctx, run, &status, "ApprovalRefused", "Approve", message).await?;
-            return clear_or_retry(ctx, run).await;
+            let written = warn(ctx, run, &status, "ApprovalRefused", "Approve", message).await?;
+            return clear_or_retry(ctx, run, Some(&written)).await;
         }
         Counted::Waiting { tally, added } => {
             return record_partial_approval(run, ctx, status, &approver, tally, added).await;
@@ -754,7 +765,8 @@ async fn refuse_exclusion(
     message: String,
 ) -> Result<Action> {
     status.exclusions = raw;
-    warn(ctx, run, &status, "ExclusionRefused", "Replan", message).await
+    warn(ctx, run, &status, "ExclusionRefused", "Replan", message).await?;
+    Ok(Action::await_change())
 }
 
 /// Refuses an approval, once per distinct value, with a Warning Event.
@@ -769,7 +781,8 @@ async fn refuse(
         return Ok(Action::await_change());
     }
     status.refused_approval = Some(approval.to_owned());
-    warn(ctx, run, &status, "ApprovalRefused", "Approve", message).await
+    warn(ctx, run, &status, "ApprovalRefused", "Approve", message).await?;
+    Ok(Action::await_change())
 }
 
 /// Finished runs take no approval; say so rather than stay silent.

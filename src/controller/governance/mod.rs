@@ -324,6 +324,34 @@ impl Governance {
     }
 }
 
+impl Governance {
+    /// Whether the people who approved the plan recorded in `status` still make its
+    /// quorum at `now` (approvals expire, and a policy may have raised the quorum or
+    /// added a group since). A plan approved by a policy needs no people. Checked again
+    /// before a Scheduled run applies: a change window does not freeze approvals.
+    pub fn still_approved(&self, status: &SyncRunStatus, now: Timestamp) -> Result<(), String> {
+        if !status.requires_approval {
+            return Ok(());
+        }
+        let plan = status.plan_id.clone().unwrap_or_default();
+        let requirement = quorum::Requirement {
+            required: status
+                .approvals_required
+                .unwrap_or(1)
+                .max(self.requirement.required),
+            ..self.requirement.clone()
+        };
+        let tally = quorum::tally(&status.approvals, &plan, &requirement, now);
+        if tally.met() {
+            return Ok(());
+        }
+        Err(format!(
+            "plan {plan} no longer has the approvals it needs ({}): approvals expired or the governance policy changed while it waited; approve again",
+            tally.describe()
+        ))
+    }
+}
+
 /// Whether an approved plan may apply now.
 pub enum Gate {
     /// It may; with the override that let it, if one did.
@@ -417,12 +445,21 @@ pub enum Counted {
 
 /// Removes the approve annotation and its stamps once the approval is recorded in
 /// status, so that the next approver sets them afresh (and the API server stamps that
-/// approver). Only at the resourceVersion the approval was read at: an approval made
-/// since is never removed unrecorded. Returns false on a conflict (read again).
-pub async fn clear_approval(client: &Client, run: &SyncRun) -> Result<bool, kube::Error> {
+/// approver). Only at the resourceVersion the approval was read at, or the one the
+/// status write that recorded it returned (`written`, when it carries the same
+/// approval): an approval made since is never removed unrecorded. Returns false on a
+/// conflict (read again).
+pub async fn clear_approval(
+    client: &Client,
+    run: &SyncRun,
+    written: Option<&SyncRun>,
+) -> Result<bool, kube::Error> {
+    let Some(version) = clear_at(run, written) else {
+        return Ok(false);
+    };
     let api: Api<SyncRun> = Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
     let patch = json!({"metadata": {
-        "resourceVersion": run.resource_version(),
+        "resourceVersion": version,
         "annotations": {
             annotations::APPROVE: null,
             annotations::APPROVED_BY: null,
@@ -441,6 +478,24 @@ pub async fn clear_approval(client: &Client, run: &SyncRun) -> Result<bool, kube
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The resourceVersion to clear an approval at: the status write's when it still
+/// carries the approval as read (a status write bumps the version, so the version
+/// read would always conflict), none when the approval changed in between.
+fn clear_at(read: &SyncRun, written: Option<&SyncRun>) -> Option<String> {
+    let Some(written) = written else {
+        return read.resource_version();
+    };
+    let keys = [
+        annotations::APPROVE,
+        annotations::APPROVED_BY,
+        annotations::APPROVED_BY_GROUPS,
+    ];
+    keys.iter()
+        .all(|k| read.annotations().get(*k) == written.annotations().get(*k))
+        .then(|| written.resource_version())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -542,6 +597,56 @@ mod tests {
             gov.gate(&no_reason, &approved_by(&["bob", "carol"]), now),
             Gate::Wait { .. }
         ));
+    }
+
+    #[test]
+    fn a_scheduled_plan_needs_its_approvals_to_still_count() {
+        let approved_at = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut status = approved_by(&["bob"]);
+        status.requires_approval = true;
+        let gov = Governance {
+            requirement: quorum::Requirement {
+                required: 1,
+                from_groups: vec![],
+                approval_expiry: Some(Duration::from_secs(7200)),
+            },
+            ..Default::default()
+        };
+        let soon = approved_at + Duration::from_secs(3600);
+        assert_eq!(gov.still_approved(&status, soon), Ok(()));
+        let later = approved_at + Duration::from_secs(3 * 86_400);
+        let stale = gov.still_approved(&status, later).unwrap_err();
+        assert!(stale.contains("0/1 approvals"), "{stale}");
+        // A quorum raised since the approval is needed too.
+        let raised = Governance {
+            requirement: quorum::Requirement {
+                required: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(raised.still_approved(&status, soon).is_err());
+        // A plan approved by a policy needs no people.
+        status.requires_approval = false;
+        assert_eq!(gov.still_approved(&status, later), Ok(()));
+    }
+
+    #[test]
+    fn an_approval_is_cleared_at_the_version_its_status_write_returned() {
+        let mut read = run(&[
+            (annotations::APPROVE, "p"),
+            (annotations::APPROVED_BY, "bob"),
+        ]);
+        read.metadata.resource_version = Some("10".into());
+        assert_eq!(clear_at(&read, None).as_deref(), Some("10"));
+        let mut written = read.clone();
+        written.metadata.resource_version = Some("11".into());
+        assert_eq!(clear_at(&read, Some(&written)).as_deref(), Some("11"));
+        // Another approval arrived between the read and the status write: not cleared.
+        written
+            .annotations_mut()
+            .insert(annotations::APPROVED_BY.into(), "carol".into());
+        assert_eq!(clear_at(&read, Some(&written)), None);
     }
 
     #[test]
