@@ -641,8 +641,9 @@ async fn the_requester_may_not_approve_and_a_group_must_be_represented() {
     t.bind_users();
     let ns = &t.ns.name;
     support::chart::bind(ns, "dave-approves", "fleetgate-approver", "dave");
+    // dave's group "x,netops" holds a comma: it must not read as membership of netops.
     let dave = support::env()
-        .client_as("dave", &["system:authenticated"])
+        .client_as("dave", &["system:authenticated", "x,netops"])
         .await;
     let _p = Policy::create(
         &t.admin,
