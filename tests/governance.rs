@@ -615,7 +615,14 @@ async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
         .patch("fleet", &PatchParams::default(), &Patch::Merge(&auto))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Nor by an editor's "sync now": refused while the rollback holds it.
+    fleet(ns, &["sync", "fleet", "--as", "alice"]);
+    let refused = events(&t.admin, ns, "fleet", "SyncRefused").await;
+    assert!(
+        refused[0].contains("a rollback holds it back"),
+        "{refused:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
         runs_of(&t.admin, ns, &v2).await.len(),
         1,

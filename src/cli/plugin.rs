@@ -419,7 +419,10 @@ fn phase_name_of(p: Option<Phase>) -> &'static str {
 
 /// Asks for a rollback: the controller starts a Rollback run for it.
 async fn rollback(repos: &Api<GitopsRepository>, name: &str, to: &str) -> anyhow::Result<ExitCode> {
-    let patch = json!({"metadata": {"annotations": {annotations::ROLLBACK_TO: to}}});
+    // Stamped, so that asking again for the same run (after a rejected rollback) is a
+    // new request rather than a value the controller has handled already.
+    let stamped = format!("{to}@{}", k8s_openapi::jiff::Timestamp::now());
+    let patch = json!({"metadata": {"annotations": {annotations::ROLLBACK_TO: stamped}}});
     repos
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;

@@ -172,14 +172,36 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
     }
     // Drift runs re-plan an old revision; only runs started from git say what git had.
     // A rollback holds back the revision it rolled back from.
-    let new_revision = runs
-        .iter()
-        .find(|r| r.spec.trigger != Trigger::Drift)
-        .is_none_or(|newest| {
-            (newest.spec.revision != revision && !super::rollback::holds(newest, &revision))
-                || replan_expired(newest)
-        });
-    if (new_revision || manual) && !manual_done {
+    let newest_from_git = runs.iter().find(|r| r.spec.trigger != Trigger::Drift);
+    let held = newest_from_git.is_some_and(|n| super::rollback::holds(n, &revision));
+    // An expired rollback is planned again as a rollback, never replaced by a run of
+    // the revision it holds back.
+    if let Some(expired) = newest_from_git.filter(|n| held && replan_expired(n)) {
+        let next = runs.first().map_or(1, |r| sequence(r) + 1);
+        let created = super::rollback::again(ctx, repo, expired, next).await?;
+        runs.insert(0, created);
+    }
+    let new_revision = !held
+        && runs
+            .iter()
+            .find(|r| r.spec.trigger != Trigger::Drift)
+            .is_none_or(|newest| newest.spec.revision != revision || replan_expired(newest));
+    // An editor's "sync now" does not lift a rollback's hold: only a new revision or an
+    // approver (a rollback to a run that applied the held revision) does.
+    if manual && !manual_done && held {
+        status.last_handled_sync_request = request.clone();
+        ctx.event(
+            &repo.object_ref(&()),
+            true,
+            "SyncRefused",
+            "Sync",
+            format!(
+                "sync of revision {} refused: a rollback holds it back; push a new revision, or an approver rolls back to a run that applied it",
+                short(&revision)
+            ),
+        )
+        .await;
+    } else if (new_revision || manual) && !manual_done {
         let trigger = if manual {
             Trigger::Manual
         } else {
