@@ -23,8 +23,11 @@ use crate::api::GovernancePolicy;
 use crate::api::annotations;
 use crate::api::syncrun::{ApprovalRecord, SyncRun, SyncRunStatus};
 
-/// Longest a rule evaluation may take before the run fails closed.
+/// Longest a rule evaluation may take (waiting for its turn included) before the run
+/// fails closed.
 const EVALUATION_BUDGET: Duration = Duration::from_secs(2);
+/// Rule evaluations run one at a time.
+static EVALUATIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -124,7 +127,7 @@ pub async fn load(client: &Client, namespace: &str, repository: &str) -> Result<
         .iter()
         .filter(|p| selects(p, namespace, repository))
     {
-        let parts = policy::compile(policy);
+        let parts = policy::compiled(policy);
         if let Some(first) = parts.errors.first()
             && gov.invalid.is_none()
         {
@@ -146,8 +149,8 @@ pub async fn load(client: &Client, namespace: &str, repository: &str) -> Result<
         gov.plan_expiry = shortest(gov.plan_expiry, parts.plan_expiry);
         gov.requirement.approval_expiry =
             shortest(gov.requirement.approval_expiry, parts.approval_expiry);
-        compiled.extend(parts.rules);
-        gov.windows.extend(parts.windows);
+        compiled.extend(parts.rules.iter().cloned());
+        gov.windows.extend(parts.windows.iter().cloned());
         if let Some(n) = policy.spec.override_approvals {
             gov.override_approvals = gov.override_approvals.max(n);
         }
@@ -177,8 +180,24 @@ impl Governance {
             return Ok(rules::Verdict::default());
         }
         let rules = self.rules.clone();
-        let work = tokio::task::spawn_blocking(move || rules::evaluate(&rules, &facts));
-        let verdict = match tokio::time::timeout(EVALUATION_BUDGET, work).await {
+        // One evaluation at a time, the permit held by the thread that evaluates: an
+        // evaluation abandoned at its budget keeps it until it ends, and the ones that
+        // wait past their own budget fail closed rather than pile up threads.
+        let started = tokio::time::Instant::now();
+        let permit = tokio::time::timeout(EVALUATION_BUDGET, EVALUATIONS.acquire())
+            .await
+            .map_err(|_| Error::Timeout(EVALUATION_BUDGET))?
+            .map_err(|e| Error::Evaluation {
+                rule: "(all)".into(),
+                message: e.to_string(),
+            })?;
+        let work = tokio::task::spawn_blocking(move || {
+            let verdict = rules::evaluate(&rules, &facts);
+            drop(permit);
+            verdict
+        });
+        let left = EVALUATION_BUDGET.saturating_sub(started.elapsed());
+        let verdict = match tokio::time::timeout(left, work).await {
             Err(_) => return Err(Error::Timeout(EVALUATION_BUDGET)),
             Ok(Err(e)) => {
                 return Err(Error::Evaluation {
@@ -647,6 +666,38 @@ mod tests {
             .annotations_mut()
             .insert(annotations::APPROVED_BY.into(), "carol".into());
         assert_eq!(clear_at(&read, Some(&written)), None);
+    }
+
+    #[tokio::test]
+    async fn an_evaluation_waits_for_its_turn_and_fails_closed_past_its_budget() {
+        let rule = crate::api::governance::PlanRule {
+            name: "r".into(),
+            expression: "true".into(),
+            action: crate::api::governance::RuleAction::Warn,
+            approvals: None,
+            message: None,
+        };
+        let gov = Governance {
+            rules: Arc::new(vec![rules::compile("p", 0, &rule).unwrap()]),
+            ..Default::default()
+        };
+        let plan = crate::fleet::plan(
+            &[],
+            &[],
+            &crate::fleet::PlanOptions {
+                repository: "fleet",
+                revision: "abc",
+                prune: false,
+                exclude: &[],
+            },
+        )
+        .unwrap();
+        let facts = || rules::Facts::new(&plan, &[], "ns", "fleet", "Schedule");
+        // An abandoned evaluation still holds the turn: the next one fails closed.
+        let busy = EVALUATIONS.acquire().await.unwrap();
+        assert!(matches!(gov.judge(facts()).await, Err(Error::Timeout(_))));
+        drop(busy);
+        assert_eq!(gov.judge(facts()).await.unwrap().warnings.len(), 1);
     }
 
     #[test]

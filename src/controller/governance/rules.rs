@@ -46,14 +46,15 @@ fn too_deep(expression: &str) -> Option<usize> {
     (max > MAX_BRACKET_DEPTH).then_some(max)
 }
 
-/// One rule, compiled.
+/// One rule, compiled (cheap to clone: the program is shared).
+#[derive(Clone)]
 pub struct Compiled {
     /// `policy/rule`, for status and Events.
     pub name: String,
     pub action: RuleAction,
     pub approvals: u32,
     pub message: Option<String>,
-    program: cel::Program,
+    program: std::sync::Arc<cel::Program>,
 }
 
 /// Compiles a rule, or says where it is wrong.
@@ -98,7 +99,7 @@ pub fn compile(policy: &str, index: usize, rule: &PlanRule) -> Result<Compiled, 
         action: rule.action,
         approvals: rule.approvals.unwrap_or(1),
         message: rule.message.clone(),
-        program,
+        program: std::sync::Arc::new(program),
     })
 }
 

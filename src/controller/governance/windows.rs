@@ -23,6 +23,7 @@ const MAX_DURATION: Duration = Duration::from_secs(31 * 24 * 3600);
 const HORIZON_STEPS: usize = 256;
 
 /// A window, parsed.
+#[derive(Clone)]
 pub struct Compiled {
     pub name: String,
     pub kind: WindowKind,
