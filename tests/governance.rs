@@ -364,11 +364,15 @@ async fn cel_rules_deny_escalate_and_auto_approve() {
     p.ready_reason("Compiled").await;
     create_repository(&t.admin, ns, "fleet", t.ssh_spec()).await;
 
-    // V1 from nothing: no rule matches, one approver as usual.
+    // V1 from nothing creates a virtual IP with a primary holder: rules see a create's
+    // fields, so two approvers are needed.
     let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
     let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
-    assert_eq!(run.status.as_ref().unwrap().approvals_required, None);
+    assert_eq!(run.status.as_ref().unwrap().approvals_required, Some(2));
     t.approve(&t.bob, &run).await.unwrap();
+    message_has(&t, &run.name_any(), "1/2 approvals (bob)").await;
+    approval_cleared(&t, &run.name_any()).await;
+    t.approve(&t.carol, &run).await.unwrap();
     run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
 
     // Only a template's metadata changes: applied by the rule, no person asked.
