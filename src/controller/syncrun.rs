@@ -510,7 +510,7 @@ async fn record(
     status.desired_state_digest = Some(saved.digest);
     let (diff, diff_truncated) = diff_entries(&plan);
     let states = vec![ActionState::Pending; plan.actions.len()];
-    status.plan_id = Some(plan.plan_id.clone());
+    governance::new_plan(&mut status, &plan.plan_id);
     status.summary = Some(plan.summary);
     status.changes = Some(plan.summary.total());
     status.diff = diff;
@@ -554,7 +554,8 @@ async fn record(
         String::new()
     };
     status.full_plan = Some(full_plan);
-    status.planned_at = Some(now());
+    // From the run's first plan: re-planning (an exclusion toggled) never renews it.
+    status.planned_at.get_or_insert_with(now);
     let ns = run.namespace().unwrap_or_default();
     let gov = governance::load(&ctx.client, &ns, &run.spec.repository)
         .await

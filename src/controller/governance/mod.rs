@@ -371,6 +371,16 @@ impl Governance {
     }
 }
 
+/// Records `plan_id` as the run's plan. A different plan starts from zero approvals:
+/// plan ids are deterministic, so excluding and including an action again returns to an
+/// earlier id, whose old approvals must not revive.
+pub fn new_plan(status: &mut SyncRunStatus, plan_id: &str) {
+    if status.plan_id.as_deref() != Some(plan_id) {
+        status.approvals.clear();
+    }
+    status.plan_id = Some(plan_id.to_owned());
+}
+
 /// Whether an approved plan may apply now.
 pub enum Gate {
     /// It may; with the override that let it, if one did.
@@ -698,6 +708,23 @@ mod tests {
         assert!(matches!(gov.judge(facts()).await, Err(Error::Timeout(_))));
         drop(busy);
         assert_eq!(gov.judge(facts()).await.unwrap().warnings.len(), 1);
+    }
+
+    #[test]
+    fn a_new_plan_starts_from_zero_approvals() {
+        let mut status = approved_by(&["bob"]);
+        new_plan(&mut status, "p");
+        assert_eq!(
+            status.approvals.len(),
+            1,
+            "the same plan keeps its approvals"
+        );
+        new_plan(&mut status, "q");
+        new_plan(&mut status, "p");
+        assert!(
+            status.approvals.is_empty(),
+            "an old plan id revived its approvals"
+        );
     }
 
     #[test]
