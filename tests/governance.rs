@@ -344,6 +344,34 @@ async fn plans_and_approvals_expire() {
     assert_ne!(fresh.name_any(), name);
     assert!(fresh.status.unwrap().approvals.is_empty());
     assert!(fleet_objects(&t.admin, ns).await.is_empty());
+
+    // A run bob requested expires: planned again as still requested by bob.
+    fleet(ns, &["sync", "fleet", "--as", "bob"]);
+    let requested_by_bob = |r: &SyncRun| {
+        r.spec.trigger == fleetgate::api::syncrun::Trigger::Manual
+            && r.annotations()
+                .get(annotations::REQUESTED_BY)
+                .map(String::as_str)
+                == Some("bob")
+    };
+    let first = support::eventually("bob's run", Duration::from_secs(30), || async {
+        runs_of(&t.admin, ns, &v1)
+            .await
+            .into_iter()
+            .find(|r| requested_by_bob(r))
+    })
+    .await;
+    support::eventually(
+        "bob's run planned again",
+        Duration::from_secs(40),
+        || async {
+            runs_of(&t.admin, ns, &v1)
+                .await
+                .into_iter()
+                .find(|r| requested_by_bob(r) && r.name_any() != first.name_any())
+        },
+    )
+    .await;
     drop(chart);
 }
 

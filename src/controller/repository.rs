@@ -174,6 +174,12 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
     // A rollback holds back the revision it rolled back from.
     let newest_from_git = runs.iter().find(|r| r.spec.trigger != Trigger::Drift);
     let held = newest_from_git.is_some_and(|n| super::rollback::holds(n, &revision));
+    // A requested run that expired is planned again as requested by the same user, so
+    // that forbidRequester still keeps the requester from approving the fresh plan.
+    let expired_requester = newest_from_git
+        .filter(|n| replan_expired(n) && n.spec.revision == revision)
+        .filter(|n| n.spec.trigger == Trigger::Manual)
+        .and_then(|n| n.annotations().get(annotations::REQUESTED_BY).cloned());
     // An expired rollback is planned again as a rollback, never replaced by a run of
     // the revision it holds back.
     if let Some(expired) = newest_from_git.filter(|n| held && replan_expired(n)) {
@@ -202,21 +208,16 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
         )
         .await;
     } else if (new_revision || manual) && !manual_done {
-        let trigger = if manual {
+        let carried = expired_requester.as_deref().filter(|_| !manual);
+        let trigger = if manual || carried.is_some() {
             Trigger::Manual
         } else {
             Trigger::Schedule
         };
         let next = runs.first().map_or(1, |r| sequence(r) + 1);
-        let created = create_run(
-            ctx,
-            repo,
-            &revision,
-            trigger,
-            next,
-            &manual_markers(repo, request.as_deref().filter(|_| manual)),
-        )
-        .await?;
+        let mut markers = manual_markers(repo, request.as_deref().filter(|_| manual));
+        markers.extend(carried.map(|user| (annotations::REQUESTED_BY, user)));
+        let created = create_run(ctx, repo, &revision, trigger, next, &markers).await?;
         let message = format!(
             "revision {} ({trigger:?}): started SyncRun {}",
             short(&revision),
