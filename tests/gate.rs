@@ -363,6 +363,19 @@ async fn runs_and_their_approvers_cannot_be_rewritten() {
         );
     }
 
+    // Nor can a run be moved to another controller shard by relabelling it.
+    let (code, message) = refusal(
+        Api::<SyncRun>::namespaced(t.alice.clone(), ns)
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"metadata": {"labels": {"fleetgate.dev/shard": "b"}}})),
+            )
+            .await,
+    );
+    assert_eq!(code, 403, "{message}");
+    assert!(message.contains("the controller shard"), "{message}");
+
     // alice cannot name herself (or bob) the approver.
     wait_for_repository_policy(&t.alice, ns, &t.ssh_spec()).await;
     for value in ["alice", "bob"] {

@@ -75,7 +75,7 @@ pub struct RepositorySelector {
     #[serde(default = "any")]
     #[schemars(length(min = 1, max = 253))]
     pub namespace: String,
-    /// GitopsRepository name pattern.
+    /// GitopsRepository name pattern. Editors choose repository names (they may create and delete GitopsRepositories), so a name pattern only narrows the selection within namespaces the platform owner controls: a repository created under a name the pattern does not match is not governed by this selector. To govern every repository of a namespace, leave it `*`.
     #[serde(default = "any")]
     #[schemars(length(min = 1, max = 253))]
     pub name: String,

@@ -80,7 +80,10 @@ pub(crate) async fn request_rollback(
     name: &str,
     to: &str,
 ) -> Result<(), kube::Error> {
-    let patch = json!({"metadata": {"annotations": {annotations::ROLLBACK_TO: to}}});
+    // Stamped, so that asking again for the same run (after a rejected rollback) is a
+    // new request rather than a value the controller has handled already.
+    let stamped = format!("{to}@{}", k8s_openapi::jiff::Timestamp::now());
+    let patch = json!({"metadata": {"annotations": {annotations::ROLLBACK_TO: stamped}}});
     repos
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await

@@ -172,29 +172,52 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
     }
     // Drift runs re-plan an old revision; only runs started from git say what git had.
     // A rollback holds back the revision it rolled back from.
-    let new_revision = runs
-        .iter()
-        .find(|r| r.spec.trigger != Trigger::Drift)
-        .is_none_or(|newest| {
-            (newest.spec.revision != revision && !super::rollback::holds(newest, &revision))
-                || replan_expired(newest)
-        });
-    if (new_revision || manual) && !manual_done {
-        let trigger = if manual {
+    let newest_from_git = runs.iter().find(|r| r.spec.trigger != Trigger::Drift);
+    let held = newest_from_git.is_some_and(|n| super::rollback::holds(n, &revision));
+    // A requested run that expired is planned again as requested by the same user, so
+    // that forbidRequester still keeps the requester from approving the fresh plan.
+    let expired_requester = newest_from_git
+        .filter(|n| replan_expired(n) && n.spec.revision == revision)
+        .filter(|n| n.spec.trigger == Trigger::Manual)
+        .and_then(|n| n.annotations().get(annotations::REQUESTED_BY).cloned());
+    // An expired rollback is planned again as a rollback, never replaced by a run of
+    // the revision it holds back.
+    if let Some(expired) = newest_from_git.filter(|n| held && replan_expired(n)) {
+        let next = runs.first().map_or(1, |r| sequence(r) + 1);
+        let created = super::rollback::again(ctx, repo, expired, next).await?;
+        runs.insert(0, created);
+    }
+    let new_revision = !held
+        && runs
+            .iter()
+            .find(|r| r.spec.trigger != Trigger::Drift)
+            .is_none_or(|newest| newest.spec.revision != revision || replan_expired(newest));
+    // An editor's "sync now" does not lift a rollback's hold: only a new revision or an
+    // approver (a rollback to a run that applied the held revision) does.
+    if manual && !manual_done && held {
+        status.last_handled_sync_request = request.clone();
+        ctx.event(
+            &repo.object_ref(&()),
+            true,
+            "SyncRefused",
+            "Sync",
+            format!(
+                "sync of revision {} refused: a rollback holds it back; push a new revision, or an approver rolls back to a run that applied it",
+                short(&revision)
+            ),
+        )
+        .await;
+    } else if (new_revision || manual) && !manual_done {
+        let carried = expired_requester.as_deref().filter(|_| !manual);
+        let trigger = if manual || carried.is_some() {
             Trigger::Manual
         } else {
             Trigger::Schedule
         };
         let next = runs.first().map_or(1, |r| sequence(r) + 1);
-        let created = create_run(
-            ctx,
-            repo,
-            &revision,
-            trigger,
-            next,
-            &manual_markers(repo, request.as_deref().filter(|_| manual)),
-        )
-        .await?;
+        let mut markers = manual_markers(repo, request.as_deref().filter(|_| manual));
+        markers.extend(carried.map(|user| (annotations::REQUESTED_BY, user)));
+        let created = create_run(ctx, repo, &revision, trigger, next, &markers).await?;
         let message = format!(
             "revision {} ({trigger:?}): started SyncRun {}",
             short(&revision),
@@ -419,17 +442,26 @@ async fn remediate(
     Ok(())
 }
 
-/// Runs still waiting for approval of an older revision can no longer be approved.
+/// Runs still waiting for approval of an older revision can no longer be approved, and
+/// approved runs still waiting for a change window no longer apply: an older revision
+/// never applies after a newer one. A Scheduled run is superseded only by a newer run
+/// from git or a rollback (a drift run re-plans an older revision).
 async fn supersede_older(ctx: &Context, runs: &[SyncRun]) -> Result<()> {
     let Some(newest) = runs.first() else {
         return Ok(());
     };
+    let newest_not_drift = runs.iter().find(|r| r.spec.trigger != Trigger::Drift);
     for run in runs.iter().skip(1) {
-        if matches!(phase(run), Some(Phase::AwaitingApproval)) {
+        let by = match phase(run) {
+            Some(Phase::AwaitingApproval) => Some(newest),
+            Some(Phase::Scheduled) => newest_not_drift.filter(|n| sequence(n) > sequence(run)),
+            _ => None,
+        };
+        if let Some(by) = by {
             let message = format!(
                 "superseded by SyncRun {} (revision {})",
-                newest.name_any(),
-                short(&newest.spec.revision)
+                by.name_any(),
+                short(&by.spec.revision)
             );
             syncrun::supersede(ctx, run, message).await?;
         }

@@ -30,6 +30,9 @@ pub async fn request(
         return Ok(None);
     }
     status.last_handled_rollback = Some(target.clone());
+    // `<syncrun>@<when>`: the CLI stamps each request, so that asking again for the
+    // same run (after a rejected rollback) is a new request.
+    let target = &target_of(target).to_owned();
     let refuse = |message: String| async move {
         ctx.event(
             &repo.object_ref(&()),
@@ -86,14 +89,68 @@ pub async fn request(
     Ok(Some(created))
 }
 
+/// The SyncRun a rollback-to value names: `<syncrun>` or `<syncrun>@<when>`.
+pub fn target_of(value: &str) -> &str {
+    value.split_once('@').map_or(value, |(name, _)| name)
+}
+
 fn short(revision: &str) -> String {
     revision.chars().take(12).collect()
 }
 
+/// Plans an expired rollback again: a new Rollback run to the same older run, holding
+/// the same revision back.
+pub async fn again(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    expired: &SyncRun,
+    next: u64,
+) -> Result<SyncRun> {
+    let a = expired.annotations();
+    let of = a.get(annotations::ROLLBACK_OF).cloned().unwrap_or_default();
+    let from = a
+        .get(annotations::ROLLBACK_FROM)
+        .cloned()
+        .unwrap_or_default();
+    let created = create_run(
+        ctx,
+        repo,
+        &expired.spec.revision,
+        Trigger::Rollback,
+        next,
+        &[
+            (annotations::ROLLBACK_OF, of.as_str()),
+            (annotations::ROLLBACK_FROM, from.as_str()),
+        ],
+    )
+    .await?;
+    let message = format!(
+        "rollback SyncRun {} expired unapproved: planned again as SyncRun {}",
+        expired.name_any(),
+        created.name_any()
+    );
+    ctx.event_related(
+        &repo.object_ref(&()),
+        Some(created.object_ref(&())),
+        false,
+        "NewSyncRun",
+        "Rollback",
+        message,
+    )
+    .await;
+    Ok(created)
+}
+
 /// Whether `newest` (a repository's newest run from git) is a rollback that holds
-/// `revision` back: the revision it rolled back from.
+/// `revision` back: the revision it rolled back from. A rollback that was rejected or
+/// failed holds nothing: the revision is planned again (and gated as usual).
 pub fn holds(newest: &SyncRun, revision: &str) -> bool {
-    newest.spec.trigger == Trigger::Rollback
+    let ended = matches!(
+        newest.status.as_ref().and_then(|s| s.phase),
+        Some(Phase::Rejected | Phase::Failed)
+    );
+    !ended
+        && newest.spec.trigger == Trigger::Rollback
         && newest
             .annotations()
             .get(annotations::ROLLBACK_FROM)
@@ -137,5 +194,45 @@ pub async fn desired(ctx: &Context, run: &SyncRun) -> Result<Result<Vec<FleetObj
         Ok(objects) => Ok(Ok(objects)),
         Err(e @ Error::PlanTampered { .. }) => Ok(Err(e.to_string())),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::syncrun::{SyncRunSpec, SyncRunStatus};
+
+    fn rollback(phase: Phase) -> SyncRun {
+        let mut run = SyncRun::new(
+            "r",
+            SyncRunSpec {
+                repository: "fleet".into(),
+                revision: "old".into(),
+                trigger: Trigger::Rollback,
+            },
+        );
+        run.annotations_mut()
+            .insert(annotations::ROLLBACK_FROM.into(), "new".into());
+        run.status = Some(SyncRunStatus {
+            phase: Some(phase),
+            ..Default::default()
+        });
+        run
+    }
+
+    #[test]
+    fn a_rejected_or_failed_rollback_holds_nothing() {
+        assert!(holds(&rollback(Phase::AwaitingApproval), "new"));
+        assert!(holds(&rollback(Phase::Applied), "new"));
+        assert!(holds(&rollback(Phase::Expired), "new"));
+        assert!(!holds(&rollback(Phase::Applied), "newer"));
+        assert!(!holds(&rollback(Phase::Rejected), "new"));
+        assert!(!holds(&rollback(Phase::Failed), "new"));
+    }
+
+    #[test]
+    fn a_stamped_request_names_its_run() {
+        assert_eq!(target_of("fleet-7"), "fleet-7");
+        assert_eq!(target_of("fleet-7@2027-01-01T00:00:00Z"), "fleet-7");
     }
 }

@@ -40,9 +40,18 @@ pub fn repository_key(run: &SyncRun) -> String {
 }
 
 /// Writes the whole status with server-side apply.
-/// Every write records the generation it describes (kstatus compares it with
-/// metadata.generation).
 pub async fn write_status(ctx: &Context, run: &SyncRun, status: &SyncRunStatus) -> Result<()> {
+    written_status(ctx, run, status).await.map(|_| ())
+}
+
+/// [`write_status`], returning the run as written (its resourceVersion is the one a
+/// later precondition must name). Every write records the generation it describes
+/// (kstatus compares it with metadata.generation).
+pub async fn written_status(
+    ctx: &Context,
+    run: &SyncRun,
+    status: &SyncRunStatus,
+) -> Result<SyncRun> {
     let api: Api<SyncRun> =
         Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
     let mut status = status.clone();
@@ -52,13 +61,14 @@ pub async fn write_status(ctx: &Context, run: &SyncRun, status: &SyncRunStatus) 
         "kind": "SyncRun",
         "status": status,
     });
-    api.patch_status(
-        &run.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch_status(
+            &run.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(written)
 }
 
 /// Moves the run to `phase`, with an Event saying why.

@@ -23,7 +23,9 @@ use super::governance::phases::{
 };
 use super::governance::{self, Counted, rules};
 use super::planstore;
-use super::runstate::{action_entries, fail, progress, reject, transition, write_status};
+use super::runstate::{
+    action_entries, fail, progress, reject, transition, write_status, written_status,
+};
 use crate::api::repository::DriftRemediation;
 use crate::api::syncrun::{ActionState, DiffEntry, Phase, SyncRunStatus, Trigger};
 use crate::api::{GitopsRepository, SyncRun, annotations, now, repository::ApprovalPolicy};
@@ -90,6 +92,7 @@ pub async fn supersede(ctx: &Context, run: &SyncRun, message: String) -> Result<
 }
 
 /// Records a refusal in status.message with a Warning Event; the run stays as it is.
+/// Returns the run as written.
 async fn warn(
     ctx: &Context,
     run: &SyncRun,
@@ -97,17 +100,17 @@ async fn warn(
     reason: &str,
     action: &str,
     message: String,
-) -> Result<Action> {
+) -> Result<SyncRun> {
     let mut status = status.clone();
     status.message = Some(message.clone());
-    write_status(ctx, run, &status).await?;
+    let written = written_status(ctx, run, &status).await?;
     if reason == "ApprovalRefused" {
         let (notifier, run, message) = (ctx.notifier.clone(), run.clone(), message.clone());
         tokio::spawn(async move { notifier.approval_refused(&run, &message).await });
     }
     ctx.event_at(run, "metadata.annotations", true, reason, action, message)
         .await;
-    Ok(Action::await_change())
+    Ok(written)
 }
 
 async fn get_repository(ctx: &Context, run: &SyncRun) -> Result<Option<GitopsRepository>> {
@@ -171,8 +174,8 @@ struct Planned {
     warnings: Vec<String>,
     /// The revision's whole desired state, kept for drift detection once applied.
     desired: Vec<FleetObject>,
-    /// The repository's live objects counted per kind, for governance rules.
-    live: std::collections::BTreeMap<String, u64>,
+    /// What governance rules see of the plan.
+    facts: rules::Facts,
 }
 
 enum Computed {
@@ -243,10 +246,10 @@ async fn compute(
     ctx.fleet.wait_until_ready().await?;
     let live = ctx.fleet.live_objects(&run.namespace().unwrap_or_default());
     let (repository, revision) = (run.spec.repository.clone(), run.spec.revision.clone());
+    let (namespace, trigger) = (run.namespace().unwrap_or_default(), run.spec.trigger);
     let (prune, exclude) = (repo.spec.prune || deleting, exclude.to_vec());
     let warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
     off_runtime(move || {
-        let live_counts = rules::count_live(&live, &repository);
         let options = PlanOptions {
             repository: &repository,
             revision: &revision,
@@ -255,10 +258,10 @@ async fn compute(
         };
         match fleet::plan(&desired.objects, &live, &options) {
             Ok(plan) => Computed::Planned(Box::new(Planned {
+                facts: rules::Facts::new(&plan, &live, &namespace, &repository, trigger.as_str()),
                 plan,
                 warnings,
                 desired: desired.objects,
-                live: live_counts,
             })),
             Err(errors) => {
                 let reason = match errors.first() {
@@ -337,14 +340,14 @@ async fn record(
         plan,
         warnings,
         desired,
-        live,
+        facts,
     } = *planned;
     let saved = planstore::save(&ctx.client, run, "desired", &desired).await?;
     status.desired_state = saved.names;
     status.desired_state_digest = Some(saved.digest);
     let (diff, diff_truncated) = diff_entries(&plan);
     let states = vec![ActionState::Pending; plan.actions.len()];
-    status.plan_id = Some(plan.plan_id.clone());
+    governance::new_plan(&mut status, &plan.plan_id);
     status.summary = Some(plan.summary);
     status.changes = Some(plan.summary.total());
     status.diff = diff;
@@ -388,18 +391,12 @@ async fn record(
         String::new()
     };
     status.full_plan = Some(full_plan);
-    status.planned_at = Some(now());
+    // From the run's first plan: re-planning (an exclusion toggled) never renews it.
+    status.planned_at.get_or_insert_with(now);
     let ns = run.namespace().unwrap_or_default();
     let gov = governance::load(&ctx.client, &ns, &run.spec.repository)
         .await
         .map_err(governance_error)?;
-    let facts = rules::Facts::new(
-        &plan,
-        live,
-        &ns,
-        &run.spec.repository,
-        run.spec.trigger.as_str(),
-    );
     let verdict = match gov.judge(facts).await {
         Ok(verdict) => verdict,
         Err(governance::Error::Kube(e)) => return Err(e.into()),
@@ -549,8 +546,8 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
         Counted::Met(tally) => tally.approvers.join(", "),
         // Removed once said, so that another approver can set the same plan id afresh.
         Counted::Refused(message) => {
-            warn(ctx, run, &status, "ApprovalRefused", "Approve", message).await?;
-            return clear_or_retry(ctx, run).await;
+            let written = warn(ctx, run, &status, "ApprovalRefused", "Approve", message).await?;
+            return clear_or_retry(ctx, run, Some(&written)).await;
         }
         Counted::Waiting { tally, added } => {
             return record_partial_approval(run, ctx, status, &approver, tally, added).await;
@@ -606,7 +603,8 @@ async fn refuse_exclusion(
     message: String,
 ) -> Result<Action> {
     status.exclusions = raw;
-    warn(ctx, run, &status, "ExclusionRefused", "Replan", message).await
+    warn(ctx, run, &status, "ExclusionRefused", "Replan", message).await?;
+    Ok(Action::await_change())
 }
 
 /// Refuses an approval, once per distinct value, with a Warning Event.
@@ -621,7 +619,8 @@ async fn refuse(
         return Ok(Action::await_change());
     }
     status.refused_approval = Some(approval.to_owned());
-    warn(ctx, run, &status, "ApprovalRefused", "Approve", message).await
+    warn(ctx, run, &status, "ApprovalRefused", "Approve", message).await?;
+    Ok(Action::await_change())
 }
 
 /// Finished runs take no approval; say so rather than stay silent.

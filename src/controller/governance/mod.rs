@@ -23,8 +23,11 @@ use crate::api::GovernancePolicy;
 use crate::api::annotations;
 use crate::api::syncrun::{ApprovalRecord, SyncRun, SyncRunStatus};
 
-/// Longest a rule evaluation may take before the run fails closed.
+/// Longest a rule evaluation may take (waiting for its turn included) before the run
+/// fails closed.
 const EVALUATION_BUDGET: Duration = Duration::from_secs(2);
+/// Rule evaluations run one at a time.
+static EVALUATIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -124,7 +127,7 @@ pub async fn load(client: &Client, namespace: &str, repository: &str) -> Result<
         .iter()
         .filter(|p| selects(p, namespace, repository))
     {
-        let parts = policy::compile(policy);
+        let parts = policy::compiled(policy);
         if let Some(first) = parts.errors.first()
             && gov.invalid.is_none()
         {
@@ -146,8 +149,8 @@ pub async fn load(client: &Client, namespace: &str, repository: &str) -> Result<
         gov.plan_expiry = shortest(gov.plan_expiry, parts.plan_expiry);
         gov.requirement.approval_expiry =
             shortest(gov.requirement.approval_expiry, parts.approval_expiry);
-        compiled.extend(parts.rules);
-        gov.windows.extend(parts.windows);
+        compiled.extend(parts.rules.iter().cloned());
+        gov.windows.extend(parts.windows.iter().cloned());
         if let Some(n) = policy.spec.override_approvals {
             gov.override_approvals = gov.override_approvals.max(n);
         }
@@ -177,8 +180,24 @@ impl Governance {
             return Ok(rules::Verdict::default());
         }
         let rules = self.rules.clone();
-        let work = tokio::task::spawn_blocking(move || rules::evaluate(&rules, &facts));
-        let verdict = match tokio::time::timeout(EVALUATION_BUDGET, work).await {
+        // One evaluation at a time, the permit held by the thread that evaluates: an
+        // evaluation abandoned at its budget keeps it until it ends, and the ones that
+        // wait past their own budget fail closed rather than pile up threads.
+        let started = tokio::time::Instant::now();
+        let permit = tokio::time::timeout(EVALUATION_BUDGET, EVALUATIONS.acquire())
+            .await
+            .map_err(|_| Error::Timeout(EVALUATION_BUDGET))?
+            .map_err(|e| Error::Evaluation {
+                rule: "(all)".into(),
+                message: e.to_string(),
+            })?;
+        let work = tokio::task::spawn_blocking(move || {
+            let verdict = rules::evaluate(&rules, &facts);
+            drop(permit);
+            verdict
+        });
+        let left = EVALUATION_BUDGET.saturating_sub(started.elapsed());
+        let verdict = match tokio::time::timeout(left, work).await {
             Err(_) => return Err(Error::Timeout(EVALUATION_BUDGET)),
             Ok(Err(e)) => {
                 return Err(Error::Evaluation {
@@ -223,6 +242,7 @@ impl Governance {
         self.required(verdict) > 1
             || !self.requirement.from_groups.is_empty()
             || verdict.approvals > 0
+            || verdict.truncated
     }
 
     /// Why the plan recorded in `status` has expired, if it has.
@@ -323,6 +343,44 @@ impl Governance {
     }
 }
 
+impl Governance {
+    /// Whether the people who approved the plan recorded in `status` still make its
+    /// quorum at `now` (approvals expire, and a policy may have raised the quorum or
+    /// added a group since). A plan approved by a policy needs no people. Checked again
+    /// before a Scheduled run applies: a change window does not freeze approvals.
+    pub fn still_approved(&self, status: &SyncRunStatus, now: Timestamp) -> Result<(), String> {
+        if !status.requires_approval {
+            return Ok(());
+        }
+        let plan = status.plan_id.clone().unwrap_or_default();
+        let requirement = quorum::Requirement {
+            required: status
+                .approvals_required
+                .unwrap_or(1)
+                .max(self.requirement.required),
+            ..self.requirement.clone()
+        };
+        let tally = quorum::tally(&status.approvals, &plan, &requirement, now);
+        if tally.met() {
+            return Ok(());
+        }
+        Err(format!(
+            "plan {plan} no longer has the approvals it needs ({}): approvals expired or the governance policy changed while it waited; approve again",
+            tally.describe()
+        ))
+    }
+}
+
+/// Records `plan_id` as the run's plan. A different plan starts from zero approvals:
+/// plan ids are deterministic, so excluding and including an action again returns to an
+/// earlier id, whose old approvals must not revive.
+pub fn new_plan(status: &mut SyncRunStatus, plan_id: &str) {
+    if status.plan_id.as_deref() != Some(plan_id) {
+        status.approvals.clear();
+    }
+    status.plan_id = Some(plan_id.to_owned());
+}
+
 /// Whether an approved plan may apply now.
 pub enum Gate {
     /// It may; with the override that let it, if one did.
@@ -416,12 +474,21 @@ pub enum Counted {
 
 /// Removes the approve annotation and its stamps once the approval is recorded in
 /// status, so that the next approver sets them afresh (and the API server stamps that
-/// approver). Only at the resourceVersion the approval was read at: an approval made
-/// since is never removed unrecorded. Returns false on a conflict (read again).
-pub async fn clear_approval(client: &Client, run: &SyncRun) -> Result<bool, kube::Error> {
+/// approver). Only at the resourceVersion the approval was read at, or the one the
+/// status write that recorded it returned (`written`, when it carries the same
+/// approval): an approval made since is never removed unrecorded. Returns false on a
+/// conflict (read again).
+pub async fn clear_approval(
+    client: &Client,
+    run: &SyncRun,
+    written: Option<&SyncRun>,
+) -> Result<bool, kube::Error> {
+    let Some(version) = clear_at(run, written) else {
+        return Ok(false);
+    };
     let api: Api<SyncRun> = Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
     let patch = json!({"metadata": {
-        "resourceVersion": run.resource_version(),
+        "resourceVersion": version,
         "annotations": {
             annotations::APPROVE: null,
             annotations::APPROVED_BY: null,
@@ -440,6 +507,24 @@ pub async fn clear_approval(client: &Client, run: &SyncRun) -> Result<bool, kube
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The resourceVersion to clear an approval at: the status write's when it still
+/// carries the approval as read (a status write bumps the version, so the version
+/// read would always conflict), none when the approval changed in between.
+fn clear_at(read: &SyncRun, written: Option<&SyncRun>) -> Option<String> {
+    let Some(written) = written else {
+        return read.resource_version();
+    };
+    let keys = [
+        annotations::APPROVE,
+        annotations::APPROVED_BY,
+        annotations::APPROVED_BY_GROUPS,
+    ];
+    keys.iter()
+        .all(|k| read.annotations().get(*k) == written.annotations().get(*k))
+        .then(|| written.resource_version())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -541,6 +626,105 @@ mod tests {
             gov.gate(&no_reason, &approved_by(&["bob", "carol"]), now),
             Gate::Wait { .. }
         ));
+    }
+
+    #[test]
+    fn a_scheduled_plan_needs_its_approvals_to_still_count() {
+        let approved_at = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut status = approved_by(&["bob"]);
+        status.requires_approval = true;
+        let gov = Governance {
+            requirement: quorum::Requirement {
+                required: 1,
+                from_groups: vec![],
+                approval_expiry: Some(Duration::from_secs(7200)),
+            },
+            ..Default::default()
+        };
+        let soon = approved_at + Duration::from_secs(3600);
+        assert_eq!(gov.still_approved(&status, soon), Ok(()));
+        let later = approved_at + Duration::from_secs(3 * 86_400);
+        let stale = gov.still_approved(&status, later).unwrap_err();
+        assert!(stale.contains("0/1 approvals"), "{stale}");
+        // A quorum raised since the approval is needed too.
+        let raised = Governance {
+            requirement: quorum::Requirement {
+                required: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(raised.still_approved(&status, soon).is_err());
+        // A plan approved by a policy needs no people.
+        status.requires_approval = false;
+        assert_eq!(gov.still_approved(&status, later), Ok(()));
+    }
+
+    #[test]
+    fn an_approval_is_cleared_at_the_version_its_status_write_returned() {
+        let mut read = run(&[
+            (annotations::APPROVE, "p"),
+            (annotations::APPROVED_BY, "bob"),
+        ]);
+        read.metadata.resource_version = Some("10".into());
+        assert_eq!(clear_at(&read, None).as_deref(), Some("10"));
+        let mut written = read.clone();
+        written.metadata.resource_version = Some("11".into());
+        assert_eq!(clear_at(&read, Some(&written)).as_deref(), Some("11"));
+        // Another approval arrived between the read and the status write: not cleared.
+        written
+            .annotations_mut()
+            .insert(annotations::APPROVED_BY.into(), "carol".into());
+        assert_eq!(clear_at(&read, Some(&written)), None);
+    }
+
+    #[tokio::test]
+    async fn an_evaluation_waits_for_its_turn_and_fails_closed_past_its_budget() {
+        let rule = crate::api::governance::PlanRule {
+            name: "r".into(),
+            expression: "true".into(),
+            action: crate::api::governance::RuleAction::Warn,
+            approvals: None,
+            message: None,
+        };
+        let gov = Governance {
+            rules: Arc::new(vec![rules::compile("p", 0, &rule).unwrap()]),
+            ..Default::default()
+        };
+        let plan = crate::fleet::plan(
+            &[],
+            &[],
+            &crate::fleet::PlanOptions {
+                repository: "fleet",
+                revision: "abc",
+                prune: false,
+                exclude: &[],
+            },
+        )
+        .unwrap();
+        let facts = || rules::Facts::new(&plan, &[], "ns", "fleet", "Schedule");
+        // An abandoned evaluation still holds the turn: the next one fails closed.
+        let busy = EVALUATIONS.acquire().await.unwrap();
+        assert!(matches!(gov.judge(facts()).await, Err(Error::Timeout(_))));
+        drop(busy);
+        assert_eq!(gov.judge(facts()).await.unwrap().warnings.len(), 1);
+    }
+
+    #[test]
+    fn a_new_plan_starts_from_zero_approvals() {
+        let mut status = approved_by(&["bob"]);
+        new_plan(&mut status, "p");
+        assert_eq!(
+            status.approvals.len(),
+            1,
+            "the same plan keeps its approvals"
+        );
+        new_plan(&mut status, "q");
+        new_plan(&mut status, "p");
+        assert!(
+            status.approvals.is_empty(),
+            "an old plan id revived its approvals"
+        );
     }
 
     #[test]

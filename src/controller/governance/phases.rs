@@ -6,14 +6,19 @@
 use std::time::Duration;
 
 use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 
 use super::{Gate, Governance, quorum, windows};
-use crate::api::syncrun::{Phase, SyncRunStatus};
-use crate::api::{SyncRun, annotations, now};
+use crate::api::syncrun::{Phase, SyncRunStatus, Trigger};
+use crate::api::{REPOSITORY_LABEL, SyncRun, annotations, now};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
-use crate::controller::runstate::{reject, repository_key, transition, write_status};
+use crate::controller::repository::sequence;
+use crate::controller::runstate::{
+    reject, repository_key, transition, write_status, written_status,
+};
+use crate::controller::syncrun::supersede;
 
 /// An approved plan applies when the change windows (and apply-after) allow; until then
 /// it waits in phase Scheduled, looked at again when it may open.
@@ -119,6 +124,20 @@ pub(crate) async fn scheduled(
     if let Some(action) = hold_while_invalid(run, ctx, &gov, &mut status).await? {
         return Ok(action);
     }
+    if let Some(newer) = newer_run(ctx, run).await? {
+        let message = format!(
+            "superseded by SyncRun {} (revision {}): an older revision never applies after a newer one",
+            newer.name_any(),
+            newer.spec.revision.chars().take(12).collect::<String>()
+        );
+        supersede(ctx, run, message).await?;
+        return Ok(Action::await_change());
+    }
+    // Time and policy changes are judged again before applying (fail closed): a plan
+    // past its expiry ends, approvals past theirs no longer count.
+    if let Some(action) = expire(run, ctx, &gov, &mut status).await? {
+        return Ok(action);
+    }
     if let (Some(value), Some(user)) =
         (a.get(annotations::APPROVE), a.get(annotations::APPROVED_BY))
         && status.plan_id.as_ref() == Some(value)
@@ -127,12 +146,29 @@ pub(crate) async fn scheduled(
         let requester = a.get(annotations::REQUESTED_BY).map(String::as_str);
         let before = status.approvals.len();
         let _ = gov.count(&mut status, user, groups, requester, now().0);
-        if status.approvals.len() != before {
-            write_status(ctx, run, &status).await?;
-        }
-        if !super::clear_approval(&ctx.client, run).await? {
+        let written = match status.approvals.len() != before {
+            true => Some(written_status(ctx, run, &status).await?),
+            false => None,
+        };
+        if !super::clear_approval(&ctx.client, run, written.as_ref()).await? {
             return Ok(Action::requeue(Duration::from_millis(200)));
         }
+    }
+    if let Err(why) = gov.still_approved(&status, now().0) {
+        status.approved_by = None;
+        status.approved_at = None;
+        status.scheduled_for = None;
+        transition(
+            ctx,
+            run,
+            status,
+            Phase::AwaitingApproval,
+            true,
+            "ApprovalExpired",
+            why,
+        )
+        .await?;
+        return Ok(Action::await_change());
     }
     let message = format!(
         "plan {} approved by {}",
@@ -140,6 +176,23 @@ pub(crate) async fn scheduled(
         status.approved_by.clone().unwrap_or_default()
     );
     apply_when_open(run, ctx, &gov, status, "WindowOpened", message, true).await
+}
+
+/// The newest run of the same repository created after `run` from git or a rollback
+/// (drift runs re-plan an older revision and replace nothing).
+async fn newer_run(ctx: &Context, run: &SyncRun) -> Result<Option<SyncRun>> {
+    let api: Api<SyncRun> =
+        Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
+    let selector = format!("{REPOSITORY_LABEL}={}", run.spec.repository);
+    let own = sequence(run);
+    let runs = api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    Ok(runs
+        .into_iter()
+        .filter(|r| r.spec.trigger != Trigger::Drift && sequence(r) > own)
+        .max_by_key(sequence))
 }
 
 pub(crate) fn governance_error(e: super::Error) -> Error {
@@ -245,7 +298,7 @@ pub(crate) async fn record_partial_approval(
         annotations::APPROVE,
     );
     status.message = Some(message.clone());
-    write_status(ctx, run, &status).await?;
+    let written = written_status(ctx, run, &status).await?;
     let reason = if added {
         "ApprovalRecorded"
     } else {
@@ -260,12 +313,17 @@ pub(crate) async fn record_partial_approval(
         message,
     )
     .await;
-    clear_or_retry(ctx, run).await
+    clear_or_retry(ctx, run, Some(&written)).await
 }
 
 /// Removes the approve annotation (and its stamps) as read; read again if it changed.
-pub(crate) async fn clear_or_retry(ctx: &Context, run: &SyncRun) -> Result<Action> {
-    match super::clear_approval(&ctx.client, run).await? {
+/// `written`: the run as the status write that recorded the approval returned it.
+pub(crate) async fn clear_or_retry(
+    ctx: &Context,
+    run: &SyncRun,
+    written: Option<&SyncRun>,
+) -> Result<Action> {
+    match super::clear_approval(&ctx.client, run, written).await? {
         true => Ok(Action::await_change()),
         false => Ok(Action::requeue(Duration::from_millis(200))),
     }

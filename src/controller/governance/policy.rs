@@ -1,7 +1,8 @@
 //! A GovernancePolicy compiled, and the small controller that reports on its status
 //! whether every rule and duration is valid.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
@@ -41,6 +42,33 @@ fn duration(field: &str, value: Option<&String>, errors: &mut Vec<Error>) -> Opt
             None
         }
     }
+}
+
+/// Compiled policies by (uid, generation): a policy is compiled once per change, not at
+/// every step of every run it governs (each rule's parser runs on its own thread).
+static COMPILED: LazyLock<Mutex<Cache>> = LazyLock::new(Default::default);
+/// Compiled policies by uid and generation.
+type Cache = HashMap<(String, i64), Arc<Parts>>;
+/// Policies kept compiled; past it the cache starts afresh.
+const MAX_CACHED: usize = 256;
+
+/// [`compile`], once per generation of the policy.
+pub fn compiled(policy: &GovernancePolicy) -> Arc<Parts> {
+    let (Some(uid), Some(generation)) = (policy.uid(), policy.meta().generation) else {
+        return Arc::new(compile(policy));
+    };
+    let key = (uid, generation);
+    let cache = || COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(parts) = cache().get(&key) {
+        return parts.clone();
+    }
+    let parts = Arc::new(compile(policy));
+    let mut cache = cache();
+    if cache.len() >= MAX_CACHED {
+        cache.clear();
+    }
+    cache.insert(key, parts.clone());
+    parts
 }
 
 /// Compiles every rule and parses every duration of `policy`.
@@ -97,7 +125,7 @@ pub async fn reconcile(
     policy: Arc<GovernancePolicy>,
     client: Arc<Client>,
 ) -> Result<Action, Error> {
-    let parts = compile(&policy);
+    let parts = compiled(&policy);
     let mut status = policy.status.clone().unwrap_or_default();
     let errors: Vec<String> = parts.errors.iter().map(|e| e.to_string()).collect();
     let (ok, reason, message) = match parts.errors.first() {
@@ -153,4 +181,34 @@ pub async fn reconcile(
 pub fn error_policy(policy: Arc<GovernancePolicy>, error: &Error, _: Arc<Client>) -> Action {
     tracing::warn!(policy = %policy.name_any(), error = %error, "governance policy status not written");
     Action::requeue(Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(uid: &str, generation: i64) -> GovernancePolicy {
+        let mut p: GovernancePolicy = serde_json::from_value(json!({
+            "apiVersion": "gitops.fleetgate.dev/v1alpha1", "kind": "GovernancePolicy",
+            "metadata": {"name": "p", "uid": uid, "generation": generation},
+            "spec": {"repositories": [{"namespace": "*", "name": "*"}],
+                     "rules": [{"name": "r", "action": "Warn", "expression": "true"}]},
+        }))
+        .unwrap();
+        p.metadata.generation = Some(generation);
+        p
+    }
+
+    #[test]
+    fn a_policy_is_compiled_once_per_generation() {
+        let first = compiled(&policy("uid-cache-test", 1));
+        assert_eq!(first.rules.len(), 1);
+        assert!(Arc::ptr_eq(&first, &compiled(&policy("uid-cache-test", 1))));
+        let changed = compiled(&policy("uid-cache-test", 2));
+        assert!(!Arc::ptr_eq(&first, &changed));
+        // Without a uid (not from the API server) nothing is cached.
+        let mut bare = policy("", 1);
+        bare.metadata.uid = None;
+        assert!(!Arc::ptr_eq(&compiled(&bare), &compiled(&bare)));
+    }
 }

@@ -108,18 +108,32 @@ pub fn add(records: &mut Vec<ApprovalRecord>, new: ApprovalRecord) -> bool {
     true
 }
 
-/// Parses the approved-by-groups stamp (comma-separated; bounded).
+/// Parses the approved-by-groups stamp: groups joined by `,`, each escaped by the
+/// admission policy (`\\` for a backslash, `\,` for a comma), so that a group whose
+/// name holds a comma is never read as two. Bounded: 64 groups of 253 characters.
 pub fn groups(stamp: Option<&String>) -> Vec<String> {
-    stamp
-        .map(|s| {
-            s.split(',')
-                .map(str::trim)
-                .filter(|g| !g.is_empty())
-                .take(64)
-                .map(|g| g.chars().take(253).collect())
-                .collect()
-        })
-        .unwrap_or_default()
+    let Some(stamp) = stamp else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = stamp.chars();
+    let mut push = |g: &mut String| {
+        let trimmed = g.trim();
+        if !trimmed.is_empty() && out.len() < 64 {
+            out.push(trimmed.chars().take(253).collect());
+        }
+        g.clear();
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => current.extend(chars.next()),
+            ',' => push(&mut current),
+            c => current.push(c),
+        }
+    }
+    push(&mut current);
+    out
 }
 
 #[cfg(test)]
@@ -183,5 +197,27 @@ mod tests {
         }
         assert_eq!(records.len(), MAX_RECORDS);
         assert_eq!(groups(Some(&" a, ,b ".to_owned())), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn a_comma_in_a_group_name_does_not_forge_membership() {
+        let stamp = |s: &str| groups(Some(&s.to_owned()));
+        assert_eq!(stamp("sre, dev"), vec!["sre", "dev"]);
+        // The group "x,sre" as the admission policy stamps it.
+        assert_eq!(stamp("x\\,sre,dev"), vec!["x,sre", "dev"]);
+        assert_eq!(stamp("a\\\\,b"), vec!["a\\", "b"]);
+        let requirement = Requirement {
+            required: 1,
+            from_groups: vec!["sre".into()],
+            approval_expiry: None,
+        };
+        let mut records = Vec::new();
+        let forged = ApprovalRecord {
+            groups: stamp("x\\,sre"),
+            ..rec("mallory", "p", 1, &[])
+        };
+        add(&mut records, forged);
+        let now = Timestamp::from_second(2).unwrap();
+        assert!(!tally(&records, "p", &requirement, now).met());
     }
 }

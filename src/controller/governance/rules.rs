@@ -1,18 +1,22 @@
 //! CEL plan rules: compiled when a policy is loaded, evaluated over the facts of one
 //! recorded plan. Pure: no Kubernetes, no I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
+use serde_json::Value;
 
 use super::Error;
 use crate::api::governance::{PlanRule, RuleAction};
-use crate::fleet::{LiveObject, Plan};
+use crate::fleet::plan::Operation;
+use crate::fleet::spec_diff::field_changes;
+use crate::fleet::{LiveObject, ObjectKind, Plan};
 
 /// Longest expression accepted (the CRD says the same).
 pub const MAX_EXPRESSION_BYTES: usize = 2048;
-/// At most this many field changes per action are shown to rules.
-const MAX_FIELDS_PER_ACTION: usize = 200;
+/// At most this many field changes, over all actions, are shown to rules. Past it the
+/// facts are marked truncated and the verdict fails closed (see [`evaluate`]).
+pub const MAX_FIELDS: usize = 20_000;
 
 /// Deepest nesting of brackets accepted.
 const MAX_BRACKET_DEPTH: usize = 32;
@@ -42,14 +46,15 @@ fn too_deep(expression: &str) -> Option<usize> {
     (max > MAX_BRACKET_DEPTH).then_some(max)
 }
 
-/// One rule, compiled.
+/// One rule, compiled (cheap to clone: the program is shared).
+#[derive(Clone)]
 pub struct Compiled {
     /// `policy/rule`, for status and Events.
     pub name: String,
     pub action: RuleAction,
     pub approvals: u32,
     pub message: Option<String>,
-    program: cel::Program,
+    program: std::sync::Arc<cel::Program>,
 }
 
 /// Compiles a rule, or says where it is wrong.
@@ -94,7 +99,7 @@ pub fn compile(policy: &str, index: usize, rule: &PlanRule) -> Result<Compiled, 
         action: rule.action,
         approvals: rule.approvals.unwrap_or(1),
         message: rule.message.clone(),
-        program,
+        program: std::sync::Arc::new(program),
     })
 }
 
@@ -117,14 +122,21 @@ pub struct PlanFacts {
     pub changes: crate::fleet::plan::Counts,
     pub summary: crate::fleet::plan::Summary,
     pub actions: Vec<ActionFacts>,
+    /// Whether some action's fields were left out (more than [`MAX_FIELDS`] in all).
+    pub fields_truncated: bool,
 }
 
 #[derive(Serialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
 pub struct ActionFacts {
     pub kind: String,
     pub name: String,
     pub operation: String,
+    /// Updates: the fields that move (`old` and `new`); creates: the whole new spec
+    /// (`new` only); deletes: the whole removed spec (`old` only).
     pub fields: Vec<FieldFacts>,
+    /// Whether some of this action's fields were left out.
+    pub fields_truncated: bool,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -158,40 +170,76 @@ pub fn count_live(live: &[LiveObject], repository: &str) -> BTreeMap<String, u64
 }
 
 impl Facts {
-    /// The facts of `plan`, with `live` the repository's live objects counted per kind.
+    /// The facts of `plan`, with `live` the namespace's live objects (counted per kind
+    /// for `repository`, and the specs that deletes remove).
     pub fn new(
         plan: &Plan,
-        live: BTreeMap<String, u64>,
+        live: &[LiveObject],
         namespace: &str,
         repository: &str,
         trigger: &str,
     ) -> Self {
-        let counts = live;
-        let fields_of = |kind, name: &str| {
-            plan.diff
-                .iter()
-                .find(|d| d.kind == kind && d.name == name)
-                .map(|d| {
-                    d.fields
-                        .iter()
-                        .take(MAX_FIELDS_PER_ACTION)
-                        .map(|f| FieldFacts {
-                            path: f.path.clone(),
-                            old: f.old.clone(),
-                            new: f.new.clone(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        Self::bounded(plan, live, namespace, repository, trigger, MAX_FIELDS)
+    }
+
+    /// [`Facts::new`] showing at most `budget` fields in all.
+    fn bounded(
+        plan: &Plan,
+        live: &[LiveObject],
+        namespace: &str,
+        repository: &str,
+        trigger: &str,
+        mut budget: usize,
+    ) -> Self {
+        let diff: HashMap<(ObjectKind, &str), &crate::fleet::plan::ObjectDiff> = plan
+            .diff
+            .iter()
+            .map(|d| ((d.kind, d.name.as_str()), d))
+            .collect();
+        let removed: HashMap<(ObjectKind, &str), &LiveObject> = live
+            .iter()
+            .filter(|o| o.owner.as_deref() == Some(repository))
+            .map(|o| ((o.kind(), o.name.as_str()), o))
+            .collect();
+        let mut truncated = false;
         let actions = plan
             .actions
             .iter()
-            .map(|a| ActionFacts {
-                kind: a.kind.to_string(),
-                name: a.name.clone(),
-                operation: a.operation.word().to_owned(),
-                fields: fields_of(a.kind, &a.name),
+            .map(|a| {
+                let key = (a.kind, a.name.as_str());
+                let changes = match a.operation {
+                    Operation::Create => a
+                        .spec
+                        .as_ref()
+                        .map(|s| field_changes(&Value::Null, &s.to_json()))
+                        .unwrap_or_default(),
+                    Operation::Delete => removed
+                        .get(&key)
+                        .map(|o| field_changes(&o.spec.to_json(), &Value::Null))
+                        .unwrap_or_default(),
+                    Operation::Update => {
+                        diff.get(&key).map(|d| d.fields.clone()).unwrap_or_default()
+                    }
+                };
+                let cut = changes.len() > budget;
+                truncated |= cut;
+                let fields: Vec<FieldFacts> = changes
+                    .into_iter()
+                    .take(budget)
+                    .map(|f| FieldFacts {
+                        path: f.path,
+                        old: f.old,
+                        new: f.new,
+                    })
+                    .collect();
+                budget -= fields.len();
+                ActionFacts {
+                    kind: a.kind.to_string(),
+                    name: a.name.clone(),
+                    operation: a.operation.word().to_owned(),
+                    fields,
+                    fields_truncated: cut,
+                }
             })
             .collect();
         Facts {
@@ -201,8 +249,9 @@ impl Facts {
                 changes: plan.summary.total(),
                 summary: plan.summary,
                 actions,
+                fields_truncated: truncated,
             },
-            live: counts,
+            live: count_live(live, repository),
             repository: RepositoryFacts {
                 namespace: namespace.to_owned(),
                 name: repository.to_owned(),
@@ -224,11 +273,36 @@ pub struct Verdict {
     pub warnings: Vec<String>,
     /// `policy/rule: Action` for every matching rule.
     pub matched: Vec<String>,
+    /// The rules saw truncated facts: the plan needs a person whatever they say.
+    pub truncated: bool,
 }
 
 /// Evaluates every rule over `facts`. A rule that does not evaluate to a boolean fails
 /// closed: the evaluation errs with the rule's name.
+///
+/// Rules never silently judge a truncated plan: when fields were left out, no
+/// AutoApprove rule approves, every RequireApprovals rule counts as matched (its quorum
+/// is needed), a Deny rule that matches the partial facts still denies, and a warning
+/// says so.
 pub fn evaluate(rules: &[Compiled], facts: &Facts) -> Result<Verdict, Error> {
+    let mut verdict = evaluate_facts(rules, facts)?;
+    if facts.plan.fields_truncated {
+        verdict.truncated = true;
+        verdict.auto_approved_by = None;
+        for rule in rules
+            .iter()
+            .filter(|r| r.action == RuleAction::RequireApprovals)
+        {
+            verdict.approvals = verdict.approvals.max(rule.approvals);
+        }
+        verdict.warnings.push(format!(
+            "the plan changes more than {MAX_FIELDS} fields, more than governance rules are shown: no rule auto-approves it, every RequireApprovals rule applies, and Deny rules saw only part of it; review the whole plan"
+        ));
+    }
+    Ok(verdict)
+}
+
+fn evaluate_facts(rules: &[Compiled], facts: &Facts) -> Result<Verdict, Error> {
     let mut context = cel::Context::default();
     let json = |name: &str, v: Result<serde_json::Value, serde_json::Error>| {
         v.map(|v| to_cel(&v)).map_err(|e| Error::Evaluation {
@@ -338,6 +412,7 @@ mod tests {
                 changes: Default::default(),
                 summary: Default::default(),
                 actions,
+                fields_truncated: false,
             },
             live: BTreeMap::from([("FleetNode".to_owned(), nodes)]),
             repository: RepositoryFacts {
@@ -354,6 +429,7 @@ mod tests {
             name: name.into(),
             operation: "Delete".into(),
             fields: vec![],
+            fields_truncated: false,
         }
     }
 
@@ -418,5 +494,120 @@ mod tests {
         ));
         let not_bool = compile("p", 0, &rule("1 + 1", RuleAction::Warn)).unwrap();
         assert!(evaluate(&[not_bool], &facts(vec![], 1)).is_err());
+    }
+
+    const TWO_FOR_ROUTING: &str = "plan.actions.exists(a, (a.kind == 'VirtualIp' && a.fields.exists(f, f.path == 'primaryHolder')) || a.fields.exists(f, f.path == 'nodePlatform'))";
+    const METADATA_ONLY: &str = "plan.actions.all(a, a.operation == 'Update' && a.fields.all(f, f.path.startsWith('metadata')))";
+
+    fn readme_rules() -> Vec<Compiled> {
+        vec![
+            compile("p", 0, &rule(TWO_FOR_ROUTING, RuleAction::RequireApprovals)).unwrap(),
+            compile("p", 1, &rule(METADATA_ONLY, RuleAction::AutoApprove)).unwrap(),
+        ]
+    }
+
+    fn spec(kind: ObjectKind, json: serde_json::Value) -> crate::fleet::object::Spec {
+        crate::fleet::object::Spec::from_json(kind, json).unwrap()
+    }
+
+    fn template(platform: &str, keys: usize) -> crate::fleet::object::Spec {
+        let metadata: serde_json::Map<String, Value> = (0..keys)
+            .map(|i| (format!("k{i:04}"), Value::from("v")))
+            .collect();
+        spec(
+            ObjectKind::FleetTemplate,
+            serde_json::json!({"nodePlatform": platform, "architecture": "amd64", "metadata": metadata}),
+        )
+    }
+
+    fn vip(holder: &str) -> crate::fleet::object::Spec {
+        spec(
+            ObjectKind::VirtualIp,
+            serde_json::json!({"network": "net", "primaryHolder": holder}),
+        )
+    }
+
+    fn live(name: &str, spec: crate::fleet::object::Spec) -> LiveObject {
+        LiveObject {
+            name: name.into(),
+            spec: std::sync::Arc::new(spec),
+            owner: Some("fleet".into()),
+            prevent_destroy: false,
+        }
+    }
+
+    fn facts_of(
+        desired: Vec<(&str, crate::fleet::object::Spec)>,
+        current: &[LiveObject],
+        budget: usize,
+    ) -> Facts {
+        let desired: Vec<crate::fleet::FleetObject> = desired
+            .into_iter()
+            .map(|(n, s)| crate::fleet::FleetObject::new(n, s))
+            .collect();
+        let options = crate::fleet::PlanOptions {
+            repository: "fleet",
+            revision: "abc",
+            prune: true,
+            exclude: &[],
+        };
+        let plan = crate::fleet::plan(&desired, current, &options).unwrap();
+        Facts::bounded(&plan, current, "ns", "fleet", "Schedule", budget)
+    }
+
+    #[test]
+    fn rules_see_every_field_of_a_large_update() {
+        // 201 metadata keys sort before nodePlatform: a per-action cut of 200 hid it.
+        let current = [live("t", template("p1", 0))];
+        let both = facts_of(vec![("t", template("p2", 201))], &current, MAX_FIELDS);
+        assert!(!both.plan.fields_truncated);
+        let v = evaluate(&readme_rules(), &both).unwrap();
+        assert_eq!((v.approvals, v.auto_approved_by), (2, None));
+        let metadata = facts_of(vec![("t", template("p1", 201))], &current, MAX_FIELDS);
+        let v = evaluate(&readme_rules(), &metadata).unwrap();
+        assert_eq!(v.auto_approved_by.as_deref(), Some("p/r"));
+        assert_eq!(v.approvals, 0);
+    }
+
+    #[test]
+    fn a_truncated_plan_is_never_auto_approved_and_needs_every_quorum() {
+        let current = [live("t", template("p1", 0))];
+        let metadata = facts_of(vec![("t", template("p1", 30))], &current, 10);
+        assert!(metadata.plan.fields_truncated);
+        assert!(metadata.plan.actions[0].fields_truncated);
+        assert_eq!(metadata.plan.actions[0].fields.len(), 10);
+        let v = evaluate(&readme_rules(), &metadata).unwrap();
+        assert!(v.truncated);
+        assert_eq!(v.auto_approved_by, None);
+        assert_eq!(v.approvals, 2, "RequireApprovals counts as matched");
+        assert!(
+            v.warnings
+                .iter()
+                .any(|w| w.contains("review the whole plan"))
+        );
+    }
+
+    #[test]
+    fn creates_and_deletes_carry_their_specs_as_fields() {
+        let current = [live("gone", vip("a"))];
+        let f = facts_of(vec![("new", vip("b"))], &current, MAX_FIELDS);
+        let field = |name: &str| {
+            let a = f.plan.actions.iter().find(|a| a.name == name).unwrap();
+            a.fields
+                .iter()
+                .find(|x| x.path == "primaryHolder")
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(
+            (field("new").old, field("new").new),
+            (None, Some("b".into()))
+        );
+        assert_eq!(
+            (field("gone").old, field("gone").new),
+            (Some("a".into()), None)
+        );
+        let v = evaluate(&readme_rules(), &f).unwrap();
+        assert_eq!((v.approvals, v.auto_approved_by), (2, None));
     }
 }

@@ -23,6 +23,7 @@ const MAX_DURATION: Duration = Duration::from_secs(31 * 24 * 3600);
 const HORIZON_STEPS: usize = 256;
 
 /// A window, parsed.
+#[derive(Clone)]
 pub struct Compiled {
     pub name: String,
     pub kind: WindowKind,
@@ -60,6 +61,19 @@ pub fn compile(policy: &str, index: usize, w: &ChangeWindow) -> Result<Compiled,
             crate::controller::context::truncate(zone, 64)
         ),
     })?;
+    // A schedule croner cannot compute an occurrence of (an impossible date such as
+    // `0 0 31 2 *`) would make a deny window silently inactive: refused here.
+    let local = Utc::now().with_timezone(&tz);
+    let next = cron.find_next_occurrence(&local, false).ok();
+    if next.is_none_or(|n| n.with_timezone(&Utc) > Utc::now() + chrono::Duration::days(366)) {
+        return Err(Error::InvalidSpec {
+            field: field("schedule"),
+            message: format!(
+                "`{}` has no occurrence within a year",
+                crate::controller::context::truncate(&w.schedule, 64)
+            ),
+        });
+    }
     Ok(Compiled {
         name: format!("{policy}/windows[{index}]"),
         kind: w.kind,
@@ -70,12 +84,17 @@ pub fn compile(policy: &str, index: usize, w: &ChangeWindow) -> Result<Compiled,
 }
 
 impl Compiled {
-    /// The end of this window's occurrence that covers `at`, if one does.
-    fn active_until(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// The end of this window's occurrence that covers `at`, if one does; Err when the
+    /// schedule cannot be computed at `at` (a deny window then counts as active, an
+    /// allow window as closed: fail closed).
+    fn active_until(&self, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, ()> {
         let local = at.with_timezone(&self.tz);
-        let start = self.cron.find_previous_occurrence(&local, true).ok()?;
+        let start = self
+            .cron
+            .find_previous_occurrence(&local, true)
+            .map_err(|_| ())?;
         let end = start.with_timezone(&Utc) + self.duration;
-        (at < end).then_some(end)
+        Ok((at < end).then_some(end))
     }
 
     fn next_start(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -91,16 +110,28 @@ pub fn blocked(windows: &[Compiled], at: DateTime<Utc>) -> Option<(String, Optio
         if let Some(w) = windows
             .iter()
             .filter(|w| w.kind == WindowKind::Deny)
-            .find(|w| w.active_until(t).is_some())
+            .find(|w| w.active_until(t) != Ok(None))
         {
-            let end = w.active_until(t);
-            return Some((format!("deny window {} is active", w.name), end));
+            return Some(match w.active_until(t) {
+                Ok(end) => (format!("deny window {} is active", w.name), end),
+                Err(()) => (
+                    format!(
+                        "deny window {} cannot be computed at this time and counts as active",
+                        w.name
+                    ),
+                    None,
+                ),
+            });
         }
         let allows: Vec<&Compiled> = windows
             .iter()
             .filter(|w| w.kind == WindowKind::Allow)
             .collect();
-        if !allows.is_empty() && !allows.iter().any(|w| w.active_until(t).is_some()) {
+        if !allows.is_empty()
+            && !allows
+                .iter()
+                .any(|w| matches!(w.active_until(t), Ok(Some(_))))
+        {
             let next = allows.iter().filter_map(|w| w.next_start(t)).min();
             return Some(("no allow window is active".into(), next));
         }
@@ -221,6 +252,10 @@ mod tests {
                 "spec.windows[2].schedule",
             ),
             (
+                window(WindowKind::Deny, "0 0 31 2 *", "1h", None),
+                "spec.windows[2].schedule",
+            ),
+            (
                 window(WindowKind::Deny, "* * * * *", "0s", None),
                 "spec.windows[2].duration",
             ),
@@ -240,5 +275,10 @@ mod tests {
             }
         }
         assert!(parse_time("tomorrow").is_err());
+        // A valid cron that never occurs is refused, not left silently inactive.
+        match compile("p", 0, &window(WindowKind::Deny, "0 0 31 2 *", "1h", None)) {
+            Err(e) => assert!(e.to_string().contains("no occurrence"), "{e}"),
+            Ok(_) => panic!("an impossible date compiled"),
+        }
     }
 }
