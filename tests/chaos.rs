@@ -417,7 +417,7 @@ async fn a_leader_change_while_a_drift_correction_applies_finishes_it_once() {
     use fleetgate::fleet::synth::{Shape, fleet_yaml};
     use kube::api::ListParams;
 
-    const NODES: usize = 400;
+    const NODES: usize = 1000;
     let ns = support::env().namespace("leader").await;
     support::install_crds(&ns.client, &fleetgate::api::crds()).await;
     let git = server();
@@ -436,12 +436,25 @@ async fn a_leader_change_while_a_drift_correction_applies_finishes_it_once() {
     let _standby =
         ControllerProcess::restart_in_pod(&ns, "fleetgate-b", &["--apply-concurrency", "4"]);
 
-    // Drift: every node deleted at once; the leader starts restoring them.
+    // Drift: every node deleted at once; the leader starts restoring them. The leader is
+    // frozen while the nodes go, so that it plans one large Drift run rather than
+    // chasing the deletion with small ones that finish before the leader can be killed
+    // in the middle of one.
     let nodes: Api<fleetgate::api::FleetNode> = Api::namespaced(ns.client.clone(), &ns.name);
+    leader.pause();
     nodes
         .delete_collection(&Default::default(), &ListParams::default())
         .await
         .unwrap();
+    support::eventually("every node deleted", Duration::from_secs(30), || {
+        let nodes = nodes.clone();
+        async move {
+            let left = nodes.list(&ListParams::default()).await.ok()?.items.len();
+            (left == 0).then_some(())
+        }
+    })
+    .await;
+    leader.resume();
     let runs: Api<SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
     let drift_run = support::eventually(
         "a Drift run applying, far from done",

@@ -153,6 +153,25 @@ impl ControllerProcess {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
+    /// Freezes it (SIGSTOP): it sees nothing until [`Self::resume`], as a process
+    /// descheduled for a while would, so the changes made meanwhile reach it at once.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// Stops it at once, as a crash or an evicted pod would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
