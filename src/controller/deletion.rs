@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::context::Context;
 use super::error::Result;
-use super::repository::{create_run, phase, sequence};
+use super::repository::{announce_run, create_run, phase, sequence};
 use crate::api::repository::DeletionPolicy;
 use crate::api::syncrun::{Phase, Trigger};
 use crate::api::{FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun, now, set_condition};
@@ -66,15 +66,7 @@ pub async fn reconcile(ctx: &Context, repo: &GitopsRepository) -> Result<Option<
                 "deleting: SyncRun {} plans the removal of every object this repository manages",
                 run.name_any()
             );
-            ctx.event_related(
-                &repo.object_ref(&()),
-                Some(run.object_ref(&())),
-                false,
-                "NewSyncRun",
-                "Delete",
-                message.clone(),
-            )
-            .await;
+            announce_run(ctx, repo, &run, "Delete", message.clone()).await;
             (false, "Deleting", message)
         }
         Some(run) => match phase(run) {

@@ -223,15 +223,7 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
             short(&revision),
             created.name_any()
         );
-        ctx.event_related(
-            &repo.object_ref(&()),
-            Some(created.object_ref(&())),
-            false,
-            "NewSyncRun",
-            "Fetch",
-            message,
-        )
-        .await;
+        announce_run(ctx, repo, &created, "Fetch", message).await;
         runs.insert(0, created);
     }
     if manual {
@@ -271,8 +263,29 @@ fn prefix(revision: &str, n: usize) -> &str {
         .map_or(revision, |(end, _)| &revision[..end])
 }
 
-fn short(revision: &str) -> &str {
+/// A revision as people read it: its first 12 characters.
+pub(crate) fn short(revision: &str) -> &str {
     prefix(revision, 12)
+}
+
+/// Tells, on the repository, that `created` was started and why (`action` names what
+/// started it).
+pub(super) async fn announce_run(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    created: &SyncRun,
+    action: &str,
+    message: String,
+) {
+    ctx.event_related(
+        &repo.object_ref(&()),
+        Some(created.object_ref(&())),
+        false,
+        "NewSyncRun",
+        action,
+        message,
+    )
+    .await;
 }
 
 /// Ready, Reconciling and Stalled together, with one reason and message: kstatus reads
@@ -430,15 +443,7 @@ async fn remediate(
         created.name_any(),
         short(&revision)
     );
-    ctx.event_related(
-        &repo.object_ref(&()),
-        Some(created.object_ref(&())),
-        false,
-        "NewSyncRun",
-        "RemediateDrift",
-        message,
-    )
-    .await;
+    announce_run(ctx, repo, &created, "RemediateDrift", message).await;
     Ok(())
 }
 

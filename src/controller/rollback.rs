@@ -9,7 +9,7 @@ use kube::{Resource, ResourceExt};
 use super::context::Context;
 use super::error::{Error, Result};
 use super::planstore;
-use super::repository::{create_run, sequence};
+use super::repository::{announce_run, create_run, sequence, short};
 use crate::api::repository::GitopsRepositoryStatus;
 use crate::api::syncrun::{Phase, Trigger};
 use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations};
@@ -77,25 +77,13 @@ pub async fn request(
         created.name_any(),
         short(revision)
     );
-    ctx.event_related(
-        &repo.object_ref(&()),
-        Some(created.object_ref(&())),
-        false,
-        "NewSyncRun",
-        "Rollback",
-        message,
-    )
-    .await;
+    announce_run(ctx, repo, &created, "Rollback", message).await;
     Ok(Some(created))
 }
 
 /// The SyncRun a rollback-to value names: `<syncrun>` or `<syncrun>@<when>`.
 pub fn target_of(value: &str) -> &str {
     value.split_once('@').map_or(value, |(name, _)| name)
-}
-
-fn short(revision: &str) -> String {
-    revision.chars().take(12).collect()
 }
 
 /// Plans an expired rollback again: a new Rollback run to the same older run, holding
@@ -129,15 +117,7 @@ pub async fn again(
         expired.name_any(),
         created.name_any()
     );
-    ctx.event_related(
-        &repo.object_ref(&()),
-        Some(created.object_ref(&())),
-        false,
-        "NewSyncRun",
-        "Rollback",
-        message,
-    )
-    .await;
+    announce_run(ctx, repo, &created, "Rollback", message).await;
     Ok(created)
 }
 

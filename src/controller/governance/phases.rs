@@ -14,7 +14,7 @@ use crate::api::syncrun::{Phase, SyncRunStatus, Trigger};
 use crate::api::{REPOSITORY_LABEL, SyncRun, annotations, now};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
-use crate::controller::repository::sequence;
+use crate::controller::repository::{sequence, short};
 use crate::controller::runstate::{
     reject, repository_key, transition, write_status, written_status,
 };
@@ -128,7 +128,7 @@ pub(crate) async fn scheduled(
         let message = format!(
             "superseded by SyncRun {} (revision {}): an older revision never applies after a newer one",
             newer.name_any(),
-            newer.spec.revision.chars().take(12).collect::<String>()
+            short(&newer.spec.revision)
         );
         supersede(ctx, run, message).await?;
         return Ok(Action::await_change());
