@@ -270,7 +270,7 @@ async fn ceiling(client: &kube::Client, ns: &str, objects: &[serde_json::Value],
                 .into_iter()
                 .find(|k| k.as_str() == kind)
                 .ok_or("unknown kind")?;
-            let api = fleetgate::controller::live::api(client, ns, kind);
+            let api = fleetgate::controller::live::create_api(client, ns, kind);
             let name = obj.metadata.name.clone().unwrap_or_default();
             let result = if apply {
                 api.patch(

@@ -81,7 +81,7 @@ pub async fn live_objects(client: &Client, ns: &str) -> kube::Result<Vec<LiveObj
             .await?
             .items
         {
-            out.extend(live::to_live(kind, &obj));
+            out.extend(live::to_live(&obj));
         }
     }
     Ok(out)

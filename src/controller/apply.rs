@@ -337,10 +337,6 @@ fn as_planned(action: &Action, present: bool, digest: Option<&str>) -> bool {
     }
 }
 
-fn live_digest(kind: ObjectKind, obj: &kube::api::DynamicObject) -> Option<String> {
-    live::to_live(kind, obj).map(|l| spec_digest(&l.spec))
-}
-
 /// After applying: is every applied action's object as the plan wanted it? Read from
 /// the watch cache as it delivers the writes back; what it has not shown after
 /// [`VERIFY_WAIT`] (someone changed it again, or the watch is behind) is read from the
@@ -363,8 +359,8 @@ async fn verify(
     loop {
         waiting.retain(|a| {
             let cached = ctx.fleet.get(a.kind, namespace, &a.name);
-            let digest = cached.as_deref().and_then(|o| live_digest(a.kind, o));
-            !as_planned(a, cached.is_some(), digest.as_deref())
+            let digest = cached.as_ref().and_then(|o| o.digest.as_deref());
+            !as_planned(a, cached.is_some(), digest)
         });
         if waiting.is_empty() || Instant::now() >= deadline {
             break;
@@ -384,7 +380,7 @@ async fn verify(
             .await?
             .items
         {
-            live.insert((kind, obj.name_any()), live_digest(kind, &obj));
+            live.insert((kind, obj.name_any()), obj.digest);
         }
     }
     Ok(waiting

@@ -104,7 +104,7 @@ async fn confirm(
     let mut confirmed = Vec::new();
     for d in found {
         let fresh = live::api(&ctx.client, ns, d.kind).get_opt(&d.name).await?;
-        let fresh = fresh.and_then(|o| live::to_live(d.kind, &o));
+        let fresh = fresh.as_ref().and_then(live::to_live);
         let wanted: Vec<FleetObject> = desired
             .iter()
             .filter(|o| o.kind() == d.kind && o.name == d.name)

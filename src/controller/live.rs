@@ -6,17 +6,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::borrow::Cow;
+
 use futures::StreamExt;
+use futures::stream::BoxStream;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::core::{ApiResource, DynamicResourceScope, GroupVersionKind};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::error::{Error, Result};
-use crate::api::{MANAGED_BY, MANAGED_BY_LABEL, REPOSITORY_LABEL, annotations};
+use crate::api::{GITOPS_GROUP, MANAGED_BY, MANAGED_BY_LABEL, REPOSITORY_LABEL, annotations};
 use crate::fleet::object::Spec;
+use crate::fleet::plan::spec_digest;
 use crate::fleet::{LiveObject, ObjectKind};
 
 pub const FLEET_GROUP: &str = "fleet.fleetgate.dev";
@@ -30,43 +35,133 @@ pub fn api_resource(kind: ObjectKind) -> ApiResource {
     ))
 }
 
-pub fn api(client: &Client, namespace: &str, kind: ObjectKind) -> Api<DynamicObject> {
+/// Reads (and patches and deletes) the objects of `kind` in `namespace`, trimmed as the
+/// caches keep them.
+pub fn api(client: &Client, namespace: &str, kind: ObjectKind) -> Api<CachedObject> {
+    Api::namespaced_with(client.clone(), namespace, &api_resource(kind))
+}
+
+/// A fleet object as the controller keeps it: its metadata without `managedFields` and
+/// with only fleetgate's own annotations, its spec read once into the planner's form and
+/// that spec's digest. The watches deliver every object of the five kinds into memory;
+/// kept as JSON with `managedFields` an object took about 12 KiB, which capped one
+/// controller near 20,000 nodes. Reads (watches, GET, LIST) deserialize straight into it.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(try_from = "RawObject")]
+pub struct CachedObject {
+    pub metadata: ObjectMeta,
+    /// None when the spec cannot be read (edited into an invalid shape).
+    pub spec: Option<Arc<Spec>>,
+    /// [`spec_digest`] of `spec`, computed once when the object arrives.
+    pub digest: Option<String>,
+}
+
+/// An object as the API server sends it, before it is trimmed.
+#[derive(serde::Deserialize)]
+struct RawObject {
+    kind: String,
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: Value,
+}
+
+impl TryFrom<RawObject> for CachedObject {
+    type Error = String;
+
+    fn try_from(raw: RawObject) -> std::result::Result<Self, String> {
+        let kind: ObjectKind = raw.kind.parse()?;
+        let mut metadata = raw.metadata;
+        metadata.managed_fields = None;
+        // Other tools' annotations (kubectl's last-applied copy of the object, say) can be
+        // as large as the object itself and are never read here.
+        if let Some(annotations) = metadata.annotations.as_mut() {
+            annotations.retain(|key, _| key.starts_with(GITOPS_GROUP));
+        }
+        let spec = Spec::from_json(kind, raw.spec).ok().map(Arc::new);
+        let digest = spec.as_deref().map(spec_digest);
+        Ok(Self {
+            metadata,
+            spec,
+            digest,
+        })
+    }
+}
+
+impl Resource for CachedObject {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// The changes the watches of one scope deliver: each object after the cache took it in.
+pub type ScopeChanges = BoxStream<'static, std::result::Result<CachedObject, watcher::Error>>;
+
+/// Creates objects of `kind` in `namespace` (a create sends the whole object).
+pub fn create_api(client: &Client, namespace: &str, kind: ObjectKind) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), namespace, &api_resource(kind))
 }
 
 /// Watch-fed caches of the five fleet kinds.
 #[derive(Clone)]
 pub struct FleetCache {
-    stores: Vec<(ObjectKind, Store<DynamicObject>)>,
+    stores: Vec<(ObjectKind, Store<CachedObject>)>,
 }
 
 impl FleetCache {
-    /// Starts one reflector per kind and scope (a namespace, or all of them with None);
-    /// they run until the returned futures are dropped.
-    pub fn start(
-        client: &Client,
-        scopes: &[Option<String>],
-    ) -> (Self, Vec<futures::future::BoxFuture<'static, ()>>) {
+    /// One reflector per kind and scope (a namespace, or all of them with None). The
+    /// caches fill only while the returned streams (one per scope, in the order of
+    /// `scopes`) are polled: the repository controllers poll them as their triggers, so
+    /// that each object crosses the wire once, for the cache and the trigger alike.
+    pub fn start(client: &Client, scopes: &[Option<String>]) -> (Self, Vec<ScopeChanges>) {
         let mut stores = Vec::new();
-        let mut tasks = Vec::new();
-        for (kind, namespace) in ObjectKind::ALL
-            .into_iter()
-            .flat_map(|k| scopes.iter().map(move |ns| (k, ns.as_deref())))
-        {
-            let ar = api_resource(kind);
-            let api: Api<DynamicObject> = match namespace {
-                Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-                None => Api::all_with(client.clone(), &ar),
-            };
-            let writer = reflector::store::Writer::new(ar.clone());
-            let reader = writer.as_reader();
-            let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-                .default_backoff()
-                .for_each(|_| futures::future::ready(()));
-            stores.push((kind, reader));
-            tasks.push(futures::FutureExt::boxed(stream));
+        let mut changes = Vec::new();
+        for namespace in scopes {
+            let mut scope = Vec::new();
+            for kind in ObjectKind::ALL {
+                let ar = api_resource(kind);
+                let api: Api<CachedObject> = match namespace {
+                    Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+                    None => Api::all_with(client.clone(), &ar),
+                };
+                let writer = reflector::store::Writer::new(ar.clone());
+                stores.push((kind, writer.as_reader()));
+                scope.push(
+                    reflector::reflector(writer, watcher(api, watcher::Config::default()))
+                        .default_backoff()
+                        .touched_objects()
+                        .boxed(),
+                );
+            }
+            changes.push(futures::stream::select_all(scope).boxed());
         }
-        (Self { stores }, tasks)
+        (Self { stores }, changes)
     }
 
     pub async fn wait_until_ready(&self) -> Result<()> {
@@ -80,7 +175,7 @@ impl FleetCache {
     }
 
     /// The object `name` of `kind` in `namespace` as the watch last delivered it.
-    pub fn get(&self, kind: ObjectKind, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
+    pub fn get(&self, kind: ObjectKind, namespace: &str, name: &str) -> Option<Arc<CachedObject>> {
         let key = reflector::ObjectRef::new_with(name, api_resource(kind)).within(namespace);
         self.stores
             .iter()
@@ -91,10 +186,10 @@ impl FleetCache {
     /// Every fleet object in `namespace`, whoever manages it.
     pub fn live_objects(&self, namespace: &str) -> Vec<LiveObject> {
         let mut out = Vec::new();
-        for (kind, store) in &self.stores {
+        for (_, store) in &self.stores {
             for obj in store.state() {
                 if obj.namespace().as_deref() == Some(namespace)
-                    && let Some(live) = to_live(*kind, &obj)
+                    && let Some(live) = to_live(&obj)
                 {
                     out.push(live);
                 }
@@ -106,11 +201,10 @@ impl FleetCache {
 
 /// Reads a cluster object as the planner sees it. An object whose spec cannot be read
 /// (edited into an invalid shape) becomes None; the planner will then recreate it.
-pub fn to_live(kind: ObjectKind, obj: &DynamicObject) -> Option<LiveObject> {
-    let spec = Spec::from_json(kind, obj.data.get("spec").cloned().unwrap_or(Value::Null)).ok()?;
+pub fn to_live(obj: &CachedObject) -> Option<LiveObject> {
     Some(LiveObject {
         name: obj.name_any(),
-        spec: Arc::new(spec),
+        spec: obj.spec.clone()?,
         owner: obj.labels().get(REPOSITORY_LABEL).cloned(),
         prevent_destroy: obj
             .annotations()
@@ -144,4 +238,68 @@ pub fn desired_object(
         "metadata": metadata,
         "spec": spec,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(spec: Value) -> Value {
+        json!({
+            "apiVersion": "fleet.fleetgate.dev/v1alpha1",
+            "kind": "FleetNode",
+            "metadata": {
+                "name": "edge-1",
+                "namespace": "team",
+                "resourceVersion": "42",
+                "labels": {REPOSITORY_LABEL: "fleet"},
+                "annotations": {
+                    annotations::PREVENT_DESTROY: "true",
+                    "kubectl.kubernetes.io/last-applied-configuration": "x".repeat(10_000),
+                },
+                "managedFields": [{"manager": "fleetgate", "operation": "Apply",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}],
+            },
+            "spec": spec,
+        })
+    }
+
+    #[test]
+    fn the_cache_keeps_the_read_spec_its_digest_and_only_fleetgates_metadata() {
+        let text = crate::fleet::synth::fleet_yaml(crate::fleet::synth::Shape::new(1), 1);
+        let desired = crate::fleet::desired_state("f.yaml", text.as_bytes(), &Default::default())
+            .unwrap()
+            .0
+            .objects;
+        let expected = desired
+            .iter()
+            .find(|o| o.kind() == ObjectKind::FleetNode)
+            .map(|o| (*o.spec).clone())
+            .unwrap();
+        let spec = expected.to_json();
+        let obj: CachedObject = serde_json::from_value(node(spec)).unwrap();
+        assert_eq!(obj.spec.as_deref(), Some(&expected));
+        assert_eq!(obj.digest, Some(spec_digest(&expected)));
+        assert_eq!(obj.metadata.managed_fields, None);
+        assert_eq!(obj.resource_version().as_deref(), Some("42"));
+        let kept: Vec<&String> = obj.annotations().keys().collect();
+        assert_eq!(kept, [annotations::PREVENT_DESTROY]);
+        let live = to_live(&obj).unwrap();
+        assert_eq!(live.owner.as_deref(), Some("fleet"));
+        assert!(live.prevent_destroy);
+    }
+
+    #[test]
+    fn an_unreadable_spec_is_kept_as_none_not_refused() {
+        let obj: CachedObject = serde_json::from_value(node(json!({"site": 7}))).unwrap();
+        assert!(obj.spec.is_none() && obj.digest.is_none());
+        assert!(to_live(&obj).is_none(), "the planner recreates it");
+        let missing = {
+            let mut v = node(Value::Null);
+            v.as_object_mut().unwrap().remove("spec");
+            v
+        };
+        let obj: CachedObject = serde_json::from_value(missing).unwrap();
+        assert!(obj.spec.is_none());
+    }
 }

@@ -182,7 +182,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     metrics.leader.set(1);
     info!(namespaces = ?options.settings.namespaces, "leading; starting controllers");
 
-    let (fleet, reflectors) = live::FleetCache::start(&client, &scopes);
+    let (fleet, changes) = live::FleetCache::start(&client, &scopes);
     let http = outbound::Http::new()?;
     let notifier = notifications::Notifier::start(client.clone(), &scopes, http.clone());
     // The forge client shares the pool; http:// forge APIs follow the git URL policy.
@@ -199,13 +199,10 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             options.settings.git.url_policy.allow_http,
         ),
     ));
-    for task in reflectors {
-        tokio::spawn(task);
-    }
     prune_orphaned_caches(&client, &scopes, &ctx).await;
     let mut controllers = Vec::new();
-    for (repositories, runs) in repositories.into_iter().zip(syncruns) {
-        let repositories = repositories
+    for ((repositories, runs), changes) in repositories.into_iter().zip(syncruns).zip(changes) {
+        let repositories = follow_managed_objects(repositories, changes)
             .shutdown_on_signal()
             .run(
                 |obj, ctx| {
@@ -274,28 +271,33 @@ fn shard_config(settings: &Settings) -> watcher::Config {
     }
 }
 
-/// The GitopsRepository controller of one scope: it follows its SyncRuns, and any
-/// change to an object a repository manages is a prompt to look for drift.
+/// The GitopsRepository controller of one scope; it follows its SyncRuns.
 fn repository_controller(
     client: &Client,
     ns: Option<&str>,
     shard: &watcher::Config,
 ) -> Controller<GitopsRepository> {
-    let mut controller = Controller::new(scoped(client, ns), shard.clone())
-        .owns(scoped::<SyncRun>(client, ns), shard.clone());
-    for kind in crate::fleet::ObjectKind::ALL {
-        let ar = live::api_resource(kind);
-        let api: Api<kube::api::DynamicObject> = match ns {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-            None => Api::all_with(client.clone(), &ar),
-        };
-        let managed = watcher::Config::default().labels(crate::api::REPOSITORY_LABEL);
-        controller = controller.watches_with(api, ar, managed, |obj| {
+    Controller::new(scoped(client, ns), shard.clone())
+        .owns(scoped::<SyncRun>(client, ns), shard.clone())
+}
+
+/// Any change to an object a repository manages is a prompt to look for drift. The
+/// changes come from the fleet caches' own watches, which this controller thereby
+/// drives: one watch per kind and scope feeds the cache and the triggers alike.
+fn follow_managed_objects(
+    controller: Controller<GitopsRepository>,
+    changes: live::ScopeChanges,
+) -> Controller<GitopsRepository> {
+    // The dynamic type only names the kind in trigger errors; the stream holds all five.
+    let any_kind = live::api_resource(crate::fleet::ObjectKind::FleetNode);
+    controller.watches_stream_with(
+        changes,
+        |obj: live::CachedObject| {
             let repository = obj.labels().get(crate::api::REPOSITORY_LABEL)?.clone();
             Some(kube::runtime::reflector::ObjectRef::new(&repository).within(&obj.namespace()?))
-        });
-    }
-    controller
+        },
+        any_kind,
+    )
 }
 
 /// Runs `reconcile`; a panic in it becomes a failed reconcile of that object (logged,

@@ -19,7 +19,7 @@ use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Pre
 use tokio::time::Instant;
 
 use super::context::Context;
-use super::live::{self, desired_object};
+use super::live::{self, CachedObject, desired_object};
 use crate::api::{FIELD_MANAGER, REPOSITORY_LABEL};
 use crate::fleet::Operation;
 use crate::fleet::plan::{Action, spec_digest};
@@ -164,17 +164,16 @@ impl Target<'_> {
         }
     }
 
-    async fn attempt(&self, action: &Action, current: Option<&DynamicObject>, view: View) -> Step {
+    async fn attempt(&self, action: &Action, current: Option<&CachedObject>, view: View) -> Step {
         let api = live::api(&self.ctx.client, self.namespace, action.kind);
         let desired_digest = action.spec.as_deref().map(spec_digest);
-        let current_digest =
-            current.and_then(|c| live::to_live(action.kind, c).map(|l| spec_digest(&l.spec)));
-        let owned = |c: &DynamicObject| {
+        let current_digest = current.and_then(|c| c.digest.clone());
+        let owned = |c: &CachedObject| {
             c.labels().get(REPOSITORY_LABEL).map(String::as_str) == Some(self.repository)
         };
         // An action only ever touches objects labelled with its own repository, or
         // objects it creates itself; checked again here whatever the plan says.
-        let not_owned = |c: &DynamicObject| WriteError::NotOwned {
+        let not_owned = |c: &CachedObject| WriteError::NotOwned {
             object: action.reference().to_string(),
             owner: c
                 .labels()
@@ -215,6 +214,7 @@ impl Target<'_> {
                     field_manager: Some(FIELD_MANAGER.into()),
                     ..Default::default()
                 };
+                let api = live::create_api(&self.ctx.client, self.namespace, action.kind);
                 match api.create(&params, &body).await {
                     Ok(_) => Step::Done(Ok(())),
                     // Exists after all: created before a restart, or by someone else.
