@@ -644,6 +644,11 @@ async fn write_status(
         Api::namespaced(ctx.client.clone(), &repo.namespace().unwrap_or_default());
     let mut status = status.clone();
     forge_condition(ctx, repo, &mut status);
+    // Reconciles follow every change of the managed objects; while a run applies most
+    // of them change nothing here, and need no request.
+    if repo.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
     let patch = json!({
         "apiVersion": "gitops.fleetgate.dev/v1alpha1",
         "kind": "GitopsRepository",
