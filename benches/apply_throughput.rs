@@ -108,10 +108,15 @@ fn apiserver_pid() -> u32 {
 
 /// Resident memory of a process, in MiB.
 fn rss_mib(pid: u32) -> u64 {
+    memory_mib(pid, "VmRSS:")
+}
+
+/// A memory field of /proc/PID/status (VmRSS:, VmHWM:), in MiB.
+fn memory_mib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb / 1024)
 }
@@ -305,15 +310,24 @@ async fn count_nodes(client: &kube::Client, ns: &str) -> usize {
         .len()
 }
 
+/// What one fleetgate run showed besides its throughput.
+struct ControllerFigures {
+    /// Repository created to AwaitingApproval, in seconds.
+    planning: f64,
+    /// Resident memory (MiB) started and leading, with the fleet applied and watched, and
+    /// at its peak.
+    idle: u64,
+    after: u64,
+    peak: u64,
+}
+
 /// fleetgate: plan, approve, and measure from the approval until the run is Applied.
-/// Also returns the planning time (repository created to AwaitingApproval) and the
-/// controller's resident memory before and after.
 async fn fleetgate_run(
     env: &support::TestEnv,
     text: &str,
     nodes: usize,
     concurrency: Option<usize>,
-) -> (Measured, f64, u64, u64) {
+) -> (Measured, ControllerFigures) {
     let ns = env.namespace("bench-fleetgate").await;
     let git = support::git::server();
     let repo = git.create_repo(&format!("bench-{}", ns.name));
@@ -345,7 +359,15 @@ async fn fleetgate_run(
         serde_json::json!({"url": git.file_url(&repo), "ref": {"branch": "main"}, "interval": "10m"}),
     )
     .await;
-    let run = run_in_phase(&ns.client, &ns.name, &head, Phase::AwaitingApproval).await;
+    // 100,000 nodes take longer than a test's minute to fetch, plan and store.
+    let run = run_in_phase_within(
+        &ns.client,
+        &ns.name,
+        &head,
+        Phase::AwaitingApproval,
+        Duration::from_secs(600),
+    )
+    .await;
     let planning = planning.elapsed().as_secs_f64();
     let name = run.metadata.name.clone().unwrap();
     let plan_id = run.status.unwrap().plan_id.unwrap();
@@ -382,7 +404,14 @@ async fn fleetgate_run(
     .await;
     assert_eq!(count_nodes(&ns.client, &ns.name).await, nodes);
     let after = rss_mib(controller.pid());
-    (measured, planning, idle, after)
+    let peak = memory_mib(controller.pid(), "VmHWM:");
+    let figures = ControllerFigures {
+        planning,
+        idle,
+        after,
+        peak,
+    };
+    (measured, figures)
 }
 
 async fn kubectl_run(
@@ -468,6 +497,36 @@ async fn ceiling_run(
     measured
 }
 
+fn controller_note(nodes: usize, f: &ControllerFigures) -> String {
+    format!(
+        "{nodes} nodes: planning (repository created to AwaitingApproval) {:.1} s; controller RSS {} MiB idle, {} MiB with the fleet applied and watched, peak {} MiB",
+        f.planning, f.idle, f.after, f.peak
+    )
+}
+
+/// FLEETGATE_BENCH_ONLY=fleetgate: only the controller, for sizes too large to apply
+/// four times (100,000 nodes): throughput, server CPU, requests, memory and planning.
+async fn fleetgate_only(env: &support::TestEnv, sizes: &[usize]) {
+    for &nodes in sizes {
+        let text = fleet_yaml(Shape::new(nodes), 1);
+        let count = fleet::desired_state("fleet.yaml", text.as_bytes(), &ResolveOptions::default())
+            .unwrap()
+            .0
+            .objects
+            .len();
+        let (measured, figures) = fleetgate_run(env, &text, nodes, None).await;
+        println!(
+            "| {nodes} ({count}) | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            measured.what,
+            count as f64 / measured.seconds,
+            measured.cpu * 1000.0 / count as f64,
+            measured.client_cpu * 1000.0 / count as f64,
+            measured.requests() as f64 / count as f64
+        );
+        println!("{}", controller_note(nodes, &figures));
+    }
+}
+
 /// The run with the median time of `runs`.
 fn median(mut runs: Vec<Measured>) -> Measured {
     runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
@@ -484,6 +543,10 @@ async fn main() {
     let client = env.client().await;
     support::install_crds(&client, &fleetgate::api::crds()).await;
     let sizes = list("FLEETGATE_BENCH_NODES", "2000,10000");
+    if std::env::var("FLEETGATE_BENCH_ONLY").is_ok_and(|o| o == "fleetgate") {
+        fleetgate_only(env, &sizes).await;
+        return;
+    }
     let concurrencies = list("FLEETGATE_BENCH_CONCURRENCY", "");
     let repeat = list("FLEETGATE_BENCH_REPEAT", "1")
         .first()
@@ -520,12 +583,9 @@ async fn main() {
                 ceiling_run(env, &objects, nodes, true).await,
             ];
             for setting in &settings {
-                let (measured, planning, idle, after) =
-                    fleetgate_run(env, &text, nodes, *setting).await;
+                let (measured, figures) = fleetgate_run(env, &text, nodes, *setting).await;
                 if setting.is_none() {
-                    notes.push(format!(
-                        "{nodes} nodes: planning (repository created to AwaitingApproval) {planning:.1} s; controller RSS {idle} MiB idle, {after} MiB with the fleet applied and watched"
-                    ));
+                    notes.push(controller_note(nodes, &figures));
                 }
                 round.push(measured);
             }

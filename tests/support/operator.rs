@@ -253,9 +253,20 @@ pub async fn setup(
 
 /// Waits for a SyncRun of `repository` for `revision` to reach `phase`.
 pub async fn run_in_phase(client: &Client, ns: &str, revision: &str, phase: Phase) -> SyncRun {
+    run_in_phase_within(client, ns, revision, phase, Duration::from_secs(60)).await
+}
+
+/// [`run_in_phase`], waiting up to `timeout`.
+pub async fn run_in_phase_within(
+    client: &Client,
+    ns: &str,
+    revision: &str,
+    phase: Phase,
+    timeout: Duration,
+) -> SyncRun {
     let api: Api<SyncRun> = Api::namespaced(client.clone(), ns);
     let what = format!("a SyncRun of {revision} in phase {phase:?}");
-    super::eventually(&what, Duration::from_secs(60), || {
+    super::eventually(&what, timeout, || {
         let api = api.clone();
         async move {
             api.list(&ListParams::default())
