@@ -127,48 +127,72 @@ async fn mark(client: &kube::Client, ns: &str, name: &str) {
     let _ = api.get_opt(name).await;
 }
 
-/// The audit log's size now: where a measurement's events start.
-fn audit_offset() -> u64 {
-    std::fs::metadata(testenv_dir().join("audit.log")).map_or(0, |m| m.len())
+/// Where a measurement's events start: the audit log file (its inode) and its size.
+#[derive(Clone, Copy)]
+struct AuditPosition {
+    inode: u64,
+    offset: u64,
+    at: std::time::SystemTime,
+}
+
+fn audit_position() -> AuditPosition {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(testenv_dir().join("audit.log")).ok();
+    AuditPosition {
+        inode: meta.as_ref().map_or(0, |m| m.ino()),
+        offset: meta.as_ref().map_or(0, |m| m.len()),
+        at: std::time::SystemTime::now(),
+    }
+}
+
+/// The audit log from `from` on: the rest of the file when it was not rotated since;
+/// otherwise the files rotated since (at 100 MB, the API server's default; a
+/// 100,000-node apply fills several), then the new one.
+fn audit_log_since(from: AuditPosition) -> String {
+    use std::io::{Read, Seek};
+    let read_from = |path: &std::path::Path, offset: u64, into: &mut String| {
+        if let Ok(mut file) = std::fs::File::open(path) {
+            let _ = file.seek(std::io::SeekFrom::Start(offset));
+            let _ = file.read_to_string(into);
+        }
+    };
+    let mut log = String::new();
+    let now = audit_position();
+    if now.inode == from.inode {
+        read_from(&testenv_dir().join("audit.log"), from.offset, &mut log);
+        return log;
+    }
+    let mut rotated: Vec<PathBuf> = std::fs::read_dir(testenv_dir())
+        .map(|d| d.filter_map(|e| Some(e.ok()?.path())).collect())
+        .unwrap_or_default();
+    rotated.retain(|p| {
+        let named = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("audit-") && n.ends_with(".log"));
+        let since = std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= from.at);
+        named && since
+    });
+    rotated.sort();
+    for path in rotated {
+        read_from(&path, 0, &mut log);
+    }
+    read_from(&testenv_dir().join("audit.log"), 0, &mut log);
+    log
 }
 
 /// Completed requests in `ns` between the two markers, once the log shows the second,
-/// by verb and resource; the log is read from `offset` on.
+/// by verb and resource.
 async fn audited_requests(
     ns: &str,
-    offset: u64,
+    from: AuditPosition,
     start: &str,
     end: &str,
 ) -> BTreeMap<String, usize> {
-    use std::io::{Read, Seek};
-    let path = testenv_dir().join("audit.log");
     for _ in 0..600 {
-        let mut log = String::new();
-        let read_from = |path: &std::path::Path, from: u64, into: &mut String| {
-            if let Ok(mut file) = std::fs::File::open(path) {
-                let _ = file.seek(std::io::SeekFrom::Start(from));
-                let _ = file.read_to_string(into);
-            }
-        };
-        if audit_offset() >= offset {
-            read_from(&path, offset, &mut log);
-        } else {
-            // Rotated at 100 MB (the API server's default) since the start: the rest of
-            // the newest rotated file (audit-<time>.log), then the new one.
-            let mut rotated: Vec<PathBuf> = std::fs::read_dir(testenv_dir())
-                .map(|d| d.filter_map(|e| Some(e.ok()?.path())).collect())
-                .unwrap_or_default();
-            rotated.retain(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("audit-") && n.ends_with(".log"))
-            });
-            rotated.sort();
-            if let Some(newest) = rotated.last() {
-                read_from(newest, offset, &mut log);
-            }
-            read_from(&path, 0, &mut log);
-        }
+        let log = audit_log_since(from);
         let (mut counting, mut count) = (false, BTreeMap::new());
         for event in log
             .lines()
@@ -226,7 +250,7 @@ async fn measure<F: std::future::Future<Output = ()>>(
     work: F,
 ) -> Measured {
     let pid = apiserver_pid().to_string();
-    let offset = audit_offset();
+    let from = audit_position();
     mark(client, ns, "bench-start").await;
     let (cpu, client_cpu) = (cpu_seconds(&pid, false), whose.seconds());
     let started = Instant::now();
@@ -234,7 +258,7 @@ async fn measure<F: std::future::Future<Output = ()>>(
     let seconds = started.elapsed().as_secs_f64();
     let (cpu, client_cpu) = (cpu_seconds(&pid, false) - cpu, whose.seconds() - client_cpu);
     mark(client, ns, "bench-end").await;
-    let requests = audited_requests(ns, offset, "bench-start", "bench-end").await;
+    let requests = audited_requests(ns, from, "bench-start", "bench-end").await;
     Measured {
         what: what.into(),
         seconds,
