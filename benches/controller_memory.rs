@@ -62,8 +62,8 @@ async fn main() {
     }
     let others: Vec<String> = namespaces[1..].iter().map(|ns| ns.name.clone()).collect();
     let joined = others.join(",");
-    // The test git server serves git:// URLs, which a controller refuses by default.
-    let mut args = vec!["--allow-git-urls"];
+    // ControllerProcess allows the test git server's git:// URLs itself.
+    let mut args: Vec<&str> = Vec::new();
     if !others.is_empty() {
         args.extend(["--namespace", joined.as_str()]);
     }
