@@ -120,8 +120,8 @@ impl Resource for CachedObject {
     }
 }
 
-/// The changes the watches of one scope deliver: each object after the cache took it in.
-pub type ScopeChanges = BoxStream<'static, std::result::Result<CachedObject, watcher::Error>>;
+/// The changes the watch of one kind delivers: each object after the cache took it in.
+pub type Changes = BoxStream<'static, std::result::Result<CachedObject, watcher::Error>>;
 
 /// Creates objects of `kind` in `namespace` (a create sends the whole object).
 pub fn create_api(client: &Client, namespace: &str, kind: ObjectKind) -> Api<DynamicObject> {
@@ -136,10 +136,14 @@ pub struct FleetCache {
 
 impl FleetCache {
     /// One reflector per kind and scope (a namespace, or all of them with None). The
-    /// caches fill only while the returned streams (one per scope, in the order of
-    /// `scopes`) are polled: the repository controllers poll them as their triggers, so
-    /// that each object crosses the wire once, for the cache and the trigger alike.
-    pub fn start(client: &Client, scopes: &[Option<String>]) -> (Self, Vec<ScopeChanges>) {
+    /// caches fill only while the returned streams (for each scope, in the order of
+    /// `scopes`, one per kind) are polled: the repository controllers poll them as their
+    /// triggers, so that each object crosses the wire once, for the cache and the trigger
+    /// alike.
+    pub fn start(
+        client: &Client,
+        scopes: &[Option<String>],
+    ) -> (Self, Vec<Vec<(ObjectKind, Changes)>>) {
         let mut stores = Vec::new();
         let mut changes = Vec::new();
         for namespace in scopes {
@@ -152,14 +156,15 @@ impl FleetCache {
                 };
                 let writer = reflector::store::Writer::new(ar.clone());
                 stores.push((kind, writer.as_reader()));
-                scope.push(
+                scope.push((
+                    kind,
                     reflector::reflector(writer, watcher(api, watcher::Config::default()))
                         .default_backoff()
                         .touched_objects()
                         .boxed(),
-                );
+                ));
             }
-            changes.push(futures::stream::select_all(scope).boxed());
+            changes.push(scope);
         }
         (Self { stores }, changes)
     }

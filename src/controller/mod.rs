@@ -285,19 +285,22 @@ fn repository_controller(
 /// changes come from the fleet caches' own watches, which this controller thereby
 /// drives: one watch per kind and scope feeds the cache and the triggers alike.
 fn follow_managed_objects(
-    controller: Controller<GitopsRepository>,
-    changes: live::ScopeChanges,
+    mut controller: Controller<GitopsRepository>,
+    changes: Vec<(crate::fleet::ObjectKind, live::Changes)>,
 ) -> Controller<GitopsRepository> {
-    // The dynamic type only names the kind in trigger errors; the stream holds all five.
-    let any_kind = live::api_resource(crate::fleet::ObjectKind::FleetNode);
-    controller.watches_stream_with(
-        changes,
-        |obj: live::CachedObject| {
-            let repository = obj.labels().get(crate::api::REPOSITORY_LABEL)?.clone();
-            Some(kube::runtime::reflector::ObjectRef::new(&repository).within(&obj.namespace()?))
-        },
-        any_kind,
-    )
+    for (kind, changes) in changes {
+        controller = controller.watches_stream_with(
+            changes,
+            |obj: live::CachedObject| {
+                let repository = obj.labels().get(crate::api::REPOSITORY_LABEL)?.clone();
+                Some(
+                    kube::runtime::reflector::ObjectRef::new(&repository).within(&obj.namespace()?),
+                )
+            },
+            live::api_resource(kind),
+        );
+    }
+    controller
 }
 
 /// Runs `reconcile`; a panic in it becomes a failed reconcile of that object (logged,
