@@ -62,8 +62,9 @@ async fn main() {
     }
     let others: Vec<String> = namespaces[1..].iter().map(|ns| ns.name.clone()).collect();
     let joined = others.join(",");
-    // ControllerProcess allows the test git server's git:// URLs itself.
-    let mut args: Vec<&str> = Vec::new();
+    // ControllerProcess allows the test git server's git:// URLs itself. The fleet limit
+    // is lifted: this measures what a size costs, not where the default stops it.
+    let mut args = vec!["--max-fleet-objects", "1000000"];
     if !others.is_empty() {
         args.extend(["--namespace", joined.as_str()]);
     }
