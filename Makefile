@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 
-.PHONY: demo all build test chaos bench-memory lint fmt testenv testenv-build bench bench-apply generate install clean fuzz-ci
+.PHONY: demo all build test chaos bench-memory bench-repositories lint fmt testenv testenv-build bench bench-apply generate install clean fuzz-ci
 
 ## From a clone to plans approved and applied on a local control plane; leaves nothing running.
 demo:
@@ -62,6 +62,12 @@ fuzz-ci:
 ## FLEETGATE_BENCH_NODES nodes each (default 2000), against the test control plane.
 bench-memory: testenv-build
 	hack/with-testenv.sh $(CARGO) bench --bench controller_memory
+
+## Many repositories on one controller (FLEETGATE_BENCH_REPOS, default 1000, over
+## FLEETGATE_BENCH_NAMESPACES, default 100): time until all are Ready, CPU per interval,
+## git operations, at each --git-max-concurrent in FLEETGATE_BENCH_GIT_CONCURRENCY.
+bench-repositories: testenv-build
+	hack/with-testenv.sh $(CARGO) bench --bench controller_repositories
 
 ## Regenerates crds/, the chart's CRDs and deploy/ (plain manifests from the chart).
 generate:

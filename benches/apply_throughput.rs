@@ -29,6 +29,7 @@ use fleetgate::fleet::{self, FleetObject, ResolveOptions};
 use futures::{StreamExt, stream};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use support::operator::*;
+use support::procstat::{apiserver_pid, cpu_seconds, rss_mib, status_bytes, testenv_dir};
 
 fn list(name: &str, default: &str) -> Vec<usize> {
     std::env::var(name)
@@ -36,15 +37,6 @@ fn list(name: &str, default: &str) -> Vec<usize> {
         .split(',')
         .filter_map(|n| n.trim().parse().ok())
         .collect()
-}
-
-/// The test control plane's folder: its audit log and pid files.
-fn testenv_dir() -> PathBuf {
-    support::env()
-        .kubeconfig
-        .parent()
-        .expect("the kubeconfig is in the test environment's folder")
-        .to_path_buf()
 }
 
 /// Whose CPU a measurement counts as the client's.
@@ -58,27 +50,6 @@ enum ClientCpu {
     Process(u32),
 }
 
-/// CPU seconds (user + system) used so far: of `pid` (or `self`), or of its waited-for
-/// children.
-fn cpu_seconds(pid: &str, children: bool) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime, stime, cutime and cstime are fields 14 to 17 of the line, 11 to 14 after
-    // the name.
-    let first = if children { 13 } else { 11 };
-    (ticks(first) + ticks(first + 1)) / clock_ticks()
-}
-
 impl ClientCpu {
     fn seconds(self) -> f64 {
         match self {
@@ -89,36 +60,9 @@ impl ClientCpu {
     }
 }
 
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn apiserver_pid() -> u32 {
-    std::fs::read_to_string(testenv_dir().join("kube-apiserver.pid"))
-        .ok()
-        .and_then(|p| p.trim().parse().ok())
-        .expect("the test control plane's kube-apiserver.pid")
-}
-
-/// Resident memory of a process, in MiB.
-fn rss_mib(pid: u32) -> u64 {
-    memory_mib(pid, "VmRSS:")
-}
-
 /// A memory field of /proc/PID/status (VmRSS:, VmHWM:), in MiB.
 fn memory_mib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
+    status_bytes(pid, field) / (1024 * 1024)
 }
 
 /// A request the audit log will show, to find where a measurement starts and ends.

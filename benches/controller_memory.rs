@@ -18,22 +18,13 @@ use fleetgate::api::syncrun::Phase;
 use fleetgate::fleet::synth::{Shape, fleet_yaml};
 use kube::api::{Api, ListParams};
 use support::operator::*;
+use support::procstat::status_bytes as memory;
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(default)
-}
-
-/// A field of /proc/PID/status, in bytes.
-fn memory(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 const MIB: u64 = 1024 * 1024;

@@ -14,6 +14,7 @@ pub mod git;
 pub mod gitea;
 pub mod operator;
 pub mod outage;
+pub mod procstat;
 pub mod tenant;
 
 use std::path::PathBuf;
