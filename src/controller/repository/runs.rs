@@ -1,0 +1,241 @@
+//! The SyncRuns a repository starts, keeps and retires: creating them (from git, on
+//! request, for drift), superseding older ones and pruning history.
+
+use std::collections::BTreeMap;
+
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use kube::{Resource, ResourceExt};
+use tracing::info;
+
+use crate::api::repository::DriftRemediation;
+use crate::api::syncrun::{Phase, SyncRunSpec, Trigger};
+use crate::api::{FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations};
+use crate::controller::context::Context;
+use crate::controller::drift;
+use crate::controller::error::Result;
+use crate::controller::planstore;
+use crate::controller::syncrun;
+
+use super::{DRIFT_ANNOTATION, SEQUENCE_ANNOTATION, SYNC_REQUEST_ANNOTATION};
+
+pub(in crate::controller) fn sequence(run: &SyncRun) -> u64 {
+    run.annotations()
+        .get(SEQUENCE_ANNOTATION)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+pub(in crate::controller) fn phase(run: &SyncRun) -> Option<Phase> {
+    run.status.as_ref().and_then(|s| s.phase)
+}
+
+/// The first `n` characters of a revision (it may come from the spec, not only git).
+fn prefix(revision: &str, n: usize) -> &str {
+    revision
+        .char_indices()
+        .nth(n)
+        .map_or(revision, |(end, _)| &revision[..end])
+}
+
+/// A revision as people read it: its first 12 characters.
+pub(crate) fn short(revision: &str) -> &str {
+    prefix(revision, 12)
+}
+
+/// Tells, on the repository, that `created` was started and why (`action` names what
+/// started it).
+pub(in crate::controller) async fn announce_run(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    created: &SyncRun,
+    action: &str,
+    message: String,
+) {
+    ctx.event_related(
+        &repo.object_ref(&()),
+        Some(created.object_ref(&())),
+        false,
+        "NewSyncRun",
+        action,
+        message,
+    )
+    .await;
+}
+
+/// A run carries its repository's labels (so that a shard's --watch-label-selector
+/// selects the runs of the repositories it selects) and the repository label.
+fn run_labels(repo: &GitopsRepository) -> BTreeMap<String, String> {
+    let mut labels = repo.labels().clone();
+    labels.insert(REPOSITORY_LABEL.to_owned(), repo.name_any());
+    labels
+}
+
+pub(in crate::controller) async fn create_run(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    revision: &str,
+    trigger: Trigger,
+    sequence: u64,
+    markers: &[(&str, &str)],
+) -> Result<SyncRun> {
+    let ns = repo.namespace().unwrap_or_default();
+    let mut annotations = BTreeMap::from([(SEQUENCE_ANNOTATION.to_owned(), sequence.to_string())]);
+    for (key, value) in markers {
+        annotations.insert((*key).to_owned(), (*value).to_owned());
+    }
+    let run = SyncRun {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-{}-", repo.name_any(), prefix(revision, 7))),
+            namespace: Some(ns.clone()),
+            labels: Some(run_labels(repo)),
+            annotations: Some(annotations),
+            owner_references: repo.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: SyncRunSpec {
+            repository: repo.name_any(),
+            revision: revision.to_owned(),
+            trigger,
+        },
+        status: None,
+    };
+    let created = Api::<SyncRun>::namespaced(ctx.client.clone(), &ns)
+        .create(
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &run,
+        )
+        .await?;
+    info!(syncrun = %created.name_any(), revision, ?trigger, "created SyncRun");
+    Ok(created)
+}
+
+/// Keeps one Drift SyncRun per distinct drift, as `spec.driftRemediation` asks: a run
+/// that restores git's state (the last applied revision, planned against the cluster).
+pub(super) async fn remediate(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    runs: &[SyncRun],
+    found: &drift::Found,
+) -> Result<()> {
+    if repo.spec.drift_remediation == DriftRemediation::Report {
+        return Ok(());
+    }
+    let waiting_drift: Vec<&SyncRun> = runs
+        .iter()
+        .filter(|r| r.spec.trigger == Trigger::Drift && phase(r) == Some(Phase::AwaitingApproval))
+        .collect();
+    let newest_waits_on_git = runs.first().is_some_and(|r| {
+        r.spec.trigger != Trigger::Drift && phase(r) == Some(Phase::AwaitingApproval)
+    });
+    let current = |r: &&SyncRun| r.annotations().get(DRIFT_ANNOTATION) == Some(&found.digest);
+    for stale in waiting_drift
+        .iter()
+        .filter(|r| found.objects.is_empty() || !current(r))
+    {
+        let message = "superseded: the drift it was planned for has changed".to_owned();
+        syncrun::supersede(ctx, stale, message).await?;
+    }
+    // A newer revision waiting for approval restores the drift too, when approved.
+    if found.objects.is_empty() || newest_waits_on_git || waiting_drift.iter().any(current) {
+        return Ok(());
+    }
+    let next = runs.first().map_or(1, |r| sequence(r) + 1);
+    let revision = found.baseline.spec.revision.clone();
+    let created = create_run(
+        ctx,
+        repo,
+        &revision,
+        Trigger::Drift,
+        next,
+        &[(DRIFT_ANNOTATION, &found.digest)],
+    )
+    .await?;
+    let message = format!(
+        "{} drifted objects: started SyncRun {} to restore revision {}",
+        found.objects.len(),
+        created.name_any(),
+        short(&revision)
+    );
+    announce_run(ctx, repo, &created, "RemediateDrift", message).await;
+    Ok(())
+}
+
+/// Runs still waiting for approval of an older revision can no longer be approved, and
+/// approved runs still waiting for a change window no longer apply: an older revision
+/// never applies after a newer one. A Scheduled run is superseded only by a newer run
+/// from git or a rollback (a drift run re-plans an older revision).
+pub(super) async fn supersede_older(ctx: &Context, runs: &[SyncRun]) -> Result<()> {
+    let Some(newest) = runs.first() else {
+        return Ok(());
+    };
+    let newest_not_drift = runs.iter().find(|r| r.spec.trigger != Trigger::Drift);
+    for run in runs.iter().skip(1) {
+        let by = match phase(run) {
+            Some(Phase::AwaitingApproval) => Some(newest),
+            Some(Phase::Scheduled) => newest_not_drift.filter(|n| sequence(n) > sequence(run)),
+            _ => None,
+        };
+        if let Some(by) = by {
+            let message = format!(
+                "superseded by SyncRun {} (revision {})",
+                by.name_any(),
+                short(&by.spec.revision)
+            );
+            syncrun::supersede(ctx, run, message).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the newest historyLimit finished runs; deletes older ones and their stored plans.
+pub(super) async fn prune_history(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    runs: &mut Vec<SyncRun>,
+) -> Result<()> {
+    let limit = repo.spec.history_limit as usize;
+    let api: Api<SyncRun> =
+        Api::namespaced(ctx.client.clone(), &repo.namespace().unwrap_or_default());
+    let finished: Vec<String> = runs
+        .iter()
+        .filter(|r| phase(r).is_some_and(Phase::is_finished))
+        .skip(limit)
+        .map(|r| r.name_any())
+        .collect();
+    for name in &finished {
+        if let Some(run) = runs.iter().find(|r| &r.name_any() == name) {
+            planstore::delete(&ctx.client, run).await?;
+        }
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    runs.retain(|r| !finished.contains(&r.name_any()));
+    Ok(())
+}
+
+/// What a run started by a sync request carries: the request, and who made it (stamped
+/// at admission), which a governance policy may forbid from approving the run.
+pub(super) fn manual_markers<'a>(
+    repo: &'a GitopsRepository,
+    request: Option<&'a str>,
+) -> Vec<(&'a str, &'a str)> {
+    let Some(request) = request else {
+        return Vec::new();
+    };
+    let mut markers = vec![(SYNC_REQUEST_ANNOTATION, request)];
+    if let Some(user) = repo.annotations().get(annotations::SYNC_REQUESTED_BY) {
+        markers.push((annotations::REQUESTED_BY, user.as_str()));
+    }
+    markers
+}
+
+/// A plan that expired unapproved is planned afresh, its revision unchanged.
+pub(super) fn replan_expired(run: &SyncRun) -> bool {
+    run.status.as_ref().and_then(|s| s.phase) == Some(Phase::Expired)
+}

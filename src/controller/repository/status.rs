@@ -1,0 +1,247 @@
+//! What a repository's status says: the kstatus conditions from its newest run or a
+//! failure, the forge condition, and the write itself.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::api::repository::GitopsRepositoryStatus;
+use crate::api::syncrun::Phase;
+use crate::api::{FIELD_MANAGER, GitopsRepository, SyncRun, now, set_condition};
+use crate::controller::context::Context;
+use crate::controller::error::{Error, Result};
+
+use super::{CONTROLLER, short};
+
+/// Errors that retrying will not fix: they need a change to the spec, Secret or server.
+fn stalls(e: &Error) -> bool {
+    match e {
+        Error::Source(_) => !e.is_transient(),
+        Error::Secret { .. } | Error::InvalidSpec { .. } => true,
+        _ => false,
+    }
+}
+
+/// Ready, Reconciling and Stalled together, with one reason and message: kstatus reads
+/// them as a set.
+struct Kstatus<'a> {
+    ready: bool,
+    reconciling: bool,
+    stalled: bool,
+    reason: &'a str,
+    message: &'a str,
+}
+
+fn set_kstatus(conditions: &mut Vec<Condition>, k: Kstatus, generation: Option<i64>) {
+    let ts = now();
+    for (type_, status) in [
+        ("Ready", k.ready),
+        ("Reconciling", k.reconciling),
+        ("Stalled", k.stalled),
+    ] {
+        set_condition(
+            conditions, type_, status, k.reason, k.message, generation, &ts,
+        );
+    }
+}
+
+/// Records a failure to fetch or read the spec as conditions and an Event.
+pub(super) async fn fail(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    mut status: GitopsRepositoryStatus,
+    e: Error,
+) -> Result<Action> {
+    let generation = repo.meta().generation;
+    let reason = e.label();
+    let message = e.to_string();
+    let changed =
+        crate::api::condition(&status.conditions, "Ready").is_none_or(|c| c.reason != reason);
+    let k = Kstatus {
+        ready: false,
+        reconciling: false,
+        stalled: stalls(&e),
+        reason,
+        message: &message,
+    };
+    set_kstatus(&mut status.conditions, k, generation);
+    write_status(ctx, repo, &status).await?;
+    // The reconcile itself succeeds (the failure is recorded), so it is counted here:
+    // a stalled repository shows in the error metrics on every check.
+    ctx.metrics.error(CONTROLLER, reason);
+    if changed {
+        ctx.event_at(repo, "status.conditions", true, reason, "Fetch", message)
+            .await;
+    }
+    if stalls(&e) {
+        Ok(Action::await_change())
+    } else {
+        Err(e)
+    }
+}
+
+/// Ready, Reconciling and Stalled as the newest run makes them.
+pub(super) fn conditions_from_newest(
+    conditions: &mut Vec<Condition>,
+    newest: Option<&SyncRun>,
+    generation: Option<i64>,
+) {
+    let Some(run) = newest else { return };
+    let status = run.status.clone().unwrap_or_default();
+    let rev = short(&run.spec.revision);
+    let plan = status.plan_id.clone().unwrap_or_default();
+    let (ready, reconciling, stalled, reason, message) = match status.phase {
+        None | Some(Phase::Planning) => (
+            false,
+            true,
+            false,
+            "Progressing",
+            format!("planning revision {rev}"),
+        ),
+        Some(Phase::Applying) => (
+            false,
+            true,
+            false,
+            "Progressing",
+            format!("applying plan {plan} of revision {rev}"),
+        ),
+        Some(Phase::AwaitingApproval) => (
+            false,
+            false,
+            false,
+            "AwaitingApproval",
+            format!(
+                "plan {plan} of revision {rev} awaits approval (SyncRun {})",
+                run.name_any()
+            ),
+        ),
+        Some(Phase::Applied) => (
+            true,
+            false,
+            false,
+            "Synced",
+            format!("revision {rev} applied"),
+        ),
+        Some(Phase::NoChanges) => (
+            true,
+            false,
+            false,
+            "Synced",
+            format!("revision {rev} needs no changes"),
+        ),
+        Some(Phase::Failed) => {
+            let reason = crate::api::condition(&status.conditions, "Ready")
+                .map_or("Failed".to_owned(), |c| c.reason.clone());
+            let stalled = reason == "ValidationFailed" || reason == "PreventDestroy";
+            let message = status.message.clone().unwrap_or_default();
+            let k = Kstatus {
+                ready: false,
+                reconciling: false,
+                stalled,
+                reason: &reason,
+                message: &message,
+            };
+            set_kstatus(conditions, k, generation);
+            return;
+        }
+        Some(Phase::Rejected) => (
+            false,
+            false,
+            false,
+            "Rejected",
+            status.message.clone().unwrap_or_default(),
+        ),
+        Some(Phase::Superseded) => (
+            false,
+            true,
+            false,
+            "Progressing",
+            format!("revision {rev} superseded"),
+        ),
+        Some(Phase::Scheduled) => (
+            false,
+            true,
+            false,
+            "Scheduled",
+            format!(
+                "plan {plan} of revision {rev} is approved and waits for a change window (SyncRun {}{})",
+                run.name_any(),
+                status
+                    .scheduled_for
+                    .as_ref()
+                    .map(|t| format!(", from {}", t.0))
+                    .unwrap_or_default()
+            ),
+        ),
+        Some(Phase::Expired) => (
+            false,
+            true,
+            false,
+            "Progressing",
+            format!("the plan of revision {rev} expired unapproved; planning it afresh"),
+        ),
+    };
+    let k = Kstatus {
+        ready,
+        reconciling,
+        stalled,
+        reason,
+        message: &message,
+    };
+    set_kstatus(conditions, k, generation);
+}
+
+pub(super) async fn write_status(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    status: &GitopsRepositoryStatus,
+) -> Result<()> {
+    let api: Api<GitopsRepository> =
+        Api::namespaced(ctx.client.clone(), &repo.namespace().unwrap_or_default());
+    let mut status = status.clone();
+    forge_condition(ctx, repo, &mut status);
+    // Reconciles follow every change of the managed objects; while a run applies most
+    // of them change nothing here, and need no request.
+    if repo.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": "gitops.fleetgate.dev/v1alpha1",
+        "kind": "GitopsRepository",
+        "status": status,
+    });
+    api.patch_status(
+        &repo.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// `ForgeReported`: whether the git host took the last commit status or preview (only
+/// for repositories with `spec.forge`, once the host was called).
+fn forge_condition(ctx: &Context, repo: &GitopsRepository, status: &mut GitopsRepositoryStatus) {
+    if repo.spec.forge.is_none() {
+        status.conditions.retain(|c| c.type_ != "ForgeReported");
+        return;
+    }
+    let key = format!(
+        "{}/{}",
+        repo.namespace().unwrap_or_default(),
+        repo.name_any()
+    );
+    if let Some((ok, reason, message)) = ctx.forge.condition(&key) {
+        set_condition(
+            &mut status.conditions,
+            "ForgeReported",
+            ok,
+            reason,
+            message,
+            repo.meta().generation,
+            &now(),
+        );
+    }
+}
