@@ -18,6 +18,7 @@ use crate::controller::syncrun;
 
 use super::{DRIFT_ANNOTATION, SEQUENCE_ANNOTATION, SYNC_REQUEST_ANNOTATION};
 
+/// A run's place among its repository's runs (1 for the first), from its annotation.
 pub(in crate::controller) fn sequence(run: &SyncRun) -> u64 {
     run.annotations()
         .get(SEQUENCE_ANNOTATION)
@@ -25,6 +26,7 @@ pub(in crate::controller) fn sequence(run: &SyncRun) -> u64 {
         .unwrap_or(0)
 }
 
+/// The run's phase; None before its first status write.
 pub(in crate::controller) fn phase(run: &SyncRun) -> Option<Phase> {
     run.status.as_ref().and_then(|s| s.phase)
 }
