@@ -100,6 +100,20 @@ pub fn crds_yaml() -> String {
     out
 }
 
+/// A revision as people read it: its first 12 characters.
+pub fn short_revision(revision: &str) -> &str {
+    revision_prefix(revision, 12)
+}
+
+/// The first `n` characters of a revision (whole characters: a revision may come from
+/// a spec, not only from git).
+pub fn revision_prefix(revision: &str, n: usize) -> &str {
+    revision
+        .char_indices()
+        .nth(n)
+        .map_or(revision, |(end, _)| &revision[..end])
+}
+
 /// Sets a condition, keeping its transition time when the status does not change
 /// (kstatus and `kubectl wait` read these).
 pub fn set_condition(
@@ -152,6 +166,15 @@ pub fn now() -> Time {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_revision_cuts_whole_characters() {
+        assert_eq!(short_revision("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short_revision("v1"), "v1");
+        // Twelve characters of a multi-byte name, never half of one.
+        assert_eq!(short_revision("ééééééééééééé"), "éééééééééééé");
+        assert_eq!(revision_prefix("abcdef", 0), "");
+    }
 
     #[test]
     fn crds_use_only_formats_the_api_server_knows() {

@@ -69,7 +69,8 @@ pub(crate) fn rollback_of(run: &SyncRun) -> Option<(String, String)> {
             .cloned()
             .unwrap_or_else(|| "?".to_owned()),
         a.get(annotations::ROLLBACK_FROM)
-            .map_or("?".to_owned(), |r| r.chars().take(12).collect()),
+            .map_or("?", |r| crate::api::short_revision(r))
+            .to_owned(),
     ))
 }
 

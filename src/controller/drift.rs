@@ -12,7 +12,7 @@ use super::live;
 use super::metrics::RepositoryLabels;
 use crate::api::repository::{DriftStatus, GitopsRepositoryStatus};
 use crate::api::syncrun::Phase;
-use crate::api::{GitopsRepository, SyncRun, now, set_condition};
+use crate::api::{GitopsRepository, SyncRun, now, set_condition, short_revision};
 use crate::fleet::FleetObject;
 use crate::fleet::drift::{self, DriftKind, DriftedObject};
 
@@ -136,10 +136,7 @@ pub async fn report(
         .set(count as i64);
     let revision = found.baseline.spec.revision.clone();
     if count == 0 {
-        let message = format!(
-            "the cluster matches revision {}",
-            revision.chars().take(12).collect::<String>()
-        );
+        let message = format!("the cluster matches revision {}", short_revision(&revision));
         set_condition(
             &mut status.conditions,
             "Drifted",
@@ -165,7 +162,7 @@ pub async fn report(
     let summary = summarize(&found.objects);
     let message = format!(
         "{count} objects differ from revision {}: {summary}",
-        revision.chars().take(12).collect::<String>()
+        short_revision(&revision)
     );
     set_condition(
         &mut status.conditions,

@@ -96,9 +96,7 @@ fn phase_badge(phase: Option<Phase>) -> Markup {
     badge(phase.map_or("Pending", Phase::as_str), phase_tone(phase))
 }
 
-fn short(revision: &str) -> &str {
-    &revision[..revision.len().min(12)]
-}
+use crate::api::short_revision as short;
 
 fn time(t: &Option<Time>) -> String {
     t.as_ref().map(|t| t.0.to_string()).unwrap_or_default()

@@ -142,7 +142,7 @@ async fn comment(
     head: &str,
     file: Vec<u8>,
 ) -> String {
-    let short: String = head.chars().take(12).collect();
+    let short = crate::api::short_revision(head);
     let path = repo.spec.path.clone();
     let header = format!("#### fleetgate plan preview · `{context}`\n");
     let (name_for_file, account) = (path.clone(), repo.spec.account.clone());

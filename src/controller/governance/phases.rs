@@ -10,11 +10,12 @@ use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 
 use super::{Gate, Governance, quorum, windows};
+use crate::api::short_revision as short;
 use crate::api::syncrun::{Phase, SyncRunStatus, Trigger};
 use crate::api::{REPOSITORY_LABEL, SyncRun, annotations, now};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
-use crate::controller::repository::{sequence, short};
+use crate::controller::repository::sequence;
 use crate::controller::runstate::{
     reject, repository_key, transition, write_status, written_status,
 };

@@ -65,7 +65,7 @@ fn slack_text(n: &Notice) -> String {
         text.push_str(&format!(", plan `{plan}`"));
     }
     if let Some(revision) = &n.revision {
-        let short: String = revision.chars().take(12).collect();
+        let short = crate::api::short_revision(revision);
         text.push_str(&format!(" at `{short}`"));
     }
     text.push('\n');

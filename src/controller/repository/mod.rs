@@ -16,7 +16,10 @@ use super::drift;
 use super::error::{Error, Result};
 use super::gitsource;
 use crate::api::syncrun::{Phase, Trigger};
-use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations, now, set_condition};
+use crate::api::{
+    GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations, now, set_condition,
+    short_revision as short,
+};
 
 pub const CONTROLLER: &str = super::metrics::REPOSITORY_CONTROLLER;
 /// On a SyncRun: its place in the repository's sequence of runs.
@@ -27,7 +30,6 @@ pub const SYNC_REQUEST_ANNOTATION: &str = "gitops.fleetgate.dev/sync-request";
 mod runs;
 mod status;
 
-pub(crate) use runs::short;
 pub(super) use runs::{announce_run, create_run, phase, sequence};
 use runs::{manual_markers, prune_history, remediate, replan_expired, supersede_older};
 use status::{conditions_from_newest, fail, write_status};

@@ -17,6 +17,7 @@ use crate::controller::planstore;
 use crate::controller::syncrun;
 
 use super::{DRIFT_ANNOTATION, SEQUENCE_ANNOTATION, SYNC_REQUEST_ANNOTATION};
+use crate::api::short_revision as short;
 
 /// A run's place among its repository's runs (1 for the first), from its annotation.
 pub(in crate::controller) fn sequence(run: &SyncRun) -> u64 {
@@ -29,19 +30,6 @@ pub(in crate::controller) fn sequence(run: &SyncRun) -> u64 {
 /// The run's phase; None before its first status write.
 pub(in crate::controller) fn phase(run: &SyncRun) -> Option<Phase> {
     run.status.as_ref().and_then(|s| s.phase)
-}
-
-/// The first `n` characters of a revision (it may come from the spec, not only git).
-fn prefix(revision: &str, n: usize) -> &str {
-    revision
-        .char_indices()
-        .nth(n)
-        .map_or(revision, |(end, _)| &revision[..end])
-}
-
-/// A revision as people read it: its first 12 characters.
-pub(crate) fn short(revision: &str) -> &str {
-    prefix(revision, 12)
 }
 
 /// Tells, on the repository, that `created` was started and why (`action` names what
@@ -87,7 +75,11 @@ pub(in crate::controller) async fn create_run(
     }
     let run = SyncRun {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{}-{}-", repo.name_any(), prefix(revision, 7))),
+            generate_name: Some(format!(
+                "{}-{}-",
+                repo.name_any(),
+                crate::api::revision_prefix(revision, 7)
+            )),
             namespace: Some(ns.clone()),
             labels: Some(run_labels(repo)),
             annotations: Some(annotations),

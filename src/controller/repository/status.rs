@@ -13,7 +13,8 @@ use crate::api::{FIELD_MANAGER, GitopsRepository, SyncRun, now, set_condition};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
 
-use super::{CONTROLLER, short};
+use super::CONTROLLER;
+use crate::api::short_revision as short;
 
 /// Errors that retrying will not fix: they need a change to the spec, Secret or server.
 fn stalls(e: &Error) -> bool {

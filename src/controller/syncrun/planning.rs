@@ -45,7 +45,7 @@ pub(super) async fn plan(
     if status.phase.is_none() {
         status.phase = Some(Phase::Planning);
         status.started_at = Some(now());
-        status.short_revision = Some(run.spec.revision.chars().take(12).collect());
+        status.short_revision = Some(crate::api::short_revision(&run.spec.revision).to_owned());
         write_status(ctx, run, &status).await?;
     }
     let Some(repo) = get_repository(ctx, run).await? else {
