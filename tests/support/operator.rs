@@ -95,7 +95,13 @@ impl ControllerProcess {
             .arg(work.path().join("git"))
             .args(args)
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,fleetgate=debug,kube_lease_manager=warn")
+            .env(
+                "RUST_LOG",
+                // FLEETGATE_TEST_CONTROLLER_LOG, to follow kube-runtime's reconcile reasons
+                // (kube_runtime=debug) in a bench or test's controller.log.
+                std::env::var("FLEETGATE_TEST_CONTROLLER_LOG")
+                    .unwrap_or_else(|_| "info,fleetgate=debug,kube_lease_manager=warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
