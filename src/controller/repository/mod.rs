@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -15,11 +16,9 @@ use super::context::{Context, object_key, parse_duration};
 use super::drift;
 use super::error::{Error, Result};
 use super::gitsource;
-use crate::api::syncrun::{Phase, Trigger};
-use crate::api::{
-    GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations, now, set_condition,
-    short_revision as short,
-};
+use crate::api::repository::GitopsRepositoryStatus;
+use crate::api::syncrun::Phase;
+use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations, now, set_condition};
 
 pub const CONTROLLER: &str = super::metrics::REPOSITORY_CONTROLLER;
 /// On a SyncRun: its place in the repository's sequence of runs.
@@ -27,14 +26,14 @@ pub const SEQUENCE_ANNOTATION: &str = "gitops.fleetgate.dev/sequence";
 /// On a SyncRun: the sync-requested-at value it was started for.
 pub const SYNC_REQUEST_ANNOTATION: &str = "gitops.fleetgate.dev/sync-request";
 /// On a Drift SyncRun: the digest of the drift it restores.
+pub const DRIFT_ANNOTATION: &str = "gitops.fleetgate.dev/drift";
+
 mod runs;
 mod status;
 
 pub(super) use runs::{announce_run, create_run, phase, sequence};
-use runs::{manual_markers, prune_history, remediate, replan_expired, supersede_older};
+use runs::{prune_history, remediate, start_runs, supersede_older};
 use status::{conditions_from_newest, fail, write_status};
-
-pub const DRIFT_ANNOTATION: &str = "gitops.fleetgate.dev/drift";
 
 #[instrument(skip_all, fields(repository = %repo.name_any(), namespace = repo.namespace().unwrap_or_default()))]
 pub async fn reconcile(repo: Arc<GitopsRepository>, ctx: Arc<Context>) -> Result<Action> {
@@ -60,15 +59,7 @@ pub async fn reconcile(repo: Arc<GitopsRepository>, ctx: Arc<Context>) -> Result
 }
 
 async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
-    let ns = cached.namespace().unwrap_or_default();
-    let name = cached.name_any();
-    // Status is rewritten from what it was; the watch cache may not hold this
-    // controller's last write yet (drift already reported, a sync already handled).
-    let api: Api<GitopsRepository> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(repo) = api.get_opt(&name).await? else {
-        // Deleted: its runs go with it (owner references); its cache goes here.
-        ctx.git.forget(&ns, &name).await;
-        ctx.desired.forget(&format!("{ns}/{name}"));
+    let Some(repo) = read_fresh(ctx, cached).await? else {
         return Ok(Action::await_change());
     };
     let repo = &repo;
@@ -81,32 +72,13 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
     let spec_changed = status.observed_generation != generation;
     status.observed_generation = generation;
     if repo.spec.suspend {
-        set_condition(
-            &mut status.conditions,
-            "Reconciling",
-            false,
-            "Suspended",
-            "suspended: nothing is fetched, planned or applied",
-            generation,
-            &ts,
-        );
-        write_status(ctx, repo, &status).await?;
-        return Ok(Action::await_change());
+        return suspend(ctx, repo, status).await;
     }
     let interval = match parse_duration("spec.interval", &repo.spec.interval) {
         Ok(i) => i,
         Err(e) => return fail(ctx, repo, status, e).await,
     };
-    let request = repo
-        .annotations()
-        .get(annotations::SYNC_REQUESTED_AT)
-        .cloned();
-    let manual = request.is_some() && request != status.last_handled_sync_request;
-    let push = repo
-        .annotations()
-        .get(annotations::PUSH_RECEIVED_AT)
-        .cloned();
-    let pushed = push.is_some() && push != status.last_handled_push;
+    let asked = Asked::of(repo, &status);
     // Reconciles also follow every change of the repository's SyncRuns; git is asked
     // only once per interval, on a spec change, or on request.
     let since_fetch = status
@@ -114,127 +86,165 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
         .as_ref()
         .and_then(|t| ts.0.duration_since(t.0).try_into().ok())
         .unwrap_or(Duration::MAX);
-    let revision = match (
-        &status.last_fetched_revision,
-        spec_changed || manual || pushed || since_fetch >= interval,
-    ) {
-        (Some(known), false) => known.clone(),
-        _ => match gitsource::resolve(&ctx.git, &ctx.client, repo).await {
-            Ok(r) => {
-                status.last_fetched_at = Some(ts.clone());
-                r
-            }
-            Err(e) => {
-                return fail(ctx, repo, status, e)
-                    .await
-                    .map(|_| Action::requeue(interval));
-            }
-        },
+    let must_fetch = spec_changed || asked.any() || since_fetch >= interval;
+    let revision = match revision(ctx, repo, &mut status, must_fetch, &ts).await {
+        Ok(revision) => revision,
+        Err(e) => {
+            return fail(ctx, repo, status, e)
+                .await
+                .map(|_| Action::requeue(interval));
+        }
     };
-    let next_check = interval
-        .saturating_sub(since_fetch.min(interval))
-        .max(Duration::from_secs(1));
 
-    let runs_api: Api<SyncRun> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = format!("{REPOSITORY_LABEL}={name}");
-    let mut runs = runs_api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
-    runs.sort_by_key(|r| std::cmp::Reverse(sequence(r)));
-
-    let manual_done = manual
-        && runs
-            .iter()
-            .any(|r| r.annotations().get(SYNC_REQUEST_ANNOTATION) == request.as_ref());
-    if let Some(created) =
-        super::rollback::request(ctx, repo, &runs, &revision, &mut status).await?
-    {
-        runs.insert(0, created);
-    }
-    // Drift runs re-plan an old revision; only runs started from git say what git had.
-    // A rollback holds back the revision it rolled back from.
-    let newest_from_git = runs.iter().find(|r| r.spec.trigger != Trigger::Drift);
-    let held = newest_from_git.is_some_and(|n| super::rollback::holds(n, &revision));
-    // A requested run that expired is planned again as requested by the same user, so
-    // that forbidRequester still keeps the requester from approving the fresh plan.
-    let expired_requester = newest_from_git
-        .filter(|n| replan_expired(n) && n.spec.revision == revision)
-        .filter(|n| n.spec.trigger == Trigger::Manual)
-        .and_then(|n| n.annotations().get(annotations::REQUESTED_BY).cloned());
-    // An expired rollback is planned again as a rollback, never replaced by a run of
-    // the revision it holds back.
-    if let Some(expired) = newest_from_git.filter(|n| held && replan_expired(n)) {
-        let next = runs.first().map_or(1, |r| sequence(r) + 1);
-        let created = super::rollback::again(ctx, repo, expired, next).await?;
-        runs.insert(0, created);
-    }
-    let new_revision = !held
-        && runs
-            .iter()
-            .find(|r| r.spec.trigger != Trigger::Drift)
-            .is_none_or(|newest| newest.spec.revision != revision || replan_expired(newest));
-    // An editor's "sync now" does not lift a rollback's hold: only a new revision or an
-    // approver (a rollback to a run that applied the held revision) does.
-    if manual && !manual_done && held {
-        status.last_handled_sync_request = request.clone();
-        ctx.event(
-            &repo.object_ref(&()),
-            true,
-            "SyncRefused",
-            "Sync",
-            format!(
-                "sync of revision {} refused: a rollback holds it back; push a new revision, or an approver rolls back to a run that applied it",
-                short(&revision)
-            ),
-        )
-        .await;
-    } else if (new_revision || manual) && !manual_done {
-        let carried = expired_requester.as_deref().filter(|_| !manual);
-        let trigger = if manual || carried.is_some() {
-            Trigger::Manual
-        } else {
-            Trigger::Schedule
-        };
-        let next = runs.first().map_or(1, |r| sequence(r) + 1);
-        let mut markers = manual_markers(repo, request.as_deref().filter(|_| manual));
-        markers.extend(carried.map(|user| (annotations::REQUESTED_BY, user)));
-        let created = create_run(ctx, repo, &revision, trigger, next, &markers).await?;
-        let message = format!(
-            "revision {} ({trigger:?}): started SyncRun {}",
-            short(&revision),
-            created.name_any()
-        );
-        announce_run(ctx, repo, &created, "Fetch", message).await;
-        runs.insert(0, created);
-    }
-    if manual {
-        status.last_handled_sync_request = request;
-    }
-    if pushed {
-        status.last_handled_push = push;
-    }
+    let mut runs = list_runs(ctx, repo).await?;
+    start_runs(
+        ctx,
+        repo,
+        &revision,
+        asked.sync.as_deref(),
+        &mut runs,
+        &mut status,
+    )
+    .await?;
+    asked.handled(&mut status);
     supersede_older(ctx, &runs).await?;
     prune_history(ctx, repo, &mut runs).await?;
-
-    status.last_fetched_revision = Some(revision.clone());
-    status.last_sync_run = runs.first().map(|r| r.name_any());
-    if let Some(applied) = runs.iter().find(|r| phase(r) == Some(Phase::Applied)) {
-        status.last_applied_revision = Some(applied.spec.revision.clone());
-    }
-    conditions_from_newest(&mut status.conditions, runs.first(), generation);
-    status.history = drift::history(&runs, repo.spec.history_limit as usize);
+    record_runs(repo, &revision, &runs, &mut status);
     if let Some(found) = drift::check(ctx, repo, &runs).await? {
         drift::report(ctx, repo, &found, &mut status).await;
         remediate(ctx, repo, &runs, &found).await?;
     }
     write_status(ctx, repo, &status).await?;
     let fetched_now = status.last_fetched_at.as_ref() == Some(&ts);
+    let next_check = interval
+        .saturating_sub(since_fetch.min(interval))
+        .max(Duration::from_secs(1));
     Ok(Action::requeue(if fetched_now {
         interval
     } else {
         next_check
     }))
+}
+
+/// The repository as the API server has it now: status is rewritten from what it was,
+/// and the watch cache may not hold this controller's last write yet (drift already
+/// reported, a sync already handled). None once deleted, and its caches are dropped.
+async fn read_fresh(ctx: &Context, cached: &GitopsRepository) -> Result<Option<GitopsRepository>> {
+    let ns = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
+    let api: Api<GitopsRepository> = Api::namespaced(ctx.client.clone(), &ns);
+    let fresh = api.get_opt(&name).await?;
+    if fresh.is_none() {
+        // Its runs go with it (owner references); its caches go here.
+        ctx.git.forget(&ns, &name).await;
+        ctx.desired.forget(&format!("{ns}/{name}"));
+    }
+    Ok(fresh)
+}
+
+/// Suspended: nothing is fetched, planned or applied until `spec.suspend` is lifted.
+async fn suspend(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    mut status: GitopsRepositoryStatus,
+) -> Result<Action> {
+    set_condition(
+        &mut status.conditions,
+        "Reconciling",
+        false,
+        "Suspended",
+        "suspended: nothing is fetched, planned or applied",
+        repo.meta().generation,
+        &now(),
+    );
+    write_status(ctx, repo, &status).await?;
+    Ok(Action::await_change())
+}
+
+/// What people asked of the repository that no reconcile has handled yet.
+struct Asked {
+    /// The sync-requested-at value of a sync request.
+    sync: Option<String>,
+    /// The push-received-at value of a push webhook.
+    push: Option<String>,
+}
+
+impl Asked {
+    fn of(repo: &GitopsRepository, status: &GitopsRepositoryStatus) -> Self {
+        let new = |key: &str, handled: &Option<String>| {
+            repo.annotations()
+                .get(key)
+                .filter(|value| Some(*value) != handled.as_ref())
+                .cloned()
+        };
+        Self {
+            sync: new(
+                annotations::SYNC_REQUESTED_AT,
+                &status.last_handled_sync_request,
+            ),
+            push: new(annotations::PUSH_RECEIVED_AT, &status.last_handled_push),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.sync.is_some() || self.push.is_some()
+    }
+
+    fn handled(self, status: &mut GitopsRepositoryStatus) {
+        if let Some(sync) = self.sync {
+            status.last_handled_sync_request = Some(sync);
+        }
+        if let Some(push) = self.push {
+            status.last_handled_push = Some(push);
+        }
+    }
+}
+
+/// The revision to plan: the one last fetched, or git's, asked now when `must_fetch`
+/// (or nothing was fetched yet).
+async fn revision(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    status: &mut GitopsRepositoryStatus,
+    must_fetch: bool,
+    ts: &Time,
+) -> Result<String> {
+    if let (Some(known), false) = (&status.last_fetched_revision, must_fetch) {
+        return Ok(known.clone());
+    }
+    let revision = gitsource::resolve(&ctx.git, &ctx.client, repo).await?;
+    status.last_fetched_at = Some(ts.clone());
+    Ok(revision)
+}
+
+/// The repository's runs, newest first.
+async fn list_runs(ctx: &Context, repo: &GitopsRepository) -> Result<Vec<SyncRun>> {
+    let api: Api<SyncRun> =
+        Api::namespaced(ctx.client.clone(), &repo.namespace().unwrap_or_default());
+    let selector = format!("{REPOSITORY_LABEL}={}", repo.name_any());
+    let mut runs = api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    runs.sort_by_key(|r| std::cmp::Reverse(sequence(r)));
+    Ok(runs)
+}
+
+/// What status says of git and the runs: the revision fetched, the newest run, the last
+/// applied revision, conditions from the newest run, and the history.
+fn record_runs(
+    repo: &GitopsRepository,
+    revision: &str,
+    runs: &[SyncRun],
+    status: &mut GitopsRepositoryStatus,
+) {
+    status.last_fetched_revision = Some(revision.to_owned());
+    status.last_sync_run = runs.first().map(|r| r.name_any());
+    if let Some(applied) = runs.iter().find(|r| phase(r) == Some(Phase::Applied)) {
+        status.last_applied_revision = Some(applied.spec.revision.clone());
+    }
+    conditions_from_newest(&mut status.conditions, runs.first(), repo.meta().generation);
+    status.history = drift::history(runs, repo.spec.history_limit as usize);
 }
 
 pub fn error_policy(repo: Arc<GitopsRepository>, error: &Error, ctx: Arc<Context>) -> Action {

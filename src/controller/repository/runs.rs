@@ -7,13 +7,14 @@ use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use kube::{Resource, ResourceExt};
 use tracing::info;
 
-use crate::api::repository::DriftRemediation;
+use crate::api::repository::{DriftRemediation, GitopsRepositoryStatus};
 use crate::api::syncrun::{Phase, SyncRunSpec, Trigger};
 use crate::api::{FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations};
 use crate::controller::context::Context;
 use crate::controller::drift;
 use crate::controller::error::Result;
 use crate::controller::planstore;
+use crate::controller::rollback;
 use crate::controller::syncrun;
 
 use super::{DRIFT_ANNOTATION, SEQUENCE_ANNOTATION, SYNC_REQUEST_ANNOTATION};
@@ -215,7 +216,7 @@ pub(super) async fn prune_history(
 
 /// What a run started by a sync request carries: the request, and who made it (stamped
 /// at admission), which a governance policy may forbid from approving the run.
-pub(super) fn manual_markers<'a>(
+fn manual_markers<'a>(
     repo: &'a GitopsRepository,
     request: Option<&'a str>,
 ) -> Vec<(&'a str, &'a str)> {
@@ -230,6 +231,87 @@ pub(super) fn manual_markers<'a>(
 }
 
 /// A plan that expired unapproved is planned afresh, its revision unchanged.
-pub(super) fn replan_expired(run: &SyncRun) -> bool {
+fn replan_expired(run: &SyncRun) -> bool {
     run.status.as_ref().and_then(|s| s.phase) == Some(Phase::Expired)
+}
+
+/// Starts what the revision and a sync request (`sync`) call for, newest first in
+/// `runs`: a rollback an approver asked for, an expired rollback planned again, or a
+/// run of a new revision or of the request; or refuses a sync that a rollback holds
+/// back.
+pub(super) async fn start_runs(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    revision: &str,
+    sync: Option<&str>,
+    runs: &mut Vec<SyncRun>,
+    status: &mut GitopsRepositoryStatus,
+) -> Result<()> {
+    let manual = sync.is_some();
+    let manual_done = manual
+        && runs.iter().any(|r| {
+            r.annotations()
+                .get(SYNC_REQUEST_ANNOTATION)
+                .map(String::as_str)
+                == sync
+        });
+    if let Some(created) = rollback::request(ctx, repo, runs, revision, status).await? {
+        runs.insert(0, created);
+    }
+    // Drift runs re-plan an old revision; only runs started from git say what git had.
+    // A rollback holds back the revision it rolled back from.
+    let newest_from_git = runs.iter().find(|r| r.spec.trigger != Trigger::Drift);
+    let held = newest_from_git.is_some_and(|n| rollback::holds(n, revision));
+    // A requested run that expired is planned again as requested by the same user, so
+    // that forbidRequester still keeps the requester from approving the fresh plan.
+    let expired_requester = newest_from_git
+        .filter(|n| replan_expired(n) && n.spec.revision == revision)
+        .filter(|n| n.spec.trigger == Trigger::Manual)
+        .and_then(|n| n.annotations().get(annotations::REQUESTED_BY).cloned());
+    // An expired rollback is planned again as a rollback, never replaced by a run of
+    // the revision it holds back.
+    if let Some(expired) = newest_from_git.filter(|n| held && replan_expired(n)) {
+        let next = runs.first().map_or(1, |r| sequence(r) + 1);
+        let created = rollback::again(ctx, repo, expired, next).await?;
+        runs.insert(0, created);
+    }
+    let new_revision = !held
+        && runs
+            .iter()
+            .find(|r| r.spec.trigger != Trigger::Drift)
+            .is_none_or(|newest| newest.spec.revision != revision || replan_expired(newest));
+    // An editor's "sync now" does not lift a rollback's hold: only a new revision or an
+    // approver (a rollback to a run that applied the held revision) does.
+    if manual && !manual_done && held {
+        ctx.event(
+            &repo.object_ref(&()),
+            true,
+            "SyncRefused",
+            "Sync",
+            format!(
+                "sync of revision {} refused: a rollback holds it back; push a new revision, or an approver rolls back to a run that applied it",
+                short(revision)
+            ),
+        )
+        .await;
+    } else if (new_revision || manual) && !manual_done {
+        let carried = expired_requester.as_deref().filter(|_| !manual);
+        let trigger = if manual || carried.is_some() {
+            Trigger::Manual
+        } else {
+            Trigger::Schedule
+        };
+        let next = runs.first().map_or(1, |r| sequence(r) + 1);
+        let mut markers = manual_markers(repo, sync);
+        markers.extend(carried.map(|user| (annotations::REQUESTED_BY, user)));
+        let created = create_run(ctx, repo, revision, trigger, next, &markers).await?;
+        let message = format!(
+            "revision {} ({trigger:?}): started SyncRun {}",
+            short(revision),
+            created.name_any()
+        );
+        announce_run(ctx, repo, &created, "Fetch", message).await;
+        runs.insert(0, created);
+    }
+    Ok(())
 }
