@@ -272,10 +272,12 @@ fn plugin_with(args: &[&str]) -> Out {
 
 #[tokio::test]
 async fn kubectl_fleet_takes_kubectl_flags_and_reports_like_kubectl() {
+    // Drift is only reported: with approval Auto, a Drift run would restore the node at
+    // once, and how long the drift stays visible would be a race with the apply.
     let (ns, _repo, v1, _c) = setup(
         "plugin-flags",
         &[("fleet.yaml", V1)],
-        serde_json::json!({"approval": "Auto"}),
+        serde_json::json!({"approval": "Auto", "driftRemediation": "Report"}),
         &[],
     )
     .await;
