@@ -23,7 +23,6 @@ use support::git::server;
 use support::operator::*;
 use support::tenant::*;
 
-const V1: &[u8] = include_bytes!("../examples/fleet.yaml");
 const V2: &[u8] = include_bytes!("../examples/fleet-v2.yaml");
 
 fn repository(name: &str, ns: &str, spec: Value) -> GitopsRepository {
@@ -94,22 +93,15 @@ async fn wait_for_repository_policy(alice: &Client, ns: &str, spec: &Value) {
 /// The chart installed for a new tenant whose repository (created by the cluster admin,
 /// default policy) has a plan of V1 awaiting approval.
 async fn awaiting_approval(prefix: &str) -> (Tenant, Installed, String, SyncRun) {
-    let t = tenant(prefix).await;
-    let chart = Installed::new(&[&t.ns], &[]).await;
-    t.bind_users();
-    let ns = &t.ns.name;
-    create_repository(&t.admin, ns, "fleet", t.ssh_spec()).await;
-    let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
-    let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+    let (t, chart) = tenant_with_chart(prefix).await;
+    let (v1, run) = t.first_plan().await;
     (t, chart, v1, run)
 }
 
 /// Point 1: an editor cannot loosen whether a person must approve.
 #[tokio::test]
 async fn editors_cannot_change_the_approval_policy() {
-    let t = tenant("gate-policy").await;
-    let chart = Installed::new(&[&t.ns], &[]).await;
-    t.bind_users();
+    let (t, chart) = tenant_with_chart("gate-policy").await;
     let ns = &t.ns.name;
     let repos: Api<GitopsRepository> = Api::namespaced(t.alice.clone(), ns);
     wait_for_repository_policy(&t.alice, ns, &t.ssh_spec()).await;
@@ -426,9 +418,7 @@ async fn an_approval_without_a_verified_approver_is_refused() {
         &support::env().kubeconfig,
         &["--namespace", ns, "--lease-namespace", ns],
     );
-    create_repository(&t.admin, ns, "fleet", t.ssh_spec()).await;
-    let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
-    let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+    let (_, run) = t.first_plan().await;
     let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
     annotate(
         &t.admin,
@@ -604,9 +594,7 @@ async fn applied_drift_runs(client: &Client, ns: &str) -> Vec<SyncRun> {
 /// would be rolled back to a revision no one approved it to return to.
 #[tokio::test]
 async fn editors_cannot_reorder_or_move_runs() {
-    let t = tenant("gate-order").await;
-    let chart = Installed::new(&[&t.ns], &[]).await;
-    t.bind_users();
+    let (t, chart) = tenant_with_chart("gate-order").await;
     let ns = &t.ns.name;
     let mut spec = t.ssh_spec();
     spec["driftRemediation"] = json!("Correct");

@@ -11,11 +11,9 @@ use fleetgate::api::{GovernancePolicy, SyncRun, annotations, condition};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use support::chart::Installed;
 use support::operator::*;
 use support::tenant::*;
 
-const V1: &[u8] = include_bytes!("../examples/fleet.yaml");
 const V2: &[u8] = include_bytes!("../examples/fleet-v2.yaml");
 
 /// The three example rules of the README.
@@ -149,9 +147,7 @@ async fn approval_cleared(t: &Tenant, run: &str) {
 /// reported on the policy and holds the repository's plans until fixed.
 #[tokio::test]
 async fn policies_are_the_platform_owners_and_broken_rules_hold_plans() {
-    let t = tenant("gov-policy").await;
-    let chart = Installed::new(&[&t.ns], &[]).await;
-    t.bind_users();
+    let (t, chart) = tenant_with_chart("gov-policy").await;
     let ns = &t.ns.name;
     for (who, client) in [("alice", &t.alice), ("bob", &t.bob)] {
         let api: Api<GovernancePolicy> = Api::all(client.clone());
@@ -228,9 +224,7 @@ async fn policies_are_the_platform_owners_and_broken_rules_hold_plans() {
 /// an approval of a plan replaced by an exclusion does not count, a second applies.
 #[tokio::test]
 async fn a_quorum_of_two_counts_distinct_approvers_of_the_current_plan() {
-    let t = tenant("gov-quorum").await;
-    let chart = Installed::new(&[&t.ns], &[]).await;
-    t.bind_users();
+    let (t, chart) = tenant_with_chart("gov-quorum").await;
     let ns = &t.ns.name;
     let _p = Policy::create(
         &t.admin,
@@ -238,9 +232,7 @@ async fn a_quorum_of_two_counts_distinct_approvers_of_the_current_plan() {
         selecting(ns, json!({"approvals": {"required": 2}})),
     )
     .await;
-    create_repository(&t.admin, ns, "fleet", t.ssh_spec()).await;
-    let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
-    let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+    let (v1, run) = t.first_plan().await;
     let name = run.name_any();
     let s = run.status.clone().unwrap();
     assert_eq!(s.approvals_required, Some(2));
@@ -309,9 +301,7 @@ async fn a_quorum_of_two_counts_distinct_approvers_of_the_current_plan() {
 /// the approval expiry no longer counts.
 #[tokio::test]
 async fn plans_and_approvals_expire() {
-    let t = tenant("gov-expiry").await;
-    let chart = Installed::new(&[&t.ns], &[]).await;
-    t.bind_users();
+    let (t, chart) = tenant_with_chart("gov-expiry").await;
     let ns = &t.ns.name;
     let _p = Policy::create(
         &t.admin,
@@ -322,9 +312,7 @@ async fn plans_and_approvals_expire() {
         ),
     )
     .await;
-    create_repository(&t.admin, ns, "fleet", t.ssh_spec()).await;
-    let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
-    let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+    let (v1, run) = t.first_plan().await;
     let name = run.name_any();
     t.approve(&t.bob, &run).await.unwrap();
     message_has(&t, &name, "1/2 approvals (bob)").await;
@@ -378,9 +366,7 @@ async fn plans_and_approvals_expire() {
 /// The README's three example rules on the reference fleets.
 #[tokio::test]
 async fn cel_rules_deny_escalate_and_auto_approve() {
-    let t = tenant("gov-cel").await;
-    let chart = Installed::new(&[&t.ns], &[]).await;
-    t.bind_users();
+    let (t, chart) = tenant_with_chart("gov-cel").await;
     let ns = &t.ns.name;
     let rules = json!({"rules": [
         {"name": "no-mass-delete", "expression": MASS_DELETE, "action": "Deny",
@@ -473,13 +459,9 @@ fn deny_window_now(secs: u64) -> Value {
 /// schedule nor override.
 #[tokio::test]
 async fn a_deny_window_holds_an_approved_run_until_it_opens() {
-    let t = tenant("gov-window").await;
-    let chart = Installed::new(&[&t.ns], &[]).await;
-    t.bind_users();
+    let (t, chart) = tenant_with_chart("gov-window").await;
     let ns = &t.ns.name;
-    create_repository(&t.admin, ns, "fleet", t.ssh_spec()).await;
-    let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
-    let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+    let (v1, run) = t.first_plan().await;
     let name = run.name_any();
 
     let p = Policy::create(
@@ -572,13 +554,9 @@ async fn runs_of(client: &Client, ns: &str, revision: &str) -> Vec<SyncRun> {
 /// does not re-apply v2, and a new revision lifts the hold.
 #[tokio::test]
 async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
-    let t = tenant("gov-rollback").await;
-    let chart = Installed::new(&[&t.ns], &[]).await;
-    t.bind_users();
+    let (t, chart) = tenant_with_chart("gov-rollback").await;
     let ns = &t.ns.name;
-    create_repository(&t.admin, ns, "fleet", t.ssh_spec()).await;
-    let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
-    let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+    let (v1, run) = t.first_plan().await;
     t.approve(&t.bob, &run).await.unwrap();
     let applied_v1 = run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
     let v2 = t.repo.commit(&[("fleet.yaml", V2)], "second");
@@ -675,9 +653,7 @@ async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
 /// an approver from that group.
 #[tokio::test]
 async fn the_requester_may_not_approve_and_a_group_must_be_represented() {
-    let t = tenant("gov-requester").await;
-    let chart = Installed::new(&[&t.ns], &[]).await;
-    t.bind_users();
+    let (t, chart) = tenant_with_chart("gov-requester").await;
     let ns = &t.ns.name;
     support::chart::bind(ns, "dave-approves", "fleetgate-approver", "dave");
     // dave's group "x,netops" holds a comma: it must not read as membership of netops.

@@ -9,9 +9,11 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use super::chart::bind;
+use fleetgate::api::syncrun::Phase;
+
+use super::chart::{Installed, bind};
 use super::git::server;
-use super::operator::{ssh_secret, try_annotate};
+use super::operator::{create_repository, run_in_phase, ssh_secret, try_annotate};
 
 /// The admission error of a refused request: its code and message.
 pub fn refusal<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> (u16, String) {
@@ -52,6 +54,17 @@ pub struct Tenant {
     /// A second approver (editor and approver, like bob).
     pub carol: Client,
     pub repo: super::git::Repo,
+}
+
+/// The reference fleet (examples/fleet.yaml), the first revision tenants commit.
+pub const V1: &[u8] = include_bytes!("../../examples/fleet.yaml");
+
+/// A new tenant with the chart installed for its namespace and its users bound.
+pub async fn tenant_with_chart(prefix: &str) -> (Tenant, Installed) {
+    let t = tenant(prefix).await;
+    let chart = Installed::new(&[&t.ns], &[]).await;
+    t.bind_users();
+    (t, chart)
 }
 
 pub async fn tenant(prefix: &str) -> Tenant {
@@ -111,6 +124,16 @@ impl Tenant {
             "fleetgate-approver",
             "carol",
         );
+    }
+
+    /// Creates the repository (as the cluster admin), commits V1 and waits for its plan:
+    /// the revision, and the run AwaitingApproval.
+    pub async fn first_plan(&self) -> (String, SyncRun) {
+        let ns = &self.ns.name;
+        create_repository(&self.admin, ns, "fleet", self.ssh_spec()).await;
+        let v1 = self.repo.commit(&[("fleet.yaml", V1)], "first");
+        let run = run_in_phase(&self.admin, ns, &v1, Phase::AwaitingApproval).await;
+        (v1, run)
     }
 
     pub fn ssh_spec(&self) -> Value {
