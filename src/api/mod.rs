@@ -100,6 +100,37 @@ pub fn crds_yaml() -> String {
     out
 }
 
+/// Ready, Reconciling and Stalled together, with one reason and message: kstatus reads
+/// them as a set.
+pub struct Kstatus<'a> {
+    pub ready: bool,
+    pub reconciling: bool,
+    pub stalled: bool,
+    pub reason: &'a str,
+    pub message: &'a str,
+}
+
+impl Kstatus<'_> {
+    /// Sets the three conditions (a transition time moves only when a status changes).
+    pub fn set(&self, conditions: &mut Vec<Condition>, generation: Option<i64>, now: &Time) {
+        for (type_, status) in [
+            ("Ready", self.ready),
+            ("Reconciling", self.reconciling),
+            ("Stalled", self.stalled),
+        ] {
+            set_condition(
+                conditions,
+                type_,
+                status,
+                self.reason,
+                self.message,
+                generation,
+                now,
+            );
+        }
+    }
+}
+
 /// A revision as people read it: its first 12 characters.
 pub fn short_revision(revision: &str) -> &str {
     revision_prefix(revision, 12)

@@ -12,7 +12,7 @@ use tracing::info;
 use super::context::{Context, truncate};
 use super::error::Result;
 use crate::api::syncrun::{ActionState, ActionStatus, Phase, Progress, SyncRunStatus};
-use crate::api::{FIELD_MANAGER, SyncRun, now, set_condition};
+use crate::api::{FIELD_MANAGER, Kstatus, SyncRun, now};
 use crate::fleet::Plan;
 
 /// At most this many per-action entries are kept in status.actions.
@@ -87,34 +87,14 @@ pub async fn transition(
     if phase.is_finished() && status.completed_at.is_none() {
         status.completed_at = Some(ts.clone());
     }
-    let generation = run.meta().generation;
-    set_condition(
-        &mut status.conditions,
-        "Ready",
-        phase == Phase::Applied || phase == Phase::NoChanges,
+    let kstatus = Kstatus {
+        ready: phase == Phase::Applied || phase == Phase::NoChanges,
+        reconciling: phase.is_in_progress(),
+        stalled: phase.is_unsuccessful(),
         reason,
-        &message,
-        generation,
-        &ts,
-    );
-    set_condition(
-        &mut status.conditions,
-        "Reconciling",
-        phase.is_in_progress(),
-        reason,
-        &message,
-        generation,
-        &ts,
-    );
-    set_condition(
-        &mut status.conditions,
-        "Stalled",
-        phase.is_unsuccessful(),
-        reason,
-        &message,
-        generation,
-        &ts,
-    );
+        message: &message,
+    };
+    kstatus.set(&mut status.conditions, run.meta().generation, &ts);
     write_status(ctx, run, &status).await?;
     ctx.event_at(
         run,

@@ -9,12 +9,13 @@ use serde_json::json;
 
 use crate::api::repository::GitopsRepositoryStatus;
 use crate::api::syncrun::Phase;
-use crate::api::{FIELD_MANAGER, GitopsRepository, SyncRun, now, set_condition};
+use crate::api::{
+    FIELD_MANAGER, GitopsRepository, Kstatus, SyncRun, now, set_condition, short_revision as short,
+};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
 
 use super::CONTROLLER;
-use crate::api::short_revision as short;
 
 /// Errors that retrying will not fix: they need a change to the spec, Secret or server.
 fn stalls(e: &Error) -> bool {
@@ -22,29 +23,6 @@ fn stalls(e: &Error) -> bool {
         Error::Source(_) => !e.is_transient(),
         Error::Secret { .. } | Error::InvalidSpec { .. } => true,
         _ => false,
-    }
-}
-
-/// Ready, Reconciling and Stalled together, with one reason and message: kstatus reads
-/// them as a set.
-struct Kstatus<'a> {
-    ready: bool,
-    reconciling: bool,
-    stalled: bool,
-    reason: &'a str,
-    message: &'a str,
-}
-
-fn set_kstatus(conditions: &mut Vec<Condition>, k: Kstatus, generation: Option<i64>) {
-    let ts = now();
-    for (type_, status) in [
-        ("Ready", k.ready),
-        ("Reconciling", k.reconciling),
-        ("Stalled", k.stalled),
-    ] {
-        set_condition(
-            conditions, type_, status, k.reason, k.message, generation, &ts,
-        );
     }
 }
 
@@ -67,7 +45,7 @@ pub(super) async fn fail(
         reason,
         message: &message,
     };
-    set_kstatus(&mut status.conditions, k, generation);
+    k.set(&mut status.conditions, generation, &now());
     write_status(ctx, repo, &status).await?;
     // The reconcile itself succeeds (the failure is recorded), so it is counted here:
     // a stalled repository shows in the error metrics on every check.
@@ -144,7 +122,7 @@ pub(super) fn conditions_from_newest(
                 reason: &reason,
                 message: &message,
             };
-            set_kstatus(conditions, k, generation);
+            k.set(conditions, generation, &now());
             return;
         }
         Some(Phase::Rejected) => (
@@ -191,7 +169,7 @@ pub(super) fn conditions_from_newest(
         reason,
         message: &message,
     };
-    set_kstatus(conditions, k, generation);
+    k.set(conditions, generation, &now());
 }
 
 pub(super) async fn write_status(
