@@ -183,6 +183,19 @@ impl Measured {
     fn requests(&self) -> usize {
         self.requests.values().sum()
     }
+
+    /// This measurement as a row of the printed table, for `count` objects.
+    fn row(&self, nodes: usize, count: usize) -> String {
+        let per_object = |x: f64| x / count as f64;
+        format!(
+            "| {nodes} ({count}) | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            self.what,
+            count as f64 / self.seconds,
+            per_object(self.cpu * 1000.0),
+            per_object(self.client_cpu * 1000.0),
+            per_object(self.requests() as f64)
+        )
+    }
 }
 
 /// Measures `work` (which applies `objects` objects in `ns`).
@@ -483,14 +496,7 @@ async fn fleetgate_only(env: &support::TestEnv, sizes: &[usize]) {
             .objects
             .len();
         let (measured, figures) = fleetgate_run(env, &text, nodes, None).await;
-        println!(
-            "| {nodes} ({count}) | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
-            measured.what,
-            count as f64 / measured.seconds,
-            measured.cpu * 1000.0 / count as f64,
-            measured.client_cpu * 1000.0 / count as f64,
-            measured.requests() as f64 / count as f64
-        );
+        println!("{}", measured.row(nodes, count));
         println!("{}", controller_note(nodes, &figures));
     }
 }
@@ -568,14 +574,7 @@ async fn main() {
         let rows: Vec<Measured> = runs.into_iter().map(median).collect();
         let first_row = table.len();
         for m in &rows {
-            table.push(format!(
-                "| {nodes} ({count}) | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
-                m.what,
-                count as f64 / m.seconds,
-                m.cpu * 1000.0 / count as f64,
-                m.client_cpu * 1000.0 / count as f64,
-                m.requests() as f64 / count as f64
-            ));
+            table.push(m.row(nodes, count));
         }
         for m in &rows[2..rows.len() - 1] {
             notes.push(format!(
