@@ -495,16 +495,37 @@ async fn a_leader_change_while_a_drift_correction_applies_finishes_it_once() {
     assert_eq!(status.phase, Some(Phase::Applied), "{:?}", status.message);
     let progress = status.progress.unwrap();
     assert_eq!(progress.applied, progress.total);
-    // Drift seen while the deletion was under way may have started earlier Drift runs:
-    // each is superseded or applied, none failed.
-    let drift_runs: Vec<SyncRun> = runs
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|r| r.spec.trigger == Trigger::Drift)
-        .collect();
+    // The deletions reach the leader's caches as a stream of events, so a Drift run may
+    // have been planned from part of them; whatever it did not cover is drift still, and
+    // the new leader starts another run for it. Once they have all finished, each is
+    // superseded or applied, none failed.
+    let drift_runs = support::eventually(
+        "every Drift run to finish",
+        Duration::from_secs(120),
+        || {
+            let runs = runs.clone();
+            async move {
+                let drift: Vec<SyncRun> = runs
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .filter(|r| r.spec.trigger == Trigger::Drift)
+                    .collect();
+                drift
+                    .iter()
+                    .all(|r| {
+                        r.status
+                            .as_ref()
+                            .and_then(|s| s.phase)
+                            .is_some_and(|p| p.is_finished())
+                    })
+                    .then_some(drift)
+            }
+        },
+    )
+    .await;
     for run in &drift_runs {
         let phase = run.status.as_ref().and_then(|s| s.phase);
         assert!(
