@@ -599,11 +599,17 @@ pub fn check(fleet: &Fleet, schema: &jsonschema::Validator) -> Outcome {
     let text = fleet.yaml();
     let (parsed, diags) = fleet::parse::parse("gen.yaml", text.as_bytes());
     let shape_ok = parsed.is_some() && !diags.has_errors();
-    // A null key has no JSON spelling (converters write "null" or ""): no schema verdict.
+    // A null key and an infinite or NaN number have no JSON spelling (converters write
+    // "null", "" or fail): no schema verdict.
     // (libyaml, under serde_yaml, takes no byte order mark; editors drop it.)
-    let json = serde_yaml_ng::from_str::<serde_json::Value>(text.trim_start_matches('\u{feff}'))
+    let text_only = text.trim_start_matches('\u{feff}');
+    let json = serde_yaml_ng::from_str::<serde_json::Value>(text_only)
         .ok()
-        .filter(|_| !has_null_key(&fleet.tree));
+        .filter(|_| !has_null_key(&fleet.tree))
+        .filter(|_| {
+            serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text_only)
+                .is_ok_and(|yaml| !has_non_finite_number(&yaml))
+        });
     if let Some(json) = &json {
         let schema_errors: Vec<String> = schema
             .iter_errors(json)
@@ -638,6 +644,19 @@ fn has_null_key(y: &Y) -> bool {
     match y {
         Y::Map(entries, _) => entries.iter().any(|(k, v)| k == "~" || has_null_key(v)),
         Y::Seq(items, _) => items.iter().any(has_null_key),
+        _ => false,
+    }
+}
+
+fn has_non_finite_number(y: &serde_yaml_ng::Value) -> bool {
+    use serde_yaml_ng::Value as V;
+    match y {
+        V::Number(n) => n.as_f64().is_some_and(|f| !f.is_finite()),
+        V::Sequence(items) => items.iter().any(has_non_finite_number),
+        V::Mapping(entries) => entries
+            .iter()
+            .any(|(k, v)| has_non_finite_number(k) || has_non_finite_number(v)),
+        V::Tagged(tagged) => has_non_finite_number(&tagged.value),
         _ => false,
     }
 }
