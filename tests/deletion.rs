@@ -112,7 +112,7 @@ async fn ready_reason(client: &kube::Client, ns: &str, reason: &str) -> String {
 
 #[tokio::test]
 async fn by_default_deleting_a_repository_leaves_its_objects() {
-    let (ns, _repo, v1, _c) = setup(
+    let (ns, _repo, v1, controller) = setup(
         "orphan",
         &[("fleet.yaml", V1)],
         serde_json::json!({"approval": "Auto"}),
@@ -124,12 +124,21 @@ async fn by_default_deleting_a_repository_leaves_its_objects() {
     let repo = repos.get("fleet").await.unwrap();
     assert_eq!(repo.spec.deletion_policy, Default::default());
     assert!(!repo.finalizers().iter().any(|f| f == FINALIZER));
+    let cache = controller.work_dir().join(&ns.name).join("fleet.git");
+    assert!(cache.exists(), "{}", cache.display());
     repos
         .delete("fleet", &DeleteParams::default())
         .await
         .unwrap();
     repository_gone(&ns.client, &ns.name).await;
     assert_eq!(fleet_objects(&ns.name), 10, "the objects stay");
+    // What the controller kept for the repository goes with it, not at its next start.
+    support::eventually(
+        "the repository's git cache to go",
+        std::time::Duration::from_secs(10),
+        || async { (!cache.exists()).then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test]

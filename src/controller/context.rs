@@ -100,6 +100,17 @@ impl Context {
             .remove(object);
     }
 
+    /// Drops everything kept for a repository that no longer exists: its git cache, the
+    /// desired state of its last applied run, its failures and its forge reports. A
+    /// repository created again under the name starts from nothing.
+    pub async fn forget_repository(&self, namespace: &str, name: &str) {
+        let key = format!("{namespace}/{name}");
+        self.git.forget(namespace, name).await;
+        self.desired.forget(&key);
+        self.succeeded(&format!("GitopsRepository {key}"));
+        self.forge.forget(&key);
+    }
+
     /// Publishes an Event; a failure to do so is logged, never fatal.
     pub async fn event(
         &self,

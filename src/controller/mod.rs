@@ -126,10 +126,10 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         .iter()
         .map(|ns| Controller::new(scoped(&client, ns.as_deref()), shard.clone()))
         .collect();
-    let repositories: Vec<Controller<GitopsRepository>> = scopes
+    let (repositories, deletions): (Vec<Controller<GitopsRepository>>, Vec<_>) = scopes
         .iter()
-        .map(|ns| repository_controller(&client, ns.as_deref(), &shard))
-        .collect();
+        .map(|ns| repository::triggers::controller(&client, ns.as_deref(), &shard))
+        .unzip();
     let health = Health {
         metrics: metrics.clone(),
         ready: ready.clone(),
@@ -200,9 +200,12 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         ),
     ));
     prune_orphaned_caches(&client, &scopes, &ctx).await;
+    for deletions in deletions {
+        tokio::spawn(deletions.forget_each(ctx.clone()));
+    }
     let mut controllers = Vec::new();
     for ((repositories, runs), changes) in repositories.into_iter().zip(syncruns).zip(changes) {
-        let repositories = follow_managed_objects(repositories, changes)
+        let repositories = repository::triggers::follow_managed_objects(repositories, changes)
             .shutdown_on_signal()
             .run(
                 |obj, ctx| {
@@ -269,38 +272,6 @@ fn shard_config(settings: &Settings) -> watcher::Config {
         Some(selector) => watcher::Config::default().labels(selector),
         None => watcher::Config::default(),
     }
-}
-
-/// The GitopsRepository controller of one scope; it follows its SyncRuns.
-fn repository_controller(
-    client: &Client,
-    ns: Option<&str>,
-    shard: &watcher::Config,
-) -> Controller<GitopsRepository> {
-    Controller::new(scoped(client, ns), shard.clone())
-        .owns(scoped::<SyncRun>(client, ns), shard.clone())
-}
-
-/// Any change to an object a repository manages is a prompt to look for drift. The
-/// changes come from the fleet caches' own watches, which this controller thereby
-/// drives: one watch per kind and scope feeds the cache and the triggers alike.
-fn follow_managed_objects(
-    mut controller: Controller<GitopsRepository>,
-    changes: Vec<(crate::fleet::ObjectKind, live::Changes)>,
-) -> Controller<GitopsRepository> {
-    for (kind, changes) in changes {
-        controller = controller.watches_stream_with(
-            changes,
-            |obj: live::CachedObject| {
-                let repository = obj.labels().get(crate::api::REPOSITORY_LABEL)?.clone();
-                Some(
-                    kube::runtime::reflector::ObjectRef::new(&repository).within(&obj.namespace()?),
-                )
-            },
-            live::api_resource(kind),
-        );
-    }
-    controller
 }
 
 /// Runs `reconcile`; a panic in it becomes a failed reconcile of that object (logged,

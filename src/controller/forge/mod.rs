@@ -150,6 +150,12 @@ impl Forge {
         lock(&self.health).insert(repo_key.to_owned(), value);
     }
 
+    /// Drops what is kept for `repo_key`, a repository that no longer exists.
+    pub fn forget(&self, repo_key: &str) {
+        lock(&self.health).remove(repo_key);
+        self.previews.forget(repo_key);
+    }
+
     /// The `ForgeReported` condition of `repo_key`: (status, reason, message), if the host
     /// was called at all.
     pub fn condition(&self, repo_key: &str) -> Option<(bool, &'static str, String)> {

@@ -36,6 +36,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+impl Previews {
+    /// Drops what is kept for `repo_key`, a repository that no longer exists.
+    pub fn forget(&self, repo_key: &str) {
+        lock(&self.last_run).remove(repo_key);
+        lock(&self.posted).retain(|(key, _), _| key != repo_key);
+    }
+}
+
 /// Starts a preview round for `repo` if it asks for previews and its interval has passed
 /// since the last round (or `now` is set: a push arrived). Never waits for it.
 pub fn maybe_start(ctx: Arc<Context>, repo: Arc<GitopsRepository>, now: bool) {

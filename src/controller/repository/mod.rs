@@ -30,6 +30,7 @@ pub const DRIFT_ANNOTATION: &str = "gitops.fleetgate.dev/drift";
 
 mod runs;
 mod status;
+pub mod triggers;
 
 pub(super) use runs::{announce_run, create_run, phase, sequence};
 use runs::{prune_history, remediate, start_runs, supersede_older};
@@ -135,9 +136,9 @@ async fn read_fresh(ctx: &Context, cached: &GitopsRepository) -> Result<Option<G
     let api: Api<GitopsRepository> = Api::namespaced(ctx.client.clone(), &ns);
     let fresh = api.get_opt(&name).await?;
     if fresh.is_none() {
-        // Its runs go with it (owner references); its caches go here.
-        ctx.git.forget(&ns, &name).await;
-        ctx.desired.forget(&format!("{ns}/{name}"));
+        // Its runs go with it (owner references); its caches go here, if its watch has
+        // not dropped them already.
+        ctx.forget_repository(&ns, &name).await;
     }
     Ok(fresh)
 }

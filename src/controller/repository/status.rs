@@ -191,12 +191,17 @@ pub(super) async fn write_status(
         "kind": "GitopsRepository",
         "status": status,
     });
-    api.patch_status(
-        &repo.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &repo.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    // A status write prompts no reconcile of its own (see `triggers`), so what it says
+    // is told here rather than when the repository is next reconciled.
+    let notifier = ctx.notifier.clone();
+    tokio::spawn(async move { notifier.repository_changed(&written).await });
     Ok(())
 }
 

@@ -1,0 +1,151 @@
+//! What prompts a repository's reconcile: a change to it that is not a status write, a
+//! change to one of its SyncRuns, a change to an object it manages (possible drift), and
+//! the interval it asks for. Its deletion drops what the controller keeps for it.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use kube::Client;
+use kube::Resource;
+use kube::ResourceExt;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
+use tokio::sync::mpsc;
+
+use super::super::context::Context;
+use super::super::{live, scoped};
+use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun};
+
+/// Repositories deleted, as their watch saw them go.
+pub struct Deletions(mpsc::UnboundedReceiver<ObjectRef<GitopsRepository>>);
+
+impl Deletions {
+    /// Drops the caches of each deleted repository, for as long as the watch runs.
+    pub async fn forget_each(mut self, ctx: Arc<Context>) {
+        while let Some(deleted) = self.0.recv().await {
+            let ns = deleted.namespace.as_deref().unwrap_or_default();
+            ctx.forget_repository(ns, &deleted.name).await;
+        }
+    }
+}
+
+/// The GitopsRepository controller of one scope (`ns`, or all namespaces) and shard.
+///
+/// The controller's own status writes do not prompt another reconcile: at a thousand
+/// repositories that second reconcile per interval, queued behind the others, ran after
+/// the interval had passed and asked git again, which wrote status again. What people
+/// change (spec, labels, annotations such as a sync request, finalizers, deletion)
+/// still does, as do the runs' changes and the requeue each reconcile asks for.
+pub fn controller(
+    client: &Client,
+    ns: Option<&str>,
+    shard: &watcher::Config,
+) -> (Controller<GitopsRepository>, Deletions) {
+    let (writer, reader) = {
+        let writer = reflector::store::Writer::default();
+        let reader = writer.as_reader();
+        (writer, reader)
+    };
+    let (deleted, deletions) = mpsc::unbounded_channel();
+    let changes = watcher(scoped::<GitopsRepository>(client, ns), shard.clone())
+        .reflect(writer)
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(repo) = event {
+                // The receiver lives as long as the controller; a send can only fail
+                // while the process stops.
+                let _ = deleted.send(ObjectRef::from_obj(repo));
+            }
+        })
+        .applied_objects()
+        .predicate_filter(not_status, Default::default());
+    let controller =
+        Controller::for_stream(changes, reader).owns(scoped::<SyncRun>(client, ns), shard.clone());
+    (controller, Deletions(deletions))
+}
+
+/// Hashes everything of a repository but its status (and resourceVersion).
+fn not_status(repo: &GitopsRepository) -> Option<u64> {
+    predicates::generation
+        .combine(predicates::labels)
+        .combine(predicates::annotations)
+        .combine(predicates::finalizers)
+        .combine(being_deleted)
+        .hash_property(repo)
+}
+
+fn being_deleted(repo: &GitopsRepository) -> Option<u64> {
+    Some(u64::from(repo.meta().deletion_timestamp.is_some()))
+}
+
+/// Any change to an object a repository manages is a prompt to look for drift. The
+/// changes come from the fleet caches' own watches, which this controller thereby
+/// drives: one watch per kind and scope feeds the cache and the triggers alike.
+pub fn follow_managed_objects(
+    mut controller: Controller<GitopsRepository>,
+    changes: Vec<(crate::fleet::ObjectKind, live::Changes)>,
+) -> Controller<GitopsRepository> {
+    for (kind, changes) in changes {
+        controller = controller.watches_stream_with(
+            changes,
+            |obj: live::CachedObject| {
+                let repository = obj.labels().get(REPOSITORY_LABEL)?.clone();
+                Some(ObjectRef::new(&repository).within(&obj.namespace()?))
+            },
+            live::api_resource(kind),
+        );
+    }
+    controller
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::repository::GitopsRepositoryStatus;
+
+    fn repository() -> GitopsRepository {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "gitops.fleetgate.dev/v1alpha1", "kind": "GitopsRepository",
+            "metadata": {"name": "fleet", "namespace": "a", "generation": 1,
+                         "resourceVersion": "1", "annotations": {"team": "x"}},
+            "spec": {"url": "https://example.com/fleet.git", "ref": {"branch": "main"}},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_status_write_is_no_prompt_but_what_people_change_is() {
+        let before = repository();
+        let base = not_status(&before);
+
+        let mut written = before.clone();
+        written.metadata.resource_version = Some("2".into());
+        written.status = Some(GitopsRepositoryStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        });
+        assert_eq!(not_status(&written), base, "a status write");
+
+        let mut changed: Vec<(&str, GitopsRepository)> = Vec::new();
+        let mut spec = before.clone();
+        spec.metadata.generation = Some(2);
+        changed.push(("spec", spec));
+        let mut asked = before.clone();
+        asked.annotations_mut().insert(
+            crate::api::annotations::SYNC_REQUESTED_AT.into(),
+            "now".into(),
+        );
+        changed.push(("sync request", asked));
+        let mut labelled = before.clone();
+        labelled.labels_mut().insert("shard".into(), "b".into());
+        changed.push(("label", labelled));
+        let mut finalized = before.clone();
+        finalized.finalizers_mut().push("x".into());
+        changed.push(("finalizer", finalized));
+        let mut deleting = before.clone();
+        deleting.metadata.deletion_timestamp = Some(crate::api::now());
+        changed.push(("deletion", deleting));
+        for (what, repo) in changed {
+            assert_ne!(not_status(&repo), base, "{what}");
+        }
+    }
+}
