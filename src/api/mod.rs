@@ -30,6 +30,30 @@ pub const MANAGED_BY: &str = "fleetgate";
 /// Field manager of every write the controller makes.
 pub const FIELD_MANAGER: &str = "fleetgate";
 
+/// Writes `status` as all that fleetgate owns in the status of `name` (server-side apply,
+/// forced: the controller is the only writer of its kinds' status) and returns the
+/// object as written.
+pub async fn apply_status<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    status: &impl serde::Serialize,
+) -> kube::Result<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &kube::api::PatchParams::apply(FIELD_MANAGER).force(),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await
+}
+
 /// Annotations users set.
 pub mod annotations {
     /// On a GitopsRepository: any new value asks for a sync now.

@@ -16,10 +16,10 @@ use serde_json::json;
 
 use super::context::Context;
 use super::error::Result;
-use super::repository::{announce_run, create_run, phase, sequence};
+use super::repository::{announce_run, apply_and_tell, create_run, phase, sequence};
 use crate::api::repository::DeletionPolicy;
 use crate::api::syncrun::{Phase, Trigger};
-use crate::api::{FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun, now, set_condition};
+use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun, now, set_condition};
 
 /// Set on a GitopsRepository whose deletionPolicy is Delete.
 pub const FINALIZER: &str = "gitops.fleetgate.dev/delete-managed-objects";
@@ -127,18 +127,7 @@ pub async fn reconcile(ctx: &Context, repo: &GitopsRepository) -> Result<Option<
         generation,
         &ts,
     );
-    let patch = json!({
-        "apiVersion": "gitops.fleetgate.dev/v1alpha1",
-        "kind": "GitopsRepository",
-        "status": {"conditions": conditions},
-    });
-    Api::<GitopsRepository>::namespaced(ctx.client.clone(), &ns)
-        .patch_status(
-            &repo.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+    apply_and_tell(ctx, repo, &json!({"conditions": conditions})).await?;
     Ok(Some(Action::await_change()))
 }
 

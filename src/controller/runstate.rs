@@ -3,16 +3,15 @@
 //! Shared by the planner ([`super::syncrun`]) and the apply engine ([`super::apply`]),
 //! so that neither depends on the other for writing a run's status.
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::info;
 
 use super::context::{Context, truncate};
 use super::error::Result;
 use crate::api::syncrun::{ActionState, ActionStatus, Phase, Progress, SyncRunStatus};
-use crate::api::{FIELD_MANAGER, Kstatus, SyncRun, now};
+use crate::api::{Kstatus, SyncRun, apply_status, now};
 use crate::fleet::Plan;
 
 /// At most this many per-action entries are kept in status.actions.
@@ -56,19 +55,7 @@ pub async fn written_status(
         Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
     let mut status = status.clone();
     status.observed_generation = run.meta().generation;
-    let patch = json!({
-        "apiVersion": "gitops.fleetgate.dev/v1alpha1",
-        "kind": "SyncRun",
-        "status": status,
-    });
-    let written = api
-        .patch_status(
-            &run.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    Ok(written)
+    Ok(apply_status(&api, &run.name_any(), &status).await?)
 }
 
 /// Moves the run to `phase`, with an Event saying why.

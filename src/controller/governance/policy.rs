@@ -5,14 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 
 use super::{Error, rules, windows};
 use crate::api::governance::GovernancePolicyStatus;
-use crate::api::{FIELD_MANAGER, GovernancePolicy, now, set_condition};
+use crate::api::{GovernancePolicy, apply_status, now, set_condition};
 
 /// What a policy says, compiled, and what in it is invalid.
 pub struct Parts {
@@ -163,18 +162,12 @@ pub async fn reconcile(
         conditions: status.conditions,
         ..fresh
     };
-    let patch = json!({
-        "apiVersion": "gitops.fleetgate.dev/v1alpha1",
-        "kind": "GovernancePolicy",
-        "status": status,
-    });
-    Api::<GovernancePolicy>::all((*client).clone())
-        .patch_status(
-            &policy.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+    apply_status(
+        &Api::<GovernancePolicy>::all((*client).clone()),
+        &policy.name_any(),
+        &status,
+    )
+    .await?;
     Ok(Action::await_change())
 }
 
@@ -188,7 +181,7 @@ mod tests {
     use super::*;
 
     fn policy(uid: &str, generation: i64) -> GovernancePolicy {
-        let mut p: GovernancePolicy = serde_json::from_value(json!({
+        let mut p: GovernancePolicy = serde_json::from_value(serde_json::json!({
             "apiVersion": "gitops.fleetgate.dev/v1alpha1", "kind": "GovernancePolicy",
             "metadata": {"name": "p", "uid": uid, "generation": generation},
             "spec": {"repositories": [{"namespace": "*", "name": "*"}],

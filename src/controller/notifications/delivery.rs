@@ -6,16 +6,15 @@ use std::time::Duration;
 
 use hyper::Method;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt};
-use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{info, warn};
 
 use super::NotifyError;
 use super::payload::{self, ID_HEADER, Notice, SIGNATURE_HEADER};
-use crate::api::notification::{NotificationTarget, NotificationTargetStatus, TargetType};
-use crate::api::{FIELD_MANAGER, now, set_condition};
+use crate::api::notification::{NotificationTarget, TargetType};
+use crate::api::{apply_status, now, set_condition};
 use crate::controller::outbound::Http;
 
 /// Deliveries waiting; past this, new ones are dropped with a warning.
@@ -203,17 +202,7 @@ async fn record(
             );
         }
     }
-    let patch = json!({
-        "apiVersion": "gitops.fleetgate.dev/v1alpha1",
-        "kind": "NotificationTarget",
-        "status": NotificationTargetStatus { ..status },
-    });
-    api.patch_status(
-        &d.target,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    apply_status(&api, &d.target, &status).await?;
     Ok(())
 }
 

@@ -34,6 +34,7 @@ pub mod triggers;
 
 pub(super) use runs::{announce_run, create_run, phase, sequence};
 use runs::{prune_history, remediate, start_runs, supersede_older};
+pub(super) use status::apply_and_tell;
 use status::{conditions_from_newest, fail, write_status};
 
 #[instrument(skip_all, fields(repository = %repo.name_any(), namespace = repo.namespace().unwrap_or_default()))]

@@ -2,15 +2,14 @@
 //! failure, the forge condition, and the write itself.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
 use crate::api::repository::GitopsRepositoryStatus;
 use crate::api::syncrun::Phase;
 use crate::api::{
-    FIELD_MANAGER, GitopsRepository, Kstatus, SyncRun, now, set_condition, short_revision as short,
+    GitopsRepository, Kstatus, SyncRun, apply_status, now, set_condition, short_revision as short,
 };
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
@@ -177,8 +176,6 @@ pub(super) async fn write_status(
     repo: &GitopsRepository,
     status: &GitopsRepositoryStatus,
 ) -> Result<()> {
-    let api: Api<GitopsRepository> =
-        Api::namespaced(ctx.client.clone(), &repo.namespace().unwrap_or_default());
     let mut status = status.clone();
     forge_condition(ctx, repo, &mut status);
     // Reconciles follow every change of the managed objects; while a run applies most
@@ -186,20 +183,20 @@ pub(super) async fn write_status(
     if repo.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    let patch = json!({
-        "apiVersion": "gitops.fleetgate.dev/v1alpha1",
-        "kind": "GitopsRepository",
-        "status": status,
-    });
-    let written = api
-        .patch_status(
-            &repo.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    // A status write prompts no reconcile of its own (see `triggers`), so what it says
-    // is told here rather than when the repository is next reconciled.
+    apply_and_tell(ctx, repo, &status).await
+}
+
+/// Writes `status` (all that fleetgate owns of the repository's status) and tells the
+/// notifier what the repository now says: a status write prompts no reconcile of its
+/// own (see `triggers`), so this is where its conditions are told, whoever wrote them.
+pub(in crate::controller) async fn apply_and_tell(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    status: &impl serde::Serialize,
+) -> Result<()> {
+    let api: Api<GitopsRepository> =
+        Api::namespaced(ctx.client.clone(), &repo.namespace().unwrap_or_default());
+    let written = apply_status(&api, &repo.name_any(), status).await?;
     let notifier = ctx.notifier.clone();
     tokio::spawn(async move { notifier.repository_changed(&written).await });
     Ok(())
