@@ -413,7 +413,6 @@ async fn a_git_server_stopped_during_a_fetch_and_started_again_delays_the_plan_o
 #[ignore = "chaos suite: make chaos"]
 async fn a_leader_change_while_a_drift_correction_applies_finishes_it_once() {
     use fleetgate::api::SyncRun;
-    use fleetgate::api::syncrun::Trigger;
     use fleetgate::fleet::synth::{Shape, fleet_yaml};
     use kube::api::ListParams;
 
@@ -459,18 +458,17 @@ async fn a_leader_change_while_a_drift_correction_applies_finishes_it_once() {
     let drift_run = support::eventually(
         "a Drift run applying, far from done",
         Duration::from_secs(90),
-        || {
-            let runs = runs.clone();
-            async move {
-                let list = runs.list(&ListParams::default()).await.ok()?.items;
-                list.into_iter().find(|r| {
-                    let s = r.status.as_ref();
-                    r.spec.trigger == Trigger::Drift
-                        && s.and_then(|s| s.phase) == Some(Phase::Applying)
-                        && s.and_then(|s| s.progress.as_ref())
+        || async {
+            drift_runs(&ns.client, &ns.name)
+                .await?
+                .into_iter()
+                .find(|r| {
+                    r.phase() == Some(Phase::Applying)
+                        && r.status
+                            .as_ref()
+                            .and_then(|s| s.progress.as_ref())
                             .is_some_and(|p| p.applied >= 20 && p.pending > 100)
                 })
-            }
         },
     )
     .await;
@@ -499,35 +497,20 @@ async fn a_leader_change_while_a_drift_correction_applies_finishes_it_once() {
     // have been planned from part of them; whatever it did not cover is drift still, and
     // the new leader starts another run for it. Once they have all finished, each is
     // superseded or applied, none failed.
-    let drift_runs = support::eventually(
+    let finished = support::eventually(
         "every Drift run to finish",
         Duration::from_secs(120),
-        || {
-            let runs = runs.clone();
-            async move {
-                let drift: Vec<SyncRun> = runs
-                    .list(&ListParams::default())
-                    .await
-                    .ok()?
-                    .items
-                    .into_iter()
-                    .filter(|r| r.spec.trigger == Trigger::Drift)
-                    .collect();
-                drift
-                    .iter()
-                    .all(|r| {
-                        r.status
-                            .as_ref()
-                            .and_then(|s| s.phase)
-                            .is_some_and(|p| p.is_finished())
-                    })
-                    .then_some(drift)
-            }
+        || async {
+            let drift = drift_runs(&ns.client, &ns.name).await?;
+            drift
+                .iter()
+                .all(|r| r.phase().is_some_and(Phase::is_finished))
+                .then_some(drift)
         },
     )
     .await;
-    for run in &drift_runs {
-        let phase = run.status.as_ref().and_then(|s| s.phase);
+    for run in &finished {
+        let phase = run.phase();
         assert!(
             matches!(
                 phase,

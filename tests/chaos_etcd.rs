@@ -54,7 +54,7 @@ async fn planning_survives_a_restart_of_etcd() {
         }
     })
     .await;
-    let phase_at_outage = first_seen.status.as_ref().and_then(|s| s.phase);
+    let phase_at_outage = first_seen.phase();
     assert!(
         matches!(phase_at_outage, None | Some(Phase::Planning)),
         "the outage must begin before the plan is recorded, not at {phase_at_outage:?}"
@@ -80,7 +80,7 @@ async fn planning_survives_a_restart_of_etcd() {
             async move {
                 let runs: Api<SyncRun> = Api::namespaced(client, &namespace);
                 let run = runs.get(&name).await.ok()?;
-                let phase = run.status.as_ref().and_then(|s| s.phase)?;
+                let phase = run.phase()?;
                 assert!(
                     !phase.is_finished(),
                     "the run ended {phase:?} instead of waiting for approval: {:?}",
@@ -121,11 +121,7 @@ async fn planning_survives_a_restart_of_etcd() {
         async move {
             let runs: Api<SyncRun> = Api::namespaced(client, &namespace);
             let run = runs.get(&name).await.ok()?;
-            run.status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .is_some_and(|p| p.is_finished())
-                .then_some(run)
+            run.phase().is_some_and(|p| p.is_finished()).then_some(run)
         }
     })
     .await;

@@ -83,7 +83,7 @@ async fn removal_in(client: &kube::Client, ns: &str, phase: Phase, not: Option<&
                     .into_iter()
                     .find(|r| {
                         r.spec.trigger == Trigger::Deletion
-                            && r.status.as_ref().and_then(|s| s.phase) == Some(phase)
+                            && r.phase() == Some(phase)
                             && r.metadata.uid.as_deref() != not
                     })
             }

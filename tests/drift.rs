@@ -9,7 +9,7 @@ use fleetgate::api::repository::GitopsRepository;
 use fleetgate::api::syncrun::{Phase, Trigger};
 use fleetgate::api::{FleetNode, SdwanPeer, SyncRun, annotations};
 use fleetgate::fleet::drift::DriftKind;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt};
 use support::git::server;
 use support::operator::*;
@@ -154,17 +154,6 @@ async fn assert_restored(client: &Client, ns: &str) {
     );
 }
 
-async fn drift_runs(client: &Client, ns: &str) -> Vec<SyncRun> {
-    let list = Api::<SyncRun>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items;
-    list.into_iter()
-        .filter(|r| r.spec.trigger == Trigger::Drift)
-        .collect()
-}
-
 #[tokio::test]
 async fn drift_is_reported_once_and_a_drift_run_restores_it_after_approval() {
     let f = fixture("drift-plan", serde_json::json!({})).await;
@@ -184,10 +173,14 @@ async fn drift_is_reported_once_and_a_drift_run_restores_it_after_approval() {
         || {
             let (client, ns, digest) = (client.clone(), ns.clone(), digest.clone());
             async move {
-                drift_runs(&client, &ns).await.into_iter().find(|r| {
-                    r.annotations().get("gitops.fleetgate.dev/drift") == Some(&digest)
-                        && r.status.as_ref().and_then(|s| s.phase) == Some(Phase::AwaitingApproval)
-                })
+                drift_runs(&client, &ns)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|r| {
+                        r.annotations().get("gitops.fleetgate.dev/drift") == Some(&digest)
+                            && r.phase() == Some(Phase::AwaitingApproval)
+                    })
             }
         },
     )
@@ -262,11 +255,15 @@ async fn under_correct_drift_is_restored_without_approval() {
         || {
             let (client, ns) = (client.clone(), ns.clone());
             async move {
-                drift_runs(&client, &ns).await.into_iter().find(|r| {
-                    let s = r.status.as_ref();
-                    s.and_then(|s| s.phase) == Some(Phase::Applied)
-                        && s.and_then(|s| s.approved_by.as_deref()) == Some("policy/Correct")
-                })
+                drift_runs(&client, &ns)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|r| {
+                        let s = r.status.as_ref();
+                        s.and_then(|s| s.phase) == Some(Phase::Applied)
+                            && s.and_then(|s| s.approved_by.as_deref()) == Some("policy/Correct")
+                    })
             }
         },
     )
@@ -309,7 +306,7 @@ async fn under_report_drift_is_recorded_and_nothing_is_changed() {
     );
     // Several intervals later: still drifted, nothing planned or changed.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(drift_runs(&client, &ns).await.is_empty());
+    assert!(drift_runs(&client, &ns).await.unwrap().is_empty());
     let nodes: Api<FleetNode> = Api::namespaced(client.clone(), &ns);
     assert_eq!(
         nodes

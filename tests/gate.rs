@@ -582,7 +582,7 @@ async fn applied_drift_runs(client: &Client, ns: &str) -> Vec<SyncRun> {
         .into_iter()
         .filter(|r| {
             r.spec.trigger == fleetgate::api::syncrun::Trigger::Drift
-                && r.status.as_ref().and_then(|s| s.phase) == Some(Phase::Applied)
+                && r.phase() == Some(Phase::Applied)
         })
         .collect()
 }

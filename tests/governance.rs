@@ -598,7 +598,7 @@ async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
     let rollback = support::eventually("a Rollback run", Duration::from_secs(60), || async {
         runs_of(&t.admin, ns, &v1).await.into_iter().find(|r| {
             r.spec.trigger == fleetgate::api::syncrun::Trigger::Rollback
-                && r.status.as_ref().and_then(|s| s.phase) == Some(Phase::AwaitingApproval)
+                && r.phase() == Some(Phase::AwaitingApproval)
         })
     })
     .await;
@@ -693,7 +693,7 @@ async fn the_requester_may_not_approve_and_a_group_must_be_represented() {
             .into_iter()
             .find(|r| {
                 r.spec.trigger == fleetgate::api::syncrun::Trigger::Manual
-                    && r.status.as_ref().and_then(|s| s.phase) == Some(Phase::AwaitingApproval)
+                    && r.phase() == Some(Phase::AwaitingApproval)
             })
     })
     .await;

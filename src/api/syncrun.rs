@@ -100,6 +100,13 @@ pub enum Phase {
     Scheduled,
 }
 
+impl SyncRun {
+    /// The run's phase; None before its first status write.
+    pub fn phase(&self) -> Option<Phase> {
+        self.status.as_ref().and_then(|s| s.phase)
+    }
+}
+
 impl Phase {
     /// Whether the run is still on its way: kstatus reads it as InProgress
     /// (Reconciling=True). A plan awaiting approval is not finished either.

@@ -228,12 +228,8 @@ async fn dispatch(
     }
 }
 
-pub(super) fn phase(run: &SyncRun) -> Option<Phase> {
-    run.status.as_ref().and_then(|s| s.phase)
-}
-
 pub(super) fn phase_name(run: &SyncRun) -> &'static str {
-    phase(run).map_or("not yet planned", Phase::as_str)
+    run.phase().map_or("not yet planned", Phase::as_str)
 }
 
 /// The plan id to approve, or why this run cannot be approved (with `expected`: unless
@@ -241,7 +237,10 @@ pub(super) fn phase_name(run: &SyncRun) -> &'static str {
 pub(super) fn approvable(run: &SyncRun, expected: Option<&str>) -> Result<String, String> {
     let name = run.name_any();
     // A scheduled run takes further approvals toward an override of the change windows.
-    if !matches!(phase(run), Some(Phase::AwaitingApproval | Phase::Scheduled)) {
+    if !matches!(
+        run.phase(),
+        Some(Phase::AwaitingApproval | Phase::Scheduled)
+    ) {
         return Err(format!(
             "{name} is {}; only a run awaiting approval can be approved (or, toward an override of the change windows, a scheduled one)",
             phase_name(run)
@@ -262,7 +261,7 @@ pub(super) fn approvable(run: &SyncRun, expected: Option<&str>) -> Result<String
 
 /// Why this run cannot be rejected, if it cannot.
 pub(super) fn rejectable(run: &SyncRun) -> Result<(), String> {
-    if phase(run) == Some(Phase::AwaitingApproval) {
+    if run.phase() == Some(Phase::AwaitingApproval) {
         return Ok(());
     }
     Err(format!(
@@ -393,7 +392,7 @@ async fn approve(
     }
     if let Some(timeout) = wait {
         let Some(done) = wait_for(runs, name, "applying", timeout, |r| {
-            phase(r).is_some_and(Phase::is_finished)
+            r.phase().is_some_and(Phase::is_finished)
         })
         .await?
         else {
@@ -403,7 +402,7 @@ async fn approve(
             );
             return Ok(ExitCode::from(EXIT_CHANGES));
         };
-        let finished = phase(&done);
+        let finished = done.phase();
         let message = done.status.and_then(|s| s.message).unwrap_or_default();
         println!("{}: {message}", phase_name_of(finished));
         if finished != Some(Phase::Applied) {
@@ -464,7 +463,7 @@ async fn sync(
         let started = list
             .into_iter()
             .find(|r| r.annotations().get("gitops.fleetgate.dev/sync-request") == Some(&request));
-        if let Some(run) = started.filter(|r| !matches!(phase(r), None | Some(Phase::Planning))) {
+        if let Some(run) = started.filter(|r| !matches!(r.phase(), None | Some(Phase::Planning))) {
             bar.finish_and_clear();
             let status = run.status.clone().unwrap_or_default();
             println!(

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::context::Context;
 use super::error::Result;
-use super::repository::{announce_run, apply_and_tell, create_run, phase, sequence};
+use super::repository::{announce_run, apply_and_tell, create_run, sequence};
 use crate::api::repository::DeletionPolicy;
 use crate::api::syncrun::{Phase, Trigger};
 use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun, now, set_condition};
@@ -69,7 +69,7 @@ pub async fn reconcile(ctx: &Context, repo: &GitopsRepository) -> Result<Option<
             announce_run(ctx, repo, &run, "Delete", message.clone()).await;
             (false, "Deleting", message)
         }
-        Some(run) => match phase(run) {
+        Some(run) => match run.phase() {
             Some(Phase::Applied | Phase::NoChanges) => {
                 set_finalizer(ctx, repo, false).await?;
                 return Ok(Some(Action::await_change()));
@@ -80,7 +80,7 @@ pub async fn reconcile(ctx: &Context, repo: &GitopsRepository) -> Result<Option<
                 format!(
                     "the removal planned by SyncRun {} did not apply ({}); delete that run to plan it again, or set spec.deletionPolicy to Orphan to keep the objects",
                     run.name_any(),
-                    phase(run).map_or("", Phase::as_str)
+                    run.phase().map_or("", Phase::as_str)
                 ),
             ),
             _ => (

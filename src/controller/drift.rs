@@ -43,17 +43,16 @@ pub async fn check(
     repo: &GitopsRepository,
     runs: &[SyncRun],
 ) -> Result<Option<Found>> {
-    let phase = |r: &SyncRun| r.status.as_ref().and_then(|s| s.phase);
     if runs.iter().any(|r| {
         matches!(
-            phase(r),
+            r.phase(),
             None | Some(Phase::Planning) | Some(Phase::Applying)
         )
     }) {
         return Ok(None);
     }
     let Some(baseline) = runs.iter().find(|r| {
-        matches!(phase(r), Some(Phase::Applied) | Some(Phase::NoChanges))
+        matches!(r.phase(), Some(Phase::Applied) | Some(Phase::NoChanges))
             && r.status
                 .as_ref()
                 .is_some_and(|s| !s.desired_state.is_empty())

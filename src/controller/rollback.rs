@@ -126,10 +126,7 @@ pub async fn again(
 /// `revision` back: the revision it rolled back from. A rollback that was rejected or
 /// failed holds nothing: the revision is planned again (and gated as usual).
 pub fn holds(newest: &SyncRun, revision: &str) -> bool {
-    let ended = matches!(
-        newest.status.as_ref().and_then(|s| s.phase),
-        Some(Phase::Rejected | Phase::Failed)
-    );
+    let ended = matches!(newest.phase(), Some(Phase::Rejected | Phase::Failed));
     !ended
         && newest.spec.trigger == Trigger::Rollback
         && newest

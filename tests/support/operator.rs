@@ -280,13 +280,25 @@ pub async fn run_in_phase_within(
                 .ok()?
                 .items
                 .into_iter()
-                .find(|r| {
-                    r.spec.revision == revision
-                        && r.status.as_ref().and_then(|s| s.phase) == Some(phase)
-                })
+                .find(|r| r.spec.revision == revision && r.phase() == Some(phase))
         }
     })
     .await
+}
+
+/// The namespace's SyncRuns started to restore drift; None if they cannot be listed now.
+pub async fn drift_runs(client: &Client, ns: &str) -> Option<Vec<SyncRun>> {
+    let list = Api::<SyncRun>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .ok()?
+        .items;
+    let drift = fleetgate::api::syncrun::Trigger::Drift;
+    Some(
+        list.into_iter()
+            .filter(|r| r.spec.trigger == drift)
+            .collect(),
+    )
 }
 
 pub async fn wait_for_status(

@@ -387,7 +387,7 @@ async fn edit(
     Query(fields): Query<Fields>,
 ) -> Page {
     let run = app.run(&ns, &name).await?;
-    if plugin::phase(&run) != Some(Phase::AwaitingApproval) {
+    if run.phase() != Some(Phase::AwaitingApproval) {
         let why = format!(
             "{name} is {}: only a run awaiting approval can be edited",
             plugin::phase_name(&run)

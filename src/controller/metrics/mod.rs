@@ -264,7 +264,7 @@ impl Metrics {
         self.syncrun_info.clear();
         self.syncrun_created.clear();
         for run in runs {
-            let Some(phase) = run.status.as_ref().and_then(|s| s.phase) else {
+            let Some(phase) = run.phase() else {
                 continue;
             };
             let namespace = run.namespace().unwrap_or_default();

@@ -32,7 +32,7 @@ mod runs;
 mod status;
 pub mod triggers;
 
-pub(super) use runs::{announce_run, create_run, phase, sequence};
+pub(super) use runs::{announce_run, create_run, sequence};
 use runs::{prune_history, remediate, start_runs, supersede_older};
 pub(super) use status::apply_and_tell;
 use status::{conditions_from_newest, fail, write_status};
@@ -242,7 +242,7 @@ fn record_runs(
 ) {
     status.last_fetched_revision = Some(revision.to_owned());
     status.last_sync_run = runs.first().map(|r| r.name_any());
-    if let Some(applied) = runs.iter().find(|r| phase(r) == Some(Phase::Applied)) {
+    if let Some(applied) = runs.iter().find(|r| r.phase() == Some(Phase::Applied)) {
         status.last_applied_revision = Some(applied.spec.revision.clone());
     }
     conditions_from_newest(&mut status.conditions, runs.first(), repo.meta().generation);

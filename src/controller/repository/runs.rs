@@ -28,11 +28,6 @@ pub(in crate::controller) fn sequence(run: &SyncRun) -> u64 {
         .unwrap_or(0)
 }
 
-/// The run's phase; None before its first status write.
-pub(in crate::controller) fn phase(run: &SyncRun) -> Option<Phase> {
-    run.status.as_ref().and_then(|s| s.phase)
-}
-
 /// Tells, on the repository, that `created` was started and why (`action` names what
 /// started it).
 pub(in crate::controller) async fn announce_run(
@@ -120,10 +115,10 @@ pub(super) async fn remediate(
     }
     let waiting_drift: Vec<&SyncRun> = runs
         .iter()
-        .filter(|r| r.spec.trigger == Trigger::Drift && phase(r) == Some(Phase::AwaitingApproval))
+        .filter(|r| r.spec.trigger == Trigger::Drift && r.phase() == Some(Phase::AwaitingApproval))
         .collect();
     let newest_waits_on_git = runs.first().is_some_and(|r| {
-        r.spec.trigger != Trigger::Drift && phase(r) == Some(Phase::AwaitingApproval)
+        r.spec.trigger != Trigger::Drift && r.phase() == Some(Phase::AwaitingApproval)
     });
     let current = |r: &&SyncRun| r.annotations().get(DRIFT_ANNOTATION) == Some(&found.digest);
     for stale in waiting_drift
@@ -168,7 +163,7 @@ pub(super) async fn supersede_older(ctx: &Context, runs: &[SyncRun]) -> Result<(
     };
     let newest_not_drift = runs.iter().find(|r| r.spec.trigger != Trigger::Drift);
     for run in runs.iter().skip(1) {
-        let by = match phase(run) {
+        let by = match run.phase() {
             Some(Phase::AwaitingApproval) => Some(newest),
             Some(Phase::Scheduled) => newest_not_drift.filter(|n| sequence(n) > sequence(run)),
             _ => None,
@@ -196,7 +191,7 @@ pub(super) async fn prune_history(
         Api::namespaced(ctx.client.clone(), &repo.namespace().unwrap_or_default());
     let finished: Vec<String> = runs
         .iter()
-        .filter(|r| phase(r).is_some_and(Phase::is_finished))
+        .filter(|r| r.phase().is_some_and(Phase::is_finished))
         .skip(limit)
         .map(|r| r.name_any())
         .collect();
@@ -232,7 +227,7 @@ fn manual_markers<'a>(
 
 /// A plan that expired unapproved is planned afresh, its revision unchanged.
 fn replan_expired(run: &SyncRun) -> bool {
-    run.status.as_ref().and_then(|s| s.phase) == Some(Phase::Expired)
+    run.phase() == Some(Phase::Expired)
 }
 
 /// Starts what the revision and a sync request (`sync`) call for, newest first in
