@@ -41,11 +41,7 @@ pub fn controller(
     ns: Option<&str>,
     shard: &watcher::Config,
 ) -> (Controller<GitopsRepository>, Deletions) {
-    let (writer, reader) = {
-        let writer = reflector::store::Writer::default();
-        let reader = writer.as_reader();
-        (writer, reader)
-    };
+    let (reader, writer) = reflector::store();
     let (deleted, deletions) = mpsc::unbounded_channel();
     let changes = watcher(scoped::<GitopsRepository>(client, ns), shard.clone())
         .reflect(writer)
