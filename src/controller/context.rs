@@ -107,7 +107,7 @@ impl Context {
         let key = format!("{namespace}/{name}");
         self.git.forget(namespace, name).await;
         self.desired.forget(&key);
-        self.succeeded(&format!("GitopsRepository {key}"));
+        self.succeeded(&key_of::<crate::api::GitopsRepository>(namespace, name));
         self.forge.forget(&key);
     }
 
@@ -244,12 +244,15 @@ pub fn occurrence<K: kube::Resource<DynamicType = ()>>(
 
 /// `Kind namespace/name`, the key of per-object bookkeeping.
 pub fn object_key<K: kube::Resource<DynamicType = ()>>(object: &K) -> String {
-    format!(
-        "{} {}/{}",
-        K::kind(&()),
+    key_of::<K>(
         object.meta().namespace.as_deref().unwrap_or_default(),
-        object.meta().name.as_deref().unwrap_or_default()
+        object.meta().name.as_deref().unwrap_or_default(),
     )
+}
+
+/// [`object_key`] of the `K` named `name` in `namespace`.
+pub fn key_of<K: kube::Resource<DynamicType = ()>>(namespace: &str, name: &str) -> String {
+    format!("{} {namespace}/{name}", K::kind(&()))
 }
 
 /// 1 s after the first failure, doubling, capped at 256 s.
