@@ -183,11 +183,14 @@ async fn a_controller_killed_again_and_again_from_plan_to_apply_applies_each_act
     use fleetgate::fleet::synth::{Shape, fleet_yaml};
     use kube::api::ListParams;
 
+    // Large enough that applying it takes several of the lives below (0.5 to 2.5 s)
+    // even at the engine's speed: 1,000 nodes were sometimes applied within two.
+    const NODES: usize = 2000;
     let ns = support::env().namespace("killed").await;
     support::install_crds(&ns.client, &fleetgate::api::crds()).await;
     let git = server();
     let repo = git.create_repo("killed");
-    let fleet = fleet_yaml(Shape::new(1000), 1);
+    let fleet = fleet_yaml(Shape::new(NODES), 1);
     let head = repo.commit(&[("fleet.yaml", fleet.as_bytes())], "first");
     let spec =
         serde_json::json!({"url": git.git_url(&repo), "ref": {"branch": "main"}, "interval": "2s"});
@@ -260,24 +263,24 @@ async fn a_controller_killed_again_and_again_from_plan_to_apply_applies_each_act
     // log is written a moment after the requests: wait for all of it, then a while more
     // for a duplicate to show.
     support::eventually(
-        "1000 audited creates of fleetnodes",
+        "an audited create of every fleetnode",
         Duration::from_secs(20),
         || async {
-            (support::audited_writes(&ns.name, "fleetnodes").created >= 1000).then_some(())
+            (support::audited_writes(&ns.name, "fleetnodes").created >= NODES).then_some(())
         },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let writes = support::audited_writes(&ns.name, "fleetnodes");
     let once = support::Writes {
-        created: 1000,
+        created: NODES,
         created_again: 0,
         other: 0,
     };
     assert_eq!(writes, once, "writes of fleetnodes");
     let nodes: Api<fleetgate::api::FleetNode> = Api::namespaced(ns.client.clone(), &ns.name);
     let nodes = nodes.list(&ListParams::default()).await.unwrap().items;
-    assert_eq!(nodes.len(), 1000);
+    assert_eq!(nodes.len(), NODES);
     assert!(nodes.iter().all(|n| n.metadata.generation == Some(1)));
 }
 
