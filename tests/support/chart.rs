@@ -8,9 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
+use fleetgate::api::{SyncRun, annotations};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Client;
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
@@ -84,9 +86,52 @@ pub struct Installed {
     _one: tokio::sync::MutexGuard<'static, ()>,
 }
 
-/// Holds off every install (and so every admission policy) while it lives.
+/// Holds off every install (and so every admission policy) while it lives. The API
+/// server drops an uninstalled policy only when its informer sees the deletion, so this
+/// waits until an approval is no longer stamped with who approved: a test run right after
+/// another test's uninstall would otherwise still find the policies in force.
 pub async fn no_install() -> tokio::sync::MutexGuard<'static, ()> {
-    ONE_INSTALL.lock().await
+    let one = ONE_INSTALL.lock().await;
+    let admin = super::env().client().await;
+    super::install_crds(&admin, &fleetgate::api::crds()).await;
+    let runs = Api::<SyncRun>::namespaced(admin, "default");
+    super::eventually(
+        "the uninstalled admission policies to be out of force",
+        std::time::Duration::from_secs(30),
+        || {
+            let runs = runs.clone();
+            async move { (!approval_is_stamped(&runs).await).then_some(()) }
+        },
+    )
+    .await;
+    one
+}
+
+/// Whether a dry-run approval comes back stamped (or refused) by the chart's policies.
+async fn approval_is_stamped(runs: &Api<SyncRun>) -> bool {
+    let probe: SyncRun = serde_json::from_value(json!({
+        "apiVersion": "gitops.fleetgate.dev/v1alpha1",
+        "kind": "SyncRun",
+        "metadata": {
+            "generateName": "policy-probe-",
+            "annotations": {annotations::APPROVE: "probe"},
+        },
+        "spec": {"repository": "probe", "revision": "0".repeat(40), "trigger": "Manual"},
+    }))
+    .unwrap();
+    match runs
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &probe,
+        )
+        .await
+    {
+        Ok(created) => created.annotations().contains_key(annotations::APPROVED_BY),
+        Err(_) => true,
+    }
 }
 
 impl Installed {
