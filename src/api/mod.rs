@@ -155,6 +155,18 @@ impl Kstatus<'_> {
     }
 }
 
+/// Cuts `s` to at most `max` bytes on a character boundary, marking the cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
 /// A revision as people read it: its first 12 characters.
 pub fn short_revision(revision: &str) -> &str {
     revision_prefix(revision, 12)
@@ -181,14 +193,7 @@ pub fn set_condition(
     now: &Time,
 ) {
     let status = if status { "True" } else { "False" }.to_owned();
-    let mut message: String = message.into();
-    if message.len() > conventions::MAX_CONDITION_MESSAGE {
-        let mut end = conventions::MAX_CONDITION_MESSAGE;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-    }
+    let message = truncate(&message.into(), conventions::MAX_CONDITION_MESSAGE);
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {
             if c.status != status {
@@ -221,6 +226,12 @@ pub fn now() -> Time {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncation_keeps_characters_whole() {
+        assert_eq!(truncate("héllo", 10), "héllo");
+        assert_eq!(truncate("héllo wörld", 6), "hé...");
+    }
 
     #[test]
     fn a_short_revision_cuts_whole_characters() {

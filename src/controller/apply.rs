@@ -17,7 +17,7 @@ use kube::api::ListParams;
 use kube::runtime::controller::Action as Requeue;
 use tokio::time::Instant;
 
-use super::context::{Context, truncate};
+use super::context::Context;
 use super::error::{Error, Result};
 use super::integrity;
 use super::live;
@@ -26,6 +26,7 @@ use super::objectwrite::{Target, Throttle, WriteError};
 use super::planstore;
 use super::runstate::{action_entries, fail, progress, repository_key, transition, write_status};
 use crate::api::syncrun::{ActionState, Phase, SyncRunStatus};
+use crate::api::truncate;
 use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun};
 use crate::fleet::plan::{Action, spec_digest};
 use crate::fleet::{ObjectKind, Operation, Plan};

@@ -10,7 +10,6 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::warn;
 
-pub use super::error::parse_duration;
 use super::gitsource::{GitSettings, GitWork};
 use super::live::FleetCache;
 use super::metrics::Metrics;
@@ -168,7 +167,7 @@ impl Context {
                 EventType::Normal
             },
             reason: reason.into(),
-            note: Some(truncate(&note, 1000)),
+            note: Some(crate::api::truncate(&note, 1000)),
             action: action.into(),
             secondary: related,
         };
@@ -212,20 +211,6 @@ impl Context {
     }
 }
 
-/// Runs CPU-heavy work on the blocking pool, so that the runtime's worker threads keep
-/// serving every other object meanwhile. A panic in it is an error, not a dead process.
-pub async fn off_runtime<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, super::error::Error> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| {
-        if e.is_panic() {
-            super::error::Error::Panicked(super::error::panic_message(&*e.into_panic()))
-        } else {
-            super::error::Error::Task(e.to_string())
-        }
-    })
-}
-
 /// `object` at its current resourceVersion, at `field_path`: one occurrence. The Event
 /// recorder merges Events of one object, reason, action and related object into one
 /// series shown with the first note; with this as the related object an occurrence at a
@@ -260,21 +245,10 @@ fn backoff_delay(consecutive: u32) -> Duration {
     Duration::from_secs(1u64 << consecutive.saturating_sub(1).min(8))
 }
 
-/// Cuts `s` to at most `max` bytes on a character boundary, marking the cut.
-pub fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max.saturating_sub(3);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::error::parse_duration;
 
     #[test]
     fn backoff_doubles_up_to_a_cap() {
@@ -284,9 +258,7 @@ mod tests {
     }
 
     #[test]
-    fn truncation_keeps_characters_whole() {
-        assert_eq!(truncate("héllo", 10), "héllo");
-        assert_eq!(truncate("héllo wörld", 6), "hé...");
+    fn durations_are_parsed_or_refused() {
         assert_eq!(
             parse_duration("interval", "1m30s").unwrap(),
             Duration::from_secs(90)

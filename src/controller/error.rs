@@ -86,6 +86,20 @@ pub fn parse_duration(field: &str, value: &str) -> Result<std::time::Duration> {
     })
 }
 
+/// Runs CPU-heavy work on the blocking pool, so that the runtime's worker threads keep
+/// serving every other object meanwhile. A panic in it is an error, not a dead process.
+pub async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        if e.is_panic() {
+            Error::Panicked(panic_message(&*e.into_panic()))
+        } else {
+            Error::Task(e.to_string())
+        }
+    })
+}
+
 /// The message a panic was raised with.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload

@@ -3,7 +3,6 @@
 
 pub mod apply;
 pub mod context;
-pub mod deletion;
 pub mod drift;
 pub mod error;
 pub mod forge;
@@ -18,7 +17,6 @@ pub mod outbound;
 pub mod planstore;
 pub mod receiver;
 pub mod repository;
-pub mod rollback;
 pub mod runstate;
 pub mod syncrun;
 
@@ -186,6 +184,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     let http = outbound::Http::new()?;
     let notifier = notifications::Notifier::start(client.clone(), &scopes, http.clone());
     // The forge client shares the pool; http:// forge APIs follow the git URL policy.
+    let previews = forge::preview::Previews::new(fleet.clone(), options.settings.max_fleet_objects);
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),
@@ -197,6 +196,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             http,
             options.settings.cluster_name.clone(),
             options.settings.git.url_policy.allow_http,
+            previews,
         ),
     ));
     prune_orphaned_caches(&client, &scopes, &ctx).await;

@@ -52,7 +52,7 @@ impl Response {
     /// The body as text, cut to `max` bytes, for error messages.
     pub fn text(&self, max: usize) -> String {
         let text = String::from_utf8_lossy(&self.body);
-        super::context::truncate(text.trim(), max)
+        crate::api::truncate(text.trim(), max)
     }
 }
 

@@ -1,16 +1,18 @@
 //! A run's recorded state: its status written with server-side apply, its phase
 //! transitions with their conditions and Events, and the bounded per-action summary.
-//! Shared by the planner ([`super::syncrun`]) and the apply engine ([`super::apply`]),
-//! so that neither depends on the other for writing a run's status.
+//! Shared by the planner ([`super::syncrun`]), the apply engine ([`super::apply`]),
+//! governance and the repository reconcile, so that none of them depends on another for
+//! writing a run's status or ending it.
 
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::info;
 
-use super::context::{Context, truncate};
+use super::context::Context;
 use super::error::Result;
 use crate::api::syncrun::{ActionState, ActionStatus, Phase, Progress, SyncRunStatus};
+use crate::api::truncate;
 use crate::api::{Kstatus, SyncRun, apply_status, now};
 use crate::fleet::Plan;
 
@@ -94,6 +96,22 @@ pub async fn transition(
     .await;
     info!(phase = phase.as_str(), reason, "phase changed");
     Ok(status)
+}
+
+/// Ends a run that can no longer be approved, saying what replaced it.
+pub async fn supersede(ctx: &Context, run: &SyncRun, message: String) -> Result<()> {
+    let status = run.status.clone().unwrap_or_default();
+    transition(
+        ctx,
+        run,
+        status,
+        Phase::Superseded,
+        false,
+        "Superseded",
+        message,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Ends the run as Failed with a Warning Event; nothing more happens to it.

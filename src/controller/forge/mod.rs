@@ -75,7 +75,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Forge {
-    pub fn new(client: Client, http: Http, cluster: String, allow_http: bool) -> Self {
+    pub fn new(
+        client: Client,
+        http: Http,
+        cluster: String,
+        allow_http: bool,
+        previews: preview::Previews,
+    ) -> Self {
         Self {
             client,
             http,
@@ -84,7 +90,7 @@ impl Forge {
             posted: Mutex::default(),
             order: Mutex::default(),
             health: Mutex::default(),
-            previews: preview::Previews::default(),
+            previews,
         }
     }
 

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use kube::ResourceExt;
 use tracing::{info, warn};
 
-use super::ForgeError;
 use super::client::{ForgeClient, PullRequest};
+use super::{Forge, ForgeError};
 use crate::api::GitopsRepository;
-use crate::controller::context::{Context, off_runtime, parse_duration};
+use crate::controller::error::{off_runtime, parse_duration};
+use crate::controller::live::FleetCache;
 use crate::fleet::render::{Colour, render_text};
 use crate::fleet::{self, PlanOptions, ResolveOptions};
 
@@ -25,9 +26,12 @@ const MARKER: &str = "<!-- fleetgate-preview";
 /// A comment stays well under the hosts' limits (GitHub's is 65536 characters).
 const MAX_PLAN_BYTES: usize = 60_000;
 
-/// Which previews ran when, and which heads were posted.
-#[derive(Default)]
+/// What previews plan against, which ran when, and which heads were posted.
 pub struct Previews {
+    /// The live cluster, as the controller's watch caches see it.
+    fleet: FleetCache,
+    /// The most fleet objects a repository may declare (`--max-fleet-objects`).
+    max_fleet_objects: usize,
     last_run: Mutex<HashMap<String, Instant>>,
     posted: Mutex<HashMap<(String, u64), String>>,
 }
@@ -37,6 +41,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Previews {
+    pub fn new(fleet: FleetCache, max_fleet_objects: usize) -> Self {
+        Self {
+            fleet,
+            max_fleet_objects,
+            last_run: Mutex::default(),
+            posted: Mutex::default(),
+        }
+    }
+
     /// Drops what is kept for `repo_key`, a repository that no longer exists.
     pub fn forget(&self, repo_key: &str) {
         lock(&self.last_run).remove(repo_key);
@@ -46,7 +59,7 @@ impl Previews {
 
 /// Starts a preview round for `repo` if it asks for previews and its interval has passed
 /// since the last round (or `now` is set: a push arrived). Never waits for it.
-pub fn maybe_start(ctx: Arc<Context>, repo: Arc<GitopsRepository>, now: bool) {
+pub fn maybe_start(forge: Arc<Forge>, repo: Arc<GitopsRepository>, now: bool) {
     let Some(spec) = repo.spec.forge.as_ref() else {
         return;
     };
@@ -61,44 +74,44 @@ pub fn maybe_start(ctx: Arc<Context>, repo: Arc<GitopsRepository>, now: bool) {
         repo.name_any()
     );
     {
-        let mut last = lock(&ctx.forge.previews.last_run);
+        let mut last = lock(&forge.previews.last_run);
         if !now && last.get(&key).is_some_and(|at| at.elapsed() < interval) {
             return;
         }
         last.insert(key.clone(), Instant::now());
     }
     tokio::spawn(async move {
-        let outcome = round(&ctx, &repo).await;
+        let outcome = round(&forge, &repo).await;
         if let Err(e) = &outcome {
             warn!(repository = %key, error = %e, "pull-request previews failed; retried at the next interval");
         }
-        ctx.forge.report(&key, &outcome);
+        forge.report(&key, &outcome);
     });
 }
 
-async fn round(ctx: &Context, repo: &GitopsRepository) -> Result<(), ForgeError> {
+async fn round(forge: &Forge, repo: &GitopsRepository) -> Result<(), ForgeError> {
     let Some(spec) = repo.spec.forge.as_ref() else {
         return Ok(());
     };
     let Some(branch) = repo.spec.git_ref.branch.as_deref() else {
         return Ok(());
     };
-    let client = ctx.forge.client_for(repo, spec).await?;
-    let context = ctx.forge.context(repo, spec);
+    let client = forge.client_for(repo, spec).await?;
+    let context = forge.context(repo, spec);
     let key = format!(
         "{}/{}",
         repo.namespace().unwrap_or_default(),
         repo.name_any()
     );
     for pr in client.open_pull_requests(branch).await? {
-        let seen = lock(&ctx.forge.previews.posted)
+        let seen = lock(&forge.previews.posted)
             .get(&(key.clone(), pr.number))
             .cloned();
         if seen.as_deref() == Some(pr.head_sha.as_str()) {
             continue;
         }
-        preview_one(ctx, repo, &client, &context, &pr).await?;
-        lock(&ctx.forge.previews.posted).insert((key.clone(), pr.number), pr.head_sha.clone());
+        preview_one(&forge.previews, repo, &client, &context, &pr).await?;
+        lock(&forge.previews.posted).insert((key.clone(), pr.number), pr.head_sha.clone());
     }
     Ok(())
 }
@@ -109,7 +122,7 @@ fn marker(context: &str, head: &str) -> String {
 }
 
 async fn preview_one(
-    ctx: &Context,
+    previews: &Previews,
     repo: &GitopsRepository,
     client: &ForgeClient,
     context: &str,
@@ -132,7 +145,7 @@ async fn preview_one(
     let body = format!(
         "{}\n{}",
         marker(context, &pr.head_sha),
-        comment(ctx, repo, context, &pr.head_sha, file).await
+        comment(previews, repo, context, &pr.head_sha, file).await
     );
     match existing {
         Some(c) => client.edit_comment(pr.number, c.id, &body).await?,
@@ -144,7 +157,7 @@ async fn preview_one(
 
 /// The comment's text: the plan, or what is wrong with the file.
 async fn comment(
-    ctx: &Context,
+    previews: &Previews,
     repo: &GitopsRepository,
     context: &str,
     head: &str,
@@ -172,17 +185,17 @@ async fn comment(
         }
         Err(e) => return format!("{header}The preview of {short} could not be computed: {e}\n"),
     };
-    if desired.objects.len() > ctx.settings.max_fleet_objects {
+    if desired.objects.len() > previews.max_fleet_objects {
         return format!(
             "{header}`{path}` at {short} declares {} fleet objects, more than the {} this controller accepts (--max-fleet-objects); it would fail with FleetTooLarge.\n",
             desired.objects.len(),
-            ctx.settings.max_fleet_objects
+            previews.max_fleet_objects
         );
     }
-    if let Err(e) = ctx.fleet.wait_until_ready().await {
+    if let Err(e) = previews.fleet.wait_until_ready().await {
         return format!("{header}The preview of {short} could not be computed: {e}\n");
     }
-    let live = ctx
+    let live = previews
         .fleet
         .live_objects(&repo.namespace().unwrap_or_default());
     let (repository, revision, prune) = (repo.name_any(), head.to_owned(), repo.spec.prune);

@@ -432,7 +432,7 @@ impl Governance {
             approval_expiry: self.requirement.approval_expiry,
         };
         let tally = quorum::tally(&status.approvals, &plan, &requirement, now_jiff(now));
-        let reason = crate::controller::context::truncate(reason.trim(), 512);
+        let reason = crate::api::truncate(reason.trim(), 512);
         if reason.is_empty() {
             return Gate::Wait {
                 why: format!("{why}; the override is refused: it needs a reason"),

@@ -16,10 +16,10 @@ use crate::api::{REPOSITORY_LABEL, SyncRun, annotations, now};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
 use crate::controller::repository::sequence;
+use crate::controller::runstate::supersede;
 use crate::controller::runstate::{
     reject, repository_key, transition, write_status, written_status,
 };
-use crate::controller::syncrun::supersede;
 
 /// An approved plan applies when the change windows (and apply-after) allow; until then
 /// it waits in phase Scheduled, looked at again when it may open.

@@ -36,7 +36,7 @@ fn duration(field: &str, value: Option<&String>, errors: &mut Vec<Error>) -> Opt
         Err(e) => {
             errors.push(Error::InvalidSpec {
                 field: field.into(),
-                message: format!("`{}`: {e}", crate::controller::context::truncate(value, 64)),
+                message: format!("`{}`: {e}", crate::api::truncate(value, 64)),
             });
             None
         }

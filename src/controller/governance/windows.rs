@@ -37,10 +37,7 @@ pub fn compile(policy: &str, index: usize, w: &ChangeWindow) -> Result<Compiled,
     let field = |f: &str| format!("spec.windows[{index}].{f}");
     let cron = Cron::from_str(&w.schedule).map_err(|e| Error::InvalidSpec {
         field: field("schedule"),
-        message: format!(
-            "`{}`: {e}",
-            crate::controller::context::truncate(&w.schedule, 64)
-        ),
+        message: format!("`{}`: {e}", crate::api::truncate(&w.schedule, 64)),
     })?;
     let duration = humantime::parse_duration(&w.duration)
         .ok()
@@ -50,7 +47,7 @@ pub fn compile(policy: &str, index: usize, w: &ChangeWindow) -> Result<Compiled,
             field: field("duration"),
             message: format!(
                 "`{}` is not a duration between 1s and 31 days",
-                crate::controller::context::truncate(&w.duration, 64)
+                crate::api::truncate(&w.duration, 64)
             ),
         })?;
     let zone = w.time_zone.as_deref().unwrap_or("UTC");
@@ -58,7 +55,7 @@ pub fn compile(policy: &str, index: usize, w: &ChangeWindow) -> Result<Compiled,
         field: field("timeZone"),
         message: format!(
             "`{}` is not an IANA time zone",
-            crate::controller::context::truncate(zone, 64)
+            crate::api::truncate(zone, 64)
         ),
     })?;
     // A schedule croner cannot compute an occurrence of (an impossible date such as
@@ -70,7 +67,7 @@ pub fn compile(policy: &str, index: usize, w: &ChangeWindow) -> Result<Compiled,
             field: field("schedule"),
             message: format!(
                 "`{}` has no occurrence within a year",
-                crate::controller::context::truncate(&w.schedule, 64)
+                crate::api::truncate(&w.schedule, 64)
             ),
         });
     }
@@ -161,7 +158,7 @@ pub fn parse_time(value: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| {
             format!(
                 "`{}` is not an RFC 3339 time such as 2026-01-31T22:00:00Z: {e}",
-                crate::controller::context::truncate(value, 64)
+                crate::api::truncate(value, 64)
             )
         })
 }

@@ -191,7 +191,7 @@ pub fn of_repository(repo: &GitopsRepository, notified: &[String]) -> Vec<Occurr
 /// At most the first 20 lines and 4 KiB of a message.
 fn first_lines(message: &str) -> String {
     let lines: Vec<&str> = message.lines().take(20).collect();
-    crate::controller::context::truncate(&lines.join("\n"), 4096)
+    crate::api::truncate(&lines.join("\n"), 4096)
 }
 
 #[cfg(test)]

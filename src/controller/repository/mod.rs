@@ -12,8 +12,9 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
-use super::context::{Context, object_key, parse_duration};
+use super::context::{Context, object_key};
 use super::drift;
+use super::error::parse_duration;
 use super::error::{Error, Result};
 use super::gitsource;
 use crate::api::repository::GitopsRepositoryStatus;
@@ -28,6 +29,8 @@ pub const SYNC_REQUEST_ANNOTATION: &str = "gitops.fleetgate.dev/sync-request";
 /// On a Drift SyncRun: the digest of the drift it restores.
 pub const DRIFT_ANNOTATION: &str = "gitops.fleetgate.dev/drift";
 
+mod deletion;
+pub mod rollback;
 mod runs;
 mod status;
 pub mod triggers;
@@ -53,7 +56,7 @@ pub async fn reconcile(repo: Arc<GitopsRepository>, ctx: Arc<Context>) -> Result
             .status
             .as_ref()
             .and_then(|s| s.last_handled_push.as_ref());
-    super::forge::preview::maybe_start(ctx.clone(), repo.clone(), pushed);
+    super::forge::preview::maybe_start(ctx.forge.clone(), repo.clone(), pushed);
     if result.is_ok() {
         ctx.succeeded(&object_key(&*repo));
     }
@@ -65,7 +68,7 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     };
     let repo = &repo;
-    if let Some(action) = super::deletion::reconcile(ctx, repo).await? {
+    if let Some(action) = deletion::reconcile(ctx, repo).await? {
         return Ok(action);
     }
     let mut status = repo.status.clone().unwrap_or_default();

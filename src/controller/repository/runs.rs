@@ -7,6 +7,7 @@ use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use kube::{Resource, ResourceExt};
 use tracing::info;
 
+use super::rollback;
 use crate::api::repository::{DriftRemediation, GitopsRepositoryStatus};
 use crate::api::syncrun::{Phase, SyncRunSpec, Trigger};
 use crate::api::{FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations};
@@ -14,8 +15,7 @@ use crate::controller::context::Context;
 use crate::controller::drift;
 use crate::controller::error::Result;
 use crate::controller::planstore;
-use crate::controller::rollback;
-use crate::controller::syncrun;
+use crate::controller::runstate;
 
 use super::{DRIFT_ANNOTATION, SEQUENCE_ANNOTATION, SYNC_REQUEST_ANNOTATION};
 use crate::api::short_revision as short;
@@ -126,7 +126,7 @@ pub(super) async fn remediate(
         .filter(|r| found.objects.is_empty() || !current(r))
     {
         let message = "superseded: the drift it was planned for has changed".to_owned();
-        syncrun::supersede(ctx, stale, message).await?;
+        runstate::supersede(ctx, stale, message).await?;
     }
     // A newer revision waiting for approval restores the drift too, when approved.
     if found.objects.is_empty() || newest_waits_on_git || waiting_drift.iter().any(current) {
@@ -174,7 +174,7 @@ pub(super) async fn supersede_older(ctx: &Context, runs: &[SyncRun]) -> Result<(
                 by.name_any(),
                 short(&by.spec.revision)
             );
-            syncrun::supersede(ctx, run, message).await?;
+            runstate::supersede(ctx, run, message).await?;
         }
     }
     Ok(())

@@ -21,7 +21,7 @@ use super::governance::phases::{
     record_partial_approval, scheduled,
 };
 use super::governance::{self, Counted};
-use super::runstate::{reject, transition, write_status, written_status};
+use super::runstate::{reject, write_status, written_status};
 use crate::api::syncrun::{Phase, SyncRunStatus};
 use crate::api::{GitopsRepository, SyncRun, annotations, now};
 
@@ -66,22 +66,6 @@ async fn step(cached: &SyncRun, ctx: &Context) -> Result<Action> {
         Some(Phase::Applying) => apply::run(run, ctx, status).await,
         Some(_) => refuse_late_approval(run, ctx, status).await,
     }
-}
-
-/// Ends a run that can no longer be approved, saying what replaced it.
-pub async fn supersede(ctx: &Context, run: &SyncRun, message: String) -> Result<()> {
-    let status = run.status.clone().unwrap_or_default();
-    transition(
-        ctx,
-        run,
-        status,
-        Phase::Superseded,
-        false,
-        "Superseded",
-        message,
-    )
-    .await?;
-    Ok(())
 }
 
 /// Records a refusal in status.message with a Warning Event; the run stays as it is.

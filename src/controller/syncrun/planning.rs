@@ -6,8 +6,10 @@ use kube::runtime::controller::Action;
 
 use crate::api::repository::DriftRemediation;
 use crate::api::syncrun::{ActionState, DiffEntry, Phase, SyncRunStatus, Trigger};
+use crate::api::truncate;
 use crate::api::{GitopsRepository, SyncRun, annotations, now, repository::ApprovalPolicy};
-use crate::controller::context::{Context, off_runtime, truncate};
+use crate::controller::context::Context;
+use crate::controller::error::off_runtime;
 use crate::controller::error::{Error, Result};
 use crate::controller::gitsource;
 use crate::controller::governance::phases::{apply_when_open, governance_error};
@@ -108,16 +110,18 @@ async fn compute(
     let resolved = match run.spec.trigger {
         Trigger::Deletion => Ok((nothing(), fleet::Diagnostics::default())),
         // Back to what an older run applied, as stored (and verified) beside it.
-        Trigger::Rollback => match crate::controller::rollback::desired(ctx, run).await? {
-            Ok(objects) => Ok((
-                fleet::DesiredState {
-                    objects,
-                    ..nothing()
-                },
-                fleet::Diagnostics::default(),
-            )),
-            Err(message) => return Ok(Computed::Invalid("RollbackUnavailable", message)),
-        },
+        Trigger::Rollback => {
+            match crate::controller::repository::rollback::desired(ctx, run).await? {
+                Ok(objects) => Ok((
+                    fleet::DesiredState {
+                        objects,
+                        ..nothing()
+                    },
+                    fleet::Diagnostics::default(),
+                )),
+                Err(message) => return Ok(Computed::Invalid("RollbackUnavailable", message)),
+            }
+        }
         _ => {
             let bytes =
                 gitsource::read_fleet_file(&ctx.git, &ctx.client, repo, &run.spec.revision).await?;

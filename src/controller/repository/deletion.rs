@@ -14,12 +14,12 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::context::Context;
-use super::error::Result;
-use super::repository::{announce_run, apply_and_tell, create_run, sequence};
+use super::{announce_run, apply_and_tell, create_run, sequence};
 use crate::api::repository::DeletionPolicy;
 use crate::api::syncrun::{Phase, Trigger};
 use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun, now, set_condition};
+use crate::controller::context::Context;
+use crate::controller::error::Result;
 
 /// Set on a GitopsRepository whose deletionPolicy is Delete.
 pub const FINALIZER: &str = "gitops.fleetgate.dev/delete-managed-objects";

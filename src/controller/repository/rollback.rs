@@ -6,14 +6,14 @@
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
 
-use super::context::Context;
-use super::error::{Error, Result};
-use super::planstore;
-use super::repository::{announce_run, create_run, sequence};
+use super::{announce_run, create_run, sequence};
 use crate::api::repository::GitopsRepositoryStatus;
 use crate::api::short_revision as short;
 use crate::api::syncrun::{Phase, Trigger};
 use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations};
+use crate::controller::context::Context;
+use crate::controller::error::{Error, Result};
+use crate::controller::planstore;
 use crate::fleet::FleetObject;
 
 /// Starts the rollback the repository's rollback-to annotation asks for, once per value.
@@ -46,7 +46,7 @@ pub async fn request(
         Ok(None)
     };
     let Some(older) = runs.iter().find(|r| r.name_any() == *target) else {
-        let shown = super::context::truncate(target, 253);
+        let shown = crate::api::truncate(target, 253);
         return refuse(format!(
             "rollback refused: {shown} is not a SyncRun of this repository"
         ))
