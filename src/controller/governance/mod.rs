@@ -2,26 +2,32 @@
 //! into one [`Governance`] (the strictest of them), and the hooks the SyncRun controller
 //! calls: judge a recorded plan, expire it, count an approval toward a quorum.
 //!
-//! The pure parts (CEL rules, quorum counting) live in [`rules`] and [`quorum`]; this
-//! module loads policies and talks to the API server.
+//! The pure parts (CEL rules, quorum counting, change windows) live in [`rules`],
+//! [`quorum`] and [`windows`]; this module loads and combines policies and judges a plan
+//! within its budget, `approvals` counts, expires and clears approvals, `gate` decides
+//! whether an approved plan may apply now, and [`phases`] are the SyncRun controller's
+//! steps that use them.
 
+mod approvals;
+mod gate;
 pub mod phases;
 pub mod policy;
 pub mod quorum;
 pub mod rules;
 pub mod windows;
 
+pub use approvals::{Counted, clear_approval, new_plan};
+pub use gate::Gate;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt};
-use serde_json::json;
 
 use crate::api::GovernancePolicy;
-use crate::api::annotations;
-use crate::api::syncrun::{ApprovalRecord, SyncRun, SyncRunStatus};
+use crate::api::syncrun::SyncRunStatus;
 
 /// Longest a rule evaluation may take (waiting for its turn included) before the run
 /// fails closed.
@@ -259,21 +265,6 @@ impl Governance {
         })
     }
 
-    /// Removes approvals of the current plan that are too old to count; says whose.
-    pub fn drop_stale(&self, status: &mut SyncRunStatus, now: Timestamp) -> Vec<String> {
-        let plan = status.plan_id.clone().unwrap_or_default();
-        let expiry = self.requirement.approval_expiry;
-        let mut dropped = Vec::new();
-        status.approvals.retain(|r| {
-            let stale = r.plan_id == plan && quorum::is_stale(r, expiry, now);
-            if stale {
-                dropped.push(r.user.clone());
-            }
-            !stale
-        });
-        dropped
-    }
-
     /// When something about a waiting run changes by time alone: its plan or one of its
     /// approvals expires.
     pub fn next_deadline(&self, status: &SyncRunStatus, now: Timestamp) -> Option<Duration> {
@@ -301,240 +292,17 @@ impl Governance {
         });
         shortest(plan_deadline, approval_deadline)
     }
-
-    /// Counts `approver`'s approval of the current plan.
-    pub fn count(
-        &self,
-        status: &mut SyncRunStatus,
-        approver: &str,
-        groups: Vec<String>,
-        requester: Option<&str>,
-        now: Timestamp,
-    ) -> Counted {
-        if self.forbid_requester && requester == Some(approver) {
-            return Counted::Refused(format!(
-                "{approver} requested this sync and the governance policy forbids the requester from approving it; another approver must approve"
-            ));
-        }
-        let plan = status.plan_id.clone().unwrap_or_default();
-        let required = status
-            .approvals_required
-            .unwrap_or(1)
-            .max(self.requirement.required);
-        let added = quorum::add(
-            &mut status.approvals,
-            ApprovalRecord {
-                user: approver.to_owned(),
-                groups,
-                plan_id: plan.clone(),
-                at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
-            },
-        );
-        let requirement = quorum::Requirement {
-            required,
-            ..self.requirement.clone()
-        };
-        let tally = quorum::tally(&status.approvals, &plan, &requirement, now);
-        if tally.met() {
-            Counted::Met(tally)
-        } else {
-            Counted::Waiting { tally, added }
-        }
-    }
 }
 
-impl Governance {
-    /// Whether the people who approved the plan recorded in `status` still make its
-    /// quorum at `now` (approvals expire, and a policy may have raised the quorum or
-    /// added a group since). A plan approved by a policy needs no people. Checked again
-    /// before a Scheduled run applies: a change window does not freeze approvals.
-    pub fn still_approved(&self, status: &SyncRunStatus, now: Timestamp) -> Result<(), String> {
-        if !status.requires_approval {
-            return Ok(());
-        }
-        let plan = status.plan_id.clone().unwrap_or_default();
-        let requirement = quorum::Requirement {
-            required: status
-                .approvals_required
-                .unwrap_or(1)
-                .max(self.requirement.required),
-            ..self.requirement.clone()
-        };
-        let tally = quorum::tally(&status.approvals, &plan, &requirement, now);
-        if tally.met() {
-            return Ok(());
-        }
-        Err(format!(
-            "plan {plan} no longer has the approvals it needs ({}): approvals expired or the governance policy changed while it waited; approve again",
-            tally.describe()
-        ))
-    }
-}
-
-/// Records `plan_id` as the run's plan. A different plan starts from zero approvals:
-/// plan ids are deterministic, so excluding and including an action again returns to an
-/// earlier id, whose old approvals must not revive.
-pub fn new_plan(status: &mut SyncRunStatus, plan_id: &str) {
-    if status.plan_id.as_deref() != Some(plan_id) {
-        status.approvals.clear();
-    }
-    status.plan_id = Some(plan_id.to_owned());
-}
-
-/// Whether an approved plan may apply now.
-pub enum Gate {
-    /// It may; with the override that let it, if one did.
-    Open { overridden: Option<String> },
-    /// Not yet: why, and from when it may (None: unknown, looked at again later).
-    Wait {
-        why: String,
-        until: Option<chrono::DateTime<chrono::Utc>>,
-    },
-}
-
-impl Governance {
-    /// The change windows and the run's apply-after and override-window annotations,
-    /// at `now`.
-    pub fn gate(
-        &self,
-        run: &SyncRun,
-        status: &SyncRunStatus,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Gate {
-        let a = run.annotations();
-        if let Some(value) = a.get(annotations::APPLY_AFTER) {
-            match windows::parse_time(value) {
-                Err(e) => {
-                    return Gate::Wait {
-                        why: format!("invalid {} annotation: {e}", annotations::APPLY_AFTER),
-                        until: None,
-                    };
-                }
-                Ok(t) if t > now => {
-                    return Gate::Wait {
-                        why: format!("an approver asked to apply after {}", windows::rfc3339(t)),
-                        until: Some(t),
-                    };
-                }
-                Ok(_) => {}
-            }
-        }
-        let Some((why, until)) = windows::blocked(&self.windows, now) else {
-            return Gate::Open { overridden: None };
-        };
-        let Some(reason) = a.get(annotations::OVERRIDE_WINDOW) else {
-            return Gate::Wait { why, until };
-        };
-        let plan = status.plan_id.clone().unwrap_or_default();
-        let requirement = quorum::Requirement {
-            required: self.override_approvals,
-            from_groups: Vec::new(),
-            approval_expiry: self.requirement.approval_expiry,
-        };
-        let tally = quorum::tally(&status.approvals, &plan, &requirement, now_jiff(now));
-        let reason = crate::api::truncate(reason.trim(), 512);
-        if reason.is_empty() {
-            return Gate::Wait {
-                why: format!("{why}; the override is refused: it needs a reason"),
-                until,
-            };
-        }
-        if !tally.met() {
-            return Gate::Wait {
-                why: format!(
-                    "{why}; the override is refused: it needs {} distinct approvals of plan {plan}, it has {}",
-                    self.override_approvals,
-                    tally.describe()
-                ),
-                until,
-            };
-        }
-        Gate::Open {
-            overridden: Some(format!(
-                "{why}, overridden with the approval of {}: {reason}",
-                tally.approvers.join(", ")
-            )),
-        }
-    }
-}
-
-fn now_jiff(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
-    Timestamp::from_second(t.timestamp()).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-/// An approval, counted.
-pub enum Counted {
-    /// The quorum is reached: these approved.
-    Met(quorum::Tally),
-    /// More approvals are needed; `added` is false when this user had approved already.
-    Waiting { tally: quorum::Tally, added: bool },
-    /// This approval may not count.
-    Refused(String),
-}
-
-/// Removes the approve annotation and its stamps once the approval is recorded in
-/// status, so that the next approver sets them afresh (and the API server stamps that
-/// approver). Only at the resourceVersion the approval was read at, or the one the
-/// status write that recorded it returned (`written`, when it carries the same
-/// approval): an approval made since is never removed unrecorded. Returns false on a
-/// conflict (read again).
-pub async fn clear_approval(
-    client: &Client,
-    run: &SyncRun,
-    written: Option<&SyncRun>,
-) -> Result<bool, kube::Error> {
-    let Some(version) = clear_at(run, written) else {
-        return Ok(false);
-    };
-    let api: Api<SyncRun> = Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
-    let patch = json!({"metadata": {
-        "resourceVersion": version,
-        "annotations": {
-            annotations::APPROVE: null,
-            annotations::APPROVED_BY: null,
-            annotations::APPROVED_BY_GROUPS: null,
-        }
-    }});
-    match api
-        .patch(
-            &run.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// The resourceVersion to clear an approval at: the status write's when it still
-/// carries the approval as read (a status write bumps the version, so the version
-/// read would always conflict), none when the approval changed in between.
-fn clear_at(read: &SyncRun, written: Option<&SyncRun>) -> Option<String> {
-    let Some(written) = written else {
-        return read.resource_version();
-    };
-    let keys = [
-        annotations::APPROVE,
-        annotations::APPROVED_BY,
-        annotations::APPROVED_BY_GROUPS,
-    ];
-    keys.iter()
-        .all(|k| read.annotations().get(*k) == written.annotations().get(*k))
-        .then(|| written.resource_version())
-        .flatten()
-}
-
+/// Runs and statuses the governance tests share.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::governance::{ChangeWindow, WindowKind};
-    use crate::api::syncrun::{SyncRunSpec, Trigger};
+pub(crate) mod fixtures {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
 
-    fn run(annotations: &[(&str, &str)]) -> SyncRun {
+    use crate::api::syncrun::{ApprovalRecord, SyncRun, SyncRunSpec, SyncRunStatus, Trigger};
+
+    pub fn run(annotations: &[(&str, &str)]) -> SyncRun {
         let mut run = SyncRun::new(
             "r",
             SyncRunSpec {
@@ -552,11 +320,7 @@ mod tests {
         run
     }
 
-    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
-        windows::parse_time(s).unwrap()
-    }
-
-    fn approved_by(users: &[&str]) -> SyncRunStatus {
+    pub fn approved_by(users: &[&str]) -> SyncRunStatus {
         SyncRunStatus {
             plan_id: Some("p".into()),
             approvals: users
@@ -571,112 +335,11 @@ mod tests {
             ..Default::default()
         }
     }
+}
 
-    #[test]
-    fn apply_after_waits_until_its_time_and_a_malformed_one_is_said() {
-        let gov = Governance::default();
-        let now = at("2027-01-01T10:00:00Z");
-        let later = run(&[(annotations::APPLY_AFTER, "2027-01-01T12:00:00Z")]);
-        match gov.gate(&later, &approved_by(&["bob"]), now) {
-            Gate::Wait { until, .. } => assert_eq!(until, Some(at("2027-01-01T12:00:00Z"))),
-            Gate::Open { .. } => panic!("applied before apply-after"),
-        }
-        let past = run(&[(annotations::APPLY_AFTER, "2027-01-01T09:00:00Z")]);
-        assert!(matches!(
-            gov.gate(&past, &approved_by(&["bob"]), now),
-            Gate::Open { overridden: None }
-        ));
-        let bad = run(&[(annotations::APPLY_AFTER, &"x".repeat(10_000))]);
-        match gov.gate(&bad, &approved_by(&["bob"]), now) {
-            Gate::Wait { why, until: None } => {
-                assert!(why.starts_with("invalid gitops.fleetgate.dev/apply-after annotation"));
-                assert!(why.len() < 400, "the value is not echoed whole");
-            }
-            _ => panic!("a malformed apply-after was not reported"),
-        }
-    }
-
-    #[test]
-    fn an_override_needs_its_quorum_and_a_reason() {
-        let window = ChangeWindow {
-            kind: WindowKind::Deny,
-            schedule: "0 0 * * *".into(),
-            duration: "24h".into(),
-            time_zone: None,
-        };
-        let gov = Governance {
-            windows: vec![windows::compile("p", 0, &window).unwrap()],
-            override_approvals: 2,
-            ..Default::default()
-        };
-        let now = at("2027-01-01T10:00:00Z");
-        let overriding = run(&[(annotations::OVERRIDE_WINDOW, "INC-1")]);
-        match gov.gate(&overriding, &approved_by(&["bob"]), now) {
-            Gate::Wait { why, .. } => assert!(why.contains("needs 2 distinct approvals"), "{why}"),
-            Gate::Open { .. } => panic!("overridden with one approval"),
-        }
-        match gov.gate(&overriding, &approved_by(&["bob", "bob", "carol"]), now) {
-            Gate::Open {
-                overridden: Some(note),
-            } => assert!(note.ends_with("bob, carol: INC-1"), "{note}"),
-            _ => panic!("the override was not honoured"),
-        }
-        let no_reason = run(&[(annotations::OVERRIDE_WINDOW, "  ")]);
-        assert!(matches!(
-            gov.gate(&no_reason, &approved_by(&["bob", "carol"]), now),
-            Gate::Wait { .. }
-        ));
-    }
-
-    #[test]
-    fn a_scheduled_plan_needs_its_approvals_to_still_count() {
-        let approved_at = Timestamp::from_second(1_800_000_000).unwrap();
-        let mut status = approved_by(&["bob"]);
-        status.requires_approval = true;
-        let gov = Governance {
-            requirement: quorum::Requirement {
-                required: 1,
-                from_groups: vec![],
-                approval_expiry: Some(Duration::from_secs(7200)),
-            },
-            ..Default::default()
-        };
-        let soon = approved_at + Duration::from_secs(3600);
-        assert_eq!(gov.still_approved(&status, soon), Ok(()));
-        let later = approved_at + Duration::from_secs(3 * 86_400);
-        let stale = gov.still_approved(&status, later).unwrap_err();
-        assert!(stale.contains("0/1 approvals"), "{stale}");
-        // A quorum raised since the approval is needed too.
-        let raised = Governance {
-            requirement: quorum::Requirement {
-                required: 2,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        assert!(raised.still_approved(&status, soon).is_err());
-        // A plan approved by a policy needs no people.
-        status.requires_approval = false;
-        assert_eq!(gov.still_approved(&status, later), Ok(()));
-    }
-
-    #[test]
-    fn an_approval_is_cleared_at_the_version_its_status_write_returned() {
-        let mut read = run(&[
-            (annotations::APPROVE, "p"),
-            (annotations::APPROVED_BY, "bob"),
-        ]);
-        read.metadata.resource_version = Some("10".into());
-        assert_eq!(clear_at(&read, None).as_deref(), Some("10"));
-        let mut written = read.clone();
-        written.metadata.resource_version = Some("11".into());
-        assert_eq!(clear_at(&read, Some(&written)).as_deref(), Some("11"));
-        // Another approval arrived between the read and the status write: not cleared.
-        written
-            .annotations_mut()
-            .insert(annotations::APPROVED_BY.into(), "carol".into());
-        assert_eq!(clear_at(&read, Some(&written)), None);
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[tokio::test]
     async fn an_evaluation_waits_for_its_turn_and_fails_closed_past_its_budget() {
@@ -708,23 +371,6 @@ mod tests {
         assert!(matches!(gov.judge(facts()).await, Err(Error::Timeout(_))));
         drop(busy);
         assert_eq!(gov.judge(facts()).await.unwrap().warnings.len(), 1);
-    }
-
-    #[test]
-    fn a_new_plan_starts_from_zero_approvals() {
-        let mut status = approved_by(&["bob"]);
-        new_plan(&mut status, "p");
-        assert_eq!(
-            status.approvals.len(),
-            1,
-            "the same plan keeps its approvals"
-        );
-        new_plan(&mut status, "q");
-        new_plan(&mut status, "p");
-        assert!(
-            status.approvals.is_empty(),
-            "an old plan id revived its approvals"
-        );
     }
 
     #[test]
