@@ -2,6 +2,7 @@
 //! change to one of its SyncRuns, a change to an object it manages (possible drift), and
 //! the interval it asks for. Its deletion drops what the controller keeps for it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -43,13 +44,14 @@ pub fn controller(
 ) -> (Controller<GitopsRepository>, Deletions) {
     let (reader, writer) = reflector::store();
     let (deleted, deletions) = mpsc::unbounded_channel();
+    let mut known = Known::default();
     let changes = watcher(scoped::<GitopsRepository>(client, ns), shard.clone())
         .reflect(writer)
         .inspect_ok(move |event| {
-            if let watcher::Event::Delete(repo) = event {
+            for repo in known.gone(event) {
                 // The receiver lives as long as the controller; a send can only fail
                 // while the process stops.
-                let _ = deleted.send(ObjectRef::from_obj(repo));
+                let _ = deleted.send(repo);
             }
         })
         .applied_objects()
@@ -57,6 +59,52 @@ pub fn controller(
     let controller =
         Controller::for_stream(changes, reader).owns(scoped::<SyncRun>(client, ns), shard.clone());
     (controller, Deletions(deletions))
+}
+
+/// The repositories the watch has shown. A repository deleted while the watch
+/// reconnected with a fresh list (its resourceVersion too old) gets no Delete event: it
+/// is simply missing from the list, and is found gone when the list ends.
+#[derive(Default)]
+struct Known {
+    current: HashSet<ObjectRef<GitopsRepository>>,
+    /// What the list under way has shown so far.
+    listing: Option<HashSet<ObjectRef<GitopsRepository>>>,
+}
+
+impl Known {
+    /// The repositories `event` shows deleted.
+    fn gone(
+        &mut self,
+        event: &watcher::Event<GitopsRepository>,
+    ) -> Vec<ObjectRef<GitopsRepository>> {
+        match event {
+            watcher::Event::Apply(repo) => {
+                self.current.insert(ObjectRef::from_obj(repo));
+                Vec::new()
+            }
+            watcher::Event::Delete(repo) => {
+                let repo = ObjectRef::from_obj(repo);
+                self.current.remove(&repo);
+                vec![repo]
+            }
+            watcher::Event::Init => {
+                self.listing = Some(HashSet::new());
+                Vec::new()
+            }
+            watcher::Event::InitApply(repo) => {
+                self.listing
+                    .get_or_insert_with(HashSet::new)
+                    .insert(ObjectRef::from_obj(repo));
+                Vec::new()
+            }
+            watcher::Event::InitDone => {
+                let listed = self.listing.take().unwrap_or_default();
+                let gone = self.current.difference(&listed).cloned().collect();
+                self.current = listed;
+                gone
+            }
+        }
+    }
 }
 
 /// Hashes everything of a repository but its status (and resourceVersion).
@@ -106,6 +154,50 @@ mod tests {
             "spec": {"url": "https://example.com/fleet.git", "ref": {"branch": "main"}},
         }))
         .unwrap()
+    }
+
+    fn named(name: &str) -> GitopsRepository {
+        let mut repo = repository();
+        repo.metadata.name = Some(name.into());
+        repo
+    }
+
+    #[test]
+    fn a_repository_missing_from_a_fresh_list_is_gone() {
+        use watcher::Event;
+        let mut known = Known::default();
+        let gone = |known: &mut Known, events: Vec<Event<GitopsRepository>>| {
+            let mut names: Vec<String> = events
+                .iter()
+                .flat_map(|e| known.gone(e))
+                .map(|r| r.name)
+                .collect();
+            names.sort();
+            names
+        };
+        let first = vec![
+            Event::Init,
+            Event::InitApply(named("a")),
+            Event::InitApply(named("b")),
+            Event::InitApply(named("c")),
+            Event::InitDone,
+        ];
+        assert!(
+            gone(&mut known, first).is_empty(),
+            "the first list deletes nothing"
+        );
+        let watched = vec![Event::Apply(named("d")), Event::Delete(named("a"))];
+        assert_eq!(gone(&mut known, watched), ["a"]);
+        // The watch reconnects with a fresh list: b and d were deleted meanwhile.
+        let relisted = vec![
+            Event::Init,
+            Event::InitApply(named("c")),
+            Event::InitApply(named("e")),
+            Event::InitDone,
+        ];
+        assert_eq!(gone(&mut known, relisted), ["b", "d"]);
+        let again = vec![Event::Init, Event::InitApply(named("c")), Event::InitDone];
+        assert_eq!(gone(&mut known, again), ["e"]);
     }
 
     #[test]
