@@ -13,7 +13,7 @@ use fleetgate::api::syncrun::Phase;
 use fleetgate::api::{GitopsRepository, annotations};
 use hyper::Method;
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::gitea::Gitea;
 use support::operator::*;
@@ -56,28 +56,30 @@ async fn status_of(
     })
 }
 
-/// fleetgate's preview comments on pull request `number`: (id, body).
-async fn previews(gitea: &Gitea, repo: &str, number: u64) -> Vec<(u64, String)> {
+/// Every comment on pull request `number` (Gitea lists them whole): (id, body).
+async fn comments(gitea: &Gitea, repo: &str, number: u64) -> Vec<(u64, String)> {
+    let path = format!("/repos/{repo}/issues/{number}/comments");
     let comments = gitea
-        .api(
-            Method::GET,
-            &format!("/repos/{repo}/issues/{number}/comments"),
-            None,
-        )
+        .api(Method::GET, &path, None)
         .await
         .unwrap_or(Value::Null);
+    let comments = comments.as_array().cloned().unwrap_or_default();
     comments
-        .as_array()
-        .map(|all| {
-            all.iter()
-                .filter_map(|c| {
-                    let body = c["body"].as_str()?;
-                    body.starts_with("<!-- fleetgate-preview")
-                        .then(|| (c["id"].as_u64().unwrap_or_default(), body.to_owned()))
-                })
-                .collect()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_u64().unwrap_or_default(),
+                c["body"].as_str().unwrap_or_default().to_owned(),
+            )
         })
-        .unwrap_or_default()
+        .collect()
+}
+
+/// fleetgate's preview comments on pull request `number`: (id, body).
+async fn previews(gitea: &Gitea, repo: &str, number: u64) -> Vec<(u64, String)> {
+    let mut all = comments(gitea, repo, number).await;
+    all.retain(|(_, body)| body.starts_with("<!-- fleetgate-preview"));
+    all
 }
 
 async fn preview_of(gitea: &Gitea, repo: &str, number: u64, head: &str) -> (u64, String) {
@@ -142,13 +144,14 @@ async fn pull_requests_get_plan_previews_and_commits_get_statuses_on_gitea() {
         ],
         &[("SSL_CERT_FILE", gitea.cert.to_str().unwrap())],
     );
-    // Gitea signs its push webhook with the shared secret (X-Gitea-Signature).
+    // Gitea signs its webhook with the shared secret (X-Gitea-Signature); pull-request
+    // events make an opened pull request's preview come at once, as pushes do.
     gitea
         .ok(
             Method::POST,
             &format!("/repos/{repo}/hooks"),
             Some(json!({
-                "type": "gitea", "active": true, "events": ["push"],
+                "type": "gitea", "active": true, "events": ["push", "pull_request"],
                 "config": {
                     "url": format!("http://{receiver}/hook/{}/fleet", ns.name),
                     "content_type": "json", "secret": "hook-s3cret",
@@ -272,6 +275,48 @@ async fn pull_requests_get_plan_previews_and_commits_get_statuses_on_gitea() {
     assert!(text.contains("is invalid"), "{text}");
     assert!(text.contains("fleet.yaml:"), "{text}");
     assert!(text.contains("did you mean `edge-cdn`?"), "{text}");
+
+    // More open pull requests than one page of the API lists: opened while previews
+    // were off, they are all previewed by the rounds after they are turned on.
+    let repositories: Api<GitopsRepository> = Api::namespaced(ns.client.clone(), &ns.name);
+    let previews_on = |on: bool| {
+        let repositories = repositories.clone();
+        async move {
+            let patch = json!({"spec": {"forge": {"pullRequestPreviews": on}}});
+            repositories
+                .patch("fleet", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    };
+    previews_on(false).await;
+    let many: Vec<String> = (0..55).map(|n| format!("many-{n}")).collect();
+    clone.push_branches("resize", &many);
+    let mut numbers = Vec::new();
+    for branch in &many {
+        numbers.push(pull_request(&gitea, &repo, branch, branch).await);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(previews(&gitea, &repo, numbers[0]).await.is_empty());
+    previews_on(true).await;
+    // Three pushes in a row, three webhooks: one round at a time, one comment each.
+    for n in 0..3 {
+        clone.push_branches("resize", &[format!("nudge-{n}")]);
+    }
+    support::eventually(
+        "a preview on each of 57 open pull requests",
+        Duration::from_secs(120),
+        || async {
+            for number in &numbers {
+                previews(&gitea, &repo, *number).await.first()?;
+            }
+            Some(())
+        },
+    )
+    .await;
+    for number in &numbers {
+        assert_eq!(previews(&gitea, &repo, *number).await.len(), 1, "#{number}");
+    }
     // Previews never create a SyncRun.
     let runs: Api<fleetgate::api::SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
     assert_eq!(runs.list(&Default::default()).await.unwrap().items.len(), 1);

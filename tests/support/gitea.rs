@@ -358,6 +358,19 @@ impl Clone {
         run(&self.work, &git, &["rev-parse", "HEAD"])
     }
 
+    /// Pushes new branches `names`, each at the remote's `from`, in one push.
+    pub fn push_branches(&self, from: &str, names: &[String]) {
+        let git = PathBuf::from("git");
+        run(&self.work, &git, &["fetch", "-q", "origin"]);
+        let refspecs: Vec<String> = names
+            .iter()
+            .map(|name| format!("origin/{from}:refs/heads/{name}"))
+            .collect();
+        let mut args = vec!["push", "-q", "origin"];
+        args.extend(refspecs.iter().map(String::as_str));
+        run(&self.work, &git, &args);
+    }
+
     /// Moves the working copy to `branch` as the remote has it.
     pub fn checkout(&self, branch: &str) {
         let git = PathBuf::from("git");

@@ -2,10 +2,12 @@
 //! differ in paths, auth header and field names, not in what fleetgate asks of them.
 //! Every call has a time limit.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use hyper::Method;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::ForgeError;
@@ -14,8 +16,11 @@ use crate::controller::outbound::Http;
 
 /// Time limit of one API call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
-/// Pull requests and comments read per page; one page is enough for a preview's needs.
+/// Pull requests and comments asked for per page (Gitea's default maximum).
 const PAGE: usize = 50;
+/// Most pages read of one listing: 1,000 open pull requests, or the first 1,000 comments
+/// of one, looked through for the preview.
+pub const MAX_PAGES: usize = 20;
 
 /// A commit status's state, in fleetgate's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -181,36 +186,37 @@ impl ForgeClient {
         match self.provider {
             ForgeProvider::GitLab => {
                 let url = format!(
-                    "{}/merge_requests?state=opened&target_branch={branch_q}&per_page={PAGE}",
+                    "{}/merge_requests?state=opened&target_branch={branch_q}",
                     self.repo()
                 );
-                let merges: Vec<Merge> = decode(self.call(Method::GET, &url, None).await?)?;
-                Ok(merges
-                    .into_iter()
-                    .map(|m| PullRequest {
+                let mut open = Vec::new();
+                self.each_page(Listing::Paged(&url), |merges: Vec<Merge>| {
+                    open.extend(merges.into_iter().map(|m| PullRequest {
                         number: m.iid,
                         head_sha: m.sha,
-                    })
-                    .collect())
+                    }));
+                    ControlFlow::Continue(())
+                })
+                .await?;
+                Ok(open)
             }
             _ => {
-                let limit = match self.provider {
-                    ForgeProvider::Gitea => "limit",
-                    _ => "per_page",
-                };
-                let url = format!(
-                    "{}/pulls?state=open&base={branch_q}&{limit}={PAGE}",
-                    self.repo()
-                );
-                let pulls: Vec<Pull> = decode(self.call(Method::GET, &url, None).await?)?;
-                Ok(pulls
-                    .into_iter()
-                    .filter(|p| p.base.branch == branch)
-                    .map(|p| PullRequest {
-                        number: p.number,
-                        head_sha: p.head.sha,
-                    })
-                    .collect())
+                let url = format!("{}/pulls?state=open&base={branch_q}", self.repo());
+                let mut open = Vec::new();
+                self.each_page(Listing::Paged(&url), |pulls: Vec<Pull>| {
+                    open.extend(
+                        pulls
+                            .into_iter()
+                            .filter(|p| p.base.branch == branch)
+                            .map(|p| PullRequest {
+                                number: p.number,
+                                head_sha: p.head.sha,
+                            }),
+                    );
+                    ControlFlow::Continue(())
+                })
+                .await?;
+                Ok(open)
             }
         }
     }
@@ -222,26 +228,88 @@ impl ForgeClient {
         }
     }
 
-    /// The pull request's comments (the first page).
-    pub async fn comments(&self, number: u64) -> Result<Vec<Comment>, ForgeError> {
+    /// The first comment on the pull request that `wanted` accepts, looked for page by
+    /// page (a busy pull request has more comments than one page holds).
+    pub async fn find_comment(
+        &self,
+        number: u64,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Option<Comment>, ForgeError> {
         #[derive(Deserialize)]
         struct Raw {
             id: u64,
             body: String,
         }
+        let mut found = None;
+        let url = self.comments_url(number);
+        // Gitea lists one pull request's comments whole: it has no pages to ask for.
+        let url = match self.provider {
+            ForgeProvider::Gitea => Listing::Whole(&url),
+            _ => Listing::Paged(&url),
+        };
+        self.each_page(url, |comments: Vec<Raw>| {
+            found = comments
+                .into_iter()
+                .find(|c| wanted(&c.body))
+                .map(|c| Comment {
+                    id: c.id,
+                    body: c.body,
+                });
+            match found {
+                Some(_) => ControlFlow::Break(()),
+                None => ControlFlow::Continue(()),
+            }
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// Reads a listing page by page, each given to `visit`, until a page shows it is the
+    /// last, `visit` has what it needs, or [`MAX_PAGES`] were read.
+    async fn each_page<T: DeserializeOwned>(
+        &self,
+        listing: Listing<'_>,
+        mut visit: impl FnMut(Vec<T>) -> ControlFlow<()>,
+    ) -> Result<(), ForgeError> {
+        let url = match listing {
+            Listing::Whole(url) => {
+                let items: Vec<T> = decode(self.call(Method::GET, url, None).await?)?;
+                let _ = visit(items);
+                return Ok(());
+            }
+            Listing::Paged(url) => url,
+        };
         let limit = match self.provider {
             ForgeProvider::Gitea => "limit",
             _ => "per_page",
         };
-        let url = format!("{}?{limit}={PAGE}", self.comments_url(number));
-        let raw: Vec<Raw> = decode(self.call(Method::GET, &url, None).await?)?;
-        Ok(raw
-            .into_iter()
-            .map(|c| Comment {
-                id: c.id,
-                body: c.body,
-            })
-            .collect())
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let mut first_len = None;
+        for page in 1..=MAX_PAGES {
+            let url = format!("{url}{separator}{limit}={PAGE}&page={page}");
+            let items: Vec<T> = decode(self.call(Method::GET, &url, None).await?)?;
+            let len = items.len();
+            let full = *first_len.get_or_insert(len);
+            if visit(items).is_break() || self.is_last_page(len, full) {
+                return Ok(());
+            }
+        }
+        tracing::warn!(
+            url,
+            pages = MAX_PAGES,
+            "listing cut after {MAX_PAGES} pages of {PAGE}"
+        );
+        Ok(())
+    }
+
+    /// Whether a page of `len` items is the last. GitHub and GitLab give the page size
+    /// asked for; a Gitea may give fewer (its MAX_RESPONSE_ITEMS), so there only an
+    /// empty page or one shorter than the first ends the listing.
+    fn is_last_page(&self, len: usize, first_len: usize) -> bool {
+        match self.provider {
+            ForgeProvider::Gitea => len == 0 || len < first_len,
+            _ => len < PAGE,
+        }
     }
 
     /// Posts a new comment on the pull request.
@@ -288,6 +356,12 @@ impl ForgeClient {
             .decode(compact)
             .map_err(|e| ForgeError::Decode(format!("{path}: {e}")))
     }
+}
+
+/// A listing's URL, and whether the host serves it in pages.
+enum Listing<'a> {
+    Paged(&'a str),
+    Whole(&'a str),
 }
 
 fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ForgeError> {

@@ -34,6 +34,10 @@ pub struct Previews {
     max_fleet_objects: usize,
     last_run: Mutex<HashMap<String, Instant>>,
     posted: Mutex<HashMap<(String, u64), String>>,
+    /// Repositories with a round under way, and the repository as last seen when
+    /// another round was asked for meanwhile: one round at a time per repository, so
+    /// that a burst of webhooks never posts a comment twice.
+    running: Turns<Arc<GitopsRepository>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -47,6 +51,7 @@ impl Previews {
             max_fleet_objects,
             last_run: Mutex::default(),
             posted: Mutex::default(),
+            running: Turns::default(),
         }
     }
 
@@ -80,13 +85,90 @@ pub fn maybe_start(forge: Arc<Forge>, repo: Arc<GitopsRepository>, now: bool) {
         }
         last.insert(key.clone(), Instant::now());
     }
+    if !forge.previews.running.begin(&key, repo.clone()) {
+        return;
+    }
     tokio::spawn(async move {
-        let outcome = round(&forge, &repo).await;
-        if let Err(e) = &outcome {
-            warn!(repository = %key, error = %e, "pull-request previews failed; retried at the next interval");
+        let mut rounds = Running {
+            forge: forge.clone(),
+            key: key.clone(),
+            ended: false,
+        };
+        let mut repo = repo;
+        loop {
+            let outcome = round(&forge, &repo).await;
+            if let Err(e) = &outcome {
+                warn!(repository = %key, error = %e, "pull-request previews failed; retried at the next interval");
+            }
+            forge.report(&key, &outcome);
+            match rounds.next() {
+                Some(again) => repo = again,
+                None => break,
+            }
         }
-        forge.report(&key, &outcome);
     });
+}
+
+/// One round at a time per key. Asking while a round is under way queues one more,
+/// with the latest value asked with.
+struct Turns<T>(Mutex<HashMap<String, Option<T>>>);
+
+impl<T> Default for Turns<T> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<T> Turns<T> {
+    /// Whether the caller starts a round for `key` now; otherwise one more is queued.
+    fn begin(&self, key: &str, value: T) -> bool {
+        let mut turns = lock(&self.0);
+        match turns.get_mut(key) {
+            Some(queued) => {
+                *queued = Some(value);
+                false
+            }
+            None => {
+                turns.insert(key.to_owned(), None);
+                true
+            }
+        }
+    }
+
+    /// What to run the next round with, if one was queued; else ends the turn, under
+    /// the same lock, so that no request falls in between.
+    fn next(&self, key: &str) -> Option<T> {
+        let mut turns = lock(&self.0);
+        if let Some(queued) = turns.get_mut(key).and_then(Option::take) {
+            return Some(queued);
+        }
+        turns.remove(key);
+        None
+    }
+}
+
+/// The rounds under way for one repository. Dropped before [`Running::next`] ended them
+/// (a round that panicked), it ends the repository's turn.
+struct Running {
+    forge: Arc<Forge>,
+    key: String,
+    ended: bool,
+}
+
+impl Running {
+    fn next(&mut self) -> Option<Arc<GitopsRepository>> {
+        let next = self.forge.previews.running.next(&self.key);
+        self.ended = next.is_none();
+        next
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.ended {
+            lock(&self.forge.previews.running.0).remove(&self.key);
+        }
+    }
 }
 
 async fn round(forge: &Forge, repo: &GitopsRepository) -> Result<(), ForgeError> {
@@ -130,10 +212,8 @@ async fn preview_one(
 ) -> Result<(), ForgeError> {
     let mine = format!("{MARKER} context={context} ");
     let existing = client
-        .comments(pr.number)
-        .await?
-        .into_iter()
-        .find(|c| c.body.starts_with(&mine));
+        .find_comment(pr.number, |body| body.starts_with(&mine))
+        .await?;
     // Already posted for this head (before a restart, or by another replica).
     if existing
         .as_ref()
@@ -254,4 +334,23 @@ fn cut(text: &str) -> String {
         "{}\n... (cut; `kubectl fleet plan` shows it all)",
         &text[..end]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_round_at_a_time_and_a_request_meanwhile_is_run_after() {
+        let turns = Turns::default();
+        assert!(turns.begin("a", 1));
+        assert!(!turns.begin("a", 2), "a round is under way");
+        assert!(!turns.begin("a", 3));
+        assert!(turns.begin("b", 1), "another repository has its own turn");
+        assert_eq!(turns.next("a"), Some(3), "the latest request, once");
+        assert_eq!(turns.next("a"), None, "nothing more: the turn ends");
+        assert!(turns.begin("a", 4), "a new turn");
+        assert_eq!(turns.next("a"), None);
+        assert_eq!(turns.next("b"), None);
+    }
 }
