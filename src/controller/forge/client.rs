@@ -183,13 +183,13 @@ impl ForgeClient {
             sha: String,
         }
         let branch_q = percent(branch);
+        let mut open = Vec::new();
         match self.provider {
             ForgeProvider::GitLab => {
                 let url = format!(
                     "{}/merge_requests?state=opened&target_branch={branch_q}",
                     self.repo()
                 );
-                let mut open = Vec::new();
                 self.each_page(Listing::Paged(&url), |merges: Vec<Merge>| {
                     open.extend(merges.into_iter().map(|m| PullRequest {
                         number: m.iid,
@@ -198,11 +198,9 @@ impl ForgeClient {
                     ControlFlow::Continue(())
                 })
                 .await?;
-                Ok(open)
             }
             _ => {
                 let url = format!("{}/pulls?state=open&base={branch_q}", self.repo());
-                let mut open = Vec::new();
                 self.each_page(Listing::Paged(&url), |pulls: Vec<Pull>| {
                     open.extend(
                         pulls
@@ -216,9 +214,13 @@ impl ForgeClient {
                     ControlFlow::Continue(())
                 })
                 .await?;
-                Ok(open)
             }
         }
+        // Pages shift when a pull request closes between two reads, and a host may repeat
+        // one: each pull request is previewed once per round.
+        let mut seen = std::collections::HashSet::new();
+        open.retain(|pr| seen.insert(pr.number));
+        Ok(open)
     }
 
     fn comments_url(&self, number: u64) -> String {
