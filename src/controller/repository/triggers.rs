@@ -188,10 +188,13 @@ mod tests {
         );
         let watched = vec![Event::Apply(named("d")), Event::Delete(named("a"))];
         assert_eq!(gone(&mut known, watched), ["a"]);
-        // The watch reconnects with a fresh list: b and d were deleted meanwhile.
+        // The watch reconnects with a fresh list: b and d were deleted meanwhile, and c
+        // changed (another resourceVersion is the same repository).
+        let mut c = named("c");
+        c.metadata.resource_version = Some("9".into());
         let relisted = vec![
             Event::Init,
-            Event::InitApply(named("c")),
+            Event::InitApply(c),
             Event::InitApply(named("e")),
             Event::InitDone,
         ];
