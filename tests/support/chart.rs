@@ -88,50 +88,55 @@ pub struct Installed {
 
 /// Holds off every install (and so every admission policy) while it lives. The API
 /// server drops an uninstalled policy only when its informer sees the deletion, so this
-/// waits until an approval is no longer stamped with who approved: a test run right after
-/// another test's uninstall would otherwise still find the policies in force.
+/// waits until approvals are no longer stamped or guarded: a test run right after another
+/// test's uninstall would otherwise still find the policies in force.
 pub async fn no_install() -> tokio::sync::MutexGuard<'static, ()> {
     let one = ONE_INSTALL.lock().await;
     let admin = super::env().client().await;
     super::install_crds(&admin, &fleetgate::api::crds()).await;
-    let runs = Api::<SyncRun>::namespaced(admin, "default");
-    super::eventually(
-        "the uninstalled admission policies to be out of force",
-        std::time::Duration::from_secs(30),
-        || {
-            let runs = runs.clone();
-            async move { (!approval_is_stamped(&runs).await).then_some(()) }
-        },
-    )
-    .await;
+    wait_for_approval_policies(admin, false).await;
     one
 }
 
-/// Whether a dry-run approval comes back stamped (or refused) by the chart's policies.
-async fn approval_is_stamped(runs: &Api<SyncRun>) -> bool {
+/// Waits until the chart's approval policies are in force (`true`) or out of force: an
+/// approval stamped with who approved, and an approved-by set by hand refused. Both are
+/// dry runs by the admin, whom the policies treat as anyone else.
+async fn wait_for_approval_policies(admin: Client, in_force: bool) {
+    let runs = Api::<SyncRun>::namespaced(admin, "default");
+    let what = if in_force {
+        "the chart's approval policies to be in force"
+    } else {
+        "the uninstalled approval policies to be out of force"
+    };
+    super::eventually(what, std::time::Duration::from_secs(30), || {
+        let runs = runs.clone();
+        async move {
+            let stamped = dry_run_approval(&runs, annotations::APPROVE, "probe")
+                .await
+                .is_ok_and(|run| run.annotations().contains_key(annotations::APPROVED_BY));
+            let guarded = dry_run_approval(&runs, annotations::APPROVED_BY, "mallory")
+                .await
+                .is_err();
+            (stamped == in_force && guarded == in_force).then_some(())
+        }
+    })
+    .await;
+}
+
+/// A SyncRun carrying one annotation, created as a dry run.
+async fn dry_run_approval(runs: &Api<SyncRun>, key: &str, value: &str) -> kube::Result<SyncRun> {
     let probe: SyncRun = serde_json::from_value(json!({
         "apiVersion": "gitops.fleetgate.dev/v1alpha1",
         "kind": "SyncRun",
-        "metadata": {
-            "generateName": "policy-probe-",
-            "annotations": {annotations::APPROVE: "probe"},
-        },
+        "metadata": {"generateName": "policy-probe-", "annotations": {key: value}},
         "spec": {"repository": "probe", "revision": "0".repeat(40), "trigger": "Manual"},
     }))
     .unwrap();
-    match runs
-        .create(
-            &PostParams {
-                dry_run: true,
-                ..Default::default()
-            },
-            &probe,
-        )
-        .await
-    {
-        Ok(created) => created.annotations().contains_key(annotations::APPROVED_BY),
-        Err(_) => true,
-    }
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    runs.create(&dry_run, &probe).await
 }
 
 impl Installed {
@@ -144,6 +149,7 @@ impl Installed {
         let system = env.namespace("fleetgate-system").await;
         let names: Vec<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
         helm_install(&system.name, &names);
+        wait_for_approval_policies(admin.clone(), true).await;
         let dir = tempfile::tempdir().unwrap();
         let sa = service_account_kubeconfig(&admin, &system.name, "fleetgate", dir.path()).await;
         let mut args = vec!["--lease-namespace", &system.name];
