@@ -17,7 +17,7 @@ use serde_json::json;
 use super::{announce_run, apply_and_tell, create_run, sequence};
 use crate::api::repository::DeletionPolicy;
 use crate::api::syncrun::{Phase, Trigger};
-use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun, now, set_condition};
+use crate::api::{GitopsRepository, Kstatus, REPOSITORY_LABEL, SyncRun, now};
 use crate::controller::context::Context;
 use crate::controller::error::Result;
 
@@ -98,35 +98,14 @@ pub async fn reconcile(ctx: &Context, repo: &GitopsRepository) -> Result<Option<
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    let ts = now();
-    let generation = repo.meta().generation;
-    set_condition(
-        &mut conditions,
-        "Ready",
+    Kstatus {
         ready,
+        reconciling: reason == "Deleting",
+        stalled: reason == "DeletionBlocked",
         reason,
-        &message,
-        generation,
-        &ts,
-    );
-    set_condition(
-        &mut conditions,
-        "Reconciling",
-        reason == "Deleting",
-        reason,
-        &message,
-        generation,
-        &ts,
-    );
-    set_condition(
-        &mut conditions,
-        "Stalled",
-        reason == "DeletionBlocked",
-        reason,
-        &message,
-        generation,
-        &ts,
-    );
+        message: &message,
+    }
+    .set(&mut conditions, repo.meta().generation, &now());
     apply_and_tell(ctx, repo, &json!({"conditions": conditions})).await?;
     Ok(Some(Action::await_change()))
 }
