@@ -96,7 +96,7 @@ pub fn maybe_start(forge: Arc<Forge>, repo: Arc<GitopsRepository>, now: bool) {
         };
         let mut repo = repo;
         loop {
-            let outcome = round(&forge, &repo).await;
+            let outcome = round(&forge, &repo, &key).await;
             if let Err(e) = &outcome {
                 warn!(repository = %key, error = %e, "pull-request previews failed; retried at the next interval");
             }
@@ -145,6 +145,11 @@ impl<T> Turns<T> {
         turns.remove(key);
         None
     }
+
+    /// Ends the turn of `key` whatever was queued (its round stopped short).
+    fn end(&self, key: &str) {
+        lock(&self.0).remove(key);
+    }
 }
 
 /// The rounds under way for one repository. Dropped before [`Running::next`] ended them
@@ -166,12 +171,12 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         if !self.ended {
-            lock(&self.forge.previews.running.0).remove(&self.key);
+            self.forge.previews.running.end(&self.key);
         }
     }
 }
 
-async fn round(forge: &Forge, repo: &GitopsRepository) -> Result<(), ForgeError> {
+async fn round(forge: &Forge, repo: &GitopsRepository, key: &str) -> Result<(), ForgeError> {
     let Some(spec) = repo.spec.forge.as_ref() else {
         return Ok(());
     };
@@ -180,20 +185,15 @@ async fn round(forge: &Forge, repo: &GitopsRepository) -> Result<(), ForgeError>
     };
     let client = forge.client_for(repo, spec).await?;
     let context = forge.context(repo, spec);
-    let key = format!(
-        "{}/{}",
-        repo.namespace().unwrap_or_default(),
-        repo.name_any()
-    );
     for pr in client.open_pull_requests(branch).await? {
         let seen = lock(&forge.previews.posted)
-            .get(&(key.clone(), pr.number))
+            .get(&(key.to_owned(), pr.number))
             .cloned();
         if seen.as_deref() == Some(pr.head_sha.as_str()) {
             continue;
         }
         preview_one(&forge.previews, repo, &client, &context, &pr).await?;
-        lock(&forge.previews.posted).insert((key.clone(), pr.number), pr.head_sha.clone());
+        lock(&forge.previews.posted).insert((key.to_owned(), pr.number), pr.head_sha.clone());
     }
     Ok(())
 }

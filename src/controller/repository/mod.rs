@@ -14,8 +14,7 @@ use tracing::instrument;
 
 use super::context::{Context, object_key};
 use super::drift;
-use super::error::parse_duration;
-use super::error::{Error, Result};
+use super::error::{Error, Result, parse_duration};
 use super::gitsource;
 use crate::api::repository::GitopsRepositoryStatus;
 use crate::api::syncrun::Phase;
