@@ -62,8 +62,22 @@ pub struct Args {
     /// before it is planned: the watch caches hold every object, so one tenant's fleet
     /// could otherwise take the controller past its memory limit. 25,000 fits the chart's
     /// 512 MiB with room for other tenants; raise both together.
-    #[arg(long, default_value_t = 25_000)]
+    #[arg(long, default_value_t = crate::fleet::bounds::DEFAULT_MAX_OBJECTS)]
     max_fleet_objects: usize,
+    /// The most MiB of desired state one repository's fleet may resolve to, as stored
+    /// (every object's JSON: a template's modules count once per node that inherits
+    /// them). A larger fleet fails its run with reason `FleetTooLarge`, located at the
+    /// object that crossed the bound. Stored plans are bounded at four times this.
+    #[arg(long, default_value_t = 16)]
+    max_fleet_mib: u64,
+    /// Plannings at once over all repositories: each holds a fleet's desired state and
+    /// plan in memory.
+    #[arg(long, default_value_t = 4)]
+    max_concurrent_plannings: usize,
+    /// Plannings at once for the repositories of one namespace, so that one tenant's
+    /// syncs cannot take every planning slot.
+    #[arg(long, default_value_t = 2)]
+    max_concurrent_plannings_per_namespace: usize,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
@@ -155,7 +169,12 @@ pub fn run(args: Args) -> ExitCode {
                 },
             },
             apply_concurrency: args.apply_concurrency,
-            max_fleet_objects: args.max_fleet_objects,
+            fleet_limits: crate::fleet::Limits::new(
+                args.max_fleet_objects,
+                args.max_fleet_mib.saturating_mul(MIB),
+            ),
+            max_concurrent_plannings: args.max_concurrent_plannings,
+            max_concurrent_plannings_per_namespace: args.max_concurrent_plannings_per_namespace,
             allow_unverified_approvals: args.allow_unverified_approvals,
             cluster_name: args.cluster_name,
             watch_label_selector: args.watch_label_selector.filter(|s| !s.trim().is_empty()),

@@ -25,8 +25,13 @@ pub struct Settings {
     pub git: GitSettings,
     /// How many independent actions of one level are applied at once.
     pub apply_concurrency: usize,
-    /// The most objects one repository's fleet may declare (`FleetTooLarge` beyond).
-    pub max_fleet_objects: usize,
+    /// What one repository's fleet may declare and resolve to (`FleetTooLarge` beyond):
+    /// objects, bytes, modules and metadata.
+    pub fleet_limits: crate::fleet::Limits,
+    /// Plannings at once over all repositories, and for the repositories of one
+    /// namespace.
+    pub max_concurrent_plannings: usize,
+    pub max_concurrent_plannings_per_namespace: usize,
     /// Accept an approval that carries no gitops.fleetgate.dev/approved-by (clusters
     /// without the chart's admission policies); it is recorded as unverified.
     pub allow_unverified_approvals: bool,
@@ -35,6 +40,15 @@ pub struct Settings {
     /// Only GitopsRepositories and SyncRuns with matching labels are reconciled (one
     /// shard of several controllers); all when None.
     pub watch_label_selector: Option<String>,
+}
+
+impl Settings {
+    /// The most JSON one stored plan or desired state may take: a plan carries the
+    /// desired specs and the fields that change (old and new), so four times the
+    /// desired state's bound.
+    pub fn max_stored_bytes(&self) -> u64 {
+        self.fleet_limits.max_bytes.saturating_mul(4)
+    }
 }
 
 pub struct Context {
@@ -49,6 +63,8 @@ pub struct Context {
     pub notifier: Arc<Notifier>,
     /// Commit statuses and pull-request previews on the git hosts.
     pub forge: Arc<super::forge::Forge>,
+    /// Plannings under way: a few at once, shared fairly between namespaces.
+    pub plannings: super::slots::Slots,
     /// Which SyncRun is applying for each repository (`namespace/name`): at most one.
     applying: Mutex<HashMap<String, String>>,
     /// Consecutive failed reconciles per object, for exponential backoff.
@@ -73,8 +89,12 @@ impl Context {
             client,
             fleet,
             git: GitWork::new(settings.git.clone(), metrics.clone()),
+            desired: DesiredCache::new(settings.max_stored_bytes()),
+            plannings: super::slots::Slots::new(
+                settings.max_concurrent_plannings,
+                settings.max_concurrent_plannings_per_namespace,
+            ),
             settings,
-            desired: DesiredCache::default(),
             notifier: Arc::new(notifier),
             forge: Arc::new(forge),
             metrics,

@@ -18,6 +18,10 @@ pub enum Error {
         "stored content of {run} was changed after it was recorded: {message}; nothing is applied"
     )]
     PlanTampered { run: String, message: String },
+    #[error(
+        "the {what} serializes to more than {max} bytes, more than this controller stores for one run (four times --max-fleet-mib); nothing was changed"
+    )]
+    TooLarge { what: String, max: u64 },
     #[error("{0} did not become ready")]
     CacheNotReady(String),
     #[error("git operation panicked or was cancelled: {0}")]
@@ -36,6 +40,7 @@ impl Error {
             Error::InvalidSpec { .. } => "InvalidSpec",
             Error::PlanStore { .. } => "PlanStoreError",
             Error::PlanTampered { .. } => "PlanTampered",
+            Error::TooLarge { .. } => "FleetTooLarge",
             Error::CacheNotReady(_) => "CacheNotReady",
             Error::Task(_) => "TaskFailed",
             Error::Panicked(_) => "Panicked",
@@ -67,6 +72,7 @@ impl Error {
             "InvalidSpec",
             "PlanStoreError",
             "PlanTampered",
+            "FleetTooLarge",
             "CacheNotReady",
             "TaskFailed",
             "Panicked",

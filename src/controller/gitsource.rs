@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
 use super::error::{Error, Result, parse_duration};
 use super::metrics::{GitLabels, Metrics};
+use super::slots::{Permit, Slots};
 use crate::api::GitopsRepository;
 use crate::source::policy::UrlPolicy;
 use crate::source::{self, Credentials, GitRef, Limits, Remote};
@@ -58,8 +58,8 @@ pub struct GitWork {
     /// Serializes git work on one cache folder: libgit2 refuses concurrent fetches into
     /// the same repository, and a cache is never deleted under a fetch.
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
-    global: Arc<Semaphore>,
-    namespaces: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Git operations at once, over all and per namespace.
+    slots: Slots,
 }
 
 /// Locks a std mutex whose data stays consistent even if a holder panicked.
@@ -70,11 +70,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl GitWork {
     pub fn new(settings: GitSettings, metrics: Arc<Metrics>) -> Self {
         Self {
-            global: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
+            slots: Slots::new(
+                settings.max_concurrent,
+                settings.max_concurrent_per_namespace,
+            ),
             settings,
             metrics,
             locks: Mutex::default(),
-            namespaces: Mutex::default(),
         }
     }
 
@@ -99,19 +101,8 @@ impl GitWork {
 
     /// A slot of the namespace, then one of the whole controller. Held by the blocking
     /// task itself, so that work libgit2 is still doing after a timeout keeps its slot.
-    async fn slots(&self, namespace: &str) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
-        let ns = lock(&self.namespaces)
-            .entry(namespace.to_owned())
-            .or_insert_with(|| {
-                Arc::new(Semaphore::new(
-                    self.settings.max_concurrent_per_namespace.max(1),
-                ))
-            })
-            .clone();
-        let closed = |_| Error::Task("git slots closed".into());
-        let mine = ns.acquire_owned().await.map_err(closed)?;
-        let global = self.global.clone().acquire_owned().await.map_err(closed)?;
-        Ok((mine, global))
+    async fn slots(&self, namespace: &str) -> Result<Permit> {
+        Ok(self.slots.acquire(namespace).await)
     }
 
     /// Runs blocking git work on the blocking pool, within the namespace's and the

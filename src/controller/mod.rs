@@ -18,6 +18,7 @@ pub mod planstore;
 pub mod receiver;
 pub mod repository;
 pub mod runstate;
+pub mod slots;
 pub mod syncrun;
 
 use std::future::Future;
@@ -184,7 +185,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     let http = outbound::Http::new()?;
     let notifier = notifications::Notifier::start(client.clone(), &scopes, http.clone());
     // The forge client shares the pool; http:// forge APIs follow the git URL policy.
-    let previews = forge::preview::Previews::new(fleet.clone(), options.settings.max_fleet_objects);
+    let previews = forge::preview::Previews::new(fleet.clone(), options.settings.fleet_limits);
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),

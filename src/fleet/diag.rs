@@ -53,6 +53,10 @@ pub struct Diagnostic {
     #[serde(flatten)]
     pub loc: Loc,
     pub message: String,
+    /// Set on a refusal that is not a fault of the file's form but a bound of the
+    /// controller's ([`super::bounds::TOO_LARGE`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
 }
 
 impl fmt::Display for Diagnostic {
@@ -81,13 +85,29 @@ impl Diagnostics {
         self.push(Severity::Warning, file, loc, message.into());
     }
 
+    /// An error that says the fleet is past one of the controller's bounds (see
+    /// [`super::bounds`]).
+    pub fn too_large(&mut self, file: &str, loc: Loc, message: impl Into<String>) {
+        self.push(Severity::Error, file, loc, message.into());
+        if let Some(last) = self.items.last_mut() {
+            last.code = Some(super::bounds::TOO_LARGE);
+        }
+    }
+
     fn push(&mut self, severity: Severity, file: &str, loc: Loc, message: String) {
         self.items.push(Diagnostic {
             severity,
             file: file.to_owned(),
             loc,
             message,
+            code: None,
         });
+    }
+
+    /// Whether some error is a bound of the controller's rather than a fault of the file.
+    pub fn is_too_large(&self) -> bool {
+        self.errors()
+            .any(|d| d.code == Some(super::bounds::TOO_LARGE))
     }
 
     pub fn extend(&mut self, other: Diagnostics) {

@@ -3,6 +3,7 @@
 //! parse → validate → resolve → plan → render. Nothing here knows of Kubernetes or
 //! git: the controllers, the CLI and the tests all drive these same steps.
 
+pub mod bounds;
 pub mod diag;
 pub mod drift;
 pub mod model;
@@ -17,6 +18,7 @@ pub mod synth;
 pub mod validate;
 pub mod yaml;
 
+pub use bounds::Limits;
 pub use diag::{Diagnostic, Diagnostics, Loc, Severity};
 pub use model::FleetFile;
 pub use object::{FleetObject, ObjectKind, ObjectRef};

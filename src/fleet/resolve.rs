@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::bounds::{Budget, Limits, merged_metadata_count, merged_module_count};
 use super::diag::{Diagnostics, Loc};
 use super::model::*;
 use super::object::*;
@@ -13,6 +14,8 @@ use super::validate::{ancestry, first_declarations};
 pub struct ResolveOptions<'a> {
     /// The account the fleet must declare (GitopsRepository.spec.account), if guarded.
     pub expected_account: Option<&'a str>,
+    /// How much the fleet may resolve to; past it, errors marked [`bounds::TOO_LARGE`].
+    pub limits: Limits,
 }
 
 /// What a fleet file asks the cluster to hold, in canonical order (kind, then name).
@@ -23,7 +26,9 @@ pub struct DesiredState {
 }
 
 /// Resolves a validated fleet (one with no errors) into its desired objects. A fleet
-/// that was not validated is refused with an error, never a panic.
+/// that was not validated is refused with an error, never a panic. Every object is
+/// measured as it is built ([`bounds`]): past a bound, resolution stops with errors
+/// located at the declarations that crossed it, and nothing past it is built.
 pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredState, Diagnostics> {
     let file = fleet.file.as_str();
     let account = need(file, fleet.account.as_ref(), Loc::new(1, 1))?;
@@ -41,32 +46,87 @@ pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredSta
         return Err(d);
     }
 
-    let by_name = first_declarations(&fleet.templates);
-    let mut templates: HashMap<&str, FleetTemplateSpec> = HashMap::with_capacity(by_name.len());
-    for t in &fleet.templates {
-        let name = need(file, t.name.as_ref(), t.loc)?;
-        let spec = flatten(t, &by_name).ok_or_else(|| unchecked(file, t.loc))?;
-        templates.insert(name, spec);
-    }
+    let limits = options.limits;
+    let declared = declarations(fleet).count();
+    let first_past = declarations(fleet)
+        .nth(limits.max_objects)
+        .unwrap_or_default();
+    let mut budget = Budget::new(file, limits, declared, first_past);
+    let mut objects = Vec::with_capacity(declared.min(limits.max_objects));
+    let mut admit = |budget: &mut Budget, loc: Loc, what: &str, name: &str, spec: Spec| {
+        let object = FleetObject::new(name, spec);
+        let admitted = budget.admit(loc, what, &object);
+        if admitted {
+            objects.push(object);
+        }
+        admitted
+    };
 
-    let mut objects = Vec::with_capacity(
-        fleet.templates.len()
-            + fleet.nodes.len()
-            + fleet
-                .networks
-                .iter()
-                .map(|n| 1 + n.peers.len() + n.virtual_ips.len())
-                .sum::<usize>(),
-    );
-    let mut push = |name: &str, spec: Spec| objects.push(FleetObject::new(name, spec));
-    for (name, spec) in &templates {
-        push(name, Spec::FleetTemplate(spec.clone()));
+    let by_name = first_declarations(&fleet.templates);
+    let mut templates: HashMap<&str, Option<FleetTemplateSpec>> =
+        HashMap::with_capacity(by_name.len());
+    for t in &fleet.templates {
+        if budget.exhausted() {
+            break;
+        }
+        let name = need(file, t.name.as_ref(), t.loc)?;
+        let what = format!("template `{name}`");
+        let chain = ancestry(t, &by_name);
+        // What the chain declares, before anything is merged: an upper bound.
+        let modules: usize = chain.iter().map(|a| a.modules.len()).sum();
+        let metadata: usize = chain.iter().map(|a| a.metadata.len()).sum();
+        if !budget.within_counts(modules, metadata) {
+            let modules = merged_module_count(
+                std::iter::empty(),
+                chain
+                    .iter()
+                    .flat_map(|a| a.modules.iter().map(|m| m.value.name.as_str())),
+            );
+            let metadata = chain_metadata_count(&chain);
+            if budget.refuse_counts(t.loc, &what, modules, metadata) {
+                templates.insert(name, None);
+                continue;
+            }
+        }
+        let spec = flatten(&chain).ok_or_else(|| unchecked(file, t.loc))?;
+        let admitted = admit(
+            &mut budget,
+            t.loc,
+            &what,
+            name,
+            Spec::FleetTemplate(spec.clone()),
+        );
+        // A template past a bound has nodes past it too: they are not built.
+        templates.insert(name, admitted.then_some(spec));
     }
     for node in &fleet.nodes {
+        if budget.exhausted() {
+            break;
+        }
         let template_name = need(file, node.template.as_ref(), node.loc)?;
-        let template = templates
+        let hostname = need(file, node.hostname.as_ref(), node.loc)?;
+        let Some(template) = templates
             .get(template_name)
-            .ok_or_else(|| unchecked(file, node.loc))?;
+            .ok_or_else(|| unchecked(file, node.loc))?
+        else {
+            // Its template is past a bound, and said so; the node is no smaller.
+            continue;
+        };
+        let what = format!("node `{hostname}`");
+        let upper = (
+            template.modules.len() + node.modules.len(),
+            template.metadata.len() + node.metadata.len(),
+        );
+        if !budget.within_counts(upper.0, upper.1) {
+            let modules = merged_module_count(
+                template.modules.iter().map(|m| module_name(m)),
+                node.modules.iter().map(|m| m.value.name.as_str()),
+            );
+            let metadata = merged_metadata_count(&template.metadata, &node.metadata);
+            if budget.refuse_counts(node.loc, &what, modules, metadata) {
+                continue;
+            }
+        }
         let modules = if node.modules.is_empty() {
             Arc::clone(&template.modules)
         } else {
@@ -86,22 +146,27 @@ pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredSta
             instance_type: need(file, node.instance_type.as_ref(), node.loc)?.to_owned(),
             lifecycle_class: node.lifecycle_class,
         };
-        push(
-            need(file, node.hostname.as_ref(), node.loc)?,
+        admit(
+            &mut budget,
+            node.loc,
+            &what,
+            hostname,
             Spec::FleetNode(spec),
         );
     }
     for net in &fleet.networks {
+        if budget.exhausted() {
+            break;
+        }
         let network = need(file, net.name.as_ref(), net.loc)?;
         let routing_mode = net
             .routing_mode
             .as_ref()
             .ok_or_else(|| unchecked(file, net.loc))?
             .value;
-        push(
-            network,
-            Spec::SdwanNetwork(SdwanNetworkSpec { routing_mode }),
-        );
+        let what = format!("network `{network}`");
+        let spec = Spec::SdwanNetwork(SdwanNetworkSpec { routing_mode });
+        admit(&mut budget, net.loc, &what, network, spec);
         for peer in &net.peers {
             let host = need(file, peer.host.as_ref(), peer.loc)?;
             let spec = SdwanPeerSpec {
@@ -109,7 +174,9 @@ pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredSta
                 host: host.to_owned(),
                 publicly_reachable: peer.publicly_reachable,
             };
-            push(&peer_name(network, host), Spec::SdwanPeer(spec));
+            let what = format!("peer `{host}` of network `{network}`");
+            let name = peer_name(network, host);
+            admit(&mut budget, peer.loc, &what, &name, Spec::SdwanPeer(spec));
         }
         for vip in &net.virtual_ips {
             let spec = VirtualIpSpec {
@@ -122,14 +189,55 @@ pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredSta
                     .collect(),
             };
             let name = need(file, vip.name.as_ref(), vip.loc)?;
-            push(&peer_name(network, name), Spec::VirtualIp(spec));
+            let what = format!("virtual IP `{name}` of network `{network}`");
+            let full = peer_name(network, name);
+            admit(&mut budget, vip.loc, &what, &full, Spec::VirtualIp(spec));
         }
     }
+    budget.finish()?;
     objects.sort_by(|a, b| (a.kind(), &a.name).cmp(&(b.kind(), &b.name)));
     Ok(DesiredState {
         account: account.to_owned(),
         objects,
     })
+}
+
+/// Where each object the fleet declares is declared, in the order they are resolved.
+fn declarations(fleet: &FleetFile) -> impl Iterator<Item = Loc> + '_ {
+    let templates = fleet.templates.iter().map(|t| t.loc);
+    let nodes = fleet.nodes.iter().map(|n| n.loc);
+    let networks = fleet.networks.iter().flat_map(|n| {
+        std::iter::once(n.loc)
+            .chain(n.peers.iter().map(|p| p.loc))
+            .chain(n.virtual_ips.iter().map(|v| v.loc))
+    });
+    templates.chain(nodes).chain(networks)
+}
+
+/// The name part of a module reference as resolved (`nginx@1.26.2` is `nginx`).
+fn module_name(module: &str) -> &str {
+    module.split_once('@').map_or(module, |(name, _)| name)
+}
+
+/// Metadata entries a template chain (nearest first) resolves to, counted.
+fn chain_metadata_count(chain: &[&TemplateDecl]) -> usize {
+    let mut merged = Metadata::new();
+    let mut count = 0;
+    for t in chain.iter().rev() {
+        count = merged_metadata_count(&merged, &t.metadata);
+        // Only the keys matter for the next step: keep them, without values.
+        for (key, value) in &t.metadata {
+            match value.value {
+                Some(_) => {
+                    merged.insert(key.clone(), String::new());
+                }
+                None => {
+                    merged.remove(key);
+                }
+            }
+        }
+    }
+    count
 }
 
 /// The error for a fleet that has faults `validate` would have reported.
@@ -154,14 +262,12 @@ fn need<'f>(
         .ok_or_else(|| unchecked(file, loc))
 }
 
-/// A template with everything it inherits: modules appended root first with a child's pin
-/// replacing its parent's in place, metadata merged child-wins (a null removes the key),
-/// scalars from the nearest. `None` if the chain lacks a scalar (validation reports it).
-fn flatten(
-    template: &TemplateDecl,
-    by_name: &HashMap<&str, &TemplateDecl>,
-) -> Option<FleetTemplateSpec> {
-    let chain = ancestry(template, by_name);
+/// A template with everything it inherits (`chain`: the template, then its ancestors):
+/// modules appended root first with a child's pin replacing its parent's in place,
+/// metadata merged child-wins (a null removes the key), scalars from the nearest.
+/// `None` if the chain lacks a scalar (validation reports it).
+fn flatten(chain: &[&TemplateDecl]) -> Option<FleetTemplateSpec> {
+    let template = chain.first()?;
     let mut modules = Vec::new();
     let mut metadata = Metadata::new();
     for t in chain.iter().rev() {
@@ -179,18 +285,24 @@ fn flatten(
     })
 }
 
+/// Appends `own` to `into`; a module whose name is already there replaces it in place
+/// (the last of the same name wins). Linear: both lists may be long.
 fn merge_modules(into: &mut Vec<String>, own: &[Spanned<ModuleRef>]) {
+    let mut own_by_name: HashMap<&str, &ModuleRef> = HashMap::with_capacity(own.len());
     for m in own {
-        let name = &m.value.name;
-        let same_name = into.iter_mut().find(|existing| {
-            existing
-                .split_once('@')
-                .map_or(existing.as_str(), |(n, _)| n)
-                == name
-        });
-        match same_name {
-            Some(existing) => *existing = m.value.to_string(),
-            None => into.push(m.value.to_string()),
+        own_by_name.insert(m.value.name.as_str(), &m.value);
+    }
+    let mut placed: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for existing in into.iter_mut() {
+        if let Some(m) = own_by_name.get(module_name(existing)) {
+            placed.insert(m.name.as_str());
+            *existing = m.to_string();
+        }
+    }
+    for m in own {
+        let name = m.value.name.as_str();
+        if placed.insert(name) {
+            into.push(own_by_name[name].to_string());
         }
     }
 }
@@ -347,6 +459,7 @@ mod tests {
             &fleet,
             &ResolveOptions {
                 expected_account: Some("acme-prod"),
+                ..Default::default()
             },
         )
         .unwrap_err();
@@ -358,7 +471,8 @@ mod tests {
             resolve(
                 &fleet,
                 &ResolveOptions {
-                    expected_account: Some("acme-edge")
+                    expected_account: Some("acme-edge"),
+                    ..Default::default()
                 }
             )
             .is_ok()

@@ -105,6 +105,26 @@ pub fn fleet_yaml(shape: Shape, revision: u32) -> String {
     y
 }
 
+/// A valid fleet.yaml that is small as a file and large once resolved: one template of
+/// `modules` modules that each of `nodes` nodes inherits (a node carries its template's
+/// modules). 4,000 by 4,000 is a 0.5 MB file and about 230 MiB of desired state.
+pub fn inherited_modules_yaml(modules: usize, nodes: usize) -> String {
+    let mut y = String::with_capacity(modules * 26 + nodes * 90 + 200);
+    y.push_str("version: 1\naccount: synthetic\ntemplates:\n  - name: everything\n    node_platform: ubuntu-24.04-amd64\n    architecture: amd64\n    modules:\n");
+    for m in 0..modules {
+        let _ = writeln!(y, "      - module-{m:05}@1.0.0");
+    }
+    y.push_str("nodes:\n");
+    for n in 0..nodes {
+        let _ = write!(
+            y,
+            "  - hostname: node-{n:05}\n    template: everything\n    region: region-{}\n    instance_type: t3-medium\n",
+            n % 7
+        );
+    }
+    y
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +142,73 @@ mod tests {
             assert_eq!(count(fleet::ObjectKind::FleetNode), nodes);
             assert_eq!(count(fleet::ObjectKind::SdwanPeer), nodes);
         }
+    }
+
+    #[test]
+    fn a_small_file_that_inherits_everything_is_refused_where_it_crosses_the_bound() {
+        let text = inherited_modules_yaml(4_000, 4_000);
+        assert!(text.len() < 600 * 1024, "{}", text.len());
+        let refused = fleet::desired_state("big.yaml", text.as_bytes(), &ResolveOptions::default())
+            .unwrap_err();
+        assert!(refused.is_too_large(), "{refused}");
+        // The template alone is 4,000 modules: past the bound of one object; its nodes
+        // are not built at all.
+        let text = refused.to_string();
+        assert!(
+            text.starts_with("big.yaml:4:5: error: template `everything` resolves to 4000 modules"),
+            "{text}"
+        );
+        assert_eq!(refused.errors().count(), 1, "{text}");
+
+        // Within the bound per object, the total is crossed by the 300th node or so.
+        let text = inherited_modules_yaml(900, 4_000);
+        let refused = fleet::desired_state("big.yaml", text.as_bytes(), &ResolveOptions::default())
+            .unwrap_err();
+        let message = refused.to_string();
+        assert!(refused.is_too_large(), "{message}");
+        assert!(
+            message.contains(
+                "error: the fleet resolves to more than this controller accepts: with node `node-0"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("more than the 16 MiB"), "{message}");
+
+        // Raised bounds resolve it whole.
+        let limits = crate::fleet::Limits {
+            max_modules_per_object: 5_000,
+            max_modules: 100_000_000,
+            ..crate::fleet::Limits::new(25_000, 1 << 40)
+        };
+        let options = ResolveOptions {
+            limits,
+            ..Default::default()
+        };
+        let (d, _) = fleet::desired_state(
+            "big.yaml",
+            inherited_modules_yaml(4_000, 50).as_bytes(),
+            &options,
+        )
+        .unwrap();
+        assert_eq!(d.objects.len(), 51);
+    }
+
+    #[test]
+    fn the_largest_fleet_of_default_objects_fits_the_default_bytes() {
+        // 25,000 objects: about 11,700 nodes with their peers, templates and networks.
+        let text = fleet_yaml(Shape::new(11_700), 1);
+        let (d, _) =
+            fleet::desired_state("synth.yaml", text.as_bytes(), &ResolveOptions::default())
+                .unwrap();
+        let bytes: u64 = d
+            .objects
+            .iter()
+            .map(crate::fleet::bounds::serialized_bytes)
+            .sum();
+        assert!(d.objects.len() <= 25_000, "{}", d.objects.len());
+        assert!(
+            bytes * 2 < crate::fleet::bounds::DEFAULT_MAX_BYTES,
+            "{bytes} bytes leave less than half of the default bound free"
+        );
     }
 }

@@ -6,6 +6,10 @@ use std::collections::{HashMap, HashSet};
 use super::diag::{Diagnostics, Loc, did_you_mean};
 use super::model::*;
 
+/// Templates in one `extends` chain, the template itself included. Deeper chains are
+/// refused: each template's chain is walked to resolve it.
+pub const MAX_EXTENDS_DEPTH: usize = 32;
+
 /// Checks `fleet` and appends every error and warning to `diags`. The reader already
 /// checked the form of every value; these are the checks between values.
 pub fn validate(fleet: &FleetFile, diags: &mut Diagnostics) {
@@ -118,6 +122,16 @@ impl Validator<'_> {
                 continue;
             }
             let chain = ancestry(t, &by_name);
+            if chain.len() > MAX_EXTENDS_DEPTH {
+                self.error(
+                    t.loc,
+                    format!(
+                        "template `{}` inherits through more than {MAX_EXTENDS_DEPTH} templates; flatten the chain",
+                        name.value
+                    ),
+                );
+                continue;
+            }
             // A refused value or a dangling parent is already reported.
             if chain.iter().any(|a| {
                 a.refused
@@ -307,17 +321,19 @@ pub(crate) fn first_declarations(templates: &[TemplateDecl]) -> HashMap<&str, &T
     by_name
 }
 
-/// A template and its ancestors, nearest first; stops at a missing parent or a repeat.
+/// A template and its ancestors, nearest first; stops at a missing parent or a repeat,
+/// and one template past [`MAX_EXTENDS_DEPTH`].
 pub(crate) fn ancestry<'f>(
     template: &'f TemplateDecl,
     by_name: &HashMap<&str, &'f TemplateDecl>,
 ) -> Vec<&'f TemplateDecl> {
     let mut chain = vec![template];
     let mut current = template;
-    while let Some(parent) = current
-        .extends
-        .as_ref()
-        .and_then(|p| by_name.get(p.value.as_str()))
+    while chain.len() <= MAX_EXTENDS_DEPTH
+        && let Some(parent) = current
+            .extends
+            .as_ref()
+            .and_then(|p| by_name.get(p.value.as_str()))
     {
         if chain.iter().any(|t| std::ptr::eq(*t, *parent)) {
             break;

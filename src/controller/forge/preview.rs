@@ -30,8 +30,8 @@ const MAX_PLAN_BYTES: usize = 60_000;
 pub struct Previews {
     /// The live cluster, as the controller's watch caches see it.
     fleet: FleetCache,
-    /// The most fleet objects a repository may declare (`--max-fleet-objects`).
-    max_fleet_objects: usize,
+    /// What a repository's fleet may resolve to (`--max-fleet-objects`, `--max-fleet-mib`).
+    limits: crate::fleet::Limits,
     last_run: Mutex<HashMap<String, Instant>>,
     posted: Mutex<HashMap<(String, u64), String>>,
     /// Repositories with a round under way, and the repository as last seen when
@@ -45,10 +45,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Previews {
-    pub fn new(fleet: FleetCache, max_fleet_objects: usize) -> Self {
+    pub fn new(fleet: FleetCache, limits: crate::fleet::Limits) -> Self {
         Self {
             fleet,
-            max_fleet_objects,
+            limits,
             last_run: Mutex::default(),
             posted: Mutex::default(),
             running: Turns::default(),
@@ -247,15 +247,23 @@ async fn comment(
     let path = repo.spec.path.clone();
     let header = format!("#### fleetgate plan preview · `{context}`\n");
     let (name_for_file, account) = (path.clone(), repo.spec.account.clone());
+    let limits = previews.limits;
     let resolved = off_runtime(move || {
         let options = ResolveOptions {
             expected_account: account.as_deref(),
+            limits,
         };
         fleet::desired_state(&name_for_file, &file, &options)
     })
     .await;
     let (desired, warnings) = match resolved {
         Ok(Ok(ok)) => ok,
+        Ok(Err(diags)) if diags.is_too_large() => {
+            return format!(
+                "{header}`{path}` at {short} is larger than this controller accepts for one repository; it would fail with FleetTooLarge:\n\n```text\n{}\n```\n",
+                fence_safe(diags.to_string().trim_end())
+            );
+        }
         Ok(Err(diags)) => {
             let errors = diags.errors().count();
             return format!(
@@ -265,13 +273,6 @@ async fn comment(
         }
         Err(e) => return format!("{header}The preview of {short} could not be computed: {e}\n"),
     };
-    if desired.objects.len() > previews.max_fleet_objects {
-        return format!(
-            "{header}`{path}` at {short} declares {} fleet objects, more than the {} this controller accepts (--max-fleet-objects); it would fail with FleetTooLarge.\n",
-            desired.objects.len(),
-            previews.max_fleet_objects
-        );
-    }
     if let Err(e) = previews.fleet.wait_until_ready().await {
         return format!("{header}The preview of {short} could not be computed: {e}\n");
     }

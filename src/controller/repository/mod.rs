@@ -101,22 +101,31 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
     };
 
     let mut runs = list_runs(ctx, repo).await?;
-    start_runs(
-        ctx,
-        repo,
-        &revision,
-        asked.sync.as_deref(),
-        &mut runs,
-        &mut status,
-    )
-    .await?;
-    asked.handled(&mut status);
+    // One planning at a time per repository: a request (a sync, a push, a new
+    // revision, drift to restore) that comes while a run is being planned waits for it,
+    // so that repeated requests never pile plannings up. The run's end prompts this
+    // reconcile again.
+    let planning = runs.iter().any(being_planned);
+    if !planning {
+        start_runs(
+            ctx,
+            repo,
+            &revision,
+            asked.sync.as_deref(),
+            &mut runs,
+            &mut status,
+        )
+        .await?;
+        asked.handled(&mut status);
+    }
     supersede_older(ctx, &runs).await?;
     prune_history(ctx, repo, &mut runs).await?;
     record_runs(repo, &revision, &runs, &mut status);
     if let Some(found) = drift::check(ctx, repo, &runs).await? {
         drift::report(ctx, repo, &found, &mut status).await;
-        remediate(ctx, repo, &runs, &found).await?;
+        if !planning {
+            remediate(ctx, repo, &runs, &found).await?;
+        }
     }
     write_status(ctx, repo, &status).await?;
     let fetched_now = status.last_fetched_at.as_ref() == Some(&ts);
@@ -219,6 +228,11 @@ async fn revision(
     let revision = gitsource::resolve(&ctx.git, &ctx.client, repo).await?;
     status.last_fetched_at = Some(ts.clone());
     Ok(revision)
+}
+
+/// Whether `run` is being planned (or was created and not looked at yet).
+fn being_planned(run: &SyncRun) -> bool {
+    matches!(run.phase(), None | Some(Phase::Planning))
 }
 
 /// The repository's runs, newest first.

@@ -54,6 +54,12 @@ pub(super) async fn plan(
         let message = format!("GitopsRepository {} does not exist", run.spec.repository);
         return fail(ctx, run, status, "RepositoryNotFound", message).await;
     };
+    // Planning holds a fleet's desired state and plan in memory: a few at once, fairly
+    // shared between namespaces.
+    let _slot = ctx
+        .plannings
+        .acquire(&run.namespace().unwrap_or_default())
+        .await;
     let (raw_exclusions, exclusions) = exclusions_of(run);
     let exclusions = match exclusions {
         Ok(e) => e,
@@ -127,9 +133,11 @@ async fn compute(
                 gitsource::read_fleet_file(&ctx.git, &ctx.client, repo, &run.spec.revision).await?;
             // A huge fleet takes a while to resolve and plan: off the runtime's worker threads.
             let (path, account) = (repo.spec.path.clone(), repo.spec.account.clone());
+            let limits = ctx.settings.fleet_limits;
             off_runtime(move || {
                 let options = ResolveOptions {
                     expected_account: account.as_deref(),
+                    limits,
                 };
                 fleet::desired_state(&path, &bytes, &options)
             })
@@ -138,6 +146,13 @@ async fn compute(
     };
     let (desired, warnings) = match resolved {
         Ok(ok) => ok,
+        Err(diags) if diags.is_too_large() => {
+            let message = format!(
+                "{} is larger than this controller accepts for one repository; nothing was changed:\n{diags}",
+                repo.spec.path
+            );
+            return Ok(Computed::Invalid(fleet::bounds::TOO_LARGE, message));
+        }
         Err(diags) => {
             let errors = diags.errors().count();
             let message = format!(
@@ -147,14 +162,6 @@ async fn compute(
             return Ok(Computed::Invalid("ValidationFailed", message));
         }
     };
-    let declared = desired.objects.len();
-    if declared > ctx.settings.max_fleet_objects {
-        let message = format!(
-            "{} declares {declared} fleet objects, more than the {} this controller accepts for one repository (--max-fleet-objects); nothing was changed",
-            repo.spec.path, ctx.settings.max_fleet_objects
-        );
-        return Ok(Computed::Invalid("FleetTooLarge", message));
-    }
     ctx.fleet.wait_until_ready().await?;
     let live = ctx.fleet.live_objects(&run.namespace().unwrap_or_default());
     let (repository, revision) = (run.spec.repository.clone(), run.spec.revision.clone());
@@ -254,7 +261,22 @@ async fn record(
         desired,
         facts,
     } = *planned;
-    let saved = planstore::save(&ctx.client, run, "desired", &desired).await?;
+    // Serialized, hashed and compressed in one stream, off the async workers.
+    let max = ctx.settings.max_stored_bytes();
+    let (desired, plan, full) = off_runtime(move || {
+        let desired = planstore::encode("desired state", &desired, max);
+        let full = (!plan.is_empty()).then(|| planstore::encode("plan", &plan, max));
+        (desired, plan, full)
+    })
+    .await?;
+    let (desired, full) = match (desired, full.transpose()) {
+        (Ok(desired), Ok(full)) => (desired, full),
+        (Err(e @ Error::TooLarge { .. }), _) | (_, Err(e @ Error::TooLarge { .. })) => {
+            return fail(ctx, run, status, e.label(), e.to_string()).await;
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    let saved = planstore::save(&ctx.client, run, "desired", desired).await?;
     status.desired_state = saved.names;
     status.desired_state_digest = Some(saved.digest);
     let (diff, diff_truncated) = diff_entries(&plan);
@@ -289,7 +311,13 @@ async fn record(
         .await?;
         return Ok(Action::await_change());
     }
-    let full_plan = planstore::save_plan(&ctx.client, run, &plan).await?;
+    let Some(full) = full else {
+        return Err(Error::PlanStore {
+            run: run.name_any(),
+            message: "a plan with changes was not encoded".into(),
+        });
+    };
+    let full_plan = planstore::save_plan(&ctx.client, run, full, plan.actions.len()).await?;
     let where_ = if diff_truncated {
         // Editors can write the ConfigMaps: an approver must read the plan through a
         // reader that checks it against the digest recorded in status.
@@ -408,6 +436,10 @@ pub(super) async fn replan(run: &SyncRun, ctx: &Context, status: SyncRunStatus) 
             return refuse_exclusion(run, ctx, status, raw, message).await;
         }
     };
+    let _slot = ctx
+        .plannings
+        .acquire(&run.namespace().unwrap_or_default())
+        .await;
     match compute(run, ctx, &repo, &exclusions).await? {
         Computed::Planned(planned) => record(run, ctx, &repo, status, planned, raw).await,
         Computed::Invalid(_, message) => {
