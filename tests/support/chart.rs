@@ -82,6 +82,10 @@ pub fn helm_install(system: &str, tenants: &[&str]) {
 pub struct Installed {
     pub system: TestNamespace,
     pub controller: ControllerProcess,
+    /// The controller's flags, to start it again as it was.
+    pub args: Vec<String>,
+    /// A kubeconfig of the chart's ServiceAccount.
+    pub kubeconfig: PathBuf,
     _dir: tempfile::TempDir,
     _one: tokio::sync::MutexGuard<'static, ()>,
 }
@@ -142,6 +146,23 @@ async fn dry_run_approval(runs: &Api<SyncRun>, key: &str, value: &str) -> kube::
 impl Installed {
     /// Installs the chart for `tenants` and starts the controller with `flags`.
     pub async fn new(tenants: &[&TestNamespace], flags: &[&str]) -> Self {
+        Self::install(tenants, flags, None).await
+    }
+
+    /// [`Installed::new`], the controller in `cgroup` (the chart's memory limit, say).
+    pub async fn in_cgroup(
+        tenants: &[&TestNamespace],
+        flags: &[&str],
+        cgroup: &super::cgroup::MemoryCgroup,
+    ) -> Self {
+        Self::install(tenants, flags, Some(cgroup)).await
+    }
+
+    async fn install(
+        tenants: &[&TestNamespace],
+        flags: &[&str],
+        cgroup: Option<&super::cgroup::MemoryCgroup>,
+    ) -> Self {
         let one = ONE_INSTALL.lock().await;
         let env = super::env();
         let admin = env.client().await;
@@ -157,13 +178,32 @@ impl Installed {
             args.extend(["--namespace", name]);
         }
         args.extend_from_slice(flags);
-        let controller = ControllerProcess::start_as(&sa, &args);
+        let controller = match cgroup {
+            Some(cgroup) => ControllerProcess::start_as_in_cgroup(&sa, &args, cgroup),
+            None => ControllerProcess::start_as(&sa, &args),
+        };
+        let args = args.iter().map(|a| a.to_string()).collect();
         Self {
             system,
             controller,
+            args,
+            kubeconfig: sa,
             _dir: dir,
             _one: one,
         }
+    }
+}
+
+impl Installed {
+    /// Stops the controller at once (as an OOM kill or an eviction would) and starts it
+    /// again with the same flags, in `cgroup` if given.
+    pub fn restart(&mut self, cgroup: Option<&super::cgroup::MemoryCgroup>) {
+        self.controller.kill();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.controller = match cgroup {
+            Some(cgroup) => ControllerProcess::start_as_in_cgroup(&self.kubeconfig, &args, cgroup),
+            None => ControllerProcess::start_as(&self.kubeconfig, &args),
+        };
     }
 }
 

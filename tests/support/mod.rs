@@ -9,6 +9,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the helpers
 
 pub mod browser;
+pub mod cgroup;
 pub mod chart;
 pub mod git;
 pub mod gitea;

@@ -71,6 +71,18 @@ impl ControllerProcess {
         Self::spawn(kubeconfig, args, pod, &[])
     }
 
+    /// Starts a controller with the credentials in `kubeconfig` and the given flags, in
+    /// `cgroup` (its memory bounded as a pod's is).
+    pub fn start_as_in_cgroup(
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+        cgroup: &super::cgroup::MemoryCgroup,
+    ) -> Self {
+        let controller = Self::spawn(kubeconfig, args, None, &[]);
+        cgroup.add(controller.pid());
+        controller
+    }
+
     fn spawn(
         kubeconfig: &std::path::Path,
         args: &[&str],
@@ -83,7 +95,11 @@ impl ControllerProcess {
             .unwrap()
             .local_addr()
             .unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_fleetgate"));
+        // FLEETGATE_TEST_CONTROLLER_BIN runs another build (an older one, to measure what
+        // a change fixed) in the same scenario.
+        let binary = std::env::var_os("FLEETGATE_TEST_CONTROLLER_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_fleetgate").into());
+        let mut command = Command::new(binary);
         if let Some(pod) = pod {
             command.env("POD_NAME", pod);
         }
@@ -157,6 +173,11 @@ impl ControllerProcess {
     /// Whether the process has ended by itself.
     pub fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// How the process ended, if it has.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Freezes it (SIGSTOP): it sees nothing until [`Self::resume`], as a process
