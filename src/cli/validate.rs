@@ -22,7 +22,11 @@ pub fn run(args: Args) -> ExitCode {
                 continue;
             }
         };
-        match fleet::load(&name, &bytes) {
+        // Resolved too: what the file resolves to is bounded as a controller bounds it.
+        let loaded = fleet::load(&name, &bytes).and_then(|(f, warnings)| {
+            fleet::resolve(&f, &fleet::ResolveOptions::default()).map(|_| (f, warnings))
+        });
+        match loaded {
             Ok((f, warnings)) => {
                 super::print_diagnostics(&warnings);
                 println!(
