@@ -5,6 +5,7 @@ pub mod apply;
 pub mod context;
 pub mod drift;
 pub mod error;
+pub mod fairness;
 pub mod forge;
 pub mod gitsource;
 pub mod governance;

@@ -9,6 +9,7 @@
 //! steps that use them.
 
 mod approvals;
+pub mod evaluation;
 mod gate;
 pub mod phases;
 pub mod policy;
@@ -29,12 +30,6 @@ use kube::{Client, ResourceExt};
 use crate::api::GovernancePolicy;
 use crate::api::syncrun::SyncRunStatus;
 
-/// Longest a rule evaluation may take (waiting for its turn included) before the run
-/// fails closed.
-const EVALUATION_BUDGET: Duration = Duration::from_secs(2);
-/// Rule evaluations run one at a time.
-static EVALUATIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{rule}: {message}")]
@@ -51,6 +46,10 @@ pub enum Error {
         "the governance rules took longer than {0:?} to evaluate; nothing is approved or applied"
     )]
     Timeout(Duration),
+    #[error(
+        "the governance rules took more than {0} steps to evaluate over this plan; nothing is approved or applied"
+    )]
+    CostExceeded(u64),
     #[error("denied by governance rule {rule}: {message}")]
     Denied { rule: String, message: String },
     #[error("governance policies: {0}")]
@@ -65,7 +64,7 @@ impl Error {
             Error::InvalidSpec { .. } => "InvalidSpec",
             Error::PolicyInvalid { .. } => "PolicyInvalid",
             Error::Evaluation { .. } => "PolicyError",
-            Error::Timeout(_) => "PolicyTimeout",
+            Error::Timeout(_) | Error::CostExceeded(_) => "PolicyTimeout",
             Error::Denied { .. } => "PolicyDenied",
             Error::Kube(_) => "KubeError",
         }
@@ -185,34 +184,8 @@ impl Governance {
         if self.rules.is_empty() {
             return Ok(rules::Verdict::default());
         }
-        let rules = self.rules.clone();
-        // One evaluation at a time, the permit held by the thread that evaluates: an
-        // evaluation abandoned at its budget keeps it until it ends, and the ones that
-        // wait past their own budget fail closed rather than pile up threads.
-        let started = tokio::time::Instant::now();
-        let permit = tokio::time::timeout(EVALUATION_BUDGET, EVALUATIONS.acquire())
-            .await
-            .map_err(|_| Error::Timeout(EVALUATION_BUDGET))?
-            .map_err(|e| Error::Evaluation {
-                rule: "(all)".into(),
-                message: e.to_string(),
-            })?;
-        let work = tokio::task::spawn_blocking(move || {
-            let verdict = rules::evaluate(&rules, &facts);
-            drop(permit);
-            verdict
-        });
-        let left = EVALUATION_BUDGET.saturating_sub(started.elapsed());
-        let verdict = match tokio::time::timeout(left, work).await {
-            Err(_) => return Err(Error::Timeout(EVALUATION_BUDGET)),
-            Ok(Err(e)) => {
-                return Err(Error::Evaluation {
-                    rule: "(all)".into(),
-                    message: format!("the evaluation panicked or was cancelled: {e}"),
-                });
-            }
-            Ok(Ok(v)) => v?,
-        };
+        let namespace = facts.repository.namespace.clone();
+        let verdict = evaluation::evaluate(&namespace, self.rules.clone(), facts).await?;
         if let Some((rule, message)) = &verdict.denied {
             return Err(Error::Denied {
                 rule: rule.clone(),
@@ -340,38 +313,6 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn an_evaluation_waits_for_its_turn_and_fails_closed_past_its_budget() {
-        let rule = crate::api::governance::PlanRule {
-            name: "r".into(),
-            expression: "true".into(),
-            action: crate::api::governance::RuleAction::Warn,
-            approvals: None,
-            message: None,
-        };
-        let gov = Governance {
-            rules: Arc::new(vec![rules::compile("p", 0, &rule).unwrap()]),
-            ..Default::default()
-        };
-        let plan = crate::fleet::plan(
-            &[],
-            &[],
-            &crate::fleet::PlanOptions {
-                repository: "fleet",
-                revision: "abc",
-                prune: false,
-                exclude: &[],
-            },
-        )
-        .unwrap();
-        let facts = || rules::Facts::new(&plan, &[], "ns", "fleet", "Schedule");
-        // An abandoned evaluation still holds the turn: the next one fails closed.
-        let busy = EVALUATIONS.acquire().await.unwrap();
-        assert!(matches!(gov.judge(facts()).await, Err(Error::Timeout(_))));
-        drop(busy);
-        assert_eq!(gov.judge(facts()).await.unwrap().warnings.len(), 1);
-    }
 
     #[test]
     fn globs_match_whole_names() {

@@ -1,7 +1,22 @@
 //! CEL plan rules: compiled when a policy is loaded, evaluated over the facts of one
 //! recorded plan. Pure: no Kubernetes, no I/O.
+//!
+//! Evaluation is metered. The `cel` crate (0.15) has no cost limit and cannot be
+//! interrupted, so each compiled expression is rewritten once to pass through a
+//! function of ours, `@cost` (a name CEL source cannot spell): every comprehension
+//! (`all`, `exists`, `map`, `filter`, `exists_one`) charges the size of its range each
+//! time it runs, and every operator or function that walks its operands (`+`, `in`,
+//! `==`, `contains`, `matches`, ...) charges theirs. Past the [`Meter`]'s cost, its
+//! deadline, or once abandoned, every further charge fails, so the evaluation unwinds
+//! within one operation: nested loops stop at once, a flat loop runs out in constant
+//! steps. A verdict reached past the meter is never used: the rules failed closed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::time::Instant;
+
+use cel::common::ast::{CallExpr, Expr, IdedExpr};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -17,6 +32,12 @@ pub const MAX_EXPRESSION_BYTES: usize = 2048;
 /// At most this many field changes, over all actions, are shown to rules. Past it the
 /// facts are marked truncated and the verdict fails closed (see [`evaluate`]).
 pub const MAX_FIELDS: usize = 20_000;
+/// At most this many bytes of field values and paths are shown to rules: a field may be
+/// a 256 KiB label. Past it, truncated as past [`MAX_FIELDS`].
+pub const MAX_FIELD_BYTES: usize = 4 * 1024 * 1024;
+/// Steps one evaluation of all of a repository's rules may take (see [`Meter`]): a rule
+/// that looks at each field of the largest plan once takes about a million.
+pub const MAX_COST: u64 = 10_000_000;
 
 /// Deepest nesting of brackets accepted.
 const MAX_BRACKET_DEPTH: usize = 32;
@@ -54,7 +75,221 @@ pub struct Compiled {
     pub action: RuleAction,
     pub approvals: u32,
     pub message: Option<String>,
-    program: std::sync::Arc<cel::Program>,
+    /// The expression, its macros expanded and metered (see the module's docs).
+    program: Arc<IdedExpr>,
+}
+
+/// The function every metered step passes through.
+const COST: &str = "@cost";
+
+/// Functions whose operands are not charged: the logical operators and the conditional
+/// (their operands are charged where they are computed, and the macros' loop steps keep
+/// their shape, which the interpreter relies on to build `map` and `filter` results in
+/// place), and what takes constant time.
+const UNCHARGED: &[&str] = &[
+    "_&&_",
+    "_||_",
+    "_?_:_",
+    "!_",
+    "@not_strictly_false",
+    "size",
+    "_[_]",
+    "_[?_]",
+    "_?._",
+    "has",
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "type",
+    "dyn",
+    COST,
+];
+
+/// Rewrites `expr` so that its costly steps pass through [`COST`].
+fn meter_expression(expr: &mut IdedExpr, next_id: &mut u64) {
+    match &mut expr.expr {
+        Expr::Call(call) => {
+            if let Some(target) = call.target.as_deref_mut() {
+                meter_expression(target, next_id);
+            }
+            for arg in &mut call.args {
+                meter_expression(arg, next_id);
+            }
+            if !UNCHARGED.contains(&call.func_name.as_str()) {
+                if let Some(target) = call.target.as_deref_mut() {
+                    charge_operand(target, next_id);
+                }
+                for arg in &mut call.args {
+                    charge_operand(arg, next_id);
+                }
+            }
+        }
+        Expr::Comprehension(c) => {
+            for part in [
+                &mut c.iter_range,
+                &mut c.accu_init,
+                &mut c.loop_cond,
+                &mut c.loop_step,
+                &mut c.result,
+            ] {
+                meter_expression(part, next_id);
+            }
+            // Charged every time the comprehension runs: nested loops pay for each turn.
+            through_cost(&mut c.iter_range, next_id);
+        }
+        Expr::List(list) => {
+            for element in &mut list.elements {
+                meter_expression(element, next_id);
+            }
+        }
+        Expr::Map(map) => {
+            for entry in &mut map.entries {
+                if let cel::common::ast::EntryExpr::MapEntry(e) = &mut entry.expr {
+                    meter_expression(&mut e.key, next_id);
+                    meter_expression(&mut e.value, next_id);
+                }
+            }
+        }
+        Expr::Struct(strct) => {
+            for entry in &mut strct.entries {
+                if let cel::common::ast::EntryExpr::StructField(f) = &mut entry.expr {
+                    meter_expression(&mut f.value, next_id);
+                }
+            }
+        }
+        Expr::Select(select) => meter_expression(&mut select.operand, next_id),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+/// Charges an operand, unless it costs nothing to pass: a literal, a list written in
+/// the expression (bounded by it, and part of the `map`/`filter` step's shape), or a
+/// comprehension's own accumulator (named `@…`).
+fn charge_operand(operand: &mut IdedExpr, next_id: &mut u64) {
+    match &operand.expr {
+        Expr::Literal(_) | Expr::List(_) => {}
+        Expr::Ident(name) if name.starts_with('@') => {}
+        _ => through_cost(operand, next_id),
+    }
+}
+
+fn through_cost(operand: &mut IdedExpr, next_id: &mut u64) {
+    let inner = std::mem::take(operand);
+    *next_id += 1;
+    *operand = IdedExpr {
+        id: *next_id,
+        expr: Expr::Call(CallExpr {
+            func_name: COST.to_owned(),
+            target: None,
+            args: vec![inner],
+        }),
+    };
+}
+
+/// Why a [`Meter`] refused further steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exhausted {
+    /// More steps than the meter allows.
+    Cost,
+    /// Past the meter's deadline.
+    Time,
+    /// Whoever waited for the verdict gave up on it.
+    Abandoned,
+}
+
+/// The steps one evaluation may take, until when, and whether anyone still waits for it.
+pub struct Meter {
+    max: u64,
+    deadline: Option<Instant>,
+    abandoned: Arc<AtomicBool>,
+    spent: AtomicU64,
+    /// 0 while running, else an [`Exhausted`] as `1 + index`.
+    exhausted: AtomicU8,
+}
+
+impl Meter {
+    /// A meter of `max` steps until `deadline`, stopped early once `abandoned` is set.
+    pub fn new(max: u64, deadline: Option<Instant>, abandoned: Arc<AtomicBool>) -> Self {
+        Self {
+            max,
+            deadline,
+            abandoned,
+            spent: AtomicU64::new(0),
+            exhausted: AtomicU8::new(0),
+        }
+    }
+
+    /// A meter with no deadline that no one abandons, of `max` steps.
+    pub fn steps(max: u64) -> Self {
+        Self::new(max, None, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// Takes `steps`, or says why no more may be taken.
+    fn charge(&self, steps: u64) -> Result<(), Exhausted> {
+        if let Some(why) = self.exhausted() {
+            return Err(why);
+        }
+        let spent = self.spent.fetch_add(steps, Ordering::Relaxed) + steps;
+        let why = if spent > self.max {
+            Some(Exhausted::Cost)
+        } else if self.abandoned.load(Ordering::Relaxed) {
+            Some(Exhausted::Abandoned)
+        } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            Some(Exhausted::Time)
+        } else {
+            None
+        };
+        match why {
+            Some(why) => {
+                self.exhausted.store(why as u8 + 1, Ordering::Relaxed);
+                Err(why)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Why the meter stopped, if it has.
+    pub fn exhausted(&self) -> Option<Exhausted> {
+        match self.exhausted.load(Ordering::Relaxed) {
+            1 => Some(Exhausted::Cost),
+            2 => Some(Exhausted::Time),
+            3 => Some(Exhausted::Abandoned),
+            _ => None,
+        }
+    }
+
+    /// Steps taken so far.
+    pub fn spent(&self) -> u64 {
+        self.spent.load(Ordering::Relaxed)
+    }
+}
+
+/// A native function as the `cel` crate registers it.
+type Native = Box<
+    dyn for<'c, 'k> Fn(
+            &mut cel::FunctionContext<'c, 'k>,
+        ) -> Result<cel::common::value::CowVal<'c, 'k>, cel::ExecutionError>
+        + Send
+        + Sync,
+>;
+
+/// [`COST`]: charges one step and the size of its operand (a list's or map's entries, a
+/// string's characters), and passes the operand through untouched.
+fn cost_function(meter: Arc<Meter>) -> Native {
+    Box::new(move |ftx| {
+        let operand = ftx
+            .args
+            .pop()
+            .ok_or_else(|| cel::ExecutionError::invalid_argument_count(1, 0))?;
+        let size = operand
+            .as_sizer()
+            .map_or(0, |s| u64::try_from(*s.size().inner()).unwrap_or(0));
+        meter
+            .charge(1 + size)
+            .map_err(|why| cel::ExecutionError::function_error(COST, format!("{why:?}")))?;
+        Ok(operand)
+    })
 }
 
 /// Compiles a rule, or says where it is wrong.
@@ -85,21 +320,28 @@ pub fn compile(policy: &str, index: usize, rule: &PlanRule) -> Result<Compiled, 
     // The parser is third-party code fed by a policy author and recurses with the
     // expression: it runs on its own thread with a stack sized for the longest expression
     // accepted, and a panic in it is a compile error, never a crashed controller.
+    // The metering pass recurses with the expression too: on the same thread.
     let source = rule.expression.clone();
     let parsed = std::thread::Builder::new()
         .name("cel-compile".into())
         .stack_size(PARSER_STACK_BYTES)
-        .spawn(move || cel::Program::compile(&source).map_err(|e| e.to_string()))
+        .spawn(move || {
+            let mut program = cel::parser::Parser::default()
+                .parse(&source)
+                .map_err(|e| e.to_string())?;
+            meter_expression(&mut program, &mut (u64::MAX / 2));
+            Ok::<_, String>(program)
+        })
         .map_err(|e| located(format!("could not start the compiler: {e}")))?
         .join()
         .map_err(|_| located("the CEL parser failed on this expression".into()))?;
-    let program = parsed.map_err(|e| located(e.to_string()))?;
+    let program = parsed.map_err(located)?;
     Ok(Compiled {
         name: format!("{policy}/{}", rule.name),
         action: rule.action,
         approvals: rule.approvals.unwrap_or(1),
         message: rule.message.clone(),
-        program: std::sync::Arc::new(program),
+        program: Arc::new(program),
     })
 }
 
@@ -202,11 +444,28 @@ impl Facts {
             .map(|o| ((o.kind(), o.name.as_str()), o))
             .collect();
         let mut truncated = false;
+        let mut bytes_left = MAX_FIELD_BYTES;
         let actions = plan
             .actions
             .iter()
             .map(|a| {
                 let key = (a.kind, a.name.as_str());
+                let has_fields = match a.operation {
+                    Operation::Create => a.spec.is_some(),
+                    Operation::Delete => removed.contains_key(&key),
+                    Operation::Update => diff.get(&key).is_some_and(|d| !d.fields.is_empty()),
+                };
+                // Past either budget nothing more is computed: the facts say so instead.
+                if budget == 0 || bytes_left == 0 {
+                    truncated |= has_fields;
+                    return ActionFacts {
+                        kind: a.kind.to_string(),
+                        name: a.name.clone(),
+                        operation: a.operation.word().to_owned(),
+                        fields: Vec::new(),
+                        fields_truncated: has_fields,
+                    };
+                }
                 let changes = match a.operation {
                     Operation::Create => a
                         .spec
@@ -221,18 +480,24 @@ impl Facts {
                         diff.get(&key).map(|d| d.fields.clone()).unwrap_or_default()
                     }
                 };
-                let cut = changes.len() > budget;
-                truncated |= cut;
-                let fields: Vec<FieldFacts> = changes
-                    .into_iter()
-                    .take(budget)
-                    .map(|f| FieldFacts {
+                let mut fields = Vec::with_capacity(changes.len().min(budget));
+                let mut cut = false;
+                for f in changes {
+                    let size = f.path.len() + json_len(&f.old) + json_len(&f.new) + 16;
+                    if budget == 0 || size > bytes_left {
+                        cut = true;
+                        bytes_left = 0;
+                        break;
+                    }
+                    budget -= 1;
+                    bytes_left -= size;
+                    fields.push(FieldFacts {
                         path: f.path,
                         old: f.old,
                         new: f.new,
-                    })
-                    .collect();
-                budget -= fields.len();
+                    });
+                }
+                truncated |= cut;
                 ActionFacts {
                     kind: a.kind.to_string(),
                     name: a.name.clone(),
@@ -261,6 +526,25 @@ impl Facts {
     }
 }
 
+/// Bytes of a field value as JSON (0 when absent), counted without building it.
+fn json_len(value: &Option<Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    if let Some(value) = value {
+        let _ = serde_json::to_writer(&mut count, value);
+    }
+    count.0
+}
+
 /// What the matching rules decided.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -285,7 +569,25 @@ pub struct Verdict {
 /// is needed), a Deny rule that matches the partial facts still denies, and a warning
 /// says so.
 pub fn evaluate(rules: &[Compiled], facts: &Facts) -> Result<Verdict, Error> {
-    let mut verdict = evaluate_facts(rules, facts)?;
+    evaluate_metered(rules, facts, &Arc::new(Meter::steps(MAX_COST)))
+}
+
+/// [`evaluate`] within `meter`: once it is exhausted the rules fail closed, whatever
+/// they evaluated to.
+pub fn evaluate_metered(
+    rules: &[Compiled],
+    facts: &Facts,
+    meter: &Arc<Meter>,
+) -> Result<Verdict, Error> {
+    let verdict = evaluate_facts(rules, facts, meter);
+    match meter.exhausted() {
+        None => {}
+        Some(Exhausted::Cost) => return Err(Error::CostExceeded(MAX_COST)),
+        Some(Exhausted::Time | Exhausted::Abandoned) => {
+            return Err(Error::Timeout(super::evaluation::BUDGET));
+        }
+    }
+    let mut verdict = verdict?;
     if facts.plan.fields_truncated {
         verdict.truncated = true;
         verdict.auto_approved_by = None;
@@ -296,14 +598,21 @@ pub fn evaluate(rules: &[Compiled], facts: &Facts) -> Result<Verdict, Error> {
             verdict.approvals = verdict.approvals.max(rule.approvals);
         }
         verdict.warnings.push(format!(
-            "the plan changes more than {MAX_FIELDS} fields, more than governance rules are shown: no rule auto-approves it, every RequireApprovals rule applies, and Deny rules saw only part of it; review the whole plan"
+            "the plan changes more fields than governance rules are shown (at most {MAX_FIELDS} fields and {} MiB of their values): no rule auto-approves it, every RequireApprovals rule applies, and Deny rules saw only part of it; review the whole plan",
+            MAX_FIELD_BYTES / (1024 * 1024)
         ));
     }
     Ok(verdict)
 }
 
-fn evaluate_facts(rules: &[Compiled], facts: &Facts) -> Result<Verdict, Error> {
+fn evaluate_facts(rules: &[Compiled], facts: &Facts, meter: &Arc<Meter>) -> Result<Verdict, Error> {
     let mut context = cel::Context::default();
+    context
+        .add_function(COST, cost_function(meter.clone()))
+        .map_err(|e| Error::Evaluation {
+            rule: "(input)".into(),
+            message: e.to_string(),
+        })?;
     let json = |name: &str, v: Result<serde_json::Value, serde_json::Error>| {
         v.map(|v| to_cel(&v)).map_err(|e| Error::Evaluation {
             rule: "(input)".into(),
@@ -319,7 +628,7 @@ fn evaluate_facts(rules: &[Compiled], facts: &Facts) -> Result<Verdict, Error> {
     context.add_variable_from_value("trigger", facts.trigger.clone());
     let mut verdict = Verdict::default();
     for rule in rules {
-        let matched = match rule.program.execute(&context) {
+        let matched = match cel::Value::resolve(&rule.program, &context) {
             Ok(cel::Value::Bool(b)) => b,
             Ok(other) => {
                 return Err(Error::Evaluation {
@@ -609,5 +918,106 @@ mod tests {
         );
         let v = evaluate(&readme_rules(), &f).unwrap();
         assert_eq!((v.approvals, v.auto_approved_by), (2, None));
+    }
+
+    #[test]
+    fn the_meter_stops_a_quadratic_rule_and_lets_a_linear_one_through() {
+        let f = facts(
+            (0..300).map(|i| delete_node(&format!("n{i}"))).collect(),
+            300,
+        );
+        let quadratic = compile(
+            "p",
+            0,
+            &rule(
+                "plan.actions.all(a, plan.actions.exists(b, b.name == a.name + 'x') || true)",
+                RuleAction::Warn,
+            ),
+        )
+        .unwrap();
+        let linear = compile(
+            "p",
+            0,
+            &rule(
+                "plan.actions.all(a, a.name.startsWith('n'))",
+                RuleAction::Warn,
+            ),
+        )
+        .unwrap();
+        // 300 × 300 iterations are past 50,000 steps; 300 are not.
+        let meter = Arc::new(Meter::steps(50_000));
+        let refused = evaluate_metered(std::slice::from_ref(&quadratic), &f, &meter);
+        assert!(
+            matches!(refused, Err(Error::CostExceeded(_))),
+            "{refused:?}"
+        );
+        assert_eq!(meter.exhausted(), Some(Exhausted::Cost));
+        // It stopped within a step of its cost: nested loops do not run on.
+        assert!(meter.spent() < 50_000 + 1_000, "{}", meter.spent());
+        let meter = Arc::new(Meter::steps(50_000));
+        let v = evaluate_metered(&[linear], &f, &meter).unwrap();
+        assert_eq!(v.warnings.len(), 1);
+        assert!(meter.spent() < 5_000, "{}", meter.spent());
+        // Unmetered, the quadratic rule's verdict is what CEL says.
+        let v = evaluate_metered(&[quadratic], &f, &Arc::new(Meter::steps(u64::MAX))).unwrap();
+        assert_eq!(v.warnings.len(), 1);
+    }
+
+    #[test]
+    fn an_abandoned_or_late_evaluation_fails_closed_even_if_a_verdict_was_reached() {
+        let f = facts((0..50).map(|i| delete_node(&format!("n{i}"))).collect(), 50);
+        let auto = compile(
+            "p",
+            0,
+            &rule(
+                "plan.actions.all(a, a.operation == 'Delete')",
+                RuleAction::AutoApprove,
+            ),
+        )
+        .unwrap();
+        let abandoned = Arc::new(AtomicBool::new(true));
+        let meter = Arc::new(Meter::new(MAX_COST, None, abandoned));
+        let refused = evaluate_metered(std::slice::from_ref(&auto), &f, &meter);
+        assert!(matches!(refused, Err(Error::Timeout(_))), "{refused:?}");
+        let late = Arc::new(Meter::new(
+            MAX_COST,
+            Some(Instant::now()),
+            Arc::new(AtomicBool::new(false)),
+        ));
+        assert!(matches!(
+            evaluate_metered(&[auto], &f, &late),
+            Err(Error::Timeout(_))
+        ));
+    }
+
+    #[test]
+    fn facts_are_bounded_in_bytes_as_well_as_in_fields() {
+        // Ten templates, each with one 1 MiB label: more than the bytes rules are shown.
+        let current: Vec<LiveObject> = Vec::new();
+        let big = |i: usize| {
+            spec(
+                ObjectKind::FleetTemplate,
+                serde_json::json!({"nodePlatform": "p", "architecture": "amd64",
+                    "metadata": {"k": "v".repeat(1024 * 1024 + i)}}),
+            )
+        };
+        let names: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+        let desired = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), big(i)))
+            .collect();
+        let f = facts_of(desired, &current, MAX_FIELDS);
+        assert!(f.plan.fields_truncated);
+        let shown: usize = f
+            .plan
+            .actions
+            .iter()
+            .flat_map(|a| &a.fields)
+            .map(|x| x.path.len() + json_len(&x.old) + json_len(&x.new))
+            .sum();
+        assert!(shown <= MAX_FIELD_BYTES, "{shown}");
+        assert!(f.plan.actions.iter().all(|a| a.fields.len() <= 3));
+        assert_eq!(f.plan.actions.len(), 10, "every action is still listed");
     }
 }
