@@ -116,10 +116,26 @@ pub struct Args {
     /// repository the controller can read on its filesystem: for single-tenant use.
     #[arg(long)]
     allow_file_urls: bool,
-    /// Git hosts repositories may name: host names, or `*.example.com` for any
-    /// subdomain; repeat or separate with commas (default: any host).
+    /// Git hosts repositories may name, for their git remote and their forge API
+    /// (`spec.forge.apiUrl`): host names, or `*.example.com` for any subdomain; repeat
+    /// or separate with commas (default: any host).
     #[arg(long, env = "FLEETGATE_ALLOWED_GIT_HOSTS", value_delimiter = ',')]
     allowed_git_hosts: Vec<String>,
+    /// Hosts NotificationTargets may send to (host names, or `*.example.com`); repeat
+    /// or separate with commas (default: any host).
+    #[arg(
+        long,
+        env = "FLEETGATE_ALLOWED_NOTIFICATION_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_notification_hosts: Vec<String>,
+    /// Connect to public addresses only for what tenants name (git remotes, forge APIs,
+    /// notification addresses): loopback, link-local (cloud metadata), private, shared
+    /// and special-purpose addresses are refused, after the name is resolved and at
+    /// connect time (reason `AddressNotAllowed`). For clusters whose git hosts are on
+    /// the internet; leave off when they are on a private network.
+    #[arg(long, env = "FLEETGATE_REFUSE_PRIVATE_ADDRESSES")]
+    refuse_private_addresses: bool,
     /// Log lines as text or JSON. Levels come from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -165,7 +181,9 @@ pub fn run(args: Args) -> ExitCode {
                     allow_git: args.allow_git_urls,
                     allow_file: args.allow_file_urls,
                     allowed_hosts: args.allowed_git_hosts,
+                    allowed_notification_hosts: args.allowed_notification_hosts,
                     denied_paths: vec![args.work_dir.clone()],
+                    refuse_private_addresses: args.refuse_private_addresses,
                 },
             },
             apply_concurrency: args.apply_concurrency,

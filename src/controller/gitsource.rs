@@ -300,12 +300,36 @@ pub async fn remote(git: &GitWork, client: &Client, repo: &GitopsRepository) -> 
             matches!(credentials, Credentials::Basic { .. }),
         )
         .map_err(source::SourceError::from)?;
+    refuse_private_names(&git.settings.url_policy, &repo.spec.url).await?;
     Ok(Remote {
         url: repo.spec.url.clone(),
         credentials,
         timeout: timeout.max(Duration::from_secs(1)),
         limits: git.settings.limits,
     })
+}
+
+/// With `--refuse-private-addresses`: refuses a git host whose name resolves to any
+/// address the policy refuses. libgit2 resolves and connects by itself, so this is
+/// checked when the name is resolved here, just before each git operation (an address
+/// written in the URL was refused by the URL check already).
+async fn refuse_private_names(policy: &UrlPolicy, url: &str) -> Result<()> {
+    if !policy.refuse_private_addresses {
+        return Ok(());
+    }
+    let Some(host) = crate::source::policy::host_of(url) else {
+        return Ok(());
+    };
+    // A name that does not resolve fails in libgit2 as it would anyway.
+    let Ok(found) = tokio::net::lookup_host((host.as_str(), 0)).await else {
+        return Ok(());
+    };
+    for address in found {
+        policy
+            .address_allowed(address.ip())
+            .map_err(source::SourceError::from)?;
+    }
+    Ok(())
 }
 
 /// The commit the repository's ref points at, without fetching.

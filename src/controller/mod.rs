@@ -183,9 +183,11 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     info!(namespaces = ?options.settings.namespaces, "leading; starting controllers");
 
     let (fleet, changes) = live::FleetCache::start(&client, &scopes);
-    let http = outbound::Http::new()?;
+    // Every request a tenant aims (notifications, forge APIs) connects within the one
+    // URL policy.
+    let http = outbound::Http::within(options.settings.git.url_policy.clone())?;
     let notifier = notifications::Notifier::start(client.clone(), &scopes, http.clone());
-    // The forge client shares the pool; http:// forge APIs follow the git URL policy.
+    // The forge client shares the pool.
     let previews = forge::preview::Previews::new(fleet.clone(), options.settings.fleet_limits);
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -197,7 +199,6 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             client.clone(),
             http,
             options.settings.cluster_name.clone(),
-            options.settings.git.url_policy.allow_http,
             previews,
         ),
     ));

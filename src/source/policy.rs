@@ -1,12 +1,24 @@
-//! Which git URLs a tenant may name, decided before any connection is made.
+//! Which URLs a tenant may aim the controller at: git remotes, forge APIs and
+//! notification addresses alike, decided before any connection is made, and which
+//! addresses it may connect to, decided again when it connects.
 //!
-//! By default only `ssh://`, scp-like `user@host:path` and `https://` are accepted;
-//! `http://`, `git://` and `file://` each need their own controller flag. A URL never
-//! carries credentials (they belong in the Secret), basic-auth credentials are never
-//! sent over plain `http://`, the host may be restricted to an allow-list, and a
-//! `file://` URL can never name the controller's own caches (another tenant's
-//! repositories). Messages never repeat a URL's user information.
+//! Git URLs: by default only `ssh://`, scp-like `user@host:path` and `https://` are
+//! accepted; `http://`, `git://` and `file://` each need their own controller flag.
+//! Requests (forge APIs, notifications): `https://`, and `http://` only with the same
+//! `--allow-http-urls`. A URL never carries credentials (they belong in the Secret),
+//! basic-auth credentials are never sent over plain `http://`, hosts may be restricted
+//! to an allow-list (`--allowed-git-hosts` for git remotes and forge APIs,
+//! `--allowed-notification-hosts` for notification addresses), and a `file://` URL can
+//! never name the controller's own caches (another tenant's repositories).
+//!
+//! With `--refuse-private-addresses`, no loopback, link-local, private, shared,
+//! multicast or otherwise non-public address is connected to: an address written in
+//! the URL is refused here, a name is refused when what it resolves to is, at connect
+//! time (see [`UrlPolicy::address_allowed`]), so a name that resolves to a public
+//! address when checked and a private one when connecting gains nothing. Messages never
+//! repeat a URL's user information, nor what a refused name resolved to.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Component, Path, PathBuf};
 
 /// What the controller's flags allow.
@@ -18,11 +30,126 @@ pub struct UrlPolicy {
     pub allow_git: bool,
     /// `--allow-file-urls`: local repositories, outside the controller's caches.
     pub allow_file: bool,
-    /// `--allowed-git-hosts`: host patterns (`git.example.com`, `*.example.com`); empty
-    /// allows any host.
+    /// `--allowed-git-hosts`: host patterns (`git.example.com`, `*.example.com`) of git
+    /// remotes and forge APIs; empty allows any host.
     pub allowed_hosts: Vec<String>,
+    /// `--allowed-notification-hosts`: host patterns of notification addresses; empty
+    /// allows any host.
+    pub allowed_notification_hosts: Vec<String>,
     /// Folders a `file://` URL may never name (the controller's git caches).
     pub denied_paths: Vec<PathBuf>,
+    /// `--refuse-private-addresses`: connect to public addresses only.
+    pub refuse_private_addresses: bool,
+}
+
+/// What an outbound request is for: which host allow-list it answers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A forge's API (`spec.forge.apiUrl`): the git host's, so `--allowed-git-hosts`.
+    Forge,
+    /// A NotificationTarget's address: `--allowed-notification-hosts`.
+    Notification,
+}
+
+impl Purpose {
+    fn flag(self) -> &'static str {
+        match self {
+            Purpose::Forge => "--allowed-git-hosts",
+            Purpose::Notification => "--allowed-notification-hosts",
+        }
+    }
+}
+
+/// What kind of address an IP address is, as far as the controller's network goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressClass {
+    /// Reachable on the internet.
+    Public,
+    Loopback,
+    /// Link-local (`169.254.0.0/16`, `fe80::/10`): cloud metadata services live here.
+    LinkLocal,
+    /// Private networks (`10/8`, `172.16/12`, `192.168/16`, `fc00::/7`), carrier-grade
+    /// NAT (`100.64/10`): the cluster's own and its neighbours'.
+    Private,
+    /// Unspecified, broadcast, multicast, documentation, benchmarking and reserved
+    /// ranges: nothing a tenant needs to reach.
+    Special,
+}
+
+impl AddressClass {
+    pub fn word(self) -> &'static str {
+        match self {
+            AddressClass::Public => "public",
+            AddressClass::Loopback => "loopback",
+            AddressClass::LinkLocal => "link-local",
+            AddressClass::Private => "private",
+            AddressClass::Special => "special-purpose",
+        }
+    }
+}
+
+/// The class of `ip`. An IPv4 address written as IPv6 (mapped, or NAT64's well-known
+/// prefix) is judged as the IPv4 address it carries.
+pub fn address_class(ip: IpAddr) -> AddressClass {
+    match ip {
+        IpAddr::V4(v4) => v4_class(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return v4_class(v4);
+            }
+            let segments = v6.segments();
+            // 64:ff9b::/96, NAT64: the last 32 bits are the IPv4 address reached.
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let o = v6.octets();
+                return v4_class(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+            }
+            v6_class(v6)
+        }
+    }
+}
+
+fn v4_class(ip: Ipv4Addr) -> AddressClass {
+    let [a, b, ..] = ip.octets();
+    if ip.is_loopback() {
+        AddressClass::Loopback
+    } else if ip.is_link_local() {
+        AddressClass::LinkLocal
+    } else if ip.is_private() || (a == 100 && (64..128).contains(&b)) {
+        AddressClass::Private
+    } else if ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        || a >= 240
+        || (a == 192 && b == 0 && ip.octets()[2] == 0)
+        || (a == 198 && (b == 18 || b == 19))
+    {
+        AddressClass::Special
+    } else {
+        AddressClass::Public
+    }
+}
+
+fn v6_class(ip: Ipv6Addr) -> AddressClass {
+    let first = ip.segments()[0];
+    if ip.is_loopback() {
+        AddressClass::Loopback
+    } else if first & 0xffc0 == 0xfe80 {
+        AddressClass::LinkLocal
+    } else if first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfec0 {
+        // Unique local, and the deprecated site-local.
+        AddressClass::Private
+    } else if ip.is_unspecified()
+        || ip.is_multicast()
+        || first == 0x2001 && ip.segments()[1] == 0xdb8
+        || first & 0xe000 != 0x2000
+    {
+        // Outside 2000::/3, the global unicast space, nothing is routed on the internet.
+        AddressClass::Special
+    } else {
+        AddressClass::Public
+    }
 }
 
 /// Why a URL is refused. Labels are stable condition reasons.
@@ -43,10 +170,14 @@ pub enum PolicyError {
     CredentialsInUrl,
     #[error("refusing to send a username and password over plain http://; use https://")]
     InsecureCredentials,
-    #[error("git host `{host}` is not allowed by this controller (--allowed-git-hosts)")]
-    HostNotAllowed { host: String },
+    #[error("host `{host}` is not allowed by this controller ({flag})")]
+    HostNotAllowed { host: String, flag: &'static str },
     #[error("a file:// URL may not name the controller's own git caches")]
     CachePath,
+    #[error(
+        "the address is {class}, and this controller connects to public addresses only (--refuse-private-addresses)"
+    )]
+    AddressNotAllowed { class: &'static str },
 }
 
 impl PolicyError {
@@ -56,6 +187,7 @@ impl PolicyError {
         "CredentialsInUrl",
         "InsecureCredentials",
         "HostNotAllowed",
+        "AddressNotAllowed",
     ];
 
     pub fn label(&self) -> &'static str {
@@ -65,6 +197,7 @@ impl PolicyError {
             PolicyError::CredentialsInUrl => "CredentialsInUrl",
             PolicyError::InsecureCredentials => "InsecureCredentials",
             PolicyError::HostNotAllowed { .. } => "HostNotAllowed",
+            PolicyError::AddressNotAllowed { .. } => "AddressNotAllowed",
         }
     }
 }
@@ -245,18 +378,89 @@ impl UrlPolicy {
             }
             return Ok(());
         }
-        if !self.allowed_hosts.is_empty()
-            && !self
-                .allowed_hosts
-                .iter()
-                .any(|p| host_matches(p, parts.host))
-        {
-            return Err(PolicyError::HostNotAllowed {
-                host: parts.host.to_owned(),
-            });
-        }
-        Ok(())
+        allowed_host(&self.allowed_hosts, parts.host, "--allowed-git-hosts")?;
+        self.literal_address_allowed(parts.host)
     }
+
+    /// Checks the URL of a request a tenant aims: a forge API or a notification address.
+    pub fn check_request(&self, url: &str, purpose: Purpose) -> Result<(), PolicyError> {
+        let parts = parse(url)?;
+        match parts.scheme {
+            Scheme::Https => {}
+            Scheme::Http if self.allow_http => {}
+            Scheme::Http => {
+                return Err(PolicyError::SchemeNotAllowed {
+                    scheme: "http",
+                    flag: "--allow-http-urls",
+                });
+            }
+            _ => return Err(PolicyError::Unsupported),
+        }
+        if parts.user.is_some() {
+            return Err(PolicyError::CredentialsInUrl);
+        }
+        let hosts = match purpose {
+            Purpose::Forge => &self.allowed_hosts,
+            Purpose::Notification => &self.allowed_notification_hosts,
+        };
+        allowed_host(hosts, parts.host, purpose.flag())?;
+        self.literal_address_allowed(parts.host)
+    }
+
+    /// Whether the controller may connect to `ip`: always, unless
+    /// `--refuse-private-addresses` is set and `ip` is not public. Called with every
+    /// address a name resolves to, when connecting.
+    pub fn address_allowed(&self, ip: IpAddr) -> Result<(), PolicyError> {
+        if !self.refuse_private_addresses {
+            return Ok(());
+        }
+        match address_class(ip) {
+            AddressClass::Public => Ok(()),
+            class => Err(PolicyError::AddressNotAllowed {
+                class: class.word(),
+            }),
+        }
+    }
+
+    /// [`UrlPolicy::address_allowed`] for a host written as an address.
+    fn literal_address_allowed(&self, host: &str) -> Result<(), PolicyError> {
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => self.address_allowed(ip),
+            // Names (and what could be a shortened address such as `127.1`, which no
+            // resolver is asked for here) are checked when they are connected to.
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// The host a URL names (an address without its brackets), if it names one: what to
+/// resolve to check the addresses of a name before a connection the controller does not
+/// make itself (libgit2's).
+pub fn host_of(url: &str) -> Option<String> {
+    let parts = parse(url).ok()?;
+    if parts.scheme == Scheme::File {
+        return None;
+    }
+    let host = parts.host;
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    Some(bare.to_owned())
+}
+
+fn allowed_host(patterns: &[String], host: &str, flag: &'static str) -> Result<(), PolicyError> {
+    if patterns.is_empty() || patterns.iter().any(|p| host_matches(p, host)) {
+        return Ok(());
+    }
+    Err(PolicyError::HostNotAllowed {
+        host: host.to_owned(),
+        flag,
+    })
 }
 
 /// A short category of a transport error, for tenant-visible status. The raw message of
@@ -427,5 +631,152 @@ mod tests {
             Err(PolicyError::CachePath)
         );
         assert_eq!(p.check(&url(&work.path().join("src.git")), false), Ok(()));
+    }
+
+    #[test]
+    fn addresses_are_classed_as_the_network_sees_them() {
+        let class = |s: &str| address_class(s.parse().unwrap());
+        for (ip, expected) in [
+            ("127.0.0.1", AddressClass::Loopback),
+            ("127.255.0.9", AddressClass::Loopback),
+            ("::1", AddressClass::Loopback),
+            ("::ffff:127.0.0.1", AddressClass::Loopback),
+            ("64:ff9b::7f00:1", AddressClass::Loopback),
+            ("169.254.169.254", AddressClass::LinkLocal),
+            ("fe80::1", AddressClass::LinkLocal),
+            ("10.0.0.5", AddressClass::Private),
+            ("172.16.3.4", AddressClass::Private),
+            ("172.31.255.255", AddressClass::Private),
+            ("192.168.1.1", AddressClass::Private),
+            ("100.64.0.1", AddressClass::Private),
+            ("fd00:ec2::254", AddressClass::Private),
+            ("::ffff:10.1.2.3", AddressClass::Private),
+            ("0.0.0.0", AddressClass::Special),
+            ("::", AddressClass::Special),
+            ("255.255.255.255", AddressClass::Special),
+            ("224.0.0.1", AddressClass::Special),
+            ("198.18.0.1", AddressClass::Special),
+            ("192.0.0.170", AddressClass::Special),
+            ("240.0.0.1", AddressClass::Special),
+            ("2001:db8::1", AddressClass::Special),
+            ("ff02::1", AddressClass::Special),
+            ("8.8.8.8", AddressClass::Public),
+            ("172.32.0.1", AddressClass::Public),
+            ("100.128.0.1", AddressClass::Public),
+            ("2606:4700::1111", AddressClass::Public),
+            ("::ffff:1.1.1.1", AddressClass::Public),
+        ] {
+            assert_eq!(class(ip), expected, "{ip}");
+        }
+    }
+
+    #[test]
+    fn requests_follow_the_same_policy_as_git() {
+        let p = strict();
+        assert_eq!(
+            p.check_request("https://hooks.example.com/x", Purpose::Notification),
+            Ok(())
+        );
+        assert_eq!(
+            p.check_request("http://hooks.example.com/x", Purpose::Notification),
+            Err(PolicyError::SchemeNotAllowed {
+                scheme: "http",
+                flag: "--allow-http-urls"
+            })
+        );
+        for url in ["ftp://h/x", "file:///etc/passwd", "git@h:x", "h/x"] {
+            assert_eq!(
+                p.check_request(url, Purpose::Forge),
+                Err(PolicyError::Unsupported),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            p.check_request("https://user:pw@hooks.example.com/x", Purpose::Notification),
+            Err(PolicyError::CredentialsInUrl)
+        );
+        let listed = UrlPolicy {
+            allow_http: true,
+            allowed_hosts: vec!["git.example.com".into()],
+            allowed_notification_hosts: vec!["*.slack.com".into()],
+            ..strict()
+        };
+        assert_eq!(
+            listed.check_request("http://git.example.com/api", Purpose::Forge),
+            Ok(())
+        );
+        assert_eq!(
+            listed.check_request("https://hooks.slack.com/services/x", Purpose::Notification),
+            Ok(())
+        );
+        assert_eq!(
+            listed.check_request("https://hooks.slack.com/x", Purpose::Forge),
+            Err(PolicyError::HostNotAllowed {
+                host: "hooks.slack.com".into(),
+                flag: "--allowed-git-hosts"
+            })
+        );
+        let e = listed
+            .check_request("https://git.example.com/x", Purpose::Notification)
+            .unwrap_err();
+        assert_eq!(e.label(), "HostNotAllowed");
+        assert!(
+            e.to_string().contains("--allowed-notification-hosts"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn private_addresses_are_refused_only_when_asked_and_by_class_alone() {
+        let open = strict();
+        let closed = UrlPolicy {
+            allow_http: true,
+            refuse_private_addresses: true,
+            ..strict()
+        };
+        for url in [
+            "http://127.0.0.1:8080/metrics",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[::1]:9292/hook",
+            "https://[fd00::1]/x",
+            "http://10.96.0.1/api",
+        ] {
+            assert!(
+                open.check_request(url, Purpose::Notification).is_ok()
+                    || url.starts_with("http://")
+            );
+            let e = closed
+                .check_request(url, Purpose::Notification)
+                .unwrap_err();
+            assert_eq!(e.label(), "AddressNotAllowed", "{url}");
+            assert!(
+                !e.to_string().contains("127.0.0.1") && !e.to_string().contains("10.96"),
+                "{e}"
+            );
+        }
+        // A name is judged by what it resolves to, when connecting.
+        assert_eq!(
+            closed.check_request("https://localhost:9292/hook", Purpose::Notification),
+            Ok(())
+        );
+        assert!(
+            closed
+                .address_allowed("127.0.0.1".parse().unwrap())
+                .is_err()
+        );
+        assert!(closed.address_allowed("1.1.1.1".parse().unwrap()).is_ok());
+        assert!(open.address_allowed("127.0.0.1".parse().unwrap()).is_ok());
+        // Git URLs too: an address in the URL is refused before any connection.
+        assert_eq!(
+            closed
+                .check("ssh://git@10.0.0.7:22/fleet.git", false)
+                .unwrap_err()
+                .label(),
+            "AddressNotAllowed"
+        );
+        assert_eq!(
+            closed.check("ssh://git@git.example.com/fleet.git", false),
+            Ok(())
+        );
     }
 }

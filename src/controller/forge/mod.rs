@@ -33,7 +33,7 @@ pub enum ForgeError {
     #[error("secret {name}: {message}")]
     Secret { name: String, message: String },
     #[error("spec.forge.apiUrl: {0}")]
-    UrlNotAllowed(String),
+    UrlNotAllowed(#[from] crate::source::policy::PolicyError),
     #[error(transparent)]
     Outbound(#[from] OutboundError),
     #[error("the forge answered {status}: {message}")]
@@ -43,11 +43,27 @@ pub enum ForgeError {
 }
 
 impl ForgeError {
+    /// What the repository's condition says: a short category, never the forge's answer
+    /// or the transport's error chain (a tenant aims `apiUrl`; the logs have the rest).
+    pub fn tenant_message(&self) -> String {
+        match self {
+            Self::Outbound(e) => e.category(),
+            Self::Api { status, .. } => {
+                format!(
+                    "the forge did not accept the call: {}",
+                    crate::controller::outbound::status_category(*status)
+                )
+            }
+            Self::Decode(_) => "the forge's answer was not what its API answers".into(),
+            other => other.to_string(),
+        }
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Self::Kube(_) => "KubeError",
             Self::Secret { .. } => "SecretError",
-            Self::UrlNotAllowed(_) => "UrlNotAllowed",
+            Self::UrlNotAllowed(e) => e.label(),
             Self::Outbound(e) => e.label(),
             Self::Api { .. } => "ForgeApiError",
             Self::Decode(_) => "ForgeApiError",
@@ -60,7 +76,6 @@ pub struct Forge {
     client: Client,
     http: Http,
     cluster: String,
-    allow_http: bool,
     /// The last status asked for per run (uid): not posted again.
     posted: Mutex<HashMap<String, (StatusState, String)>>,
     /// One poster at a time per run, in the order asked: the last state asked wins.
@@ -75,18 +90,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Forge {
-    pub fn new(
-        client: Client,
-        http: Http,
-        cluster: String,
-        allow_http: bool,
-        previews: preview::Previews,
-    ) -> Self {
+    pub fn new(client: Client, http: Http, cluster: String, previews: preview::Previews) -> Self {
         Self {
             client,
             http,
             cluster,
-            allow_http,
             posted: Mutex::default(),
             order: Mutex::default(),
             health: Mutex::default(),
@@ -113,13 +121,10 @@ impl Forge {
         spec: &ForgeSpec,
     ) -> Result<ForgeClient, ForgeError> {
         let url = spec.api_url.trim();
-        let allowed =
-            url.starts_with("https://") || (self.allow_http && url.starts_with("http://"));
-        if !allowed {
-            return Err(ForgeError::UrlNotAllowed(
-                "must be https:// (http:// only with --allow-http-urls)".into(),
-            ));
-        }
+        // The one URL policy: scheme flags, --allowed-git-hosts, addresses.
+        self.http
+            .policy()
+            .check_request(url, crate::source::policy::Purpose::Forge)?;
         let name = &spec.secret_ref.name;
         let secrets: Api<Secret> =
             Api::namespaced(self.client.clone(), &repo.namespace().unwrap_or_default());
@@ -152,7 +157,10 @@ impl Forge {
 
     /// Records how the host answered for `repo_key`.
     pub fn report(&self, repo_key: &str, outcome: &Result<(), ForgeError>) {
-        let value = outcome.as_ref().err().map(|e| (e.label(), e.to_string()));
+        let value = outcome
+            .as_ref()
+            .err()
+            .map(|e| (e.label(), e.tenant_message()));
         lock(&self.health).insert(repo_key.to_owned(), value);
     }
 
@@ -231,7 +239,12 @@ impl Forge {
                     Ok(()) => return,
                     Err(e) => {
                         warn!(repository = %key, attempt, error = %e, "could not post a commit status");
-                        if matches!(e, ForgeError::Secret { .. } | ForgeError::UrlNotAllowed(_)) {
+                        if matches!(
+                            e,
+                            ForgeError::Secret { .. }
+                                | ForgeError::UrlNotAllowed(_)
+                                | ForgeError::Outbound(OutboundError::Refused(_))
+                        ) {
                             break;
                         }
                     }

@@ -15,7 +15,7 @@ use super::NotifyError;
 use super::payload::{self, ID_HEADER, Notice, SIGNATURE_HEADER};
 use crate::api::notification::{NotificationTarget, TargetType};
 use crate::api::{apply_status, now, set_condition};
-use crate::controller::outbound::Http;
+use crate::controller::outbound::{Http, OutboundError};
 
 /// Deliveries waiting; past this, new ones are dropped with a warning.
 const QUEUE: usize = 1024;
@@ -88,6 +88,11 @@ async fn deliver(client: &Client, http: &Http, d: Delivery) {
         outcome = send_once(client, http, &d).await;
         match &outcome {
             Ok(()) => break,
+            // Trying again changes nothing the controller's policy or a missing
+            // Secret decided.
+            Err(NotifyError::Outbound(OutboundError::Refused(_)) | NotifyError::Secret { .. }) => {
+                break;
+            }
             Err(e) if attempt < ATTEMPTS => {
                 warn!(target = %d.target, namespace = %d.namespace, attempt, error = %e, "notification not delivered; retrying");
                 tokio::time::sleep(delay).await;
@@ -143,6 +148,10 @@ async fn send_once(client: &Client, http: &Http, d: &Delivery) -> Result<(), Not
         }
         TargetType::Slack => payload::slack_body(&d.notice),
     };
+    // The one URL policy: scheme flags, --allowed-notification-hosts, addresses.
+    http.policy()
+        .check_request(&address, crate::source::policy::Purpose::Notification)
+        .map_err(OutboundError::from)?;
     let response = http
         .send(Method::POST, &address, &headers, Some(body), TIMEOUT)
         .await?;
@@ -196,7 +205,7 @@ async fn record(
                 "Ready",
                 false,
                 e.label(),
-                format!("could not deliver {what}: {}", redact(e)),
+                format!("could not deliver {what}: {}", e.tenant_message()),
                 target.metadata.generation,
                 &ts,
             );
@@ -204,12 +213,4 @@ async fn record(
     }
     apply_status(&api, &d.target, &status).await?;
     Ok(())
-}
-
-/// An error's text without any URL (hyper's connect errors can repeat the address).
-fn redact(e: &NotifyError) -> String {
-    match e {
-        NotifyError::Outbound(o) => o.label().to_owned(),
-        other => other.to_string(),
-    }
 }

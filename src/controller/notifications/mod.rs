@@ -51,6 +51,21 @@ pub enum NotifyError {
 }
 
 impl NotifyError {
+    /// What the target's condition says: a short category, never the receiver's answer
+    /// or the transport's error chain (a tenant aims the address; the logs have the rest).
+    pub fn tenant_message(&self) -> String {
+        match self {
+            Self::Outbound(e) => e.category(),
+            Self::Rejected { status, .. } => {
+                format!(
+                    "the receiver did not accept it: {}",
+                    super::outbound::status_category(*status)
+                )
+            }
+            other => other.to_string(),
+        }
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Self::Kube(_) => "KubeError",
