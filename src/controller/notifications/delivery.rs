@@ -1,26 +1,33 @@
-//! Delivery: a bounded queue drained by one task, each delivery retried with backoff in
-//! its own task (a few at once), the target's Ready condition telling the outcome.
+//! Delivery: each delivery is a task of its own, counted in its namespace's share of the
+//! pending deliveries from before it is claimed until it ends ([`Deliveries::reserve`]),
+//! so that what is claimed is always delivered or given up on, never dropped for room.
+//! Attempts take one of a few sending slots, shared fairly between namespaces; the
+//! backoff between attempts holds none. The target's Ready condition tells the outcome.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::Method;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
-use tokio::sync::{Semaphore, mpsc};
 use tracing::{info, warn};
 
 use super::NotifyError;
 use super::payload::{self, ID_HEADER, Notice, SIGNATURE_HEADER};
 use crate::api::notification::{NotificationTarget, TargetType};
 use crate::api::{apply_status, now, set_condition};
+use crate::controller::fairness::Shares;
 use crate::controller::outbound::{Http, OutboundError};
+use crate::controller::slots::Slots;
 
-/// Deliveries waiting; past this, new ones are dropped with a warning.
-const QUEUE: usize = 1024;
-/// Deliveries in flight at once.
+/// Deliveries pending (claimed and not yet delivered or given up), per namespace and in
+/// all: one namespace's silent receivers cannot take another namespace's room.
+pub const PENDING_PER_NAMESPACE: usize = 256;
+const PENDING: usize = 2_048;
+/// Attempts in flight at once, in all and per namespace.
 const IN_FLIGHT: usize = 8;
+const IN_FLIGHT_PER_NAMESPACE: usize = 4;
 /// Attempts per delivery, and the time limit of each.
 const ATTEMPTS: u32 = 6;
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,69 +55,117 @@ impl Delivery {
 }
 
 pub struct Deliveries {
-    queue: mpsc::Sender<Delivery>,
+    client: Client,
+    http: Http,
+    pending: Mutex<Shares>,
+    sending: Slots,
+}
+
+/// Room taken in a namespace's share for deliveries about to be claimed; what is not
+/// used is given back when it is dropped.
+pub struct Reservation {
+    deliveries: Arc<Deliveries>,
+    namespace: String,
+    left: usize,
+}
+
+impl Reservation {
+    /// Starts `delivery` in room this reservation holds. False (and nothing started)
+    /// when it holds no more.
+    pub fn start(&mut self, delivery: Delivery) -> bool {
+        if self.left == 0 {
+            return false;
+        }
+        self.left -= 1;
+        let deliveries = self.deliveries.clone();
+        tokio::spawn(async move {
+            let namespace = delivery.namespace.clone();
+            deliveries.deliver(delivery).await;
+            deliveries.give_back(&namespace, 1);
+        });
+        true
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.deliveries.give_back(&self.namespace, self.left);
+    }
 }
 
 impl Deliveries {
-    pub fn start(client: Client, http: Http) -> Self {
-        let (queue, mut rx) = mpsc::channel::<Delivery>(QUEUE);
-        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-        tokio::spawn(async move {
-            while let Some(delivery) = rx.recv().await {
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                let (client, http) = (client.clone(), http.clone());
-                tokio::spawn(async move {
-                    deliver(&client, &http, delivery).await;
-                    drop(slot);
-                });
-            }
+    pub fn new(client: Client, http: Http) -> Self {
+        Self {
+            client,
+            http,
+            pending: Mutex::new(Shares::new(PENDING_PER_NAMESPACE, PENDING)),
+            sending: Slots::new(IN_FLIGHT, IN_FLIGHT_PER_NAMESPACE),
+        }
+    }
+
+    /// Room for `n` deliveries of `namespace`, if its share has it: take it before
+    /// claiming what they deliver. Never waits.
+    pub fn reserve(self: &Arc<Self>, namespace: &str, n: usize) -> Option<Reservation> {
+        let taken = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(namespace, n);
+        taken.then(|| Reservation {
+            deliveries: self.clone(),
+            namespace: namespace.to_owned(),
+            left: n,
+        })
+    }
+
+    fn give_back(&self, namespace: &str, n: usize) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .give_back(namespace, n);
+    }
+
+    /// Tries `d` until it is delivered or [`ATTEMPTS`] failed; each attempt in a sending
+    /// slot, the waits between them in none.
+    async fn deliver(&self, d: Delivery) {
+        let mut delay = Duration::from_secs(1);
+        let mut outcome = Err(NotifyError::Rejected {
+            status: 0,
+            body: String::new(),
         });
-        Self { queue }
-    }
-
-    /// Queues `delivery`; never waits.
-    pub fn push(&self, delivery: Delivery) {
-        if let Err(e) = self.queue.try_send(delivery) {
-            warn!(error = %e, "notification queue full; a notification is dropped");
+        for attempt in 1..=ATTEMPTS {
+            outcome = {
+                let _slot = self.sending.acquire(&d.namespace).await;
+                send_once(&self.client, &self.http, &d).await
+            };
+            match &outcome {
+                Ok(()) => break,
+                // Trying again changes nothing the controller's policy or a missing
+                // Secret decided.
+                Err(
+                    NotifyError::Outbound(OutboundError::Refused(_)) | NotifyError::Secret { .. },
+                ) => {
+                    break;
+                }
+                Err(e) if attempt < ATTEMPTS => {
+                    warn!(target = %d.target, namespace = %d.namespace, attempt, error = %e, "notification not delivered; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(60));
+                }
+                Err(_) => {}
+            }
         }
-    }
-}
-
-async fn deliver(client: &Client, http: &Http, d: Delivery) {
-    let mut delay = Duration::from_secs(1);
-    let mut outcome = Err(NotifyError::Rejected {
-        status: 0,
-        body: String::new(),
-    });
-    for attempt in 1..=ATTEMPTS {
-        outcome = send_once(client, http, &d).await;
         match &outcome {
-            Ok(()) => break,
-            // Trying again changes nothing the controller's policy or a missing
-            // Secret decided.
-            Err(NotifyError::Outbound(OutboundError::Refused(_)) | NotifyError::Secret { .. }) => {
-                break;
+            Ok(()) => {
+                info!(target = %d.target, namespace = %d.namespace, event = d.notice.event.as_str(), "notification delivered")
             }
-            Err(e) if attempt < ATTEMPTS => {
-                warn!(target = %d.target, namespace = %d.namespace, attempt, error = %e, "notification not delivered; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(60));
+            Err(e) => {
+                warn!(target = %d.target, namespace = %d.namespace, error = %e, "notification given up")
             }
-            Err(_) => {}
         }
-    }
-    match &outcome {
-        Ok(()) => {
-            info!(target = %d.target, namespace = %d.namespace, event = d.notice.event.as_str(), "notification delivered")
+        if let Err(e) = record(&self.client, &d, &outcome).await {
+            warn!(error = %e, "could not record a notification's outcome");
         }
-        Err(e) => {
-            warn!(target = %d.target, namespace = %d.namespace, error = %e, "notification given up")
-        }
-    }
-    if let Err(e) = record(client, &d, &outcome).await {
-        warn!(error = %e, "could not record a notification's outcome");
     }
 }
 

@@ -5,10 +5,13 @@
 //! derived from the object's state with a stable key ([`occurrences`]); before it is
 //! sent, its key is recorded in the object's `gitops.fleetgate.dev/notified` annotation
 //! with an optimistic-concurrency patch (the resourceVersion read), so only one writer
-//! ever claims it. A claimed occurrence is then delivered from a bounded queue, retried
-//! with backoff by a background task: reconciles never wait for a receiver. The price of
-//! claiming first is that a process stopped between the claim and the delivery loses
-//! that one notification rather than sending it twice.
+//! ever claims it. Room for its deliveries is taken in the namespace's share before it
+//! is claimed ([`delivery::Deliveries::reserve`]): what is claimed is delivered (retried
+//! with backoff by a background task) or given up on after its attempts, never dropped
+//! for want of room. Without room it is not claimed, and is tried again a little later.
+//! Reconciles never wait for a receiver. The price of claiming first is that a process
+//! stopped between the claim and the delivery loses that one notification rather than
+//! sending it twice.
 
 pub mod delivery;
 pub mod occurrences;
@@ -16,6 +19,7 @@ pub mod payload;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, Patch, PatchParams};
@@ -37,6 +41,11 @@ pub const NOTIFIED_ANNOTATION: &str = "gitops.fleetgate.dev/notified";
 const MAX_RECORDED: usize = 32;
 /// Claimed keys remembered in memory, to spare the API server repeated claims.
 const MAX_REMEMBERED: usize = 10_000;
+/// An occurrence its namespace had no room for is tried again after this, up to
+/// [`MAX_LATER`] times; at most [`MAX_WAITING_LATER`] wait so at once.
+const LATER: Duration = Duration::from_secs(15);
+const MAX_LATER: u32 = 40;
+const MAX_WAITING_LATER: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -79,8 +88,10 @@ impl NotifyError {
 pub struct Notifier {
     client: Client,
     targets: Vec<Store<NotificationTarget>>,
-    deliveries: Deliveries,
+    deliveries: Arc<Deliveries>,
     claimed: Mutex<HashSet<String>>,
+    /// Occurrences waiting for room in their namespace's share, by object uid and keys.
+    later: Mutex<HashSet<String>>,
 }
 
 impl Notifier {
@@ -105,10 +116,11 @@ impl Notifier {
             targets.push(store);
         }
         Self {
-            deliveries: Deliveries::start(client.clone(), http),
+            deliveries: Arc::new(Deliveries::new(client.clone(), http)),
             client,
             targets,
             claimed: Mutex::default(),
+            later: Mutex::default(),
         }
     }
 
@@ -133,33 +145,37 @@ impl Notifier {
     }
 
     /// Notifies what `run`'s state shows, once. Never fails the caller.
-    pub async fn run_changed(&self, run: &SyncRun) {
+    pub async fn run_changed(self: &Arc<Self>, run: &SyncRun) {
         if let Some(occurrence) = occurrences::of_run(run) {
-            self.notify::<SyncRun>(run, vec![occurrence]).await;
+            self.notify::<SyncRun>(run, vec![occurrence], 0).await;
         }
     }
 
     /// Notifies a refused approval of `run` (as read when refusing), once.
-    pub async fn approval_refused(&self, run: &SyncRun, message: &str) {
+    pub async fn approval_refused(self: &Arc<Self>, run: &SyncRun, message: &str) {
         let occurrence = occurrences::approval_refused(run, message);
-        self.notify::<SyncRun>(run, vec![occurrence]).await;
+        self.notify::<SyncRun>(run, vec![occurrence], 0).await;
     }
 
     /// Notifies drift and stalls that `repo`'s state shows, once each.
-    pub async fn repository_changed(&self, repo: &GitopsRepository) {
+    pub async fn repository_changed(self: &Arc<Self>, repo: &GitopsRepository) {
         let notified = occurrences::recorded(repo.annotations().get(NOTIFIED_ANNOTATION));
         let found = occurrences::of_repository(repo, &notified);
         if !found.is_empty() {
-            self.notify::<GitopsRepository>(repo, found).await;
+            self.notify::<GitopsRepository>(repo, found, 0).await;
         }
     }
 
-    async fn notify<K>(&self, object: &K, found: Vec<Occurrence>)
+    /// Notifies `found` (`tried` times before without room).
+    async fn notify<K>(self: &Arc<Self>, object: &K, found: Vec<Occurrence>, tried: u32)
     where
         K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
             + Clone
             + DeserializeOwned
-            + std::fmt::Debug,
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
     {
         let namespace = object.namespace().unwrap_or_default();
         let uid = object.uid().unwrap_or_default();
@@ -178,6 +194,26 @@ impl Notifier {
         if wanted.is_empty() {
             return;
         }
+        // An occurrence is claimed only with room for all of its deliveries; one that
+        // wants more targets than a namespace's whole share reaches the first of them.
+        for (_, targets) in &mut wanted {
+            if targets.len() > delivery::PENDING_PER_NAMESPACE {
+                warn!(
+                    namespace,
+                    targets = targets.len(),
+                    "an occurrence matches more NotificationTargets than one namespace may have deliveries pending; the first {} (by name) are told",
+                    delivery::PENDING_PER_NAMESPACE
+                );
+                targets.sort_by_key(|t| t.name_any());
+                targets.truncate(delivery::PENDING_PER_NAMESPACE);
+            }
+        }
+        let needed = wanted.iter().map(|(_, t)| t.len()).sum();
+        let Some(mut room) = self.deliveries.reserve(&namespace, needed) else {
+            let found = wanted.into_iter().map(|(o, _)| o).collect();
+            self.later(object, found, tried);
+            return;
+        };
         let keys: Vec<String> = wanted.iter().map(|(o, _)| o.notice.id.clone()).collect();
         match self.claim::<K>(&namespace, &object.name_any(), &keys).await {
             Ok(claimed) => {
@@ -190,7 +226,7 @@ impl Notifier {
                     let mut notice = occurrence.notice;
                     notice.id = format!("{uid}/{}", notice.id);
                     for target in targets {
-                        self.deliveries.push(Delivery::new(&target, notice.clone()));
+                        room.start(Delivery::new(&target, notice.clone()));
                     }
                 }
             }
@@ -198,6 +234,45 @@ impl Notifier {
                 warn!(error = %e, object = %object.name_any(), "could not record a notification; it is tried again at the next change")
             }
         }
+    }
+
+    /// Tries `found` again in a while: its namespace had no room for its deliveries, so
+    /// it was not claimed, and nothing else may prompt it again (a run waiting for
+    /// approval changes no more).
+    fn later<K>(self: &Arc<Self>, object: &K, found: Vec<Occurrence>, tried: u32)
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let keys: Vec<&str> = found.iter().map(|o| o.notice.id.as_str()).collect();
+        let waiting = format!("{}/{}", object.uid().unwrap_or_default(), keys.join(","));
+        let namespace = object.namespace().unwrap_or_default();
+        if tried >= MAX_LATER {
+            warn!(namespace, object = %object.name_any(), "no room for a notification after {MAX_LATER} tries; it is not sent");
+            return;
+        }
+        {
+            let mut later = self.later.lock().unwrap_or_else(|p| p.into_inner());
+            if later.len() >= MAX_WAITING_LATER || !later.insert(waiting.clone()) {
+                return;
+            }
+        }
+        warn!(namespace, object = %object.name_any(), "no room for more notifications in this namespace now; tried again in {LATER:?}");
+        let (notifier, object) = (self.clone(), object.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(LATER).await;
+            notifier
+                .later
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&waiting);
+            notifier.notify(&object, found, tried + 1).await;
+        });
     }
 
     /// Records `keys` in the object's annotation unless already there; the keys this
