@@ -3,7 +3,8 @@
 //! Every call has a time limit.
 
 use std::ops::ControlFlow;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hyper::Method;
 use serde::Deserialize;
@@ -12,7 +13,13 @@ use serde_json::{Value, json};
 
 use super::ForgeError;
 use crate::api::forge::ForgeProvider;
+use crate::controller::fairness::Bucket;
 use crate::controller::outbound::Http;
+
+/// The calls a client may still make: shared by every client of one repository's
+/// pull-request previews, so that a forge whose answers ask for ever more calls (a
+/// thousand pull requests with new heads on every round) gets a bounded number.
+pub type CallBudget = Arc<Mutex<Bucket>>;
 
 /// Time limit of one API call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -51,6 +58,7 @@ pub struct ForgeClient {
     base: String,
     repository: String,
     token: String,
+    budget: Option<CallBudget>,
 }
 
 impl ForgeClient {
@@ -73,7 +81,15 @@ impl ForgeClient {
             base,
             repository: repository.trim_matches('/').to_owned(),
             token,
+            budget: None,
         }
+    }
+
+    /// This client's calls each take one from `budget`; none left, a call fails with
+    /// [`ForgeError::RateLimited`] without being made.
+    pub fn with_budget(mut self, budget: CallBudget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// The repository's path prefix: `/repos/owner/name` or `/projects/<id>`.
@@ -96,6 +112,15 @@ impl ForgeClient {
         url: &str,
         body: Option<Value>,
     ) -> Result<Value, ForgeError> {
+        if let Some(budget) = &self.budget {
+            let allowed = budget
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(Instant::now());
+            if !allowed {
+                return Err(ForgeError::RateLimited);
+            }
+        }
         let auth = match self.provider {
             ForgeProvider::Gitea => ("authorization", format!("token {}", self.token)),
             ForgeProvider::GitHub => ("authorization", format!("Bearer {}", self.token)),

@@ -25,6 +25,8 @@ use client::{ForgeClient, StatusState};
 
 /// Attempts per commit status.
 const ATTEMPTS: u32 = 5;
+/// Runs whose last status is remembered before the map is pruned.
+const MAX_POSTED: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForgeError {
@@ -40,6 +42,10 @@ pub enum ForgeError {
     Api { status: u16, message: String },
     #[error("unexpected answer from the forge: {0}")]
     Decode(String),
+    #[error(
+        "more calls to the forge for pull-request previews than this controller makes for one repository; the rest wait for a later round"
+    )]
+    RateLimited,
 }
 
 impl ForgeError {
@@ -67,6 +73,7 @@ impl ForgeError {
             Self::Outbound(e) => e.label(),
             Self::Api { .. } => "ForgeApiError",
             Self::Decode(_) => "ForgeApiError",
+            Self::RateLimited => "RateLimited",
         }
     }
 }
@@ -76,7 +83,9 @@ pub struct Forge {
     client: Client,
     http: Http,
     cluster: String,
-    /// The last status asked for per run (uid): not posted again.
+    /// The last status asked for per run (uid): not posted again. Pruned to the runs
+    /// with a post under way when it grows past [`MAX_POSTED`] (a status asked for
+    /// again is only posted again).
     posted: Mutex<HashMap<String, (StatusState, String)>>,
     /// One poster at a time per run, in the order asked: the last state asked wins.
     order: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -156,11 +165,8 @@ impl Forge {
     }
 
     /// Records how the host answered for `repo_key`.
-    pub fn report(&self, repo_key: &str, outcome: &Result<(), ForgeError>) {
-        let value = outcome
-            .as_ref()
-            .err()
-            .map(|e| (e.label(), e.tenant_message()));
+    pub fn report(&self, repo_key: &str, outcome: Result<(), &ForgeError>) {
+        let value = outcome.err().map(|e| (e.label(), e.tenant_message()));
         lock(&self.health).insert(repo_key.to_owned(), value);
     }
 
@@ -212,8 +218,12 @@ impl Forge {
         let forge = self.clone();
         let turn = {
             let mut order = lock(&self.order);
-            if order.len() > 10_000 {
+            if order.len() > MAX_POSTED {
                 order.retain(|_, m| Arc::strong_count(m) > 1);
+            }
+            let mut posted = lock(&self.posted);
+            if posted.len() > MAX_POSTED {
+                posted.retain(|other, _| *other == uid || order.contains_key(other));
             }
             order.entry(uid.clone()).or_default().clone()
         };
@@ -234,7 +244,7 @@ impl Forge {
                         .await
                 }
                 .await;
-                forge.report(&key, &outcome);
+                forge.report(&key, outcome.as_ref().map(|_| ()));
                 match outcome {
                     Ok(()) => return,
                     Err(e) => {

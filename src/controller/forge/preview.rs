@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use kube::ResourceExt;
 use tracing::{info, warn};
 
-use super::client::{ForgeClient, PullRequest};
+use super::client::{CallBudget, ForgeClient, PullRequest};
 use super::{Forge, ForgeError};
 use crate::api::GitopsRepository;
 use crate::controller::error::{off_runtime, parse_duration};
+use crate::controller::fairness::Bucket;
 use crate::controller::live::FleetCache;
 use crate::fleet::render::{Colour, render_text};
 use crate::fleet::{self, PlanOptions, ResolveOptions};
@@ -25,6 +26,17 @@ use crate::fleet::{self, PlanOptions, ResolveOptions};
 const MARKER: &str = "<!-- fleetgate-preview";
 /// A comment stays well under the hosts' limits (GitHub's is 65536 characters).
 const MAX_PLAN_BYTES: usize = 60_000;
+/// Pull requests previewed in one round; more wait for a round [`FOLLOW_UP`] later.
+const MAX_PREVIEWS_PER_ROUND: usize = 25;
+const FOLLOW_UP: Duration = Duration::from_secs(5);
+/// Per repository, calls to the forge for previews: at most [`CALLS`] at once, one more
+/// every [`CALL_EVERY`]; and previews posted: [`POSTS`] at once, one more every
+/// [`POST_EVERY`]. A forge that answers with ever more pull requests, pages or new
+/// heads gets no more than that (over two minutes: 359 calls and 119 previews).
+const CALLS: u32 = 300;
+const CALL_EVERY: Duration = Duration::from_secs(2);
+const POSTS: u32 = 100;
+const POST_EVERY: Duration = Duration::from_secs(6);
 
 /// What previews plan against, which ran when, and which heads were posted.
 pub struct Previews {
@@ -33,7 +45,11 @@ pub struct Previews {
     /// What a repository's fleet may resolve to (`--max-fleet-objects`, `--max-fleet-mib`).
     limits: crate::fleet::Limits,
     last_run: Mutex<HashMap<String, Instant>>,
-    posted: Mutex<HashMap<(String, u64), String>>,
+    /// Per repository: each open pull request's head last posted. Only pull requests
+    /// the last complete listing showed open are kept.
+    posted: Mutex<HashMap<String, HashMap<u64, String>>>,
+    /// Per repository: what its previews may still call and post.
+    budgets: Mutex<HashMap<String, Budget>>,
     /// Repositories with a round under way, and the repository as last seen when
     /// another round was asked for meanwhile: one round at a time per repository, so
     /// that a burst of webhooks never posts a comment twice.
@@ -51,6 +67,7 @@ impl Previews {
             limits,
             last_run: Mutex::default(),
             posted: Mutex::default(),
+            budgets: Mutex::default(),
             running: Turns::default(),
         }
     }
@@ -58,8 +75,29 @@ impl Previews {
     /// Drops what is kept for `repo_key`, a repository that no longer exists.
     pub fn forget(&self, repo_key: &str) {
         lock(&self.last_run).remove(repo_key);
-        lock(&self.posted).retain(|(key, _), _| key != repo_key);
+        lock(&self.posted).remove(repo_key);
+        lock(&self.budgets).remove(repo_key);
     }
+
+    fn budget(&self, repo_key: &str) -> Budget {
+        lock(&self.budgets)
+            .entry(repo_key.to_owned())
+            .or_insert_with(|| {
+                let now = Instant::now();
+                Budget {
+                    calls: Arc::new(Mutex::new(Bucket::new(CALLS, CALL_EVERY, now))),
+                    posts: Arc::new(Mutex::new(Bucket::new(POSTS, POST_EVERY, now))),
+                }
+            })
+            .clone()
+    }
+}
+
+/// What one repository's previews may still call and post.
+#[derive(Clone)]
+struct Budget {
+    calls: CallBudget,
+    posts: Arc<Mutex<Bucket>>,
 }
 
 /// Starts a preview round for `repo` if it asks for previews and its interval has passed
@@ -100,7 +138,13 @@ pub fn maybe_start(forge: Arc<Forge>, repo: Arc<GitopsRepository>, now: bool) {
             if let Err(e) = &outcome {
                 warn!(repository = %key, error = %e, "pull-request previews failed; retried at the next interval");
             }
-            forge.report(&key, &outcome);
+            forge.report(&key, outcome.as_ref().map(|_| ()));
+            // More pull requests than one round previews: another round shortly, its
+            // calls and posts still within the repository's budget.
+            if matches!(outcome, Ok(More::Yes)) {
+                tokio::time::sleep(FOLLOW_UP).await;
+                continue;
+            }
             match rounds.next() {
                 Some(again) => repo = again,
                 None => break,
@@ -176,26 +220,59 @@ impl Drop for Running {
     }
 }
 
-async fn round(forge: &Forge, repo: &GitopsRepository, key: &str) -> Result<(), ForgeError> {
+/// Whether a round left pull requests for another.
+#[derive(Debug, PartialEq, Eq)]
+enum More {
+    Yes,
+    No,
+}
+
+async fn round(forge: &Forge, repo: &GitopsRepository, key: &str) -> Result<More, ForgeError> {
     let Some(spec) = repo.spec.forge.as_ref() else {
-        return Ok(());
+        return Ok(More::No);
     };
     let Some(branch) = repo.spec.git_ref.branch.as_deref() else {
-        return Ok(());
+        return Ok(More::No);
     };
-    let client = forge.client_for(repo, spec).await?;
+    let budget = forge.previews.budget(key);
+    let client = forge
+        .client_for(repo, spec)
+        .await?
+        .with_budget(budget.calls.clone());
     let context = forge.context(repo, spec);
-    for pr in client.open_pull_requests(branch).await? {
-        let seen = lock(&forge.previews.posted)
-            .get(&(key.to_owned(), pr.number))
-            .cloned();
-        if seen.as_deref() == Some(pr.head_sha.as_str()) {
+    let open = client.open_pull_requests(branch).await?;
+    // What was posted for pull requests no longer open is forgotten.
+    let mut seen: HashMap<u64, String> = {
+        let mut posted = lock(&forge.previews.posted);
+        let mine = posted.remove(key).unwrap_or_default();
+        open.iter()
+            .filter_map(|pr| mine.get(&pr.number).map(|head| (pr.number, head.clone())))
+            .collect()
+    };
+    let mut previewed = 0;
+    let mut outcome = Ok(More::No);
+    for pr in &open {
+        if seen.get(&pr.number) == Some(&pr.head_sha) {
             continue;
         }
-        preview_one(&forge.previews, repo, &client, &context, &pr).await?;
-        lock(&forge.previews.posted).insert((key.to_owned(), pr.number), pr.head_sha.clone());
+        if previewed == MAX_PREVIEWS_PER_ROUND {
+            outcome = Ok(More::Yes);
+            break;
+        }
+        let may_post = lock(&budget.posts).take(Instant::now());
+        if !may_post {
+            outcome = Err(ForgeError::RateLimited);
+            break;
+        }
+        previewed += 1;
+        if let Err(e) = preview_one(&forge.previews, repo, &client, &context, pr).await {
+            outcome = Err(e);
+            break;
+        }
+        seen.insert(pr.number, pr.head_sha.clone());
     }
-    Ok(())
+    lock(&forge.previews.posted).insert(key.to_owned(), seen);
+    outcome
 }
 
 /// The marker line of `context`'s preview of `head`.
