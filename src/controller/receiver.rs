@@ -7,8 +7,11 @@
 //!
 //! Every request that does not prove knowledge of the token gets the same answer,
 //! whether the repository exists, takes webhooks or has a Secret, so the receiver tells
-//! an unauthenticated caller nothing. A delivery seen before (by the sender's delivery
-//! id, else by its body) is acknowledged and ignored.
+//! an unauthenticated caller nothing. A delivery seen before is acknowledged and
+//! ignored: seen by the digest of its body, which the signature covers (a sender's
+//! delivery id is a header outside the signature: a replay could carry a fresh one).
+//! What is remembered is kept per namespace and bounded per namespace, so that one
+//! tenant's deliveries (it knows its own token) never push another tenant's out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,34 +36,64 @@ use crate::api::{GitopsRepository, annotations};
 pub const TOKEN_KEY: &str = "token";
 /// The one answer to every request that is not authenticated.
 pub const UNAUTHORIZED: &str = "unauthorized\n";
-/// Deliveries are remembered this long, and at most this many.
+/// Deliveries are remembered this long, at most this many per namespace, and for at
+/// most this many namespaces (the least recently heard from is forgotten first).
 const REMEMBER: Duration = Duration::from_secs(24 * 3600);
-const MAX_REMEMBERED: usize = 10_000;
+const MAX_REMEMBERED_PER_NAMESPACE: usize = 1_000;
+const MAX_NAMESPACES: usize = 1_000;
 
-/// Delivery ids already acted on, with when.
+/// Deliveries already acted on, per namespace, with when.
 #[derive(Default)]
 pub struct Deliveries {
-    seen: Mutex<HashMap<String, Instant>>,
+    namespaces: Mutex<HashMap<String, Seen>>,
 }
 
-impl Deliveries {
+/// One namespace's deliveries, and when it was last heard from.
+#[derive(Default)]
+struct Seen {
+    ids: HashMap<String, Instant>,
+    last: Option<Instant>,
+}
+
+impl Seen {
     /// Records `id`; false if it was seen within [`REMEMBER`].
-    pub fn first_time(&self, id: String, now: Instant) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.retain(|_, at| now.duration_since(*at) < REMEMBER);
-        if seen.contains_key(&id) {
+    fn first_time(&mut self, id: String, now: Instant) -> bool {
+        self.last = Some(now);
+        self.ids.retain(|_, at| now.duration_since(*at) < REMEMBER);
+        if self.ids.contains_key(&id) {
             return false;
         }
-        if seen.len() >= MAX_REMEMBERED
-            && let Some(oldest) = seen
+        if self.ids.len() >= MAX_REMEMBERED_PER_NAMESPACE
+            && let Some(oldest) = self
+                .ids
                 .iter()
                 .min_by_key(|(_, at)| **at)
                 .map(|(k, _)| k.clone())
         {
-            seen.remove(&oldest);
+            self.ids.remove(&oldest);
         }
-        seen.insert(id, now);
+        self.ids.insert(id, now);
         true
+    }
+}
+
+impl Deliveries {
+    /// Records delivery `id` of `namespace`; false if it was seen within [`REMEMBER`].
+    pub fn first_time(&self, namespace: &str, id: String, now: Instant) -> bool {
+        let mut namespaces = self.namespaces.lock().unwrap_or_else(|p| p.into_inner());
+        if !namespaces.contains_key(namespace)
+            && namespaces.len() >= MAX_NAMESPACES
+            && let Some(quietest) = namespaces
+                .iter()
+                .min_by_key(|(_, seen)| seen.last)
+                .map(|(k, _)| k.clone())
+        {
+            namespaces.remove(&quietest);
+        }
+        namespaces
+            .entry(namespace.to_owned())
+            .or_default()
+            .first_time(id, now)
     }
 }
 
@@ -79,20 +112,11 @@ pub fn router(client: Client) -> Router {
         .with_state(state)
 }
 
-/// The sender's id of this delivery, else a digest of the body: the same push sent twice
-/// is one delivery.
-pub fn delivery_id(headers: &HeaderMap, body: &[u8]) -> String {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    [
-        "x-github-delivery",
-        "x-gitea-delivery",
-        "x-gogs-delivery",
-        "x-gitlab-event-uuid",
-        "x-delivery",
-    ]
-    .iter()
-    .find_map(|h| header(h).map(|v| format!("{h}={v}")))
-    .unwrap_or_else(|| format!("body={}", crate::fleet::plan::hex(&Sha256::digest(body))))
+/// What makes a delivery the same delivery: the digest of its body, the part the
+/// signature covers. The senders' delivery ids (`X-GitHub-Delivery`, ...) are headers
+/// outside it, and a replay may carry a fresh one.
+pub fn delivery_id(body: &[u8]) -> String {
+    format!("body={}", crate::fleet::plan::hex(&Sha256::digest(body)))
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
@@ -186,8 +210,11 @@ async fn hook(
         warn!(namespace, repository, why, "refused a webhook");
         return (StatusCode::UNAUTHORIZED, UNAUTHORIZED.to_owned());
     }
-    let delivery = format!("{namespace}/{repository}/{}", delivery_id(&headers, &body));
-    if !receiver.deliveries.first_time(delivery, Instant::now()) {
+    let delivery = format!("{repository}/{}", delivery_id(&body));
+    if !receiver
+        .deliveries
+        .first_time(&namespace, delivery, Instant::now())
+    {
         info!(
             namespace,
             repository, "webhook: a delivery seen before, ignored"
@@ -231,23 +258,48 @@ mod tests {
     }
 
     #[test]
-    fn a_delivery_counts_once_within_a_day() {
+    fn a_delivery_counts_once_within_a_day_whatever_id_it_carries() {
         let d = Deliveries::default();
         let t0 = Instant::now();
-        let push = headers(&[("x-github-delivery", "72d3162e".into())]);
-        let id = delivery_id(&push, b"{}");
-        assert_eq!(id, "x-github-delivery=72d3162e");
-        assert!(d.first_time(id.clone(), t0));
-        assert!(!d.first_time(id.clone(), t0 + Duration::from_secs(3600)));
-        assert!(d.first_time(id, t0 + REMEMBER + Duration::from_secs(1)));
-        // Without a delivery id, the same body is the same delivery.
-        let a = delivery_id(&HeaderMap::new(), b"{\"after\":\"1\"}");
-        assert_eq!(a, delivery_id(&HeaderMap::new(), b"{\"after\":\"1\"}"));
-        assert_ne!(a, delivery_id(&HeaderMap::new(), b"{\"after\":\"2\"}"));
-        for i in 0..MAX_REMEMBERED + 10 {
-            d.first_time(format!("n{i}"), t0);
+        let id = delivery_id(b"{\"after\":\"1\"}");
+        assert!(id.starts_with("body="), "{id}");
+        assert!(d.first_time("ns", id.clone(), t0));
+        // The same signed body again, whatever delivery id header came with it.
+        assert!(!d.first_time("ns", id.clone(), t0 + Duration::from_secs(3600)));
+        assert!(d.first_time("ns", id, t0 + REMEMBER + Duration::from_secs(1)));
+        assert_ne!(
+            delivery_id(b"{\"after\":\"1\"}"),
+            delivery_id(b"{\"after\":\"2\"}")
+        );
+    }
+
+    #[test]
+    fn one_namespace_cannot_push_another_namespaces_deliveries_out() {
+        let d = Deliveries::default();
+        let t0 = Instant::now();
+        assert!(d.first_time("victim", "push".into(), t0));
+        // The attacker signs as many bodies of its own as it likes.
+        for i in 0..MAX_REMEMBERED_PER_NAMESPACE * 3 {
+            d.first_time("attacker", format!("n{i}"), t0);
         }
-        assert!(d.seen.lock().unwrap().len() <= MAX_REMEMBERED);
+        assert!(
+            !d.first_time("victim", "push".into(), t0),
+            "the victim's delivery is still remembered: its replay is ignored"
+        );
+        let namespaces = d.namespaces.lock().unwrap();
+        assert!(namespaces["attacker"].ids.len() <= MAX_REMEMBERED_PER_NAMESPACE);
+        drop(namespaces);
+        // Namespaces are bounded too; the quietest is forgotten first.
+        for i in 0..MAX_NAMESPACES + 5 {
+            d.first_time(
+                &format!("ns{i}"),
+                "x".into(),
+                t0 + Duration::from_secs(i as u64 + 1),
+            );
+        }
+        let namespaces = d.namespaces.lock().unwrap();
+        assert!(namespaces.len() <= MAX_NAMESPACES);
+        assert!(namespaces.contains_key(&format!("ns{}", MAX_NAMESPACES + 4)));
     }
 
     #[test]
