@@ -166,7 +166,7 @@ async fn plans_refusals_and_applies_are_told_once_each_signed_across_a_restart()
         &[("fleet.yaml", include_bytes!("../examples/fleet.yaml"))],
         "first",
     );
-    let mut controller = ControllerProcess::start(&ns, &[]);
+    let mut controller = ControllerProcess::start(&ns, &["--allow-http-urls"]);
     create_repository(
         &ns.client,
         &ns.name,
@@ -241,7 +241,7 @@ async fn plans_refusals_and_applies_are_told_once_each_signed_across_a_restart()
 
     // A restart (a new leader) sends nothing already sent.
     controller.kill();
-    let _controller = ControllerProcess::start(&ns, &[]);
+    let _controller = ControllerProcess::start(&ns, &["--allow-http-urls"]);
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(receiver.accepted("/hook").len(), 2, "nothing sent twice");
 

@@ -200,3 +200,124 @@ async fn a_signed_push_checks_git_at_once_and_nothing_else_gets_through() {
         "pushes alone never re-plan a revision"
     );
 }
+
+/// A repository that takes pushes signed with `token`, as `who` (an editor) creates it.
+async fn hooked_repository(t: &support::tenant::Tenant, token: &str) {
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "hook"}, "stringData": {"token": token},
+    }))
+    .unwrap();
+    Api::namespaced(t.alice.clone(), &t.ns.name)
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
+    let mut spec = t.ssh_spec();
+    spec["interval"] = "1h".into();
+    spec["webhookSecretRef"] = serde_json::json!({"name": "hook"});
+    create_repository(&t.alice, &t.ns.name, "fleet", spec).await;
+}
+
+#[tokio::test]
+async fn a_replay_with_a_fresh_delivery_id_is_ignored_and_another_tenant_cannot_flush_it() {
+    let victim = support::tenant::tenant("victim").await;
+    let attacker = support::tenant::tenant("attacker").await;
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let _chart = support::chart::Installed::new(
+        &[&victim.ns, &attacker.ns],
+        &["--receiver-addr", &addr.to_string()],
+    )
+    .await;
+    victim.bind_users();
+    attacker.bind_users();
+    hooked_repository(&victim, "victim-s3cret").await;
+    hooked_repository(&attacker, "attacker-s3cret").await;
+    let v1 = victim
+        .repo
+        .commit(&[("fleet.yaml", support::tenant::V1)], "first");
+    run_in_phase(&victim.admin, &victim.ns.name, &v1, Phase::AwaitingApproval).await;
+    wait_until_listening(addr).await;
+
+    let victim_path = format!("/hook/{}/fleet", victim.ns.name);
+    let signed = |body: &[u8], key: &[u8], delivery: &str| {
+        vec![
+            ("X-Gitea-Signature", sign(body, key)),
+            ("X-Gitea-Delivery", delivery.to_owned()),
+        ]
+    };
+    // A push the victim's forge sent, and someone captured.
+    let captured = format!(r#"{{"ref":"refs/heads/main","after":"{v1}"}}"#).into_bytes();
+    let (code, text) = post(
+        addr,
+        &victim_path,
+        &signed(&captured, b"victim-s3cret", "d-1"),
+        &captured,
+    );
+    assert_eq!(code, 202, "{text}");
+    let repos: Api<GitopsRepository> = Api::namespaced(victim.admin.clone(), &victim.ns.name);
+    let pushed = |repo: GitopsRepository| {
+        repo.annotations()
+            .get(annotations::PUSH_RECEIVED_AT)
+            .cloned()
+    };
+    let first = pushed(repos.get("fleet").await.unwrap());
+    assert!(first.is_some());
+
+    // Replayed with fresh delivery ids: the same signed body, the same delivery.
+    for fresh in ["d-2", "d-3", "replay-9f2c"] {
+        let (code, text) = post(
+            addr,
+            &victim_path,
+            &signed(&captured, b"victim-s3cret", fresh),
+            &captured,
+        );
+        assert_eq!(
+            (code, text.as_str()),
+            (200, "duplicate delivery ignored\n"),
+            "{fresh}"
+        );
+    }
+
+    // The attacker signs as many deliveries of its own as it likes, to push the victim's
+    // out of the receiver's memory; it only pushes out its own.
+    let attacker_path = format!("/hook/{}/fleet", attacker.ns.name);
+    for n in 0..1_100 {
+        let body = format!(r#"{{"ref":"refs/heads/main","after":"{n:040}"}}"#).into_bytes();
+        let (code, text) = post(
+            addr,
+            &attacker_path,
+            &signed(&body, b"attacker-s3cret", &format!("a-{n}")),
+            &body,
+        );
+        assert!(code == 202 || code == 503, "{code} {text}");
+    }
+    let (code, text) = post(
+        addr,
+        &victim_path,
+        &signed(&captured, b"victim-s3cret", "after-flood"),
+        &captured,
+    );
+    assert_eq!((code, text.as_str()), (200, "duplicate delivery ignored\n"));
+    assert_eq!(
+        pushed(repos.get("fleet").await.unwrap()),
+        first,
+        "the replay changed nothing"
+    );
+
+    // The victim's next push goes through and plans its revision.
+    let v2 = victim.repo.commit(
+        &[("fleet.yaml", include_bytes!("../examples/fleet-v2.yaml"))],
+        "second",
+    );
+    let next = format!(r#"{{"ref":"refs/heads/main","after":"{v2}"}}"#).into_bytes();
+    let (code, text) = post(
+        addr,
+        &victim_path,
+        &signed(&next, b"victim-s3cret", "d-4"),
+        &next,
+    );
+    assert_eq!(code, 202, "{text}");
+    run_in_phase(&victim.admin, &victim.ns.name, &v2, Phase::AwaitingApproval).await;
+}

@@ -13,6 +13,7 @@ pub mod cgroup;
 pub mod chart;
 pub mod git;
 pub mod gitea;
+pub mod netns;
 pub mod operator;
 pub mod outage;
 pub mod procstat;
