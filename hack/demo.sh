@@ -57,7 +57,8 @@ echo "file://$work/fleet-config.git @ $(git -C "$work/checkout" rev-parse --shor
 
 heading "Starting the controller"
 "$fleetgate" controller --namespace fleet-demo --lease-namespace fleet-demo --http-addr 127.0.0.1:0 \
-  --work-dir "$work/cache" --allow-unverified-approvals --allow-file-urls 2>"$work/controller.log" &
+  --work-dir "$work/cache" --allow-unverified-approvals --allow-file-urls --allow-http-urls \
+  2>"$work/controller.log" &
 controller=$!
 echo "fleetgate controller running (pid $controller, log $work/controller.log)"
 

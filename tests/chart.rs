@@ -126,6 +126,27 @@ fn the_network_policy_admits_only_the_named_scrapers_and_flags_follow_the_values
         assert!(open.iter().any(|a| a == flag), "{flag} in {open:?}");
     }
     assert!(!open.iter().any(|a| a == "--allow-git-urls"));
+    // The bounds of plannings and of what tenants aim.
+    for flag in [
+        "--max-fleet-mib=16",
+        "--max-concurrent-plannings=4",
+        "--max-concurrent-plannings-per-namespace=2",
+    ] {
+        assert!(default.iter().any(|a| a == flag), "{flag} in {default:?}");
+    }
+    assert!(!default.iter().any(|a| a.starts_with("--refuse-private")));
+    let outbound = args(&[
+        "--set",
+        "outbound.refusePrivateAddresses=true",
+        "--set",
+        "outbound.allowedNotificationHosts={hooks.slack.com}",
+    ]);
+    for flag in [
+        "--refuse-private-addresses",
+        "--allowed-notification-hosts=hooks.slack.com",
+    ] {
+        assert!(outbound.iter().any(|a| a == flag), "{flag} in {outbound:?}");
+    }
     let unverified = args(&["--set", "approval.allowUnverified=true"]);
     assert!(
         unverified
@@ -288,6 +309,8 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
             &tenant.name,
             "--lease-namespace",
             &system.name,
+            // The team's receiver below is plain http:// on loopback.
+            "--allow-http-urls",
         ],
     );
 

@@ -49,6 +49,9 @@ spec:
         - --work-dir=/var/cache/fleetgate
         - --apply-concurrency={{ .Values.applyConcurrency }}
         - --max-fleet-objects={{ .Values.maxFleetObjects }}
+        - --max-fleet-mib={{ .Values.maxFleetMiB }}
+        - --max-concurrent-plannings={{ .Values.planning.maxConcurrent }}
+        - --max-concurrent-plannings-per-namespace={{ .Values.planning.maxConcurrentPerNamespace }}
         - --git-max-concurrent={{ .Values.git.maxConcurrent }}
         - --git-max-concurrent-per-namespace={{ .Values.git.maxConcurrentPerNamespace }}
         - --git-max-repository-mib={{ .Values.git.maxRepositoryMiB }}
@@ -83,6 +86,12 @@ spec:
         {{- end }}
         {{- with .Values.sources.allowedHosts }}
         - --allowed-git-hosts={{ join "," . }}
+        {{- end }}
+        {{- with .Values.outbound.allowedNotificationHosts }}
+        - --allowed-notification-hosts={{ join "," . }}
+        {{- end }}
+        {{- if .Values.outbound.refusePrivateAddresses }}
+        - --refuse-private-addresses
         {{- end }}
         - --cluster-name={{ .Values.clusterName }}
         env:
