@@ -194,14 +194,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_costly_evaluation_fails_closed_and_holds_no_one_up() {
+        let large = facts("noisy", 20_000);
         let started = Instant::now();
-        let costly = evaluate("noisy", compiled(QUADRATIC), facts("noisy", 20_000)).await;
+        let costly = evaluate("noisy", compiled(QUADRATIC), large).await;
         // Whichever comes first on this machine, the cost or the time budget: closed.
         assert!(
             matches!(costly, Err(Error::CostExceeded(_) | Error::Timeout(_))),
             "{costly:?}"
         );
-        assert!(started.elapsed() < BUDGET * 3, "{:?}", started.elapsed());
+        // Run to its end, the rule takes minutes in a debug build; stopped, it ends
+        // within its budget and the facts' conversion (generously bounded: the machine
+        // may be busy).
+        assert!(started.elapsed() < BUDGET * 15, "{:?}", started.elapsed());
         let cheap = evaluate(
             "quiet",
             compiled("plan.actions.size() > 1"),
