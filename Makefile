@@ -45,6 +45,7 @@ bench:
 	$(CARGO) bench --bench fleet_core
 	$(CARGO) bench --bench peak_memory
 	$(CARGO) bench --bench drift_check
+	$(CARGO) bench --bench bounded_fleet
 
 ## Apply throughput on one test control plane: the server's ceiling (create and server-side
 ## apply, 32 in flight), fleetgate and kubectl apply --server-side, side by side; prints
