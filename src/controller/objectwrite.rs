@@ -18,6 +18,7 @@ use kube::ResourceExt;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use tokio::time::Instant;
 
+use super::authorization::Authorization;
 use super::context::Context;
 use super::live::{self, CachedObject, desired_object};
 use crate::api::{FIELD_MANAGER, REPOSITORY_LABEL};
@@ -121,11 +122,35 @@ enum View {
     Fresh,
 }
 
-/// The target of one action in one namespace, applied for one repository.
+/// The target of the actions of one authorized plan, in one namespace, applied for one
+/// repository. Made only with the [`Authorization`] the check gave: nothing writes a
+/// fleet object without one.
 pub struct Target<'a> {
-    pub ctx: &'a Context,
-    pub namespace: &'a str,
-    pub repository: &'a str,
+    ctx: &'a Context,
+    namespace: &'a str,
+    repository: &'a str,
+    authorization: &'a Authorization,
+}
+
+impl<'a> Target<'a> {
+    pub fn new(
+        ctx: &'a Context,
+        namespace: &'a str,
+        repository: &'a str,
+        authorization: &'a Authorization,
+    ) -> Self {
+        Self {
+            ctx,
+            namespace,
+            repository,
+            authorization,
+        }
+    }
+
+    /// The plan whose actions this target writes.
+    pub fn plan_id(&self) -> &str {
+        self.authorization.plan_id()
+    }
 }
 
 impl Target<'_> {

@@ -134,13 +134,19 @@ pub(super) async fn remediate(
     }
     let next = runs.first().map_or(1, |r| sequence(r) + 1);
     let revision = found.baseline.spec.revision.clone();
+    // The run restores what the baseline applied, as stored beside it: exactly the
+    // content drift was measured against.
+    let baseline = found.baseline.name_any();
     let created = create_run(
         ctx,
         repo,
         &revision,
         Trigger::Drift,
         next,
-        &[(DRIFT_ANNOTATION, &found.digest)],
+        &[
+            (DRIFT_ANNOTATION, &found.digest),
+            (annotations::RESTORES, &baseline),
+        ],
     )
     .await?;
     let message = format!(
