@@ -141,6 +141,26 @@ impl Repo {
         git(&self.work, &["rev-parse", "HEAD"])
     }
 
+    /// Commits `files` on `branch` (created from main if new) and pushes it; main stays
+    /// checked out. Returns the commit id.
+    pub fn commit_to(&self, branch: &str, files: &[(&str, &[u8])], message: &str) -> String {
+        git(&self.work, &["checkout", "-q", "-B", branch]);
+        for (path, contents) in files {
+            let target = self.work.join(path);
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::write(&target, contents).unwrap();
+            git(&self.work, &["add", path]);
+        }
+        git(
+            &self.work,
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
+        git(&self.work, &["push", "-q", "-f", "origin", branch]);
+        let head = git(&self.work, &["rev-parse", "HEAD"]);
+        git(&self.work, &["checkout", "-q", "main"]);
+        head
+    }
+
     /// Commits a symbolic link `path` -> `target`.
     pub fn commit_symlink(&self, path: &str, target: &str, message: &str) -> String {
         std::os::unix::fs::symlink(target, self.work.join(path)).unwrap();

@@ -14,6 +14,7 @@ pub mod git;
 pub mod gitea;
 pub mod operator;
 pub mod outage;
+pub mod policy;
 pub mod procstat;
 pub mod tenant;
 
@@ -324,4 +325,82 @@ pub fn audited_writes(ns: &str, resource: &str) -> Writes {
         created_again,
         other,
     }
+}
+
+/// A point in the control plane's audit log: what is logged after it is read by
+/// [`audited_since`].
+pub fn audit_mark() -> u64 {
+    let dir = env().kubeconfig.parent().unwrap().to_path_buf();
+    std::fs::metadata(dir.join("audit.log")).map_or(0, |m| m.len())
+}
+
+/// One write the API server completed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AuditedWrite {
+    pub user: String,
+    pub verb: String,
+    pub resource: String,
+    pub name: String,
+}
+
+/// The writes (create, update, patch, delete; not of a subresource) to `resources` in
+/// `ns` that the API server completed after `mark`, whoever made them.
+pub fn audited_since(mark: u64, ns: &str, resources: &[&str]) -> Vec<AuditedWrite> {
+    use std::io::{Read, Seek, SeekFrom};
+    let dir = env().kubeconfig.parent().unwrap().to_path_buf();
+    let mut log = String::new();
+    if let Ok(mut file) = std::fs::File::open(dir.join("audit.log")) {
+        let _ = file.seek(SeekFrom::Start(mark));
+        let _ = file.read_to_string(&mut log);
+    }
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| {
+            let object = &e["objectRef"];
+            e["stage"] == "ResponseComplete"
+                && object["namespace"] == ns
+                && resources.contains(&object["resource"].as_str().unwrap_or_default())
+                && object["subresource"].is_null()
+                && matches!(
+                    e["verb"].as_str(),
+                    Some("create" | "update" | "patch" | "delete")
+                )
+                && e["responseStatus"]["code"]
+                    .as_u64()
+                    .is_some_and(|c| c < 300)
+        })
+        .map(|e| AuditedWrite {
+            user: e["user"]["username"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            verb: e["verb"].as_str().unwrap_or_default().to_owned(),
+            resource: e["objectRef"]["resource"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            name: e["objectRef"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        })
+        .collect()
+}
+
+/// The resources of the five fleet kinds.
+pub const FLEET_RESOURCES: &[&str] = &[
+    "fleettemplates",
+    "fleetnodes",
+    "sdwannetworks",
+    "sdwanpeers",
+    "virtualips",
+];
+
+/// A client with the credentials of the kubeconfig at `path`.
+pub async fn client_from(path: &std::path::Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(path).expect("kubeconfig reads");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig is usable");
+    Client::try_from(config).expect("client builds")
 }
