@@ -211,6 +211,7 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     let tenant = env.namespace("tenant-a").await;
     let other = env.namespace("tenant-b").await;
     support::install_crds(&admin, &fleetgate::api::crds()).await;
+    let mark = support::audit_mark();
 
     helm_install(&system.name, &[&tenant.name]);
     // No kubelet runs here, so pods never start: assert on the objects.
@@ -470,23 +471,31 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
         assert!(kept.contains(approved), "{approved} was pruned: {kept:?}");
     }
 
-    // Tenant isolation: nothing outside the watched namespace, and other tenants' repositories are not served.
+    // Tenant isolation: the controller wrote fleet objects in the watched namespace only
+    // (other tests leave theirs elsewhere on this control plane), and other tenants'
+    // repositories are not served.
+    let sa = format!("system:serviceaccount:{}:fleetgate", system.name);
+    let outside: Vec<_> = support::audited_writes_since(mark, support::FLEET_RESOURCES)
+        .into_iter()
+        .filter(|(ns, write)| write.user == sa && *ns != tenant.name)
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "fleet objects written outside {}: {outside:?}",
+        tenant.name
+    );
     let out = run_tool(
         "kubectl",
         &[
             "get",
             "fleet",
-            "-A",
+            "-n",
+            &tenant.name,
             "-l",
             "gitops.fleetgate.dev/repository",
             "-o",
-            "jsonpath={range .items[*]}{.metadata.namespace}{\"\\n\"}{end}",
+            "name",
         ],
-    );
-    assert!(
-        out.lines().all(|ns| ns == tenant.name),
-        "fleet objects outside {}: {out}",
-        tenant.name
     );
     assert_eq!(out.lines().count(), 10);
     create_repository(
@@ -527,7 +536,6 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     .await;
 
     // The role is exactly what the controller used: nothing refused, nothing unused.
-    let sa = format!("system:serviceaccount:{}:fleetgate", system.name);
     let (used, refused) = audited(&sa);
     assert!(
         refused.is_empty(),

@@ -346,6 +346,16 @@ pub struct AuditedWrite {
 /// The writes (create, update, patch, delete; not of a subresource) to `resources` in
 /// `ns` that the API server completed after `mark`, whoever made them.
 pub fn audited_since(mark: u64, ns: &str, resources: &[&str]) -> Vec<AuditedWrite> {
+    audited_writes_since(mark, resources)
+        .into_iter()
+        .filter(|(namespace, _)| namespace == ns)
+        .map(|(_, write)| write)
+        .collect()
+}
+
+/// The writes to `resources` the API server completed after `mark`, in any namespace:
+/// each with its namespace.
+pub fn audited_writes_since(mark: u64, resources: &[&str]) -> Vec<(String, AuditedWrite)> {
     use std::io::{Read, Seek, SeekFrom};
     let dir = env().kubeconfig.parent().unwrap().to_path_buf();
     let mut log = String::new();
@@ -353,12 +363,12 @@ pub fn audited_since(mark: u64, ns: &str, resources: &[&str]) -> Vec<AuditedWrit
         let _ = file.seek(SeekFrom::Start(mark));
         let _ = file.read_to_string(&mut log);
     }
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|e| {
             let object = &e["objectRef"];
             e["stage"] == "ResponseComplete"
-                && object["namespace"] == ns
                 && resources.contains(&object["resource"].as_str().unwrap_or_default())
                 && object["subresource"].is_null()
                 && matches!(
@@ -369,20 +379,15 @@ pub fn audited_since(mark: u64, ns: &str, resources: &[&str]) -> Vec<AuditedWrit
                     .as_u64()
                     .is_some_and(|c| c < 300)
         })
-        .map(|e| AuditedWrite {
-            user: e["user"]["username"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            verb: e["verb"].as_str().unwrap_or_default().to_owned(),
-            resource: e["objectRef"]["resource"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            name: e["objectRef"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+        .map(|e| {
+            let object = &e["objectRef"];
+            let write = AuditedWrite {
+                user: text(&e["user"]["username"]),
+                verb: text(&e["verb"]),
+                resource: text(&object["resource"]),
+                name: text(&object["name"]),
+            };
+            (text(&object["namespace"]), write)
         })
         .collect()
 }
