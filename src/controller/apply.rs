@@ -25,7 +25,10 @@ use super::live;
 use super::metrics::ResultLabels;
 use super::objectwrite::{Target, Throttle, WriteError};
 use super::planstore;
-use super::runstate::{action_entries, fail, progress, repository_key, transition, write_status};
+use super::runstate::{
+    action_entries, fail, progress, repository_key, transition, withdraw_authorization,
+    write_status,
+};
 use crate::api::syncrun::{ActionState, Phase, SyncRunStatus};
 use crate::api::{REPOSITORY_LABEL, SyncRun, now, truncate};
 use crate::fleet::plan::{Action, spec_digest};
@@ -108,7 +111,11 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
             );
             return fail(ctx, run, status, refusal.label(), message).await;
         }
-        Err(refusal) => return unauthorized(ctx, run, status, refusal).await,
+        // Nothing more is written; the run waits for people, saying why.
+        Err(refusal) => {
+            let message = format!("{refusal}; nothing more is applied until it is approved");
+            return withdraw_authorization(ctx, run, status, refusal.label(), message).await;
+        }
     };
     let plan = authorized.plan();
     let mut states: Vec<ActionState> = status
@@ -145,32 +152,6 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
     };
     r.apply_all(&authorized, prune).await?;
     r.finish(plan).await
-}
-
-/// The run is not (or no longer) authorized: nothing more is written, and it waits for
-/// people, saying why.
-async fn unauthorized(
-    ctx: &Context,
-    run: &SyncRun,
-    mut status: SyncRunStatus,
-    refusal: Refusal,
-) -> Result<Requeue> {
-    status.approved_by = None;
-    status.approved_at = None;
-    status.authorization = None;
-    status.requires_approval = true;
-    let message = format!("{refusal}; nothing more is applied until it is approved");
-    transition(
-        ctx,
-        run,
-        status,
-        Phase::AwaitingApproval,
-        true,
-        refusal.label(),
-        message,
-    )
-    .await?;
-    Ok(Requeue::await_change())
 }
 
 /// Applies one action, waiting out the server's refusals for load and short outages.

@@ -19,7 +19,7 @@ use crate::controller::error::{Error, Result};
 use crate::controller::repository::sequence;
 use crate::controller::runstate::supersede;
 use crate::controller::runstate::{
-    reject, repository_key, transition, write_status, written_status,
+    reject, repository_key, transition, withdraw_authorization, write_status, written_status,
 };
 
 /// An authorized plan applies when the change windows (and apply-after) allow; until
@@ -175,39 +175,31 @@ pub(crate) async fn scheduled(
     let authorization = match decided {
         Ok(authorization) => authorization,
         Err(refusal) => {
-            status.approved_by = None;
-            status.approved_at = None;
-            status.scheduled_for = None;
-            status.authorization = None;
-            status.requires_approval = true;
             let why = format!(
                 "{refusal}: approvals expired or the governance policy changed while it waited; approve again"
             );
-            transition(
-                ctx,
-                run,
-                status,
-                Phase::AwaitingApproval,
-                true,
-                "ApprovalExpired",
-                why,
-            )
-            .await?;
-            return Ok(Action::await_change());
+            return withdraw_authorization(ctx, run, status, "ApprovalExpired", why).await;
         }
     };
-    let message = format!("plan {plan_id} approved by {}", authorization.approved_by());
-    apply_when_open(
-        run,
-        ctx,
-        &gov,
-        status,
-        &authorization,
-        "WindowOpened",
-        message,
-        true,
-    )
-    .await
+    apply_approved(run, ctx, &gov, status, &authorization, "WindowOpened").await
+}
+
+/// [`apply_when_open`] for a plan just authorized by its approvals (or found still
+/// authorized when its window opens).
+pub(crate) async fn apply_approved(
+    run: &SyncRun,
+    ctx: &Context,
+    gov: &Governance,
+    status: SyncRunStatus,
+    authorization: &Authorization,
+    reason: &str,
+) -> Result<Action> {
+    let message = format!(
+        "plan {} approved by {}",
+        authorization.plan_id(),
+        authorization.approved_by()
+    );
+    apply_when_open(run, ctx, gov, status, authorization, reason, message, true).await
 }
 
 /// The newest run of the same repository created after `run` from git or a rollback

@@ -18,7 +18,7 @@ use super::authorization::{self, Content, Facts};
 use super::context::{Context, object_key};
 use super::error::{Error, Result};
 use super::governance::phases::{
-    apply_when_open, clear_or_retry, expire, governance_error, hold_while_invalid,
+    apply_approved, clear_or_retry, expire, governance_error, hold_while_invalid,
     record_partial_approval, scheduled,
 };
 use super::governance::{self, Counted};
@@ -190,18 +190,7 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
                 return clear_or_retry(ctx, run, Some(&written)).await;
             }
         };
-    let message = format!("plan {plan_id} approved by {}", authorization.approved_by());
-    apply_when_open(
-        run,
-        ctx,
-        &gov,
-        status,
-        &authorization,
-        "Approved",
-        message,
-        true,
-    )
-    .await
+    apply_approved(run, ctx, &gov, status, &authorization, "Approved").await
 }
 
 /// Refuses an approval, once per distinct value, with a Warning Event.
