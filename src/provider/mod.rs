@@ -6,4 +6,5 @@
 //! A provider names the API (the fleet kinds and their status types) and the pure core;
 //! never the controller: fleetgate and its providers meet only through the API server.
 
+pub mod conformance;
 pub mod lab;
