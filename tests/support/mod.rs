@@ -12,6 +12,7 @@ pub mod browser;
 pub mod chart;
 pub mod git;
 pub mod gitea;
+pub mod lab;
 pub mod operator;
 pub mod outage;
 pub mod procstat;

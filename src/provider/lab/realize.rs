@@ -700,6 +700,8 @@ impl Lab {
         for peer in &world.peers {
             let name = peer.name_any();
             let mut facts = peer_facts.remove(&name).expect("listed");
+            // In a stable order, so that a status changes only when a session does.
+            facts.sessions.sort_by(|a, b| a.peer.cmp(&b.peer));
             let p = placed.iter().find(|p| p.name == name);
             facts.link_up = p.and_then(link_up);
             let report = report::peer(&facts);
