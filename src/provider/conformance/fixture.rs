@@ -255,24 +255,31 @@ impl Fixture {
         .map(Some)
     }
 
-    /// The provider's registration Lease: its kinds, its contract version, a fresh renewal.
+    /// The provider's registration Lease: its kinds, its contract version, a fresh renewal
+    /// (waited for as long as a step may take: the provider may have just started).
     pub async fn registration(&self) -> Result<(), Violation> {
         let leases: Api<Lease> = self.api();
-        let found = leases
-            .list(&ListParams::default().labels(registration::PROVIDER_LABEL))
-            .await
-            .map_err(api_error)?;
-        let lease = found
-            .items
-            .into_iter()
-            .next()
-            .ok_or_else(|| Violation::Contract {
-                object: format!("namespace {}", self.namespace),
-                what: format!(
-                    "no Lease labelled {} (the provider's registration)",
-                    registration::PROVIDER_LABEL
-                ),
-            })?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let lease = loop {
+            let found = leases
+                .list(&ListParams::default().labels(registration::PROVIDER_LABEL))
+                .await
+                .map_err(api_error)?;
+            if let Some(lease) = found.items.into_iter().next() {
+                break lease;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Violation::Contract {
+                    object: format!("namespace {}", self.namespace),
+                    what: format!(
+                        "no Lease labelled {} (the provider's registration) within {}s",
+                        registration::PROVIDER_LABEL,
+                        self.timeout.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        };
         let object = format!("Lease/{}", lease.name_any());
         let contract = |what: String| Violation::Contract {
             object: object.clone(),
