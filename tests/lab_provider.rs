@@ -265,14 +265,22 @@ async fn the_reference_fleet_converges_with_bgp_established_and_its_vip_fails_ov
     assert_eq!(lab.leftovers(), Vec::<String>::new());
 }
 
-const MODES: &str = r#"
-version: 1
-account: lab
-templates: [{name: base, node_platform: debian-12-amd64, architecture: amd64}]
-nodes:
-  - {hostname: a, template: base, region: r1, instance_type: small}
-  - {hostname: b, template: base, region: r1, instance_type: small}
-  - {hostname: c, template: base, region: r2, instance_type: small}
+/// Fleets of nodes `a`, `b` and more, all of one template.
+macro_rules! fleet {
+    ($rest:literal) => {
+        concat!(
+            "version: 1\naccount: lab\n",
+            "templates: [{name: base, node_platform: debian-12-amd64, architecture: amd64}]\n",
+            "nodes:\n",
+            "  - {hostname: a, template: base, region: r1, instance_type: small}\n",
+            "  - {hostname: b, template: base, region: r1, instance_type: small}\n",
+            $rest
+        )
+    };
+}
+
+const MODES: &str = fleet!(
+    r#"  - {hostname: c, template: base, region: r2, instance_type: small}
 sdwan:
   networks:
     - name: mesh
@@ -282,7 +290,8 @@ sdwan:
       routing_mode: static
       peers: [{host: a}, {host: c}]
       virtual_ips: [{name: v, primary_holder: c, failover_holders: [a]}]
-"#;
+"#
+);
 
 #[tokio::test]
 async fn ebgp_and_static_networks_converge_and_a_deleted_network_is_torn_down() {
@@ -360,19 +369,14 @@ async fn ebgp_and_static_networks_converge_and_a_deleted_network_is_torn_down() 
     assert_eq!(lab.leftovers(), Vec::<String>::new());
 }
 
-const PAIR: &str = r#"
-version: 1
-account: lab
-templates: [{name: base, node_platform: debian-12-amd64, architecture: amd64}]
-nodes:
-  - {hostname: a, template: base, region: r1, instance_type: small}
-  - {hostname: b, template: base, region: r1, instance_type: small}
-sdwan:
+const PAIR: &str = fleet!(
+    r#"sdwan:
   networks:
     - name: net
       routing_mode: ibgp
       peers: [{host: a, publicly_reachable: true}, {host: b}]
-"#;
+"#
+);
 
 async fn reason(
     client: &Client,
@@ -557,9 +561,18 @@ async fn a_restart_adopts_the_fabric_and_removes_what_no_object_asks_for() {
     let birds = || support::lab::pids_mentioning(&bird_dir);
     let before = birds();
     assert_eq!(before.len(), 2, "{before:?}");
+    // a's BIRD, found by its address (the lab allocates addresses in whatever order its
+    // watch lists the peers).
+    let a_address = peer(client, &ns.name, "net.a")
+        .await
+        .status
+        .unwrap()
+        .address
+        .unwrap();
+    let a_conf = lab.bird_socket(&a_address).with_extension("conf");
     let a_bird = before
         .into_iter()
-        .find(|(_, c)| c.contains("-1.conf"))
+        .find(|(_, c)| c.contains(&*a_conf.to_string_lossy()))
         .unwrap();
 
     // Crash; meanwhile one peer goes and a namespace appears that no record names (a

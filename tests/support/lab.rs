@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fleetgate::api::fleet::status::{Health, health};
-use fleetgate::api::fleet::{FleetNode, SdwanNetwork, SdwanPeer, VirtualIp};
+use fleetgate::api::fleet::status::Health;
+use fleetgate::api::fleet::{FleetNode, Reported, SdwanNetwork, SdwanPeer, VirtualIp};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
@@ -135,6 +135,9 @@ impl Drop for LabProcess {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("---- lab provider log ----\n{}", self.log_text());
+            let state =
+                std::fs::read_to_string(self.state_dir.join("state.json")).unwrap_or_default();
+            eprintln!("---- lab state ----\n{state}");
         }
         self.cleanup();
     }
@@ -234,54 +237,24 @@ pub fn leftovers(instance: &str, state_dir: &Path) -> Vec<String> {
     found
 }
 
+/// The objects of one kind in the namespace with their health, `Kind/name`.
+async fn health_of<K: Reported>(client: &Client, ns: &str, out: &mut Vec<(String, Health)>) {
+    let objects = Api::<K>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    for o in objects {
+        out.push((format!("{}/{}", K::kind(&()), o.name_any()), o.health()));
+    }
+}
+
 /// Every served fleet object of the namespace with its health, `Kind/name`.
 pub async fn fleet_health(client: &Client, ns: &str) -> Vec<(String, Health)> {
     let mut out = Vec::new();
-    let lp = ListParams::default();
-    for o in Api::<FleetNode>::namespaced(client.clone(), ns)
-        .list(&lp)
-        .await
-        .unwrap()
-    {
-        let s = o.status.clone().unwrap_or_default();
-        out.push((
-            format!("FleetNode/{}", o.name_any()),
-            health(o.metadata.generation, s.observed_generation, &s.conditions),
-        ));
-    }
-    for o in Api::<SdwanNetwork>::namespaced(client.clone(), ns)
-        .list(&lp)
-        .await
-        .unwrap()
-    {
-        let s = o.status.clone().unwrap_or_default();
-        out.push((
-            format!("SdwanNetwork/{}", o.name_any()),
-            health(o.metadata.generation, s.observed_generation, &s.conditions),
-        ));
-    }
-    for o in Api::<SdwanPeer>::namespaced(client.clone(), ns)
-        .list(&lp)
-        .await
-        .unwrap()
-    {
-        let s = o.status.clone().unwrap_or_default();
-        out.push((
-            format!("SdwanPeer/{}", o.name_any()),
-            health(o.metadata.generation, s.observed_generation, &s.conditions),
-        ));
-    }
-    for o in Api::<VirtualIp>::namespaced(client.clone(), ns)
-        .list(&lp)
-        .await
-        .unwrap()
-    {
-        let s = o.status.clone().unwrap_or_default();
-        out.push((
-            format!("VirtualIp/{}", o.name_any()),
-            health(o.metadata.generation, s.observed_generation, &s.conditions),
-        ));
-    }
+    health_of::<FleetNode>(client, ns, &mut out).await;
+    health_of::<SdwanNetwork>(client, ns, &mut out).await;
+    health_of::<SdwanPeer>(client, ns, &mut out).await;
+    health_of::<VirtualIp>(client, ns, &mut out).await;
     out
 }
 

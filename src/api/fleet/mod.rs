@@ -20,7 +20,7 @@ use crate::fleet::object;
 pub mod status;
 pub use status::{
     FleetNodeStatus, FleetObjectStatus, NodeAddress, NodeAddressType, PeerSession, ProviderReason,
-    SdwanPeerStatus, SessionProtocol, SessionState, VirtualIpStatus,
+    ProviderStatus, Reported, SdwanPeerStatus, SessionProtocol, SessionState, VirtualIpStatus,
 };
 
 /// A node template, with everything it inherits.

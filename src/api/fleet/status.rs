@@ -290,6 +290,84 @@ impl std::fmt::Display for ProviderReason {
     }
 }
 
+/// What every kind's status has: read alike by readers, written alike by providers.
+pub trait ProviderStatus: Default + Clone + PartialEq + Serialize {
+    fn observed_generation(&self) -> Option<i64>;
+    fn conditions(&self) -> &[Condition];
+    /// Records `reason` as the provider's verdict on `generation`: observedGeneration and
+    /// the three conditions (a transition time moves only when a condition's status does).
+    fn report(
+        &mut self,
+        reason: ProviderReason,
+        message: &str,
+        generation: Option<i64>,
+        now: &Time,
+    );
+}
+
+macro_rules! provider_status {
+    ($($status:ty),*) => {$(
+        impl ProviderStatus for $status {
+            fn observed_generation(&self) -> Option<i64> {
+                self.observed_generation
+            }
+            fn conditions(&self) -> &[Condition] {
+                &self.conditions
+            }
+            fn report(&mut self, reason: ProviderReason, message: &str, generation: Option<i64>, now: &Time) {
+                self.observed_generation = generation;
+                reason.set(&mut self.conditions, message, generation, now);
+            }
+        }
+    )*};
+}
+
+provider_status!(
+    FleetObjectStatus,
+    FleetNodeStatus,
+    SdwanPeerStatus,
+    VirtualIpStatus
+);
+
+/// A fleet kind, with the status its provider writes.
+pub trait Reported:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + Serialize
+    + std::fmt::Debug
+{
+    type Status: ProviderStatus;
+    fn provider_status(&self) -> Option<&Self::Status>;
+
+    /// [`health`] of the object.
+    fn health(&self) -> Health {
+        let (observed, conditions) = self.provider_status().map_or((None, &[][..]), |s| {
+            (s.observed_generation(), s.conditions())
+        });
+        health(self.meta().generation, observed, conditions)
+    }
+}
+
+macro_rules! reported {
+    ($($kind:ty => $status:ty),*) => {$(
+        impl Reported for $kind {
+            type Status = $status;
+            fn provider_status(&self) -> Option<&$status> {
+                self.status.as_ref()
+            }
+        }
+    )*};
+}
+
+reported!(
+    super::FleetTemplate => FleetObjectStatus,
+    super::FleetNode => FleetNodeStatus,
+    super::SdwanNetwork => FleetObjectStatus,
+    super::SdwanPeer => SdwanPeerStatus,
+    super::VirtualIp => VirtualIpStatus
+);
+
 /// What a reader makes of a fleet object's status, as kstatus would, plus the one case
 /// kstatus cannot tell: no provider has written it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,8 +14,11 @@ use serde_json::{Value, json};
 
 use super::checks::{self, Violation};
 use super::{ConformanceError, Options};
-use crate::api::fleet::status::{CONTRACT_VERSION, Health, health, registration};
-use crate::api::fleet::{FleetNode, SdwanNetwork, SdwanPeer, VirtualIp};
+use crate::api::fleet::status::{CONTRACT_VERSION, Health, registration};
+use crate::api::fleet::{
+    FleetNode, FleetNodeStatus, FleetObjectStatus, ProviderStatus, Reported, SdwanNetwork,
+    SdwanPeer, SdwanPeerStatus, VirtualIp, VirtualIpStatus,
+};
 use crate::api::{MANAGED_BY, MANAGED_BY_LABEL, REPOSITORY_LABEL};
 
 /// The field manager of the suite's writes.
@@ -33,64 +36,58 @@ pub struct Fixture {
     served: Mutex<BTreeSet<String>>,
 }
 
-/// A status read back, checked against the contract whatever the moment.
-trait Reported: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug {
-    fn health(&self) -> Health;
-    /// The contract's invariants for this kind (`fixture` gives the other hosts, holders).
-    fn check(&self, fixture: &Fixture) -> Result<(), String>;
-    fn summary(&self) -> String;
+/// A kind's status read back, checked against the contract whatever the moment.
+trait Checked: Reported {
+    /// The invariants of this kind beyond the conditions (`fixture` gives the other
+    /// hosts, the holders).
+    fn check_kind(status: &Self::Status, fixture: &Fixture) -> Result<(), String>;
+
+    fn check(&self, fixture: &Fixture) -> Result<(), String> {
+        let status = self.provider_status().cloned().unwrap_or_default();
+        checks::conditions(
+            self.meta().generation,
+            status.observed_generation(),
+            status.conditions(),
+        )?;
+        Self::check_kind(&status, fixture)
+    }
+
+    fn summary(&self) -> String {
+        let status = self.provider_status().cloned().unwrap_or_default();
+        let ready = crate::api::condition(status.conditions(), "Ready");
+        format!(
+            "generation {:?}, observedGeneration {:?}, Ready {} ({})",
+            self.meta().generation,
+            status.observed_generation(),
+            ready.map_or("absent", |c| c.status.as_str()),
+            ready.map_or("", |c| c.reason.as_str()),
+        )
+    }
 }
 
-fn summary(
-    observed: Option<i64>,
-    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    generation: Option<i64>,
-) -> String {
-    let ready = crate::api::condition(conditions, "Ready");
-    format!(
-        "generation {generation:?}, observedGeneration {observed:?}, Ready {} ({})",
-        ready.map_or("absent", |c| c.status.as_str()),
-        ready.map_or("", |c| c.reason.as_str()),
-    )
+impl Checked for FleetNode {
+    fn check_kind(status: &FleetNodeStatus, _: &Fixture) -> Result<(), String> {
+        checks::node(status)
+    }
 }
 
-macro_rules! reported {
-    ($kind:ty, $check:expr) => {
-        impl Reported for $kind {
-            fn health(&self) -> Health {
-                let s = self.status.clone().unwrap_or_default();
-                health(
-                    self.metadata.generation,
-                    s.observed_generation,
-                    &s.conditions,
-                )
-            }
-            fn check(&self, fixture: &Fixture) -> Result<(), String> {
-                let s = self.status.clone().unwrap_or_default();
-                checks::conditions(
-                    self.metadata.generation,
-                    s.observed_generation,
-                    &s.conditions,
-                )?;
-                #[allow(clippy::redundant_closure_call)]
-                ($check)(&s, fixture)
-            }
-            fn summary(&self) -> String {
-                let s = self.status.clone().unwrap_or_default();
-                summary(
-                    s.observed_generation,
-                    &s.conditions,
-                    self.metadata.generation,
-                )
-            }
-        }
-    };
+impl Checked for SdwanNetwork {
+    fn check_kind(_: &FleetObjectStatus, _: &Fixture) -> Result<(), String> {
+        Ok(())
+    }
 }
 
-reported!(FleetNode, |s, _: &Fixture| checks::node(s));
-reported!(SdwanNetwork, |_, _: &Fixture| Ok(()));
-reported!(SdwanPeer, |s, f: &Fixture| checks::peer(s, &f.hosts()));
-reported!(VirtualIp, |s, f: &Fixture| checks::vip(s, &f.hosts()));
+impl Checked for SdwanPeer {
+    fn check_kind(status: &SdwanPeerStatus, fixture: &Fixture) -> Result<(), String> {
+        checks::peer(status, &fixture.hosts())
+    }
+}
+
+impl Checked for VirtualIp {
+    fn check_kind(status: &VirtualIpStatus, fixture: &Fixture) -> Result<(), String> {
+        checks::vip(status, &fixture.hosts())
+    }
+}
 
 fn api_error(e: kube::Error) -> Violation {
     Violation::Api(e.to_string())
@@ -208,7 +205,7 @@ impl Fixture {
     }
 
     /// Reads `name` until `done` says so, checking every status read against the contract.
-    async fn until<K: Reported + Resource<Scope = k8s_openapi::NamespaceResourceScope>>(
+    async fn until<K: Checked>(
         &self,
         name: &str,
         wanted: &str,
@@ -241,10 +238,7 @@ impl Fixture {
     }
 
     /// Waits until `name` is Current (Ready at its generation), when its kind is served.
-    async fn until_ready<K: Reported + Resource<Scope = k8s_openapi::NamespaceResourceScope>>(
-        &self,
-        name: &str,
-    ) -> Result<Option<K>, Violation> {
+    async fn until_ready<K: Checked>(&self, name: &str) -> Result<Option<K>, Violation> {
         if !self.serves(&K::kind(&())) {
             return Ok(None);
         }

@@ -17,12 +17,16 @@ pub mod bird;
 mod daemon;
 pub mod faults;
 pub mod keepalived;
+mod make;
 pub mod naming;
 mod realize;
 mod report;
+mod routing;
 pub mod state;
 mod status;
 pub mod sys;
+mod teardown;
+mod vips;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -103,8 +107,11 @@ pub struct Config {
 /// Where an instance keeps its state unless told otherwise. Short: BIRD's control
 /// sockets live under it and a Unix socket's path has at most 107 bytes.
 pub fn default_state_dir(instance: &str) -> PathBuf {
-    PathBuf::from("/run/fleetgate-lab").join(instance)
+    Path::new(STATE_ROOT).join(instance)
 }
+
+/// Where the default state dirs are.
+const STATE_ROOT: &str = "/run/fleetgate-lab";
 
 fn check(config: &Config) -> Result<(), LabError> {
     naming::check_instance(&config.instance).map_err(LabError::Config)?;
@@ -263,7 +270,11 @@ pub async fn cleanup(instance: &str, state_dir: &Path) -> Result<Removed, LabErr
             source,
         })?;
     }
-    // The mount point goes with the last lab on the machine (an empty folder only).
+    // The folder of the default state dirs, and the mount point, go with the last lab on
+    // the machine (empty folders only).
+    if state_dir.parent() == Some(Path::new(STATE_ROOT)) {
+        let _ = std::fs::remove_dir(STATE_ROOT);
+    }
     if sys::list_netns(naming::NETNS_PREFIX).is_empty() {
         let _ = std::fs::remove_dir(ETC_MOUNT_POINT);
     }

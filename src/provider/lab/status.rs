@@ -2,36 +2,115 @@
 //! (only when it changed: a write that changes nothing is not sent), and the Lease that
 //! says the lab serves its kinds in the namespace.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use super::realize::{Outcomes, World};
+use super::report::Report;
 use super::{Config, FIELD_MANAGER, PROVIDER_NAME, SERVED_KINDS};
 use crate::api::fleet::status::{CONTRACT_VERSION, registration};
 use crate::api::fleet::{
-    FleetNode, FleetNodeStatus, FleetObjectStatus, SdwanNetwork, SdwanPeer, SdwanPeerStatus,
-    VirtualIp, VirtualIpStatus,
+    FleetNodeStatus, FleetObjectStatus, ProviderStatus, Reported, SdwanPeerStatus, VirtualIpStatus,
 };
 
 /// How long the registration Lease holds without a renewal.
 const LEASE_SECONDS: i32 = 30;
 
 pub struct Writer {
-    nodes: Api<FleetNode>,
-    networks: Api<SdwanNetwork>,
-    peers: Api<SdwanPeer>,
-    vips: Api<VirtualIp>,
+    client: Client,
+    namespace: String,
+}
+
+impl Writer {
+    pub fn new(client: Client, namespace: &str) -> Self {
+        Self {
+            client,
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    /// Writes the status of each object with an outcome: the report for its generation,
+    /// and what `fill` adds for its kind.
+    async fn write_all<K: Reported, O>(
+        &self,
+        objects: &[Arc<K>],
+        outcomes: &mut BTreeMap<String, O>,
+        report: impl Fn(&O) -> &Report,
+        fill: impl Fn(&mut K::Status, O, &Time),
+    ) {
+        let api = Api::<K>::namespaced(self.client.clone(), &self.namespace);
+        let now = crate::api::now();
+        for object in objects {
+            let name = object.name_any();
+            let Some(outcome) = outcomes.remove(&name) else {
+                continue;
+            };
+            let current = object.provider_status();
+            let mut status = current.cloned().unwrap_or_default();
+            let (reason, message) = report(&outcome);
+            status.report(*reason, message, object.meta().generation, &now);
+            fill(&mut status, outcome, &now);
+            write(&api, &name, current, &status).await;
+        }
+    }
+
+    pub async fn write(&self, world: &World, mut outcomes: Outcomes) {
+        self.write_all(
+            &world.nodes,
+            &mut outcomes.nodes,
+            |o| &o.report,
+            |s: &mut FleetNodeStatus, o, _| {
+                s.provider_id = o.provider_id;
+                s.addresses = o.addresses;
+            },
+        )
+        .await;
+        self.write_all(
+            &world.networks,
+            &mut outcomes.networks,
+            |r| r,
+            |_: &mut FleetObjectStatus, _, _| {},
+        )
+        .await;
+        self.write_all(
+            &world.peers,
+            &mut outcomes.peers,
+            |o| &o.report,
+            |s: &mut SdwanPeerStatus, o, _| {
+                s.address = o.address;
+                s.sessions = o.sessions;
+            },
+        )
+        .await;
+        self.write_all(
+            &world.vips,
+            &mut outcomes.vips,
+            |o| &o.report,
+            |s: &mut VirtualIpStatus, o, now| {
+                s.address = o.address;
+                if s.current_holder != o.holder {
+                    s.holder_since = o.holder.as_ref().map(|_| now.clone());
+                    s.current_holder = o.holder;
+                }
+            },
+        )
+        .await;
+    }
 }
 
 /// Writes `status` when it differs from `current`.
-async fn write<K, S>(api: &Api<K>, name: &str, current: Option<&S>, status: &S)
-where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    S: serde::Serialize + PartialEq,
-{
+async fn write<K: Reported>(
+    api: &Api<K>,
+    name: &str,
+    current: Option<&K::Status>,
+    status: &K::Status,
+) {
     if current == Some(status) {
         return;
     }
@@ -50,97 +129,6 @@ where
     {
         // Gone meanwhile, or the server is busy: the next pass writes it again.
         tracing::warn!(%name, error = %e, "status not written");
-    }
-}
-
-impl Writer {
-    pub fn new(client: Client, namespace: &str) -> Self {
-        Self {
-            nodes: Api::namespaced(client.clone(), namespace),
-            networks: Api::namespaced(client.clone(), namespace),
-            peers: Api::namespaced(client.clone(), namespace),
-            vips: Api::namespaced(client, namespace),
-        }
-    }
-
-    pub async fn write(&self, world: &World, mut outcomes: Outcomes) {
-        let now = crate::api::now();
-        for node in &world.nodes {
-            let Some(o) = outcomes.nodes.remove(&node.name_any()) else {
-                continue;
-            };
-            let generation = node.metadata.generation;
-            let mut status = node.status.clone().unwrap_or_default();
-            status.observed_generation = generation;
-            o.report
-                .0
-                .set(&mut status.conditions, &o.report.1, generation, &now);
-            status.provider_id = o.provider_id;
-            status.addresses = o.addresses;
-            write::<_, FleetNodeStatus>(
-                &self.nodes,
-                &node.name_any(),
-                node.status.as_ref(),
-                &status,
-            )
-            .await;
-        }
-        for network in &world.networks {
-            let Some(report) = outcomes.networks.remove(&network.name_any()) else {
-                continue;
-            };
-            let generation = network.metadata.generation;
-            let mut status = network.status.clone().unwrap_or_default();
-            status.observed_generation = generation;
-            report
-                .0
-                .set(&mut status.conditions, &report.1, generation, &now);
-            write::<_, FleetObjectStatus>(
-                &self.networks,
-                &network.name_any(),
-                network.status.as_ref(),
-                &status,
-            )
-            .await;
-        }
-        for peer in &world.peers {
-            let Some(o) = outcomes.peers.remove(&peer.name_any()) else {
-                continue;
-            };
-            let generation = peer.metadata.generation;
-            let mut status = peer.status.clone().unwrap_or_default();
-            status.observed_generation = generation;
-            o.report
-                .0
-                .set(&mut status.conditions, &o.report.1, generation, &now);
-            status.address = o.address;
-            status.sessions = o.sessions;
-            write::<_, SdwanPeerStatus>(
-                &self.peers,
-                &peer.name_any(),
-                peer.status.as_ref(),
-                &status,
-            )
-            .await;
-        }
-        for vip in &world.vips {
-            let Some(o) = outcomes.vips.remove(&vip.name_any()) else {
-                continue;
-            };
-            let generation = vip.metadata.generation;
-            let mut status = vip.status.clone().unwrap_or_default();
-            status.observed_generation = generation;
-            o.report
-                .0
-                .set(&mut status.conditions, &o.report.1, generation, &now);
-            status.address = o.address;
-            if status.current_holder != o.holder {
-                status.holder_since = o.holder.as_ref().map(|_| now.clone());
-                status.current_holder = o.holder;
-            }
-            write::<_, VirtualIpStatus>(&self.vips, &vip.name_any(), vip.status.as_ref(), &status)
-                .await;
-        }
     }
 }
 
