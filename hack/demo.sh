@@ -154,6 +154,14 @@ ping_vip() { # from-node
   echo "$vip answered from $mac: the link of $holder"
 }
 
+push_revision() { # fleet file, commit message: commits it as the next revision, then reviews and approves its plan
+  cp "$1" "$work/checkout/fleet.yaml"
+  git -C "$work/checkout" -c user.name=demo -c user.email=demo@example.com commit -q -am "$2"
+  git -C "$work/checkout" push -q origin main
+  echo "pushed $(git -C "$work/checkout" rev-parse --short HEAD)"
+  review_and_approve "$(git -C "$work/checkout" rev-parse HEAD)"
+}
+
 review_and_approve() { # revision
   local rev=$1 run plan
   run=$(wait_phase "$rev" AwaitingApproval)
@@ -192,11 +200,7 @@ show kubectl get virtualips -n fleet-demo
 ping_vip edge-london-01
 
 heading "Next revision: paris replaces london, tokyo-01 is resized, nginx is re-pinned"
-cp examples/fleet-v2.yaml "$work/checkout/fleet.yaml"
-git -C "$work/checkout" -c user.name=demo -c user.email=demo@example.com commit -q -am "paris replaces london"
-git -C "$work/checkout" push -q origin main
-echo "pushed $(git -C "$work/checkout" rev-parse --short HEAD)"
-review_and_approve "$(git -C "$work/checkout" rev-parse HEAD)"
+push_revision examples/fleet-v2.yaml "paris replaces london"
 heading "The fleet after the second plan"
 converged
 show kubectl get fleetnodes,sdwanpeers,virtualips -n fleet-demo
@@ -230,11 +234,7 @@ show kubectl get gitopsrepository -n fleet-demo
 show kubectl get fleetnode/edge-tokyo-02 sdwanpeer/edge-fabric.edge-paris-01 -n fleet-demo
 
 heading "Next revision: edge-tokyo-01, the virtual IP's primary holder, leaves the fleet"
-cp examples/fleet-v3.yaml "$work/checkout/fleet.yaml"
-git -C "$work/checkout" -c user.name=demo -c user.email=demo@example.com commit -q -am "edge-tokyo-01 leaves"
-git -C "$work/checkout" push -q origin main
-echo "pushed $(git -C "$work/checkout" rev-parse --short HEAD)"
-review_and_approve "$(git -C "$work/checkout" rev-parse HEAD)"
+push_revision examples/fleet-v3.yaml "edge-tokyo-01 leaves"
 heading "The virtual IP answers from edge-paris-01, its failover holder until now; tokyo-01's namespace is gone"
 converged
 show kubectl get virtualips -n fleet-demo

@@ -89,7 +89,7 @@ fn make_demo_tells_the_whole_story_and_stops_everything() {
         fabric
             .lines()
             .take(12)
-            .filter(|l| l.contains("BGP") && l.contains("Established"))
+            .filter(|l| l.starts_with("peer") && l.contains(" BGP ") && l.contains("Established"))
             .count(),
         2,
         "{fabric}"
