@@ -62,7 +62,7 @@ pub fn config(me: &Speaker, neighbours: &[&Speaker], ibgp: bool) -> String {
          protocol device {{ scan time 2; }}\n\
          protocol direct {{ ipv4; interface \"lo\"; }}\n\
          protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; }}\n",
-        host = me.host,
+        host = super::naming::config_safe(&me.host),
         addr = me.address,
     );
     for n in neighbours {
@@ -73,7 +73,7 @@ pub fn config(me: &Speaker, neighbours: &[&Speaker], ibgp: bool) -> String {
              connect retry time 2;\n  ipv4 {{ gateway direct; import all; \
              export where net ~ [ 198.19.0.0/16{{32,32}} ]; next hop self; }};\n}}\n",
             name = protocol_name(n.address),
-            host = n.host,
+            host = super::naming::config_safe(&n.host),
             me_addr = me.address,
             me_as = me.asn,
             addr = n.address,

@@ -81,6 +81,22 @@ pub fn bridge_port(octet: u8) -> String {
     format!("fgp{octet}")
 }
 
+/// A name as it may appear in a daemon's configuration (a comment, a description, a
+/// router id): letters, digits, `.`, `-` and `_` only, so that no object name, whoever
+/// wrote it, can end a quoted string or a line and add configuration of its own.
+pub fn config_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
+}
+
 /// The bridge of every network namespace.
 pub const BRIDGE: &str = "br0";
 
@@ -109,6 +125,15 @@ mod tests {
             assert!(n.starts_with("fgl-lab-fab-ric-"), "{n}");
             n
         });
+    }
+
+    #[test]
+    fn names_cannot_write_configuration() {
+        assert_eq!(config_safe("edge-tokyo-01"), "edge-tokyo-01");
+        assert_eq!(
+            config_safe("x\"; }\nprotocol static {"),
+            "x_____protocol_static__"
+        );
     }
 
     #[test]
