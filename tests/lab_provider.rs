@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use fleetgate::api::GitopsRepository;
 use fleetgate::api::fleet::status::Health;
 use fleetgate::api::fleet::{FleetNode, SdwanPeer, SessionState, VirtualIp};
 use fleetgate::api::syncrun::Phase;
@@ -259,6 +260,30 @@ async fn the_reference_fleet_converges_with_bgp_established_and_its_vip_fails_ov
     )
     .await;
     converged(client, &ns.name, 8, CONVERGE).await;
+
+    // Minutes of status writes (the provider's, through the status subresource) never
+    // looked like drift: spec and generation did not move.
+    let repository = Api::<GitopsRepository>::namespaced(client.clone(), &ns.name)
+        .get("fleet")
+        .await
+        .unwrap();
+    let drifted = fleetgate::api::condition(&repository.status.unwrap().conditions, "Drifted")
+        .map(|c| c.status.clone());
+    assert_eq!(drifted.as_deref(), Some("False"));
+    let drift_runs = support::operator::drift_runs(client, &ns.name)
+        .await
+        .unwrap();
+    assert!(drift_runs.is_empty(), "{drift_runs:?}");
+    let nodes = Api::<FleetNode>::namespaced(client.clone(), &ns.name);
+    assert_eq!(
+        nodes
+            .get("edge-tokyo-01")
+            .await
+            .unwrap()
+            .metadata
+            .generation,
+        Some(1)
+    );
 
     let out = lab.cleanup();
     assert!(out.contains("removed 4 namespace(s)"), "{out}");
