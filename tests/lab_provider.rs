@@ -377,12 +377,15 @@ async fn ebgp_and_static_networks_converge_and_a_deleted_network_is_torn_down() 
         Duration::from_secs(30),
         || async {
             let (_, links) = in_netns(&a_ns, &["ip", "-o", "link", "show"]);
-            let keepalived =
-                support::lab::pids_mentioning(&format!("{}/keepalived/", lab.state_dir.display()));
+            // Its keepalived daemons stopped, and their files gone (what --cleanup counts).
+            let keepalived = lab.state_dir.join("keepalived");
+            let files = std::fs::read_dir(&keepalived).map_or(0, |d| d.count());
+            let running = support::lab::pids_mentioning(&keepalived.to_string_lossy());
             (lab.namespaces().len() == 4
                 && links.matches("fgw").count() == 1
-                && keepalived.is_empty())
-            .then_some(())
+                && running.is_empty()
+                && files == 0)
+                .then_some(())
         },
     )
     .await;
