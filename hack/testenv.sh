@@ -100,10 +100,10 @@ POLICY
   if [ -n "$node" ]; then
     # The node's components, each with its own identity (RBAC's default bindings name them).
     local component user groups
-    for component in kubelet kube-proxy kube-scheduler kube-controller-manager; do
+    for component in kubelet kube-proxy kube-router kube-scheduler kube-controller-manager; do
       case $component in
         kubelet) user=system:node:$(cat "$dir/node-name") groups=system:nodes ;;
-        kube-proxy) user=system:kube-proxy groups="" ;;
+        kube-proxy|kube-router) user=system:$component groups="" ;;
         *) user=system:$component groups="" ;;
       esac
       openssl rand -hex 24 > "$dir/$component.token"

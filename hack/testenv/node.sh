@@ -1,6 +1,7 @@
 # The test node of `hack/testenv.sh start --node` (sourced by hack/testenv.sh): a real
 # kubelet, containerd and runc, Debian's CNI plugins, kube-proxy, kube-scheduler and
-# kube-controller-manager, all built by hack/testenv/node/build.sh.
+# kube-controller-manager, kube-router (NetworkPolicy), all built by
+# hack/testenv/node/build.sh.
 #
 # Everything of one environment lives in places that stop can remove whole:
 # - a network namespace of its own (NODE_NETNS), joined to the host by a veth pair with a
@@ -256,7 +257,7 @@ JSON
   openssl x509 -req -in "$dir/kubelet.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
     -days 7 -extfile "$dir/kubelet-san.ext" -out "$dir/kubelet.crt" 2>/dev/null
   local component
-  for component in kubelet kube-proxy kube-scheduler kube-controller-manager; do
+  for component in kubelet kube-proxy kube-router kube-scheduler kube-controller-manager; do
     component_kubeconfig "$dir" "$component" "$url" "$(cat "$dir/$component.token")"
   done
 
@@ -312,6 +313,28 @@ iptables: {localhostNodePorts: false}
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 YAML
   node_daemon "$dir" kube-proxy "$bin/kube-proxy" --config "$dir/kube-proxy.yaml"
+  # NetworkPolicy: kube-router's firewall alone (iptables and ipset in the namespace); the
+  # bridge plugin connects the pods and kube-proxy serves the Services. It reads pods,
+  # namespaces, nodes and policies.
+  "$cpbin/kubectl" --kubeconfig "$dir/kubeconfig" apply -f - > /dev/null <<YAML
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "testenv:kube-router"}
+rules:
+- apiGroups: ["", networking.k8s.io, discovery.k8s.io]
+  resources: [pods, namespaces, nodes, services, endpoints, endpointslices, networkpolicies]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "testenv:kube-router"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "testenv:kube-router"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:kube-router"}
+YAML
+  node_daemon "$dir" kube-router "$bin/kube-router" --kubeconfig "$dir/kube-router.kubeconfig" \
+    --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
+    --hostname-override "$node" --health-port 0 --metrics-port 0
   node_daemon "$dir" kube-scheduler "$bin/kube-scheduler" \
     --kubeconfig "$dir/kube-scheduler.kubeconfig" --leader-elect=false \
     --bind-address 127.0.0.1 --secure-port 10259
@@ -319,7 +342,8 @@ YAML
     --kubeconfig "$dir/kube-controller-manager.kubeconfig" --leader-elect=false \
     --bind-address 127.0.0.1 --secure-port 10257 \
     --service-account-private-key-file "$dir/sa.key" --root-ca-file "$dir/ca.crt" \
-    --use-service-account-credentials --cluster-cidr "$node_pod_cidr" \
+    --use-service-account-credentials \
+    --allocate-node-cidrs --cluster-cidr "$node_pod_cidr" --node-cidr-mask-size 24 \
     --service-cluster-ip-range "$node_service_cidr"
 
   wait_for "the node $node" node_ready "$dir" "$cpbin/kubectl"

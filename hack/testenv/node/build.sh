@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the test node from the Go module proxy: kubelet, kube-scheduler,
 # kube-controller-manager and kube-proxy at the control plane's version (this module),
-# containerd and runc at the versions below (each from its own go.mod, with go install),
-# and the pause binary from the kubernetes module's own pause.c. The cache is keyed by
+# containerd, runc and kube-router at the versions below (each from its own go.mod, with
+# go install), and the pause binary from the kubernetes module's own pause.c. The cache is keyed by
 # this module's go.mod/go.sum, this script and the mains, so a fresh clone on a machine
 # that built them once starts in seconds. Prints the cache folder as the last line.
 #
@@ -14,6 +14,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 kube_version=v1.36.3
 containerd_version=v2.4.2
 runc_version=v1.5.3
+# kube-router's network policy controller (iptables and ipset): NetworkPolicy enforced on
+# the test node. v2.1.0 is the newest release the Go module proxy serves.
+kube_router_version=v2.1.0
 # The pause image tag containerd 2.4 and kubeadm 1.36 expect.
 pause_version=3.10.2
 key=$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" "$here"/*/main.go | sha256sum | cut -c1-16)
@@ -67,6 +70,10 @@ done
 # runc with seccomp (cgo, libseccomp-dev), without the optional Rust libpathrs.
 build runc go_install runc 1 "github.com/opencontainers/runc@$runc_version" \
   -tags "seccomp urfave_cli_no_docs" -ldflags "-s -w -X main.version=${runc_version#v}"
+
+build kube-router go_install kube-router 0 \
+  "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$kube_router_version" \
+  -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$kube_router_version"
 
 # The pause container's binary, from the kubernetes module's own source, static.
 pause_src=$(go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c
