@@ -44,7 +44,13 @@ rm -rf "$cache/src"
 mkdir -p "$cache/src"
 git ls-files -z --cached --others --exclude-standard -- "${IMAGE_INPUTS[@]}" |
   xargs -0 -r cp -a --parents -t "$cache/src"
-(cd "$cache/src" && CARGO_TARGET_DIR="$cache/target" hack/image/rootfs.sh "$cache/rootfs")
+# In an environment of its own: variables of the caller (cargo's, when a test asks for the
+# image) would otherwise reach the build scripts and rebuild everything.
+cargo_bin=$(dirname "$(command -v cargo)")
+(cd "$cache/src" && env -i HOME="$HOME" USER="$(id -un)" \
+  PATH="$cargo_bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+  CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" \
+  CARGO_TARGET_DIR="$cache/target" hack/image/rootfs.sh "$cache/rootfs")
 
 config=(--config.user "$IMAGE_USER" --config.workingdir "$IMAGE_WORKDIR"
   --config.entrypoint "$IMAGE_ENTRYPOINT" --config.cmd "$IMAGE_CMD")
