@@ -277,10 +277,15 @@ async fn ready_once_synced(
             return;
         }
     }
-    if asked_until(|| fleet.wait_until_ready()).await {
-        ready.store(true, Ordering::Relaxed);
-        info!("watch caches synced; ready");
+    // Each store on its own and without a deadline: a watch refused for a while (the
+    // controller's Role removed, then restored) must still end in Ready once it lists.
+    for store in fleet.stores() {
+        if !asked_until(|| store.wait_until_ready()).await {
+            return;
+        }
     }
+    ready.store(true, Ordering::Relaxed);
+    info!("watch caches synced; ready");
 }
 
 /// Awaits `wait`, asking again every half second, until it succeeds (true) or fails (false:
