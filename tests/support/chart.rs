@@ -112,7 +112,7 @@ pub async fn no_install() -> tokio::sync::MutexGuard<'static, ()> {
 /// Waits until the chart's approval policies are in force (`true`) or out of force: an
 /// approval stamped with who approved, and an approved-by set by hand refused. Both are
 /// dry runs by the admin, whom the policies treat as anyone else.
-async fn wait_for_approval_policies(admin: Client, in_force: bool) {
+pub async fn wait_for_approval_policies(admin: Client, in_force: bool) {
     let runs = Api::<SyncRun>::namespaced(admin, "default");
     let what = if in_force {
         "the chart's approval policies to be in force"

@@ -12,6 +12,8 @@ pub mod browser;
 pub mod chart;
 pub mod git;
 pub mod gitea;
+pub mod lab;
+pub mod node;
 pub mod operator;
 pub mod outage;
 pub mod policy;
@@ -57,6 +59,16 @@ pub fn env() -> &'static TestEnv {
             kubeconfig: stdout.lines().last().expect("a kubeconfig path").into(),
         }
     })
+}
+
+/// Makes the environment at `kubeconfig` this test binary's control plane, for every helper
+/// here (tests/node.rs: the test node's). Must come before the first [`env`].
+pub fn set_env(kubeconfig: PathBuf) -> &'static TestEnv {
+    let env = ENV.get_or_init(|| TestEnv {
+        kubeconfig: kubeconfig.clone(),
+    });
+    assert_eq!(env.kubeconfig, kubeconfig, "set_env after env()");
+    env
 }
 
 impl TestEnv {
