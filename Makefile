@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 
-.PHONY: demo all build test chaos bench-memory bench-repositories lint fmt testenv testenv-build bench bench-apply generate install clean fuzz-ci
+.PHONY: demo all build test chaos bench-memory bench-repositories lint fmt testenv testenv-node testenv-build image bench bench-apply generate install clean fuzz-ci
 
 ## From a clone to plans approved and applied on a local control plane; leaves nothing running.
 demo:
@@ -14,8 +14,9 @@ all: build
 build:
 	$(CARGO) build --all-targets
 
-## Builds the test control plane (once per machine), then runs every test with it up.
-test: testenv-build
+## Builds the test control plane, node and image (once per machine), then runs every test
+## with the control plane up (tests/node.rs starts a node of its own).
+test: testenv-build image
 	hack/with-testenv.sh $(CARGO) test --all-features --no-fail-fast
 
 ## Faults and hostile tenants (tests/chaos*.rs, about 3 minutes): kills, restarts, hangs.
@@ -31,15 +32,29 @@ lint:
 fmt:
 	$(CARGO) fmt
 
-## Builds kube-apiserver, etcd, helm and Gitea (the forge tests') from the Go module proxy
-## into ~/.cache/fleetgate.
+## Builds kube-apiserver, etcd, helm, Gitea (the forge tests') and the test node (kubelet,
+## kube-scheduler, kube-controller-manager, kube-proxy, containerd, runc) from the Go
+## module proxy into ~/.cache/fleetgate.
 testenv-build:
 	hack/testenv/build.sh >/dev/null
 	hack/gitea/build.sh >/dev/null
+	hack/testenv/node/build.sh >/dev/null
 
 ## Starts a control plane and prints its kubeconfig; stop it with hack/testenv.sh stop PATH.
 testenv:
 	hack/testenv.sh start
+
+## The same with a node that runs pods; load an image with hack/testenv.sh import PATH ARCHIVE.
+testenv-node:
+	hack/testenv.sh start --node
+
+## The controller's OCI image, without a container engine (hack/image/build.sh): prints
+## the oci-archive's path, the reference and, last, the digest. IMAGE and IMAGE_TAG name
+## it (default fleetgate/fleetgate and the crate's version).
+IMAGE ?= fleetgate/fleetgate
+IMAGE_TAG ?=
+image:
+	hack/image/build.sh $(IMAGE) $(IMAGE_TAG)
 
 bench:
 	$(CARGO) bench --bench fleet_core

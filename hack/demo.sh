@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# make demo: from a clone to a plan approved and applied, twice, on a local control plane.
-# Everything it starts it stops again, also on failure or Ctrl-C.
+# make demo: from a clone to a plan approved and applied, three times, on a local control
+# plane, with the lab provider realizing the fleet on this machine (network namespaces,
+# BIRD, keepalived; needs root). Everything it starts it stops again and removes, also on
+# failure or Ctrl-C.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -27,11 +29,16 @@ kubectl_fleet="$(dirname "$fleetgate")/kubectl-fleet"
 work=$(mktemp -d "${TMPDIR:-/tmp}/fleetgate-demo.XXXXXX")
 kubeconfig=""
 controller=""
+lab=""
 ui=""
 receiver=""
 cleanup() {
   [ -n "$ui" ] && kill "$ui" 2>/dev/null && wait "$ui" 2>/dev/null || true
   [ -n "$controller" ] && kill "$controller" 2>/dev/null && wait "$controller" 2>/dev/null || true
+  if [ -n "$lab" ]; then
+    kill "$lab" 2>/dev/null && wait "$lab" 2>/dev/null || true
+    "$fleetgate" lab-provider --cleanup --instance demo --state-dir "$work/lab" >/dev/null 2>&1 || true
+  fi
   [ -n "$receiver" ] && kill "$receiver" 2>/dev/null && wait "$receiver" 2>/dev/null || true
   [ -n "$kubeconfig" ] && hack/testenv.sh stop "$kubeconfig" >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -61,6 +68,14 @@ heading "Starting the controller"
   2>"$work/controller.log" &
 controller=$!
 echo "fleetgate controller running (pid $controller, log $work/controller.log)"
+
+heading "Starting the lab provider: the fleet realized on this machine"
+[ "$(id -u)" -eq 0 ] || { echo "demo: the lab provider makes network namespaces and needs root" >&2; exit 1; }
+"$fleetgate" lab-provider -n fleet-demo --instance demo --state-dir "$work/lab" 2>"$work/lab.log" &
+lab=$!
+echo "fleetgate lab-provider running (pid $lab, log $work/lab.log): each FleetNode becomes a network"
+echo "namespace, each SdwanPeer a link into its network's bridge with BIRD speaking BGP, each"
+echo "VirtualIp an address keepalived (VRRP) keeps on its first holder that is up"
 
 heading "A NotificationTarget: a local webhook receiver is told of every plan awaiting approval"
 mkdir -p "$work/notifications"
@@ -110,6 +125,44 @@ wait_phase() { # revision phase -> prints the SyncRun's name
   echo "demo: no SyncRun of $rev reached $phase" >&2; tail -20 "$work/controller.log" >&2; exit 1
 }
 
+# Until every fleet object is Current: its provider reported Ready for its latest spec
+# (status.observedGeneration equals metadata.generation), as kstatus reads it.
+converged() {
+  local line all
+  for _ in $(seq 300); do
+    all=$(kubectl get fleetnodes,sdwannetworks,sdwanpeers,virtualips -n fleet-demo -o jsonpath='{range .items[*]}{.metadata.generation}/{.status.observedGeneration}/{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}')
+    line=$(echo "$all" | awk -F/ '$1!=$2 || $3!="True"' | head -n 1)
+    [ -n "$all" ] && [ -z "$line" ] && return 0
+    sleep 0.2
+  done
+  echo "demo: the fleet did not converge (see $work/lab.log)" >&2; tail -20 "$work/lab.log" >&2; exit 1
+}
+netns_of() { # node -> its network namespace, from its providerID (lab://demo/<netns>)
+  kubectl get fleetnode "$1" -n fleet-demo -o jsonpath='{.status.providerID}' | sed 's|^lab://demo/||'
+}
+# Pings the virtual IP from a node's namespace through the fabric, and names the node
+# whose link answered (the MAC address the answer came from).
+ping_vip() { # from-node
+  local from=$1 vip mac holder node ns
+  vip=$(kubectl get virtualip edge-fabric.cdn-frontend -n fleet-demo -o jsonpath='{.status.address}')
+  ns=$(netns_of "$from")
+  show ip netns exec "$ns" ping -c 3 -i 0.2 "$vip"
+  mac=$(ip -n "$ns" -j neigh show to "$vip" | python3 -c 'import json,sys; print(next((n.get("lladdr","") for n in json.load(sys.stdin)), ""))')
+  holder=""
+  for node in $(kubectl get fleetnodes -n fleet-demo -o jsonpath='{.items[*].metadata.name}'); do
+    ip -n "$(netns_of "$node")" -j link show | grep -q "\"address\":\"$mac\"" && holder=$node
+  done
+  echo "$vip answered from $mac: the link of $holder"
+}
+
+push_revision() { # fleet file, commit message: commits it as the next revision, then reviews and approves its plan
+  cp "$1" "$work/checkout/fleet.yaml"
+  git -C "$work/checkout" -c user.name=demo -c user.email=demo@example.com commit -q -am "$2"
+  git -C "$work/checkout" push -q origin main
+  echo "pushed $(git -C "$work/checkout" rev-parse --short HEAD)"
+  review_and_approve "$(git -C "$work/checkout" rev-parse HEAD)"
+}
+
 review_and_approve() { # revision
   local rev=$1 run plan
   run=$(wait_phase "$rev" AwaitingApproval)
@@ -133,16 +186,24 @@ review_and_approve() { # revision
 }
 
 review_and_approve "$(git -C "$work/checkout" rev-parse HEAD)"
-heading "The fleet, converged"
+heading "The fleet, converged: applied by fleetgate, realized and reported Ready by the lab provider"
+converged
 show kubectl get fleet -n fleet-demo
 
+heading "The fabric, for real: a network namespace per node, BGP sessions Established"
+echo "${dim}\$ ip netns list | grep fgl-demo-${off}"; ip netns list | grep "^fgl-demo-"
+tokyo02=$(kubectl get sdwanpeer edge-fabric.edge-tokyo-02 -n fleet-demo -o jsonpath='{.status.address}')
+show birdc -s "$work/lab/bird/$(echo "$tokyo02" | cut -d. -f3)-$(echo "$tokyo02" | cut -d. -f4).ctl" show protocols
+kubectl get sdwanpeers -n fleet-demo -o jsonpath='{range .items[*]}{.spec.host}:{range .status.sessions[*]} {.peer} {.state};{end}{"\n"}{end}'
+
+heading "The virtual IP answers through the fabric, from its primary holder"
+show kubectl get virtualips -n fleet-demo
+ping_vip edge-london-01
+
 heading "Next revision: paris replaces london, tokyo-01 is resized, nginx is re-pinned"
-cp examples/fleet-v2.yaml "$work/checkout/fleet.yaml"
-git -C "$work/checkout" -c user.name=demo -c user.email=demo@example.com commit -q -am "paris replaces london"
-git -C "$work/checkout" push -q origin main
-echo "pushed $(git -C "$work/checkout" rev-parse --short HEAD)"
-review_and_approve "$(git -C "$work/checkout" rev-parse HEAD)"
+push_revision examples/fleet-v2.yaml "paris replaces london"
 heading "The fleet after the second plan"
+converged
 show kubectl get fleetnodes,sdwanpeers,virtualips -n fleet-demo
 show kubectl get gitopsrepository -n fleet-demo
 
@@ -172,6 +233,14 @@ for _ in $(seq 150); do
 done
 show kubectl get gitopsrepository -n fleet-demo
 show kubectl get fleetnode/edge-tokyo-02 sdwanpeer/edge-fabric.edge-paris-01 -n fleet-demo
+
+heading "Next revision: edge-tokyo-01, the virtual IP's primary holder, leaves the fleet"
+push_revision examples/fleet-v3.yaml "edge-tokyo-01 leaves"
+heading "The virtual IP answers from edge-paris-01, its failover holder until now; tokyo-01's namespace is gone"
+converged
+show kubectl get virtualips -n fleet-demo
+ping_vip edge-tokyo-02
+echo "${dim}\$ ip netns list | grep fgl-demo-${off}"; ip netns list | grep "^fgl-demo-"
 
 heading "Reviewing in a browser: kubectl fleet ui"
 "$kubectl_fleet" ui --no-browser -n fleet-demo >"$work/ui.out" 2>&1 &

@@ -4,11 +4,17 @@
 # for the control plane scripts, python3-venv for checkov (hack/tools/checkov.sh installs
 # it from PyPI), promtool (Debian ships it in `prometheus`; the tests run
 # `promtool check metrics` and `check rules`), chromium and chromium-driver (the browser
-# tests of `kubectl fleet ui` drive headless chromium through chromedriver). Go and a Rust
-# toolchain must already be there.
+# tests of `kubectl fleet ui` drive headless chromium through chromedriver); iproute2,
+# iputils-ping, bird2 and keepalived (the lab provider realizes fleets with them in network
+# namespaces: make demo and its tests). For the image (`make image`): umoci and skopeo. For
+# the test node (hack/testenv.sh start --node): libseccomp-dev (runc is built with
+# seccomp), Debian's CNI plugins, iptables and conntrack (kube-proxy), ipset and
+# busybox-static (the client pods' image). Go and a Rust toolchain must already be there.
 # --no-browser leaves chromium out (make demo does not need it).
 set -euo pipefail
-packages=(openssh-server openssh-client git curl openssl python3 python3-venv pkg-config libssl-dev build-essential prometheus)
+packages=(openssh-server openssh-client git curl openssl python3 python3-venv pkg-config libssl-dev build-essential prometheus
+  iproute2 iputils-ping bird2 keepalived
+  umoci skopeo libseccomp-dev containernetworking-plugins iptables conntrack ipset busybox-static)
 [ "${1:-}" = "--no-browser" ] || packages+=(chromium chromium-driver)
 need=()
 for pkg in "${packages[@]}"; do

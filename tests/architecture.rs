@@ -16,7 +16,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("source", &["fleet"]),
     ("api", &["fleet"]),
     ("controller", &["api", "fleet", "source"]),
-    ("cli", &["api", "fleet", "source", "controller"]),
+    // Providers meet fleetgate through the API server only: never the controller.
+    ("provider", &["api", "fleet"]),
+    ("cli", &["api", "fleet", "source", "controller", "provider"]),
 ];
 
 /// External crates the pure core must not use.

@@ -232,6 +232,7 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     let tenant = env.namespace("tenant-a").await;
     let other = env.namespace("tenant-b").await;
     support::install_crds(&admin, &fleetgate::api::crds()).await;
+    let mark = support::audit_mark();
 
     helm_install(&system.name, &[&tenant.name]);
     // No kubelet runs here, so pods never start: assert on the objects.
@@ -418,6 +419,7 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     .await
     .expect("bob may approve");
     let applied = run_in_phase(&admin, &tenant.name, &v1, Phase::Applied).await;
+    let applied_v1 = applied.name_any();
     assert_eq!(applied.status.unwrap().approved_by.as_deref(), Some("bob"));
 
     // The next revision deletes and updates; approving it exercises every permission.
@@ -433,30 +435,90 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     )
     .await
     .unwrap();
-    run_in_phase(&admin, &tenant.name, &v2, Phase::Applied).await;
-    support::eventually("history pruned to one run", Duration::from_secs(30), || {
-        let api = Api::<SyncRun>::namespaced(admin.clone(), &tenant.name);
-        async move { (api.list(&ListParams::default()).await.ok()?.items.len() == 1).then_some(()) }
-    })
+    let applied_v2 = run_in_phase(&admin, &tenant.name, &v2, Phase::Applied)
+        .await
+        .name_any();
+    // Two syncs of the same revision change nothing. With historyLimit 1 the older of
+    // them is pruned (its run and stored desired state deleted), while both approved
+    // runs stay: the record of who approved outlives whatever an editor sets
+    // historyLimit to.
+    let runs = Api::<SyncRun>::namespaced(admin.clone(), &tenant.name);
+    let repos = Api::<GitopsRepository>::namespaced(alice.clone(), &tenant.name);
+    let mut unchanged = Vec::new();
+    for request in ["1", "2"] {
+        let ask = json!({"metadata": {"annotations": {annotations::SYNC_REQUESTED_AT: request}}});
+        repos
+            .patch("fleet", &Default::default(), &kube::api::Patch::Merge(&ask))
+            .await
+            .unwrap();
+        let run = support::eventually(
+            "the sync to change nothing",
+            Duration::from_secs(60),
+            || {
+                let runs = runs.clone();
+                async move {
+                    runs.list(&ListParams::default())
+                        .await
+                        .ok()?
+                        .items
+                        .into_iter()
+                        .find(|r| {
+                            r.annotations()
+                                .get("gitops.fleetgate.dev/sync-request")
+                                .map(String::as_str)
+                                == Some(request)
+                                && r.phase() == Some(Phase::NoChanges)
+                        })
+                }
+            },
+        )
+        .await;
+        unchanged.push(run.name_any());
+    }
+    let kept = support::eventually(
+        "history pruned to the approved runs and the newest",
+        Duration::from_secs(30),
+        || {
+            let runs = runs.clone();
+            async move {
+                let list = runs.list(&ListParams::default()).await.ok()?.items;
+                (list.len() == 3).then_some(list)
+            }
+        },
+    )
     .await;
+    let kept = names(&kept);
+    assert!(!kept.contains(&unchanged[0]), "{kept:?}");
+    assert!(kept.contains(&unchanged[1]), "{kept:?}");
+    for approved in [&applied_v1, &applied_v2] {
+        assert!(kept.contains(approved), "{approved} was pruned: {kept:?}");
+    }
 
-    // Tenant isolation: nothing outside the watched namespace, and other tenants' repositories are not served.
+    // Tenant isolation: the controller wrote fleet objects in the watched namespace only
+    // (other tests leave theirs elsewhere on this control plane), and other tenants'
+    // repositories are not served.
+    let sa = format!("system:serviceaccount:{}:fleetgate", system.name);
+    let outside: Vec<_> = support::audited_writes_since(mark, support::FLEET_RESOURCES)
+        .into_iter()
+        .filter(|(ns, write)| write.user == sa && *ns != tenant.name)
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "fleet objects written outside {}: {outside:?}",
+        tenant.name
+    );
     let out = run_tool(
         "kubectl",
         &[
             "get",
             "fleet",
-            "-A",
+            "-n",
+            &tenant.name,
             "-l",
             "gitops.fleetgate.dev/repository",
             "-o",
-            "jsonpath={range .items[*]}{.metadata.namespace}{\"\\n\"}{end}",
+            "name",
         ],
-    );
-    assert!(
-        out.lines().all(|ns| ns == tenant.name),
-        "fleet objects outside {}: {out}",
-        tenant.name
     );
     assert_eq!(out.lines().count(), 10);
     create_repository(
@@ -497,7 +559,6 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     .await;
 
     // The role is exactly what the controller used: nothing refused, nothing unused.
-    let sa = format!("system:serviceaccount:{}:fleetgate", system.name);
     let (used, refused) = audited(&sa);
     assert!(
         refused.is_empty(),

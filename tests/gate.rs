@@ -336,8 +336,9 @@ async fn runs_and_their_approvers_cannot_be_rewritten() {
     let ns = &t.ns.name;
     let name = run.name_any();
 
-    // The spec is fixed at creation, for editors and cluster admins alike.
-    let v2 = t.repo.commit(&[("fleet.yaml", V2)], "unreviewed");
+    // The spec is fixed at creation, for editors and cluster admins alike. The revision
+    // asked for is not committed: a new commit would supersede the run on the next poll.
+    let v2 = "d".repeat(40);
     for (who, patch) in [
         (&t.alice, json!({"spec": {"revision": v2}})),
         (&t.alice, json!({"spec": {"trigger": "Drift"}})),

@@ -12,6 +12,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::operator::*;
+use support::policy::*;
 use support::tenant::*;
 
 const V2: &[u8] = include_bytes!("../examples/fleet-v2.yaml");
@@ -20,63 +21,6 @@ const V2: &[u8] = include_bytes!("../examples/fleet-v2.yaml");
 const MASS_DELETE: &str = "plan.actions.filter(a, a.kind == 'FleetNode' && a.operation == 'Delete').size() * 100 > live.FleetNode * 5";
 const TWO_FOR_ROUTING: &str = "plan.actions.exists(a, (a.kind == 'VirtualIp' && a.fields.exists(f, f.path == 'primaryHolder')) || a.fields.exists(f, f.path == 'nodePlatform'))";
 const METADATA_ONLY: &str = "plan.actions.all(a, a.operation == 'Update' && a.fields.all(f, f.path.startsWith('metadata')))";
-
-fn policy(name: &str, spec: Value) -> GovernancePolicy {
-    serde_json::from_value(json!({
-        "apiVersion": "gitops.fleetgate.dev/v1alpha1", "kind": "GovernancePolicy",
-        "metadata": {"name": name}, "spec": spec,
-    }))
-    .unwrap()
-}
-
-/// A cluster-scoped policy, deleted when dropped.
-struct Policy {
-    api: Api<GovernancePolicy>,
-    name: String,
-}
-
-impl Policy {
-    async fn create(admin: &Client, name: &str, spec: Value) -> Self {
-        let api: Api<GovernancePolicy> = Api::all(admin.clone());
-        let _ = api.delete(name, &DeleteParams::default()).await;
-        api.create(&PostParams::default(), &policy(name, spec))
-            .await
-            .unwrap();
-        Self {
-            api,
-            name: name.into(),
-        }
-    }
-
-    /// Waits until the controller reports `reason` on the policy's Ready condition.
-    async fn ready_reason(&self, reason: &str) -> GovernancePolicy {
-        support::eventually(
-            &format!("policy {} with reason {reason}", self.name),
-            Duration::from_secs(30),
-            || async {
-                let p = self.api.get(&self.name).await.ok()?;
-                let c = condition(&p.status.as_ref()?.conditions, "Ready")?;
-                (c.reason == reason).then_some(p.clone())
-            },
-        )
-        .await
-    }
-}
-
-impl Drop for Policy {
-    fn drop(&mut self) {
-        // Cluster-scoped: not removed with the test's namespace.
-        let _ = std::process::Command::new(support::tool("kubectl"))
-            .args([
-                "delete",
-                "governancepolicy",
-                &self.name,
-                "--ignore-not-found",
-            ])
-            .env("KUBECONFIG", &support::env().kubeconfig)
-            .output();
-    }
-}
 
 /// `kubectl fleet` in `ns` as the cluster admin (or, with `--as`, another user):
 /// its stdout, echoed for whoever reads the test's output.
@@ -96,14 +40,6 @@ fn fleet(ns: &str, args: &[&str]) -> String {
     );
     assert!(out.status.success(), "kubectl fleet {args:?} failed");
     stdout
-}
-
-fn selecting(ns: &str, extra: Value) -> Value {
-    let mut spec = json!({"repositories": [{"namespace": ns, "name": "fleet"}]});
-    spec.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    spec
 }
 
 async fn get_run(client: &Client, ns: &str, name: &str) -> SyncRun {

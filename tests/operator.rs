@@ -693,21 +693,33 @@ async fn manual_syncs_replan_and_history_is_limited() {
         )
         .await;
     }
+    // The two newest finished runs are kept, and so is the run that applied v1 by
+    // policy, whatever historyLimit says: it is the drift baseline and the record of
+    // what authorized the cluster's state (a NoChanges run is neither).
     let left = support::eventually(
-        "history to be pruned to 2 runs",
+        "history to be pruned to 2 runs and the applied one",
         std::time::Duration::from_secs(30),
         || {
             let runs = runs.clone();
             async move {
                 let list = runs.list(&ListParams::default()).await.ok()?.items;
-                (list.len() == 2).then_some(list)
+                (list.len() == 3).then_some(list)
             }
         },
     )
     .await;
-    for run in &left {
-        assert_eq!(run.spec.trigger, fleetgate::api::syncrun::Trigger::Manual);
-    }
+    let manual = fleetgate::api::syncrun::Trigger::Manual;
+    assert_eq!(left.iter().filter(|r| r.spec.trigger == manual).count(), 2);
+    let applied: Vec<&SyncRun> = left
+        .iter()
+        .filter(|r| r.phase() == Some(Phase::Applied))
+        .collect();
+    assert_eq!(applied.len(), 1);
+    assert_eq!(applied[0].spec.revision, v1);
+    assert_eq!(
+        applied[0].status.as_ref().unwrap().approved_by.as_deref(),
+        Some("policy/Auto")
+    );
     let plans: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(ns.client.clone(), &ns.name);
     let stored = plans

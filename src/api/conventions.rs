@@ -11,6 +11,7 @@ pub const MAX_CONDITION_MESSAGE: usize = 32768;
 
 /// Applies every convention to one CRD.
 pub fn apply(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let defaults_status = crd.spec.group != crate::api::fleet::status::GROUP;
     let mut json = serde_json::to_value(&crd).expect("CRDs serialize");
     kubernetes_formats(&mut json);
     if let Some(versions) = json
@@ -19,7 +20,7 @@ pub fn apply(crd: CustomResourceDefinition) -> CustomResourceDefinition {
     {
         for version in versions {
             if let Some(status) = version.pointer_mut("/schema/openAPIV3Schema/properties/status") {
-                status_conventions(status);
+                status_conventions(status, defaults_status);
             }
         }
     }
@@ -51,11 +52,11 @@ fn kubernetes_formats(v: &mut Value) {
     }
 }
 
-fn status_conventions(status: &mut Value) {
+fn status_conventions(status: &mut Value, defaults: bool) {
     let Some(props) = status.get("properties") else {
         return;
     };
-    if props.get("observedGeneration").is_some() {
+    if defaults && props.get("observedGeneration").is_some() {
         status["default"] = json!({"observedGeneration": -1});
     }
     if let Some(items) = status.pointer_mut("/properties/conditions/items") {

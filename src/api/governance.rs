@@ -124,6 +124,28 @@ pub struct ApprovalRule {
     /// The user who requested the sync (stamped at admission) may not approve its run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forbid_requester: bool,
+    /// ServiceAccounts whose approvals count, each as one approver. Without it no ServiceAccount's approval counts. A ServiceAccount of the repository's own namespace never counts, listed or not: anyone who may edit there can mint its tokens or act as it. Where several selecting policies set this list, a ServiceAccount counts only if every one of them lists it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub service_accounts: Option<Vec<ServiceAccountRef>>,
+}
+
+/// One ServiceAccount, named exactly (no patterns).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ServiceAccountRef {
+    /// The ServiceAccount's namespace.
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    /// The ServiceAccount's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+impl ServiceAccountRef {
+    /// The user name the API server authenticates the ServiceAccount as.
+    pub fn user_name(&self) -> String {
+        format!("system:serviceaccount:{}:{}", self.namespace, self.name)
+    }
 }
 
 fn one() -> u32 {

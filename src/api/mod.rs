@@ -92,6 +92,14 @@ pub mod annotations {
     /// On a Rollback SyncRun (set by the controller): the revision rolled back from,
     /// which is not applied by itself again until a new revision.
     pub const ROLLBACK_FROM: &str = "gitops.fleetgate.dev/rollback-from";
+    /// On a GitopsRepository, stamped at admission: the user with the approve verb who
+    /// last set or approved the repository's source (url, ref, path), or empty when a
+    /// user without it changed the source. Plans a policy approves by itself must come
+    /// from a source an approver stands behind.
+    pub const SOURCE_APPROVED_BY: &str = "gitops.fleetgate.dev/source-approved-by";
+    /// On a Drift SyncRun (set by the controller): the applied run whose stored desired
+    /// state it restores, the baseline drift was measured against.
+    pub const RESTORES: &str = "gitops.fleetgate.dev/restores";
     /// On a fleet object: `"true"` makes a plan that would delete it fail.
     pub const PREVENT_DESTROY: &str = "gitops.fleetgate.dev/prevent-destroy";
 }

@@ -261,6 +261,65 @@ pub struct SyncRunStatus {
     /// The last approve value that was refused, so the refusal is reported once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused_approval: Option<String>,
+    /// Where the plan's content came from: the repository's source when it was planned (url, ref, path, revision, and who approved that source), or the applied run whose content it restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<RunSource>,
+    /// What authorized writing this plan, recorded when the run was cleared to apply: people (a quorum of approvers) or a policy, for which planId and on what basis. The apply engine decides it again before its first write; drift is measured only against runs applied under one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationRecord>,
+}
+
+/// Where a run's content came from.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSource {
+    /// The repository's url when the fleet file was read (absent when the content was not read from git).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The repository's ref when the fleet file was read.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<crate::api::repository::GitRefSpec>,
+    /// The fleet file's path when it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The commit.
+    pub revision: String,
+    /// Who approved the repository's source (url, ref, path) when the run was planned, as its gitops.fleetgate.dev/source-approved-by annotation said: empty when a user without the approve verb set the source, absent when nothing stamped it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// The applied SyncRun whose stored desired state this run restores (Rollback and Drift runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restores: Option<String>,
+}
+
+/// What authorized writing a plan.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationRecord {
+    /// People (a quorum of approvers of this planId) or Policy (a policy an approver or the platform owner set, decided on this planId and its source).
+    pub by: Authority,
+    /// The approvers counted toward the quorum, in the order they approved (People).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// The deciding policy (Policy): `Auto` or `AutoApplyNonDestructive` (the repository's approval), `Correct` (its driftRemediation), or `<policy>/<rule>` of a GovernancePolicy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The plan authorized.
+    pub plan_id: String,
+    /// Why a policy could decide on this content (Policy): who approved its source, or which authorized run's content it restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<String>,
+    /// When it was given.
+    pub at: Time,
+}
+
+/// Who authorized a plan.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Authority {
+    /// Approvers with the approve verb, counted as the governing policies define.
+    People,
+    /// A policy an approver or the platform owner set.
+    Policy,
 }
 
 /// One approval, as the API server authenticated it.

@@ -102,6 +102,11 @@ pub struct Args {
     /// refused.
     #[arg(long)]
     allow_unverified_approvals: bool,
+    /// Runs that record an approval (people approved their plan, or it was cleared to
+    /// apply by people or a policy) kept per repository beyond its historyLimit, which
+    /// editors write: the newest this many are never pruned (nor is the drift baseline).
+    #[arg(long, default_value_t = 50)]
+    approval_history: usize,
     /// This cluster's name in commit status contexts (`fleetgate/<cluster>/<namespace>/<name>`),
     /// so that clusters sharing one git repository keep a status each.
     #[arg(long, env = "FLEETGATE_CLUSTER_NAME", default_value = "default")]
@@ -194,6 +199,7 @@ pub fn run(args: Args) -> ExitCode {
             max_concurrent_plannings: args.max_concurrent_plannings,
             max_concurrent_plannings_per_namespace: args.max_concurrent_plannings_per_namespace,
             allow_unverified_approvals: args.allow_unverified_approvals,
+            approval_history: args.approval_history,
             cluster_name: args.cluster_name,
             watch_label_selector: args.watch_label_selector.filter(|s| !s.trim().is_empty()),
         },

@@ -9,10 +9,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::fleet::{Diagnostics, Severity};
 
+mod conformance;
 mod controller;
 mod diff;
 mod governance;
 mod kubectl;
+mod lab_provider;
 mod live_plan;
 mod plan;
 pub mod plugin;
@@ -50,6 +52,13 @@ enum Command {
     Schema,
     /// Run the operator: the GitopsRepository and SyncRun controllers.
     Controller(Box<controller::Args>),
+    /// Realize a namespace's fleet on this machine (network namespaces, BIRD, keepalived)
+    /// and report on it under the provider contract; `--cleanup` removes it all.
+    LabProvider(lab_provider::Args),
+    /// Check the provider serving a namespace against the provider contract: create,
+    /// update, stale generations, a terminal failure, delete. Exit 0 passed, 1 failed,
+    /// 2 could not run.
+    ProviderConformance(conformance::Args),
 }
 
 /// How a plan is printed.
@@ -69,6 +78,8 @@ pub fn run() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Controller(args) => controller::run(*args),
+        Command::LabProvider(args) => lab_provider::run(args),
+        Command::ProviderConformance(args) => conformance::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Schema => {
             print!("{}", crate::fleet::schema::fleet_schema_text());

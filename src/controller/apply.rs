@@ -17,17 +17,20 @@ use kube::api::ListParams;
 use kube::runtime::controller::Action as Requeue;
 use tokio::time::Instant;
 
+use super::authorization::{self, Authorized, Refusal};
 use super::context::Context;
 use super::error::{Error, Result};
-use super::integrity;
+use super::governance::{self, phases::governance_error};
 use super::live;
 use super::metrics::ResultLabels;
 use super::objectwrite::{Target, Throttle, WriteError};
 use super::planstore;
-use super::runstate::{action_entries, fail, progress, repository_key, transition, write_status};
+use super::runstate::{
+    action_entries, fail, progress, repository_key, transition, withdraw_authorization,
+    write_status,
+};
 use crate::api::syncrun::{ActionState, Phase, SyncRunStatus};
-use crate::api::truncate;
-use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun};
+use crate::api::{REPOSITORY_LABEL, SyncRun, now, truncate};
 use crate::fleet::plan::{Action, spec_digest};
 use crate::fleet::{ObjectKind, Operation, Plan};
 
@@ -84,10 +87,37 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
         }
         Err(e) => return Err(e),
     };
-    if let Err(e) = integrity::verify(&plan, &run.spec.revision, status.plan_id.as_deref()) {
-        let message = format!("stored plan of {}: {e}; nothing is applied", run.name_any());
-        return fail(ctx, run, status, e.label(), message).await;
-    }
+    // Nothing is written unless the one check admits it: the stored plan is the one
+    // recorded, and writing it is authorized, decided again on what the run recorded
+    // when it was cleared (at that moment, so that a resumed run is not refused for
+    // the time it took).
+    let namespace = run.namespace().unwrap_or_default();
+    let gov = governance::load(&ctx.client, &namespace, &run.spec.repository)
+        .await
+        .map_err(governance_error)?;
+    let recorded = authorization::recorded::read(&ctx.client, run, &status).await?;
+    let requirement = gov.requirement_for(&status);
+    let at = status.authorization.as_ref().map_or(now().0, |a| a.at.0);
+    let unverified_ok = ctx.settings.allow_unverified_approvals;
+    let facts = recorded.facts(run, &status, &requirement, unverified_ok, at);
+    let admitted =
+        authorization::admit(plan, &run.spec.revision, status.plan_id.as_deref(), &facts);
+    let authorized = match admitted {
+        Ok(authorized) => authorized,
+        Err(refusal @ Refusal::Tampered(_)) => {
+            let message = format!(
+                "stored plan of {}: {refusal}; nothing is applied",
+                run.name_any()
+            );
+            return fail(ctx, run, status, refusal.label(), message).await;
+        }
+        // Nothing more is written; the run waits for people, saying why.
+        Err(refusal) => {
+            let message = format!("{refusal}; nothing more is applied until it is approved");
+            return withdraw_authorization(ctx, run, status, refusal.label(), message).await;
+        }
+    };
+    let plan = authorized.plan();
     let mut states: Vec<ActionState> = status
         .action_states
         .as_deref()
@@ -109,11 +139,7 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
             Some((i, a.error.clone()?))
         })
         .collect();
-    let namespace = run.namespace().unwrap_or_default();
-    let prune = kube::Api::<GitopsRepository>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(&run.spec.repository)
-        .await?
-        .is_none_or(|r| r.spec.prune);
+    let prune = recorded.repository().is_none_or(|r| r.spec.prune);
     // Decisions come from the caches: they must have been filled once.
     ctx.fleet.wait_until_ready().await?;
     let mut r = Run {
@@ -124,8 +150,8 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
         errors,
         status,
     };
-    r.apply_all(&plan, prune).await?;
-    r.finish(&plan).await
+    r.apply_all(&authorized, prune).await?;
+    r.finish(plan).await
 }
 
 /// Applies one action, waiting out the server's refusals for load and short outages.
@@ -140,7 +166,7 @@ async fn apply_one(
         match target.apply(action).await {
             Err(WriteError::Unavailable(m)) if tries < UNAVAILABLE_TRIES => {
                 let pause = throttle.back_off();
-                tracing::warn!(object = %action.reference(), error = %m, ?pause, "the API server refused for load or could not be reached; pausing the run's writes");
+                tracing::warn!(object = %action.reference(), plan = target.plan_id(), error = %m, ?pause, "the API server refused for load or could not be reached; pausing the run's writes");
                 tries += 1;
             }
             Ok(()) => {
@@ -164,7 +190,8 @@ fn status_write<'a>(
 }
 
 impl<'a> Run<'a> {
-    async fn apply_all(&mut self, plan: &Plan, prune: bool) -> Result<()> {
+    async fn apply_all(&mut self, authorized: &Authorized, prune: bool) -> Result<()> {
+        let plan = authorized.plan();
         let index: HashMap<(ObjectKind, &str), usize> = plan
             .actions
             .iter()
@@ -196,7 +223,7 @@ impl<'a> Run<'a> {
                     ready.push(i);
                 }
             }
-            self.apply_level(plan, ready).await?;
+            self.apply_level(authorized, ready).await?;
         }
         let skipped = self
             .states
@@ -214,14 +241,10 @@ impl<'a> Run<'a> {
 
     /// Applies the ready actions of one level, `--apply-concurrency` at a time, with
     /// the run's progress written alongside at most once per [`STATUS_INTERVAL`].
-    async fn apply_level(&mut self, plan: &Plan, ready: Vec<usize>) -> Result<()> {
-        let (ctx, run) = (self.ctx, self.run);
+    async fn apply_level(&mut self, authorized: &Authorized, ready: Vec<usize>) -> Result<()> {
+        let (ctx, run, plan) = (self.ctx, self.run, authorized.plan());
         let (namespace, repository) = (self.namespace.clone(), run.spec.repository.clone());
-        let target = Target {
-            ctx,
-            namespace: &namespace,
-            repository: &repository,
-        };
+        let target = Target::new(ctx, &namespace, &repository, authorized.authorization());
         let throttle = Throttle::default();
         let (target, throttle) = (&target, &throttle);
         let mut results = stream::iter(ready)

@@ -35,6 +35,8 @@ pub struct Settings {
     /// Accept an approval that carries no gitops.fleetgate.dev/approved-by (clusters
     /// without the chart's admission policies); it is recorded as unverified.
     pub allow_unverified_approvals: bool,
+    /// Runs recording an approval kept per repository whatever its historyLimit says.
+    pub approval_history: usize,
     /// This cluster's name in commit status contexts.
     pub cluster_name: String,
     /// Only GitopsRepositories and SyncRuns with matching labels are reconciled (one

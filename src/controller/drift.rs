@@ -1,11 +1,12 @@
 //! Drift detection for a repository: the live objects (from the watch caches) against
-//! the desired state of the revision last applied (kept in the applied run's
+//! the desired state of the run last applied under an authorization (kept in that run's
 //! ConfigMaps, and in memory, so no clone is needed). Reported in status, a condition,
 //! Events and a metric; remedied by a Drift SyncRun when the repository asks for it.
 
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
+use super::authorization::applied_under_authorization;
 use super::context::Context;
 use super::error::{Error, Result};
 use super::live;
@@ -51,12 +52,7 @@ pub async fn check(
     }) {
         return Ok(None);
     }
-    let Some(baseline) = runs.iter().find(|r| {
-        matches!(r.phase(), Some(Phase::Applied) | Some(Phase::NoChanges))
-            && r.status
-                .as_ref()
-                .is_some_and(|s| !s.desired_state.is_empty())
-    }) else {
+    let Some(baseline) = baseline(runs) else {
         return Ok(None);
     };
     let ns = repo.namespace().unwrap_or_default();
@@ -89,6 +85,21 @@ pub async fn check(
         digest: digest(&objects),
         objects,
     }))
+}
+
+/// The run drift is measured against, of a repository's runs (newest first): the newest
+/// that applied under an authorization it recorded (or, applied before authorizations
+/// were recorded, that records who approved it). Nothing else: a run that changed
+/// nothing (NoChanges, perhaps after an editor left every action out) stored a desired
+/// state no one approved.
+pub fn baseline(runs: &[SyncRun]) -> Option<&SyncRun> {
+    runs.iter().find(|r| {
+        let Some(s) = r.status.as_ref() else {
+            return false;
+        };
+        let legacy = s.phase == Some(Phase::Applied) && s.approved_by.is_some();
+        (applied_under_authorization(r) || legacy) && !s.desired_state.is_empty()
+    })
 }
 
 /// The caches trail the API server by a moment (just after an apply, say); drift is
@@ -248,4 +259,60 @@ pub fn history(runs: &[SyncRun], limit: usize) -> Vec<crate::api::repository::Hi
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::syncrun::{
+        Authority, AuthorizationRecord, SyncRunSpec, SyncRunStatus, Trigger,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn run(name: &str, phase: Phase, authorized: bool, legacy: bool) -> SyncRun {
+        let mut run = SyncRun::new(
+            name,
+            SyncRunSpec {
+                repository: "fleet".into(),
+                revision: "abc".into(),
+                trigger: Trigger::Schedule,
+            },
+        );
+        run.status = Some(SyncRunStatus {
+            phase: Some(phase),
+            desired_state: vec![format!("{name}-desired-0")],
+            approved_by: (authorized || legacy).then(|| "bob".to_owned()),
+            authorization: authorized.then(|| AuthorizationRecord {
+                by: Authority::People,
+                approvers: vec!["bob".into()],
+                policy: None,
+                plan_id: "p".into(),
+                basis: None,
+                at: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            }),
+            ..Default::default()
+        });
+        run
+    }
+
+    #[test]
+    fn the_baseline_is_the_newest_run_applied_under_an_authorization() {
+        // A NoChanges run stored a desired state no one approved (every action left out,
+        // say): never a baseline, however new.
+        let runs = [
+            run("r4", Phase::NoChanges, false, false),
+            run("r3", Phase::Failed, true, false),
+            run("r2", Phase::Applied, true, false),
+            run("r1", Phase::Applied, true, false),
+        ];
+        assert_eq!(baseline(&runs).map(|r| r.name_any()).as_deref(), Some("r2"));
+        // Applied before authorizations were recorded, with who approved it: measured.
+        let legacy = [run("r1", Phase::Applied, false, true)];
+        assert!(baseline(&legacy).is_some());
+        let nothing = [
+            run("r2", Phase::NoChanges, false, false),
+            run("r1", Phase::Applied, false, false),
+        ];
+        assert!(baseline(&nothing).is_none());
+    }
 }

@@ -169,6 +169,12 @@ impl FleetCache {
         (Self { stores }, changes)
     }
 
+    /// Each kind's store, for a caller that waits on them without a deadline (readiness
+    /// waits as long as the watches take; a reconcile gives up after a minute).
+    pub fn stores(&self) -> impl Iterator<Item = &Store<CachedObject>> {
+        self.stores.iter().map(|(_, store)| store)
+    }
+
     pub async fn wait_until_ready(&self) -> Result<()> {
         for (kind, store) in &self.stores {
             tokio::time::timeout(Duration::from_secs(60), store.wait_until_ready())

@@ -2,6 +2,7 @@
 //! election, with `/metrics`, `/healthz` and `/readyz`.
 
 pub mod apply;
+pub mod authorization;
 pub mod context;
 pub mod drift;
 pub mod error;
@@ -136,6 +137,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         runs: syncruns.iter().map(|c| c.store()).collect(),
         repositories: repositories.iter().map(|c| c.store()).collect(),
     };
+    let (run_stores, repository_stores) = (health.runs.clone(), health.repositories.clone());
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
@@ -171,6 +173,8 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             .build()
             .await?;
     let (mut is_leader, lease_task) = leadership.watch().await;
+    // A standby is ready once it reaches the API server and competes for the Lease; a
+    // leader once its watch caches are synced (below).
     ready.store(true, Ordering::Relaxed);
     info!(lease = %options.lease_name, "waiting for leadership");
     while !*is_leader.borrow_and_update() {
@@ -179,10 +183,17 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
+    ready.store(false, Ordering::Relaxed);
     metrics.leader.set(1);
     info!(namespaces = ?options.settings.namespaces, "leading; starting controllers");
 
     let (fleet, changes) = live::FleetCache::start(&client, &scopes);
+    tokio::spawn(ready_once_synced(
+        ready.clone(),
+        repository_stores,
+        run_stores,
+        fleet.clone(),
+    ));
     // Every request a tenant aims (notifications, forge APIs) connects within the one
     // URL policy.
     let http = outbound::Http::within(options.settings.git.url_policy.clone())?;
@@ -249,6 +260,54 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     drop(is_leader);
     let _ = lease_task.await;
     Ok(())
+}
+
+/// Marks the leader ready once every watch cache holds its first full list: before that
+/// it would plan against a partial picture of the cluster. Until then `/readyz` answers
+/// 503, so the pod is not Ready and the metrics Service does not send scrapes to it.
+async fn ready_once_synced(
+    ready: Arc<AtomicBool>,
+    repositories: Vec<kube::runtime::reflector::Store<GitopsRepository>>,
+    runs: Vec<kube::runtime::reflector::Store<SyncRun>>,
+    fleet: live::FleetCache,
+) {
+    for store in &repositories {
+        if !asked_until(|| store.wait_until_ready()).await {
+            return;
+        }
+    }
+    for store in &runs {
+        if !asked_until(|| store.wait_until_ready()).await {
+            return;
+        }
+    }
+    // Each store on its own and without a deadline: a watch refused for a while (the
+    // controller's Role removed, then restored) must still end in Ready once it lists.
+    for store in fleet.stores() {
+        if !asked_until(|| store.wait_until_ready()).await {
+            return;
+        }
+    }
+    ready.store(true, Ordering::Relaxed);
+    info!("watch caches synced; ready");
+}
+
+/// Awaits `wait`, asking again every half second, until it succeeds (true) or fails (false:
+/// the watch is gone). A kube-runtime `Store::wait_until_ready` wakes only the last of
+/// several tasks waiting at once (a one-shot channel underneath), and the controllers
+/// wait on the same stores.
+async fn asked_until<F, Fut, T, E>(wait: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let ask_again = std::time::Duration::from_millis(500);
+    loop {
+        match tokio::time::timeout(ask_again, wait()).await {
+            Ok(done) => return done.is_ok(),
+            Err(_) => continue,
+        }
+    }
 }
 
 /// Reports on each GovernancePolicy's status whether its rules compile (cluster-scoped,

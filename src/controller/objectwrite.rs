@@ -9,7 +9,10 @@
 //! answer would refuse the action, is the object read fresh and decided again, so that a
 //! cache trailing the API server never causes a wrong refusal and never an overwrite.
 //! After a restart an action whose target already holds the desired spec is recorded as
-//! applied without being written again.
+//! applied without being written again. A provider's status writes (the status
+//! subresource) move an object's resourceVersion but neither its spec digest nor its
+//! generation: a write refused with 409 is decided again on a fresh read, up to three
+//! times, and only a spec that really changed since planning is a conflict.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -18,6 +21,7 @@ use kube::ResourceExt;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use tokio::time::Instant;
 
+use super::authorization::Authorization;
 use super::context::Context;
 use super::live::{self, CachedObject, desired_object};
 use crate::api::{FIELD_MANAGER, REPOSITORY_LABEL};
@@ -121,14 +125,42 @@ enum View {
     Fresh,
 }
 
-/// The target of one action in one namespace, applied for one repository.
+/// The target of the actions of one authorized plan, in one namespace, applied for one
+/// repository. Made only with the [`Authorization`] the check gave: nothing writes a
+/// fleet object without one.
 pub struct Target<'a> {
-    pub ctx: &'a Context,
-    pub namespace: &'a str,
-    pub repository: &'a str,
+    ctx: &'a Context,
+    namespace: &'a str,
+    repository: &'a str,
+    authorization: &'a Authorization,
+}
+
+impl<'a> Target<'a> {
+    pub fn new(
+        ctx: &'a Context,
+        namespace: &'a str,
+        repository: &'a str,
+        authorization: &'a Authorization,
+    ) -> Self {
+        Self {
+            ctx,
+            namespace,
+            repository,
+            authorization,
+        }
+    }
+
+    /// The plan whose actions this target writes.
+    pub fn plan_id(&self) -> &str {
+        self.authorization.plan_id()
+    }
 }
 
 impl Target<'_> {
+    /// Fresh reads of one action's object before a write that keeps failing with 409 is
+    /// taken as a conflict.
+    const FRESH_READS: usize = 3;
+
     /// Applies `action`: one conditional request unless the cache was behind.
     pub async fn apply(&self, action: &Action) -> Result<(), WriteError> {
         let cached = self
@@ -139,12 +171,18 @@ impl Target<'_> {
             Step::Done(result) => result,
             Step::Reread => {
                 let api = live::api(&self.ctx.client, self.namespace, action.kind);
-                let fresh = api.get_opt(&action.name).await.map_err(api_error)?;
-                match self.attempt(action, fresh.as_ref(), View::Fresh).await {
-                    Step::Done(result) => result,
-                    // Changed again between the read and the write.
-                    Step::Reread => Err(self.conflict(action, "was changed")),
+                // A provider writing the object's status moves its resourceVersion without
+                // touching its spec: the write is then decided again on a fresh read (whose
+                // spec digest still catches a real change), a few times at most.
+                for _ in 0..Self::FRESH_READS {
+                    let fresh = api.get_opt(&action.name).await.map_err(api_error)?;
+                    match self.attempt(action, fresh.as_ref(), View::Fresh).await {
+                        Step::Done(result) => return result,
+                        Step::Reread => continue,
+                    }
                 }
+                // Changed again between every read and its write.
+                Err(self.conflict(action, "was changed"))
             }
         }
     }
@@ -244,7 +282,9 @@ impl Target<'_> {
                 let params = PatchParams::apply(FIELD_MANAGER).force();
                 match api.patch(&action.name, &params, &Patch::Apply(&body)).await {
                     Ok(_) => Step::Done(Ok(())),
-                    Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => {
+                    // The object moved on (its status, say): decide again on a fresh read.
+                    Err(kube::Error::Api(s)) if s.is_conflict() => Step::Reread,
+                    Err(kube::Error::Api(s)) if s.is_not_found() => {
                         self.refuse(view, conflict("was changed"))
                     }
                     Err(e) => Step::Done(Err(api_error(e))),
@@ -268,9 +308,8 @@ impl Target<'_> {
                 match api.delete(&action.name, &params).await {
                     Ok(_) => Step::Done(Ok(())),
                     Err(kube::Error::Api(s)) if s.is_not_found() => Step::Done(Ok(())),
-                    Err(kube::Error::Api(s)) if s.is_conflict() => {
-                        self.refuse(view, conflict("was changed"))
-                    }
+                    // The object moved on (its status, say): decide again on a fresh read.
+                    Err(kube::Error::Api(s)) if s.is_conflict() => Step::Reread,
                     Err(e) => Step::Done(Err(api_error(e))),
                 }
             }

@@ -126,6 +126,34 @@ pub async fn fail(
     Ok(Action::await_change())
 }
 
+/// The run is no longer authorized (approvals expired, a policy changed, the check in
+/// front of the engine refused it): it forgets what cleared it and waits for people
+/// again, with a Warning saying why.
+pub async fn withdraw_authorization(
+    ctx: &Context,
+    run: &SyncRun,
+    mut status: SyncRunStatus,
+    reason: &str,
+    message: String,
+) -> Result<Action> {
+    status.approved_by = None;
+    status.approved_at = None;
+    status.scheduled_for = None;
+    status.authorization = None;
+    status.requires_approval = true;
+    transition(
+        ctx,
+        run,
+        status,
+        Phase::AwaitingApproval,
+        true,
+        reason,
+        message,
+    )
+    .await?;
+    Ok(Action::await_change())
+}
+
 /// Ends the run as Rejected, saying why (the reject annotation).
 pub async fn reject(
     ctx: &Context,

@@ -37,12 +37,16 @@ pub async fn service_account_kubeconfig(
         .status
         .and_then(|s| s.token)
         .expect("a token");
+    kubeconfig_with_token(&token, &dir.join("sa-kubeconfig"))
+}
+
+/// A kubeconfig at `path` for the test control plane that authenticates with `token`.
+pub fn kubeconfig_with_token(token: &str, path: &Path) -> PathBuf {
     let admin = std::fs::read_to_string(&super::env().kubeconfig).unwrap();
     let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&admin).unwrap();
     config["users"][0]["user"] = serde_yaml_ng::from_str(&format!("token: {token}")).unwrap();
-    let path = dir.join("sa-kubeconfig");
-    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
-    path
+    std::fs::write(path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    path.to_owned()
 }
 
 /// Binds `user` to the ClusterRole `role` in `ns`.
@@ -63,18 +67,25 @@ pub fn bind(ns: &str, name: &str, role: &str, user: &str) {
 
 /// `helm install fleetgate` into `system`, watching `tenants`.
 pub fn helm_install(system: &str, tenants: &[&str]) {
-    run_tool(
-        "helm",
-        &[
-            "install",
-            "fleetgate",
-            "charts/fleetgate",
-            "-n",
-            system,
-            "--set",
-            &format!("watchNamespaces={{{}}}", tenants.join(",")),
-        ],
-    );
+    helm_install_with(system, tenants, &[]);
+}
+
+/// [`helm_install`] with more `--set` values.
+fn helm_install_with(system: &str, tenants: &[&str], values: &[&str]) {
+    let watch = format!("watchNamespaces={{{}}}", tenants.join(","));
+    let mut args = vec![
+        "install",
+        "fleetgate",
+        "charts/fleetgate",
+        "-n",
+        system,
+        "--set",
+        &watch,
+    ];
+    for value in values {
+        args.extend(["--set", value]);
+    }
+    run_tool("helm", &args);
 }
 
 /// The chart, installed to watch `tenants`, with the controller running as its
@@ -105,7 +116,7 @@ pub async fn no_install() -> tokio::sync::MutexGuard<'static, ()> {
 /// Waits until the chart's approval policies are in force (`true`) or out of force: an
 /// approval stamped with who approved, and an approved-by set by hand refused. Both are
 /// dry runs by the admin, whom the policies treat as anyone else.
-async fn wait_for_approval_policies(admin: Client, in_force: bool) {
+pub async fn wait_for_approval_policies(admin: Client, in_force: bool) {
     let runs = Api::<SyncRun>::namespaced(admin, "default");
     let what = if in_force {
         "the chart's approval policies to be in force"
@@ -146,7 +157,13 @@ async fn dry_run_approval(runs: &Api<SyncRun>, key: &str, value: &str) -> kube::
 impl Installed {
     /// Installs the chart for `tenants` and starts the controller with `flags`.
     pub async fn new(tenants: &[&TestNamespace], flags: &[&str]) -> Self {
-        Self::install(tenants, flags, None).await
+        Self::install(tenants, flags, &[], None).await
+    }
+
+    /// [`Installed::new`], with chart `values` (`--set` arguments such as
+    /// `sharding.shards={a}`).
+    pub async fn with_values(tenants: &[&TestNamespace], flags: &[&str], values: &[&str]) -> Self {
+        Self::install(tenants, flags, values, None).await
     }
 
     /// [`Installed::new`], the controller in `cgroup` (the chart's memory limit, say).
@@ -155,12 +172,13 @@ impl Installed {
         flags: &[&str],
         cgroup: &super::cgroup::MemoryCgroup,
     ) -> Self {
-        Self::install(tenants, flags, Some(cgroup)).await
+        Self::install(tenants, flags, &[], Some(cgroup)).await
     }
 
     async fn install(
         tenants: &[&TestNamespace],
         flags: &[&str],
+        values: &[&str],
         cgroup: Option<&super::cgroup::MemoryCgroup>,
     ) -> Self {
         let one = ONE_INSTALL.lock().await;
@@ -169,7 +187,7 @@ impl Installed {
         super::install_crds(&admin, &fleetgate::api::crds()).await;
         let system = env.namespace("fleetgate-system").await;
         let names: Vec<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
-        helm_install(&system.name, &names);
+        helm_install_with(&system.name, &names, values);
         wait_for_approval_policies(admin.clone(), true).await;
         let dir = tempfile::tempdir().unwrap();
         let sa = service_account_kubeconfig(&admin, &system.name, "fleetgate", dir.path()).await;

@@ -9,15 +9,24 @@ pub struct GitServer {
     pub ssh_port: u16,
     pub git_port: u16,
     pub ssh_user: String,
+    /// Where both listen: 127.0.0.1, or an address in the test node's network namespace.
+    pub address: String,
 }
 
 static SERVER: OnceLock<GitServer> = OnceLock::new();
 
 /// The git server of this test binary, stopped when the binary exits.
 pub fn server() -> &'static GitServer {
-    SERVER.get_or_init(|| {
+    SERVER.get_or_init(|| GitServer::start(&[]))
+}
+
+impl GitServer {
+    /// A git server of its own, with `hack/gitserver.sh start` `options` (`--netns`,
+    /// `--address`), stopped when the test binary exits.
+    pub fn start(options: &[&str]) -> Self {
         let out = Command::new("hack/gitserver.sh")
             .args(["start", "--until-exit", &std::process::id().to_string()])
+            .args(options)
             .output()
             .expect("hack/gitserver.sh runs");
         assert!(
@@ -42,9 +51,10 @@ pub fn server() -> &'static GitServer {
             ssh_port: value("SSH_PORT").parse().unwrap(),
             git_port: value("GIT_PORT").parse().unwrap(),
             ssh_user: value("SSH_USER"),
+            address: value("ADDRESS"),
             dir,
         }
-    })
+    }
 }
 
 fn git(cwd: &Path, args: &[&str]) -> String {
@@ -83,15 +93,16 @@ impl GitServer {
 
     pub fn ssh_url(&self, repo: &Repo) -> String {
         format!(
-            "ssh://{}@127.0.0.1:{}{}",
+            "ssh://{}@{}:{}{}",
             self.ssh_user,
+            self.address,
             self.ssh_port,
             repo.bare.display()
         )
     }
 
     pub fn git_url(&self, repo: &Repo) -> String {
-        format!("git://127.0.0.1:{}/{}.git", self.git_port, repo.name)
+        format!("git://{}:{}/{}.git", self.address, self.git_port, repo.name)
     }
 
     pub fn file_url(&self, repo: &Repo) -> String {
@@ -139,6 +150,26 @@ impl Repo {
         );
         git(&self.work, &["push", "-q", "origin", "main"]);
         git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// Commits `files` on `branch` (created from main if new) and pushes it; main stays
+    /// checked out. Returns the commit id.
+    pub fn commit_to(&self, branch: &str, files: &[(&str, &[u8])], message: &str) -> String {
+        git(&self.work, &["checkout", "-q", "-B", branch]);
+        for (path, contents) in files {
+            let target = self.work.join(path);
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::write(&target, contents).unwrap();
+            git(&self.work, &["add", path]);
+        }
+        git(
+            &self.work,
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
+        git(&self.work, &["push", "-q", "-f", "origin", branch]);
+        let head = git(&self.work, &["rev-parse", "HEAD"]);
+        git(&self.work, &["checkout", "-q", "main"]);
+        head
     }
 
     /// Commits a symbolic link `path` -> `target`.

@@ -13,9 +13,12 @@ pub mod cgroup;
 pub mod chart;
 pub mod git;
 pub mod gitea;
+pub mod lab;
 pub mod netns;
+pub mod node;
 pub mod operator;
 pub mod outage;
+pub mod policy;
 pub mod procstat;
 pub mod tenant;
 
@@ -58,6 +61,16 @@ pub fn env() -> &'static TestEnv {
             kubeconfig: stdout.lines().last().expect("a kubeconfig path").into(),
         }
     })
+}
+
+/// Makes the environment at `kubeconfig` this test binary's control plane, for every helper
+/// here (tests/node.rs: the test node's). Must come before the first [`env`].
+pub fn set_env(kubeconfig: PathBuf) -> &'static TestEnv {
+    let env = ENV.get_or_init(|| TestEnv {
+        kubeconfig: kubeconfig.clone(),
+    });
+    assert_eq!(env.kubeconfig, kubeconfig, "set_env after env()");
+    env
 }
 
 impl TestEnv {
@@ -326,4 +339,87 @@ pub fn audited_writes(ns: &str, resource: &str) -> Writes {
         created_again,
         other,
     }
+}
+
+/// A point in the control plane's audit log: what is logged after it is read by
+/// [`audited_since`].
+pub fn audit_mark() -> u64 {
+    let dir = env().kubeconfig.parent().unwrap().to_path_buf();
+    std::fs::metadata(dir.join("audit.log")).map_or(0, |m| m.len())
+}
+
+/// One write the API server completed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AuditedWrite {
+    pub user: String,
+    pub verb: String,
+    pub resource: String,
+    pub name: String,
+}
+
+/// The writes (create, update, patch, delete; not of a subresource) to `resources` in
+/// `ns` that the API server completed after `mark`, whoever made them.
+pub fn audited_since(mark: u64, ns: &str, resources: &[&str]) -> Vec<AuditedWrite> {
+    audited_writes_since(mark, resources)
+        .into_iter()
+        .filter(|(namespace, _)| namespace == ns)
+        .map(|(_, write)| write)
+        .collect()
+}
+
+/// The writes to `resources` the API server completed after `mark`, in any namespace:
+/// each with its namespace.
+pub fn audited_writes_since(mark: u64, resources: &[&str]) -> Vec<(String, AuditedWrite)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let dir = env().kubeconfig.parent().unwrap().to_path_buf();
+    let mut log = String::new();
+    if let Ok(mut file) = std::fs::File::open(dir.join("audit.log")) {
+        let _ = file.seek(SeekFrom::Start(mark));
+        let _ = file.read_to_string(&mut log);
+    }
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| {
+            let object = &e["objectRef"];
+            e["stage"] == "ResponseComplete"
+                && resources.contains(&object["resource"].as_str().unwrap_or_default())
+                && object["subresource"].is_null()
+                && matches!(
+                    e["verb"].as_str(),
+                    Some("create" | "update" | "patch" | "delete")
+                )
+                && e["responseStatus"]["code"]
+                    .as_u64()
+                    .is_some_and(|c| c < 300)
+        })
+        .map(|e| {
+            let object = &e["objectRef"];
+            let write = AuditedWrite {
+                user: text(&e["user"]["username"]),
+                verb: text(&e["verb"]),
+                resource: text(&object["resource"]),
+                name: text(&object["name"]),
+            };
+            (text(&object["namespace"]), write)
+        })
+        .collect()
+}
+
+/// The resources of the five fleet kinds.
+pub const FLEET_RESOURCES: &[&str] = &[
+    "fleettemplates",
+    "fleetnodes",
+    "sdwannetworks",
+    "sdwanpeers",
+    "virtualips",
+];
+
+/// A client with the credentials of the kubeconfig at `path`.
+pub async fn client_from(path: &std::path::Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(path).expect("kubeconfig reads");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig is usable");
+    Client::try_from(config).expect("client builds")
 }

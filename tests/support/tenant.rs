@@ -1,9 +1,11 @@
 //! A tenant namespace with the chart's users (alice the editor, bob the editor and
 //! approver), its git repository and SSH Secret; what the gate and governance tests share.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fleetgate::api::{SyncRun, annotations};
+use fleetgate::fleet::object::Spec;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
@@ -42,6 +44,45 @@ pub async fn fleet_objects(client: &Client, ns: &str) -> Vec<DynamicObject> {
         out.extend(api.list(&ListParams::default()).await.unwrap().items);
     }
     out
+}
+
+/// The fleet objects of `ns` by kind and name, each spec as the planner reads it: what
+/// the cluster holds, to compare with what a fleet file declares ([`declared`]).
+pub async fn fleet_content(client: &Client, ns: &str) -> BTreeMap<(String, String), Value> {
+    fleet_objects(client, ns)
+        .await
+        .into_iter()
+        .map(|o| {
+            let kind = o.types.as_ref().unwrap().kind.clone();
+            let spec = Spec::from_json(kind.parse().unwrap(), o.data["spec"].clone())
+                .unwrap_or_else(|e| panic!("{kind}/{}: {e}", o.name_any()));
+            ((kind, o.name_any()), spec.to_json())
+        })
+        .collect()
+}
+
+/// What the fleet file `bytes` declares, as [`fleet_content`] reads the cluster.
+pub fn declared(bytes: &[u8]) -> BTreeMap<(String, String), Value> {
+    let options = fleetgate::fleet::ResolveOptions::default();
+    fleetgate::fleet::desired_state("fleet.yaml", bytes, &options)
+        .expect("the fleet file is valid")
+        .0
+        .objects
+        .into_iter()
+        .map(|o| ((o.kind().as_str().to_owned(), o.name), o.spec.to_json()))
+        .collect()
+}
+
+/// The exclude annotation that leaves out every action of `run`'s plan (as its status
+/// lists them).
+pub fn every_action(run: &SyncRun) -> String {
+    let status = run.status.as_ref().expect("a planned run");
+    status
+        .actions
+        .iter()
+        .map(|a| format!("{}/{}", a.kind.to_ascii_lowercase(), a.name))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// One tenant namespace with alice (editor, plus Kubernetes' `edit`) and bob (editor and

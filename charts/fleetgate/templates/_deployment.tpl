@@ -78,6 +78,7 @@ spec:
         {{- if .Values.approval.allowUnverified }}
         - --allow-unverified-approvals
         {{- end }}
+        - --approval-history={{ .Values.approval.history }}
         {{- if $shard }}
         - --watch-label-selector={{ .Values.sharding.key }}={{ $shard }}
         - --lease-name={{ include "fleetgate.fullname" . }}-{{ $shard }}

@@ -1,6 +1,7 @@
-//! Approvals of a governed run: each counted toward the quorum of the plan it names,
-//! dropped when too old, checked again before a Scheduled run applies, and cleared from
-//! the run's annotations once recorded so that the next approver is stamped afresh.
+//! Approvals of a governed run: each counted toward the quorum of the plan it names
+//! (refused at once when its identity never counts), dropped when too old, and cleared
+//! from the run's annotations once recorded so that the next approver is stamped
+//! afresh. Whether they authorize the plan is decided by [`crate::controller::authorization`].
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -26,11 +27,11 @@ impl Governance {
                 "{approver} requested this sync and the governance policy forbids the requester from approving it; another approver must approve"
             ));
         }
+        if let Err(ineligible) = self.requirement.eligible(approver) {
+            return Counted::Refused(ineligible.to_string());
+        }
         let plan = status.plan_id.clone().unwrap_or_default();
-        let required = status
-            .approvals_required
-            .unwrap_or(1)
-            .max(self.requirement.required);
+        let requirement = self.requirement_for(status);
         let added = quorum::add(
             &mut status.approvals,
             ApprovalRecord {
@@ -40,10 +41,6 @@ impl Governance {
                 at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
             },
         );
-        let requirement = quorum::Requirement {
-            required,
-            ..self.requirement.clone()
-        };
         let tally = quorum::tally(&status.approvals, &plan, &requirement, now);
         if tally.met() {
             Counted::Met(tally)
@@ -65,32 +62,6 @@ impl Governance {
             !stale
         });
         dropped
-    }
-
-    /// Whether the people who approved the plan recorded in `status` still make its
-    /// quorum at `now` (approvals expire, and a policy may have raised the quorum or
-    /// added a group since). A plan approved by a policy needs no people. Checked again
-    /// before a Scheduled run applies: a change window does not freeze approvals.
-    pub fn still_approved(&self, status: &SyncRunStatus, now: Timestamp) -> Result<(), String> {
-        if !status.requires_approval {
-            return Ok(());
-        }
-        let plan = status.plan_id.clone().unwrap_or_default();
-        let requirement = quorum::Requirement {
-            required: status
-                .approvals_required
-                .unwrap_or(1)
-                .max(self.requirement.required),
-            ..self.requirement.clone()
-        };
-        let tally = quorum::tally(&status.approvals, &plan, &requirement, now);
-        if tally.met() {
-            return Ok(());
-        }
-        Err(format!(
-            "plan {plan} no longer has the approvals it needs ({}): approvals expired or the governance policy changed while it waited; approve again",
-            tally.describe()
-        ))
     }
 }
 
@@ -171,42 +142,8 @@ fn clear_at(read: &SyncRun, written: Option<&SyncRun>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::controller::governance::fixtures::{approved_by, run};
-
-    #[test]
-    fn a_scheduled_plan_needs_its_approvals_to_still_count() {
-        let approved_at = Timestamp::from_second(1_800_000_000).unwrap();
-        let mut status = approved_by(&["bob"]);
-        status.requires_approval = true;
-        let gov = Governance {
-            requirement: quorum::Requirement {
-                required: 1,
-                from_groups: vec![],
-                approval_expiry: Some(Duration::from_secs(7200)),
-            },
-            ..Default::default()
-        };
-        let soon = approved_at + Duration::from_secs(3600);
-        assert_eq!(gov.still_approved(&status, soon), Ok(()));
-        let later = approved_at + Duration::from_secs(3 * 86_400);
-        let stale = gov.still_approved(&status, later).unwrap_err();
-        assert!(stale.contains("0/1 approvals"), "{stale}");
-        // A quorum raised since the approval is needed too.
-        let raised = Governance {
-            requirement: quorum::Requirement {
-                required: 2,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        assert!(raised.still_approved(&status, soon).is_err());
-        // A plan approved by a policy needs no people.
-        status.requires_approval = false;
-        assert_eq!(gov.still_approved(&status, later), Ok(()));
-    }
 
     #[test]
     fn an_approval_is_cleared_at_the_version_its_status_write_returned() {

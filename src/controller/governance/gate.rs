@@ -56,7 +56,7 @@ impl Governance {
         let requirement = quorum::Requirement {
             required: self.override_approvals,
             from_groups: Vec::new(),
-            approval_expiry: self.requirement.approval_expiry,
+            ..self.requirement.clone()
         };
         let tally = quorum::tally(&status.approvals, &plan, &requirement, now_jiff(now));
         let reason = crate::api::truncate(reason.trim(), 512);

@@ -13,9 +13,12 @@ pub mod evaluation;
 mod gate;
 pub mod phases;
 pub mod policy;
-pub mod quorum;
 pub mod rules;
 pub mod windows;
+
+/// Counting approvals is part of the authorization check; governance says what a
+/// quorum needs.
+pub use super::authorization::quorum;
 
 pub use approvals::{Counted, clear_approval, new_plan};
 pub use gate::Gate;
@@ -127,7 +130,9 @@ pub async fn load(client: &Client, namespace: &str, repository: &str) -> Result<
         Err(e) => return Err(e.into()),
     };
     let mut gov = Governance::default();
+    gov.requirement.namespace = namespace.to_owned();
     let mut compiled = Vec::new();
+    let mut service_accounts = Vec::new();
     for policy in policies
         .iter()
         .filter(|p| selects(p, namespace, repository))
@@ -150,6 +155,9 @@ pub async fn load(client: &Client, namespace: &str, repository: &str) -> Result<
                 }
             }
             gov.forbid_requester |= a.forbid_requester;
+            if let Some(listed) = &a.service_accounts {
+                service_accounts.push(listed.as_slice());
+            }
         }
         gov.plan_expiry = shortest(gov.plan_expiry, parts.plan_expiry);
         gov.requirement.approval_expiry =
@@ -160,6 +168,7 @@ pub async fn load(client: &Client, namespace: &str, repository: &str) -> Result<
             gov.override_approvals = gov.override_approvals.max(n);
         }
     }
+    gov.requirement.service_accounts = super::authorization::identity::combine(&service_accounts);
     gov.requirement.required = gov.requirement.required.max(1);
     if gov.override_approvals == 0 {
         gov.override_approvals = gov.requirement.required.max(2);
@@ -207,6 +216,18 @@ impl Governance {
                 message: other.to_string(),
             }),
             None => None,
+        }
+    }
+
+    /// What the quorum of the plan recorded in `status` needs now: the policies'
+    /// requirement, raised to what the rules asked of that plan when it was recorded.
+    pub fn requirement_for(&self, status: &SyncRunStatus) -> quorum::Requirement {
+        quorum::Requirement {
+            required: status
+                .approvals_required
+                .unwrap_or(1)
+                .max(self.requirement.required),
+            ..self.requirement.clone()
         }
     }
 

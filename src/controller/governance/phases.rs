@@ -13,25 +13,34 @@ use super::{Gate, Governance, quorum, windows};
 use crate::api::short_revision as short;
 use crate::api::syncrun::{Phase, SyncRunStatus, Trigger};
 use crate::api::{REPOSITORY_LABEL, SyncRun, annotations, now};
+use crate::controller::authorization::{self, Authorization, Content};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Result};
 use crate::controller::repository::sequence;
 use crate::controller::runstate::supersede;
 use crate::controller::runstate::{
-    reject, repository_key, transition, write_status, written_status,
+    reject, repository_key, transition, withdraw_authorization, write_status, written_status,
 };
 
-/// An approved plan applies when the change windows (and apply-after) allow; until then
-/// it waits in phase Scheduled, looked at again when it may open.
+/// An authorized plan applies when the change windows (and apply-after) allow; until
+/// then it waits in phase Scheduled, looked at again when it may open. The run records
+/// what authorized it (and the apply engine decides it again before its first write).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn apply_when_open(
     run: &SyncRun,
     ctx: &Context,
     gov: &Governance,
     mut status: SyncRunStatus,
+    authorization: &Authorization,
     reason: &str,
     message: String,
     claim: bool,
 ) -> Result<Action> {
+    if status.authorization.as_ref() != Some(&authorization.record()) {
+        status.approved_by = Some(authorization.approved_by());
+        status.approved_at = Some(now());
+        status.authorization = Some(authorization.record());
+    }
     let gate = gov.gate(run, &status, chrono::Utc::now());
     let Gate::Open { overridden } = gate else {
         let Gate::Wait { why, until } = gate else {
@@ -155,28 +164,42 @@ pub(crate) async fn scheduled(
             return Ok(Action::requeue(Duration::from_millis(200)));
         }
     }
-    if let Err(why) = gov.still_approved(&status, now().0) {
-        status.approved_by = None;
-        status.approved_at = None;
-        status.scheduled_for = None;
-        transition(
-            ctx,
-            run,
-            status,
-            Phase::AwaitingApproval,
-            true,
-            "ApprovalExpired",
-            why,
-        )
-        .await?;
-        return Ok(Action::await_change());
-    }
+    // Approvals expire and policies change while a run waits: it applies only if it is
+    // still authorized now, on what it recorded.
+    let recorded = authorization::recorded::read(&ctx.client, run, &status).await?;
+    let requirement = gov.requirement_for(&status);
+    let plan_id = status.plan_id.clone().unwrap_or_default();
+    let unverified_ok = ctx.settings.allow_unverified_approvals;
+    let facts = recorded.facts(run, &status, &requirement, unverified_ok, now().0);
+    let decided = authorization::authorize(Content::Recorded { plan_id: &plan_id }, &facts);
+    let authorization = match decided {
+        Ok(authorization) => authorization,
+        Err(refusal) => {
+            let why = format!(
+                "{refusal}: approvals expired or the governance policy changed while it waited; approve again"
+            );
+            return withdraw_authorization(ctx, run, status, "ApprovalExpired", why).await;
+        }
+    };
+    apply_approved(run, ctx, &gov, status, &authorization, "WindowOpened").await
+}
+
+/// [`apply_when_open`] for a plan just authorized by its approvals (or found still
+/// authorized when its window opens).
+pub(crate) async fn apply_approved(
+    run: &SyncRun,
+    ctx: &Context,
+    gov: &Governance,
+    status: SyncRunStatus,
+    authorization: &Authorization,
+    reason: &str,
+) -> Result<Action> {
     let message = format!(
         "plan {} approved by {}",
-        status.plan_id.clone().unwrap_or_default(),
-        status.approved_by.clone().unwrap_or_default()
+        authorization.plan_id(),
+        authorization.approved_by()
     );
-    apply_when_open(run, ctx, &gov, status, "WindowOpened", message, true).await
+    apply_when_open(run, ctx, gov, status, authorization, reason, message, true).await
 }
 
 /// The newest run of the same repository created after `run` from git or a rollback

@@ -136,13 +136,19 @@ pub fn holds(newest: &SyncRun, revision: &str) -> bool {
             == Some(revision)
 }
 
-/// The desired state a rollback run returns to: what the run it names applied, checked
-/// against the digest recorded when that run planned. Err: why it cannot be had.
-pub async fn desired(ctx: &Context, run: &SyncRun) -> Result<Result<Vec<FleetObject>, String>> {
-    let Some(target) = run.annotations().get(annotations::ROLLBACK_OF) else {
+/// The desired state a run returns to: what the run its `annotation` names
+/// (`rollback-of` for a rollback, `restores` for a drift correction) applied, checked
+/// against the digest recorded when that run planned; with that run. Err: why it cannot
+/// be had.
+pub async fn desired(
+    ctx: &Context,
+    run: &SyncRun,
+    annotation: &str,
+) -> Result<Result<(Vec<FleetObject>, SyncRun), String>> {
+    let Some(target) = run.annotations().get(annotation) else {
         return Ok(Err(format!(
-            "a Rollback run needs the {} annotation",
-            annotations::ROLLBACK_OF
+            "a {:?} run needs the {annotation} annotation",
+            run.spec.trigger
         )));
     };
     let api: Api<SyncRun> =
@@ -169,7 +175,7 @@ pub async fn desired(ctx: &Context, run: &SyncRun) -> Result<Result<Vec<FleetObj
     )
     .await
     {
-        Ok(objects) => Ok(Ok(objects)),
+        Ok(objects) => Ok(Ok((objects, older))),
         Err(e @ Error::PlanTampered { .. }) => Ok(Err(e.to_string())),
         Err(e) => Err(e),
     }

@@ -134,13 +134,19 @@ pub(super) async fn remediate(
     }
     let next = runs.first().map_or(1, |r| sequence(r) + 1);
     let revision = found.baseline.spec.revision.clone();
+    // The run restores what the baseline applied, as stored beside it: exactly the
+    // content drift was measured against.
+    let baseline = found.baseline.name_any();
     let created = create_run(
         ctx,
         repo,
         &revision,
         Trigger::Drift,
         next,
-        &[(DRIFT_ANNOTATION, &found.digest)],
+        &[
+            (DRIFT_ANNOTATION, &found.digest),
+            (annotations::RESTORES, &baseline),
+        ],
     )
     .await?;
     let message = format!(
@@ -180,7 +186,9 @@ pub(super) async fn supersede_older(ctx: &Context, runs: &[SyncRun]) -> Result<(
     Ok(())
 }
 
-/// Keeps the newest historyLimit finished runs; deletes older ones and their stored plans.
+/// Keeps the newest historyLimit finished runs, and whatever historyLimit says (editors
+/// write it) the drift baseline and the newest `--approval-history` runs that record an
+/// approval; deletes the others and their stored plans.
 pub(super) async fn prune_history(
     ctx: &Context,
     repo: &GitopsRepository,
@@ -189,12 +197,12 @@ pub(super) async fn prune_history(
     let limit = repo.spec.history_limit as usize;
     let api: Api<SyncRun> =
         Api::namespaced(ctx.client.clone(), &repo.namespace().unwrap_or_default());
-    let finished: Vec<String> = runs
-        .iter()
-        .filter(|r| r.phase().is_some_and(Phase::is_finished))
-        .skip(limit)
-        .map(|r| r.name_any())
-        .collect();
+    let finished: Vec<String> = prunable(
+        runs,
+        limit,
+        drift::baseline(runs).map(|b| b.name_any()).as_deref(),
+        ctx.settings.approval_history,
+    );
     for name in &finished {
         if let Some(run) = runs.iter().find(|r| &r.name_any() == name) {
             planstore::delete(&ctx.client, run).await?;
@@ -207,6 +215,43 @@ pub(super) async fn prune_history(
     }
     runs.retain(|r| !finished.contains(&r.name_any()));
     Ok(())
+}
+
+/// Whether `run` is the record of an approval: people approved its plan (even short
+/// of a quorum), or it was cleared to apply by people or a policy.
+fn records_an_approval(run: &SyncRun) -> bool {
+    run.status.as_ref().is_some_and(|s| {
+        s.authorization.is_some() || s.approved_by.is_some() || !s.approvals.is_empty()
+    })
+}
+
+/// The finished runs of `runs` (newest first) history pruning deletes: past the newest
+/// `limit`, except the `baseline` and the newest `approvals_kept` records of an
+/// approval.
+fn prunable(
+    runs: &[SyncRun],
+    limit: usize,
+    baseline: Option<&str>,
+    approvals_kept: usize,
+) -> Vec<String> {
+    let mut records = 0;
+    let mut doomed = Vec::new();
+    for (i, run) in runs
+        .iter()
+        .filter(|r| r.phase().is_some_and(Phase::is_finished))
+        .enumerate()
+    {
+        let kept_as_record = records_an_approval(run) && {
+            records += 1;
+            records <= approvals_kept
+        };
+        let name = run.name_any();
+        if i < limit || kept_as_record || baseline == Some(name.as_str()) {
+            continue;
+        }
+        doomed.push(name);
+    }
+    doomed
 }
 
 /// What a run started by a sync request carries: the request, and who made it (stamped
@@ -309,4 +354,65 @@ pub(super) async fn start_runs(
         runs.insert(0, created);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::syncrun::{ApprovalRecord, SyncRunStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn run(name: &str, phase: Phase, approved: bool) -> SyncRun {
+        let mut run = SyncRun::new(
+            name,
+            SyncRunSpec {
+                repository: "fleet".into(),
+                revision: "abc".into(),
+                trigger: Trigger::Schedule,
+            },
+        );
+        run.status = Some(SyncRunStatus {
+            phase: Some(phase),
+            approvals: approved
+                .then(|| ApprovalRecord {
+                    user: "bob".into(),
+                    groups: vec![],
+                    plan_id: "p".into(),
+                    at: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        });
+        run
+    }
+
+    #[test]
+    fn pruning_keeps_the_records_of_approvals_whatever_the_history_limit() {
+        // Newest first: a waiting run, then finished ones.
+        let runs = [
+            run("r9", Phase::AwaitingApproval, false),
+            run("r8", Phase::NoChanges, false),
+            run("r7", Phase::Applied, true),
+            run("r6", Phase::NoChanges, false),
+            run("r5", Phase::Expired, true),
+            run("r4", Phase::Superseded, false),
+            run("r3", Phase::Applied, true),
+            run("r2", Phase::Applied, true),
+            run("r1", Phase::NoChanges, false),
+        ];
+        // historyLimit 1, as an editor may set it: only runs no one approved go.
+        assert_eq!(prunable(&runs, 1, Some("r7"), 50), ["r6", "r4", "r1"]);
+        // The newest records are kept up to the controller's bound; the baseline always.
+        assert_eq!(
+            prunable(&runs, 1, Some("r7"), 2),
+            ["r6", "r4", "r3", "r2", "r1"]
+        );
+        assert_eq!(
+            prunable(&runs, 1, Some("r2"), 1),
+            ["r6", "r5", "r4", "r3", "r1"]
+        );
+        // A generous historyLimit keeps everything.
+        assert!(prunable(&runs, 100, None, 0).is_empty());
+    }
 }

@@ -45,7 +45,10 @@ pub fn controller(
     let (reader, writer) = reflector::store();
     let (deleted, deletions) = mpsc::unbounded_channel();
     let mut known = Known::default();
+    // Backoff, as the kube-runtime Controller gives its own watches: without it a refused
+    // list (RBAC removed) is retried in a hot loop.
     let changes = watcher(scoped::<GitopsRepository>(client, ns), shard.clone())
+        .default_backoff()
         .reflect(writer)
         .inspect_ok(move |event| {
             for repo in known.gone(event) {

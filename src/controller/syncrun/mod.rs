@@ -14,10 +14,11 @@ use kube::runtime::controller::Action;
 use tracing::instrument;
 
 use super::apply;
+use super::authorization::{self, Content, Facts};
 use super::context::{Context, object_key};
 use super::error::{Error, Result};
 use super::governance::phases::{
-    apply_when_open, clear_or_retry, expire, governance_error, hold_while_invalid,
+    apply_approved, clear_or_retry, expire, governance_error, hold_while_invalid,
     record_partial_approval, scheduled,
 };
 use super::governance::{self, Counted};
@@ -159,8 +160,9 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
     };
     let groups = governance::quorum::groups(a.get(annotations::APPROVED_BY_GROUPS));
     let requester = a.get(annotations::REQUESTED_BY).map(String::as_str);
-    let approver = match gov.count(&mut status, &approver, groups, requester, now().0) {
-        Counted::Met(tally) => tally.approvers.join(", "),
+    let at = now().0;
+    match gov.count(&mut status, &approver, groups, requester, at) {
+        Counted::Met(_) => {}
         // Removed once said, so that another approver can set the same plan id afresh.
         Counted::Refused(message) => {
             let written = warn(ctx, run, &status, "ApprovalRefused", "Approve", message).await?;
@@ -170,13 +172,25 @@ async fn await_approval(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> 
             return record_partial_approval(run, ctx, status, &approver, tally, added).await;
         }
     };
-    status.approved_by = Some(approver);
-    status.approved_at = Some(now());
-    let message = format!(
-        "plan {plan_id} approved by {}",
-        status.approved_by.clone().unwrap_or_default()
-    );
-    apply_when_open(run, ctx, &gov, status, "Approved", message, true).await
+    // The quorum is met: people authorize exactly this plan id.
+    let requirement = gov.requirement_for(&status);
+    let facts = Facts {
+        trigger: run.spec.trigger,
+        approvals: &status.approvals,
+        requirement: &requirement,
+        policy: None,
+        at,
+    };
+    let authorization =
+        match authorization::authorize(Content::Recorded { plan_id: &plan_id }, &facts) {
+            Ok(authorization) => authorization,
+            Err(refusal) => {
+                let message = refusal.to_string();
+                let written = warn(ctx, run, &status, refusal.label(), "Approve", message).await?;
+                return clear_or_retry(ctx, run, Some(&written)).await;
+            }
+        };
+    apply_approved(run, ctx, &gov, status, &authorization, "Approved").await
 }
 
 /// Refuses an approval, once per distinct value, with a Warning Event.

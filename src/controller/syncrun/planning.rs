@@ -4,10 +4,12 @@
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
-use crate::api::repository::DriftRemediation;
-use crate::api::syncrun::{ActionState, DiffEntry, Phase, SyncRunStatus, Trigger};
+use crate::api::syncrun::{ActionState, DiffEntry, Phase, RunSource, SyncRunStatus, Trigger};
 use crate::api::truncate;
-use crate::api::{GitopsRepository, SyncRun, annotations, now, repository::ApprovalPolicy};
+use crate::api::{GitopsRepository, SyncRun, annotations, now};
+use crate::controller::authorization::{
+    self, Content, Facts, Grant, PolicyFacts, Provenance, RepositoryPolicy, RuleVerdict,
+};
 use crate::controller::context::Context;
 use crate::controller::error::off_runtime;
 use crate::controller::error::{Error, Result};
@@ -92,6 +94,10 @@ struct Planned {
     desired: Vec<FleetObject>,
     /// What governance rules see of the plan.
     facts: rules::Facts,
+    /// Where the desired state came from.
+    source: RunSource,
+    /// The applied run whose stored desired state was restored (Rollback, Drift).
+    restored: Option<SyncRun>,
 }
 
 enum Computed {
@@ -113,22 +119,46 @@ async fn compute(
         account: String::new(),
         objects: Vec::new(),
     };
-    let resolved = match run.spec.trigger {
-        Trigger::Deletion => Ok((nothing(), fleet::Diagnostics::default())),
-        // Back to what an older run applied, as stored (and verified) beside it.
-        Trigger::Rollback => {
-            match crate::controller::repository::rollback::desired(ctx, run).await? {
-                Ok(objects) => Ok((
-                    fleet::DesiredState {
-                        objects,
-                        ..nothing()
-                    },
-                    fleet::Diagnostics::default(),
-                )),
-                Err(message) => return Ok(Computed::Invalid("RollbackUnavailable", message)),
+    let mut source = RunSource {
+        revision: run.spec.revision.clone(),
+        ..Default::default()
+    };
+    let mut restored = None;
+    // A rollback returns to what an older run applied, a drift correction to what the
+    // baseline applied: each as stored (and verified) beside that run.
+    let restores = match run.spec.trigger {
+        Trigger::Rollback => Some((annotations::ROLLBACK_OF, "RollbackUnavailable")),
+        Trigger::Drift if run.annotations().contains_key(annotations::RESTORES) => {
+            Some((annotations::RESTORES, "RestoreUnavailable"))
+        }
+        _ => None,
+    };
+    let resolved = match (run.spec.trigger, restores) {
+        (Trigger::Deletion, _) => Ok((nothing(), fleet::Diagnostics::default())),
+        (_, Some((annotation, unavailable))) => {
+            match crate::controller::repository::rollback::desired(ctx, run, annotation).await? {
+                Ok((objects, older)) => {
+                    source.restores = older.metadata.name.clone();
+                    restored = Some(older);
+                    Ok((
+                        fleet::DesiredState {
+                            objects,
+                            ..nothing()
+                        },
+                        fleet::Diagnostics::default(),
+                    ))
+                }
+                Err(message) => return Ok(Computed::Invalid(unavailable, message)),
             }
         }
         _ => {
+            source.url = Some(repo.spec.url.clone());
+            source.git_ref = Some(repo.spec.git_ref.clone());
+            source.path = Some(repo.spec.path.clone());
+            source.approved_by = repo
+                .annotations()
+                .get(annotations::SOURCE_APPROVED_BY)
+                .cloned();
             let bytes =
                 gitsource::read_fleet_file(&ctx.git, &ctx.client, repo, &run.spec.revision).await?;
             // A huge fleet takes a while to resolve and plan: off the runtime's worker threads.
@@ -181,6 +211,8 @@ async fn compute(
                 plan,
                 warnings,
                 desired: desired.objects,
+                source,
+                restored,
             })),
             Err(errors) => {
                 let reason = match errors.first() {
@@ -222,30 +254,6 @@ fn diff_entries(plan: &Plan) -> (Vec<DiffEntry>, bool) {
     (entries, truncated)
 }
 
-/// The policy that approves this plan by itself, if any (`policy/<name>`).
-fn approving_policy(repo: &GitopsRepository, run: &SyncRun, plan: &Plan) -> Option<String> {
-    if run.spec.trigger == Trigger::Drift
-        && repo.spec.drift_remediation == DriftRemediation::Correct
-    {
-        return Some("policy/Correct".into());
-    }
-    let sensitive = |path: &str| {
-        let field = path.split(['.', '[']).next().unwrap_or_default();
-        repo.spec.sensitive_fields.iter().any(|s| s == field)
-    };
-    let touches_sensitive = plan
-        .diff
-        .iter()
-        .any(|d| d.fields.iter().any(|f| sensitive(&f.path)));
-    match repo.spec.approval {
-        ApprovalPolicy::Required => None,
-        ApprovalPolicy::AutoApplyNonDestructive if plan.has_deletions() || touches_sensitive => {
-            None
-        }
-        policy => Some(format!("policy/{policy:?}")),
-    }
-}
-
 /// Records a computed plan: stored in full, summarized in status.
 async fn record(
     run: &SyncRun,
@@ -260,6 +268,8 @@ async fn record(
         warnings,
         desired,
         facts,
+        source,
+        restored,
     } = *planned;
     // Serialized, hashed and compressed in one stream, off the async workers.
     let max = ctx.settings.max_stored_bytes();
@@ -294,6 +304,11 @@ async fn record(
     status.progress = Some(progress(&states));
     status.actions = action_entries(&plan, &states, &[]);
     status.refused_approval = None;
+    status.source = Some(source);
+    // A new plan is authorized afresh.
+    status.authorization = None;
+    status.approved_by = None;
+    status.approved_at = None;
     if plan.is_empty() {
         let message = format!(
             "revision {} needs no changes",
@@ -346,26 +361,67 @@ async fn record(
     status.policy_results = verdict.matched.clone();
     let required = gov.required(&verdict);
     status.approvals_required = (required > 1).then_some(required);
-    let policy = if gov.needs_person(&verdict) {
-        None
-    } else {
-        verdict
-            .auto_approved_by
-            .as_ref()
-            .map(|rule| format!("policy/{rule}"))
-            .or_else(|| approving_policy(repo, run, &plan))
+    // The one authorization check, on the plan just made and where it came from: a
+    // policy approves it only if nothing an editor wrote stands in between.
+    let requirement = gov.requirement_for(&status);
+    let decided = {
+        let facts = Facts {
+            trigger: run.spec.trigger,
+            approvals: &status.approvals,
+            requirement: &requirement,
+            policy: Some(PolicyFacts {
+                provenance: Provenance::of(
+                    run.spec.trigger,
+                    status.source.as_ref(),
+                    restored.as_ref(),
+                    ctx.settings.allow_unverified_approvals,
+                ),
+                repository: RepositoryPolicy::of(&repo.spec),
+                rules: Some(RuleVerdict {
+                    plan_id: &plan.plan_id,
+                    auto_approved_by: verdict.auto_approved_by.as_deref(),
+                    needs_person: gov.needs_person(&verdict),
+                }),
+                excluded: &status.excluded,
+                recorded: None,
+            }),
+            at: now().0,
+        };
+        authorization::authorize(Content::Plan(&plan), &facts)
     };
-    status.requires_approval = policy.is_none();
-    if let Some(policy) = policy {
-        let message = format!(
-            "plan {}: {}; approved by {policy}{where_}",
-            plan.plan_id,
-            summary_line(&plan)
-        );
-        status.approved_by = Some(policy);
-        status.approved_at = Some(now());
-        return apply_when_open(run, ctx, &gov, status, "ApprovedByPolicy", message, false).await;
-    }
+    let unauthorized = match decided {
+        Ok(authorization) => {
+            let by_policy = matches!(authorization.grant(), Grant::Policy { .. });
+            status.requires_approval = !by_policy;
+            let message = format!(
+                "plan {}: {}; approved by {}{where_}",
+                plan.plan_id,
+                summary_line(&plan),
+                authorization.approved_by()
+            );
+            let reason = if by_policy {
+                "ApprovedByPolicy"
+            } else {
+                "Approved"
+            };
+            return apply_when_open(
+                run,
+                ctx,
+                &gov,
+                status,
+                &authorization,
+                reason,
+                message,
+                false,
+            )
+            .await;
+        }
+        Err(unauthorized) => unauthorized,
+    };
+    status.requires_approval = true;
+    let withheld = unauthorized
+        .withheld()
+        .map(|(policy, why)| format!("policy/{policy} would approve this plan, but {why}"));
     let quorum = match required {
         1 => String::new(),
         n => format!(" ({n} distinct approvers needed)"),
@@ -393,6 +449,10 @@ async fn record(
         Some(refusal) => format!("{refusal}. {message}"),
         None => message,
     };
+    let message = match &withheld {
+        Some(withheld) => format!("{withheld}. {message}"),
+        None => message,
+    };
     transition(
         ctx,
         run,
@@ -403,6 +463,17 @@ async fn record(
         message,
     )
     .await?;
+    if let Some(withheld) = withheld {
+        ctx.event_at(
+            run,
+            "status.phase",
+            true,
+            "PolicyWithheld",
+            "Approve",
+            withheld,
+        )
+        .await;
+    }
     if let Some(refusal) = refusal {
         let (notifier, observed, message) = (ctx.notifier.clone(), run.clone(), refusal.clone());
         tokio::spawn(async move { notifier.approval_refused(&observed, &message).await });

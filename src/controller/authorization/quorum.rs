@@ -1,20 +1,35 @@
-//! Counting approvals toward a quorum. Pure: records in, a count out.
+//! Counting approvals toward a quorum. Pure: records in, a count out. Only approvals
+//! whose identity counts ([`super::identity`]) are counted, each user once.
 
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
+use super::identity;
+use crate::api::governance::ServiceAccountRef;
 use crate::api::syncrun::ApprovalRecord;
 
 /// At most this many approval records are kept in a run's status.
 pub const MAX_RECORDS: usize = 32;
 
-/// What a quorum needs.
+/// What a quorum needs, for the runs of one namespace.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Requirement {
     pub required: u32,
     pub from_groups: Vec<String>,
     pub approval_expiry: Option<Duration>,
+    /// The runs' namespace: its own ServiceAccounts never count.
+    pub namespace: String,
+    /// ServiceAccounts whose approvals count (listed by every governing policy that
+    /// lists any).
+    pub service_accounts: Vec<ServiceAccountRef>,
+}
+
+impl Requirement {
+    /// Whether `user`'s approval counts toward this quorum.
+    pub fn eligible(&self, user: &str) -> Result<(), identity::Ineligible> {
+        identity::eligible(user, &self.namespace, &self.service_accounts)
+    }
 }
 
 /// Where a plan's quorum stands.
@@ -59,7 +74,8 @@ pub fn is_stale(record: &ApprovalRecord, expiry: Option<Duration>, now: Timestam
     age.is_positive() && age.unsigned_abs() > expiry
 }
 
-/// Counts the approvals of `plan_id`: one per user, none older than the expiry.
+/// Counts the approvals of `plan_id`: one per user whose identity counts, none older
+/// than the expiry.
 pub fn tally(
     records: &[ApprovalRecord],
     plan_id: &str,
@@ -69,7 +85,10 @@ pub fn tally(
     let mut approvers: Vec<String> = Vec::new();
     let mut groups_seen: Vec<&str> = Vec::new();
     for r in records {
-        if r.plan_id != plan_id || is_stale(r, req.approval_expiry, now) {
+        if r.plan_id != plan_id
+            || is_stale(r, req.approval_expiry, now)
+            || req.eligible(&r.user).is_err()
+        {
             continue;
         }
         if !approvers.contains(&r.user) {
@@ -155,6 +174,8 @@ mod tests {
             required,
             from_groups: groups.iter().map(|g| g.to_string()).collect(),
             approval_expiry: expiry.map(Duration::from_secs),
+            namespace: "ta".into(),
+            service_accounts: Vec::new(),
         }
     }
 
@@ -190,6 +211,39 @@ mod tests {
     }
 
     #[test]
+    fn one_person_and_the_service_accounts_they_can_make_are_one_approver() {
+        let now = Timestamp::from_second(100).unwrap();
+        let mut records = vec![];
+        add(&mut records, rec("bob", "p", 10, &[]));
+        add(
+            &mut records,
+            rec("system:serviceaccount:ta:bob-bot", "p", 20, &["sre"]),
+        );
+        add(
+            &mut records,
+            rec("system:serviceaccount:ci:bot", "p", 30, &["sre"]),
+        );
+        let t = tally(&records, "p", &req(2, &[], None), now);
+        assert_eq!(t.approvers, vec!["bob".to_owned()]);
+        assert!(!t.met());
+        // Groups of an approval that does not count are not seen either.
+        assert_eq!(
+            tally(&records, "p", &req(1, &["sre"], None), now).missing_groups,
+            vec!["sre".to_owned()]
+        );
+        let listed = Requirement {
+            service_accounts: vec![ServiceAccountRef {
+                namespace: "ci".into(),
+                name: "bot".into(),
+            }],
+            ..req(2, &[], None)
+        };
+        let t = tally(&records, "p", &listed, now);
+        assert_eq!(t.approvers, ["bob", "system:serviceaccount:ci:bot"]);
+        assert!(t.met());
+    }
+
+    #[test]
     fn records_stay_bounded() {
         let mut records = vec![];
         for i in 0..100 {
@@ -209,7 +263,7 @@ mod tests {
         let requirement = Requirement {
             required: 1,
             from_groups: vec!["sre".into()],
-            approval_expiry: None,
+            ..Default::default()
         };
         let mut records = Vec::new();
         let forged = ApprovalRecord {
