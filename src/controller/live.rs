@@ -123,6 +123,20 @@ impl Resource for CachedObject {
 /// The changes the watch of one kind delivers: each object after the cache took it in.
 pub type Changes = BoxStream<'static, std::result::Result<CachedObject, watcher::Error>>;
 
+/// A watch stream without its errors, for a controller's triggers. The watch has its own
+/// backoff and logs each error; passed on, an error would also pause the controller's
+/// whole trigger stream (kube-runtime's trigger backoff, up to 30 s), and one stale 403
+/// per watch, surfacing one pause after another, kept a leader un-Ready for minutes
+/// after its Role came back.
+pub fn without_errors<T, S>(
+    watch: S,
+) -> impl futures::Stream<Item = std::result::Result<T, watcher::Error>>
+where
+    S: futures::Stream<Item = std::result::Result<T, watcher::Error>>,
+{
+    watch.filter(|item| futures::future::ready(item.is_ok()))
+}
+
 /// Creates objects of `kind` in `namespace` (a create sends the whole object).
 pub fn create_api(client: &Client, namespace: &str, kind: ObjectKind) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), namespace, &api_resource(kind))
@@ -158,10 +172,12 @@ impl FleetCache {
                 stores.push((kind, writer.as_reader()));
                 scope.push((
                     kind,
-                    reflector::reflector(writer, watcher(api, watcher::Config::default()))
-                        .default_backoff()
-                        .touched_objects()
-                        .boxed(),
+                    without_errors(
+                        reflector::reflector(writer, watcher(api, watcher::Config::default()))
+                            .default_backoff()
+                            .touched_objects(),
+                    )
+                    .boxed(),
                 ));
             }
             changes.push(scope);

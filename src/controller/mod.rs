@@ -37,7 +37,7 @@ use axum::routing::get;
 use futures::{FutureExt, StreamExt};
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tracing::{error, info, warn};
 
@@ -125,7 +125,16 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     let shard = shard_config(&options.settings);
     let syncruns: Vec<Controller<SyncRun>> = scopes
         .iter()
-        .map(|ns| Controller::new(scoped(&client, ns.as_deref()), shard.clone()))
+        .map(|ns| {
+            // Its own watch with its own backoff, errors kept out of the triggers (see
+            // live::without_errors), as the repository controller's.
+            let (reader, writer) = kube::runtime::reflector::store();
+            let runs = watcher(scoped::<SyncRun>(&client, ns.as_deref()), shard.clone())
+                .default_backoff()
+                .reflect(writer)
+                .applied_objects();
+            Controller::for_stream(live::without_errors(runs), reader)
+        })
         .collect();
     let (repositories, deletions): (Vec<Controller<GitopsRepository>>, Vec<_>) = scopes
         .iter()

@@ -59,6 +59,7 @@ pub fn controller(
         })
         .applied_objects()
         .predicate_filter(not_status, Default::default());
+    let changes = live::without_errors(changes);
     let controller =
         Controller::for_stream(changes, reader).owns(scoped::<SyncRun>(client, ns), shard.clone());
     (controller, Deletions(deletions))
