@@ -17,7 +17,7 @@ use support::tenant::*;
 
 const V2: &[u8] = include_bytes!("../examples/fleet-v2.yaml");
 
-/// The three example rules of the README.
+/// The three example rules of docs/approval-and-governance.md.
 const MASS_DELETE: &str = "plan.actions.filter(a, a.kind == 'FleetNode' && a.operation == 'Delete').size() * 100 > live.FleetNode * 5";
 const TWO_FOR_ROUTING: &str = "plan.actions.exists(a, (a.kind == 'VirtualIp' && a.fields.exists(f, f.path == 'primaryHolder')) || a.fields.exists(f, f.path == 'nodePlatform'))";
 const METADATA_ONLY: &str = "plan.actions.all(a, a.operation == 'Update' && a.fields.all(f, f.path.startsWith('metadata')))";
@@ -299,7 +299,7 @@ async fn plans_and_approvals_expire() {
     drop(chart);
 }
 
-/// The README's three example rules on the reference fleets.
+/// The three example rules of docs/approval-and-governance.md on the reference fleets.
 #[tokio::test]
 async fn cel_rules_deny_escalate_and_auto_approve() {
     let (t, chart) = tenant_with_chart("gov-cel").await;
