@@ -19,6 +19,7 @@ WORKDIR /src
 # hack/image/spec's IMAGE_INPUTS.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY crates ./crates
 COPY benches ./benches
 COPY hack/image ./hack/image
 # Cargo's registry and target folder persist between builds (cache mounts), so that a

@@ -12,12 +12,12 @@ demo:
 all: build
 
 build:
-	$(CARGO) build --all-targets
+	$(CARGO) build --workspace --all-targets
 
 ## Builds the test control plane, node and image (once per machine), then runs every test
 ## with the control plane up (tests/node.rs starts a node of its own).
 test: testenv-build image
-	hack/with-testenv.sh $(CARGO) test --all-features --no-fail-fast
+	hack/with-testenv.sh $(CARGO) test --workspace --all-features --no-fail-fast
 
 ## Faults and hostile tenants (tests/chaos*.rs, about 3 minutes): kills, restarts, hangs.
 ## FLEETGATE_CHAOS_NODES sizes the fleets of the API server and etcd restarts (default 2000).
@@ -26,11 +26,11 @@ chaos: testenv-build
 
 ## Formatting and lints, as CI checks them.
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
-	$(CARGO) fmt
+	$(CARGO) fmt --all
 
 ## Builds kube-apiserver, etcd, helm, Gitea (the forge tests') and the test node (kubelet,
 ## kube-scheduler, kube-controller-manager, kube-proxy, containerd, runc) from the Go

@@ -7,6 +7,6 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
-pub mod fleet;
+pub use fleetgate_fleet as fleet;
 pub mod provider;
 pub mod source;

@@ -6,9 +6,6 @@ use std::path::Path;
 use arbitrary::{Arbitrary, Unstructured};
 use fleetgate::fleet::{self, LiveObject, PlanOptions, ResolveOptions};
 
-#[path = "fleetgen/mod.rs"]
-mod fleetgen;
-
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = Path::new("fuzz/regressions").join(target);
     let Ok(entries) = std::fs::read_dir(&dir) else {

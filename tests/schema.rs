@@ -62,9 +62,6 @@ fn the_schema_refuses_misspelt_keys_bad_enums_and_bad_pins() {
     }
 }
 
-#[path = "fleetgen/mod.rs"]
-mod fleetgen;
-
 /// A small deterministic generator of input bytes (xorshift64*), so that the corpus is
 /// the same on every run and a failure names the seed that shows it.
 fn bytes(seed: u64, len: usize) -> Vec<u8> {

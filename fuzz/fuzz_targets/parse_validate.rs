@@ -2,7 +2,7 @@
 //! nothing and against itself. It must never panic, hang or grow without bound.
 #![no_main]
 
-use fleetgate::fleet::{self, LiveObject, PlanOptions, ResolveOptions};
+use fleetgate_fleet::{self as fleet, LiveObject, PlanOptions, ResolveOptions};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

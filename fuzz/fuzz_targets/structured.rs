@@ -1,4 +1,4 @@
-//! Structure-aware: fleets drawn from the `arbitrary` model in tests/fleetgen (empty,
+//! Structure-aware: fleets drawn from the `arbitrary` model in crates/fleetgen (empty,
 //! null, unicode, typed and duplicate values, wrong types, unknown keys) and printed as
 //! YAML in varied styles. Invariants (see `fleetgen::check`): the JSON Schema and the
 //! reader agree; validate accepts ⇒ resolve and plan never fail or panic; a fleet planned
@@ -10,11 +10,9 @@ use std::sync::LazyLock;
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../tests/fleetgen/mod.rs"]
-mod fleetgen;
 
 static SCHEMA: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
-    jsonschema::validator_for(&fleetgate::fleet::schema::fleet_schema()).expect("a valid schema")
+    jsonschema::validator_for(&fleetgate_fleet::schema::fleet_schema()).expect("a valid schema")
 });
 
 fuzz_target!(|data: &[u8]| {

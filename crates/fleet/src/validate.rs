@@ -347,7 +347,7 @@ pub(crate) fn ancestry<'f>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::parse::parse;
+    use crate::parse::parse;
 
     fn check(text: &str) -> Diagnostics {
         let (fleet, mut diags) = parse("f.yaml", text.as_bytes());
@@ -366,8 +366,9 @@ mod tests {
 
     #[test]
     fn the_reference_fleets_are_valid() {
-        for f in ["examples/fleet.yaml", "examples/fleet-v2.yaml"] {
-            let d = check(&std::fs::read_to_string(f).unwrap());
+        for f in ["fleet.yaml", "fleet-v2.yaml"] {
+            let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+            let d = check(&std::fs::read_to_string(format!("{examples}/{f}")).unwrap());
             assert!(d.is_empty(), "{f}: {d}");
         }
     }

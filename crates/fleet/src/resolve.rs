@@ -323,7 +323,7 @@ fn merge_metadata(into: &mut Metadata, own: &[MetadataEntry]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::load;
+    use crate::load;
     use serde_json::json;
 
     fn desired(text: &str) -> DesiredState {
@@ -342,7 +342,13 @@ mod tests {
 
     #[test]
     fn the_reference_fleet_resolves_to_ten_objects() {
-        let d = desired(&std::fs::read_to_string("examples/fleet.yaml").unwrap());
+        let d = desired(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../examples/fleet.yaml"
+            ))
+            .unwrap(),
+        );
         let names: Vec<String> = d
             .objects
             .iter()
@@ -443,7 +449,7 @@ mod tests {
             "version: 1\naccount: ''\n",
             "version: 1\naccount: a\nsdwan: {networks: [{name: w}]}\n",
         ] {
-            let (fleet, _) = crate::fleet::parse::parse("f.yaml", text.as_bytes());
+            let (fleet, _) = crate::parse::parse("f.yaml", text.as_bytes());
             assert!(
                 resolve(&fleet.unwrap(), &ResolveOptions::default()).is_err(),
                 "{text}"
@@ -453,7 +459,11 @@ mod tests {
 
     #[test]
     fn the_account_guard_refuses_another_account() {
-        let text = std::fs::read("examples/fleet.yaml").unwrap();
+        let text = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/fleet.yaml"
+        ))
+        .unwrap();
         let (fleet, _) = load("fleet.yaml", &text).unwrap();
         let err = resolve(
             &fleet,

@@ -1,5 +1,6 @@
 //! Fleets drawn from an `arbitrary` model and printed as YAML in varied styles, shared by
-//! the schema parity test (tests/schema.rs) and the structure-aware fuzz target
+//! the schema parity test (tests/schema.rs), the fuzz regressions
+//! (tests/fuzz_regressions.rs) and the structure-aware fuzz target
 //! (fuzz/fuzz_targets/structured.rs).
 //!
 //! The model is the shape of a fleet.yaml (templates, nodes, networks, their keys) whose
@@ -12,7 +13,7 @@
 use std::fmt::Write;
 
 use arbitrary::{Arbitrary, Result, Unstructured};
-use fleetgate::fleet::{self, LiveObject, PlanOptions, ResolveOptions};
+use fleetgate_fleet::{self as fleet, LiveObject, PlanOptions, ResolveOptions};
 
 /// How one scalar is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

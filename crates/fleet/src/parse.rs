@@ -575,7 +575,11 @@ mod tests {
 
     #[test]
     fn reads_the_reference_fleet() {
-        let text = std::fs::read("examples/fleet.yaml").unwrap();
+        let text = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/fleet.yaml"
+        ))
+        .unwrap();
         let (fleet, d) = parse("fleet.yaml", &text);
         assert!(!d.has_errors(), "{d}");
         let fleet = fleet.unwrap();

@@ -330,20 +330,20 @@ pub(super) fn merged_metadata_count(base: &Metadata, own: &[super::model::Metada
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::object::{FleetNodeSpec, SdwanNetworkSpec};
+    use crate::object::{FleetNodeSpec, SdwanNetworkSpec};
 
     fn node(modules: usize, value_len: usize) -> FleetObject {
         let spec = FleetNodeSpec {
             template: "t".into(),
             node_platform: "p".into(),
-            architecture: crate::fleet::model::Architecture::Amd64,
+            architecture: crate::model::Architecture::Amd64,
             modules: (0..modules).map(|i| format!("module-{i:04}")).collect(),
             metadata: [("k".to_owned(), "v".repeat(value_len))]
                 .into_iter()
                 .collect(),
             region: "r".into(),
             instance_type: "i".into(),
-            lifecycle_class: crate::fleet::model::LifecycleClass::Persistent,
+            lifecycle_class: crate::model::LifecycleClass::Persistent,
         };
         FleetObject::new("n", Spec::FleetNode(spec))
     }
@@ -356,7 +356,7 @@ mod tests {
             FleetObject::new(
                 "net",
                 Spec::SdwanNetwork(SdwanNetworkSpec {
-                    routing_mode: crate::fleet::model::RoutingMode::Ibgp,
+                    routing_mode: crate::model::RoutingMode::Ibgp,
                 }),
             ),
         ] {
@@ -450,11 +450,11 @@ mod tests {
         let own = vec![
             (
                 "x".to_owned(),
-                crate::fleet::model::Spanned::new(None, Loc::default()),
+                crate::model::Spanned::new(None, Loc::default()),
             ),
             (
                 "z".to_owned(),
-                crate::fleet::model::Spanned::new(Some("3".to_owned()), Loc::default()),
+                crate::model::Spanned::new(Some("3".to_owned()), Loc::default()),
             ),
         ];
         assert_eq!(merged_metadata_count(&metadata, &own), 2);

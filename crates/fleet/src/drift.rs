@@ -81,12 +81,16 @@ pub fn detect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::object::Spec;
-    use crate::fleet::{ResolveOptions, desired_state};
+    use crate::object::Spec;
+    use crate::{ResolveOptions, desired_state};
     use std::sync::Arc;
 
     fn reference() -> Vec<FleetObject> {
-        let bytes = std::fs::read("examples/fleet.yaml").unwrap();
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/fleet.yaml"
+        ))
+        .unwrap();
         desired_state("fleet.yaml", &bytes, &ResolveOptions::default())
             .unwrap()
             .0

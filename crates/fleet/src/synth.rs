@@ -128,7 +128,7 @@ pub fn inherited_modules_yaml(modules: usize, nodes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::{self, ResolveOptions};
+    use crate::{self as fleet, ResolveOptions};
 
     #[test]
     fn generated_fleets_are_valid_and_proportioned() {
@@ -175,10 +175,10 @@ mod tests {
         assert!(message.contains("more than the 16 MiB"), "{message}");
 
         // Raised bounds resolve it whole.
-        let limits = crate::fleet::Limits {
+        let limits = crate::Limits {
             max_modules_per_object: 5_000,
             max_modules: 100_000_000,
-            ..crate::fleet::Limits::new(25_000, 1 << 40)
+            ..crate::Limits::new(25_000, 1 << 40)
         };
         let options = ResolveOptions {
             limits,
@@ -200,14 +200,10 @@ mod tests {
         let (d, _) =
             fleet::desired_state("synth.yaml", text.as_bytes(), &ResolveOptions::default())
                 .unwrap();
-        let bytes: u64 = d
-            .objects
-            .iter()
-            .map(crate::fleet::bounds::serialized_bytes)
-            .sum();
+        let bytes: u64 = d.objects.iter().map(crate::bounds::serialized_bytes).sum();
         assert!(d.objects.len() <= 25_000, "{}", d.objects.len());
         assert!(
-            bytes * 2 < crate::fleet::bounds::DEFAULT_MAX_BYTES,
+            bytes * 2 < crate::bounds::DEFAULT_MAX_BYTES,
             "{bytes} bytes leave less than half of the default bound free"
         );
     }
