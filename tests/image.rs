@@ -175,8 +175,13 @@ fn the_image_inputs_hold_every_target_cargo_declares() {
     let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).unwrap();
     let root = std::env::current_dir().unwrap();
     let inputs = spec("IMAGE_INPUTS");
-    let package = &metadata["packages"][0];
-    for target in package["targets"].as_array().unwrap() {
+    // Every package of the workspace (the core's crates too): the image builds them all.
+    let targets = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|package| package["targets"].as_array().unwrap());
+    for target in targets {
         let path = Path::new(target["src_path"].as_str().unwrap());
         let relative = path.strip_prefix(&root).unwrap();
         let kinds = &target["kind"];

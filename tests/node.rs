@@ -360,7 +360,7 @@ async fn installed_with_helm_on_a_node_the_pods_apply_an_approved_plan_and_serve
         "{scraped}"
     );
 
-    // helm uninstall leaves the CRDs and the fleet objects, as the README promises.
+    // helm uninstall leaves the CRDs and the fleet objects, as docs/install.md promises.
     let fleet_before = run_tool(
         "kubectl",
         &["get", "fleetnodes", "-n", &tenant, "-o", "name"],

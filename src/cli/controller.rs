@@ -53,8 +53,8 @@ pub struct Args {
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     git_io_timeout: std::time::Duration,
     /// Independent actions of one dependency level applied at once (each is one request
-    /// when nothing got in its way). 32 was chosen with `make bench-apply` (see the
-    /// README); refusals for load (429) pause the writes whatever the setting.
+    /// when nothing got in its way). 32 was chosen with `make bench-apply` (see
+    /// docs/performance.md); refusals for load (429) pause the writes whatever the setting.
     #[arg(long, default_value_t = 32)]
     apply_concurrency: usize,
     /// The most fleet objects one repository's fleet may declare (a node is about two:
