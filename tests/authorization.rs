@@ -696,3 +696,53 @@ async fn editors_cannot_park_a_repository_or_silence_its_alerts() {
     .await;
     drop(chart);
 }
+
+/// A leader that cannot list what it watches (its Role's binding removed) holds the Lease
+/// un-Ready, and turns Ready once the binding is back, without a restart. (Here, not in
+/// tests/chart.rs: every install in this binary holds the one-install lock.)
+#[tokio::test]
+async fn a_leader_is_ready_once_its_role_is_back() {
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    use kube::api::{DeleteParams, ObjectMeta, PostParams};
+    let env = support::env();
+    let admin = env.client().await;
+    let tenant = env.namespace("ready").await;
+    let mut chart = support::chart::Installed::new(&[&tenant], &[]).await;
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), &tenant.name);
+    let binding = bindings.get("fleetgate-controller").await.unwrap();
+    bindings
+        .delete("fleetgate-controller", &DeleteParams::default())
+        .await
+        .unwrap();
+    chart.restart(None);
+    let readyz = |chart: &support::chart::Installed| chart.controller.http_get("/readyz");
+    support::eventually(
+        "a leader refusing readiness",
+        Duration::from_secs(30),
+        || async { (readyz(&chart)?.0 == 503).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        readyz(&chart).map(|r| r.0),
+        Some(503),
+        "ready without its Role"
+    );
+
+    let restored = RoleBinding {
+        metadata: ObjectMeta {
+            name: binding.metadata.name.clone(),
+            labels: binding.metadata.labels.clone(),
+            ..Default::default()
+        },
+        ..binding
+    };
+    bindings
+        .create(&PostParams::default(), &restored)
+        .await
+        .unwrap();
+    support::eventually("the leader Ready", Duration::from_secs(60), || async {
+        (readyz(&chart)?.0 == 200).then_some(())
+    })
+    .await;
+}

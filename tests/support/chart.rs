@@ -85,7 +85,23 @@ fn helm_install_with(system: &str, tenants: &[&str], values: &[&str]) {
     for value in values {
         args.extend(["--set", value]);
     }
-    run_tool("helm", &args);
+    let install = std::process::Command::new(super::tool("helm"))
+        .args(&args)
+        .env("KUBECONFIG", &super::env().kubeconfig)
+        .output()
+        .unwrap();
+    if !install.status.success() {
+        // What a failed install created (cluster-scoped roles and policies named after the
+        // release) would make every later install in the run fail too.
+        let _ = std::process::Command::new(super::tool("helm"))
+            .args(["uninstall", "fleetgate", "-n", system])
+            .env("KUBECONFIG", &super::env().kubeconfig)
+            .output();
+        panic!(
+            "helm {args:?} failed:\n{}",
+            String::from_utf8_lossy(&install.stderr)
+        );
+    }
 }
 
 /// The chart, installed to watch `tenants`, with the controller running as its
