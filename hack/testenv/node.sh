@@ -332,6 +332,10 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "testenv
 subjects:
 - {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:kube-router"}
 YAML
+  # kube-router looks its node up once when it starts and exits if the kubelet has not
+  # registered it yet (then no policy is ever enforced): start it after the registration.
+  wait_for "the node $node registered" "$cpbin/kubectl" --kubeconfig "$dir/kubeconfig" \
+    get node "$node"
   node_daemon "$dir" kube-router "$bin/kube-router" --kubeconfig "$dir/kube-router.kubeconfig" \
     --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
     --hostname-override "$node" --health-port 0 --metrics-port 0
@@ -347,6 +351,15 @@ YAML
     --service-cluster-ip-range "$node_service_cidr"
 
   wait_for "the node $node" node_ready "$dir" "$cpbin/kubectl"
+  # Every daemon still running once the node is Ready (kube-router, above, would exit
+  # quietly otherwise).
+  local daemon
+  for daemon in containerd kubelet kube-proxy kube-router kube-scheduler kube-controller-manager; do
+    if ! kill -0 "$(cat "$dir/$daemon.pid")" 2>/dev/null; then
+      log "$daemon exited: $(tail -n 3 "$dir/$daemon.log")"
+      return 1
+    fi
+  done
   # Pods need their namespace's default ServiceAccount, which the controller manager makes.
   wait_for "the default ServiceAccount" "$cpbin/kubectl" --kubeconfig "$dir/kubeconfig" \
     get serviceaccount default -n default
