@@ -6,37 +6,16 @@
 //! desired state) stored whole against streamed. Heap bytes are counted by a wrapping
 //! allocator. Run with `cargo bench --bench bounded_fleet`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use fleetgate::controller::planstore;
 use fleetgate::fleet::synth::inherited_modules_yaml;
 use fleetgate::fleet::{self, Limits, PlanOptions, ResolveOptions};
 
-struct Counting;
+mod heap;
 
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn mib(bytes: usize) -> f64 {
-    bytes as f64 / 1048576.0
-}
+use heap::{CURRENT, PEAK, mib};
 
 /// The peak heap above what was in use when `work` started.
 fn peak_of<T>(work: impl FnOnce() -> T) -> (T, usize) {

@@ -3,36 +3,15 @@
 //! the plan. Heap bytes are counted by a wrapping allocator; RSS is read from /proc.
 //! Target: under 500 MiB. Run with `cargo bench --bench peak_memory`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use fleetgate::fleet::synth::{Shape, fleet_yaml};
 use fleetgate::fleet::{self, LiveObject, PlanOptions, ResolveOptions};
 
-struct Counting;
+mod heap;
 
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn mib(bytes: usize) -> f64 {
-    bytes as f64 / 1048576.0
-}
+use heap::{CURRENT, PEAK, mib};
 
 fn stage(name: &str) {
     println!(
