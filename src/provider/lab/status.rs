@@ -56,7 +56,7 @@ impl Writer {
             let (reason, message) = report(&outcome);
             status.report(*reason, message, object.meta().generation, &now);
             fill(&mut status, outcome, &now);
-            write(&api, &name, current, &status).await;
+            write(&api, object.as_ref(), current, &status).await;
         }
     }
 
@@ -104,31 +104,42 @@ impl Writer {
     }
 }
 
-/// Writes `status` when it differs from `current`.
+/// Writes `status` when it differs from `current`, only onto the version of `object` it
+/// was computed for. The resourceVersion is the precondition: the report of an object
+/// deleted meanwhile must never land on one created again under its name (the server
+/// ignores `metadata.uid` on the status subresource, but refuses a stale resourceVersion).
 async fn write<K: Reported>(
     api: &Api<K>,
-    name: &str,
+    object: &K,
     current: Option<&K::Status>,
     status: &K::Status,
 ) {
     if current == Some(status) {
         return;
     }
+    let name = object.name_any();
     let patch = json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
+        "metadata": { "resourceVersion": object.resource_version() },
         "status": status,
     });
-    if let Err(e) = api
+    match api
         .patch_status(
-            name,
+            &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&patch),
         )
         .await
     {
-        // Gone meanwhile, or the server is busy: the next pass writes it again.
-        tracing::warn!(%name, error = %e, "status not written");
+        Ok(_) => {}
+        // Changed, or deleted and created again, since this pass read it: the change
+        // wakes the next pass, which reports on what is there now.
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
+            tracing::debug!(%name, reason = %e.reason, "status not written: the object changed");
+        }
+        // The server is busy: the next pass writes it again.
+        Err(e) => tracing::warn!(%name, error = %e, "status not written"),
     }
 }
 
