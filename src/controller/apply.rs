@@ -20,16 +20,16 @@ use tokio::time::Instant;
 use super::authorization::{self, Authorized, Refusal};
 use super::context::Context;
 use super::error::{Error, Result};
-use super::governance::{self, phases::governance_error};
+use super::governance;
+use super::lifecycle::{
+    Event, FailReason, Withdrawal, action_entries, fail, progress, transition,
+    withdraw_authorization, write_status,
+};
 use super::live;
 use super::metrics::ResultLabels;
 use super::objectwrite::{Target, Throttle, WriteError};
 use super::planstore;
-use super::runstate::{
-    action_entries, fail, progress, repository_key, transition, withdraw_authorization,
-    write_status,
-};
-use crate::api::syncrun::{ActionState, Phase, SyncRunStatus};
+use crate::api::syncrun::{ActionState, SyncRunStatus};
 use crate::api::{REPOSITORY_LABEL, SyncRun, now, truncate};
 use crate::fleet::plan::{Action, spec_digest};
 use crate::fleet::{ObjectKind, Operation, Plan};
@@ -54,36 +54,30 @@ struct Run<'a> {
 
 /// Applies (or resumes applying) an approved run.
 pub async fn run(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> Result<Requeue> {
-    let key = repository_key(run);
-    if !ctx.claim_apply(&key, &run.name_any()) {
+    if !ctx.claim_apply(run) {
         return Ok(Requeue::requeue(Duration::from_secs(2)));
     }
     let result = apply_claimed(run, ctx, status).await;
     // On success the run is finished. On an error it stays Applying and keeps the
     // repository until a retry finishes it.
     if result.is_ok() {
-        ctx.release_apply(&key, &run.name_any());
+        ctx.release_apply(run);
     }
     result
 }
 
 async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> Result<Requeue> {
     let Some(at) = status.full_plan.clone() else {
-        return fail(
-            ctx,
-            run,
-            status,
-            "PlanMissing",
-            "the run has no stored plan".into(),
-        )
-        .await;
+        let message = "the run has no stored plan".to_owned();
+        return fail(ctx, run, status, FailReason::PlanMissing, message).await;
     };
     // What is applied must be what was approved: the stored bytes are the ones
     // recorded, and the actions in them make the approved planId.
     let plan = match planstore::load_plan(&ctx.client, run, &at).await {
         Ok(plan) => plan,
         Err(e @ Error::PlanTampered { .. }) => {
-            return fail(ctx, run, status, e.label(), e.to_string()).await;
+            let reason = FailReason::Error(e.label());
+            return fail(ctx, run, status, reason, e.to_string()).await;
         }
         Err(e) => return Err(e),
     };
@@ -92,9 +86,7 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
     // when it was cleared (at that moment, so that a resumed run is not refused for
     // the time it took).
     let namespace = run.namespace().unwrap_or_default();
-    let gov = governance::load(&ctx.client, &namespace, &run.spec.repository)
-        .await
-        .map_err(governance_error)?;
+    let gov = governance::load(&ctx.client, &namespace, &run.spec.repository).await?;
     let recorded = authorization::recorded::read(&ctx.client, run, &status).await?;
     let requirement = gov.requirement_for(&status);
     let at = status.authorization.as_ref().map_or(now().0, |a| a.at.0);
@@ -109,12 +101,14 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
                 "stored plan of {}: {refusal}; nothing is applied",
                 run.name_any()
             );
-            return fail(ctx, run, status, refusal.label(), message).await;
+            let reason = FailReason::Error(refusal.label());
+            return fail(ctx, run, status, reason, message).await;
         }
         // Nothing more is written; the run waits for people, saying why.
         Err(refusal) => {
             let message = format!("{refusal}; nothing more is applied until it is approved");
-            return withdraw_authorization(ctx, run, status, refusal.label(), message).await;
+            let why = Withdrawal::Refused(refusal.label());
+            return withdraw_authorization(ctx, run, status, why, message).await;
         }
     };
     let plan = authorized.plan();
@@ -320,16 +314,7 @@ impl<'a> Run<'a> {
         );
         if p.failed == 0 && p.skipped == 0 && drift.is_empty() {
             let message = format!("plan {} applied: {summary}", plan.plan_id);
-            transition(
-                self.ctx,
-                self.run,
-                status,
-                Phase::Applied,
-                false,
-                "Applied",
-                message,
-            )
-            .await?;
+            transition(self.ctx, self.run, status, Event::Applied, message).await?;
         } else {
             let first: Vec<String> = self
                 .errors
@@ -338,16 +323,8 @@ impl<'a> Run<'a> {
                 .map(|(i, e)| format!("{}: {e}", plan.actions[*i].reference()))
                 .collect();
             let message = format!("plan {}: {summary}; {}", plan.plan_id, first.join("; "));
-            transition(
-                self.ctx,
-                self.run,
-                status,
-                Phase::Failed,
-                true,
-                "ApplyFailed",
-                message,
-            )
-            .await?;
+            let failed = Event::Failed(FailReason::ApplyFailed);
+            transition(self.ctx, self.run, status, failed, message).await?;
         }
         Ok(Requeue::await_change())
     }

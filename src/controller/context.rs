@@ -6,9 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, ResourceExt};
 use tracing::warn;
+
+use crate::api::SyncRun;
 
 use super::gitsource::{GitSettings, GitWork};
 use super::live::FleetCache;
@@ -136,12 +138,12 @@ impl Context {
     pub async fn event(
         &self,
         on: &ObjectReference,
-        warning: bool,
+        type_: EventType,
         reason: &str,
         action: &str,
         note: String,
     ) {
-        self.event_related(on, None, warning, reason, action, note)
+        self.event_related(on, None, type_, reason, action, note)
             .await;
     }
 
@@ -152,7 +154,7 @@ impl Context {
         &self,
         object: &K,
         field_path: &str,
-        warning: bool,
+        type_: EventType,
         reason: &str,
         action: &str,
         note: String,
@@ -161,7 +163,7 @@ impl Context {
         self.event_related(
             &object.object_ref(&()),
             Some(related),
-            warning,
+            type_,
             reason,
             action,
             note,
@@ -177,17 +179,13 @@ impl Context {
         &self,
         on: &ObjectReference,
         related: Option<ObjectReference>,
-        warning: bool,
+        type_: EventType,
         reason: &str,
         action: &str,
         note: String,
     ) {
         let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_,
             reason: reason.into(),
             note: Some(crate::api::truncate(&note, 1000)),
             action: action.into(),
@@ -198,22 +196,24 @@ impl Context {
         }
     }
 
-    /// Claims the repository for `run` to apply; false while another run holds it.
-    pub fn claim_apply(&self, repository: &str, run: &str) -> bool {
+    /// Claims the run's repository for it to apply; false while another run holds it.
+    pub fn claim_apply(&self, run: &SyncRun) -> bool {
+        let (repository, run) = (repository_key(run), run.name_any());
         let mut map = self.applying.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(repository) {
-            Some(holder) if holder != run => false,
+        match map.get(&repository) {
+            Some(holder) if *holder != run => false,
             _ => {
-                map.insert(repository.to_owned(), run.to_owned());
+                map.insert(repository, run);
                 true
             }
         }
     }
 
-    pub fn release_apply(&self, repository: &str, run: &str) {
+    pub fn release_apply(&self, run: &SyncRun) {
+        let (repository, run) = (repository_key(run), run.name_any());
         let mut map = self.applying.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(repository).is_some_and(|holder| holder == run) {
-            map.remove(repository);
+        if map.get(&repository).is_some_and(|holder| *holder == run) {
+            map.remove(&repository);
         }
     }
 
@@ -250,6 +250,15 @@ pub fn occurrence<K: kube::Resource<DynamicType = ()>>(
 }
 
 /// `Kind namespace/name`, the key of per-object bookkeeping.
+/// `namespace/name` of the repository a run belongs to.
+fn repository_key(run: &SyncRun) -> String {
+    format!(
+        "{}/{}",
+        run.namespace().unwrap_or_default(),
+        run.spec.repository
+    )
+}
+
 pub fn object_key<K: kube::Resource<DynamicType = ()>>(object: &K) -> String {
     key_of::<K>(
         object.meta().namespace.as_deref().unwrap_or_default(),

@@ -3,6 +3,7 @@
 //! ConfigMaps, and in memory, so no clone is needed). Reported in status, a condition,
 //! Events and a metric; remedied by a Drift SyncRun when the repository asks for it.
 
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
@@ -64,7 +65,7 @@ pub async fn check(
             // for: refuse to measure at all, and say so.
             ctx.event(
                 &repo.object_ref(&()),
-                true,
+                EventType::Warning,
                 e.label(),
                 "DetectDrift",
                 format!("drift is not checked: {e}"),
@@ -160,7 +161,7 @@ pub async fn report(
             ctx.event_at(
                 repo,
                 "status.drift",
-                false,
+                EventType::Normal,
                 "DriftCleared",
                 "DetectDrift",
                 message,
@@ -204,7 +205,7 @@ pub async fn report(
         ctx.event_at(
             repo,
             "status.drift",
-            true,
+            EventType::Warning,
             "DriftDetected",
             "DetectDrift",
             message,

@@ -28,6 +28,8 @@ pub enum Error {
     Task(String),
     #[error("the reconcile panicked: {0}")]
     Panicked(String),
+    #[error(transparent)]
+    Lifecycle(#[from] super::lifecycle::Error),
 }
 
 impl Error {
@@ -44,6 +46,7 @@ impl Error {
             Error::CacheNotReady(_) => "CacheNotReady",
             Error::Task(_) => "TaskFailed",
             Error::Panicked(_) => "Panicked",
+            Error::Lifecycle(e) => e.label(),
         }
     }
 }
@@ -79,6 +82,7 @@ impl Error {
         ]
         .into_iter()
         .chain(SourceError::labels())
+        .chain(super::lifecycle::Error::labels())
     }
 }
 
@@ -137,6 +141,10 @@ mod tests {
             ("controller/error.rs", include_str!("error.rs")),
             ("source/mod.rs", include_str!("../source/mod.rs")),
             ("source/policy.rs", include_str!("../source/policy.rs")),
+            (
+                "controller/lifecycle/mod.rs",
+                include_str!("lifecycle/mod.rs"),
+            ),
         ]
         .into_iter()
         .flat_map(|(file, text)| returned_labels(file, text))

@@ -11,6 +11,7 @@ pub mod forge;
 pub mod gitsource;
 pub mod governance;
 pub mod integrity;
+pub mod lifecycle;
 pub mod live;
 pub mod metrics;
 pub mod notifications;
@@ -19,7 +20,6 @@ pub mod outbound;
 pub mod planstore;
 pub mod receiver;
 pub mod repository;
-pub mod runstate;
 pub mod slots;
 pub mod syncrun;
 

@@ -5,13 +5,12 @@
 //! The pure parts (CEL rules, quorum counting, change windows) live in [`rules`],
 //! [`quorum`] and [`windows`]; this module loads and combines policies and judges a plan
 //! within its budget, `approvals` counts, expires and clears approvals, `gate` decides
-//! whether an approved plan may apply now, and [`phases`] are the SyncRun controller's
-//! steps that use them.
+//! whether an approved plan may apply now. Governance decides; the SyncRun controller's
+//! steps (`syncrun`) act on its decisions and move the run.
 
 mod approvals;
 pub mod evaluation;
 mod gate;
-pub mod phases;
 pub mod policy;
 pub mod rules;
 pub mod windows;
@@ -70,6 +69,20 @@ impl Error {
             Error::Timeout(_) | Error::CostExceeded(_) => "PolicyTimeout",
             Error::Denied { .. } => "PolicyDenied",
             Error::Kube(_) => "KubeError",
+        }
+    }
+}
+
+/// A governance error as the controller reports it: the API's as it is, any other as the
+/// invalid `governance` of the run's repository.
+impl From<Error> for crate::controller::error::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Kube(e) => Self::Kube(e),
+            other => Self::InvalidSpec {
+                field: "governance".into(),
+                message: other.to_string(),
+            },
         }
     }
 }

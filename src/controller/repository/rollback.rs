@@ -4,6 +4,7 @@
 //! it rolled back from is not planned again by itself; a new revision lifts the hold.
 
 use kube::api::Api;
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use super::{announce_run, create_run, sequence};
@@ -37,7 +38,7 @@ pub async fn request(
     let refuse = |message: String| async move {
         ctx.event(
             &repo.object_ref(&()),
-            true,
+            EventType::Warning,
             "RollbackRefused",
             "Rollback",
             message,

@@ -1,6 +1,7 @@
 //! The SyncRuns a repository starts, keeps and retires: creating them (from git, on
 //! request, for drift), superseding older ones and pruning history.
 
+use kube::runtime::events::EventType;
 use std::collections::BTreeMap;
 
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
@@ -14,8 +15,8 @@ use crate::api::{FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun, ann
 use crate::controller::context::Context;
 use crate::controller::drift;
 use crate::controller::error::Result;
+use crate::controller::lifecycle;
 use crate::controller::planstore;
-use crate::controller::runstate;
 
 use super::{DRIFT_ANNOTATION, SEQUENCE_ANNOTATION, SYNC_REQUEST_ANNOTATION};
 use crate::api::short_revision as short;
@@ -40,7 +41,7 @@ pub(in crate::controller) async fn announce_run(
     ctx.event_related(
         &repo.object_ref(&()),
         Some(created.object_ref(&())),
-        false,
+        EventType::Normal,
         "NewSyncRun",
         action,
         message,
@@ -126,7 +127,7 @@ pub(super) async fn remediate(
         .filter(|r| found.objects.is_empty() || !current(r))
     {
         let message = "superseded: the drift it was planned for has changed".to_owned();
-        runstate::supersede(ctx, stale, message).await?;
+        lifecycle::supersede_listed(ctx, stale, message).await?;
     }
     // A newer revision waiting for approval restores the drift too, when approved.
     if found.objects.is_empty() || newest_waits_on_git || waiting_drift.iter().any(current) {
@@ -180,7 +181,7 @@ pub(super) async fn supersede_older(ctx: &Context, runs: &[SyncRun]) -> Result<(
                 by.name_any(),
                 short(&by.spec.revision)
             );
-            runstate::supersede(ctx, run, message).await?;
+            lifecycle::supersede_listed(ctx, run, message).await?;
         }
     }
     Ok(())
@@ -325,7 +326,7 @@ pub(super) async fn start_runs(
     if manual && !manual_done && held {
         ctx.event(
             &repo.object_ref(&()),
-            true,
+            EventType::Warning,
             "SyncRefused",
             "Sync",
             format!(

@@ -1,9 +1,11 @@
 //! What a repository's status says: the kstatus conditions from its newest run or a
 //! failure, the forge condition, and the write itself.
 
+use crate::controller::lifecycle::FailReason;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use crate::api::repository::GitopsRepositoryStatus;
@@ -50,8 +52,15 @@ pub(super) async fn fail(
     // a stalled repository shows in the error metrics on every check.
     ctx.metrics.error(CONTROLLER, reason);
     if changed {
-        ctx.event_at(repo, "status.conditions", true, reason, "Fetch", message)
-            .await;
+        ctx.event_at(
+            repo,
+            "status.conditions",
+            EventType::Warning,
+            reason,
+            "Fetch",
+            message,
+        )
+        .await;
     }
     if stalls(&e) {
         Ok(Action::await_change())
@@ -112,7 +121,7 @@ pub(super) fn conditions_from_newest(
         Some(Phase::Failed) => {
             let reason = crate::api::condition(&status.conditions, "Ready")
                 .map_or("Failed".to_owned(), |c| c.reason.clone());
-            let stalled = reason == "ValidationFailed" || reason == "PreventDestroy";
+            let stalled = FailReason::recorded_stalls(&reason);
             let message = status.message.clone().unwrap_or_default();
             let k = Kstatus {
                 ready: false,

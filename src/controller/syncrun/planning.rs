@@ -3,8 +3,9 @@
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 
-use crate::api::syncrun::{ActionState, DiffEntry, Phase, RunSource, SyncRunStatus, Trigger};
+use crate::api::syncrun::{ActionState, DiffEntry, RunSource, SyncRunStatus, Trigger};
 use crate::api::truncate;
 use crate::api::{GitopsRepository, SyncRun, annotations, now};
 use crate::controller::authorization::{
@@ -14,13 +15,14 @@ use crate::controller::context::Context;
 use crate::controller::error::off_runtime;
 use crate::controller::error::{Error, Result};
 use crate::controller::gitsource;
-use crate::controller::governance::phases::{apply_when_open, governance_error};
 use crate::controller::governance::{self, rules};
+use crate::controller::lifecycle::machine::{self, Clearance, Event, FailReason};
+use crate::controller::lifecycle::{action_entries, fail, progress, transition, write_status};
 use crate::controller::planstore;
-use crate::controller::runstate::{action_entries, fail, progress, transition, write_status};
 use crate::fleet::render::{change_lines, summary_line};
 use crate::fleet::{self, FleetObject, ObjectRef, Plan, PlanError, PlanOptions, ResolveOptions};
 
+use super::clearing::{Claim, apply_when_open};
 use super::{get_repository, warn};
 
 /// At most this many diff entries, and fields per entry, are kept in status.
@@ -47,14 +49,16 @@ pub(super) async fn plan(
     mut status: SyncRunStatus,
 ) -> Result<Action> {
     if status.phase.is_none() {
-        status.phase = Some(Phase::Planning);
+        let started = machine::next(status.phase, Event::Started)
+            .map_err(crate::controller::lifecycle::Error::from)?;
+        status.phase = Some(started.to);
         status.started_at = Some(now());
         status.short_revision = Some(crate::api::short_revision(&run.spec.revision).to_owned());
         write_status(ctx, run, &status).await?;
     }
     let Some(repo) = get_repository(ctx, run).await? else {
         let message = format!("GitopsRepository {} does not exist", run.spec.repository);
-        return fail(ctx, run, status, "RepositoryNotFound", message).await;
+        return fail(ctx, run, status, FailReason::RepositoryNotFound, message).await;
     };
     // Planning holds a fleet's desired state and plan in memory: a few at once, fairly
     // shared between namespaces.
@@ -67,7 +71,7 @@ pub(super) async fn plan(
         Ok(e) => e,
         Err(message) => {
             let message = format!("invalid {} annotation: {message}", annotations::EXCLUDE);
-            return fail(ctx, run, status, "InvalidExclusion", message).await;
+            return fail(ctx, run, status, FailReason::InvalidExclusion, message).await;
         }
     };
     match compute(run, ctx, &repo, &exclusions).await {
@@ -79,7 +83,7 @@ pub(super) async fn plan(
         Err(e @ Error::Source(_)) if e.is_transient() => Err(e),
         Err(e @ (Error::Source(_) | Error::Panicked(_))) => {
             // Neither is fixed by retrying the same revision.
-            let reason = e.label();
+            let reason = FailReason::Error(e.label());
             fail(ctx, run, status, reason, e.to_string()).await
         }
         Err(e) => Err(e),
@@ -103,7 +107,7 @@ struct Planned {
 enum Computed {
     Planned(Box<Planned>),
     /// The fleet file or the plan was refused: a condition reason and the message.
-    Invalid(&'static str, String),
+    Invalid(FailReason, String),
 }
 
 /// Reads the fleet file at the run's revision and plans it against the cluster.
@@ -127,9 +131,9 @@ async fn compute(
     // A rollback returns to what an older run applied, a drift correction to what the
     // baseline applied: each as stored (and verified) beside that run.
     let restores = match run.spec.trigger {
-        Trigger::Rollback => Some((annotations::ROLLBACK_OF, "RollbackUnavailable")),
+        Trigger::Rollback => Some((annotations::ROLLBACK_OF, FailReason::RollbackUnavailable)),
         Trigger::Drift if run.annotations().contains_key(annotations::RESTORES) => {
-            Some((annotations::RESTORES, "RestoreUnavailable"))
+            Some((annotations::RESTORES, FailReason::RestoreUnavailable))
         }
         _ => None,
     };
@@ -181,7 +185,7 @@ async fn compute(
                 "{} is larger than this controller accepts for one repository; nothing was changed:\n{diags}",
                 repo.spec.path
             );
-            return Ok(Computed::Invalid(fleet::bounds::TOO_LARGE, message));
+            return Ok(Computed::Invalid(FailReason::FleetTooLarge, message));
         }
         Err(diags) => {
             let errors = diags.errors().count();
@@ -189,7 +193,7 @@ async fn compute(
                 "{} is invalid ({errors} errors); nothing was changed:\n{diags}",
                 repo.spec.path
             );
-            return Ok(Computed::Invalid("ValidationFailed", message));
+            return Ok(Computed::Invalid(FailReason::ValidationFailed, message));
         }
     };
     ctx.fleet.wait_until_ready().await?;
@@ -216,8 +220,8 @@ async fn compute(
             })),
             Err(errors) => {
                 let reason = match errors.first() {
-                    Some(PlanError::UnknownExclusion { .. }) => "InvalidExclusion",
-                    _ => "PreventDestroy",
+                    Some(PlanError::UnknownExclusion { .. }) => FailReason::InvalidExclusion,
+                    _ => FailReason::PreventDestroy,
                 };
                 let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
                 Computed::Invalid(reason, lines.join("\n"))
@@ -282,7 +286,14 @@ async fn record(
     let (desired, full) = match (desired, full.transpose()) {
         (Ok(desired), Ok(full)) => (desired, full),
         (Err(e @ Error::TooLarge { .. }), _) | (_, Err(e @ Error::TooLarge { .. })) => {
-            return fail(ctx, run, status, e.label(), e.to_string()).await;
+            return fail(
+                ctx,
+                run,
+                status,
+                FailReason::Error(e.label()),
+                e.to_string(),
+            )
+            .await;
         }
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
@@ -314,16 +325,7 @@ async fn record(
             "revision {} needs no changes",
             status.short_revision.clone().unwrap_or_default()
         );
-        transition(
-            ctx,
-            run,
-            status,
-            Phase::NoChanges,
-            false,
-            "NoChanges",
-            message,
-        )
-        .await?;
+        transition(ctx, run, status, Event::NothingToChange, message).await?;
         return Ok(Action::await_change());
     }
     let Some(full) = full else {
@@ -349,13 +351,14 @@ async fn record(
     // From the run's first plan: re-planning (an exclusion toggled) never renews it.
     status.planned_at.get_or_insert_with(now);
     let ns = run.namespace().unwrap_or_default();
-    let gov = governance::load(&ctx.client, &ns, &run.spec.repository)
-        .await
-        .map_err(governance_error)?;
+    let gov = governance::load(&ctx.client, &ns, &run.spec.repository).await?;
     let verdict = match gov.judge(facts).await {
         Ok(verdict) => verdict,
         Err(governance::Error::Kube(e)) => return Err(e.into()),
-        Err(e) => return fail(ctx, run, status, e.label(), e.to_string()).await,
+        Err(e) => {
+            let reason = FailReason::Error(e.label());
+            return fail(ctx, run, status, reason, e.to_string()).await;
+        }
     };
     status.warnings.extend(verdict.warnings.iter().cloned());
     status.policy_results = verdict.matched.clone();
@@ -399,10 +402,9 @@ async fn record(
                 summary_line(&plan),
                 authorization.approved_by()
             );
-            let reason = if by_policy {
-                "ApprovedByPolicy"
-            } else {
-                "Approved"
+            let cleared = match by_policy {
+                true => Clearance::ApprovedByPolicy,
+                false => Clearance::Approved,
             };
             return apply_when_open(
                 run,
@@ -410,9 +412,9 @@ async fn record(
                 &gov,
                 status,
                 &authorization,
-                reason,
+                cleared,
                 message,
-                false,
+                Claim::WhenApplying,
             )
             .await;
         }
@@ -453,21 +455,12 @@ async fn record(
         Some(withheld) => format!("{withheld}. {message}"),
         None => message,
     };
-    transition(
-        ctx,
-        run,
-        status,
-        Phase::AwaitingApproval,
-        false,
-        "AwaitingApproval",
-        message,
-    )
-    .await?;
+    transition(ctx, run, status, Event::Planned, message).await?;
     if let Some(withheld) = withheld {
         ctx.event_at(
             run,
             "status.phase",
-            true,
+            EventType::Warning,
             "PolicyWithheld",
             "Approve",
             withheld,
@@ -480,7 +473,7 @@ async fn record(
         ctx.event_at(
             run,
             "metadata.annotations",
-            true,
+            EventType::Warning,
             "ApprovalRefused",
             "Approve",
             refusal,

@@ -1,0 +1,370 @@
+//! The transition table of a SyncRun, pure: which event may happen in which phase, the
+//! phase it leads to, the reason its conditions and Event give, and whether that Event
+//! is a Warning. Adding a phase is a variant of [`Phase`], its rows here, and the step
+//! that handles it in `syncrun`.
+
+use kube::runtime::events::EventType;
+
+use crate::api::syncrun::Phase;
+
+/// What happens to a run. Each event is allowed in a few phases only ([`next`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The controller picked the run up: its plan is being computed.
+    Started,
+    /// A plan with changes is recorded (again, after an exclusion): people decide.
+    Planned,
+    /// The plan changes nothing.
+    NothingToChange,
+    /// Authorized, but a change window (or apply-after) holds it.
+    Scheduled,
+    /// Authorized, and the windows allow it: the engine applies it.
+    Cleared(Clearance),
+    /// Every action applied and nothing differs afterwards.
+    Applied,
+    /// The run cannot go on.
+    Failed(FailReason),
+    /// A newer run replaces it (or the drift it was planned for changed).
+    Superseded,
+    /// Someone rejected the plan.
+    Rejected,
+    /// Nobody approved the plan within the governing policy's planExpiry.
+    Expired,
+    /// What authorized the run no longer holds: it waits for people again.
+    Withdrawn(Withdrawal),
+}
+
+/// What cleared a run to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clearance {
+    /// Its approvers' quorum was met.
+    Approved,
+    /// A policy (the repository's or a governance rule) approved it.
+    ApprovedByPolicy,
+    /// An approved run's change window opened.
+    WindowOpened,
+}
+
+impl Clearance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Clearance::Approved => "Approved",
+            Clearance::ApprovedByPolicy => "ApprovedByPolicy",
+            Clearance::WindowOpened => "WindowOpened",
+        }
+    }
+}
+
+/// Why a run failed: the reason of its conditions and Event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    /// The repository the run belongs to is gone.
+    RepositoryNotFound,
+    /// The exclude annotation names nothing in the plan, or cannot be read.
+    InvalidExclusion,
+    /// The revision's fleet file is invalid.
+    ValidationFailed,
+    /// The plan would delete an object that forbids it.
+    PreventDestroy,
+    /// The revision's fleet is larger than the controller accepts.
+    FleetTooLarge,
+    /// The applied run a rollback names cannot be restored.
+    RollbackUnavailable,
+    /// The stored content a drift run restores cannot be read.
+    RestoreUnavailable,
+    /// The run was cleared to apply, but its stored plan is not named in its status.
+    PlanMissing,
+    /// Some actions failed or were skipped, or the cluster still differs afterwards.
+    ApplyFailed,
+    /// An error's stable label (`controller::error::Error::label` and those it wraps).
+    Error(&'static str),
+}
+
+impl FailReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailReason::RepositoryNotFound => "RepositoryNotFound",
+            FailReason::InvalidExclusion => "InvalidExclusion",
+            FailReason::ValidationFailed => "ValidationFailed",
+            FailReason::PreventDestroy => "PreventDestroy",
+            FailReason::FleetTooLarge => crate::fleet::bounds::TOO_LARGE,
+            FailReason::RollbackUnavailable => "RollbackUnavailable",
+            FailReason::RestoreUnavailable => "RestoreUnavailable",
+            FailReason::PlanMissing => "PlanMissing",
+            FailReason::ApplyFailed => "ApplyFailed",
+            FailReason::Error(label) => label,
+        }
+    }
+
+    /// Whether the repository is stalled by it: the same revision fails the same way
+    /// until someone changes git (kstatus reads the repository as Failed, not as
+    /// InProgress).
+    pub fn stalls(self) -> bool {
+        matches!(
+            self,
+            FailReason::ValidationFailed | FailReason::PreventDestroy
+        )
+    }
+
+    /// Whether `reason`, as a failed run's conditions record it, stalls its repository.
+    pub fn recorded_stalls(reason: &str) -> bool {
+        [FailReason::ValidationFailed, FailReason::PreventDestroy]
+            .iter()
+            .any(|r| r.as_str() == reason)
+    }
+}
+
+/// Why a run's authorization was withdrawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// Approvals expired, or the governing policy changed, while it waited.
+    ApprovalExpired,
+    /// The check in front of the engine refused it (the refusal's stable label).
+    Refused(&'static str),
+}
+
+impl Withdrawal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Withdrawal::ApprovalExpired => "ApprovalExpired",
+            Withdrawal::Refused(label) => label,
+        }
+    }
+}
+
+impl Event {
+    /// The reason its conditions and Event give.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Event::Started => "Progressing",
+            Event::Planned => "AwaitingApproval",
+            Event::NothingToChange => "NoChanges",
+            Event::Scheduled => "Scheduled",
+            Event::Cleared(c) => c.as_str(),
+            Event::Applied => "Applied",
+            Event::Failed(r) => r.as_str(),
+            Event::Superseded => "Superseded",
+            Event::Rejected => "Rejected",
+            Event::Expired => "PlanExpired",
+            Event::Withdrawn(w) => w.as_str(),
+        }
+    }
+}
+
+/// Where an event leads, and how it is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub to: Phase,
+    pub reason: &'static str,
+    /// None: the step is recorded in status only (no conditions, no Event).
+    pub told: Option<EventType>,
+}
+
+/// An event in a phase it cannot happen in: a bug, refused rather than recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a run in phase {from} cannot take the event {event:?}")]
+pub struct Illegal {
+    pub from: &'static str,
+    pub event: Event,
+}
+
+/// The transition table: the phase `event` leads to from `from` (None: a run the
+/// controller has not looked at yet), or why it cannot happen there.
+pub fn next(from: Option<Phase>, event: Event) -> Result<Step, Illegal> {
+    use Phase::*;
+    let (allowed, to, told): (&[Phase], Phase, Option<EventType>) = match event {
+        Event::Started => {
+            return match from {
+                None => Ok(Step {
+                    to: Planning,
+                    reason: event.reason(),
+                    told: None,
+                }),
+                Some(p) => Err(Illegal {
+                    from: p.as_str(),
+                    event,
+                }),
+            };
+        }
+        // From AwaitingApproval: a new plan after the exclude annotation changed.
+        Event::Planned => (&[Planning, AwaitingApproval], AwaitingApproval, normal()),
+        Event::NothingToChange => (&[Planning, AwaitingApproval], NoChanges, normal()),
+        Event::Scheduled => (&[Planning, AwaitingApproval], Scheduled, normal()),
+        Event::Cleared(_) => (&[Planning, AwaitingApproval, Scheduled], Applying, normal()),
+        Event::Applied => (&[Applying], Applied, normal()),
+        Event::Failed(_) => (&[Planning, AwaitingApproval, Applying], Failed, warning()),
+        Event::Superseded => (&[AwaitingApproval, Scheduled], Superseded, normal()),
+        Event::Rejected => (&[AwaitingApproval, Scheduled], Rejected, normal()),
+        Event::Expired => (&[AwaitingApproval, Scheduled], Expired, warning()),
+        Event::Withdrawn(_) => (&[Scheduled, Applying], AwaitingApproval, warning()),
+    };
+    match from {
+        Some(p) if allowed.contains(&p) => Ok(Step {
+            to,
+            reason: event.reason(),
+            told,
+        }),
+        _ => Err(Illegal {
+            from: from.map_or("(none)", Phase::as_str),
+            event,
+        }),
+    }
+}
+
+fn normal() -> Option<EventType> {
+    Some(EventType::Normal)
+}
+
+fn warning() -> Option<EventType> {
+    Some(EventType::Warning)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PHASES: [Phase; 10] = [
+        Phase::Planning,
+        Phase::AwaitingApproval,
+        Phase::Applying,
+        Phase::Applied,
+        Phase::Failed,
+        Phase::NoChanges,
+        Phase::Superseded,
+        Phase::Rejected,
+        Phase::Expired,
+        Phase::Scheduled,
+    ];
+
+    fn events() -> Vec<Event> {
+        vec![
+            Event::Started,
+            Event::Planned,
+            Event::NothingToChange,
+            Event::Scheduled,
+            Event::Cleared(Clearance::Approved),
+            Event::Cleared(Clearance::ApprovedByPolicy),
+            Event::Cleared(Clearance::WindowOpened),
+            Event::Applied,
+            Event::Failed(FailReason::ApplyFailed),
+            Event::Failed(FailReason::Error("KubeError")),
+            Event::Superseded,
+            Event::Rejected,
+            Event::Expired,
+            Event::Withdrawn(Withdrawal::ApprovalExpired),
+            Event::Withdrawn(Withdrawal::Refused("SourceNotApproved")),
+        ]
+    }
+
+    fn froms() -> impl Iterator<Item = Option<Phase>> {
+        std::iter::once(None).chain(PHASES.into_iter().map(Some))
+    }
+
+    #[test]
+    fn a_finished_run_takes_no_event() {
+        for from in PHASES.into_iter().filter(|p| p.is_finished()) {
+            for event in events() {
+                assert!(next(Some(from), event).is_err(), "{from:?} took {event:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_run_can_only_start() {
+        for event in events() {
+            assert_eq!(
+                next(None, event).is_ok(),
+                event == Event::Started,
+                "{event:?}"
+            );
+        }
+        assert_eq!(next(None, Event::Started).unwrap().to, Phase::Planning);
+    }
+
+    #[test]
+    fn only_the_engine_finishes_what_it_applies() {
+        for from in froms() {
+            for event in events() {
+                let Ok(step) = next(from, event) else {
+                    continue;
+                };
+                if from == Some(Phase::Applying) {
+                    assert!(
+                        matches!(
+                            step.to,
+                            Phase::Applied | Phase::Failed | Phase::AwaitingApproval
+                        ),
+                        "{event:?} leaves Applying for {:?}",
+                        step.to
+                    );
+                }
+                if step.to == Phase::Applied {
+                    assert_eq!(from, Some(Phase::Applying), "{event:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_applies_without_being_cleared() {
+        for from in froms() {
+            for event in events() {
+                if let Ok(step) = next(from, event) {
+                    assert_eq!(
+                        step.to == Phase::Applying,
+                        matches!(event, Event::Cleared(_)),
+                        "{from:?} --{event:?}--> Applying"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn warnings_are_the_unhappy_events() {
+        for (event, told) in [
+            (Event::Planned, EventType::Normal),
+            (Event::Applied, EventType::Normal),
+            (Event::Superseded, EventType::Normal),
+            (Event::Expired, EventType::Warning),
+            (
+                Event::Failed(FailReason::ValidationFailed),
+                EventType::Warning,
+            ),
+            (
+                Event::Withdrawn(Withdrawal::ApprovalExpired),
+                EventType::Warning,
+            ),
+        ] {
+            let from = froms().find(|f| next(*f, event).is_ok()).unwrap();
+            assert_eq!(next(from, event).unwrap().told, Some(told), "{event:?}");
+        }
+    }
+
+    #[test]
+    fn reasons_keep_their_recorded_names() {
+        assert_eq!(Event::Expired.reason(), "PlanExpired");
+        assert_eq!(
+            Event::Failed(FailReason::FleetTooLarge).reason(),
+            "FleetTooLarge"
+        );
+        assert_eq!(
+            Event::Failed(FailReason::Error("KubeError")).reason(),
+            "KubeError"
+        );
+        assert_eq!(
+            Event::Cleared(Clearance::WindowOpened).reason(),
+            "WindowOpened"
+        );
+    }
+
+    #[test]
+    fn only_an_invalid_revision_stalls_its_repository() {
+        assert!(FailReason::ValidationFailed.stalls());
+        assert!(FailReason::PreventDestroy.stalls());
+        assert!(!FailReason::ApplyFailed.stalls());
+        assert!(!FailReason::Error("FetchFailed").stalls());
+        assert!(FailReason::recorded_stalls("PreventDestroy"));
+        assert!(!FailReason::recorded_stalls("ApplyFailed"));
+    }
+}
