@@ -8,7 +8,7 @@ mod support;
 use fleetgate::api::SyncRun;
 use fleetgate::api::syncrun::{Phase, SyncRunSpec, SyncRunStatus, Trigger};
 use fleetgate::controller::error::Error;
-use fleetgate::controller::lifecycle::{self, Clearance, Event, Guard, moved, write_if};
+use fleetgate::controller::lifecycle::{Clearance, Event, Guard, moved, write_if};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -74,10 +74,7 @@ async fn stored(client: &Client, run: &SyncRun) -> SyncRun {
 }
 
 fn is_moved(result: Result<SyncRun, Error>) -> bool {
-    matches!(
-        result,
-        Err(Error::Lifecycle(lifecycle::Error::Moved { .. }))
-    )
+    matches!(result, Err(Error::RunMoved { .. }))
 }
 
 /// The write both controllers made before: the whole status, forced, unconditional.

@@ -28,8 +28,13 @@ pub enum Error {
     Task(String),
     #[error("the reconcile panicked: {0}")]
     Panicked(String),
-    #[error(transparent)]
-    Lifecycle(#[from] super::lifecycle::Error),
+    /// A run's status was not written: the run changed since the decision read it (it
+    /// is judged again as it is now).
+    #[error("SyncRun {run} moved on (now {now}) since it was read; judged again")]
+    RunMoved { run: String, now: &'static str },
+    /// An event in a phase the transition table does not allow it in: a bug, refused.
+    #[error("{0}")]
+    IllegalTransition(String),
 }
 
 impl Error {
@@ -46,7 +51,8 @@ impl Error {
             Error::CacheNotReady(_) => "CacheNotReady",
             Error::Task(_) => "TaskFailed",
             Error::Panicked(_) => "Panicked",
-            Error::Lifecycle(e) => e.label(),
+            Error::RunMoved { .. } => "RunMoved",
+            Error::IllegalTransition(_) => "IllegalTransition",
         }
     }
 }
@@ -79,10 +85,11 @@ impl Error {
             "CacheNotReady",
             "TaskFailed",
             "Panicked",
+            "RunMoved",
+            "IllegalTransition",
         ]
         .into_iter()
         .chain(SourceError::labels())
-        .chain(super::lifecycle::Error::labels())
     }
 }
 
@@ -141,10 +148,6 @@ mod tests {
             ("controller/error.rs", include_str!("error.rs")),
             ("source/mod.rs", include_str!("../source/mod.rs")),
             ("source/policy.rs", include_str!("../source/policy.rs")),
-            (
-                "controller/lifecycle/mod.rs",
-                include_str!("lifecycle/mod.rs"),
-            ),
         ]
         .into_iter()
         .flat_map(|(file, text)| returned_labels(file, text))

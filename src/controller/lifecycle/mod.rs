@@ -23,30 +23,8 @@ pub use record::{
     write_if, write_status, written_status,
 };
 
-/// Why a run's status was not written.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The run changed since the decision read it; it is judged again as it is now.
-    #[error("SyncRun {run} moved on (now {now}) since it was read; judged again")]
-    Moved { run: String, now: &'static str },
-    #[error(transparent)]
-    Illegal(#[from] machine::Illegal),
-    #[error("the status of a run could not be encoded: {0}")]
-    Unwritable(String),
-}
-
-impl Error {
-    /// A stable short label for metrics and Events.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Error::Moved { .. } => "RunMoved",
-            Error::Illegal(_) => "IllegalTransition",
-            Error::Unwritable(_) => "StatusUnwritable",
-        }
-    }
-
-    /// Every label [`Error::label`] gives.
-    pub fn labels() -> impl Iterator<Item = &'static str> {
-        ["RunMoved", "IllegalTransition", "StatusUnwritable"].into_iter()
+impl From<machine::Illegal> for crate::controller::error::Error {
+    fn from(illegal: machine::Illegal) -> Self {
+        Self::IllegalTransition(illegal.to_string())
     }
 }

@@ -19,13 +19,12 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::info;
 
-use super::Error as Lifecycle;
 use super::machine::{self, Event, FailReason, Step, Withdrawal};
 use crate::api::syncrun::{Phase, SyncRunStatus};
 use crate::api::truncate;
 use crate::api::{FIELD_MANAGER, Kstatus, SyncRun, now};
 use crate::controller::context::Context;
-use crate::controller::error::Result;
+use crate::controller::error::{Error, Result};
 
 const MAX_MESSAGE_BYTES: usize = 8 * 1024;
 
@@ -71,7 +70,7 @@ impl Guard {
 }
 
 /// Writes the whole status of `run`, which the SyncRun controller read (or wrote) in
-/// the phase it has: refused with [`Lifecycle::Moved`] if its phase changed since.
+/// the phase it has: refused with [`Error::RunMoved`] if its phase changed since.
 pub async fn write_status(ctx: &Context, run: &SyncRun, status: &SyncRunStatus) -> Result<()> {
     written_status(ctx, run, status).await.map(|_| ())
 }
@@ -88,7 +87,7 @@ pub async fn written_status(
 }
 
 /// Writes the whole status of `run` (recording the generation it describes) if the
-/// stored run still meets `guard`; [`Lifecycle::Moved`] if it does not.
+/// stored run still meets `guard`; [`Error::RunMoved`] if it does not.
 pub async fn write_if(
     client: &Client,
     run: &SyncRun,
@@ -104,8 +103,8 @@ pub async fn write_if(
         .into_iter()
         .chain([json!({"op": "add", "path": "/status", "value": status})])
         .collect();
-    let patch: json_patch::Patch = serde_json::from_value(operations.into())
-        .map_err(|e| Lifecycle::Unwritable(e.to_string()))?;
+    let patch: json_patch::Patch =
+        serde_json::from_value(operations.into()).map_err(kube::Error::SerdeError)?;
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
@@ -120,20 +119,18 @@ pub async fn write_if(
         Err(kube::Error::Api(e)) if e.code == 422 && guard.test().is_some() => {
             match api.get_opt(&name).await? {
                 Some(stored) if guard.holds(&stored) => Err(kube::Error::Api(e).into()),
-                stored => Err(Lifecycle::Moved {
+                stored => Err(Error::RunMoved {
                     run: name,
                     now: stored
                         .and_then(|s| s.phase())
                         .map_or("(deleted or new)", Phase::as_str),
-                }
-                .into()),
+                }),
             }
         }
-        Err(kube::Error::Api(e)) if e.code == 404 => Err(Lifecycle::Moved {
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(Error::RunMoved {
             run: name,
             now: "(deleted)",
-        }
-        .into()),
+        }),
         Err(e) => Err(e.into()),
     }
 }
@@ -181,7 +178,7 @@ pub fn moved(
     message: &str,
     generation: Option<i64>,
     ts: Time,
-) -> Result<(SyncRunStatus, Step), Lifecycle> {
+) -> Result<(SyncRunStatus, Step), machine::Illegal> {
     let step = machine::next(status.phase, event)?;
     status.phase = Some(step.to);
     status.message = Some(truncate(message, MAX_MESSAGE_BYTES));
@@ -230,7 +227,7 @@ pub async fn supersede_listed(ctx: &Context, listed: &SyncRun, message: String) 
     .await;
     match written {
         Ok(_) => Ok(true),
-        Err(crate::controller::error::Error::Lifecycle(Lifecycle::Moved { run, now })) => {
+        Err(Error::RunMoved { run, now }) => {
             info!(syncrun = %run, now, "not superseded: the run changed since it was listed");
             Ok(false)
         }
@@ -343,7 +340,7 @@ mod tests {
             None,
             now(),
         );
-        assert!(matches!(refused, Err(Lifecycle::Illegal(_))));
+        assert!(refused.is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use kube::runtime::events::EventType;
 use super::apply;
 use super::context::{Context, object_key};
 use super::error::{Error, Result};
-use super::lifecycle::{self, written_status};
+use super::lifecycle::written_status;
 use crate::api::syncrun::{Phase, SyncRunStatus};
 use crate::api::{GitopsRepository, SyncRun};
 
@@ -71,7 +71,7 @@ async fn step(cached: &SyncRun, ctx: &Context) -> Result<Action> {
     match stepped {
         // Someone else moved the run (the repository superseded it) between the read
         // and the write: not a failure, judged again as it is now.
-        Err(Error::Lifecycle(lifecycle::Error::Moved { run, now })) => {
+        Err(Error::RunMoved { run, now }) => {
             tracing::info!(syncrun = %run, now, "the run moved on meanwhile; judged again");
             Ok(Action::requeue(std::time::Duration::from_millis(100)))
         }

@@ -49,8 +49,7 @@ pub(super) async fn plan(
     mut status: SyncRunStatus,
 ) -> Result<Action> {
     if status.phase.is_none() {
-        let started = machine::next(status.phase, Event::Started)
-            .map_err(crate::controller::lifecycle::Error::from)?;
+        let started = machine::next(status.phase, Event::Started)?;
         status.phase = Some(started.to);
         status.started_at = Some(now());
         status.short_revision = Some(crate::api::short_revision(&run.spec.revision).to_owned());
