@@ -203,123 +203,299 @@ impl Target<'_> {
     }
 
     async fn attempt(&self, action: &Action, current: Option<&CachedObject>, view: View) -> Step {
-        let api = live::api(&self.ctx.client, self.namespace, action.kind);
-        let desired_digest = action.spec.as_deref().map(spec_digest);
-        let current_digest = current.and_then(|c| c.digest.clone());
-        let owned = |c: &CachedObject| {
-            c.labels().get(REPOSITORY_LABEL).map(String::as_str) == Some(self.repository)
-        };
-        // An action only ever touches objects labelled with its own repository, or
-        // objects it creates itself; checked again here whatever the plan says.
-        let not_owned = |c: &CachedObject| WriteError::NotOwned {
-            object: action.reference().to_string(),
-            owner: c
-                .labels()
-                .get(REPOSITORY_LABEL)
-                .map_or("no repository".to_owned(), |o| format!("repository `{o}`")),
-            repository: self.repository.to_owned(),
-        };
-        let conflict = |what| self.conflict(action, what);
-        let body = |resource_version: Option<&str>| -> Result<serde_json::Value, WriteError> {
-            let spec = action
-                .spec
-                .as_deref()
-                .ok_or_else(|| WriteError::Refused("the stored plan has no spec".into()))?;
-            Ok(desired_object(
-                action.kind,
-                &action.name,
-                self.namespace,
-                self.repository,
-                spec,
-                resource_version,
-            ))
-        };
-        match (action.operation, current) {
-            (Operation::Create, Some(c)) => {
-                if owned(c) && current_digest == desired_digest {
-                    return Step::Done(Ok(())); // applied before an interruption
-                }
-                self.refuse(view, conflict("was created by someone else"))
-            }
-            (Operation::Create, None) => {
-                let body: DynamicObject = match body(None).and_then(|b| {
-                    serde_json::from_value(b).map_err(|e| WriteError::Refused(e.to_string()))
-                }) {
-                    Ok(b) => b,
-                    Err(e) => return Step::Done(Err(e)),
-                };
-                let params = PostParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                };
-                let api = live::create_api(&self.ctx.client, self.namespace, action.kind);
-                match api.create(&params, &body).await {
-                    Ok(_) => Step::Done(Ok(())),
-                    // Exists after all: created before a restart, or by someone else.
-                    Err(kube::Error::Api(s)) if s.is_already_exists() || s.is_conflict() => {
-                        self.refuse(view, conflict("was created by someone else"))
-                    }
-                    Err(e) => Step::Done(Err(api_error(e))),
+        let seen = current.map(Seen::of);
+        let refused = |refusal: Refusal| self.refuse(view, refusal.error(action, self.repository));
+        match decide(action, seen.as_ref(), self.repository) {
+            Decision::AlreadyDone => Step::Done(Ok(())),
+            Decision::Refuse(refusal) => refused(refusal),
+            Decision::Create => match self.body(action, None) {
+                Err(e) => Step::Done(Err(e)),
+                Ok(body) => self.create(action, body, view).await,
+            },
+            Decision::Update { resource_version } => {
+                match self.body(action, resource_version.as_deref()) {
+                    Err(e) => Step::Done(Err(e)),
+                    Ok(body) => self.update(action, body, view).await,
                 }
             }
-            (Operation::Update, None) => self.refuse(view, conflict("was deleted")),
-            (Operation::Update, Some(c)) => {
-                if !owned(c) {
-                    return self.refuse(view, not_owned(c));
-                }
-                if current_digest == desired_digest {
-                    return Step::Done(Ok(()));
-                }
-                if current_digest != action.observed {
-                    return self.refuse(view, conflict("was changed"));
-                }
-                let body = match body(c.resource_version().as_deref()) {
-                    Ok(b) => b,
-                    Err(e) => return Step::Done(Err(e)),
-                };
-                // Forced: the digest check above is the conflict check, and the write
-                // is conditional on the resourceVersion it was made against.
-                let params = PatchParams::apply(FIELD_MANAGER).force();
-                match api.patch(&action.name, &params, &Patch::Apply(&body)).await {
-                    Ok(_) => Step::Done(Ok(())),
-                    // The object moved on (its status, say): decide again on a fresh read.
-                    Err(kube::Error::Api(s)) if s.is_conflict() => Step::Reread,
-                    Err(kube::Error::Api(s)) if s.is_not_found() => {
-                        self.refuse(view, conflict("was changed"))
-                    }
-                    Err(e) => Step::Done(Err(api_error(e))),
-                }
-            }
-            (Operation::Delete, None) => Step::Done(Ok(())),
-            (Operation::Delete, Some(c)) => {
-                if !owned(c) {
-                    return self.refuse(view, not_owned(c));
-                }
-                if current_digest != action.observed {
-                    return self.refuse(view, conflict("was changed"));
-                }
-                let params = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        resource_version: c.resource_version(),
-                        uid: c.uid(),
-                    }),
-                    ..Default::default()
-                };
-                match api.delete(&action.name, &params).await {
-                    Ok(_) => Step::Done(Ok(())),
-                    Err(kube::Error::Api(s)) if s.is_not_found() => Step::Done(Ok(())),
-                    // The object moved on (its status, say): decide again on a fresh read.
-                    Err(kube::Error::Api(s)) if s.is_conflict() => Step::Reread,
-                    Err(e) => Step::Done(Err(api_error(e))),
-                }
-            }
+            Decision::Delete { preconditions } => self.delete(action, preconditions).await,
         }
+    }
+
+    /// The object `action` writes, labelled for the repository; carrying
+    /// `resource_version`, the write is conditional on it.
+    fn body(
+        &self,
+        action: &Action,
+        resource_version: Option<&str>,
+    ) -> Result<serde_json::Value, WriteError> {
+        let spec = action
+            .spec
+            .as_deref()
+            .ok_or_else(|| WriteError::Refused("the stored plan has no spec".into()))?;
+        Ok(desired_object(
+            action.kind,
+            &action.name,
+            self.namespace,
+            self.repository,
+            spec,
+            resource_version,
+        ))
+    }
+
+    async fn create(&self, action: &Action, body: serde_json::Value, view: View) -> Step {
+        let body: DynamicObject = match serde_json::from_value(body) {
+            Ok(b) => b,
+            Err(e) => return Step::Done(Err(WriteError::Refused(e.to_string()))),
+        };
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let api = live::create_api(&self.ctx.client, self.namespace, action.kind);
+        match api.create(&params, &body).await {
+            Ok(_) => Step::Done(Ok(())),
+            // Exists after all: created before a restart, or by someone else.
+            Err(kube::Error::Api(s)) if s.is_already_exists() || s.is_conflict() => {
+                self.refuse(view, self.conflict(action, "was created by someone else"))
+            }
+            Err(e) => Step::Done(Err(api_error(e))),
+        }
+    }
+
+    async fn update(&self, action: &Action, body: serde_json::Value, view: View) -> Step {
+        let api = live::api(&self.ctx.client, self.namespace, action.kind);
+        // Forced: the digest check is the conflict check, and the write is conditional
+        // on the resourceVersion it was made against.
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match api.patch(&action.name, &params, &Patch::Apply(&body)).await {
+            Ok(_) => Step::Done(Ok(())),
+            // The object moved on (its status, say): decide again on a fresh read.
+            Err(kube::Error::Api(s)) if s.is_conflict() => Step::Reread,
+            Err(kube::Error::Api(s)) if s.is_not_found() => {
+                self.refuse(view, self.conflict(action, "was changed"))
+            }
+            Err(e) => Step::Done(Err(api_error(e))),
+        }
+    }
+
+    async fn delete(&self, action: &Action, preconditions: Preconditions) -> Step {
+        let api = live::api(&self.ctx.client, self.namespace, action.kind);
+        let params = DeleteParams {
+            preconditions: Some(preconditions),
+            ..Default::default()
+        };
+        match api.delete(&action.name, &params).await {
+            Ok(_) => Step::Done(Ok(())),
+            Err(kube::Error::Api(s)) if s.is_not_found() => Step::Done(Ok(())),
+            // The object moved on (its status, say): decide again on a fresh read.
+            Err(kube::Error::Api(s)) if s.is_conflict() => Step::Reread,
+            Err(e) => Step::Done(Err(api_error(e))),
+        }
+    }
+}
+
+/// What a write decision needs of the object as seen (from the cache or a fresh read).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Seen {
+    /// Its repository label.
+    repository: Option<String>,
+    /// The digest of its spec.
+    digest: Option<String>,
+    resource_version: Option<String>,
+    uid: Option<String>,
+}
+
+impl Seen {
+    fn of(object: &CachedObject) -> Self {
+        Self {
+            repository: object.labels().get(REPOSITORY_LABEL).cloned(),
+            digest: object.digest.clone(),
+            resource_version: object.resource_version(),
+            uid: object.uid(),
+        }
+    }
+}
+
+/// Why an action is not written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Refusal {
+    /// The object changed, appeared or went since planning.
+    Changed(&'static str),
+    /// It belongs to another repository (or to none): the label it carries.
+    NotOwned(Option<String>),
+}
+
+impl Refusal {
+    fn error(self, action: &Action, repository: &str) -> WriteError {
+        let object = action.reference().to_string();
+        match self {
+            Refusal::Changed(what) => WriteError::Conflict { object, what },
+            Refusal::NotOwned(owner) => WriteError::NotOwned {
+                object,
+                owner: owner.map_or("no repository".to_owned(), |o| format!("repository `{o}`")),
+                repository: repository.to_owned(),
+            },
+        }
+    }
+}
+
+/// What to do about one action, the object being as seen.
+#[derive(Debug, Clone, PartialEq)]
+enum Decision {
+    /// The object already holds what the action wanted (applied before an interruption).
+    AlreadyDone,
+    Refuse(Refusal),
+    Create,
+    /// Conditional on the resourceVersion seen.
+    Update {
+        resource_version: Option<String>,
+    },
+    /// Conditional on the resourceVersion and uid seen.
+    Delete {
+        preconditions: Preconditions,
+    },
+}
+
+/// Decides one write, pure: an action only ever touches objects labelled with its own
+/// repository, or objects it creates itself (checked again here whatever the plan
+/// says), and only if they are as the plan observed them.
+fn decide(action: &Action, seen: Option<&Seen>, repository: &str) -> Decision {
+    let desired = action.spec.as_deref().map(spec_digest);
+    let owned = |s: &Seen| s.repository.as_deref() == Some(repository);
+    let not_owned = |s: &Seen| Decision::Refuse(Refusal::NotOwned(s.repository.clone()));
+    let changed = |what| Decision::Refuse(Refusal::Changed(what));
+    match (action.operation, seen) {
+        (Operation::Create, Some(s)) if owned(s) && s.digest == desired => Decision::AlreadyDone,
+        (Operation::Create, Some(_)) => changed("was created by someone else"),
+        (Operation::Create, None) => Decision::Create,
+        (Operation::Update, None) => changed("was deleted"),
+        (Operation::Update, Some(s)) if !owned(s) => not_owned(s),
+        (Operation::Update, Some(s)) if s.digest == desired => Decision::AlreadyDone,
+        (Operation::Update, Some(s)) if s.digest != action.observed => changed("was changed"),
+        (Operation::Update, Some(s)) => Decision::Update {
+            resource_version: s.resource_version.clone(),
+        },
+        (Operation::Delete, None) => Decision::AlreadyDone,
+        (Operation::Delete, Some(s)) if !owned(s) => not_owned(s),
+        (Operation::Delete, Some(s)) if s.digest != action.observed => changed("was changed"),
+        (Operation::Delete, Some(s)) => Decision::Delete {
+            preconditions: Preconditions {
+                resource_version: s.resource_version.clone(),
+                uid: s.uid.clone(),
+            },
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fleet::ObjectKind;
+    use crate::fleet::model::RoutingMode;
+    use crate::fleet::object::{SdwanNetworkSpec, Spec};
+
+    fn spec(mode: RoutingMode) -> std::sync::Arc<Spec> {
+        std::sync::Arc::new(Spec::SdwanNetwork(SdwanNetworkSpec { routing_mode: mode }))
+    }
+
+    /// An action on the network `net`, planned against an object holding `observed`.
+    fn action(operation: Operation, observed: Option<RoutingMode>) -> Action {
+        Action {
+            kind: ObjectKind::SdwanNetwork,
+            name: "net".into(),
+            operation,
+            level: 0,
+            depends_on: Vec::new(),
+            spec: (operation != Operation::Delete).then(|| spec(RoutingMode::Ebgp)),
+            observed: observed.map(|m| spec_digest(&spec(m))),
+        }
+    }
+
+    /// The object as seen: labelled for `repository`, holding `mode`.
+    fn seen(repository: Option<&str>, mode: RoutingMode) -> Seen {
+        Seen {
+            repository: repository.map(str::to_owned),
+            digest: Some(spec_digest(&spec(mode))),
+            resource_version: Some("7".into()),
+            uid: Some("u1".into()),
+        }
+    }
+
+    #[test]
+    fn a_write_goes_ahead_only_on_an_object_as_planned_and_owned() {
+        use RoutingMode::{Ebgp, Ibgp, Static};
+        let mine = Some("fleet");
+        let create = action(Operation::Create, None);
+        let update = action(Operation::Update, Some(Ibgp));
+        let delete = action(Operation::Delete, Some(Ibgp));
+        let changed = |what| Decision::Refuse(Refusal::Changed(what));
+        let cases = [
+            (&create, None, Decision::Create),
+            (&create, Some(seen(mine, Ebgp)), Decision::AlreadyDone),
+            (
+                &create,
+                Some(seen(mine, Ibgp)),
+                changed("was created by someone else"),
+            ),
+            (
+                &create,
+                Some(seen(None, Ebgp)),
+                changed("was created by someone else"),
+            ),
+            (&update, None, changed("was deleted")),
+            (
+                &update,
+                Some(seen(mine, Ibgp)),
+                Decision::Update {
+                    resource_version: Some("7".into()),
+                },
+            ),
+            (&update, Some(seen(mine, Ebgp)), Decision::AlreadyDone),
+            (&update, Some(seen(mine, Static)), changed("was changed")),
+            (
+                &update,
+                Some(seen(Some("other"), Ibgp)),
+                Decision::Refuse(Refusal::NotOwned(Some("other".into()))),
+            ),
+            (&delete, None, Decision::AlreadyDone),
+            (&delete, Some(seen(mine, Static)), changed("was changed")),
+            (
+                &delete,
+                Some(seen(None, Ibgp)),
+                Decision::Refuse(Refusal::NotOwned(None)),
+            ),
+            (
+                &delete,
+                Some(seen(mine, Ibgp)),
+                Decision::Delete {
+                    preconditions: Preconditions {
+                        resource_version: Some("7".into()),
+                        uid: Some("u1".into()),
+                    },
+                },
+            ),
+        ];
+        for (action, seen, expected) in cases {
+            let decided = decide(action, seen.as_ref(), "fleet");
+            assert_eq!(decided, expected, "{:?} on {seen:?}", action.operation);
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_object_and_its_owner() {
+        let update = action(Operation::Update, None);
+        let error = Refusal::NotOwned(Some("other".into())).error(&update, "fleet");
+        assert_eq!(
+            error.to_string(),
+            "not owned: sdwannetwork/net is managed by repository `other`, not `fleet`; not touched"
+        );
+        let error = Refusal::NotOwned(None).error(&update, "fleet");
+        assert!(
+            error.to_string().contains("managed by no repository"),
+            "{error}"
+        );
+    }
 
     #[tokio::test]
     async fn refusals_for_load_pause_everyone_longer_each_time_until_a_write_succeeds() {
