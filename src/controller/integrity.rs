@@ -55,19 +55,10 @@ pub fn verify(plan: &Plan, revision: &str, approved: Option<&str>) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::{self, PlanOptions, ResolveOptions};
+    use crate::controller::fixtures::{EXAMPLE, plan_of};
 
     fn example() -> Plan {
-        let bytes = include_bytes!("../../examples/fleet.yaml");
-        let (desired, _) =
-            fleet::desired_state("fleet.yaml", bytes, &ResolveOptions::default()).unwrap();
-        let options = PlanOptions {
-            repository: "fleet",
-            revision: "abc",
-            prune: true,
-            exclude: &[],
-        };
-        fleet::plan(&desired.objects, &[], &options).unwrap()
+        plan_of(EXAMPLE).on_an_empty_cluster()
     }
 
     #[test]

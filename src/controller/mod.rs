@@ -7,6 +7,8 @@ pub mod context;
 pub mod drift;
 pub mod error;
 pub mod fairness;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod forge;
 pub mod gitsource;
 pub mod governance;

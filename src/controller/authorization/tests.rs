@@ -7,33 +7,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::api::governance::ServiceAccountRef;
-use crate::fleet::{self, LiveObject, PlanOptions, ResolveOptions};
 
-const V1: &[u8] = include_bytes!("../../../examples/fleet.yaml");
-const V2: &[u8] = include_bytes!("../../../examples/fleet-v2.yaml");
-
-fn desired(bytes: &[u8]) -> Vec<fleet::FleetObject> {
-    fleet::desired_state("fleet.yaml", bytes, &ResolveOptions::default())
-        .unwrap()
-        .0
-        .objects
-}
-
-fn plan_of(want: &[u8], live: Option<&[u8]>) -> Plan {
-    let live: Vec<LiveObject> = live
-        .map(desired)
-        .unwrap_or_default()
-        .iter()
-        .map(|o| LiveObject::owned_by(o, "fleet"))
-        .collect();
-    let options = PlanOptions {
-        repository: "fleet",
-        revision: "abc",
-        prune: true,
-        exclude: &[],
-    };
-    fleet::plan(&desired(want), &live, &options).unwrap()
-}
+use crate::controller::fixtures::{EXAMPLE as V1, EXAMPLE_V2 as V2, plan_of};
 
 /// Three plans: creates only, one with deletions, one that changes a sensitive field.
 static PLANS: LazyLock<[Plan; 3]> = LazyLock::new(|| {
@@ -41,9 +16,9 @@ static PLANS: LazyLock<[Plan; 3]> = LazyLock::new(|| {
         .unwrap()
         .replace("ubuntu-24.04-amd64", "ubuntu-26.04-amd64");
     [
-        plan_of(V1, None),
-        plan_of(V2, Some(V1)),
-        plan_of(replatformed.as_bytes(), Some(V1)),
+        plan_of(V1).on_an_empty_cluster(),
+        plan_of(V2).against(V1),
+        plan_of(replatformed.as_bytes()).against(V1),
     ]
 });
 

@@ -13,9 +13,8 @@ use std::time::Instant;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use tracing::instrument;
-
 use kube::runtime::events::EventType;
+use tracing::instrument;
 
 use super::apply;
 use super::context::{Context, object_key};
@@ -29,6 +28,7 @@ mod clearing;
 mod finished;
 mod holds;
 mod planning;
+mod recording;
 mod scheduled;
 
 pub const CONTROLLER: &str = super::metrics::SYNCRUN_CONTROLLER;

@@ -5,8 +5,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use crate::api::syncrun::{ActionState, DiffEntry, RunSource, SyncRunStatus, Trigger};
-use crate::api::truncate;
+use crate::api::syncrun::{RunSource, SyncRunStatus, Trigger};
 use crate::api::{GitopsRepository, SyncRun, annotations, now};
 use crate::controller::authorization::{
     self, Content, Facts, Grant, PolicyFacts, Provenance, RepositoryPolicy, RuleVerdict,
@@ -17,17 +16,13 @@ use crate::controller::error::{Error, Result};
 use crate::controller::gitsource;
 use crate::controller::governance::{self, rules};
 use crate::controller::lifecycle::machine::{self, Clearance, Event, FailReason};
-use crate::controller::lifecycle::{action_entries, fail, progress, transition, write_status};
+use crate::controller::lifecycle::{fail, transition, write_status};
 use crate::controller::planstore;
-use crate::fleet::render::{change_lines, summary_line};
 use crate::fleet::{self, FleetObject, ObjectRef, Plan, PlanError, PlanOptions, ResolveOptions};
 
 use super::clearing::{Claim, apply_when_open};
+use super::recording;
 use super::{get_repository, warn};
-
-/// At most this many diff entries, and fields per entry, are kept in status.
-const MAX_DIFF_ENTRIES: usize = 100;
-const MAX_FIELDS_PER_ENTRY: usize = 20;
 
 fn exclusions_of(run: &SyncRun) -> (Option<String>, Result<Vec<ObjectRef>, String>) {
     let raw = run.annotations().get(annotations::EXCLUDE).cloned();
@@ -230,34 +225,9 @@ async fn compute(
     .await
 }
 
-/// Bounded, human-readable diff for status.
-fn diff_entries(plan: &Plan) -> (Vec<DiffEntry>, bool) {
-    let entries = plan
-        .diff
-        .iter()
-        .take(MAX_DIFF_ENTRIES)
-        .map(|d| DiffEntry {
-            kind: d.kind.to_string(),
-            name: d.name.clone(),
-            operation: d.operation.word().to_owned(),
-            fields: d
-                .fields
-                .iter()
-                .flat_map(change_lines)
-                .take(MAX_FIELDS_PER_ENTRY)
-                .map(|line| truncate(&line, 512))
-                .collect(),
-        })
-        .collect();
-    let truncated = plan.diff.len() > MAX_DIFF_ENTRIES
-        || plan
-            .diff
-            .iter()
-            .any(|d| d.fields.len() > MAX_FIELDS_PER_ENTRY);
-    (entries, truncated)
-}
-
-/// Records a computed plan: stored in full, summarized in status.
+/// Records a computed plan: stored in full, summarized in status, judged by governance
+/// and the one authorization check, then cleared to apply or left for people. The
+/// fields and the words are decided in `recording`; this stores, loads and writes.
 async fn record(
     run: &SyncRun,
     ctx: &Context,
@@ -285,45 +255,17 @@ async fn record(
     let (desired, full) = match (desired, full.transpose()) {
         (Ok(desired), Ok(full)) => (desired, full),
         (Err(e @ Error::TooLarge { .. }), _) | (_, Err(e @ Error::TooLarge { .. })) => {
-            return fail(
-                ctx,
-                run,
-                status,
-                FailReason::Error(e.label()),
-                e.to_string(),
-            )
-            .await;
+            let reason = FailReason::Error(e.label());
+            return fail(ctx, run, status, reason, e.to_string()).await;
         }
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
     let saved = planstore::save(&ctx.client, run, "desired", desired).await?;
     status.desired_state = saved.names;
     status.desired_state_digest = Some(saved.digest);
-    let (diff, diff_truncated) = diff_entries(&plan);
-    let states = vec![ActionState::Pending; plan.actions.len()];
-    governance::new_plan(&mut status, &plan.plan_id);
-    status.summary = Some(plan.summary);
-    status.changes = Some(plan.summary.total());
-    status.diff = diff;
-    status.diff_truncated = diff_truncated;
-    status.conflicts = plan.conflicts.iter().map(|c| c.message.clone()).collect();
-    status.warnings = warnings.into_iter().take(50).collect();
-    status.excluded = plan.excluded.iter().map(|r| r.to_string()).collect();
-    status.exclusions = raw_exclusions;
-    status.action_states = Some(states.iter().map(|s| s.letter()).collect());
-    status.progress = Some(progress(&states));
-    status.actions = action_entries(&plan, &states, &[]);
-    status.refused_approval = None;
-    status.source = Some(source);
-    // A new plan is authorized afresh.
-    status.authorization = None;
-    status.approved_by = None;
-    status.approved_at = None;
+    recording::record_plan(&mut status, &plan, warnings, raw_exclusions, source);
     if plan.is_empty() {
-        let message = format!(
-            "revision {} needs no changes",
-            status.short_revision.clone().unwrap_or_default()
-        );
+        let message = recording::no_changes(&status);
         transition(ctx, run, status, Event::NothingToChange, message).await?;
         return Ok(Action::await_change());
     }
@@ -334,18 +276,7 @@ async fn record(
         });
     };
     let full_plan = planstore::save_plan(&ctx.client, run, full, plan.actions.len()).await?;
-    let where_ = if diff_truncated {
-        // Editors can write the ConfigMaps: an approver must read the plan through a
-        // reader that checks it against the digest recorded in status.
-        format!(
-            "; show the full plan with `kubectl fleet plan {} -n {}`, which checks it against the digest recorded here (the ConfigMap(s) {} that store it are writable by editors: do not review them directly)",
-            run.name_any(),
-            run.namespace().unwrap_or_default(),
-            full_plan.config_maps.join(", ")
-        )
-    } else {
-        String::new()
-    };
+    let review = recording::where_to_review(run, status.diff_truncated, &full_plan.config_maps);
     status.full_plan = Some(full_plan);
     // From the run's first plan: re-planning (an exclusion toggled) never renews it.
     status.planned_at.get_or_insert_with(now);
@@ -395,16 +326,12 @@ async fn record(
         Ok(authorization) => {
             let by_policy = matches!(authorization.grant(), Grant::Policy { .. });
             status.requires_approval = !by_policy;
-            let message = format!(
-                "plan {}: {}; approved by {}{where_}",
-                plan.plan_id,
-                summary_line(&plan),
-                authorization.approved_by()
-            );
+            let message = recording::approved(&plan, &authorization.approved_by(), &review);
             let cleared = match by_policy {
                 true => Clearance::ApprovedByPolicy,
                 false => Clearance::Approved,
             };
+            let claim = Claim::WhenApplying;
             return apply_when_open(
                 run,
                 ctx,
@@ -413,49 +340,28 @@ async fn record(
                 &authorization,
                 cleared,
                 message,
-                Claim::WhenApplying,
+                claim,
             )
             .await;
         }
         Err(unauthorized) => unauthorized,
     };
     status.requires_approval = true;
-    let withheld = unauthorized
-        .withheld()
-        .map(|(policy, why)| format!("policy/{policy} would approve this plan, but {why}"));
-    let quorum = match required {
-        1 => String::new(),
-        n => format!(" ({n} distinct approvers needed)"),
-    };
-    let message = format!(
-        "plan {}: {}; approve{quorum} with: kubectl annotate syncrun/{} {}={}{where_}",
-        plan.plan_id,
-        summary_line(&plan),
-        run.name_any(),
-        annotations::APPROVE,
-        plan.plan_id
-    );
     // An approval already present was given before this plan existed: it cannot have
     // been an approval of it. Said in the same write as the plan, so that no one reads
     // the plan without the refusal.
     let early = run.annotations().get(annotations::APPROVE).cloned();
     status.refused_approval = early.clone();
-    let refusal = early.map(|early| {
-        format!(
-            "approval `{early}` was set before plan {} existed; review the plan, remove the annotation and approve again",
-            plan.plan_id
-        )
-    });
-    let message = match &refusal {
-        Some(refusal) => format!("{refusal}. {message}"),
-        None => message,
-    };
-    let message = match &withheld {
-        Some(withheld) => format!("{withheld}. {message}"),
-        None => message,
-    };
-    transition(ctx, run, status, Event::Planned, message).await?;
-    if let Some(withheld) = withheld {
+    let words = recording::awaiting(
+        run,
+        &plan,
+        required,
+        &review,
+        early.as_deref(),
+        unauthorized.withheld(),
+    );
+    transition(ctx, run, status, Event::Planned, words.message).await?;
+    if let Some(withheld) = words.withheld {
         ctx.event_at(
             run,
             "status.phase",
@@ -466,7 +372,7 @@ async fn record(
         )
         .await;
     }
-    if let Some(refusal) = refusal {
+    if let Some(refusal) = words.refusal {
         let (notifier, observed, message) = (ctx.notifier.clone(), run.clone(), refusal.clone());
         tokio::spawn(async move { notifier.approval_refused(&observed, &message).await });
         ctx.event_at(
