@@ -14,7 +14,7 @@ use futures::future::{BoxFuture, Fuse, FusedFuture};
 use futures::{FutureExt, StreamExt, stream};
 use kube::ResourceExt;
 use kube::api::ListParams;
-use kube::runtime::controller::Action as Requeue;
+use kube::runtime::controller::Action;
 use tokio::time::Instant;
 
 use super::authorization::{self, Authorized, Refusal};
@@ -31,7 +31,7 @@ use super::objectwrite::{Target, Throttle, WriteError};
 use super::planstore;
 use crate::api::syncrun::{ActionState, SyncRunStatus};
 use crate::api::{REPOSITORY_LABEL, SyncRun, now, truncate};
-use crate::fleet::plan::{Action, spec_digest};
+use crate::fleet::plan::{PlannedAction, spec_digest};
 use crate::fleet::{ObjectKind, Operation, Plan};
 
 /// While a run applies, its status is written at most this often.
@@ -53,9 +53,9 @@ struct Run<'a> {
 }
 
 /// Applies (or resumes applying) an approved run.
-pub async fn run(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> Result<Requeue> {
+pub async fn run(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> Result<Action> {
     if !ctx.claim_apply(run) {
-        return Ok(Requeue::requeue(Duration::from_secs(2)));
+        return Ok(Action::requeue(Duration::from_secs(2)));
     }
     let result = apply_claimed(run, ctx, status).await;
     // On success the run is finished. On an error it stays Applying and keeps the
@@ -66,7 +66,7 @@ pub async fn run(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> Result<
     result
 }
 
-async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> Result<Requeue> {
+async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> Result<Action> {
     let Some(at) = status.full_plan.clone() else {
         let message = "the run has no stored plan".to_owned();
         return fail(ctx, run, status, FailReason::PlanMissing, message).await;
@@ -152,7 +152,7 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
 async fn apply_one(
     target: &Target<'_>,
     throttle: &Throttle,
-    action: &Action,
+    action: &PlannedAction,
 ) -> Result<(), String> {
     let mut tries = 1;
     loop {
@@ -296,7 +296,7 @@ impl<'a> Run<'a> {
     }
 
     /// Checks what the plan touched and records anything that still differs.
-    async fn finish(self, plan: &Plan) -> Result<Requeue> {
+    async fn finish(self, plan: &Plan) -> Result<Action> {
         let drift = verify(
             self.ctx,
             &self.namespace,
@@ -326,12 +326,12 @@ impl<'a> Run<'a> {
             let failed = Event::Failed(FailReason::ApplyFailed);
             transition(self.ctx, self.run, status, failed, message).await?;
         }
-        Ok(Requeue::await_change())
+        Ok(Action::await_change())
     }
 }
 
 /// Whether `digest` (None: the object is absent or unreadable) is what `action` wanted.
-fn as_planned(action: &Action, present: bool, digest: Option<&str>) -> bool {
+fn as_planned(action: &PlannedAction, present: bool, digest: Option<&str>) -> bool {
     match action.operation {
         Operation::Delete => !present,
         _ => digest.is_some() && digest == action.spec.as_deref().map(spec_digest).as_deref(),
@@ -349,7 +349,7 @@ async fn verify(
     plan: &Plan,
     states: &[ActionState],
 ) -> Result<Vec<String>> {
-    let mut waiting: Vec<&Action> = plan
+    let mut waiting: Vec<&PlannedAction> = plan
         .actions
         .iter()
         .zip(states)

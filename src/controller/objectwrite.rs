@@ -26,7 +26,7 @@ use super::context::Context;
 use super::live::{self, CachedObject, desired_object};
 use crate::api::{FIELD_MANAGER, REPOSITORY_LABEL};
 use crate::fleet::Operation;
-use crate::fleet::plan::{Action, spec_digest};
+use crate::fleet::plan::{PlannedAction, spec_digest};
 
 /// Why an action was not applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -162,7 +162,7 @@ impl Target<'_> {
     const FRESH_READS: usize = 3;
 
     /// Applies `action`: one conditional request unless the cache was behind.
-    pub async fn apply(&self, action: &Action) -> Result<(), WriteError> {
+    pub async fn apply(&self, action: &PlannedAction) -> Result<(), WriteError> {
         let cached = self
             .ctx
             .fleet
@@ -187,7 +187,7 @@ impl Target<'_> {
         }
     }
 
-    fn conflict(&self, action: &Action, what: &'static str) -> WriteError {
+    fn conflict(&self, action: &PlannedAction, what: &'static str) -> WriteError {
         WriteError::Conflict {
             object: action.reference().to_string(),
             what,
@@ -202,7 +202,12 @@ impl Target<'_> {
         }
     }
 
-    async fn attempt(&self, action: &Action, current: Option<&CachedObject>, view: View) -> Step {
+    async fn attempt(
+        &self,
+        action: &PlannedAction,
+        current: Option<&CachedObject>,
+        view: View,
+    ) -> Step {
         let seen = current.map(Seen::of);
         let refused = |refusal: Refusal| self.refuse(view, refusal.error(action, self.repository));
         match decide(action, seen.as_ref(), self.repository) {
@@ -226,7 +231,7 @@ impl Target<'_> {
     /// `resource_version`, the write is conditional on it.
     fn body(
         &self,
-        action: &Action,
+        action: &PlannedAction,
         resource_version: Option<&str>,
     ) -> Result<serde_json::Value, WriteError> {
         let spec = action
@@ -243,7 +248,7 @@ impl Target<'_> {
         ))
     }
 
-    async fn create(&self, action: &Action, body: serde_json::Value, view: View) -> Step {
+    async fn create(&self, action: &PlannedAction, body: serde_json::Value, view: View) -> Step {
         let body: DynamicObject = match serde_json::from_value(body) {
             Ok(b) => b,
             Err(e) => return Step::Done(Err(WriteError::Refused(e.to_string()))),
@@ -263,7 +268,7 @@ impl Target<'_> {
         }
     }
 
-    async fn update(&self, action: &Action, body: serde_json::Value, view: View) -> Step {
+    async fn update(&self, action: &PlannedAction, body: serde_json::Value, view: View) -> Step {
         let api = live::api(&self.ctx.client, self.namespace, action.kind);
         // Forced: the digest check is the conflict check, and the write is conditional
         // on the resourceVersion it was made against.
@@ -279,7 +284,7 @@ impl Target<'_> {
         }
     }
 
-    async fn delete(&self, action: &Action, preconditions: Preconditions) -> Step {
+    async fn delete(&self, action: &PlannedAction, preconditions: Preconditions) -> Step {
         let api = live::api(&self.ctx.client, self.namespace, action.kind);
         let params = DeleteParams {
             preconditions: Some(preconditions),
@@ -327,7 +332,7 @@ enum Refusal {
 }
 
 impl Refusal {
-    fn error(self, action: &Action, repository: &str) -> WriteError {
+    fn error(self, action: &PlannedAction, repository: &str) -> WriteError {
         let object = action.reference().to_string();
         match self {
             Refusal::Changed(what) => WriteError::Conflict { object, what },
@@ -360,7 +365,7 @@ enum Decision {
 /// Decides one write, pure: an action only ever touches objects labelled with its own
 /// repository, or objects it creates itself (checked again here whatever the plan
 /// says), and only if they are as the plan observed them.
-fn decide(action: &Action, seen: Option<&Seen>, repository: &str) -> Decision {
+fn decide(action: &PlannedAction, seen: Option<&Seen>, repository: &str) -> Decision {
     let desired = action.spec.as_deref().map(spec_digest);
     let owned = |s: &Seen| s.repository.as_deref() == Some(repository);
     let not_owned = |s: &Seen| Decision::Refuse(Refusal::NotOwned(s.repository.clone()));
@@ -400,8 +405,8 @@ mod tests {
     }
 
     /// An action on the network `net`, planned against an object holding `observed`.
-    fn action(operation: Operation, observed: Option<RoutingMode>) -> Action {
-        Action {
+    fn action(operation: Operation, observed: Option<RoutingMode>) -> PlannedAction {
+        PlannedAction {
             kind: ObjectKind::SdwanNetwork,
             name: "net".into(),
             operation,

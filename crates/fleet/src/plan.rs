@@ -168,7 +168,7 @@ pub struct Conflict {
 /// One step of the plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", try_from = "ActionWire")]
-pub struct Action {
+pub struct PlannedAction {
     pub kind: ObjectKind,
     pub name: String,
     pub operation: Operation,
@@ -186,7 +186,7 @@ pub struct Action {
     pub observed: Option<String>,
 }
 
-impl Action {
+impl PlannedAction {
     pub fn reference(&self) -> ObjectRef {
         ObjectRef::new(self.kind, self.name.clone())
     }
@@ -208,11 +208,11 @@ struct ActionWire {
     observed: Option<String>,
 }
 
-impl TryFrom<ActionWire> for Action {
+impl TryFrom<ActionWire> for PlannedAction {
     type Error = serde_json::Error;
 
     fn try_from(w: ActionWire) -> Result<Self, Self::Error> {
-        Ok(Action {
+        Ok(PlannedAction {
             spec: match w.spec {
                 Some(json) => Some(Arc::new(Spec::from_json(w.kind, json)?)),
                 None => None,
@@ -239,7 +239,7 @@ pub struct Plan {
     /// Actions left out on request, with those that depend on them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<ObjectRef>,
-    pub actions: Vec<Action>,
+    pub actions: Vec<PlannedAction>,
 }
 
 impl Plan {
@@ -387,7 +387,7 @@ pub fn plan(
             .map(|d| ObjectRef::new(pending[*d].kind, pending[*d].name))
             .collect();
         depends_on.sort();
-        actions.push(Action {
+        actions.push(PlannedAction {
             kind: p.kind,
             name: p.name.to_owned(),
             operation: p.operation,
@@ -604,7 +604,7 @@ fn sort_key<'a>(p: &Pending<'a>, depth: &TemplateDepth) -> SortKey<'a> {
 
 /// `plan-` and 12 hex digits of a SHA-256 over the revision and the ordered actions,
 /// each with the exact spec it applies. Recomputed from a stored plan before applying it.
-pub fn plan_id(revision: &str, actions: &[Action]) -> String {
+pub fn plan_id(revision: &str, actions: &[PlannedAction]) -> String {
     let mut h = Sha256::new();
     h.update(b"fleetgate-plan-v1\0");
     h.update(revision.as_bytes());
