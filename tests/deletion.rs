@@ -10,7 +10,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 use support::operator::*;
 
 const V1: &[u8] = include_bytes!("../examples/fleet.yaml");
-const FINALIZER: &str = "gitops.fleetgate.dev/delete-managed-objects";
+const FINALIZER: &str = fleetgate::api::labels::DELETE_FINALIZER;
 
 fn fleet_objects(ns: &str) -> usize {
     support::run_tool("kubectl", &["get", "fleet", "-n", ns, "-o", "name"])

@@ -102,6 +102,28 @@ pub mod annotations {
     pub const RESTORES: &str = "gitops.fleetgate.dev/restores";
     /// On a fleet object: `"true"` makes a plan that would delete it fail.
     pub const PREVENT_DESTROY: &str = "gitops.fleetgate.dev/prevent-destroy";
+    /// On a SyncRun (set by the controller): its place in the repository's sequence of
+    /// runs.
+    pub const SEQUENCE: &str = "gitops.fleetgate.dev/sequence";
+    /// On a SyncRun (set by the controller): the sync-requested-at value it was
+    /// started for.
+    pub const SYNC_REQUEST: &str = "gitops.fleetgate.dev/sync-request";
+    /// On a Drift SyncRun (set by the controller): the digest of the drift it restores.
+    pub const DRIFT: &str = "gitops.fleetgate.dev/drift";
+    /// On a SyncRun or GitopsRepository (set by the controller): the keys of the
+    /// occurrences already notified.
+    pub const NOTIFIED: &str = "gitops.fleetgate.dev/notified";
+}
+
+/// Labels and finalizers the controller sets (REPOSITORY_LABEL and MANAGED_BY_LABEL
+/// above are on every fleet object).
+pub mod labels {
+    /// On a ConfigMap of the plan store: the SyncRun whose data it holds.
+    pub const SYNCRUN: &str = "gitops.fleetgate.dev/syncrun";
+    /// On a ConfigMap of the plan store: what it holds, `plan` or `desired`.
+    pub const CONTENT: &str = "gitops.fleetgate.dev/content";
+    /// On a GitopsRepository whose deletionPolicy is Delete.
+    pub const DELETE_FINALIZER: &str = "gitops.fleetgate.dev/delete-managed-objects";
 }
 
 /// All CRDs, in the order they are installed.

@@ -462,7 +462,7 @@ async fn sync(
             .items;
         let started = list
             .into_iter()
-            .find(|r| r.annotations().get("gitops.fleetgate.dev/sync-request") == Some(&request));
+            .find(|r| r.annotations().get(crate::api::annotations::SYNC_REQUEST) == Some(&request));
         if let Some(run) = started.filter(|r| !matches!(r.phase(), None | Some(Phase::Planning))) {
             bar.finish_and_clear();
             let status = run.status.clone().unwrap_or_default();

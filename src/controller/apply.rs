@@ -43,7 +43,7 @@ const VERIFY_WAIT: Duration = Duration::from_secs(10);
 const UNAVAILABLE_TRIES: u32 = 6;
 
 /// The progress of one run being applied.
-struct Run<'a> {
+struct RunProgress<'a> {
     ctx: &'a Context,
     run: &'a SyncRun,
     namespace: String,
@@ -136,7 +136,7 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
     let prune = recorded.repository().is_none_or(|r| r.spec.prune);
     // Decisions come from the caches: they must have been filled once.
     ctx.fleet.wait_until_ready().await?;
-    let mut r = Run {
+    let mut r = RunProgress {
         ctx,
         run,
         namespace,
@@ -183,7 +183,7 @@ fn status_write<'a>(
         .fuse()
 }
 
-impl<'a> Run<'a> {
+impl<'a> RunProgress<'a> {
     async fn apply_all(&mut self, authorized: &Authorized, prune: bool) -> Result<()> {
         let plan = authorized.plan();
         let index: HashMap<(ObjectKind, &str), usize> = plan

@@ -26,13 +26,10 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::error::{Error, Result};
+use crate::api::labels;
 use crate::api::{FIELD_MANAGER, REPOSITORY_LABEL, SyncRun, syncrun::FullPlanRef};
 use crate::fleet::{FleetObject, Plan};
 
-/// Label tying a ConfigMap to the SyncRun whose data it holds.
-pub const SYNCRUN_LABEL: &str = "gitops.fleetgate.dev/syncrun";
-/// Label saying what the ConfigMap holds: `plan` or `desired`.
-const CONTENT_LABEL: &str = "gitops.fleetgate.dev/content";
 const KEY: &str = "data.json.gz";
 /// Well below the 1 MiB object limit, leaving room for metadata.
 const CHUNK_BYTES: usize = 900 * 1024;
@@ -272,8 +269,8 @@ pub async fn save(
                 namespace: Some(ns.clone()),
                 owner_references: Some(vec![owner.clone()]),
                 labels: Some(BTreeMap::from([
-                    (SYNCRUN_LABEL.to_owned(), run.name_any()),
-                    (CONTENT_LABEL.to_owned(), what.to_owned()),
+                    (labels::SYNCRUN.to_owned(), run.name_any()),
+                    (labels::CONTENT.to_owned(), what.to_owned()),
                     (REPOSITORY_LABEL.to_owned(), run.spec.repository.clone()),
                 ])),
                 ..Default::default()
@@ -428,9 +425,9 @@ fn decode<T: DeserializeOwned>(
 
 async fn list(client: &kube::Client, run: &SyncRun, what: Option<&str>) -> Result<Vec<String>> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
-    let mut selector = format!("{SYNCRUN_LABEL}={}", run.name_any());
+    let mut selector = format!("{}={}", labels::SYNCRUN, run.name_any());
     if let Some(what) = what {
-        selector.push_str(&format!(",{CONTENT_LABEL}={what}"));
+        selector.push_str(&format!(",{}={what}", labels::CONTENT));
     }
     Ok(api
         .list_metadata(&ListParams::default().labels(&selector))

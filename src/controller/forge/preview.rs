@@ -53,7 +53,7 @@ pub struct Previews {
     /// Repositories with a round under way, and the repository as last seen when
     /// another round was asked for meanwhile: one round at a time per repository, so
     /// that a burst of webhooks never posts a comment twice.
-    running: Turns<Arc<GitopsRepository>>,
+    running: CoalescedRounds<Arc<GitopsRepository>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -68,7 +68,7 @@ impl Previews {
             last_run: Mutex::default(),
             posted: Mutex::default(),
             budgets: Mutex::default(),
-            running: Turns::default(),
+            running: CoalescedRounds::default(),
         }
     }
 
@@ -155,15 +155,15 @@ pub fn maybe_start(forge: Arc<Forge>, repo: Arc<GitopsRepository>, now: bool) {
 
 /// One round at a time per key. Asking while a round is under way queues one more,
 /// with the latest value asked with.
-struct Turns<T>(Mutex<HashMap<String, Option<T>>>);
+struct CoalescedRounds<T>(Mutex<HashMap<String, Option<T>>>);
 
-impl<T> Default for Turns<T> {
+impl<T> Default for CoalescedRounds<T> {
     fn default() -> Self {
         Self(Mutex::default())
     }
 }
 
-impl<T> Turns<T> {
+impl<T> CoalescedRounds<T> {
     /// Whether the caller starts a round for `key` now; otherwise one more is queued.
     fn begin(&self, key: &str, value: T) -> bool {
         let mut turns = lock(&self.0);
@@ -420,7 +420,7 @@ mod tests {
 
     #[test]
     fn one_round_at_a_time_and_a_request_meanwhile_is_run_after() {
-        let turns = Turns::default();
+        let turns = CoalescedRounds::default();
         assert!(turns.begin("a", 1));
         assert!(!turns.begin("a", 2), "a round is under way");
         assert!(!turns.begin("a", 3));

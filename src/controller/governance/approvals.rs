@@ -21,14 +21,14 @@ impl Governance {
         groups: Vec<String>,
         requester: Option<&str>,
         now: Timestamp,
-    ) -> Counted {
+    ) -> QuorumOutcome {
         if self.forbid_requester && requester == Some(approver) {
-            return Counted::Refused(format!(
+            return QuorumOutcome::Refused(format!(
                 "{approver} requested this sync and the governance policy forbids the requester from approving it; another approver must approve"
             ));
         }
         if let Err(ineligible) = self.requirement.eligible(approver) {
-            return Counted::Refused(ineligible.to_string());
+            return QuorumOutcome::Refused(ineligible.to_string());
         }
         let plan = status.plan_id.clone().unwrap_or_default();
         let requirement = self.requirement_for(status);
@@ -43,9 +43,9 @@ impl Governance {
         );
         let tally = quorum::tally(&status.approvals, &plan, &requirement, now);
         if tally.met() {
-            Counted::Met(tally)
+            QuorumOutcome::Met(tally)
         } else {
-            Counted::Waiting { tally, added }
+            QuorumOutcome::Waiting { tally, added }
         }
     }
 
@@ -75,8 +75,8 @@ pub fn new_plan(status: &mut SyncRunStatus, plan_id: &str) {
     status.plan_id = Some(plan_id.to_owned());
 }
 
-/// An approval, counted.
-pub enum Counted {
+/// What counting one approval toward the quorum came to.
+pub enum QuorumOutcome {
     /// The quorum is reached: these approved.
     Met(quorum::Tally),
     /// More approvals are needed; `added` is false when this user had approved already.

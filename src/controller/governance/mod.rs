@@ -19,7 +19,7 @@ pub mod windows;
 /// quorum needs.
 pub use super::authorization::quorum;
 
-pub use approvals::{Counted, clear_approval, new_plan};
+pub use approvals::{QuorumOutcome, clear_approval, new_plan};
 pub use gate::Gate;
 
 use std::sync::Arc;

@@ -30,13 +30,12 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::{debug, warn};
 
+use crate::api::annotations;
 use crate::api::notification::NotificationTarget;
 use crate::api::{GitopsRepository, SyncRun};
 use delivery::{Deliveries, Delivery};
 use occurrences::Occurrence;
 
-/// On a SyncRun or GitopsRepository: the keys of the occurrences already notified.
-pub const NOTIFIED_ANNOTATION: &str = "gitops.fleetgate.dev/notified";
 /// Keys kept in the annotation (the oldest are dropped).
 const MAX_RECORDED: usize = 32;
 /// Claimed keys remembered in memory, to spare the API server repeated claims.
@@ -159,7 +158,7 @@ impl Notifier {
 
     /// Notifies drift and stalls that `repo`'s state shows, once each.
     pub async fn repository_changed(self: &Arc<Self>, repo: &GitopsRepository) {
-        let notified = occurrences::recorded(repo.annotations().get(NOTIFIED_ANNOTATION));
+        let notified = occurrences::recorded(repo.annotations().get(annotations::NOTIFIED));
         let found = occurrences::of_repository(repo, &notified);
         if !found.is_empty() {
             self.notify::<GitopsRepository>(repo, found, 0).await;
@@ -179,7 +178,7 @@ impl Notifier {
     {
         let namespace = object.namespace().unwrap_or_default();
         let uid = object.uid().unwrap_or_default();
-        let notified = occurrences::recorded(object.annotations().get(NOTIFIED_ANNOTATION));
+        let notified = occurrences::recorded(object.annotations().get(annotations::NOTIFIED));
         let mut wanted = Vec::new();
         for occurrence in found {
             let key = &occurrence.notice.id;
@@ -295,7 +294,7 @@ impl Notifier {
                 return Ok(Vec::new());
             };
             let mut recorded =
-                occurrences::recorded(current.annotations().get(NOTIFIED_ANNOTATION));
+                occurrences::recorded(current.annotations().get(annotations::NOTIFIED));
             let new: Vec<String> = keys
                 .iter()
                 .filter(|k| !recorded.contains(k))
@@ -309,7 +308,7 @@ impl Notifier {
             let value = recorded[skip..].join(",");
             let patch = json!({"metadata": {
                 "resourceVersion": current.resource_version(),
-                "annotations": {NOTIFIED_ANNOTATION: value},
+                "annotations": {annotations::NOTIFIED: value},
             }});
             match api
                 .patch(name, &PatchParams::default(), &Patch::Merge(&patch))

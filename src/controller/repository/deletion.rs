@@ -15,19 +15,20 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::{announce_run, apply_and_tell, create_run, sequence};
+use crate::api::labels;
 use crate::api::repository::DeletionPolicy;
 use crate::api::syncrun::{Phase, Trigger};
 use crate::api::{GitopsRepository, Kstatus, REPOSITORY_LABEL, SyncRun, now};
 use crate::controller::context::Context;
 use crate::controller::error::Result;
 
-/// Set on a GitopsRepository whose deletionPolicy is Delete.
-pub const FINALIZER: &str = "gitops.fleetgate.dev/delete-managed-objects";
-
 /// Keeps the finalizer in line with the policy; on deletion, drives the removal. Returns
 /// the action to end the reconcile with while the repository is being deleted.
 pub async fn reconcile(ctx: &Context, repo: &GitopsRepository) -> Result<Option<Action>> {
-    let has_finalizer = repo.finalizers().iter().any(|f| f == FINALIZER);
+    let has_finalizer = repo
+        .finalizers()
+        .iter()
+        .any(|f| f == labels::DELETE_FINALIZER);
     let delete = repo.spec.deletion_policy == DeletionPolicy::Delete;
     if repo.metadata.deletion_timestamp.is_none() {
         if delete != has_finalizer {
@@ -116,11 +117,11 @@ async fn set_finalizer(ctx: &Context, repo: &GitopsRepository, present: bool) ->
     let mut finalizers: Vec<String> = repo
         .finalizers()
         .iter()
-        .filter(|f| *f != FINALIZER)
+        .filter(|f| *f != labels::DELETE_FINALIZER)
         .cloned()
         .collect();
     if present {
-        finalizers.push(FINALIZER.to_owned());
+        finalizers.push(labels::DELETE_FINALIZER.to_owned());
     }
     let patch = json!({"metadata": {
         "finalizers": finalizers,

@@ -21,12 +21,6 @@ use crate::api::syncrun::Phase;
 use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations, now, set_condition};
 
 pub const CONTROLLER: &str = super::metrics::REPOSITORY_CONTROLLER;
-/// On a SyncRun: its place in the repository's sequence of runs.
-pub const SEQUENCE_ANNOTATION: &str = "gitops.fleetgate.dev/sequence";
-/// On a SyncRun: the sync-requested-at value it was started for.
-pub const SYNC_REQUEST_ANNOTATION: &str = "gitops.fleetgate.dev/sync-request";
-/// On a Drift SyncRun: the digest of the drift it restores.
-pub const DRIFT_ANNOTATION: &str = "gitops.fleetgate.dev/drift";
 
 mod deletion;
 pub mod rollback;
@@ -82,7 +76,7 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
         Ok(i) => i,
         Err(e) => return fail(ctx, repo, status, e).await,
     };
-    let asked = Asked::of(repo, &status);
+    let asked = PendingRequests::of(repo, &status);
     // Reconciles also follow every change of the repository's SyncRuns; git is asked
     // only once per interval, on a spec change, or on request.
     let since_fetch = status
@@ -175,14 +169,14 @@ async fn suspend(
 }
 
 /// What people asked of the repository that no reconcile has handled yet.
-struct Asked {
+struct PendingRequests {
     /// The sync-requested-at value of a sync request.
     sync: Option<String>,
     /// The push-received-at value of a push webhook.
     push: Option<String>,
 }
 
-impl Asked {
+impl PendingRequests {
     fn of(repo: &GitopsRepository, status: &GitopsRepositoryStatus) -> Self {
         let new = |key: &str, handled: &Option<String>| {
             repo.annotations()

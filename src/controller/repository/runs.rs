@@ -18,13 +18,12 @@ use crate::controller::error::Result;
 use crate::controller::lifecycle;
 use crate::controller::planstore;
 
-use super::{DRIFT_ANNOTATION, SEQUENCE_ANNOTATION, SYNC_REQUEST_ANNOTATION};
 use crate::api::short_revision as short;
 
 /// A run's place among its repository's runs (1 for the first), from its annotation.
 pub(in crate::controller) fn sequence(run: &SyncRun) -> u64 {
     run.annotations()
-        .get(SEQUENCE_ANNOTATION)
+        .get(annotations::SEQUENCE)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
@@ -66,7 +65,8 @@ pub(in crate::controller) async fn create_run(
     markers: &[(&str, &str)],
 ) -> Result<SyncRun> {
     let ns = repo.namespace().unwrap_or_default();
-    let mut annotations = BTreeMap::from([(SEQUENCE_ANNOTATION.to_owned(), sequence.to_string())]);
+    let mut annotations =
+        BTreeMap::from([(annotations::SEQUENCE.to_owned(), sequence.to_string())]);
     for (key, value) in markers {
         annotations.insert((*key).to_owned(), (*value).to_owned());
     }
@@ -121,7 +121,7 @@ pub(super) async fn remediate(
     let newest_waits_on_git = runs.first().is_some_and(|r| {
         r.spec.trigger != Trigger::Drift && r.phase() == Some(Phase::AwaitingApproval)
     });
-    let current = |r: &&SyncRun| r.annotations().get(DRIFT_ANNOTATION) == Some(&found.digest);
+    let current = |r: &&SyncRun| r.annotations().get(annotations::DRIFT) == Some(&found.digest);
     for stale in waiting_drift
         .iter()
         .filter(|r| found.objects.is_empty() || !current(r))
@@ -145,7 +145,7 @@ pub(super) async fn remediate(
         Trigger::Drift,
         next,
         &[
-            (DRIFT_ANNOTATION, &found.digest),
+            (annotations::DRIFT, &found.digest),
             (annotations::RESTORES, &baseline),
         ],
     )
@@ -264,7 +264,7 @@ fn manual_markers<'a>(
     let Some(request) = request else {
         return Vec::new();
     };
-    let mut markers = vec![(SYNC_REQUEST_ANNOTATION, request)];
+    let mut markers = vec![(annotations::SYNC_REQUEST, request)];
     if let Some(user) = repo.annotations().get(annotations::SYNC_REQUESTED_BY) {
         markers.push((annotations::REQUESTED_BY, user.as_str()));
     }
@@ -292,7 +292,7 @@ pub(super) async fn start_runs(
     let manual_done = manual
         && runs.iter().any(|r| {
             r.annotations()
-                .get(SYNC_REQUEST_ANNOTATION)
+                .get(annotations::SYNC_REQUEST)
                 .map(String::as_str)
                 == sync
         });

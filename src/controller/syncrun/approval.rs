@@ -18,7 +18,7 @@ use crate::api::{SyncRun, annotations, now};
 use crate::controller::authorization::{self, Content, Facts};
 use crate::controller::context::Context;
 use crate::controller::error::Result;
-use crate::controller::governance::{self, Counted, quorum};
+use crate::controller::governance::{self, QuorumOutcome, quorum};
 use crate::controller::lifecycle::{Clearance, reject, write_status, written_status};
 
 pub(super) async fn await_approval(
@@ -86,13 +86,13 @@ pub(super) async fn await_approval(
     let requester = a.get(annotations::REQUESTED_BY).map(String::as_str);
     let at = now().0;
     match gov.count(&mut status, &approver, groups, requester, at) {
-        Counted::Met(_) => {}
+        QuorumOutcome::Met(_) => {}
         // Removed once said, so that another approver can set the same plan id afresh.
-        Counted::Refused(message) => {
+        QuorumOutcome::Refused(message) => {
             let written = warn(ctx, run, &status, "ApprovalRefused", "Approve", message).await?;
             return clear_or_retry(ctx, run, Some(&written)).await;
         }
-        Counted::Waiting { tally, added } => {
+        QuorumOutcome::Waiting { tally, added } => {
             return record_partial_approval(run, ctx, status, &approver, tally, added).await;
         }
     };
