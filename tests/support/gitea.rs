@@ -1,15 +1,22 @@
 //! A real Gitea on loopback with SQLite (built by hack/gitea/build.sh), one per test,
 //! serving HTTPS with a certificate from a throwaway CA made by `openssl`, driven through
-//! its REST API and its HTTP git as a user would. Whoever talks to it trusts that CA:
-//! `SSL_CERT_FILE` (OpenSSL under libgit2, rustls-native-certs), `GIT_SSL_CAINFO` (git).
+//! its REST API and its HTTP git as a user would. Whoever talks to it trusts that CA, and
+//! nothing process-wide is changed for it (other tests share the process): the API client
+//! here trusts it alone, the clones name it in their `http.sslCAInfo`, and the controller
+//! is given it as `SSL_CERT_FILE` (OpenSSL under libgit2, rustls-native-certs).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use fleetgate::controller::outbound::Http;
-use hyper::Method;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 pub const USER: &str = "fleet";
@@ -21,7 +28,31 @@ pub struct Gitea {
     pub cert: PathBuf,
     child: Child,
     dir: tempfile::TempDir,
-    http: Http,
+    https: Https,
+}
+
+type Https = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// An HTTPS client that trusts the CA at `ca` and no other.
+fn https_trusting(ca: &Path) -> Https {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(ca).expect("the test CA reads"))
+        .expect("the test CA is a root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
 }
 
 fn run(dir: &Path, program: &Path, args: &[&str]) -> String {
@@ -56,13 +87,6 @@ impl Gitea {
         let work = dir.path();
         let url = format!("https://127.0.0.1:{port}");
         let cert = make_certificates(work);
-        // SAFETY: a test binary whose one test runs on tokio's current-thread runtime;
-        // nothing reads the environment concurrently. The API client below and the git
-        // commands read these to trust Gitea's certificate.
-        unsafe {
-            std::env::set_var("SSL_CERT_FILE", &cert);
-            std::env::set_var("GIT_SSL_CAINFO", &cert);
-        }
         let ini = format!(
             r#"I_AM_BEING_UNSAFE_RUNNING_AS_ROOT = true
 RUN_MODE = prod
@@ -140,12 +164,13 @@ ENABLED = false
             .stderr(std::fs::File::create(work.join("gitea.log")).unwrap())
             .spawn()
             .expect("gitea starts");
+        let https = https_trusting(&cert);
         let gitea = Self {
             url,
             cert,
             child,
             dir,
-            http: Http::new().unwrap(),
+            https,
         };
         super::eventually("Gitea to answer", Duration::from_secs(60), || async {
             gitea
@@ -166,18 +191,37 @@ ENABLED = false
         body: Option<Value>,
     ) -> Result<Value, String> {
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-        let headers = [("authorization", format!("Basic {basic}"))];
         let body = body.map(|b| serde_json::to_vec(&b).unwrap());
-        let url = format!("{}/api/v1{path}", self.url);
-        let response = self
-            .http
-            .send(method, &url, &headers, body, Duration::from_secs(30))
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{}/api/v1{path}", self.url))
+            .header("authorization", format!("Basic {basic}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .unwrap();
+        let exchange = async {
+            let response = self
+                .https
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((status, body.to_bytes()))
+        };
+        let (status, body) = tokio::time::timeout(Duration::from_secs(30), exchange)
             .await
-            .map_err(|e| e.to_string())?;
-        if !response.is_success() {
-            return Err(format!("{} {}", response.status, response.text(500)));
+            .map_err(|_| "no answer within 30 s".to_owned())??;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            let text: String = text.chars().take(500).collect();
+            return Err(format!("{} {text}", status.as_u16()));
         }
-        Ok(serde_json::from_slice(&response.body).unwrap_or(Value::Null))
+        Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
     pub async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
@@ -214,6 +258,11 @@ ENABLED = false
         let host = self.url.trim_start_matches("https://");
         let remote = format!("https://{USER}:{PASSWORD}@{host}/{USER}/{name}.git");
         run(&work, &git, &["remote", "add", "origin", &remote]);
+        run(
+            &work,
+            &git,
+            &["config", "http.sslCAInfo", self.cert.to_str().unwrap()],
+        );
         Clone {
             work,
             url: format!("{}/{USER}/{name}.git", self.url),
