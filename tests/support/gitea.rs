@@ -2,7 +2,7 @@
 //! serving HTTPS with a certificate from a throwaway CA made by `openssl`, driven through
 //! its REST API and its HTTP git as a user would. Whoever talks to it trusts that CA, and
 //! nothing process-wide is changed for it (other tests share the process): the API client
-//! here trusts it alone, the clones name it in their `http.sslCAInfo`, and the controller
+//! here trusts it alone, the clones' git commands are given it in `GIT_SSL_CAINFO`, and the controller
 //! is given it as `SSL_CERT_FILE` (OpenSSL under libgit2, rustls-native-certs).
 
 use std::path::{Path, PathBuf};
@@ -56,15 +56,17 @@ fn https_trusting(ca: &Path) -> Https {
 }
 
 fn run(dir: &Path, program: &Path, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
+    output_of(Command::new(program).args(args).current_dir(dir))
+}
+
+/// What `command` printed; panics with its output if it failed.
+fn output_of(command: &mut Command) -> String {
+    let out = command
         .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
     assert!(
         out.status.success(),
-        "{} {args:?}: {}{}",
-        program.display(),
+        "{command:?}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -258,13 +260,9 @@ ENABLED = false
         let host = self.url.trim_start_matches("https://");
         let remote = format!("https://{USER}:{PASSWORD}@{host}/{USER}/{name}.git");
         run(&work, &git, &["remote", "add", "origin", &remote]);
-        run(
-            &work,
-            &git,
-            &["config", "http.sslCAInfo", self.cert.to_str().unwrap()],
-        );
         Clone {
             work,
+            ca: self.cert.clone(),
             url: format!("{}/{USER}/{name}.git", self.url),
             full_name: format!("{USER}/{name}"),
         }
@@ -358,6 +356,9 @@ impl Drop for Gitea {
 /// A working copy of a Gitea repository.
 pub struct Clone {
     work: PathBuf,
+    /// The CA git trusts for this clone's remote (given to each git command, as
+    /// `GIT_SSL_CAINFO` overrides any configuration).
+    ca: PathBuf,
     /// The clone URL, without credentials.
     pub url: String,
     /// `owner/name`.
@@ -365,9 +366,18 @@ pub struct Clone {
 }
 
 impl Clone {
+    /// Runs git in the working copy, trusting the forge's CA.
+    fn git(&self, args: &[&str]) -> String {
+        output_of(
+            Command::new("git")
+                .args(args)
+                .current_dir(&self.work)
+                .env("GIT_SSL_CAINFO", &self.ca),
+        )
+    }
+
     /// Commits `files` on `branch` (created from the current HEAD if new) and pushes it.
     pub fn commit(&self, branch: &str, files: &[(&str, &[u8])], message: &str) -> String {
-        let git = PathBuf::from("git");
         let exists = Command::new("git")
             .args(["rev-parse", "--verify", "-q", branch])
             .current_dir(&self.work)
@@ -381,53 +391,43 @@ impl Clone {
             .map(|o| o.status.success())
             .unwrap_or(false);
         if !exists && head {
-            run(&self.work, &git, &["checkout", "-q", "-b", branch]);
+            self.git(&["checkout", "-q", "-b", branch]);
         } else if exists {
-            run(&self.work, &git, &["checkout", "-q", branch]);
+            self.git(&["checkout", "-q", branch]);
         }
         for (path, contents) in files {
             std::fs::write(self.work.join(path), contents).unwrap();
-            run(&self.work, &git, &["add", path]);
+            self.git(&["add", path]);
         }
-        run(
-            &self.work,
-            &git,
-            &[
-                "-c",
-                "user.name=Fleet Tester",
-                "-c",
-                "user.email=fleet@example.com",
-                "commit",
-                "-q",
-                "-m",
-                message,
-            ],
-        );
-        run(&self.work, &git, &["push", "-q", "origin", branch]);
-        run(&self.work, &git, &["rev-parse", "HEAD"])
+        self.git(&[
+            "-c",
+            "user.name=Fleet Tester",
+            "-c",
+            "user.email=fleet@example.com",
+            "commit",
+            "-q",
+            "-m",
+            message,
+        ]);
+        self.git(&["push", "-q", "origin", branch]);
+        self.git(&["rev-parse", "HEAD"])
     }
 
     /// Pushes new branches `names`, each at the remote's `from`, in one push.
     pub fn push_branches(&self, from: &str, names: &[String]) {
-        let git = PathBuf::from("git");
-        run(&self.work, &git, &["fetch", "-q", "origin"]);
+        self.git(&["fetch", "-q", "origin"]);
         let refspecs: Vec<String> = names
             .iter()
             .map(|name| format!("origin/{from}:refs/heads/{name}"))
             .collect();
         let mut args = vec!["push", "-q", "origin"];
         args.extend(refspecs.iter().map(String::as_str));
-        run(&self.work, &git, &args);
+        self.git(&args);
     }
 
     /// Moves the working copy to `branch` as the remote has it.
     pub fn checkout(&self, branch: &str) {
-        let git = PathBuf::from("git");
-        run(&self.work, &git, &["fetch", "-q", "origin"]);
-        run(
-            &self.work,
-            &git,
-            &["checkout", "-q", "-B", branch, &format!("origin/{branch}")],
-        );
+        self.git(&["fetch", "-q", "origin"]);
+        self.git(&["checkout", "-q", "-B", branch, &format!("origin/{branch}")]);
     }
 }
