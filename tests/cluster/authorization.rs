@@ -699,7 +699,7 @@ async fn editors_cannot_park_a_repository_or_silence_its_alerts() {
 
 /// A leader that cannot list what it watches (its Role's binding removed) holds the Lease
 /// un-Ready, and turns Ready once the binding is back, without a restart. (Here, not in
-/// tests/chart.rs: every install in this binary holds the one-install lock.)
+/// tests/cluster/chart.rs: every install in this binary holds the one-install lock.)
 #[tokio::test]
 async fn a_leader_is_ready_once_its_role_is_back() {
     use k8s_openapi::api::rbac::v1::RoleBinding;

@@ -3,7 +3,8 @@
 //! modules of the controller import each other, however indirectly.
 //!
 //! Paths are read with `syn` from every `use` and every path in an expression or type,
-//! resolved through `crate::` and `super::` to the module they name.
+//! resolved through `crate::` and `super::` to the module they name. The integration tests
+//! are checked too: a few binaries, every file of theirs compiled as one of their modules.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -444,4 +445,68 @@ fn no_module_anywhere_imports_in_a_new_circle() {
         gone.is_empty(),
         "circles gone, take them off KNOWN_CIRCLES: {gone:?}"
     );
+}
+
+/// The integration tests that must have a process of their own: `tests/node.rs` points
+/// the support's one control plane at the node's environment. Everything else is a
+/// module of a binary folder.
+const OWN_PROCESS: &[&str] = &["node"];
+
+/// The binary folders (`tests/<name>/main.rs`): what they need to run.
+const TEST_BINARIES: &[&str] = &["chaos", "cluster", "offline"];
+
+/// The integration tests are the few binaries above, and every `.rs` file in a binary's
+/// folder is one of its modules: a file that no `mod` names is never compiled, and its
+/// tests would be lost without a word.
+#[test]
+fn every_test_file_is_a_module_of_one_of_the_few_test_binaries() {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let (mut alone, mut folders) = (BTreeSet::new(), BTreeSet::new());
+    for entry in std::fs::read_dir(&tests).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if path.extension().is_some_and(|e| e == "rs") {
+            alone.insert(name);
+        } else if path.join("main.rs").is_file() {
+            folders.insert(name);
+        }
+    }
+    assert_eq!(
+        alone,
+        OWN_PROCESS.iter().map(|n| n.to_string()).collect(),
+        "a test file directly under tests/ is a binary of its own: make it a module of \
+         tests/cluster (it uses the control plane) or tests/offline (it does not)"
+    );
+    assert_eq!(
+        folders,
+        TEST_BINARIES.iter().map(|n| n.to_string()).collect(),
+        "the test binaries"
+    );
+    for binary in TEST_BINARIES {
+        let dir = tests.join(binary);
+        let source = std::fs::read_to_string(dir.join("main.rs")).unwrap();
+        let main = syn::parse_file(&source).unwrap();
+        let declared: BTreeSet<String> = main
+            .items
+            .iter()
+            .filter_map(|item| match item {
+                syn::Item::Mod(m) if m.content.is_none() && m.attrs.is_empty() => {
+                    Some(m.ident.to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        let files: BTreeSet<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .filter(|name| name != "main")
+            .collect();
+        assert!(!files.is_empty(), "tests/{binary}/ has no test modules");
+        assert_eq!(
+            declared, files,
+            "tests/{binary}/main.rs declares a `mod` for each file beside it, and no other"
+        );
+    }
 }
