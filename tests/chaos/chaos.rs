@@ -181,7 +181,7 @@ async fn hostile_repositories_leave_a_healthy_tenant_served_on_time() {
 #[ignore = "chaos suite: make chaos"]
 async fn a_controller_killed_again_and_again_from_plan_to_apply_applies_each_action_once() {
     let _up = crate::control_plane_up().await;
-    use fleetgate::api::{SyncRun, annotations};
+    use fleetgate::api::SyncRun;
     use fleetgate::fleet::synth::{Shape, fleet_yaml};
     use kube::api::ListParams;
 
@@ -231,14 +231,7 @@ async fn a_controller_killed_again_and_again_from_plan_to_apply_applies_each_act
                 let status = run.status.clone().unwrap_or_default();
                 if !approved && status.phase == Some(Phase::AwaitingApproval) {
                     let plan = status.plan_id.clone().unwrap();
-                    annotate(
-                        &ns.client,
-                        &ns.name,
-                        &run.metadata.name.clone().unwrap(),
-                        annotations::APPROVE,
-                        Some(&plan),
-                    )
-                    .await;
+                    ns.approve(run).plan(&plan).await;
                     approved = true;
                 }
                 if status.phase.is_some_and(|p| p.is_finished()) {

@@ -7,8 +7,8 @@ use crate::support;
 
 use std::time::Duration;
 
+use fleetgate::api::SyncRun;
 use fleetgate::api::syncrun::Phase;
-use fleetgate::api::{SyncRun, annotations};
 use kube::api::{Api, ListParams};
 use support::operator::*;
 use support::outage::{
@@ -24,16 +24,8 @@ async fn an_apply_survives_a_restart_of_the_api_server() {
     let (ns, head, mut controller) = generated_fleet("apiserver", nodes_wanted, &args).await;
     let run = run_in_phase(&ns.client, &ns.name, &head, Phase::AwaitingApproval).await;
     let name = run.metadata.name.clone().unwrap();
-    let status = run.status.unwrap();
-    let total = status.progress.unwrap().total;
-    annotate(
-        &ns.client,
-        &ns.name,
-        &name,
-        annotations::APPROVE,
-        Some(&status.plan_id.unwrap()),
-    )
-    .await;
+    let total = run.status.as_ref().unwrap().progress.clone().unwrap().total;
+    ns.approve(&run).await;
     wait_for_status(
         &ns.client,
         &ns.name,

@@ -8,8 +8,8 @@ use crate::support;
 
 use std::time::Duration;
 
+use fleetgate::api::SyncRun;
 use fleetgate::api::syncrun::Phase;
-use fleetgate::api::{SyncRun, annotations};
 use kube::api::{Api, ListParams};
 use support::operator::*;
 use support::outage::{
@@ -103,16 +103,9 @@ async fn planning_survives_a_restart_of_etcd() {
     assert_eq!(awaiting.spec.revision, head);
 
     // The stored plan verifies: approving it applies all of it.
-    let status = awaiting.status.unwrap();
+    let status = awaiting.status.as_ref().unwrap();
     let total = status.progress.as_ref().map_or(0, |p| p.total);
-    annotate(
-        &client,
-        &ns.name,
-        &name,
-        annotations::APPROVE,
-        Some(&status.plan_id.unwrap()),
-    )
-    .await;
+    approval(&client, &awaiting).await;
     let done = until("the apply", Duration::from_secs(180), |client| {
         if controller.exited() {
             controller = ControllerProcess::restart_in_pod(&ns, "fleetgate-0", &args);

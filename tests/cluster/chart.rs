@@ -354,19 +354,10 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     }))
     .await;
     let run = run_in_phase(&admin, &tenant.name, &v1, Phase::AwaitingApproval).await;
-    let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
     let name = run.name_any();
 
     // An editor cannot approve: the API server refuses with the policy's message.
-    let err = try_annotate(
-        &alice,
-        &tenant.name,
-        &name,
-        annotations::APPROVE,
-        Some(&plan_id),
-    )
-    .await
-    .unwrap_err();
+    let err = approval(&alice, &run).try_send().await.unwrap_err();
     let kube::Error::Api(status) = err else {
         panic!("{err}")
     };
@@ -409,15 +400,10 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     );
 
     // An approver can, and the run records that user.
-    try_annotate(
-        &bob,
-        &tenant.name,
-        &name,
-        annotations::APPROVE,
-        Some(&plan_id),
-    )
-    .await
-    .expect("bob may approve");
+    approval(&bob, &run)
+        .try_send()
+        .await
+        .expect("bob may approve");
     let applied = run_in_phase(&admin, &tenant.name, &v1, Phase::Applied).await;
     let applied_v1 = applied.name_any();
     assert_eq!(applied.status.unwrap().approved_by.as_deref(), Some("bob"));
@@ -425,16 +411,7 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     // The next revision deletes and updates; approving it exercises every permission.
     let v2 = repo.commit(&[("fleet.yaml", V2)], "second");
     let run = run_in_phase(&admin, &tenant.name, &v2, Phase::AwaitingApproval).await;
-    let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
-    try_annotate(
-        &bob,
-        &tenant.name,
-        &run.name_any(),
-        annotations::APPROVE,
-        Some(&plan_id),
-    )
-    .await
-    .unwrap();
+    approval(&bob, &run).await;
     let applied_v2 = run_in_phase(&admin, &tenant.name, &v2, Phase::Applied)
         .await
         .name_any();
@@ -575,9 +552,9 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     let missing: Vec<_> = used.difference(&granted).collect();
     assert!(missing.is_empty(), "used but not granted: {missing:?}");
     // The Event recorder patches an Event only when the same one repeats; repositories
-    // are patched only for the finalizer of deletionPolicy Delete (tests/deletion.rs);
+    // are patched only for the finalizer of deletionPolicy Delete (tests/cluster/deletion.rs);
     // a fleet object is read only when the watch cache was behind (a 409, or a refusal
-    // to confirm) and to confirm drift (tests/operator.rs, tests/drift.rs).
+    // to confirm) and to confirm drift (tests/cluster/operator.rs, tests/cluster/drift.rs).
     let rarely_used = BTreeSet::from([
         (
             "events.k8s.io".to_string(),
@@ -595,7 +572,7 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
             "patch".to_string(),
         ),
         // Runs are patched (their approve annotation removed) only toward a quorum of a
-        // GovernancePolicy, and a policy's status only when one exists (tests/governance.rs).
+        // GovernancePolicy, and a policy's status only when one exists (tests/cluster/governance.rs).
         (
             "gitops.fleetgate.dev".to_string(),
             "syncruns".to_string(),

@@ -159,14 +159,7 @@ async fn with_delete_the_objects_go_first_after_the_removal_is_approved() {
         "the repository waits"
     );
 
-    annotate(
-        &ns.client,
-        &ns.name,
-        &removal.name_any(),
-        annotations::APPROVE,
-        Some(&status.plan_id.unwrap()),
-    )
-    .await;
+    ns.approve(&removal).await;
     repository_gone(&ns.client, &ns.name).await;
     assert_eq!(fleet_objects(&ns.name), 0, "the objects went first");
 }

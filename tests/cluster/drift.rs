@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use fleetgate::api::repository::GitopsRepository;
 use fleetgate::api::syncrun::{Phase, Trigger};
-use fleetgate::api::{FleetNode, SdwanPeer, SyncRun, annotations};
+use fleetgate::api::{FleetNode, SdwanPeer};
 use fleetgate::fleet::drift::DriftKind;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
@@ -42,18 +42,6 @@ async fn fixture(prefix: &str, spec: serde_json::Value) -> Fixture {
         head,
         _controller: controller,
     }
-}
-
-async fn approve(client: &Client, ns: &str, run: &SyncRun) {
-    let plan = run.status.as_ref().unwrap().plan_id.clone().unwrap();
-    annotate(
-        client,
-        ns,
-        &run.name_any(),
-        annotations::APPROVE,
-        Some(&plan),
-    )
-    .await;
 }
 
 fn kubectl(ns: &str, args: &[&str], stdin: Option<&str>) {
@@ -159,7 +147,7 @@ async fn drift_is_reported_once_and_a_drift_run_restores_it_after_approval() {
     let f = fixture("drift-plan", serde_json::json!({})).await;
     let (client, ns) = (f.ns.client.clone(), f.ns.name.clone());
     let run = run_in_phase(&client, &ns, &f.head, Phase::AwaitingApproval).await;
-    approve(&client, &ns, &run).await;
+    approval(&client, &run).await;
     run_in_phase(&client, &ns, &f.head, Phase::Applied).await;
 
     drift_by_hand(&ns);
@@ -190,7 +178,7 @@ async fn drift_is_reported_once_and_a_drift_run_restores_it_after_approval() {
     let detected = events(&client, &ns, "fleet", "DriftDetected").await;
     assert_eq!(detected.len(), 1, "one Warning for the drift: {detected:?}");
 
-    approve(&client, &ns, &drift_run).await;
+    approval(&client, &drift_run).await;
     wait_for_status(
         &client,
         &ns,
@@ -245,7 +233,7 @@ async fn under_correct_drift_is_restored_without_approval() {
     .await;
     let (client, ns) = (f.ns.client.clone(), f.ns.name.clone());
     let run = run_in_phase(&client, &ns, &f.head, Phase::AwaitingApproval).await;
-    approve(&client, &ns, &run).await;
+    approval(&client, &run).await;
     run_in_phase(&client, &ns, &f.head, Phase::Applied).await;
 
     drift_by_hand(&ns);

@@ -9,10 +9,9 @@ use crate::support;
 
 use std::time::Duration;
 
+use fleetgate::api::GitopsRepository;
 use fleetgate::api::syncrun::Phase;
-use fleetgate::api::{GitopsRepository, annotations};
 use hyper::Method;
-use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::gitea::Gitea;
@@ -190,14 +189,7 @@ async fn pull_requests_get_plan_previews_and_commits_get_statuses_on_gitea() {
         },
     )
     .await;
-    annotate(
-        &ns.client,
-        &ns.name,
-        &run.name_any(),
-        annotations::APPROVE,
-        Some(&plan_id),
-    )
-    .await;
+    ns.approve(&run).await;
     run_in_phase(&ns.client, &ns.name, &v1, Phase::Applied).await;
     support::eventually(
         "a success commit status",

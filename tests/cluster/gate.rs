@@ -420,15 +420,7 @@ async fn an_approval_without_a_verified_approver_is_refused() {
         &["--namespace", ns, "--lease-namespace", ns],
     );
     let (_, run) = t.first_plan().await;
-    let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
-    annotate(
-        &t.admin,
-        ns,
-        &run.name_any(),
-        annotations::APPROVE,
-        Some(&plan_id),
-    )
-    .await;
+    approval(&t.admin, &run).await;
     let refused = wait_for_status(&t.admin, ns, &run.name_any(), "the refusal", |s| {
         s.refused_approval.is_some()
     })

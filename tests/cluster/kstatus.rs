@@ -143,9 +143,8 @@ async fn every_phase_reads_right_in_kstatus_and_kubectl_wait() {
     // An approved plan applied is Current and Ready; so is a run with nothing to do.
     let v3 = repo.commit(&[("fleet.yaml", V1)], "back to the first fleet");
     let third = run_in_phase(client, n, &v3, Phase::AwaitingApproval).await;
-    let plan = third.status.unwrap().plan_id.unwrap();
+    approval(client, &third).await;
     let third = third.metadata.name.unwrap();
-    annotate(client, n, &third, annotations::APPROVE, Some(&plan)).await;
     kubectl_wait(n, &third, "Ready");
     run_in_phase(client, n, &v3, Phase::Applied).await;
     assert_kstatus(n, &format!("syncrun/{third}"), "Current");

@@ -10,7 +10,6 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use fleetgate::api::annotations;
 use fleetgate::api::syncrun::Phase;
 use hmac::{Hmac, Mac};
 use kube::ResourceExt;
@@ -216,14 +215,7 @@ async fn plans_refusals_and_applies_are_told_once_each_signed_across_a_restart()
     assert!(!body.to_string().contains("hook-s3cret"));
 
     // A wrong approval is refused and told.
-    annotate(
-        &ns.client,
-        &ns.name,
-        &run.name_any(),
-        annotations::APPROVE,
-        Some("plan-000000000000"),
-    )
-    .await;
+    ns.approve(&run).plan("plan-000000000000").await;
     let refused = support::eventually("the refusal notified", Duration::from_secs(30), || async {
         receiver
             .accepted("/hook")
@@ -245,14 +237,7 @@ async fn plans_refusals_and_applies_are_told_once_each_signed_across_a_restart()
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(receiver.accepted("/hook").len(), 2, "nothing sent twice");
 
-    annotate(
-        &ns.client,
-        &ns.name,
-        &run.name_any(),
-        annotations::APPROVE,
-        Some(&plan_id),
-    )
-    .await;
+    ns.approve(&run).await;
     run_in_phase(&ns.client, &ns.name, &v1, Phase::Applied).await;
     let slack = support::eventually("Slack told", Duration::from_secs(30), || async {
         receiver.accepted("/slack").into_iter().next()

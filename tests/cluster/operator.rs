@@ -67,14 +67,7 @@ async fn the_reference_fleet_is_planned_approved_applied_and_revised() {
     )));
 
     // A wrong approval is refused with an Event and changes nothing.
-    annotate(
-        &client,
-        &ns.name,
-        &name,
-        annotations::APPROVE,
-        Some("plan-000000000000"),
-    )
-    .await;
+    approval(&client, &run).plan("plan-000000000000").await;
     let refused = wait_for_status(&client, &ns.name, &name, "the approval refusal", |s| {
         s.refused_approval.as_deref() == Some("plan-000000000000")
     })
@@ -88,14 +81,7 @@ async fn the_reference_fleet_is_planned_approved_applied_and_revised() {
         "{events:?}"
     );
     // A second wrong value is a second Event, not a count on the first one.
-    annotate(
-        &client,
-        &ns.name,
-        &name,
-        annotations::APPROVE,
-        Some("plan-111111111111"),
-    )
-    .await;
+    approval(&client, &run).plan("plan-111111111111").await;
     wait_for_status(&client, &ns.name, &name, "the second refusal", |s| {
         s.refused_approval.as_deref() == Some("plan-111111111111")
     })
@@ -127,14 +113,7 @@ async fn the_reference_fleet_is_planned_approved_applied_and_revised() {
     );
 
     // The right one applies everything, in order.
-    annotate(
-        &client,
-        &ns.name,
-        &name,
-        annotations::APPROVE,
-        Some(&plan_id),
-    )
-    .await;
+    approval(&client, &run).await;
     let applied = run_in_phase(&client, &ns.name, &v1, Phase::Applied).await;
     let status = applied.status.unwrap();
     assert_eq!(status.progress.unwrap().applied, 10);
@@ -205,14 +184,7 @@ async fn the_reference_fleet_is_planned_approved_applied_and_revised() {
         s.plan_id.as_deref() == Some(full_plan_id.as_str())
     })
     .await;
-    annotate(
-        &client,
-        &ns.name,
-        &name,
-        annotations::APPROVE,
-        Some(&full_plan_id),
-    )
-    .await;
+    approval(&client, &run).plan(&full_plan_id).await;
     run_in_phase(&client, &ns.name, &v2, Phase::Applied).await;
     assert_eq!(
         names(&nodes.list(&labelled).await.unwrap().items),
@@ -415,16 +387,8 @@ async fn a_newer_commit_supersedes_a_run_awaiting_approval() {
     let superseded = run_in_phase(&ns.client, &ns.name, &v1, Phase::Superseded).await;
     assert_eq!(superseded.metadata.name, first.metadata.name);
 
-    let name = first.metadata.name.unwrap();
-    let plan_id = first.status.unwrap().plan_id.unwrap();
-    annotate(
-        &ns.client,
-        &ns.name,
-        &name,
-        annotations::APPROVE,
-        Some(&plan_id),
-    )
-    .await;
+    let name = first.name_any();
+    ns.approve(&first).await;
     let refused = wait_for_status(&ns.client, &ns.name, &name, "the refusal", |s| {
         s.refused_approval.is_some()
     })
@@ -451,15 +415,7 @@ async fn objects_changed_after_planning_fail_as_conflicts_and_their_dependents_a
     )
     .await;
     let run = run_in_phase(&ns.client, &ns.name, &v1, Phase::AwaitingApproval).await;
-    let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
-    annotate(
-        &ns.client,
-        &ns.name,
-        &run.metadata.name.clone().unwrap(),
-        annotations::APPROVE,
-        Some(&plan_id),
-    )
-    .await;
+    ns.approve(&run).await;
     run_in_phase(&ns.client, &ns.name, &v1, Phase::Applied).await;
 
     let v2 = repo.commit(&[("fleet.yaml", V2)], "second");
@@ -488,16 +444,7 @@ async fn objects_changed_after_planning_fail_as_conflicts_and_their_dependents_a
     .unwrap();
     kubectl(&["create", "-f", paris.path().to_str().unwrap()]);
 
-    let name = run.metadata.name.clone().unwrap();
-    let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
-    annotate(
-        &ns.client,
-        &ns.name,
-        &name,
-        annotations::APPROVE,
-        Some(&plan_id),
-    )
-    .await;
+    ns.approve(&run).await;
     let failed = run_in_phase(&ns.client, &ns.name, &v2, Phase::Failed).await;
     let status = failed.status.unwrap();
     let state = |kind: &str, name: &str| {
@@ -568,19 +515,11 @@ async fn a_controller_killed_while_applying_is_replaced_and_the_run_finishes_app
     .await;
     let run = run_in_phase(&ns.client, &ns.name, &head, Phase::AwaitingApproval).await;
     let name = run.metadata.name.clone().unwrap();
-    let status = run.status.unwrap();
-    let total = status.progress.unwrap().total;
+    let total = run.status.as_ref().unwrap().progress.clone().unwrap().total;
     assert!(total > 600, "{total} actions");
     // A second replica waits on the same Lease.
     let _second = ControllerProcess::start(&ns, &["--apply-concurrency", "4"]);
-    annotate(
-        &ns.client,
-        &ns.name,
-        &name,
-        annotations::APPROVE,
-        Some(&status.plan_id.unwrap()),
-    )
-    .await;
+    ns.approve(&run).await;
     wait_for_status(
         &ns.client,
         &ns.name,
@@ -796,7 +735,7 @@ async fn an_approval_given_before_the_plan_existed_is_refused() {
         setup("early", &[("fleet.yaml", V1)], serde_json::json!({}), &[]).await;
     let run = run_in_phase(&ns.client, &ns.name, &v1, Phase::AwaitingApproval).await;
     let name = run.metadata.name.clone().unwrap();
-    let full = run.status.unwrap().plan_id.unwrap();
+    let full = run.status.clone().unwrap().plan_id.unwrap();
     // Excluding london and approving in the same edit: the approval predates the new plan.
     let runs: Api<SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
     let patch = serde_json::json!({"metadata": {"annotations": {
@@ -828,14 +767,7 @@ async fn an_approval_given_before_the_plan_existed_is_refused() {
         s.refused_approval.is_none()
     })
     .await;
-    annotate(
-        &ns.client,
-        &ns.name,
-        &name,
-        annotations::APPROVE,
-        Some(&new_plan),
-    )
-    .await;
+    ns.approve(&run).plan(&new_plan).await;
     run_in_phase(&ns.client, &ns.name, &v1, Phase::Applied).await;
     assert!(
         !fleet_objects(&ns)
