@@ -15,14 +15,15 @@ build:
 	$(CARGO) build --workspace --all-targets
 
 ## Builds the test control plane, node and image (once per machine), then runs every test
-## with the control plane up (tests/node.rs starts a node of its own).
+## with the control plane up: the unit tests, tests/offline, tests/cluster and tests/node.rs
+## (which starts a node of its own). One area: hack/with-testenv.sh cargo test --test cluster gate::
 test: testenv-build image
 	hack/with-testenv.sh $(CARGO) test --workspace --all-features --no-fail-fast
 
-## Faults and hostile tenants (tests/chaos*.rs, about 3 minutes): kills, restarts, hangs.
+## Faults and hostile tenants (tests/chaos/, about 3 minutes): kills, restarts, hangs.
 ## FLEETGATE_CHAOS_NODES sizes the fleets of the API server and etcd restarts (default 2000).
 chaos: testenv-build
-	hack/with-testenv.sh $(CARGO) test --test chaos --test chaos_apiserver --test chaos_etcd -- --ignored
+	hack/with-testenv.sh $(CARGO) test --test chaos -- --ignored
 
 ## Formatting and lints, as CI checks them.
 lint:

@@ -3,7 +3,7 @@
 # seeds and kept regressions. Installs cargo-fuzz into ~/.cache/fleetgate/tools when it
 # is missing and builds into ~/.cache/fleetgate/fuzz-target, so a second run only fuzzes.
 # A crash fails the run and leaves its input in fuzz/artifacts/<target>/: fix it, and
-# keep the input in fuzz/regressions/<target>/ (tests/fuzz_regressions.rs replays them).
+# keep the input in fuzz/regressions/<target>/ (tests/offline/fuzz_regressions.rs replays them).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools=${XDG_CACHE_HOME:-$HOME/.cache}/fleetgate/tools

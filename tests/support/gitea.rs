@@ -1,15 +1,22 @@
 //! A real Gitea on loopback with SQLite (built by hack/gitea/build.sh), one per test,
 //! serving HTTPS with a certificate from a throwaway CA made by `openssl`, driven through
-//! its REST API and its HTTP git as a user would. Whoever talks to it trusts that CA:
-//! `SSL_CERT_FILE` (OpenSSL under libgit2, rustls-native-certs), `GIT_SSL_CAINFO` (git).
+//! its REST API and its HTTP git as a user would. Whoever talks to it trusts that CA, and
+//! nothing process-wide is changed for it (other tests share the process): the API client
+//! here trusts it alone, the clones' git commands are given it in `GIT_SSL_CAINFO`, and the controller
+//! is given it as `SSL_CERT_FILE` (OpenSSL under libgit2, rustls-native-certs).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use fleetgate::controller::outbound::Http;
-use hyper::Method;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 pub const USER: &str = "fleet";
@@ -21,19 +28,45 @@ pub struct Gitea {
     pub cert: PathBuf,
     child: Child,
     dir: tempfile::TempDir,
-    http: Http,
+    https: Https,
+}
+
+type Https = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// An HTTPS client that trusts the CA at `ca` and no other.
+fn https_trusting(ca: &Path) -> Https {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(ca).expect("the test CA reads"))
+        .expect("the test CA is a root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
 }
 
 fn run(dir: &Path, program: &Path, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
+    output_of(Command::new(program).args(args).current_dir(dir))
+}
+
+/// What `command` printed; panics with its output if it failed.
+fn output_of(command: &mut Command) -> String {
+    let out = command
         .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
     assert!(
         out.status.success(),
-        "{} {args:?}: {}{}",
-        program.display(),
+        "{command:?}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -56,13 +89,6 @@ impl Gitea {
         let work = dir.path();
         let url = format!("https://127.0.0.1:{port}");
         let cert = make_certificates(work);
-        // SAFETY: a test binary whose one test runs on tokio's current-thread runtime;
-        // nothing reads the environment concurrently. The API client below and the git
-        // commands read these to trust Gitea's certificate.
-        unsafe {
-            std::env::set_var("SSL_CERT_FILE", &cert);
-            std::env::set_var("GIT_SSL_CAINFO", &cert);
-        }
         let ini = format!(
             r#"I_AM_BEING_UNSAFE_RUNNING_AS_ROOT = true
 RUN_MODE = prod
@@ -140,12 +166,13 @@ ENABLED = false
             .stderr(std::fs::File::create(work.join("gitea.log")).unwrap())
             .spawn()
             .expect("gitea starts");
+        let https = https_trusting(&cert);
         let gitea = Self {
             url,
             cert,
             child,
             dir,
-            http: Http::new().unwrap(),
+            https,
         };
         super::eventually("Gitea to answer", Duration::from_secs(60), || async {
             gitea
@@ -166,18 +193,37 @@ ENABLED = false
         body: Option<Value>,
     ) -> Result<Value, String> {
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-        let headers = [("authorization", format!("Basic {basic}"))];
         let body = body.map(|b| serde_json::to_vec(&b).unwrap());
-        let url = format!("{}/api/v1{path}", self.url);
-        let response = self
-            .http
-            .send(method, &url, &headers, body, Duration::from_secs(30))
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{}/api/v1{path}", self.url))
+            .header("authorization", format!("Basic {basic}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .unwrap();
+        let exchange = async {
+            let response = self
+                .https
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((status, body.to_bytes()))
+        };
+        let (status, body) = tokio::time::timeout(Duration::from_secs(30), exchange)
             .await
-            .map_err(|e| e.to_string())?;
-        if !response.is_success() {
-            return Err(format!("{} {}", response.status, response.text(500)));
+            .map_err(|_| "no answer within 30 s".to_owned())??;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            let text: String = text.chars().take(500).collect();
+            return Err(format!("{} {text}", status.as_u16()));
         }
-        Ok(serde_json::from_slice(&response.body).unwrap_or(Value::Null))
+        Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
     pub async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
@@ -216,6 +262,7 @@ ENABLED = false
         run(&work, &git, &["remote", "add", "origin", &remote]);
         Clone {
             work,
+            ca: self.cert.clone(),
             url: format!("{}/{USER}/{name}.git", self.url),
             full_name: format!("{USER}/{name}"),
         }
@@ -309,6 +356,9 @@ impl Drop for Gitea {
 /// A working copy of a Gitea repository.
 pub struct Clone {
     work: PathBuf,
+    /// The CA git trusts for this clone's remote (given to each git command, as
+    /// `GIT_SSL_CAINFO` overrides any configuration).
+    ca: PathBuf,
     /// The clone URL, without credentials.
     pub url: String,
     /// `owner/name`.
@@ -316,9 +366,18 @@ pub struct Clone {
 }
 
 impl Clone {
+    /// Runs git in the working copy, trusting the forge's CA.
+    fn git(&self, args: &[&str]) -> String {
+        output_of(
+            Command::new("git")
+                .args(args)
+                .current_dir(&self.work)
+                .env("GIT_SSL_CAINFO", &self.ca),
+        )
+    }
+
     /// Commits `files` on `branch` (created from the current HEAD if new) and pushes it.
     pub fn commit(&self, branch: &str, files: &[(&str, &[u8])], message: &str) -> String {
-        let git = PathBuf::from("git");
         let exists = Command::new("git")
             .args(["rev-parse", "--verify", "-q", branch])
             .current_dir(&self.work)
@@ -332,53 +391,43 @@ impl Clone {
             .map(|o| o.status.success())
             .unwrap_or(false);
         if !exists && head {
-            run(&self.work, &git, &["checkout", "-q", "-b", branch]);
+            self.git(&["checkout", "-q", "-b", branch]);
         } else if exists {
-            run(&self.work, &git, &["checkout", "-q", branch]);
+            self.git(&["checkout", "-q", branch]);
         }
         for (path, contents) in files {
             std::fs::write(self.work.join(path), contents).unwrap();
-            run(&self.work, &git, &["add", path]);
+            self.git(&["add", path]);
         }
-        run(
-            &self.work,
-            &git,
-            &[
-                "-c",
-                "user.name=Fleet Tester",
-                "-c",
-                "user.email=fleet@example.com",
-                "commit",
-                "-q",
-                "-m",
-                message,
-            ],
-        );
-        run(&self.work, &git, &["push", "-q", "origin", branch]);
-        run(&self.work, &git, &["rev-parse", "HEAD"])
+        self.git(&[
+            "-c",
+            "user.name=Fleet Tester",
+            "-c",
+            "user.email=fleet@example.com",
+            "commit",
+            "-q",
+            "-m",
+            message,
+        ]);
+        self.git(&["push", "-q", "origin", branch]);
+        self.git(&["rev-parse", "HEAD"])
     }
 
     /// Pushes new branches `names`, each at the remote's `from`, in one push.
     pub fn push_branches(&self, from: &str, names: &[String]) {
-        let git = PathBuf::from("git");
-        run(&self.work, &git, &["fetch", "-q", "origin"]);
+        self.git(&["fetch", "-q", "origin"]);
         let refspecs: Vec<String> = names
             .iter()
             .map(|name| format!("origin/{from}:refs/heads/{name}"))
             .collect();
         let mut args = vec!["push", "-q", "origin"];
         args.extend(refspecs.iter().map(String::as_str));
-        run(&self.work, &git, &args);
+        self.git(&args);
     }
 
     /// Moves the working copy to `branch` as the remote has it.
     pub fn checkout(&self, branch: &str) {
-        let git = PathBuf::from("git");
-        run(&self.work, &git, &["fetch", "-q", "origin"]);
-        run(
-            &self.work,
-            &git,
-            &["checkout", "-q", "-B", branch, &format!("origin/{branch}")],
-        );
+        self.git(&["fetch", "-q", "origin"]);
+        self.git(&["checkout", "-q", "-B", branch, &format!("origin/{branch}")]);
     }
 }

@@ -359,6 +359,81 @@ pub async fn try_annotate(
         .await
 }
 
+/// A person's approval of a SyncRun: its approve annotation set to a plan id, as the
+/// namespace's admin unless [`Approval::by`] names someone else. It is sent when awaited
+/// (and must be accepted), or by [`Approval::try_send`]:
+///
+/// ```ignore
+/// ns.approve(&run).await;                            // the plan the run recorded
+/// ns.approve(&run).by(&bob).await;                   // as bob (impersonated)
+/// ns.approve(&run).plan("plan-000000000000").await;  // another plan id: refused later
+/// let refused = ns.approve(&run).by(&alice).try_send().await;
+/// ```
+pub struct Approval<'a> {
+    client: &'a Client,
+    namespace: String,
+    run: String,
+    plan: Option<String>,
+}
+
+/// `run`'s approval as `client`'s user, of the plan it recorded.
+pub fn approval<'a>(client: &'a Client, run: &SyncRun) -> Approval<'a> {
+    Approval {
+        client,
+        namespace: run.namespace().expect("a SyncRun read from the API server"),
+        run: run.name_any(),
+        plan: run.status.as_ref().and_then(|s| s.plan_id.clone()),
+    }
+}
+
+impl TestNamespace {
+    /// The approval of `run` (in this namespace) by the admin, of the plan it recorded.
+    pub fn approve<'a>(&'a self, run: &SyncRun) -> Approval<'a> {
+        approval(&self.client, run)
+    }
+}
+
+impl<'a> Approval<'a> {
+    /// Given by `client`'s user instead.
+    pub fn by(mut self, client: &'a Client) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// Of the plan `plan_id` rather than the one the run recorded.
+    pub fn plan(mut self, plan_id: &str) -> Self {
+        self.plan = Some(plan_id.to_owned());
+        self
+    }
+
+    /// Sends it: the run as the API server returned it, or its refusal.
+    pub async fn try_send(self) -> Result<SyncRun, kube::Error> {
+        let plan = self.plan.expect("the run has recorded a plan to approve");
+        try_annotate(
+            self.client,
+            &self.namespace,
+            &self.run,
+            fleetgate::api::annotations::APPROVE,
+            Some(&plan),
+        )
+        .await
+    }
+}
+
+impl<'a> std::future::IntoFuture for Approval<'a> {
+    type Output = SyncRun;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = SyncRun> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let run = self.run.clone();
+            self.try_send()
+                .await
+                .unwrap_or_else(|e| panic!("the approval of {run} is accepted: {e}"))
+        })
+    }
+}
+
 /// Events about `name` with `reason`, newest last. Events are published just after the
 /// status change a test waits for, so this waits for at least one, then a moment more
 /// for any duplicate to show.

@@ -1,6 +1,6 @@
 //! Fleets drawn from an `arbitrary` model and printed as YAML in varied styles, shared by
-//! the schema parity test (tests/schema.rs), the fuzz regressions
-//! (tests/fuzz_regressions.rs) and the structure-aware fuzz target
+//! the schema parity test (tests/offline/schema.rs), the fuzz regressions
+//! (tests/offline/fuzz_regressions.rs) and the structure-aware fuzz target
 //! (fuzz/fuzz_targets/structured.rs).
 //!
 //! The model is the shape of a fleet.yaml (templates, nodes, networks, their keys) whose

@@ -1,0 +1,39 @@
+//! The tests that need the test control plane, one binary: `make test` (or
+//! `hack/with-testenv.sh cargo test --test cluster`) runs them against one control plane,
+//! each test in a namespace of its own. One module per area; run one area with
+//! `hack/with-testenv.sh cargo test --test cluster gate::`.
+//!
+//! Everything here shares one process: the chart's one-install lock, the git server, the
+//! control plane. A test that must change something process-wide (an environment
+//! variable, libgit2's globals) or stop the control plane does not belong here.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod authorization;
+mod authorization_invariant;
+mod chart;
+mod chart_lint;
+mod crds;
+mod deletion;
+mod drift;
+mod forge;
+mod forge_bounds;
+mod gate;
+mod governance;
+mod kstatus;
+mod lab_provider;
+mod lifecycle;
+mod metrics;
+mod notifications;
+mod operator;
+mod outbound;
+mod plugin;
+mod provider_conformance;
+mod receiver;
+mod sharding;
+mod tenant_bounds;
+mod tenant_fairness;
+mod testenv;
+mod ui;
+mod ui_governance;
