@@ -510,3 +510,73 @@ fn every_test_file_is_a_module_of_one_of_the_few_test_binaries() {
         );
     }
 }
+
+/// What one file does to a run's lifecycle outside tests: how often it assigns a
+/// `.phase`, and writes a status subresource itself.
+#[derive(Default)]
+struct LifecycleWrites {
+    phase_assignments: usize,
+    status_writes: usize,
+}
+
+impl<'ast> Visit<'ast> for LifecycleWrites {
+    fn visit_item_mod(&mut self, item: &'ast syn::ItemMod) {
+        let is_test = item.attrs.iter().any(|a| {
+            a.path().is_ident("cfg") && a.parse_args::<syn::Ident>().is_ok_and(|i| i == "test")
+        });
+        if !is_test {
+            syn::visit::visit_item_mod(self, item);
+        }
+    }
+
+    fn visit_expr_assign(&mut self, assign: &'ast syn::ExprAssign) {
+        if let syn::Expr::Field(field) = &*assign.left
+            && matches!(&field.member, syn::Member::Named(name) if name == "phase")
+        {
+            self.phase_assignments += 1;
+        }
+        syn::visit::visit_expr_assign(self, assign);
+    }
+
+    fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
+        if ["patch_status", "replace_status"]
+            .iter()
+            .any(|m| call.method == m)
+        {
+            self.status_writes += 1;
+        }
+        syn::visit::visit_expr_method_call(self, call);
+    }
+}
+
+/// One writer per status, one state machine per kind: a run's phase is set, and its
+/// status written, only in `controller::lifecycle` (through the transition table); the
+/// status subresource is written only there, by the generic status writer of the other
+/// kinds (`api::apply_status`) and by the lab provider (the provider of fleet objects).
+#[test]
+fn a_runs_phase_and_status_are_written_only_by_the_lifecycle() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for (module, path) in modules(&root, &root) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file = syn::parse_file(&text).unwrap();
+        let mut writes = LifecycleWrites::default();
+        writes.visit_file(&file);
+        let name = module.join("::");
+        let in_lifecycle = name.starts_with("controller::lifecycle");
+        if !in_lifecycle && writes.phase_assignments > 0 {
+            found.push(format!("{name} sets a phase outside the lifecycle"));
+        }
+        let may_write_status = in_lifecycle || name == "api" || name == "provider::lab::status";
+        if !may_write_status && writes.status_writes > 0 {
+            found.push(format!("{name} writes a status subresource"));
+        }
+        let names_runs = text.contains("Api<SyncRun>") || text.contains("Api::<SyncRun>");
+        if !in_lifecycle && names_runs && text.contains("apply_status(") {
+            found.push(format!(
+                "{name} may write a SyncRun's status with apply_status"
+            ));
+        }
+    }
+    assert!(found.is_empty(), "{found:#?}");
+}

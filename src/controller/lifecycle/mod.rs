@@ -19,8 +19,8 @@ pub mod record;
 pub use actions::{MAX_ACTION_ENTRIES, action_entries, progress};
 pub use machine::{Clearance, Event, FailReason, Withdrawal};
 pub use record::{
-    Guard, fail, moved, reject, supersede, supersede_listed, transition, withdraw_authorization,
-    write_if, write_status, written_status,
+    Guard, fail, moved, reject, started, supersede, supersede_listed, transition,
+    withdraw_authorization, write_if, write_status, written_status,
 };
 
 impl From<machine::Illegal> for crate::controller::error::Error {

@@ -170,6 +170,20 @@ async fn transition_if(
     Ok(status)
 }
 
+/// A run the controller looks at for the first time: Planning, since `at`, of which
+/// revision. Recorded in status only (no conditions, no Event). Pure.
+pub fn started(
+    mut status: SyncRunStatus,
+    revision: &str,
+    at: Time,
+) -> Result<SyncRunStatus, machine::Illegal> {
+    let step = machine::next(status.phase, Event::Started)?;
+    status.phase = Some(step.to);
+    status.started_at = Some(at);
+    status.short_revision = Some(crate::api::short_revision(revision).to_owned());
+    Ok(status)
+}
+
 /// The status after `event`, at `ts`, for a run of `generation`: its phase, message,
 /// completion time and kstatus conditions, as the transition table says. Pure.
 pub fn moved(
@@ -329,6 +343,15 @@ mod tests {
         let reconciling = condition(&applying.conditions, "Reconciling").unwrap();
         assert_eq!(reconciling.status, "True");
         assert_eq!(reconciling.reason, "WindowOpened");
+    }
+
+    #[test]
+    fn a_run_starts_once() {
+        let status = started(at(None), "0123456789abcdef", now()).unwrap();
+        assert_eq!(status.phase, Some(Phase::Planning));
+        assert_eq!(status.short_revision.as_deref(), Some("0123456789ab"));
+        assert!(status.conditions.is_empty(), "no conditions before a plan");
+        assert!(started(status, "0123456789abcdef", now()).is_err());
     }
 
     #[test]

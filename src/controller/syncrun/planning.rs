@@ -15,8 +15,9 @@ use crate::controller::error::off_runtime;
 use crate::controller::error::{Error, Result};
 use crate::controller::gitsource;
 use crate::controller::governance::{self, rules};
-use crate::controller::lifecycle::machine::{self, Clearance, Event, FailReason};
-use crate::controller::lifecycle::{fail, transition, write_status};
+use crate::controller::lifecycle::{
+    Clearance, Event, FailReason, fail, started, transition, write_status,
+};
 use crate::controller::planstore;
 use crate::fleet::{self, FleetObject, ObjectRef, Plan, PlanError, PlanOptions, ResolveOptions};
 
@@ -44,10 +45,7 @@ pub(super) async fn plan(
     mut status: SyncRunStatus,
 ) -> Result<Action> {
     if status.phase.is_none() {
-        let started = machine::next(status.phase, Event::Started)?;
-        status.phase = Some(started.to);
-        status.started_at = Some(now());
-        status.short_revision = Some(crate::api::short_revision(&run.spec.revision).to_owned());
+        status = started(status, &run.spec.revision, now())?;
         write_status(ctx, run, &status).await?;
     }
     let Some(repo) = get_repository(ctx, run).await? else {
