@@ -231,10 +231,13 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     let system = env.namespace("fleetgate-system").await;
     let tenant = env.namespace("tenant-a").await;
     let other = env.namespace("tenant-b").await;
+    // One install at a time in the whole test process: the release's cluster-scoped
+    // roles and policies would collide with another test's.
+    let _one = support::chart::no_install().await;
     support::install_crds(&admin, &fleetgate::api::crds()).await;
     let mark = support::audit_mark();
 
-    helm_install(&system.name, &[&tenant.name]);
+    let _release = helm_install(&system.name, &[&tenant.name]);
     // No kubelet runs here, so pods never start: assert on the objects.
     let deployment = Api::<Deployment>::namespaced(admin.clone(), &system.name)
         .get("fleetgate")

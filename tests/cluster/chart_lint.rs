@@ -362,6 +362,9 @@ async fn two_releases_coexist_and_the_api_server_accepts_every_manifest_strictly
     let admin = env.client().await;
     let one = env.namespace("release-one").await;
     let two = env.namespace("release-two").await;
+    // The two releases' admission policies would be in force for every other test of
+    // the process while they live: one install at a time.
+    let _one = support::chart::no_install().await;
     support::install_crds(&admin, &fleetgate::api::crds()).await;
     // Without the Prometheus Operator's CRDs, its two kinds cannot be validated here.
     let manifests: String = template(
@@ -389,7 +392,9 @@ async fn two_releases_coexist_and_the_api_server_accepts_every_manifest_strictly
         "{out}"
     );
 
+    let mut releases = Vec::new();
     for (release, ns) in [("fg-one", &one.name), ("fg-two", &two.name)] {
+        releases.push(support::chart::UninstallOnDrop::new(release, ns));
         run_tool(
             "helm",
             &[
@@ -414,7 +419,5 @@ async fn two_releases_coexist_and_the_api_server_accepts_every_manifest_strictly
             "{name} missing"
         );
     }
-    for (release, ns) in [("fg-one", &one.name), ("fg-two", &two.name)] {
-        run_tool("helm", &["uninstall", release, "-n", ns]);
-    }
+    drop(releases);
 }

@@ -65,9 +65,36 @@ pub fn bind(ns: &str, name: &str, role: &str, user: &str) {
     );
 }
 
-/// `helm install fleetgate` into `system`, watching `tenants`.
-pub fn helm_install(system: &str, tenants: &[&str]) {
+/// `helm install fleetgate` into `system`, watching `tenants`; uninstalled when the
+/// returned guard is dropped (a failed test must not leave its release's cluster-scoped
+/// roles and admission policies to the tests after it).
+pub fn helm_install(system: &str, tenants: &[&str]) -> UninstallOnDrop {
     helm_install_with(system, tenants, &[]);
+    UninstallOnDrop::new("fleetgate", system)
+}
+
+/// Uninstalls a Helm release when dropped; uninstalling it before is harmless.
+pub struct UninstallOnDrop {
+    release: String,
+    namespace: String,
+}
+
+impl UninstallOnDrop {
+    pub fn new(release: &str, namespace: &str) -> Self {
+        Self {
+            release: release.to_owned(),
+            namespace: namespace.to_owned(),
+        }
+    }
+}
+
+impl Drop for UninstallOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(super::tool("helm"))
+            .args(["uninstall", &self.release, "-n", &self.namespace])
+            .env("KUBECONFIG", &super::env().kubeconfig)
+            .output();
+    }
 }
 
 /// [`helm_install`] with more `--set` values.
