@@ -94,15 +94,11 @@ async fn objects_the_controller_has_not_seen_are_in_progress() {
 
 #[tokio::test]
 async fn every_phase_reads_right_in_kstatus_and_kubectl_wait() {
-    let Fleet {
-        ns,
-        repo,
-        head: v1,
-        controller: _c,
-    } = Fleet::in_namespace("kstatus")
+    let fleet = Fleet::in_namespace("kstatus")
         .holding(V1)
         .controller_running()
         .await;
+    let (ns, repo, v1) = (fleet.ns, fleet.repo, fleet.head);
     let (client, n) = (&ns.client, ns.name.as_str());
     let first = run_in_phase(client, n, &v1, Phase::AwaitingApproval).await;
     let first = first.metadata.name.unwrap();

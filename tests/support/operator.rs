@@ -250,34 +250,6 @@ pub async fn create_repository(
         .unwrap()
 }
 
-/// A namespace with the CRDs, a git repository holding `files`, a controller, and a
-/// GitopsRepository `fleet` over ssh:// with `extra` spec fields.
-pub async fn setup(
-    prefix: &str,
-    files: &[(&str, &[u8])],
-    extra: serde_json::Value,
-    controller_args: &[&str],
-) -> (TestNamespace, super::git::Repo, String, ControllerProcess) {
-    let ns = super::env().namespace(prefix).await;
-    super::install_crds(&ns.client, &fleetgate::api::crds()).await;
-    let git = super::git::server();
-    let repo = git.create_repo(prefix);
-    let head = repo.commit(files, "first");
-    ssh_secret(&ns.client, &ns.name, "fleet-git", git.known_hosts()).await;
-    let controller = ControllerProcess::start(&ns, controller_args);
-    let mut spec = serde_json::json!({
-        "url": git.ssh_url(&repo),
-        "ref": {"branch": "main"},
-        "secretRef": {"name": "fleet-git"},
-        "interval": "2s",
-    });
-    spec.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    create_repository(&ns.client, &ns.name, "fleet", spec).await;
-    (ns, repo, head, controller)
-}
-
 /// Waits for a SyncRun of `repository` for `revision` to reach `phase`.
 pub async fn run_in_phase(client: &Client, ns: &str, revision: &str, phase: Phase) -> SyncRun {
     run_in_phase_within(client, ns, revision, phase, Duration::from_secs(60)).await
