@@ -66,7 +66,8 @@ fn metadata_only(base: &[u8], purpose: &str) -> Vec<u8> {
 /// drift is corrected back to what people approved, from that run's stored state.
 #[tokio::test]
 async fn exclusions_never_launder_a_waiting_plan_into_the_drift_baseline() {
-    let (t, chart) = tenant_with_chart("authz-launder").await;
+    let t = tenant("authz-launder").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let mut spec = t.ssh_spec();
     spec["driftRemediation"] = json!("Correct");
@@ -158,7 +159,8 @@ async fn exclusions_never_launder_a_waiting_plan_into_the_drift_baseline() {
 /// approver stands behind, and never a plan an editor trimmed with `exclude`.
 #[tokio::test]
 async fn governance_auto_approval_follows_only_an_approved_source_and_untrimmed_plans() {
-    let (t, chart) = tenant_with_chart("authz-source").await;
+    let t = tenant("authz-source").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let rules = json!({"rules": [{"name": "metadata-only", "action": "AutoApprove",
         "expression": "plan.actions.all(a, a.operation == 'Update' && a.fields.all(f, f.path.startsWith('metadata')))"}]});
@@ -322,7 +324,8 @@ async fn service_account(admin: &Client, ns: &str, sa: &str) -> (Client, tempfil
 /// namespace's ServiceAccount counts only when the platform owner's policy lists it.
 #[tokio::test]
 async fn a_quorum_counts_people_not_the_service_accounts_they_can_make() {
-    let (t, chart) = tenant_with_chart("authz-sa").await;
+    let t = tenant("authz-sa").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let ci_ns = support::env().namespace("authz-ci").await;
     let ci = ci_ns.name.clone();

@@ -90,18 +90,11 @@ async fn wait_for_repository_policy(alice: &Client, ns: &str, spec: &Value) {
     .await;
 }
 
-/// The chart installed for a new tenant whose repository (created by the cluster admin,
-/// default policy) has a plan of V1 awaiting approval.
-async fn awaiting_approval(prefix: &str) -> (Tenant, Installed, String, SyncRun) {
-    let (t, chart) = tenant_with_chart(prefix).await;
-    let (v1, run) = t.first_plan().await;
-    (t, chart, v1, run)
-}
-
 /// Point 1: an editor cannot loosen whether a person must approve.
 #[tokio::test]
 async fn editors_cannot_change_the_approval_policy() {
-    let (t, chart) = tenant_with_chart("gate-policy").await;
+    let t = tenant("gate-policy").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let repos: Api<GitopsRepository> = Api::namespaced(t.alice.clone(), ns);
     wait_for_repository_policy(&t.alice, ns, &t.ssh_spec()).await;
@@ -232,7 +225,9 @@ async fn write_store(client: &Client, ns: &str, mut cm: ConfigMap, value: &Value
 /// action checks again that it touches only its repository's objects.
 #[tokio::test]
 async fn a_plan_rewritten_after_review_is_refused() {
-    let (t, chart, v1, run) = awaiting_approval("gate-tamper").await;
+    let t = tenant("gate-tamper").await;
+    let chart = t.install_chart().await;
+    let (v1, run) = t.first_plan().await;
     let ns = &t.ns.name;
     let status = run.status.clone().unwrap();
 
@@ -332,7 +327,9 @@ async fn a_plan_rewritten_after_review_is_refused() {
 /// rewritten or removed.
 #[tokio::test]
 async fn runs_and_their_approvers_cannot_be_rewritten() {
-    let (t, chart, v1, run) = awaiting_approval("gate-run").await;
+    let t = tenant("gate-run").await;
+    let chart = t.install_chart().await;
+    let (v1, run) = t.first_plan().await;
     let ns = &t.ns.name;
     let name = run.name_any();
 
@@ -587,7 +584,8 @@ async fn applied_drift_runs(client: &Client, ns: &str) -> Vec<SyncRun> {
 /// would be rolled back to a revision no one approved it to return to.
 #[tokio::test]
 async fn editors_cannot_reorder_or_move_runs() {
-    let (t, chart) = tenant_with_chart("gate-order").await;
+    let t = tenant("gate-order").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let mut spec = t.ssh_spec();
     spec["driftRemediation"] = json!("Correct");

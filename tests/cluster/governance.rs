@@ -83,7 +83,8 @@ async fn approval_cleared(t: &Tenant, run: &str) {
 /// reported on the policy and holds the repository's plans until fixed.
 #[tokio::test]
 async fn policies_are_the_platform_owners_and_broken_rules_hold_plans() {
-    let (t, chart) = tenant_with_chart("gov-policy").await;
+    let t = tenant("gov-policy").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     for (who, client) in [("alice", &t.alice), ("bob", &t.bob)] {
         let api: Api<GovernancePolicy> = Api::all(client.clone());
@@ -160,7 +161,8 @@ async fn policies_are_the_platform_owners_and_broken_rules_hold_plans() {
 /// an approval of a plan replaced by an exclusion does not count, a second applies.
 #[tokio::test]
 async fn a_quorum_of_two_counts_distinct_approvers_of_the_current_plan() {
-    let (t, chart) = tenant_with_chart("gov-quorum").await;
+    let t = tenant("gov-quorum").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let _p = Policy::create(
         &t.admin,
@@ -237,7 +239,8 @@ async fn a_quorum_of_two_counts_distinct_approvers_of_the_current_plan() {
 /// the approval expiry no longer counts.
 #[tokio::test]
 async fn plans_and_approvals_expire() {
-    let (t, chart) = tenant_with_chart("gov-expiry").await;
+    let t = tenant("gov-expiry").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let _p = Policy::create(
         &t.admin,
@@ -302,7 +305,8 @@ async fn plans_and_approvals_expire() {
 /// The three example rules of docs/approval-and-governance.md on the reference fleets.
 #[tokio::test]
 async fn cel_rules_deny_escalate_and_auto_approve() {
-    let (t, chart) = tenant_with_chart("gov-cel").await;
+    let t = tenant("gov-cel").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let rules = json!({"rules": [
         {"name": "no-mass-delete", "expression": MASS_DELETE, "action": "Deny",
@@ -395,7 +399,8 @@ fn deny_window_now(secs: u64) -> Value {
 /// schedule nor override.
 #[tokio::test]
 async fn a_deny_window_holds_an_approved_run_until_it_opens() {
-    let (t, chart) = tenant_with_chart("gov-window").await;
+    let t = tenant("gov-window").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let (v1, run) = t.first_plan().await;
     let name = run.name_any();
@@ -490,7 +495,8 @@ async fn runs_of(client: &Client, ns: &str, revision: &str) -> Vec<SyncRun> {
 /// does not re-apply v2, and a new revision lifts the hold.
 #[tokio::test]
 async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
-    let (t, chart) = tenant_with_chart("gov-rollback").await;
+    let t = tenant("gov-rollback").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let (v1, run) = t.first_plan().await;
     t.approve(&t.bob, &run).await.unwrap();
@@ -589,7 +595,8 @@ async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
 /// an approver from that group.
 #[tokio::test]
 async fn the_requester_may_not_approve_and_a_group_must_be_represented() {
-    let (t, chart) = tenant_with_chart("gov-requester").await;
+    let t = tenant("gov-requester").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     support::chart::bind(ns, "dave-approves", "fleetgate-approver", "dave");
     // dave's group "x,netops" holds a comma: it must not read as membership of netops.

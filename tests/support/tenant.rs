@@ -100,14 +100,6 @@ pub struct Tenant {
 /// The reference fleet (examples/fleet.yaml), the first revision tenants commit.
 pub const V1: &[u8] = include_bytes!("../../examples/fleet.yaml");
 
-/// A new tenant with the chart installed for its namespace and its users bound.
-pub async fn tenant_with_chart(prefix: &str) -> (Tenant, Installed) {
-    let t = tenant(prefix).await;
-    let chart = Installed::new(&[&t.ns], &[]).await;
-    t.bind_users();
-    (t, chart)
-}
-
 pub async fn tenant(prefix: &str) -> Tenant {
     let env = super::env();
     let ns = env.namespace(prefix).await;
@@ -128,6 +120,14 @@ pub async fn tenant(prefix: &str) -> Tenant {
 }
 
 impl Tenant {
+    /// Installs the chart for this tenant's namespace alone and binds its users to the
+    /// chart's roles. The chart is uninstalled when what this returns is dropped.
+    pub async fn install_chart(&self) -> Installed {
+        let chart = Installed::new(&[&self.ns], &[]).await;
+        self.bind_users();
+        chart
+    }
+
     pub fn bind_users(&self) {
         bind(&self.ns.name, "alice-edits", "fleetgate-editor", "alice");
         // What Kubernetes' `edit` grants on ConfigMaps and Secrets (`edit` itself is
