@@ -12,8 +12,8 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use fleetgate::api::SyncRun;
 use fleetgate::api::syncrun::Phase;
-use fleetgate::api::{SyncRun, annotations};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
@@ -25,7 +25,7 @@ use serde_json::json;
 use support::chart::{bind, wait_for_approval_policies};
 use support::git::{GitServer, Repo};
 use support::node::{image, node, pod_get, run_pod};
-use support::operator::{create_repository, run_in_phase, run_in_phase_within, try_annotate};
+use support::operator::{approval, create_repository, run_in_phase, run_in_phase_within};
 use support::{TestNamespace, eventually, run_tool};
 
 const V1: &[u8] = include_bytes!("../examples/fleet.yaml");
@@ -215,19 +215,10 @@ async fn bob_approves(release: &Release, revision: &str) -> SyncRun {
         Duration::from_secs(120),
     )
     .await;
-    let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
     let bob = support::env()
         .client_as("bob", &["system:authenticated"])
         .await;
-    try_annotate(
-        &bob,
-        ns,
-        &run.name_any(),
-        annotations::APPROVE,
-        Some(&plan_id),
-    )
-    .await
-    .expect("bob may approve");
+    approval(&bob, &run).await;
     run
 }
 

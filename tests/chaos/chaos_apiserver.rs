@@ -10,6 +10,7 @@ use std::time::Duration;
 use fleetgate::api::SyncRun;
 use fleetgate::api::syncrun::Phase;
 use kube::api::{Api, ListParams};
+use support::fleet::Fleet;
 use support::operator::*;
 use support::outage::{
     assert_each_node_created_once, chaos_nodes, generated_fleet, restart_process,
@@ -21,7 +22,12 @@ async fn an_apply_survives_a_restart_of_the_api_server() {
     let _alone = crate::control_plane_alone().await;
     let nodes_wanted = chaos_nodes(2000);
     let args = ["--apply-concurrency", "2"];
-    let (ns, head, mut controller) = generated_fleet("apiserver", nodes_wanted, &args).await;
+    let Fleet {
+        ns,
+        head,
+        mut controller,
+        ..
+    } = generated_fleet("apiserver", nodes_wanted, &args).await;
     let run = run_in_phase(&ns.client, &ns.name, &head, Phase::AwaitingApproval).await;
     let name = run.metadata.name.clone().unwrap();
     let total = run.status.as_ref().unwrap().progress.clone().unwrap().total;

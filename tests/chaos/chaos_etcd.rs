@@ -11,6 +11,7 @@ use std::time::Duration;
 use fleetgate::api::SyncRun;
 use fleetgate::api::syncrun::Phase;
 use kube::api::{Api, ListParams};
+use support::fleet::Fleet;
 use support::operator::*;
 use support::outage::{
     assert_each_node_created_once, chaos_nodes, generated_fleet, restart_process,
@@ -42,7 +43,12 @@ async fn planning_survives_a_restart_of_etcd() {
     let _alone = crate::control_plane_alone().await;
     let nodes_wanted = chaos_nodes(2000);
     let args = ["--apply-concurrency", "4"];
-    let (ns, head, mut controller) = generated_fleet("etcd", nodes_wanted, &args).await;
+    let Fleet {
+        ns,
+        head,
+        mut controller,
+        ..
+    } = generated_fleet("etcd", nodes_wanted, &args).await;
 
     // The outage begins as soon as the run exists, while its plan is being computed and
     // stored (a plan of this size takes well over the time it takes to see the run).

@@ -66,14 +66,15 @@ fn metadata_only(base: &[u8], purpose: &str) -> Vec<u8> {
 /// drift is corrected back to what people approved, from that run's stored state.
 #[tokio::test]
 async fn exclusions_never_launder_a_waiting_plan_into_the_drift_baseline() {
-    let (t, chart) = tenant_with_chart("authz-launder").await;
+    let t = tenant("authz-launder").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let mut spec = t.ssh_spec();
     spec["driftRemediation"] = json!("Correct");
     create_repository(&t.admin, ns, "fleet", spec).await;
     let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
     let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     let approved = run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
 
     // v2 waits for people; alice leaves every one of its actions out.
@@ -158,7 +159,8 @@ async fn exclusions_never_launder_a_waiting_plan_into_the_drift_baseline() {
 /// approver stands behind, and never a plan an editor trimmed with `exclude`.
 #[tokio::test]
 async fn governance_auto_approval_follows_only_an_approved_source_and_untrimmed_plans() {
-    let (t, chart) = tenant_with_chart("authz-source").await;
+    let t = tenant("authz-source").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let rules = json!({"rules": [{"name": "metadata-only", "action": "AutoApprove",
         "expression": "plan.actions.all(a, a.operation == 'Update' && a.fields.all(f, f.path.startsWith('metadata')))"}]});
@@ -166,7 +168,7 @@ async fn governance_auto_approval_follows_only_an_approved_source_and_untrimmed_
     p.ready_reason("Compiled").await;
     // The cluster admin creates the repository: its source is approved by the admin.
     let (v1, run) = t.first_plan().await;
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
     let repo = get_repository(&t.admin, ns).await;
     assert_eq!(repo.annotations()[annotations::SOURCE_APPROVED_BY], "admin");
@@ -217,7 +219,7 @@ async fn governance_auto_approval_follows_only_an_approved_source_and_untrimmed_
     assert!(audited_since(mark, ns, FLEET_RESOURCES).is_empty());
 
     // bob reviews that plan and approves it: people authorize it.
-    t.approve(&t.bob, &waiting).await.unwrap();
+    t.approve(&waiting).by(&t.bob).await;
     let applied = run_in_phase(&t.admin, ns, &v_evil, Phase::Applied).await;
     assert_eq!(
         applied.status.unwrap().authorization.unwrap().by,
@@ -298,7 +300,7 @@ async fn governance_auto_approval_follows_only_an_approved_source_and_untrimmed_
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(audited_since(mark, ns, FLEET_RESOURCES).is_empty());
     // bob approves the trimmed plan he reviewed: applied.
-    t.approve(&t.bob, &trimmed).await.unwrap();
+    t.approve(&trimmed).by(&t.bob).await;
     run_in_phase(&t.admin, ns, &v_mixed, Phase::Applied).await;
     drop(chart);
 }
@@ -322,7 +324,8 @@ async fn service_account(admin: &Client, ns: &str, sa: &str) -> (Client, tempfil
 /// namespace's ServiceAccount counts only when the platform owner's policy lists it.
 #[tokio::test]
 async fn a_quorum_counts_people_not_the_service_accounts_they_can_make() {
-    let (t, chart) = tenant_with_chart("authz-sa").await;
+    let t = tenant("authz-sa").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let ci_ns = support::env().namespace("authz-ci").await;
     let ci = ci_ns.name.clone();
@@ -334,7 +337,7 @@ async fn a_quorum_counts_people_not_the_service_accounts_they_can_make() {
     .await;
     let (v1, run) = t.first_plan().await;
     let name = run.name_any();
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     recorded(&t, &name, 1).await;
 
     // bob administers the namespace: he makes a ServiceAccount, binds it the approver
@@ -353,7 +356,7 @@ async fn a_quorum_counts_people_not_the_service_accounts_they_can_make() {
         ],
     );
     let bob_bot_user = format!("system:serviceaccount:{ns}:bob-bot");
-    t.approve(&bob_bot, &run).await.unwrap();
+    t.approve(&run).by(&bob_bot).await;
     let said = format!("{bob_bot_user} is a ServiceAccount of this namespace");
     refused_with(&t, &name, &said, 1).await;
     // alice may mint tokens for the namespace's ServiceAccounts, as Kubernetes' `edit`
@@ -393,7 +396,7 @@ async fn a_quorum_counts_people_not_the_service_accounts_they_can_make() {
         .unwrap();
     let minted = support::chart::kubeconfig_with_token(&token, &dir.path().join("alice-minted"));
     let as_bob_bot = support::client_from(&minted).await;
-    t.approve(&as_bob_bot, &run).await.unwrap();
+    t.approve(&run).by(&as_bob_bot).await;
     refused_with(&t, &name, &said, 2).await;
     let s = get_run(&t.admin, ns, &name).await.status.unwrap();
     assert_eq!(s.phase, Some(Phase::AwaitingApproval));
@@ -405,7 +408,7 @@ async fn a_quorum_counts_people_not_the_service_accounts_they_can_make() {
     // until the platform owner's policy lists it.
     let (release, _dir2) = service_account(&t.admin, &ci, "release").await;
     bind_service_account(ns, "release-approves", &ci, "release");
-    t.approve(&release, &run).await.unwrap();
+    t.approve(&run).by(&release).await;
     let release_user = format!("system:serviceaccount:{ci}:release");
     let said =
         format!("{release_user} is a ServiceAccount that no governing GovernancePolicy lists");
@@ -419,11 +422,11 @@ async fn a_quorum_counts_people_not_the_service_accounts_they_can_make() {
         .await
         .unwrap();
     // Listed, bob-bot still does not count: it is this namespace's.
-    t.approve(&bob_bot, &run).await.unwrap();
+    t.approve(&run).by(&bob_bot).await;
     let said = format!("{bob_bot_user} is a ServiceAccount of this namespace");
     refused_with(&t, &name, &said, 3).await;
     assert!(fleet_objects(&t.admin, ns).await.is_empty());
-    t.approve(&release, &run).await.unwrap();
+    t.approve(&run).by(&release).await;
     let applied = run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
     let s = applied.status.unwrap();
     assert_eq!(s.approved_by.unwrap(), format!("bob, {release_user}"));
@@ -507,7 +510,7 @@ async fn an_editor_cannot_erase_the_record_of_who_approved() {
     t.bind_users();
     let ns = &t.ns.name;
     let (v1, run) = t.first_plan().await;
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     let first = run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
     let mut approved = vec![first.name_any()];
     for (i, fleet) in [V2, V1].iter().enumerate() {
@@ -515,7 +518,7 @@ async fn an_editor_cannot_erase_the_record_of_who_approved() {
         text.extend_from_slice(format!("\n# revision {i}\n").as_bytes());
         let v = t.repo.commit(&[("fleet.yaml", &text)], "next");
         let run = run_in_phase(&t.admin, ns, &v, Phase::AwaitingApproval).await;
-        t.approve(&t.carol, &run).await.unwrap();
+        t.approve(&run).by(&t.carol).await;
         approved.push(
             run_in_phase(&t.admin, ns, &v, Phase::Applied)
                 .await

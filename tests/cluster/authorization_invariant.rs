@@ -156,7 +156,7 @@ impl Scene {
             }
             _ => {
                 let run = run_in_phase(&t.admin, &ns, &v1, Phase::AwaitingApproval).await;
-                t.approve(&t.bob, &run).await.unwrap();
+                t.approve(&run).by(&t.bob).await;
                 run_in_phase(&t.admin, &ns, &v1, Phase::Applied).await;
             }
         }
@@ -169,7 +169,7 @@ impl Scene {
                 let applied_v1 = newest_run(&t.admin, &ns).await.name_any();
                 let v2 = t.repo.commit(&[("fleet.yaml", V2)], "second");
                 let run = run_in_phase(&t.admin, &ns, &v2, Phase::AwaitingApproval).await;
-                t.approve(&t.bob, &run).await.unwrap();
+                t.approve(&run).by(&t.bob).await;
                 run_in_phase(&t.admin, &ns, &v2, Phase::Applied).await;
                 authorized = V2;
                 ask_rollback(&t, &applied_v1, "1").await;
@@ -654,7 +654,7 @@ async fn approve_newest_waiting(t: &Tenant) {
         (run.phase() == Some(Phase::AwaitingApproval)).then_some(run)
     })
     .await;
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
 }
 
 #[tokio::test]

@@ -162,31 +162,13 @@ fn each_shard_gets_a_deployment_lease_and_selector_of_its_own() {
     assert!(args(one[0]).is_empty());
 }
 
-/// Runs a hack/tools script that installs a linter; returns the last line it prints.
-fn install(script: &str) -> String {
-    let out = Command::new(script)
-        .output()
-        .unwrap_or_else(|e| panic!("{script} runs: {e}"));
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned()
-}
-
 #[test]
 fn kube_score_finds_nothing_that_matters() {
-    let bin = install("hack/tools/build.sh");
+    let bin = support::built("hack/tools/build.sh");
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("fleetgate.yaml");
     std::fs::write(&manifests, template("fleetgate", EVERYTHING)).unwrap();
-    let out = Command::new(format!("{bin}/kube-score"))
+    let out = Command::new(bin.join("kube-score"))
         .arg("score")
         .args(["--output-format", "ci"])
         // Optional checks worth having on.
@@ -236,7 +218,7 @@ const CHECKOV_SKIPS: &[(&str, &str)] = &[
 
 #[test]
 fn checkov_finds_nothing_that_matters() {
-    let checkov = install("hack/tools/checkov.sh");
+    let checkov = support::built("hack/tools/checkov.sh");
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("fleetgate.yaml");
     std::fs::write(&manifests, template("fleetgate", EVERYTHING)).unwrap();

@@ -7,6 +7,7 @@ use fleetgate::api::syncrun::{Phase, Trigger};
 use fleetgate::api::{GitopsRepository, SyncRun, annotations};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
+use support::fleet::Fleet;
 use support::operator::*;
 
 const V1: &[u8] = include_bytes!("../../examples/fleet.yaml");
@@ -40,13 +41,18 @@ async fn delete_with_policy_delete(
     Api<GitopsRepository>,
     ControllerProcess,
 ) {
-    let (ns, _repo, v1, controller) = setup(
-        prefix,
-        &[("fleet.yaml", V1)],
-        serde_json::json!({"approval": "AutoApplyNonDestructive", "deletionPolicy": "Delete"}),
-        &[],
-    )
-    .await;
+    let Fleet {
+        ns,
+        head: v1,
+        controller,
+        ..
+    } = Fleet::in_namespace(prefix)
+        .holding(V1)
+        .with_spec(
+            serde_json::json!({"approval": "AutoApplyNonDestructive", "deletionPolicy": "Delete"}),
+        )
+        .controller_running()
+        .await;
     run_in_phase(&ns.client, &ns.name, &v1, Phase::Applied).await;
     let repos: Api<GitopsRepository> = Api::namespaced(ns.client.clone(), &ns.name);
     support::eventually("the finalizer", std::time::Duration::from_secs(30), || {
@@ -112,13 +118,16 @@ async fn ready_reason(client: &kube::Client, ns: &str, reason: &str) -> String {
 
 #[tokio::test]
 async fn by_default_deleting_a_repository_leaves_its_objects() {
-    let (ns, _repo, v1, controller) = setup(
-        "orphan",
-        &[("fleet.yaml", V1)],
-        serde_json::json!({"approval": "Auto"}),
-        &[],
-    )
-    .await;
+    let Fleet {
+        ns,
+        head: v1,
+        controller,
+        ..
+    } = Fleet::in_namespace("orphan")
+        .holding(V1)
+        .with_spec(serde_json::json!({"approval": "Auto"}))
+        .controller_running()
+        .await;
     run_in_phase(&ns.client, &ns.name, &v1, Phase::Applied).await;
     let repos: Api<GitopsRepository> = Api::namespaced(ns.client.clone(), &ns.name);
     let repo = repos.get("fleet").await.unwrap();

@@ -11,37 +11,20 @@ use fleetgate::api::{FleetNode, SdwanPeer};
 use fleetgate::fleet::drift::DriftKind;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
-use support::git::server;
+use support::fleet::Fleet;
 use support::operator::*;
 
 const V1: &[u8] = include_bytes!("../../examples/fleet.yaml");
 const V2: &[u8] = include_bytes!("../../examples/fleet-v2.yaml");
 
-struct Fixture {
-    ns: support::TestNamespace,
-    repo: support::git::Repo,
-    head: String,
-    _controller: ControllerProcess,
-}
-
-async fn fixture(prefix: &str, spec: serde_json::Value) -> Fixture {
-    let ns = support::env().namespace(prefix).await;
-    support::install_crds(&ns.client, &fleetgate::api::crds()).await;
-    let git = server();
-    let repo = git.create_repo(prefix);
-    let head = repo.commit(&[("fleet.yaml", V1)], "the reference fleet");
-    let controller = ControllerProcess::start(&ns, &[]);
-    let mut full = serde_json::json!({"url": git.file_url(&repo), "ref": {"branch": "main"}, "interval": "2s"});
-    full.as_object_mut()
-        .unwrap()
-        .extend(spec.as_object().unwrap().clone());
-    create_repository(&ns.client, &ns.name, "fleet", full).await;
-    Fixture {
-        ns,
-        repo,
-        head,
-        _controller: controller,
-    }
+/// The reference fleet over file:// under a controller, with `spec` fields.
+async fn fixture(prefix: &str, spec: serde_json::Value) -> Fleet {
+    Fleet::in_namespace(prefix)
+        .holding(V1)
+        .over_file_url()
+        .with_spec(spec)
+        .controller_running()
+        .await
 }
 
 fn kubectl(ns: &str, args: &[&str], stdin: Option<&str>) {
@@ -382,7 +365,7 @@ async fn prevent_destroy_stops_a_plan_that_would_delete_the_object() {
 }
 
 /// A repository that only reports drift, its first revision applied.
-async fn reporting(prefix: &str) -> (Fixture, Client, String) {
+async fn reporting(prefix: &str) -> (Fleet, Client, String) {
     let f = fixture(
         prefix,
         serde_json::json!({"driftRemediation": "Report", "approval": "Auto"}),

@@ -90,18 +90,11 @@ async fn wait_for_repository_policy(alice: &Client, ns: &str, spec: &Value) {
     .await;
 }
 
-/// The chart installed for a new tenant whose repository (created by the cluster admin,
-/// default policy) has a plan of V1 awaiting approval.
-async fn awaiting_approval(prefix: &str) -> (Tenant, Installed, String, SyncRun) {
-    let (t, chart) = tenant_with_chart(prefix).await;
-    let (v1, run) = t.first_plan().await;
-    (t, chart, v1, run)
-}
-
 /// Point 1: an editor cannot loosen whether a person must approve.
 #[tokio::test]
 async fn editors_cannot_change_the_approval_policy() {
-    let (t, chart) = tenant_with_chart("gate-policy").await;
+    let t = tenant("gate-policy").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let repos: Api<GitopsRepository> = Api::namespaced(t.alice.clone(), ns);
     wait_for_repository_policy(&t.alice, ns, &t.ssh_spec()).await;
@@ -232,7 +225,9 @@ async fn write_store(client: &Client, ns: &str, mut cm: ConfigMap, value: &Value
 /// action checks again that it touches only its repository's objects.
 #[tokio::test]
 async fn a_plan_rewritten_after_review_is_refused() {
-    let (t, chart, v1, run) = awaiting_approval("gate-tamper").await;
+    let t = tenant("gate-tamper").await;
+    let chart = t.install_chart().await;
+    let (v1, run) = t.first_plan().await;
     let ns = &t.ns.name;
     let status = run.status.clone().unwrap();
 
@@ -250,7 +245,7 @@ async fn a_plan_rewritten_after_review_is_refused() {
     write_store(&t.alice, ns, cm, &plan).await;
 
     // bob approves the planId he reviewed; the forged content is refused, nothing applied.
-    t.approve(&t.bob, &run).await.expect("bob approves");
+    t.approve(&run).by(&t.bob).await;
     let failed = run_in_phase(&t.admin, ns, &v1, Phase::Failed).await;
     let s = failed.status.unwrap();
     let ready = condition(&s.conditions, "Ready").unwrap();
@@ -268,7 +263,7 @@ async fn a_plan_rewritten_after_review_is_refused() {
     let (cm, mut state) = read_store(&t.alice, ns, desired).await;
     state.as_array_mut().unwrap().clear();
     write_store(&t.alice, ns, cm, &state).await;
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     run_in_phase(&t.admin, ns, &v2, Phase::Applied).await;
     let warnings = events(&t.admin, ns, "fleet", "PlanTampered").await;
     assert!(warnings[0].contains("drift is not checked"), "{warnings:?}");
@@ -307,7 +302,7 @@ async fn a_plan_rewritten_after_review_is_refused() {
         )
         .await
         .unwrap();
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     let failed = run_in_phase(&t.admin, ns, &v3, Phase::Failed).await;
     let action = failed
         .status
@@ -332,7 +327,9 @@ async fn a_plan_rewritten_after_review_is_refused() {
 /// rewritten or removed.
 #[tokio::test]
 async fn runs_and_their_approvers_cannot_be_rewritten() {
-    let (t, chart, v1, run) = awaiting_approval("gate-run").await;
+    let t = tenant("gate-run").await;
+    let chart = t.install_chart().await;
+    let (v1, run) = t.first_plan().await;
     let ns = &t.ns.name;
     let name = run.name_any();
 
@@ -379,9 +376,7 @@ async fn runs_and_their_approvers_cannot_be_rewritten() {
     }
 
     // bob approves a stale planId: refused by the controller, but now approved-by=bob.
-    t.approve_as(&t.bob, &name, "plan-000000000000")
-        .await
-        .unwrap();
+    t.approve(&run).by(&t.bob).plan("plan-000000000000").await;
     wait_for_status(&t.admin, ns, &name, "the stale approval refused", |s| {
         s.refused_approval.as_deref() == Some("plan-000000000000")
     })
@@ -400,7 +395,7 @@ async fn runs_and_their_approvers_cannot_be_rewritten() {
     assert_eq!(current.status.unwrap().phase, Some(Phase::AwaitingApproval));
 
     // bob approves the plan he reviewed: the run applies, attributed to him.
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     let applied = run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
     assert_eq!(applied.status.unwrap().approved_by.as_deref(), Some("bob"));
     assert_eq!(applied.spec.revision, v1);
@@ -587,7 +582,8 @@ async fn applied_drift_runs(client: &Client, ns: &str) -> Vec<SyncRun> {
 /// would be rolled back to a revision no one approved it to return to.
 #[tokio::test]
 async fn editors_cannot_reorder_or_move_runs() {
-    let (t, chart) = tenant_with_chart("gate-order").await;
+    let t = tenant("gate-order").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let mut spec = t.ssh_spec();
     spec["driftRemediation"] = json!("Correct");
@@ -596,7 +592,7 @@ async fn editors_cannot_reorder_or_move_runs() {
     // v1 approved and applied; the cluster drifts and is corrected back to v1.
     let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
     let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
     let victim = fleet_objects(&t.admin, ns).await.remove(0);
     let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
@@ -618,7 +614,7 @@ async fn editors_cannot_reorder_or_move_runs() {
     // v2 approved and applied: the old Drift run of v1 stays in the history.
     let v2 = t.repo.commit(&[("fleet.yaml", V2)], "second");
     let run = run_in_phase(&t.admin, ns, &v2, Phase::AwaitingApproval).await;
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     run_in_phase(&t.admin, ns, &v2, Phase::Applied).await;
 
     // alice may neither move the v1 Drift run to the front, nor re-key it, nor hand it

@@ -83,7 +83,8 @@ async fn approval_cleared(t: &Tenant, run: &str) {
 /// reported on the policy and holds the repository's plans until fixed.
 #[tokio::test]
 async fn policies_are_the_platform_owners_and_broken_rules_hold_plans() {
-    let (t, chart) = tenant_with_chart("gov-policy").await;
+    let t = tenant("gov-policy").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     for (who, client) in [("alice", &t.alice), ("bob", &t.bob)] {
         let api: Api<GovernancePolicy> = Api::all(client.clone());
@@ -160,7 +161,8 @@ async fn policies_are_the_platform_owners_and_broken_rules_hold_plans() {
 /// an approval of a plan replaced by an exclusion does not count, a second applies.
 #[tokio::test]
 async fn a_quorum_of_two_counts_distinct_approvers_of_the_current_plan() {
-    let (t, chart) = tenant_with_chart("gov-quorum").await;
+    let t = tenant("gov-quorum").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let _p = Policy::create(
         &t.admin,
@@ -175,7 +177,7 @@ async fn a_quorum_of_two_counts_distinct_approvers_of_the_current_plan() {
     let p1 = s.plan_id.clone().unwrap();
 
     // bob approves: recorded, still waiting, the annotation cleared for the next one.
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     message_has(&t, &name, "1/2 approvals (bob)").await;
     approval_cleared(&t, &name).await;
     // Cleared at the first try: a first approval is never reported as a repeat.
@@ -189,7 +191,7 @@ async fn a_quorum_of_two_counts_distinct_approvers_of_the_current_plan() {
     assert!(fleet(ns, &["plan", &name]).contains("Approvals: 1/2 (bob)"));
 
     // bob again: counts once.
-    t.approve_as(&t.bob, &name, &p1).await.unwrap();
+    t.approve(&run).by(&t.bob).plan(&p1).await;
     message_has(&t, &name, "bob already approved").await;
     approval_cleared(&t, &name).await;
     let s = get_run(&t.admin, ns, &name).await.status.unwrap();
@@ -210,11 +212,11 @@ async fn a_quorum_of_two_counts_distinct_approvers_of_the_current_plan() {
     })
     .await;
     let p2 = replanned.status.unwrap().plan_id.unwrap();
-    t.approve_as(&t.carol, &name, &p2).await.unwrap();
+    t.approve(&run).by(&t.carol).plan(&p2).await;
     message_has(&t, &name, "1/2 approvals (carol)").await;
     approval_cleared(&t, &name).await;
     // The stale plan id is refused outright.
-    t.approve_as(&t.bob, &name, &p1).await.unwrap();
+    t.approve(&run).by(&t.bob).plan(&p1).await;
     message_has(&t, &name, "does not match the current plan").await;
     assert_eq!(
         get_run(&t.admin, ns, &name).await.status.unwrap().phase,
@@ -223,7 +225,7 @@ async fn a_quorum_of_two_counts_distinct_approvers_of_the_current_plan() {
     assert!(fleet_objects(&t.admin, ns).await.is_empty());
 
     // bob approves the current plan: two distinct approvers, applied.
-    t.approve_as(&t.bob, &name, &p2).await.unwrap();
+    t.approve(&run).by(&t.bob).plan(&p2).await;
     let applied = run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
     let s = applied.status.unwrap();
     assert_eq!(s.approved_by.as_deref(), Some("carol, bob"));
@@ -237,7 +239,8 @@ async fn a_quorum_of_two_counts_distinct_approvers_of_the_current_plan() {
 /// the approval expiry no longer counts.
 #[tokio::test]
 async fn plans_and_approvals_expire() {
-    let (t, chart) = tenant_with_chart("gov-expiry").await;
+    let t = tenant("gov-expiry").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let _p = Policy::create(
         &t.admin,
@@ -250,13 +253,13 @@ async fn plans_and_approvals_expire() {
     .await;
     let (v1, run) = t.first_plan().await;
     let name = run.name_any();
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     message_has(&t, &name, "1/2 approvals (bob)").await;
     let expired = events(&t.admin, ns, &name, "ApprovalExpired").await;
     assert!(expired[0].contains("bob"), "{expired:?}");
     let s = get_run(&t.admin, ns, &name).await.status.unwrap();
     assert!(s.approvals.is_empty(), "{:?}", s.approvals);
-    t.approve(&t.carol, &run).await.unwrap();
+    t.approve(&run).by(&t.carol).await;
     message_has(&t, &name, "1/2 approvals (carol)").await;
 
     // Nobody else approves: the plan expires, and the same revision is planned again.
@@ -302,7 +305,8 @@ async fn plans_and_approvals_expire() {
 /// The three example rules of docs/approval-and-governance.md on the reference fleets.
 #[tokio::test]
 async fn cel_rules_deny_escalate_and_auto_approve() {
-    let (t, chart) = tenant_with_chart("gov-cel").await;
+    let t = tenant("gov-cel").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let rules = json!({"rules": [
         {"name": "no-mass-delete", "expression": MASS_DELETE, "action": "Deny",
@@ -319,10 +323,10 @@ async fn cel_rules_deny_escalate_and_auto_approve() {
     let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
     let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
     assert_eq!(run.status.as_ref().unwrap().approvals_required, Some(2));
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     message_has(&t, &run.name_any(), "1/2 approvals (bob)").await;
     approval_cleared(&t, &run.name_any()).await;
-    t.approve(&t.carol, &run).await.unwrap();
+    t.approve(&run).by(&t.carol).await;
     run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
 
     // Only a template's metadata changes: applied by the rule, no person asked.
@@ -361,9 +365,9 @@ async fn cel_rules_deny_escalate_and_auto_approve() {
         "{:?}",
         s.policy_results
     );
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     message_has(&t, &run.name_any(), "1/2 approvals (bob)").await;
-    t.approve(&t.carol, &run).await.unwrap();
+    t.approve(&run).by(&t.carol).await;
     run_in_phase(&t.admin, ns, &v_vip, Phase::Applied).await;
 
     // V2 deletes one of three nodes: denied before anyone is asked.
@@ -395,7 +399,8 @@ fn deny_window_now(secs: u64) -> Value {
 /// schedule nor override.
 #[tokio::test]
 async fn a_deny_window_holds_an_approved_run_until_it_opens() {
-    let (t, chart) = tenant_with_chart("gov-window").await;
+    let t = tenant("gov-window").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let (v1, run) = t.first_plan().await;
     let name = run.name_any();
@@ -410,7 +415,7 @@ async fn a_deny_window_holds_an_approved_run_until_it_opens() {
     )
     .await;
     p.ready_reason("Compiled").await;
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     let waiting = run_in_phase(&t.admin, ns, &v1, Phase::Scheduled).await;
     let s = waiting.status.unwrap();
     let opens = s.scheduled_for.clone().expect("the next opening").0;
@@ -434,7 +439,7 @@ async fn a_deny_window_holds_an_approved_run_until_it_opens() {
     let v2 = t.repo.commit(&[("fleet.yaml", V2)], "second");
     let run = run_in_phase(&t.admin, ns, &v2, Phase::AwaitingApproval).await;
     let name = run.name_any();
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     run_in_phase(&t.admin, ns, &v2, Phase::Scheduled).await;
     for key in [annotations::OVERRIDE_WINDOW, annotations::APPLY_AFTER] {
         let (code, message) = refusal(try_annotate(&t.alice, ns, &name, key, Some("now")).await);
@@ -458,8 +463,7 @@ async fn a_deny_window_holds_an_approved_run_until_it_opens() {
         Some(Phase::Scheduled)
     );
     // A second approver: the override is honoured and recorded.
-    let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
-    t.approve_as(&t.carol, &name, &plan_id).await.unwrap();
+    t.approve(&run).by(&t.carol).await;
     let applied = run_in_phase(&t.admin, ns, &v2, Phase::Applied).await;
     let note = applied.status.unwrap().window_override.unwrap();
     assert!(note.contains("bob, carol: hotfix for INC-42"), "{note}");
@@ -468,7 +472,7 @@ async fn a_deny_window_holds_an_approved_run_until_it_opens() {
     // older one never applies after it.
     let v3 = t.repo.commit(&[("fleet.yaml", V1)], "third");
     let run = run_in_phase(&t.admin, ns, &v3, Phase::AwaitingApproval).await;
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     run_in_phase(&t.admin, ns, &v3, Phase::Scheduled).await;
     let text = String::from_utf8(V2.to_vec()).unwrap();
     let meta = text.replace("purpose: edge-cdn", "purpose: edge-cdn-eu");
@@ -490,14 +494,15 @@ async fn runs_of(client: &Client, ns: &str, revision: &str) -> Vec<SyncRun> {
 /// does not re-apply v2, and a new revision lifts the hold.
 #[tokio::test]
 async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
-    let (t, chart) = tenant_with_chart("gov-rollback").await;
+    let t = tenant("gov-rollback").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let (v1, run) = t.first_plan().await;
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     let applied_v1 = run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
     let v2 = t.repo.commit(&[("fleet.yaml", V2)], "second");
     let run = run_in_phase(&t.admin, ns, &v2, Phase::AwaitingApproval).await;
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     run_in_phase(&t.admin, ns, &v2, Phase::Applied).await;
     let names = |objects: Vec<kube::api::DynamicObject>| {
         let mut n: Vec<String> = objects.iter().map(|o| o.name_any()).collect();
@@ -542,7 +547,7 @@ async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
     assert!(s.changes.unwrap().delete >= 1, "{:?}", s.changes);
     let shown = fleet(ns, &["plan", &rollback.name_any()]);
     assert!(shown.contains("Rollback: back to what syncrun/"), "{shown}");
-    t.approve(&t.bob, &rollback).await.unwrap();
+    t.approve(&rollback).by(&t.bob).await;
     wait_for_status(
         &t.admin,
         ns,
@@ -589,7 +594,8 @@ async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
 /// an approver from that group.
 #[tokio::test]
 async fn the_requester_may_not_approve_and_a_group_must_be_represented() {
-    let (t, chart) = tenant_with_chart("gov-requester").await;
+    let t = tenant("gov-requester").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     support::chart::bind(ns, "dave-approves", "fleetgate-approver", "dave");
     // dave's group "x,netops" holds a comma: it must not read as membership of netops.
@@ -640,14 +646,14 @@ async fn the_requester_may_not_approve_and_a_group_must_be_represented() {
             .map(String::as_str),
         Some("bob")
     );
-    t.approve(&t.bob, &run).await.unwrap();
+    t.approve(&run).by(&t.bob).await;
     message_has(&t, &name, "bob requested this sync").await;
     approval_cleared(&t, &name).await;
-    t.approve(&dave, &run).await.unwrap();
+    t.approve(&run).by(&dave).await;
     message_has(&t, &name, "still needs an approver from group(s) netops").await;
     approval_cleared(&t, &name).await;
     assert!(fleet_objects(&t.admin, ns).await.is_empty());
-    t.approve(&t.carol, &run).await.unwrap();
+    t.approve(&run).by(&t.carol).await;
     let applied = wait_for_status(&t.admin, ns, &name, "applied", |s| {
         s.phase == Some(Phase::Applied)
     })

@@ -5,13 +5,13 @@
 use crate::support;
 
 use std::process::Command;
-use std::sync::OnceLock;
 
 use fleetgate::api::annotations;
 use fleetgate::api::syncrun::Phase;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
+use support::fleet::Fleet;
 use support::operator::*;
 
 const V1: &[u8] = include_bytes!("../../examples/fleet.yaml");
@@ -19,23 +19,7 @@ const V2: &[u8] = include_bytes!("../../examples/fleet-v2.yaml");
 
 /// What kstatus computes for `kind/name`: `Current`, `InProgress`, `Failed`…, then its message.
 fn kstatus(ns: &str, object: &str) -> String {
-    static BIN: OnceLock<String> = OnceLock::new();
-    let bin = BIN.get_or_init(|| {
-        let out = Command::new("hack/kstatus/build.sh")
-            .output()
-            .expect("hack/kstatus/build.sh runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .expect("the helper's path")
-            .to_owned()
-    });
+    let bin = support::built("hack/kstatus/build.sh");
     let json = support::run_tool("kubectl", &["get", "-n", ns, object, "-o", "json"]);
     let out = Command::new(bin)
         .stdin(std::process::Stdio::piped())
@@ -110,7 +94,11 @@ async fn objects_the_controller_has_not_seen_are_in_progress() {
 
 #[tokio::test]
 async fn every_phase_reads_right_in_kstatus_and_kubectl_wait() {
-    let (ns, repo, v1, _c) = setup("kstatus", &[("fleet.yaml", V1)], json!({}), &[]).await;
+    let fleet = Fleet::in_namespace("kstatus")
+        .holding(V1)
+        .controller_running()
+        .await;
+    let (ns, repo, v1) = (fleet.ns, fleet.repo, fleet.head);
     let (client, n) = (&ns.client, ns.name.as_str());
     let first = run_in_phase(client, n, &v1, Phase::AwaitingApproval).await;
     let first = first.metadata.name.unwrap();

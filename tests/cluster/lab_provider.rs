@@ -15,6 +15,7 @@ use fleetgate::controller::live;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use support::fleet::Fleet;
 use support::lab::{LabProcess, converged, fleet_health, in_netns};
 
 const V1: &[u8] = include_bytes!("../../examples/fleet.yaml");
@@ -118,13 +119,12 @@ fn mac_of(netns: &str, link: &str) -> String {
 
 #[tokio::test]
 async fn the_reference_fleet_converges_with_bgp_established_and_its_vip_fails_over() {
-    let (ns, _repo, v1, _controller) = support::operator::setup(
-        "lab",
-        &[("fleet.yaml", V1)],
-        json!({"approval": "Auto"}),
-        &[],
-    )
-    .await;
+    let fleet = Fleet::in_namespace("lab")
+        .holding(V1)
+        .with_spec(json!({"approval": "Auto"}))
+        .controller_running()
+        .await;
+    let (ns, v1) = (fleet.ns, fleet.head);
     let mut lab = LabProcess::start(&ns.name);
     let client = &ns.client;
     support::operator::run_in_phase(client, &ns.name, &v1, Phase::Applied).await;

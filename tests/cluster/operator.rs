@@ -7,6 +7,7 @@ use fleetgate::api::syncrun::Phase;
 use fleetgate::api::{FleetNode, SdwanPeer, SyncRun, VirtualIp, annotations};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
+use support::fleet::Fleet;
 use support::git::server;
 use support::operator::*;
 
@@ -283,13 +284,12 @@ async fn fleet_objects(ns: &support::TestNamespace) -> Vec<String> {
 
 #[tokio::test]
 async fn an_invalid_fleet_file_fails_planning_and_changes_nothing() {
-    let (ns, repo, v1, _c) = setup(
-        "invalid",
-        &[("fleet.yaml", V1)],
-        serde_json::json!({"approval": "Auto"}),
-        &[],
-    )
-    .await;
+    let fleet = Fleet::in_namespace("invalid")
+        .holding(V1)
+        .with_spec(serde_json::json!({"approval": "Auto"}))
+        .controller_running()
+        .await;
+    let (ns, repo, v1) = (fleet.ns, fleet.repo, fleet.head);
     run_in_phase(&ns.client, &ns.name, &v1, Phase::Applied).await;
     let before = fleet_objects(&ns).await;
     assert_eq!(before.len(), 10);
@@ -318,13 +318,13 @@ async fn an_invalid_fleet_file_fails_planning_and_changes_nothing() {
 #[tokio::test]
 async fn a_fleet_larger_than_the_controller_accepts_fails_before_planning() {
     // The reference fleet declares 10 objects; this controller accepts 9.
-    let (ns, _repo, v1, _c) = setup(
-        "toolarge",
-        &[("fleet.yaml", V1)],
-        serde_json::json!({"approval": "Auto"}),
-        &["--max-fleet-objects", "9"],
-    )
-    .await;
+    let fleet = Fleet::in_namespace("toolarge")
+        .holding(V1)
+        .with_spec(serde_json::json!({"approval": "Auto"}))
+        .controller_flags(&["--max-fleet-objects", "9"])
+        .controller_running()
+        .await;
+    let (ns, v1) = (fleet.ns, fleet.head);
     let failed = run_in_phase(&ns.client, &ns.name, &v1, Phase::Failed).await;
     let status = failed.status.unwrap();
     let message = status.message.unwrap_or_default();
@@ -374,13 +374,11 @@ async fn a_wrong_host_key_stalls_the_repository_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_newer_commit_supersedes_a_run_awaiting_approval() {
-    let (ns, repo, v1, _c) = setup(
-        "supersede",
-        &[("fleet.yaml", V1)],
-        serde_json::json!({}),
-        &[],
-    )
-    .await;
+    let fleet = Fleet::in_namespace("supersede")
+        .holding(V1)
+        .controller_running()
+        .await;
+    let (ns, repo, v1) = (fleet.ns, fleet.repo, fleet.head);
     let first = run_in_phase(&ns.client, &ns.name, &v1, Phase::AwaitingApproval).await;
     let v2 = repo.commit(&[("fleet.yaml", V2)], "second");
     run_in_phase(&ns.client, &ns.name, &v2, Phase::AwaitingApproval).await;
@@ -407,13 +405,11 @@ async fn a_newer_commit_supersedes_a_run_awaiting_approval() {
 
 #[tokio::test]
 async fn objects_changed_after_planning_fail_as_conflicts_and_their_dependents_are_skipped() {
-    let (ns, repo, v1, _c) = setup(
-        "conflict",
-        &[("fleet.yaml", V1)],
-        serde_json::json!({}),
-        &[],
-    )
-    .await;
+    let fleet = Fleet::in_namespace("conflict")
+        .holding(V1)
+        .controller_running()
+        .await;
+    let (ns, repo, v1) = (fleet.ns, fleet.repo, fleet.head);
     let run = run_in_phase(&ns.client, &ns.name, &v1, Phase::AwaitingApproval).await;
     ns.approve(&run).await;
     run_in_phase(&ns.client, &ns.name, &v1, Phase::Applied).await;
@@ -506,13 +502,16 @@ async fn a_controller_killed_while_applying_is_replaced_and_the_run_finishes_app
  {
     use fleetgate::fleet::synth::{Shape, fleet_yaml};
     let fleet = fleet_yaml(Shape::new(300), 1);
-    let (ns, _repo, head, mut first) = setup(
-        "restart",
-        &[("fleet.yaml", fleet.as_bytes())],
-        serde_json::json!({}),
-        &["--apply-concurrency", "1"],
-    )
-    .await;
+    let Fleet {
+        ns,
+        head,
+        controller: mut first,
+        ..
+    } = Fleet::in_namespace("restart")
+        .holding(fleet.as_bytes())
+        .controller_flags(&["--apply-concurrency", "1"])
+        .controller_running()
+        .await;
     let run = run_in_phase(&ns.client, &ns.name, &head, Phase::AwaitingApproval).await;
     let name = run.metadata.name.clone().unwrap();
     let total = run.status.as_ref().unwrap().progress.clone().unwrap().total;
@@ -585,13 +584,12 @@ async fn a_controller_killed_while_applying_is_replaced_and_the_run_finishes_app
 
 #[tokio::test]
 async fn manual_syncs_replan_and_history_is_limited() {
-    let (ns, _repo, v1, _c) = setup(
-        "history",
-        &[("fleet.yaml", V1)],
-        serde_json::json!({"approval": "Auto", "historyLimit": 2}),
-        &[],
-    )
-    .await;
+    let fleet = Fleet::in_namespace("history")
+        .holding(V1)
+        .with_spec(serde_json::json!({"approval": "Auto", "historyLimit": 2}))
+        .controller_running()
+        .await;
+    let (ns, v1) = (fleet.ns, fleet.head);
     run_in_phase(&ns.client, &ns.name, &v1, Phase::Applied).await;
     let repos: Api<fleetgate::api::GitopsRepository> = Api::namespaced(ns.client.clone(), &ns.name);
     let runs: Api<SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
@@ -678,13 +676,11 @@ async fn a_ten_thousand_node_plan_keeps_the_syncrun_small_and_stores_the_full_pl
     use fleetgate::fleet::synth::{Shape, fleet_yaml};
     use std::io::Read;
     let fleet = fleet_yaml(Shape::new(10_000), 1);
-    let (ns, _repo, head, _c) = setup(
-        "scale",
-        &[("fleet.yaml", fleet.as_bytes())],
-        serde_json::json!({}),
-        &[],
-    )
-    .await;
+    let fleet = Fleet::in_namespace("scale")
+        .holding(fleet.as_bytes())
+        .controller_running()
+        .await;
+    let (ns, head) = (fleet.ns, fleet.head);
     let run = run_in_phase(&ns.client, &ns.name, &head, Phase::AwaitingApproval).await;
     let size = serde_json::to_vec(&run).unwrap().len();
     assert!(size < 256 * 1024, "the SyncRun is {size} bytes");
@@ -731,8 +727,11 @@ async fn a_ten_thousand_node_plan_keeps_the_syncrun_small_and_stores_the_full_pl
 
 #[tokio::test]
 async fn an_approval_given_before_the_plan_existed_is_refused() {
-    let (ns, _repo, v1, _c) =
-        setup("early", &[("fleet.yaml", V1)], serde_json::json!({}), &[]).await;
+    let fleet = Fleet::in_namespace("early")
+        .holding(V1)
+        .controller_running()
+        .await;
+    let (ns, v1) = (fleet.ns, fleet.head);
     let run = run_in_phase(&ns.client, &ns.name, &v1, Phase::AwaitingApproval).await;
     let name = run.metadata.name.clone().unwrap();
     let full = run.status.clone().unwrap().plan_id.unwrap();

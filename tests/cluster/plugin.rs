@@ -6,6 +6,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use fleetgate::api::syncrun::Phase;
+use support::fleet::Fleet;
 use support::git::server;
 use support::operator::*;
 
@@ -274,13 +275,12 @@ fn plugin_with(args: &[&str]) -> Out {
 async fn kubectl_fleet_takes_kubectl_flags_and_reports_like_kubectl() {
     // Drift is only reported: with approval Auto, a Drift run would restore the node at
     // once, and how long the drift stays visible would be a race with the apply.
-    let (ns, _repo, v1, _c) = setup(
-        "plugin-flags",
-        &[("fleet.yaml", V1)],
-        serde_json::json!({"approval": "Auto", "driftRemediation": "Report"}),
-        &[],
-    )
-    .await;
+    let fleet = Fleet::in_namespace("plugin-flags")
+        .holding(V1)
+        .with_spec(serde_json::json!({"approval": "Auto", "driftRemediation": "Report"}))
+        .controller_running()
+        .await;
+    let (ns, v1) = (fleet.ns, fleet.head);
     let kubeconfig = support::env().kubeconfig.to_str().unwrap().to_owned();
     let n = ns.name.as_str();
 

@@ -189,7 +189,8 @@ async fn a_provider_whose_status_goes_stale_fails_the_suite() {
 /// writes fleet status, and it writes nothing else.
 #[tokio::test]
 async fn only_the_provider_role_writes_fleet_status() {
-    let (t, chart) = support::tenant::tenant_with_chart("whowrites").await;
+    let t = support::tenant::tenant("whowrites").await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let node: FleetNode = serde_json::from_value(json!({
         "apiVersion": "fleet.fleetgate.dev/v1alpha1", "kind": "FleetNode",

@@ -98,7 +98,7 @@ async fn request_sync(who: &kube::Client, ns: &str, repository: &str, value: &st
 /// The healthy tenant's plan is made and, approved by its approver, applied.
 async fn healthy_tenant_plans_and_applies(healthy: &Tenant) {
     let (_, run) = healthy.first_plan().await;
-    healthy.approve(&healthy.bob, &run).await.unwrap();
+    healthy.approve(&run).by(&healthy.bob).await;
     wait_for_status(
         &healthy.admin,
         &healthy.ns.name,
@@ -253,7 +253,7 @@ async fn a_gzip_bomb_in_a_stored_plan_is_refused_at_every_start_without_the_memo
 
     // An applied run: its desired state is the drift baseline, loaded at every start.
     let (v1, run) = victim.first_plan().await;
-    victim.approve(&victim.bob, &run).await.unwrap();
+    victim.approve(&run).by(&victim.bob).await;
     let applied = run_in_phase(&victim.admin, ns, &v1, Phase::Applied).await;
     let baseline = applied.status.clone().unwrap().desired_state;
     assert_eq!(baseline.len(), 1, "{baseline:?}");
@@ -290,7 +290,7 @@ async fn a_gzip_bomb_in_a_stored_plan_is_refused_at_every_start_without_the_memo
     let waiting = run_in_phase(&victim.admin, ns, &v2, Phase::AwaitingApproval).await;
     let full_plan = waiting.status.clone().unwrap().full_plan.unwrap();
     overwrite_config_map(&victim.alice, ns, &full_plan.config_maps[0], &bomb).await;
-    victim.approve(&victim.bob, &waiting).await.unwrap();
+    victim.approve(&waiting).by(&victim.bob).await;
     let failed = run_in_phase(&victim.admin, ns, &v2, Phase::Failed).await;
     let message = failed.status.unwrap().message.unwrap_or_default();
     assert!(message.contains("decompresses to more than"), "{message}");

@@ -142,7 +142,7 @@ async fn one_tenants_costly_evaluations_never_time_out_another_tenants_governed_
             .iter()
             .any(|w| w.contains("every action has a twin"))
     );
-    quiet.approve(&quiet.bob, &run).await.unwrap();
+    quiet.approve(&run).by(&quiet.bob).await;
     wait_for_status(
         &quiet.admin,
         &quiet.ns.name,
@@ -338,9 +338,10 @@ async fn silent_receivers_fill_their_own_namespaces_share_and_nothing_claimed_is
     .await;
     // A second occurrence needs 130 more deliveries than the namespace has room for: it
     // is not claimed while there is no room.
-    loud.approve_as(&loud.bob, &run.name_any(), "plan-000000000000")
-        .await
-        .unwrap();
+    loud.approve(&run)
+        .by(&loud.bob)
+        .plan("plan-000000000000")
+        .await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let keys = notified(&loud.admin, ns, &run.name_any()).await;
     assert!(keys.contains("PlanAwaitingApproval"), "{keys}");

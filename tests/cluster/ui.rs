@@ -14,31 +14,14 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use support::browser::{Browser, Ui, http};
-use support::chart::{Installed, bind, wait_for_policies};
+use support::chart::{Installed, bind};
 use support::git::server;
-use support::operator::{create_repository, run_in_phase, ssh_secret, wait_for_status};
+use support::operator::{
+    create_repository, run_in_phase, ssh_secret, wait_for_approved_by_stamp, wait_for_status,
+};
 
 const V1: &[u8] = include_bytes!("../../examples/fleet.yaml");
 const V2: &[u8] = include_bytes!("../../examples/fleet-v2.yaml");
-
-/// Waits until the policy that stamps who approved is in force (a dry run as `bob`).
-async fn wait_for_approval_policy(bob: &Client, ns: &str, run: &str) {
-    let api = Api::<SyncRun>::namespaced(bob.clone(), ns);
-    wait_for_policies(|| {
-        let api = api.clone();
-        async move {
-            let patch = json!({"metadata": {"annotations": {annotations::APPROVE: "probe"}}});
-            let dry = PatchParams {
-                dry_run: true,
-                ..Default::default()
-            };
-            api.patch(run, &dry, &Patch::Merge(&patch))
-                .await
-                .is_ok_and(|r| r.annotations().contains_key(annotations::APPROVED_BY))
-        }
-    })
-    .await;
-}
 
 /// Rewrites the run's stored plan with another plan id: it still parses, but no longer
 /// matches the digest in the run's status.
@@ -124,7 +107,7 @@ async fn review_leave_out_and_approve_in_a_browser() {
     let run = run_in_phase(&admin, &ns.name, &v1, Phase::AwaitingApproval).await;
     let (name, first_plan) = (run.name_any(), run.status.unwrap().plan_id.unwrap());
     let bob = env.client_as("bob", &["system:authenticated"]).await;
-    wait_for_approval_policy(&bob, &ns.name, &name).await;
+    wait_for_approved_by_stamp(&bob, &ns.name, &name, "probe").await;
     let run_path = format!("/ns/{}/runs/{name}", ns.name);
 
     // alice, an editor: the repositories, then the run with the reference fleet's plan.

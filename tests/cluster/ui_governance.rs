@@ -10,13 +10,13 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use fleetgate::api::syncrun::{Phase, Trigger};
-use fleetgate::api::{GovernancePolicy, SyncRun, annotations};
+use fleetgate::api::{GovernancePolicy, SyncRun};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use support::browser::{Browser, Ui};
-use support::chart::{Installed, wait_for_policies};
-use support::operator::{create_repository, run_in_phase};
+use support::chart::Installed;
+use support::operator::{create_repository, run_in_phase, wait_for_approved_by_stamp};
 use support::tenant::tenant;
 
 const V1: &[u8] = include_bytes!("../../examples/fleet.yaml");
@@ -79,22 +79,7 @@ async fn quorum_and_rollback_in_a_browser() {
     let name = run.name_any();
     assert_eq!(run.status.unwrap().approvals_required, Some(2));
     // The approval stamp is in force before anyone approves in the page.
-    let runs = Api::<SyncRun>::namespaced(t.bob.clone(), &ns);
-    wait_for_policies(|| {
-        let runs = runs.clone();
-        let name = name.clone();
-        async move {
-            let probe = json!({"metadata": {"annotations": {annotations::APPROVE: "probe"}}});
-            let dry = PatchParams {
-                dry_run: true,
-                ..Default::default()
-            };
-            runs.patch(&name, &dry, &Patch::Merge(&probe))
-                .await
-                .is_ok_and(|r| r.annotations().contains_key(annotations::APPROVED_BY))
-        }
-    })
-    .await;
+    wait_for_approved_by_stamp(&t.bob, &ns, &name, "probe").await;
     let run_path = format!("/ns/{ns}/runs/{name}");
 
     // bob approves in the page: 1 of 2, still awaiting approval.
@@ -143,7 +128,7 @@ async fn quorum_and_rollback_in_a_browser() {
     // v2, approved by both (outside the page), applied.
     let v2 = t.repo.commit(&[("fleet.yaml", V2)], "second");
     let run2 = run_in_phase(&t.admin, &ns, &v2, Phase::AwaitingApproval).await;
-    t.approve(&t.bob, &run2).await.unwrap();
+    t.approve(&run2).by(&t.bob).await;
     support::eventually("bob's approval recorded", Duration::from_secs(30), || {
         let admin = t.admin.clone();
         let (ns, name) = (ns.clone(), run2.name_any());
@@ -156,7 +141,7 @@ async fn quorum_and_rollback_in_a_browser() {
         }
     })
     .await;
-    t.approve(&t.carol, &run2).await.unwrap();
+    t.approve(&run2).by(&t.carol).await;
     run_in_phase(&t.admin, &ns, &v2, Phase::Applied).await;
 
     // alice, an editor, asks for a rollback to the v1 run: admission refuses, in its words.

@@ -11,6 +11,7 @@
 pub mod browser;
 pub mod cgroup;
 pub mod chart;
+pub mod fleet;
 pub mod git;
 pub mod gitea;
 pub mod lab;
@@ -22,6 +23,7 @@ pub mod policy;
 pub mod procstat;
 pub mod tenant;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -189,24 +191,41 @@ impl Drop for TestNamespace {
 
 /// A tool built with the test control plane (`kubectl`, `helm`), whatever is on PATH.
 pub fn tool(name: &str) -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new("hack/testenv/build.sh")
+    built("hack/testenv/build.sh").join(name)
+}
+
+/// What the build script `script` (one of hack/*/build.sh, which cache their builds in
+/// ~/.cache/fleetgate) says it made: the last line it prints, a path. Each script runs
+/// once per test binary.
+pub fn built(script: &str) -> PathBuf {
+    type Cell = std::sync::Arc<OnceLock<PathBuf>>;
+    static BUILT: OnceLock<std::sync::Mutex<HashMap<String, Cell>>> = OnceLock::new();
+    // One cell a script, so a long build (checkov's pip install) holds up only the
+    // tests that wait for that script.
+    let cell = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .entry(script.to_owned())
+        .or_default()
+        .clone();
+    cell.get_or_init(|| {
+        let out = Command::new(script)
             .output()
-            .expect("hack/testenv/build.sh runs");
+            .unwrap_or_else(|e| panic!("{script} runs: {e}"));
         assert!(
             out.status.success(),
-            "{}",
+            "{script}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
             .last()
-            .expect("a folder")
+            .unwrap_or_else(|| panic!("{script} names what it built"))
             .into()
     })
-    .join(name)
+    .clone()
 }
 
 /// Runs a tool with the admin kubeconfig; panics with its stderr if it fails.

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fleetgate::api::syncrun::{Phase, SyncRunStatus};
-use fleetgate::api::{GitopsRepository, SyncRun};
+use fleetgate::api::{GitopsRepository, SyncRun, annotations};
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -250,34 +250,6 @@ pub async fn create_repository(
         .unwrap()
 }
 
-/// A namespace with the CRDs, a git repository holding `files`, a controller, and a
-/// GitopsRepository `fleet` over ssh:// with `extra` spec fields.
-pub async fn setup(
-    prefix: &str,
-    files: &[(&str, &[u8])],
-    extra: serde_json::Value,
-    controller_args: &[&str],
-) -> (TestNamespace, super::git::Repo, String, ControllerProcess) {
-    let ns = super::env().namespace(prefix).await;
-    super::install_crds(&ns.client, &fleetgate::api::crds()).await;
-    let git = super::git::server();
-    let repo = git.create_repo(prefix);
-    let head = repo.commit(files, "first");
-    ssh_secret(&ns.client, &ns.name, "fleet-git", git.known_hosts()).await;
-    let controller = ControllerProcess::start(&ns, controller_args);
-    let mut spec = serde_json::json!({
-        "url": git.ssh_url(&repo),
-        "ref": {"branch": "main"},
-        "secretRef": {"name": "fleet-git"},
-        "interval": "2s",
-    });
-    spec.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    create_repository(&ns.client, &ns.name, "fleet", spec).await;
-    (ns, repo, head, controller)
-}
-
 /// Waits for a SyncRun of `repository` for `revision` to reach `phase`.
 pub async fn run_in_phase(client: &Client, ns: &str, revision: &str, phase: Phase) -> SyncRun {
     run_in_phase_within(client, ns, revision, phase, Duration::from_secs(60)).await
@@ -368,12 +340,14 @@ pub async fn try_annotate(
 /// ns.approve(&run).by(&bob).await;                   // as bob (impersonated)
 /// ns.approve(&run).plan("plan-000000000000").await;  // another plan id: refused later
 /// let refused = ns.approve(&run).by(&alice).try_send().await;
+/// t.approve(&run).by(&t.bob).await;                 // a tenant's: once approved-by is stamped
 /// ```
 pub struct Approval<'a> {
     client: &'a Client,
     namespace: String,
     run: String,
     plan: Option<String>,
+    once_stamped: bool,
 }
 
 /// `run`'s approval as `client`'s user, of the plan it recorded.
@@ -383,6 +357,7 @@ pub fn approval<'a>(client: &'a Client, run: &SyncRun) -> Approval<'a> {
         namespace: run.namespace().expect("a SyncRun read from the API server"),
         run: run.name_any(),
         plan: run.status.as_ref().and_then(|s| s.plan_id.clone()),
+        once_stamped: false,
     }
 }
 
@@ -406,18 +381,53 @@ impl<'a> Approval<'a> {
         self
     }
 
+    /// Sent only once the admission policy that stamps who approved is in force, as it
+    /// is a moment after the chart is installed: an approval sent before would carry no
+    /// approved-by, and a controller that requires one would never count it.
+    pub fn once_stamped(mut self) -> Self {
+        self.once_stamped = true;
+        self
+    }
+
     /// Sends it: the run as the API server returned it, or its refusal.
     pub async fn try_send(self) -> Result<SyncRun, kube::Error> {
         let plan = self.plan.expect("the run has recorded a plan to approve");
+        if self.once_stamped {
+            wait_for_approved_by_stamp(self.client, &self.namespace, &self.run, &plan).await;
+        }
         try_annotate(
             self.client,
             &self.namespace,
             &self.run,
-            fleetgate::api::annotations::APPROVE,
+            annotations::APPROVE,
             Some(&plan),
         )
         .await
     }
+}
+
+/// Waits until approving `run` (with `plan`) as `client`'s user gets approved-by stamped:
+/// the chart's admission policy is in force, as it is a moment after an install. Tried as
+/// a dry run, which admission sees like any other request.
+pub async fn wait_for_approved_by_stamp(client: &Client, ns: &str, run: &str, plan: &str) {
+    let api = Api::<SyncRun>::namespaced(client.clone(), ns);
+    let patch = json!({"metadata": {"annotations": {annotations::APPROVE: plan}}});
+    let dry_run = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    super::eventually(
+        "the approved-by stamp to be in force",
+        Duration::from_secs(30),
+        || async {
+            let approved = api.patch(run, &dry_run, &Patch::Merge(&patch)).await.ok()?;
+            approved
+                .annotations()
+                .contains_key(annotations::APPROVED_BY)
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 impl<'a> std::future::IntoFuture for Approval<'a> {

@@ -9,8 +9,7 @@ use fleetgate::api::FleetNode;
 use fleetgate::fleet::synth::{Shape, fleet_yaml};
 use kube::api::{Api, ListParams};
 
-use super::TestNamespace;
-use super::operator::{ControllerProcess, create_repository};
+use super::fleet::Fleet;
 
 /// Stops the control plane's `name` process (`kube-apiserver` or `etcd`, as named by its
 /// pid file beside the kubeconfig) with SIGTERM — a SIGKILL would lose the audit events
@@ -66,25 +65,18 @@ pub fn chaos_nodes(default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// A namespace with the CRDs, a repository `fleet` over git:// holding a generated fleet
-/// of `nodes` nodes, and a controller as pod `fleetgate-0` with `args`. Returns the
-/// namespace, the commit and the controller.
-pub async fn generated_fleet(
-    prefix: &str,
-    nodes: usize,
-    args: &[&str],
-) -> (TestNamespace, String, ControllerProcess) {
-    let ns = super::env().namespace(prefix).await;
-    super::install_crds(&ns.client, &fleetgate::api::crds()).await;
-    let git = super::git::server();
-    let repo = git.create_repo(prefix);
+/// A fleet of `nodes` generated nodes, fetched over git:// every 5 s, under a controller
+/// started as pod `fleetgate-0` with `flags`.
+pub async fn generated_fleet(prefix: &str, nodes: usize, flags: &[&str]) -> Fleet {
     let fleet = fleet_yaml(Shape::new(nodes), 1);
-    let head = repo.commit(&[("fleet.yaml", fleet.as_bytes())], "first");
-    let spec =
-        serde_json::json!({"url": git.git_url(&repo), "ref": {"branch": "main"}, "interval": "5s"});
-    create_repository(&ns.client, &ns.name, "fleet", spec).await;
-    let controller = ControllerProcess::restart_in_pod(&ns, "fleetgate-0", args);
-    (ns, head, controller)
+    Fleet::in_namespace(prefix)
+        .holding(fleet.as_bytes())
+        .over_git_protocol()
+        .with_spec(serde_json::json!({"interval": "5s"}))
+        .controller_in_pod("fleetgate-0")
+        .controller_flags(flags)
+        .controller_running()
+        .await
 }
 
 /// Once the audit log has caught up: each of the `nodes` FleetNodes of `ns` was created

@@ -2,11 +2,10 @@
 //! approver), its git repository and SSH Secret; what the gate and governance tests share.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use fleetgate::api::{SyncRun, annotations};
+use fleetgate::api::SyncRun;
 use fleetgate::fleet::object::Spec;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -15,7 +14,7 @@ use fleetgate::api::syncrun::Phase;
 
 use super::chart::{Installed, bind};
 use super::git::server;
-use super::operator::{create_repository, run_in_phase, ssh_secret, try_annotate};
+use super::operator::{Approval, approval, create_repository, run_in_phase, ssh_secret};
 
 /// The admission error of a refused request: its code and message.
 pub fn refusal<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> (u16, String) {
@@ -100,14 +99,6 @@ pub struct Tenant {
 /// The reference fleet (examples/fleet.yaml), the first revision tenants commit.
 pub const V1: &[u8] = include_bytes!("../../examples/fleet.yaml");
 
-/// A new tenant with the chart installed for its namespace and its users bound.
-pub async fn tenant_with_chart(prefix: &str) -> (Tenant, Installed) {
-    let t = tenant(prefix).await;
-    let chart = Installed::new(&[&t.ns], &[]).await;
-    t.bind_users();
-    (t, chart)
-}
-
 pub async fn tenant(prefix: &str) -> Tenant {
     let env = super::env();
     let ns = env.namespace(prefix).await;
@@ -128,6 +119,14 @@ pub async fn tenant(prefix: &str) -> Tenant {
 }
 
 impl Tenant {
+    /// Installs the chart for this tenant's namespace alone and binds its users to the
+    /// chart's roles. The chart is uninstalled when what this returns is dropped.
+    pub async fn install_chart(&self) -> Installed {
+        let chart = Installed::new(&[&self.ns], &[]).await;
+        self.bind_users();
+        chart
+    }
+
     pub fn bind_users(&self) {
         bind(&self.ns.name, "alice-edits", "fleetgate-editor", "alice");
         // What Kubernetes' `edit` grants on ConfigMaps and Secrets (`edit` itself is
@@ -182,39 +181,9 @@ impl Tenant {
                "secretRef": {"name": "fleet-git"}, "interval": "2s"})
     }
 
-    pub async fn approve(&self, who: &Client, run: &SyncRun) -> Result<SyncRun, kube::Error> {
-        let plan_id = run.status.as_ref().unwrap().plan_id.clone().unwrap();
-        self.approve_as(who, &run.name_any(), &plan_id).await
-    }
-
-    /// Sets the approve annotation once the policy that stamps who approved is in force
-    /// (tried first as a dry run, which admission sees like any other request).
-    pub async fn approve_as(
-        &self,
-        who: &Client,
-        run: &str,
-        value: &str,
-    ) -> Result<SyncRun, kube::Error> {
-        let api = Api::<SyncRun>::namespaced(who.clone(), &self.ns.name);
-        let patch = json!({"metadata": {"annotations": {annotations::APPROVE: value}}});
-        super::eventually(
-            "the approved-by stamp to be in force",
-            Duration::from_secs(30),
-            || {
-                let (api, patch) = (api.clone(), patch.clone());
-                async move {
-                    let dry = PatchParams {
-                        dry_run: true,
-                        ..Default::default()
-                    };
-                    let r = api.patch(run, &dry, &Patch::Merge(&patch)).await.ok()?;
-                    r.annotations()
-                        .contains_key(annotations::APPROVED_BY)
-                        .then_some(())
-                }
-            },
-        )
-        .await;
-        try_annotate(who, &self.ns.name, run, annotations::APPROVE, Some(value)).await
+    /// The approval of `run` by the admin unless [`Approval::by`] names another user,
+    /// sent once the chart's policy stamps who approved.
+    pub fn approve<'a>(&'a self, run: &SyncRun) -> Approval<'a> {
+        approval(&self.admin, run).once_stamped()
     }
 }
