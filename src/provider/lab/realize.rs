@@ -191,11 +191,24 @@ impl Lab {
     pub async fn pass(&mut self, world: &World) -> Result<Outcomes, LabError> {
         self.daemons.reap();
         self.tear_down(world).await?;
-        let mut out = Outcomes::default();
-
+        let mut pass = Pass::default();
         // Name and address what is new, then make it.
-        let mut node_records: BTreeMap<String, NodeRecord> = BTreeMap::new();
-        let mut node_facts: BTreeMap<String, report::NodeFacts> = BTreeMap::new();
+        self.allocate_nodes(world, &mut pass);
+        self.allocate_networks(world, &mut pass);
+        self.save()?;
+        self.remove_orphans().await?;
+        self.make_nodes_and_networks(world, &mut pass).await?;
+        self.place_peers(world, &mut pass);
+        self.save()?;
+        wire_links(&mut pass).await?;
+        self.route(world, &mut pass).await?;
+        self.hold_vips(world, &mut pass).await;
+        self.save()?;
+        self.run_keepalived(&mut pass).await?;
+        self.report(world, pass).await
+    }
+
+    fn allocate_nodes(&mut self, world: &World, pass: &mut Pass) {
         for node in &world.nodes {
             let name = node.name_any();
             let f = faults::parse(node.annotations(), node.metadata.generation);
@@ -216,14 +229,15 @@ impl Lab {
                     facts.failed = f.as_ref().is_ok_and(|f| {
                         self.fault_fired("FleetNode", &name, node.metadata.generation, f.fail_after)
                     });
-                    node_records.insert(name.clone(), record);
+                    pass.node_records.insert(name.clone(), record);
                 }
                 Err(e) => facts.common.alloc_error = Some(e),
             }
-            node_facts.insert(name, facts);
+            pass.node_facts.insert(name, facts);
         }
-        let mut network_records: BTreeMap<String, NetworkRecord> = BTreeMap::new();
-        let mut network_facts: BTreeMap<String, report::NetworkFacts> = BTreeMap::new();
+    }
+
+    fn allocate_networks(&mut self, world: &World, pass: &mut Pass) {
         for network in &world.networks {
             let name = network.name_any();
             let f = faults::parse(network.annotations(), network.metadata.generation);
@@ -241,32 +255,37 @@ impl Lab {
                 .network(&self.key(&name), netns, &network.uid().unwrap_or_default())
             {
                 Ok(record) => {
-                    network_records.insert(name.clone(), record);
+                    pass.network_records.insert(name.clone(), record);
                 }
                 Err(e) => facts.common.alloc_error = Some(e),
             }
-            network_facts.insert(name, facts);
+            pass.network_facts.insert(name, facts);
         }
-        self.save()?;
-        self.remove_orphans().await?;
+    }
 
-        for (name, record) in &node_records {
+    async fn make_nodes_and_networks(
+        &self,
+        world: &World,
+        pass: &mut Pass,
+    ) -> Result<(), LabError> {
+        for (name, record) in &pass.node_records {
             let spec = world
                 .nodes
                 .iter()
                 .find(|n| n.name_any() == *name)
                 .expect("listed");
             make::node(&self.namespace, record, spec).await?;
-            node_facts.get_mut(name).expect("listed").netns = Some(record.netns.clone());
+            pass.node_facts.get_mut(name).expect("listed").netns = Some(record.netns.clone());
         }
-        for (name, record) in &network_records {
+        for (name, record) in &pass.network_records {
             make::network(record).await?;
-            network_facts.get_mut(name).expect("listed").netns = Some(record.netns.clone());
+            pass.network_facts.get_mut(name).expect("listed").netns = Some(record.netns.clone());
         }
+        Ok(())
+    }
 
-        // Peers: placed when their node and network are.
-        let mut placed: Vec<Placed> = Vec::new();
-        let mut peer_facts: BTreeMap<String, report::PeerFacts> = BTreeMap::new();
+    /// Peers: placed when their node and network are.
+    fn place_peers(&mut self, world: &World, pass: &mut Pass) {
         for peer in &world.peers {
             let name = peer.name_any();
             let spec = &peer.spec.resolved;
@@ -279,8 +298,8 @@ impl Lab {
                 common: self.common("SdwanPeer", &name, &f, was_ready),
                 ..Default::default()
             };
-            let node = node_records.get(&spec.host);
-            let network = network_records.get(&spec.network);
+            let node = pass.node_records.get(&spec.host);
+            let network = pass.network_records.get(&spec.network);
             match (node, network) {
                 (Some(node), Some(network)) => {
                     match self.state.peer(
@@ -290,7 +309,7 @@ impl Lab {
                     ) {
                         Ok(record) => {
                             facts.node_failed =
-                                node_facts.get(&spec.host).is_some_and(|n| n.failed);
+                                pass.node_facts.get(&spec.host).is_some_and(|n| n.failed);
                             facts.link_dropped = f.as_ref().is_ok_and(|f| {
                                 self.fault_fired(
                                     "SdwanPeer",
@@ -299,7 +318,7 @@ impl Lab {
                                     f.link_drop_after,
                                 )
                             });
-                            placed.push(Placed {
+                            pass.placed.push(Placed {
                                 name: name.clone(),
                                 spec_host: spec.host.clone(),
                                 record,
@@ -322,48 +341,19 @@ impl Lab {
                     facts.waiting_for = Some(missing.join(" and "));
                 }
             }
-            peer_facts.insert(name, facts);
+            pass.peer_facts.insert(name, facts);
         }
-        self.save()?;
+    }
 
-        // Links, with each node's links it no longer needs removed.
-        let mut node_ifaces: BTreeMap<String, Vec<sys::Interface>> = BTreeMap::new();
-        for record in node_records.values() {
-            let wanted: BTreeSet<String> = placed
-                .iter()
-                .filter(|p| p.node.netns == record.netns)
-                .map(Placed::link)
-                .collect();
-            for iface in sys::interfaces(&record.netns).await?.unwrap_or_default() {
-                if iface.ifname.starts_with("fgw") && !wanted.contains(&iface.ifname) {
-                    sys::ip(&["-n", &record.netns, "link", "del", &iface.ifname]).await?;
-                }
-            }
-        }
-        for p in &placed {
-            let facts = &peer_facts[&p.name];
-            let up = !(facts.node_failed || facts.link_dropped);
-            make::link(p, up).await?;
-        }
-        for (name, record) in &node_records {
-            node_ifaces.insert(
-                name.clone(),
-                sys::interfaces(&record.netns).await?.unwrap_or_default(),
-            );
-        }
-        let link_up = |p: &Placed| -> Option<bool> {
-            node_ifaces
-                .get(&p.spec_host)?
-                .iter()
-                .find(|i| i.ifname == p.link())
-                .map(sys::Interface::is_up)
-        };
-
-        // Routing, per network.
-        let mut wanted_daemons: BTreeSet<(DaemonKind, String)> = BTreeSet::new();
+    /// Routing, per network.
+    async fn route(&self, world: &World, pass: &mut Pass) -> Result<(), LabError> {
         for network in &world.networks {
             let name = network.name_any();
-            let members: Vec<&Placed> = placed.iter().filter(|p| p.network_name == name).collect();
+            let members: Vec<&Placed> = pass
+                .placed
+                .iter()
+                .filter(|p| p.network_name == name)
+                .collect();
             let all_peers: Vec<&Arc<SdwanPeer>> = world
                 .peers
                 .iter()
@@ -374,19 +364,20 @@ impl Lab {
                 network.spec.resolved.routing_mode,
                 &members,
                 &all_peers,
-                &mut wanted_daemons,
+                &mut pass.wanted_daemons,
             )
             .await?;
             for (peer, sessions) in sessions {
-                if let Some(f) = peer_facts.get_mut(&peer) {
+                if let Some(f) = pass.peer_facts.get_mut(&peer) {
                     f.sessions = sessions;
                 }
             }
         }
+        Ok(())
+    }
 
-        // Virtual IPs: keepalived on each holder that is placed.
-        let mut holders = vips::Holders::new();
-        let mut vip_facts: BTreeMap<String, report::VipFacts> = BTreeMap::new();
+    /// Virtual IPs: keepalived on each holder that is placed.
+    async fn hold_vips(&mut self, world: &World, pass: &mut Pass) {
         for vip in &world.vips {
             let name = vip.name_any();
             let spec = &vip.spec.resolved;
@@ -396,49 +387,51 @@ impl Lab {
                 common: self.common("VirtualIp", &name, &f, was_ready),
                 ..Default::default()
             };
-            let Some(network) = network_records.get(&spec.network) else {
+            let Some(network) = pass.network_records.get(&spec.network) else {
                 facts.waiting_for = Some(format!("SdwanNetwork `{}`", spec.network));
-                vip_facts.insert(name, facts);
+                pass.vip_facts.insert(name, facts);
                 continue;
             };
             let record = match self.state.vip(&self.key(&name), &self.key(&spec.network)) {
                 Ok(r) => r,
                 Err(e) => {
                     facts.common.alloc_error = Some(e);
-                    vip_facts.insert(name, facts);
+                    pass.vip_facts.insert(name, facts);
                     continue;
                 }
             };
             let address = network.address(record.octet);
             facts.address = Some(address.to_string());
             if !vips::add_instances(
-                &mut holders,
+                &mut pass.holders,
                 &name,
                 spec,
                 address,
                 record.octet - 191,
-                &placed,
+                &pass.placed,
             ) {
                 facts.waiting_for = Some("a holder's SdwanPeer".into());
             } else {
-                let macs: Vec<(String, String)> = placed
+                let macs: Vec<(String, String)> = pass
+                    .placed
                     .iter()
                     .filter(|p| p.network_name == spec.network)
                     .filter_map(|p| {
-                        let link = node_ifaces
-                            .get(&p.spec_host)?
-                            .iter()
-                            .find(|i| i.ifname == p.link())?;
+                        let link = pass.link(p)?;
                         Some((link.address.clone()?, p.spec_host.clone()))
                     })
                     .collect();
                 facts.holder = vips::holder(network, address, &macs).await;
             }
-            vip_facts.insert(name, facts);
+            pass.vip_facts.insert(name, facts);
         }
-        self.save()?;
-        for (stem, (netns, host, list)) in &holders {
-            wanted_daemons.insert((DaemonKind::Keepalived, stem.clone()));
+    }
+
+    /// keepalived for each holder, and no daemon that nothing wants any more.
+    async fn run_keepalived(&mut self, pass: &mut Pass) -> Result<(), LabError> {
+        for (stem, (netns, host, list)) in &pass.holders {
+            pass.wanted_daemons
+                .insert((DaemonKind::Keepalived, stem.clone()));
             self.daemons
                 .ensure(
                     DaemonKind::Keepalived,
@@ -450,64 +443,26 @@ impl Lab {
         }
         for kind in [DaemonKind::Bird, DaemonKind::Keepalived] {
             for stem in self.daemons.known(kind) {
-                if !wanted_daemons.contains(&(kind, stem.clone())) {
+                if !pass.wanted_daemons.contains(&(kind, stem.clone())) {
                     self.daemons.stop(kind, &stem).await;
                 }
             }
         }
+        Ok(())
+    }
 
-        // Read back and report.
+    /// Read back and report.
+    async fn report(&mut self, world: &World, mut pass: Pass) -> Result<Outcomes, LabError> {
+        let mut out = Outcomes::default();
         for node in &world.nodes {
             let name = node.name_any();
-            let mut facts = node_facts.remove(&name).expect("listed");
-            let record = node_records.get(&name);
-            if let Some(record) = record {
-                let ifaces = node_ifaces
-                    .get(&name)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                let loopback = format!("{}/32", record.address());
-                facts.loopback_up = ifaces
-                    .iter()
-                    .any(|i| i.ifname == "lo" && i.admin_up() && i.has_address(&loopback));
-                facts.links = placed
-                    .iter()
-                    .filter(|p| p.spec_host == name)
-                    .map(|p| (p.network_name.clone(), link_up(p).unwrap_or(false)))
-                    .collect();
-            }
-            let report = report::node(&facts);
-            self.clock("FleetNode", &name, node.metadata.generation, &report);
-            let mut addresses = Vec::new();
-            if let Some(record) = record {
-                addresses.push(NodeAddress {
-                    type_: NodeAddressType::Hostname,
-                    address: name.clone(),
-                });
-                addresses.push(NodeAddress {
-                    type_: NodeAddressType::InternalIp,
-                    address: record.address().to_string(),
-                });
-                for p in placed.iter().filter(|p| p.spec_host == name) {
-                    addresses.push(NodeAddress {
-                        type_: NodeAddressType::InternalIp,
-                        address: p.address().to_string(),
-                    });
-                }
-            }
-            out.nodes.insert(
-                name,
-                NodeOutcome {
-                    report,
-                    provider_id: record.map(|r| naming::provider_id(&self.instance, &r.netns)),
-                    addresses,
-                },
-            );
+            let outcome = self.report_node(node, &mut pass);
+            out.nodes.insert(name, outcome);
         }
         for network in &world.networks {
             let name = network.name_any();
-            let mut facts = network_facts.remove(&name).expect("listed");
-            if let Some(record) = network_records.get(&name) {
+            let mut facts = pass.network_facts.remove(&name).expect("listed");
+            if let Some(record) = pass.network_records.get(&name) {
                 facts.bridge_up = sys::interfaces(&record.netns)
                     .await?
                     .unwrap_or_default()
@@ -520,11 +475,11 @@ impl Lab {
         }
         for peer in &world.peers {
             let name = peer.name_any();
-            let mut facts = peer_facts.remove(&name).expect("listed");
+            let mut facts = pass.peer_facts.remove(&name).expect("listed");
             // In a stable order, so that a status changes only when a session does.
             facts.sessions.sort_by(|a, b| a.peer.cmp(&b.peer));
-            let p = placed.iter().find(|p| p.name == name);
-            facts.link_up = p.and_then(link_up);
+            let p = pass.placed.iter().find(|p| p.name == name);
+            facts.link_up = p.and_then(|p| pass.link(p)).map(sys::Interface::is_up);
             let report = report::peer(&facts);
             self.clock("SdwanPeer", &name, peer.metadata.generation, &report);
             out.peers.insert(
@@ -538,7 +493,7 @@ impl Lab {
         }
         for vip in &world.vips {
             let name = vip.name_any();
-            let facts = vip_facts.remove(&name).expect("listed");
+            let facts = pass.vip_facts.remove(&name).expect("listed");
             let report = report::vip(&facts);
             self.clock("VirtualIp", &name, vip.metadata.generation, &report);
             out.vips.insert(
@@ -552,6 +507,111 @@ impl Lab {
         }
         Ok(out)
     }
+
+    /// A node's report: its loopback and links as read back, its addresses.
+    fn report_node(&mut self, node: &FleetNode, pass: &mut Pass) -> NodeOutcome {
+        let name = node.name_any();
+        let mut facts = pass.node_facts.remove(&name).expect("listed");
+        let record = pass.node_records.get(&name);
+        if let Some(record) = record {
+            let ifaces = pass
+                .node_ifaces
+                .get(&name)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let loopback = format!("{}/32", record.address());
+            facts.loopback_up = ifaces
+                .iter()
+                .any(|i| i.ifname == "lo" && i.admin_up() && i.has_address(&loopback));
+            facts.links = pass
+                .placed
+                .iter()
+                .filter(|p| p.spec_host == name)
+                .map(|p| {
+                    let up = pass.link(p).is_some_and(sys::Interface::is_up);
+                    (p.network_name.clone(), up)
+                })
+                .collect();
+        }
+        let report = report::node(&facts);
+        self.clock("FleetNode", &name, node.metadata.generation, &report);
+        let mut addresses = Vec::new();
+        if let Some(record) = record {
+            addresses.push(NodeAddress {
+                type_: NodeAddressType::Hostname,
+                address: name.clone(),
+            });
+            addresses.push(NodeAddress {
+                type_: NodeAddressType::InternalIp,
+                address: record.address().to_string(),
+            });
+            for p in pass.placed.iter().filter(|p| p.spec_host == name) {
+                addresses.push(NodeAddress {
+                    type_: NodeAddressType::InternalIp,
+                    address: p.address().to_string(),
+                });
+            }
+        }
+        NodeOutcome {
+            report,
+            provider_id: record.map(|r| naming::provider_id(&self.instance, &r.netns)),
+            addresses,
+        }
+    }
+}
+
+/// What one pass found and made so far, step by step.
+#[derive(Default)]
+struct Pass {
+    node_records: BTreeMap<String, NodeRecord>,
+    node_facts: BTreeMap<String, report::NodeFacts>,
+    network_records: BTreeMap<String, NetworkRecord>,
+    network_facts: BTreeMap<String, report::NetworkFacts>,
+    placed: Vec<Placed>,
+    peer_facts: BTreeMap<String, report::PeerFacts>,
+    /// Each node's interfaces, read back after the links were made.
+    node_ifaces: BTreeMap<String, Vec<sys::Interface>>,
+    wanted_daemons: BTreeSet<(DaemonKind, String)>,
+    holders: vips::Holders,
+    vip_facts: BTreeMap<String, report::VipFacts>,
+}
+
+impl Pass {
+    /// The link of a placed peer, as read back in its node's namespace.
+    fn link(&self, p: &Placed) -> Option<&sys::Interface> {
+        self.node_ifaces
+            .get(&p.spec_host)?
+            .iter()
+            .find(|i| i.ifname == p.link())
+    }
+}
+
+/// Links, with each node's links it no longer needs removed; then each node's
+/// interfaces read back.
+async fn wire_links(pass: &mut Pass) -> Result<(), LabError> {
+    for record in pass.node_records.values() {
+        let wanted: BTreeSet<String> = pass
+            .placed
+            .iter()
+            .filter(|p| p.node.netns == record.netns)
+            .map(Placed::link)
+            .collect();
+        for iface in sys::interfaces(&record.netns).await?.unwrap_or_default() {
+            if iface.ifname.starts_with("fgw") && !wanted.contains(&iface.ifname) {
+                sys::ip(&["-n", &record.netns, "link", "del", &iface.ifname]).await?;
+            }
+        }
+    }
+    for p in &pass.placed {
+        let facts = &pass.peer_facts[&p.name];
+        let up = !(facts.node_failed || facts.link_dropped);
+        make::link(p, up).await?;
+    }
+    for (name, record) in &pass.node_records {
+        let ifaces = sys::interfaces(&record.netns).await?.unwrap_or_default();
+        pass.node_ifaces.insert(name.clone(), ifaces);
+    }
+    Ok(())
 }
 
 fn is_ready(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> bool {
