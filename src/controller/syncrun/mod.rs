@@ -66,7 +66,15 @@ async fn step(cached: &SyncRun, ctx: &Context) -> Result<Action> {
         Some(Phase::AwaitingApproval) => approval::await_approval(run, ctx, status).await,
         Some(Phase::Scheduled) => scheduled::scheduled(run, ctx, status).await,
         Some(Phase::Applying) => apply::run(run, ctx, status).await,
-        Some(_) => finished::refuse_late_approval(run, ctx, status).await,
+        // Listed, not matched with `_`: a phase added later must say which step it takes.
+        Some(
+            Phase::Applied
+            | Phase::Failed
+            | Phase::NoChanges
+            | Phase::Superseded
+            | Phase::Rejected
+            | Phase::Expired,
+        ) => finished::refuse_late_approval(run, ctx, status).await,
     };
     match stepped {
         // Someone else moved the run (the repository superseded it) between the read
