@@ -410,7 +410,6 @@ const KNOWN_CIRCLES: &[(&str, &[&str])] = &[
     ("cli::ui", &["governance", "pages"]),
     ("controller::governance", &["evaluation", "rules"]),
     ("fleet", &["bounds", "diag", "model", "object"]),
-    ("provider::lab", &["make", "realize", "routing", "vips"]),
 ];
 
 /// Circles among the children of any module, anywhere in the crate and the core (the

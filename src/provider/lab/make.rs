@@ -5,7 +5,7 @@ use std::path::Path;
 
 use kube::ResourceExt;
 
-use super::realize::Placed;
+use super::placed::Placed;
 use super::state::{NetworkRecord, NodeRecord, PROBE_OCTET};
 use super::{LabError, naming, sys};
 use crate::api::fleet::FleetNode;

@@ -19,6 +19,7 @@ pub mod faults;
 pub mod keepalived;
 mod make;
 pub mod naming;
+mod placed;
 mod realize;
 mod report;
 mod routing;

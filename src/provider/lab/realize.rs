@@ -4,7 +4,6 @@
 //! daemon that died or a namespace deleted behind the lab's back is found and repaired.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,8 +12,9 @@ use tokio::time::Instant;
 
 use super::daemon::{DaemonKind, Daemons};
 use super::faults::{self, Faults};
+use super::placed::Placed;
 use super::report::{self, Common, Report};
-use super::state::{NetworkRecord, NodeRecord, PeerRecord, State};
+use super::state::{NetworkRecord, NodeRecord, State};
 use super::{LabError, keepalived, make, naming, routing, sys, vips};
 use crate::api::fleet::{
     FleetNode, NodeAddress, NodeAddressType, PeerSession, SdwanNetwork, SdwanPeer, VirtualIp,
@@ -57,32 +57,6 @@ pub struct Outcomes {
     pub networks: BTreeMap<String, Report>,
     pub peers: BTreeMap<String, PeerOutcome>,
     pub vips: BTreeMap<String, VipOutcome>,
-}
-
-/// A peer the pass could place: its records and its node's and network's.
-pub(super) struct Placed {
-    /// The SdwanPeer's name, and its host's.
-    pub name: String,
-    pub spec_host: String,
-    pub record: PeerRecord,
-    pub node: NodeRecord,
-    pub network: NetworkRecord,
-    pub network_name: String,
-}
-
-impl Placed {
-    /// Its address in the network's fabric.
-    pub fn address(&self) -> Ipv4Addr {
-        self.network.address(self.record.octet)
-    }
-    /// Its link's name in its node's namespace.
-    pub fn link(&self) -> String {
-        naming::node_link(self.network.index)
-    }
-    /// The name of its daemons' files.
-    pub fn stem(&self) -> String {
-        format!("{}-{}", self.network.index, self.record.octet)
-    }
 }
 
 pub struct Lab {

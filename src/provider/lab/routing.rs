@@ -8,7 +8,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::daemon::{DaemonKind, Daemons};
-use super::realize::Placed;
+use super::placed::Placed;
 use super::{LabError, bird, sys};
 use crate::api::fleet::{PeerSession, SdwanPeer, SessionProtocol, SessionState};
 use crate::fleet::model::RoutingMode;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use super::keepalived::{self, Instance};
-use super::realize::Placed;
+use super::placed::Placed;
 use super::state::NetworkRecord;
 use super::{naming, sys};
 use crate::fleet::object::VirtualIpSpec;
