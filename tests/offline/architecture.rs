@@ -408,7 +408,6 @@ const KNOWN_CIRCLES: &[(&str, &[&str])] = &[
     ("api", &["forge", "repository", "syncrun"]),
     ("cli", &["plugin", "ui"]),
     ("cli::ui", &["governance", "pages"]),
-    ("controller::governance", &["evaluation", "rules"]),
     ("fleet", &["bounds", "diag", "model", "object"]),
 ];
 

@@ -7,17 +7,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use super::Error;
-use super::rules::{self, Compiled, Facts, Meter, Verdict};
+use super::rules::{self, BUDGET, Compiled, Facts, Meter, Verdict};
 use crate::controller::fairness::FairQueue;
 
-/// Longest one evaluation of a repository's rules may run (waiting for its turn not
-/// included) before the run fails closed (`PolicyTimeout`).
-pub const BUDGET: Duration = Duration::from_secs(2);
 /// Threads that evaluate rules.
 const WORKERS: usize = 2;
 /// Evaluations waiting per namespace, and in all: plannings are already bounded per
@@ -153,6 +150,7 @@ pub async fn evaluate(
 mod tests {
     use super::*;
     use crate::api::governance::{PlanRule, RuleAction};
+    use std::time::Duration;
 
     fn compiled(expression: &str) -> Arc<Vec<Compiled>> {
         let rule = PlanRule {

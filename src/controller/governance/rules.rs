@@ -31,6 +31,9 @@ pub const MAX_FIELDS: usize = 20_000;
 /// At most this many bytes of field values and paths are shown to rules: a field may be
 /// a 256 KiB label. Past it, truncated as past [`MAX_FIELDS`].
 pub const MAX_FIELD_BYTES: usize = 4 * 1024 * 1024;
+/// Longest one evaluation of a repository's rules may run (waiting for its turn not
+/// included) before the run fails closed (`PolicyTimeout`).
+pub const BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 /// Steps one evaluation of all of a repository's rules may take (see [`Meter`]): a rule
 /// that looks at each field of the largest plan once takes about a million.
 pub const MAX_COST: u64 = 10_000_000;
@@ -367,7 +370,7 @@ pub fn evaluate_metered(
         None => {}
         Some(Exhausted::Cost) => return Err(Error::CostExceeded(MAX_COST)),
         Some(Exhausted::Time | Exhausted::Abandoned) => {
-            return Err(Error::Timeout(super::evaluation::BUDGET));
+            return Err(Error::Timeout(BUDGET));
         }
     }
     let mut verdict = verdict?;
