@@ -265,20 +265,11 @@ pub fn history(runs: &[SyncRun], limit: usize) -> Vec<crate::api::repository::Hi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::syncrun::{
-        Authority, AuthorizationRecord, SyncRunSpec, SyncRunStatus, Trigger,
-    };
+    use crate::api::syncrun::{Authority, AuthorizationRecord, SyncRunStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn run(name: &str, phase: Phase, authorized: bool, legacy: bool) -> SyncRun {
-        let mut run = SyncRun::new(
-            name,
-            SyncRunSpec {
-                repository: "fleet".into(),
-                revision: "abc".into(),
-                trigger: Trigger::Schedule,
-            },
-        );
+        let mut run = crate::controller::fixtures::run_named(name);
         run.status = Some(SyncRunStatus {
             phase: Some(phase),
             desired_state: vec![format!("{name}-desired-0")],

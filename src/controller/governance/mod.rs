@@ -307,17 +307,10 @@ pub(crate) mod fixtures {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
 
-    use crate::api::syncrun::{ApprovalRecord, SyncRun, SyncRunSpec, SyncRunStatus, Trigger};
+    use crate::api::syncrun::{ApprovalRecord, SyncRun, SyncRunStatus};
 
     pub fn run(annotations: &[(&str, &str)]) -> SyncRun {
-        let mut run = SyncRun::new(
-            "r",
-            SyncRunSpec {
-                repository: "fleet".into(),
-                revision: "abc".into(),
-                trigger: Trigger::Schedule,
-            },
-        );
+        let mut run = crate::controller::fixtures::run_named("r");
         run.metadata.annotations = Some(
             annotations
                 .iter()

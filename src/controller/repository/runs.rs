@@ -364,14 +364,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn run(name: &str, phase: Phase, approved: bool) -> SyncRun {
-        let mut run = SyncRun::new(
-            name,
-            SyncRunSpec {
-                repository: "fleet".into(),
-                revision: "abc".into(),
-                trigger: Trigger::Schedule,
-            },
-        );
+        let mut run = crate::controller::fixtures::run_named(name);
         run.status = Some(SyncRunStatus {
             phase: Some(phase),
             approvals: approved

@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::clearing::apply_approved;
-use super::holds::{expire, hold_while_invalid};
+use super::holds::{expire, governance_unless_held};
 use super::planning::replan;
 use super::warn;
 use crate::api::syncrun::SyncRunStatus;
@@ -27,15 +27,10 @@ pub(super) async fn await_approval(
     mut status: SyncRunStatus,
 ) -> Result<Action> {
     let a = run.annotations();
-    let gov = governance::load(
-        &ctx.client,
-        &run.namespace().unwrap_or_default(),
-        &run.spec.repository,
-    )
-    .await?;
-    if let Some(action) = hold_while_invalid(run, ctx, &gov, &mut status).await? {
-        return Ok(action);
-    }
+    let gov = match governance_unless_held(run, ctx, &mut status).await? {
+        Ok(gov) => gov,
+        Err(held) => return Ok(held),
+    };
     if let Some(action) = expire(run, ctx, &gov, &mut status).await? {
         return Ok(action);
     }

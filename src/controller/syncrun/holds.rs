@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
@@ -12,13 +13,28 @@ use crate::api::now;
 use crate::api::syncrun::SyncRunStatus;
 use crate::controller::context::Context;
 use crate::controller::error::Result;
-use crate::controller::governance::Governance;
+use crate::controller::governance::{self, Governance};
 use crate::controller::lifecycle::{Event, transition, write_status};
+
+/// The governance of the run's repository; or, when one of its policies became invalid
+/// after the plan was recorded, the hold that stops the run (`Err`).
+pub(super) async fn governance_unless_held(
+    run: &SyncRun,
+    ctx: &Context,
+    status: &mut SyncRunStatus,
+) -> Result<Result<Governance, Action>> {
+    let namespace = run.namespace().unwrap_or_default();
+    let gov = governance::load(&ctx.client, &namespace, &run.spec.repository).await?;
+    Ok(match hold_while_invalid(run, ctx, &gov, status).await? {
+        Some(held) => Err(held),
+        None => Ok(gov),
+    })
+}
 
 /// A governing policy became invalid after the plan was recorded: nothing is approved
 /// or applied until it is fixed (looked at again every 30 seconds; policies are not
 /// watched per run).
-pub(super) async fn hold_while_invalid(
+async fn hold_while_invalid(
     run: &SyncRun,
     ctx: &Context,
     gov: &Governance,

@@ -9,7 +9,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 
 use super::clearing::apply_approved;
-use super::holds::{expire, hold_while_invalid};
+use super::holds::{expire, governance_unless_held};
 use crate::api::short_revision as short;
 use crate::api::syncrun::{SyncRunStatus, Trigger};
 use crate::api::{REPOSITORY_LABEL, SyncRun, annotations, now};
@@ -31,15 +31,10 @@ pub(super) async fn scheduled(
     if let Some(reason) = a.get(annotations::REJECT) {
         return reject(ctx, run, status, reason).await;
     }
-    let gov = governance::load(
-        &ctx.client,
-        &run.namespace().unwrap_or_default(),
-        &run.spec.repository,
-    )
-    .await?;
-    if let Some(action) = hold_while_invalid(run, ctx, &gov, &mut status).await? {
-        return Ok(action);
-    }
+    let gov = match governance_unless_held(run, ctx, &mut status).await? {
+        Ok(gov) => gov,
+        Err(held) => return Ok(held),
+    };
     if let Some(newer) = newer_run(ctx, run).await? {
         let message = format!(
             "superseded by SyncRun {} (revision {}): an older revision never applies after a newer one",
