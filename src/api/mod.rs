@@ -54,7 +54,9 @@ where
     .await
 }
 
-/// Annotations users set.
+/// Every annotation of the GitOps API: those users set, those the admission policies
+/// stamp, and those the controller sets (marked so). The provider registration Lease's
+/// label and annotations belong to the provider contract: `fleet::status::registration`.
 pub mod annotations {
     /// On a GitopsRepository: any new value asks for a sync now.
     pub const SYNC_REQUESTED_AT: &str = "gitops.fleetgate.dev/sync-requested-at";
