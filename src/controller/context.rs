@@ -127,7 +127,7 @@ impl Context {
     /// desired state of its last applied run, its failures and its forge reports. A
     /// repository created again under the name starts from nothing.
     pub async fn forget_repository(&self, namespace: &str, name: &str) {
-        let key = format!("{namespace}/{name}");
+        let key = repository_key(namespace, name);
         self.git.forget(namespace, name).await;
         self.desired.forget(&key);
         self.succeeded(&key_of::<crate::api::GitopsRepository>(namespace, name));
@@ -198,7 +198,7 @@ impl Context {
 
     /// Claims the run's repository for it to apply; false while another run holds it.
     pub fn claim_apply(&self, run: &SyncRun) -> bool {
-        let (repository, run) = (repository_key(run), run.name_any());
+        let (repository, run) = (run_repository_key(run), run.name_any());
         let mut map = self.applying.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(&repository) {
             Some(holder) if *holder != run => false,
@@ -210,7 +210,7 @@ impl Context {
     }
 
     pub fn release_apply(&self, run: &SyncRun) {
-        let (repository, run) = (repository_key(run), run.name_any());
+        let (repository, run) = (run_repository_key(run), run.name_any());
         let mut map = self.applying.lock().unwrap_or_else(|p| p.into_inner());
         if map.get(&repository).is_some_and(|holder| *holder == run) {
             map.remove(&repository);
@@ -249,16 +249,18 @@ pub fn occurrence<K: kube::Resource<DynamicType = ()>>(
     }
 }
 
-/// `Kind namespace/name`, the key of per-object bookkeeping.
-/// `namespace/name` of the repository a run belongs to.
-fn repository_key(run: &SyncRun) -> String {
-    format!(
-        "{}/{}",
-        run.namespace().unwrap_or_default(),
-        run.spec.repository
-    )
+/// `namespace/name` of a repository: the key of what the controller keeps for it (its
+/// git cache, desired state, forge bookkeeping, the run applying for it).
+fn repository_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
 }
 
+/// [`repository_key`] of the repository a run belongs to.
+fn run_repository_key(run: &SyncRun) -> String {
+    repository_key(&run.namespace().unwrap_or_default(), &run.spec.repository)
+}
+
+/// `Kind namespace/name`, the key of per-object bookkeeping.
 pub fn object_key<K: kube::Resource<DynamicType = ()>>(object: &K) -> String {
     key_of::<K>(
         object.meta().namespace.as_deref().unwrap_or_default(),

@@ -5,7 +5,7 @@ use crate::api::syncrun::{ActionState, ActionStatus, Progress};
 use crate::fleet::Plan;
 
 /// At most this many per-action entries are kept in status.actions.
-pub const MAX_ACTION_ENTRIES: usize = 200;
+const MAX_ACTION_ENTRIES: usize = 200;
 
 /// Counts of each action state.
 pub fn progress(states: &[ActionState]) -> Progress {

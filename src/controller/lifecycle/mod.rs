@@ -16,7 +16,7 @@ pub mod actions;
 pub mod machine;
 pub mod record;
 
-pub use actions::{MAX_ACTION_ENTRIES, action_entries, progress};
+pub use actions::{action_entries, progress};
 pub use machine::{Clearance, Event, FailReason, Withdrawal};
 pub use record::{
     Guard, fail, moved, reject, started, supersede, supersede_listed, transition,
