@@ -6,6 +6,7 @@
 pub mod bounds;
 pub mod diag;
 pub mod drift;
+pub mod health;
 pub mod model;
 pub mod object;
 pub mod parse;
