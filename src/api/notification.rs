@@ -75,6 +75,8 @@ pub enum NotificationEvent {
     Applied,
     /// A SyncRun failed (the fleet file is invalid, or applying failed).
     Failed,
+    /// A SyncRun's plan was written but its objects did not converge: a provider reports a terminal failure, or the progress deadline passed.
+    Degraded,
     /// The cluster drifted from the revision last applied.
     DriftDetected,
     /// The cluster matches the revision last applied again.
@@ -90,6 +92,7 @@ impl NotificationEvent {
             Self::ApprovalRefused => "ApprovalRefused",
             Self::Applied => "Applied",
             Self::Failed => "Failed",
+            Self::Degraded => "Degraded",
             Self::DriftDetected => "DriftDetected",
             Self::DriftCleared => "DriftCleared",
             Self::RepositoryStalled => "RepositoryStalled",

@@ -98,6 +98,10 @@ pub enum Phase {
     Expired,
     /// Approved, waiting for a change window to open (or for apply-after).
     Scheduled,
+    /// Written; waiting for the providers to report every object it wrote Ready for its new generation (see status.health).
+    Converging,
+    /// Written, but its objects did not converge: a provider reports a terminal failure, or the repository's spec.rollout.progressDeadline passed (see status.health).
+    Degraded,
 }
 
 impl SyncRun {
@@ -113,17 +117,28 @@ impl Phase {
     pub fn is_in_progress(self) -> bool {
         matches!(
             self,
-            Phase::Planning | Phase::AwaitingApproval | Phase::Scheduled | Phase::Applying
+            Phase::Planning
+                | Phase::AwaitingApproval
+                | Phase::Scheduled
+                | Phase::Applying
+                | Phase::Converging
         )
     }
 
-    /// Whether the run ended without its plan taking effect: kstatus reads it as
+    /// Whether the run ended without its plan taking effect as planned (a Degraded run
+    /// wrote its plan, but the providers did not converge on it): kstatus reads it as
     /// Failed (Stalled=True), and nothing more will happen to it.
     pub fn is_unsuccessful(self) -> bool {
         matches!(
             self,
-            Phase::Failed | Phase::Superseded | Phase::Rejected | Phase::Expired
+            Phase::Failed | Phase::Superseded | Phase::Rejected | Phase::Expired | Phase::Degraded
         )
+    }
+
+    /// Whether the run wrote every action of its plan as planned (whether or not the
+    /// providers then converged): the cluster holds its desired state.
+    pub fn wrote_plan(self) -> bool {
+        matches!(self, Phase::Applied | Phase::Degraded)
     }
 
     /// Whether the run is over (nothing more will happen to it).
@@ -131,6 +146,7 @@ impl Phase {
         matches!(
             self,
             Phase::Applied
+                | Phase::Degraded
                 | Phase::Failed
                 | Phase::NoChanges
                 | Phase::Superseded
@@ -151,6 +167,8 @@ impl Phase {
             Phase::Rejected => "Rejected",
             Phase::Expired => "Expired",
             Phase::Scheduled => "Scheduled",
+            Phase::Converging => "Converging",
+            Phase::Degraded => "Degraded",
         }
     }
 }
@@ -163,7 +181,7 @@ pub struct SyncRunStatus {
     /// seen the run, so kstatus reads a new run as InProgress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Where the run is: Planning, AwaitingApproval, Scheduled, Applying, then Applied, NoChanges, Failed, Superseded, Rejected or Expired.
+    /// Where the run is: Planning, AwaitingApproval, Scheduled, Applying, Converging, then Applied, Degraded, NoChanges, Failed, Superseded, Rejected or Expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// The first 12 characters of the revision, for display.
@@ -242,9 +260,12 @@ pub struct SyncRunStatus {
     /// Actions and their outcomes: all of them for small plans, otherwise the failed and skipped ones first (bounded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<ActionStatus>,
-    /// Objects that still differ from git after applying (empty on success).
+    /// What the cluster and the providers report after applying: objects that still differ from git, and objects their provider did not report Ready for their new generation (empty on success).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift_after_apply: Vec<String>,
+    /// Whether the objects the run wrote converged: how many each provider reports Ready, and the others by name. Written once the writes are done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<RunHealth>,
     /// Ready (applied, or nothing to change), Reconciling (planning, awaiting approval or applying) and Stalled (Failed, Rejected or Superseded), kstatus-style.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -267,6 +288,45 @@ pub struct SyncRunStatus {
     /// What authorized writing this plan, recorded when the run was cleared to apply: people (a quorum of approvers) or a policy, for which planId and on what basis. The apply engine decides it again before its first write; drift is measured only against runs applied under one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<AuthorizationRecord>,
+}
+
+/// How the objects a run wrote stand, as their providers report them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunHealth {
+    /// Objects reported Ready for their new generation.
+    pub ready: u32,
+    /// Objects not Ready yet: unreported, reported for an older generation, or reconciling.
+    pub progressing: u32,
+    /// Objects whose provider reports a terminal failure (Stalled).
+    pub failed: u32,
+    /// Objects of kinds no provider serves in the namespace (no registration Lease names them): not waited for.
+    pub unserved: u32,
+    /// The kinds the run wrote that no provider serves in the namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unserved_kinds: Vec<String>,
+    /// When the writes were done and the wait for the providers began.
+    pub since: Time,
+    /// When the run ends Degraded if its objects have not converged: since plus the repository's spec.rollout.progressDeadline.
+    pub deadline: Time,
+    /// The objects not Ready, failed first, then progressing, then unserved (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub objects: Vec<ObjectHealth>,
+}
+
+/// One object a run wrote, as its provider reports it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ObjectHealth {
+    /// The object's kind, such as FleetNode.
+    pub kind: String,
+    /// The object's name.
+    pub name: String,
+    /// Ready, Progressing, Failed or Unserved.
+    pub standing: crate::fleet::health::Standing,
+    /// The reason of the provider's Ready condition (docs/provider-contract.md), when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Where a run's content came from.

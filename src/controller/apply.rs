@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::authorization::{self, Authorized, Refusal};
 use super::context::Context;
+use super::convergence;
 use super::error::{Error, Result};
 use super::governance;
 use super::lifecycle::{
@@ -29,7 +30,8 @@ use super::live;
 use super::metrics::ResultLabels;
 use super::objectwrite::{Target, Throttle, WriteError};
 use super::planstore;
-use crate::api::syncrun::{ActionState, SyncRunStatus};
+use crate::api::repository::RolloutSpec;
+use crate::api::syncrun::{ActionState, RunHealth, SyncRunStatus};
 use crate::api::{REPOSITORY_LABEL, SyncRun, now, truncate};
 use crate::fleet::plan::{PlannedAction, spec_digest};
 use crate::fleet::{ObjectKind, Operation, Plan};
@@ -134,6 +136,11 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
         })
         .collect();
     let prune = recorded.repository().is_none_or(|r| r.spec.prune);
+    let deadline = recorded
+        .repository()
+        .map_or(RolloutSpec::DEFAULT_PROGRESS_DEADLINE, |r| {
+            r.spec.rollout.progress_deadline()
+        });
     // Decisions come from the caches: they must have been filled once.
     ctx.fleet.wait_until_ready().await?;
     let mut r = RunProgress {
@@ -145,7 +152,7 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
         status,
     };
     r.apply_all(&authorized, prune).await?;
-    r.finish(plan).await
+    r.finish(plan, deadline).await
 }
 
 /// Applies one action, waiting out the server's refusals for load and short outages.
@@ -295,8 +302,9 @@ impl<'a> RunProgress<'a> {
         self.status.clone()
     }
 
-    /// Checks what the plan touched and records anything that still differs.
-    async fn finish(self, plan: &Plan) -> Result<Action> {
+    /// Checks what the plan touched and records anything that still differs. A run
+    /// written whole goes on to wait for its objects to converge, within `deadline`.
+    async fn finish(self, plan: &Plan, deadline: Duration) -> Result<Action> {
         let drift = verify(
             self.ctx,
             &self.namespace,
@@ -312,10 +320,7 @@ impl<'a> RunProgress<'a> {
             "{} applied, {} failed, {} skipped",
             p.applied, p.failed, p.skipped
         );
-        if p.failed == 0 && p.skipped == 0 && drift.is_empty() {
-            let message = format!("plan {} applied: {summary}", plan.plan_id);
-            transition(self.ctx, self.run, status, Event::Applied, message).await?;
-        } else {
+        if p.failed > 0 || p.skipped > 0 || !drift.is_empty() {
             let first: Vec<String> = self
                 .errors
                 .iter()
@@ -325,8 +330,29 @@ impl<'a> RunProgress<'a> {
             let message = format!("plan {}: {summary}; {}", plan.plan_id, first.join("; "));
             let failed = Event::Failed(FailReason::ApplyFailed);
             transition(self.ctx, self.run, status, failed, message).await?;
+            return Ok(Action::await_change());
         }
-        Ok(Action::await_change())
+        // Written whole: the run now waits for the providers (the Converging step).
+        let written = convergence::written(plan, &self.states);
+        let since = now();
+        status.health = Some(RunHealth {
+            progressing: written.len().try_into().unwrap_or(u32::MAX),
+            deadline: convergence::plus(&since, deadline),
+            since,
+            ready: 0,
+            failed: 0,
+            unserved: 0,
+            unserved_kinds: Vec::new(),
+            objects: Vec::new(),
+        });
+        let message = format!(
+            "plan {} written: {summary}; waiting for the providers to report {} objects Ready",
+            plan.plan_id,
+            written.len()
+        );
+        self.ctx.converging.keep(self.run, written);
+        transition(self.ctx, self.run, status, Event::Written, message).await?;
+        Ok(Action::requeue(Duration::from_millis(100)))
     }
 }
 

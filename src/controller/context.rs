@@ -69,6 +69,8 @@ pub struct Context {
     pub forge: Arc<super::forge::Forge>,
     /// Plannings under way: a few at once, shared fairly between namespaces.
     pub plannings: super::slots::Slots,
+    /// The objects each converging run wrote (read once from its stored plan).
+    pub converging: super::convergence::Written,
     /// Which SyncRun is applying for each repository (`namespace/name`): at most one.
     applying: Mutex<HashMap<String, String>>,
     /// Consecutive failed reconciles per object, for exponential backoff.
@@ -102,6 +104,7 @@ impl Context {
             notifier: Arc::new(notifier),
             forge: Arc::new(forge),
             metrics,
+            converging: Default::default(),
             applying: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }
@@ -207,6 +210,12 @@ impl Context {
                 true
             }
         }
+    }
+
+    /// Which run holds `run`'s repository for applying, if any.
+    pub fn applying_run(&self, run: &SyncRun) -> Option<String> {
+        let map = self.applying.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&run_repository_key(run)).cloned()
     }
 
     pub fn release_apply(&self, run: &SyncRun) {

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::authorization::applied_under_authorization;
 use super::context::Context;
+use super::convergence;
 use super::error::{Error, Result};
 use super::live;
 use super::metrics::RepositoryLabels;
@@ -27,9 +28,13 @@ const MAX_CONFIRMED: usize = 100;
 pub struct Found {
     /// The applied run whose revision the cluster should match.
     pub baseline: SyncRun,
-    /// Non-empty when the cluster drifted.
+    /// Non-empty when the cluster drifted from git: what a Drift run restores.
     pub objects: Vec<DriftedObject>,
+    /// Of `objects`: a Drift run is started once per distinct value.
     pub digest: String,
+    /// Objects as git says whose provider no longer reports them Ready: reported with
+    /// the drift, but not restored by a run (their spec is already git's).
+    pub unhealthy: Vec<DriftedObject>,
 }
 
 fn digest(objects: &[DriftedObject]) -> String {
@@ -48,7 +53,7 @@ pub async fn check(
     if runs.iter().any(|r| {
         matches!(
             r.phase(),
-            None | Some(Phase::Planning) | Some(Phase::Applying)
+            None | Some(Phase::Planning | Phase::Applying | Phase::Converging)
         )
     }) {
         return Ok(None);
@@ -81,10 +86,13 @@ pub async fn check(
     if !objects.is_empty() && objects.len() <= MAX_CONFIRMED {
         objects = confirm(ctx, &ns, &repo.name_any(), &desired, objects).await?;
     }
+    let served = convergence::served_kinds(&ctx.client, &ns).await?;
+    let unhealthy = convergence::regressions(&ctx.fleet, &ns, &desired, &served, &objects);
     Ok(Some(Found {
         baseline: baseline.clone(),
         digest: digest(&objects),
         objects,
+        unhealthy,
     }))
 }
 
@@ -137,7 +145,17 @@ pub async fn report(
     let ts = now();
     let generation = repo.meta().generation;
     let previous = status.drift.as_ref().map(|d| d.digest.clone());
-    let count = found.objects.len();
+    let objects: Vec<DriftedObject> = found
+        .objects
+        .iter()
+        .chain(&found.unhealthy)
+        .cloned()
+        .collect();
+    let shown_digest = match found.unhealthy.is_empty() {
+        true => found.digest.clone(),
+        false => digest(&objects),
+    };
+    let count = objects.len();
     ctx.metrics
         .drifted_objects
         .get_or_create(&RepositoryLabels {
@@ -170,7 +188,7 @@ pub async fn report(
         }
         return;
     }
-    let summary = summarize(&found.objects);
+    let summary = summarize(&objects);
     let message = format!(
         "{count} objects differ from revision {}: {summary}",
         short_revision(&revision)
@@ -186,7 +204,7 @@ pub async fn report(
     );
     let detected_at = match (
         &status.drift,
-        previous.as_deref() == Some(found.digest.as_str()),
+        previous.as_deref() == Some(shown_digest.as_str()),
     ) {
         (Some(d), true) => d.detected_at.clone(),
         _ => Some(ts.clone()),
@@ -195,9 +213,9 @@ pub async fn report(
         detected_at,
         revision,
         count: count as u32,
-        objects: found.objects.iter().take(MAX_LISTED).cloned().collect(),
+        objects: objects.into_iter().take(MAX_LISTED).collect(),
         truncated: count > MAX_LISTED,
-        digest: found.digest.clone(),
+        digest: shown_digest,
     });
     // One Warning per drift episode: while the cluster stays drifted, status follows
     // every change but the Event is not repeated.
@@ -231,6 +249,7 @@ fn summarize(objects: &[DriftedObject]) -> String {
                 }
                 DriftKind::Missing => "deleted".to_owned(),
                 DriftKind::Unexpected => "not in git".to_owned(),
+                DriftKind::Unhealthy => format!("not Ready ({})", d.fields.join(", ")),
             };
             format!("{}/{} {what}", d.kind.as_str().to_ascii_lowercase(), d.name)
         })
@@ -306,5 +325,17 @@ mod tests {
             run("r1", Phase::Applied, false, false),
         ];
         assert!(baseline(&nothing).is_none());
+        // A Degraded run wrote its whole plan: the cluster holds it, so drift is measured
+        // against it (correcting toward the older run would undo an authorized change).
+        // A run still converging is not a baseline yet.
+        let degraded = [
+            run("r3", Phase::Converging, true, false),
+            run("r2", Phase::Degraded, true, false),
+            run("r1", Phase::Applied, true, false),
+        ];
+        assert_eq!(
+            baseline(&degraded).map(|r| r.name_any()).as_deref(),
+            Some("r2")
+        );
     }
 }

@@ -18,7 +18,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
 use super::error::{Error, Result};
+use crate::api::fleet::status::{self, Health, ProviderReason};
 use crate::api::{GITOPS_GROUP, MANAGED_BY, MANAGED_BY_LABEL, REPOSITORY_LABEL, annotations};
 use crate::fleet::object::Spec;
 use crate::fleet::plan::spec_digest;
@@ -54,6 +57,11 @@ pub struct CachedObject {
     pub spec: Option<Arc<Spec>>,
     /// [`spec_digest`] of `spec`, computed once when the object arrives.
     pub digest: Option<String>,
+    /// What its provider reports, read against `metadata.generation` when the object
+    /// arrives (the status itself is not kept).
+    pub health: Health,
+    /// The reason of the provider's Ready condition, when it is one of the contract's.
+    pub reason: Option<ProviderReason>,
 }
 
 /// An object as the API server sends it, before it is trimmed.
@@ -63,6 +71,34 @@ struct RawObject {
     metadata: ObjectMeta,
     #[serde(default)]
     spec: Value,
+    #[serde(default)]
+    status: Value,
+}
+
+/// The part of a provider's status that health is read from.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ReportedStatus {
+    #[serde(default)]
+    observed_generation: Option<i64>,
+    #[serde(default)]
+    conditions: Vec<Condition>,
+}
+
+/// The health a status reports for `generation`. A status that cannot be read (which
+/// the CRD's schema should prevent) says nothing current: it is read as stale, never as
+/// Ready, and it does not make the whole object unreadable to the watch.
+fn reported_health(generation: Option<i64>, status: Value) -> (Health, Option<ProviderReason>) {
+    if status.is_null() {
+        return (Health::Unreported, None);
+    }
+    let Ok(status) = serde_json::from_value::<ReportedStatus>(status) else {
+        return (Health::Stale, None);
+    };
+    let health = status::health(generation, status.observed_generation, &status.conditions);
+    let reason = crate::api::condition(&status.conditions, "Ready")
+        .and_then(|c| ProviderReason::parse(&c.reason));
+    (health, reason)
 }
 
 impl TryFrom<RawObject> for CachedObject {
@@ -79,10 +115,13 @@ impl TryFrom<RawObject> for CachedObject {
         }
         let spec = Spec::from_json(kind, raw.spec).ok().map(Arc::new);
         let digest = spec.as_deref().map(spec_digest);
+        let (health, reason) = reported_health(metadata.generation, raw.status);
         Ok(Self {
             metadata,
             spec,
             digest,
+            health,
+            reason,
         })
     }
 }
@@ -314,6 +353,29 @@ mod tests {
         let live = to_live(&obj).unwrap();
         assert_eq!(live.owner.as_deref(), Some("fleet"));
         assert!(live.prevent_destroy);
+    }
+
+    #[test]
+    fn the_cache_reads_the_providers_verdict_for_the_current_generation() {
+        let with_status = |generation: i64, status: Value| {
+            let mut v = node(json!({}));
+            v["metadata"]["generation"] = json!(generation);
+            v["status"] = status;
+            serde_json::from_value::<CachedObject>(v).unwrap()
+        };
+        let ready = json!({"observedGeneration": 2, "conditions": [
+            {"type": "Ready", "status": "True", "reason": "Available", "message": "",
+             "observedGeneration": 2, "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
+        let obj = with_status(2, ready.clone());
+        assert_eq!(obj.health, Health::Ready);
+        assert_eq!(obj.reason, Some(ProviderReason::Available));
+        // The same report, for the spec before the one now stored: not Ready.
+        assert_eq!(with_status(3, ready).health, Health::Stale);
+        assert_eq!(with_status(1, Value::Null).health, Health::Unreported);
+        // A status the schema should have refused: read as stale, and the object is
+        // still delivered to the cache.
+        let odd = with_status(1, json!({"conditions": "up"}));
+        assert_eq!((odd.health, odd.reason), (Health::Stale, None));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod authorization;
 pub mod context;
+pub mod convergence;
 pub mod drift;
 pub mod error;
 pub mod fairness;

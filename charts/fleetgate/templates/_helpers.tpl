@@ -75,4 +75,9 @@ the API calls it makes). */}}
 - apiGroups: [gitops.fleetgate.dev]
   resources: [gitopsrepositories]
   verbs: [patch]
+# Health-gated apply reads the providers' registration Leases (fleet-provider-<name>)
+# to tell a kind no provider serves from one whose provider has not reported yet.
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [list]
 {{- end -}}

@@ -18,6 +18,9 @@ pub enum DriftKind {
     Missing,
     /// An object carries the repository's label but git does not declare it.
     Unexpected,
+    /// The object is as git says, but its provider no longer reports it Ready (a health
+    /// regression since it was applied): `fields` says what the provider reports.
+    Unhealthy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -26,9 +29,9 @@ pub struct DriftedObject {
     pub kind: ObjectKind,
     /// The object's name.
     pub name: String,
-    /// How it differs: Changed, Missing or Unexpected.
+    /// How it differs: Changed, Missing, Unexpected or Unhealthy.
     pub drift: DriftKind,
-    /// For changed objects: `path: expected -> actual`, values as JSON.
+    /// For changed objects: `path: expected -> actual`, values as JSON; for unhealthy ones, what the provider reports (`Failed (NodeFailed)`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<String>,
 }

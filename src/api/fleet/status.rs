@@ -368,21 +368,9 @@ reported!(
     super::VirtualIp => VirtualIpStatus
 );
 
-/// What a reader makes of a fleet object's status, as kstatus would, plus the one case
-/// kstatus cannot tell: no provider has written it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Health {
-    /// No status at all: no provider has acted on the object (or none serves its kind).
-    Unreported,
-    /// The status describes an older generation than the spec's.
-    Stale,
-    /// Current, Ready=True.
-    Ready,
-    /// Reconciling=True, or Ready=False without Stalled.
-    InProgress,
-    /// Stalled=True: a terminal failure, with its reason.
-    Failed,
-}
+/// What a reader makes of a fleet object's status: the core's [`Health`], read here
+/// from the conditions.
+pub use crate::fleet::health::Health;
 
 /// The health of an object whose metadata.generation is `generation`, from its status's
 /// `observedGeneration` and conditions.

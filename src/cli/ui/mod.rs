@@ -7,6 +7,7 @@
 
 mod governance;
 mod guard;
+mod health;
 mod opener;
 mod pages;
 mod routes;

@@ -86,7 +86,9 @@ fn badge(text: &str, tone: &str) -> Markup {
 fn phase_tone(phase: Option<Phase>) -> &'static str {
     match phase {
         Some(Phase::Applied | Phase::NoChanges) => "good",
-        Some(Phase::Failed | Phase::Rejected | Phase::Superseded | Phase::Expired) => "bad",
+        Some(
+            Phase::Failed | Phase::Degraded | Phase::Rejected | Phase::Superseded | Phase::Expired,
+        ) => "bad",
         Some(Phase::AwaitingApproval | Phase::Scheduled) => "wait",
         _ => "busy",
     }
@@ -337,6 +339,7 @@ pub(crate) fn live(run: &SyncRun, shown: Option<&str>, me: &str) -> Markup {
                     }
                 }
             }
+            @if let Some(h) = &status.health { (super::health::table(h)) }
             (governance::status(run))
             @if matches!(phase, Some(Phase::AwaitingApproval | Phase::Scheduled)) {
                 div.actions {
@@ -404,7 +407,7 @@ pub(crate) fn run(
             (governance::rollback_fact(run))
         }
         section aria-live="polite" data-live=(live_url) { (live(run, approvable.as_deref().ok(), me)) }
-        @if status.phase == Some(Phase::Failed) {
+        @if matches!(status.phase, Some(Phase::Failed | Phase::Degraded)) {
             @if let Some(m) = &status.message {
                 section.problems {
                     h2 { "Errors" }

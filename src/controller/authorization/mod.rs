@@ -123,11 +123,13 @@ impl<'a> Provenance<'a> {
 }
 
 /// Whether `run` applied under an authorization it recorded: only such runs are drift
-/// baselines for correction and content a policy may restore.
+/// baselines for correction and content a policy may restore. A Degraded run counts: it
+/// wrote its whole plan, and the cluster holds its desired state (restoring an older one
+/// would undo an authorized change).
 pub fn applied_under_authorization(run: &SyncRun) -> bool {
     run.status
         .as_ref()
-        .is_some_and(|s| s.phase == Some(Phase::Applied) && s.authorization.is_some())
+        .is_some_and(|s| s.phase.is_some_and(Phase::wrote_plan) && s.authorization.is_some())
 }
 
 /// The repository's own approval settings, as they are now.

@@ -301,10 +301,15 @@ pub fn status_of(run: &SyncRun) -> Option<(StatusState, String)> {
             StatusState::Pending,
             format!("applying plan {plan} ({counts})"),
         ),
+        Phase::Converging => (
+            StatusState::Pending,
+            format!("plan {plan} written; waiting for the providers ({counts})"),
+        ),
         Phase::Applied => (
             StatusState::Success,
             format!("plan {plan} applied ({counts})"),
         ),
+        Phase::Degraded => (StatusState::Failure, first_line(&status.message)),
         Phase::NoChanges => (
             StatusState::Success,
             "no changes: the cluster matches".into(),

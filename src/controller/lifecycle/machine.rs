@@ -6,6 +6,7 @@
 use kube::runtime::events::EventType;
 
 use crate::api::syncrun::Phase;
+use crate::fleet::health::Degradation;
 
 /// What happens to a run. Each event is allowed in a few phases only ([`next`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,8 +21,15 @@ pub enum Event {
     Scheduled,
     /// Authorized, and the windows allow it: the engine applies it.
     Cleared(Clearance),
-    /// Every action applied and nothing differs afterwards.
+    /// Every action applied, nothing differs afterwards, and every object it wrote is
+    /// Ready for its new generation (or of a kind no provider serves).
     Applied,
+    /// Every action applied and nothing differs afterwards; the providers have not yet
+    /// reported every object Ready: the run waits for them.
+    Written,
+    /// The objects did not converge: a provider reports a terminal failure, or the
+    /// progress deadline passed.
+    Degraded(Degradation),
     /// The run cannot go on.
     Failed(FailReason),
     /// A newer run replaces it (or the drift it was planned for changed).
@@ -142,6 +150,8 @@ impl Event {
             Event::Scheduled => "Scheduled",
             Event::Cleared(c) => c.as_str(),
             Event::Applied => "Applied",
+            Event::Written => "Converging",
+            Event::Degraded(d) => d.as_str(),
             Event::Failed(r) => r.as_str(),
             Event::Superseded => "Superseded",
             Event::Rejected => "Rejected",
@@ -191,9 +201,17 @@ pub fn next(from: Option<Phase>, event: Event) -> Result<Step, Illegal> {
         Event::NothingToChange => (&[Planning, AwaitingApproval], NoChanges, normal()),
         Event::Scheduled => (&[Planning, AwaitingApproval], Scheduled, normal()),
         Event::Cleared(_) => (&[Planning, AwaitingApproval, Scheduled], Applying, normal()),
-        Event::Applied => (&[Applying], Applied, normal()),
+        Event::Applied => (&[Converging], Applied, normal()),
+        Event::Written => (&[Applying], Converging, normal()),
+        Event::Degraded(_) => (&[Converging], Degraded, warning()),
         Event::Failed(_) => (&[Planning, AwaitingApproval, Applying], Failed, warning()),
-        Event::Superseded => (&[AwaitingApproval, Scheduled], Superseded, normal()),
+        // From Converging: a newer run of the repository applies before this one's
+        // objects converged (as Flux cancels a health check on a new revision).
+        Event::Superseded => (
+            &[AwaitingApproval, Scheduled, Converging],
+            Superseded,
+            normal(),
+        ),
         Event::Rejected => (&[AwaitingApproval, Scheduled], Rejected, normal()),
         Event::Expired => (&[AwaitingApproval, Scheduled], Expired, warning()),
         Event::Withdrawn(_) => (&[Scheduled, Applying], AwaitingApproval, warning()),
@@ -223,7 +241,7 @@ fn warning() -> Option<EventType> {
 mod tests {
     use super::*;
 
-    const PHASES: [Phase; 10] = [
+    const PHASES: [Phase; 12] = [
         Phase::Planning,
         Phase::AwaitingApproval,
         Phase::Applying,
@@ -234,6 +252,8 @@ mod tests {
         Phase::Rejected,
         Phase::Expired,
         Phase::Scheduled,
+        Phase::Converging,
+        Phase::Degraded,
     ];
 
     fn events() -> Vec<Event> {
@@ -246,6 +266,9 @@ mod tests {
             Event::Cleared(Clearance::ApprovedByPolicy),
             Event::Cleared(Clearance::WindowOpened),
             Event::Applied,
+            Event::Written,
+            Event::Degraded(Degradation::ObjectFailed),
+            Event::Degraded(Degradation::ProgressDeadlineExceeded),
             Event::Failed(FailReason::ApplyFailed),
             Event::Failed(FailReason::Error("KubeError")),
             Event::Superseded,
@@ -292,13 +315,17 @@ mod tests {
                     assert!(
                         matches!(
                             step.to,
-                            Phase::Applied | Phase::Failed | Phase::AwaitingApproval
+                            Phase::Converging | Phase::Failed | Phase::AwaitingApproval
                         ),
                         "{event:?} leaves Applying for {:?}",
                         step.to
                     );
                 }
-                if step.to == Phase::Applied {
+                // Applied and Degraded only after the objects were judged.
+                if matches!(step.to, Phase::Applied | Phase::Degraded) {
+                    assert_eq!(from, Some(Phase::Converging), "{event:?}");
+                }
+                if step.to == Phase::Converging {
                     assert_eq!(from, Some(Phase::Applying), "{event:?}");
                 }
             }
@@ -325,6 +352,11 @@ mod tests {
         for (event, told) in [
             (Event::Planned, EventType::Normal),
             (Event::Applied, EventType::Normal),
+            (Event::Written, EventType::Normal),
+            (
+                Event::Degraded(Degradation::ProgressDeadlineExceeded),
+                EventType::Warning,
+            ),
             (Event::Superseded, EventType::Normal),
             (Event::Expired, EventType::Warning),
             (
@@ -339,6 +371,29 @@ mod tests {
             let from = froms().find(|f| next(*f, event).is_ok()).unwrap();
             assert_eq!(next(from, event).unwrap().told, Some(told), "{event:?}");
         }
+    }
+
+    #[test]
+    fn a_converging_run_writes_nothing_and_ends_applied_degraded_or_superseded() {
+        for event in events() {
+            if let Ok(step) = next(Some(Phase::Converging), event) {
+                assert!(
+                    matches!(
+                        step.to,
+                        Phase::Applied | Phase::Degraded | Phase::Superseded
+                    ),
+                    "{event:?} leads a converging run to {:?}",
+                    step.to
+                );
+            }
+        }
+        assert!(
+            next(
+                Some(Phase::Converging),
+                Event::Withdrawn(Withdrawal::ApprovalExpired)
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -5,10 +5,13 @@
 //! check decide, they do not write a run's status.
 //!
 //! ```text
-//!  (new) ─Started→ Planning ─Planned→ AwaitingApproval ─Cleared→ Applying ─Applied→ Applied
+//!  (new) ─Started→ Planning ─Planned→ AwaitingApproval ─Cleared→ Applying ─Written→ Converging
 //!                     │  ╰─NothingToChange→ NoChanges   │ ╰Scheduled→ Scheduled ─Cleared┘ │
 //!                     ╰─Failed→ Failed ←────────────────┴──────────────────────────Failed─╯
+//!  Converging ─Applied→ Applied   (every object it wrote Ready, or of a kind no provider serves)
+//!  Converging ─Degraded→ Degraded (a provider reports a terminal failure, or the deadline passed)
 //!  AwaitingApproval | Scheduled ─Superseded | Rejected | Expired→ (finished)
+//!  Converging ─Superseded→ Superseded (a newer run applies)
 //!  Scheduled | Applying ─Withdrawn→ AwaitingApproval
 //! ```
 

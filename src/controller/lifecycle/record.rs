@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn a_finished_run_records_when_and_is_ready_or_stalled() {
         let (applied, step) = moved(
-            at(Some(Phase::Applying)),
+            at(Some(Phase::Converging)),
             Event::Applied,
             "done",
             Some(3),
@@ -332,6 +332,22 @@ mod tests {
             (stalled.status.as_str(), stalled.reason.as_str()),
             ("True", "ValidationFailed")
         );
+
+        // Written but not converged: finished, not Ready, Stalled with the reason why.
+        let deadline = Event::Degraded(crate::fleet::health::Degradation::ProgressDeadlineExceeded);
+        let (degraded, step) =
+            moved(at(Some(Phase::Converging)), deadline, "late", None, now()).unwrap();
+        assert!(degraded.completed_at.is_some());
+        let ready = condition(&degraded.conditions, "Ready").unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "ProgressDeadlineExceeded")
+        );
+        assert_eq!(
+            condition(&degraded.conditions, "Stalled").unwrap().status,
+            "True"
+        );
+        assert_eq!(step.told, Some(kube::runtime::events::EventType::Warning));
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub struct Metrics {
     pub syncruns: Family<PhaseLabels, Gauge>,
     pub actions: Family<ResultLabels, Counter>,
     pub drifted_objects: Family<RepositoryLabels, Gauge>,
+    /// From a run's last write to its objects converging (Applied) or not (Degraded).
+    pub convergence: Histogram,
     /// 1 while this replica holds the leader Lease, else 0.
     pub leader: Gauge,
     build_info: Family<BuildLabels, Gauge>,
@@ -133,6 +135,7 @@ impl Default for Metrics {
             process: ProcessMetrics::default(),
             reconcile_duration,
             git_duration,
+            convergence: Histogram::new(exponential_buckets(0.5, 2.0, 14)),
             registry: Mutex::new(Registry::default()),
         };
         let registry = root.sub_registry_with_prefix("fleetgate");
@@ -161,6 +164,11 @@ impl Default for Metrics {
             "drifted_objects",
             "Managed objects that differ from git",
             m.drifted_objects.clone(),
+        );
+        registry.register(
+            "run_convergence_seconds",
+            "Time from a SyncRun's last write until the providers reported its objects Ready (Applied) or it ended Degraded",
+            m.convergence.clone(),
         );
         registry.register(
             "leader",
@@ -358,7 +366,7 @@ mod tests {
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .filter_map(|l| l.split_whitespace().next())
             .collect();
-        assert_eq!(names.len(), 18, "{text}");
+        assert_eq!(names.len(), 19, "{text}");
         for name in names {
             assert!(
                 doc.contains(&format!("`{name}`")),

@@ -50,6 +50,7 @@ pub fn of_run(run: &SyncRun) -> Option<Occurrence> {
         Phase::AwaitingApproval => NotificationEvent::PlanAwaitingApproval,
         Phase::Applied => NotificationEvent::Applied,
         Phase::Failed => NotificationEvent::Failed,
+        Phase::Degraded => NotificationEvent::Degraded,
         _ => return None,
     };
     let namespace = run.namespace().unwrap_or_default();
@@ -60,7 +61,7 @@ pub fn of_run(run: &SyncRun) -> Option<Occurrence> {
         _ => event.as_str().to_owned(),
     };
     let summary = match phase {
-        Phase::Failed => status.message.clone().unwrap_or_default(),
+        Phase::Failed | Phase::Degraded => status.message.clone().unwrap_or_default(),
         _ => counts_line(run),
     };
     let approve_command = match (phase, &plan_id) {

@@ -53,6 +53,7 @@ fn slack_text(n: &Notice) -> String {
         NotificationEvent::ApprovalRefused => "approval refused",
         NotificationEvent::Applied => "applied",
         NotificationEvent::Failed => "failed",
+        NotificationEvent::Degraded => "applied but not converged",
         NotificationEvent::DriftDetected => "drift detected",
         NotificationEvent::DriftCleared => "drift cleared",
         NotificationEvent::RepositoryStalled => "repository stalled",

@@ -71,7 +71,7 @@ pub async fn reconcile(ctx: &Context, repo: &GitopsRepository) -> Result<Option<
             (false, "Deleting", message)
         }
         Some(run) => match run.phase() {
-            Some(Phase::Applied | Phase::NoChanges) => {
+            Some(Phase::Applied | Phase::Degraded | Phase::NoChanges) => {
                 set_finalizer(ctx, repo, false).await?;
                 return Ok(Some(Action::await_change()));
             }

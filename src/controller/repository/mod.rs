@@ -252,7 +252,10 @@ fn record_runs(
 ) {
     status.last_fetched_revision = Some(revision.to_owned());
     status.last_sync_run = runs.first().map(|r| r.name_any());
-    if let Some(applied) = runs.iter().find(|r| r.phase() == Some(Phase::Applied)) {
+    if let Some(applied) = runs
+        .iter()
+        .find(|r| r.phase().is_some_and(Phase::wrote_plan))
+    {
         status.last_applied_revision = Some(applied.spec.revision.clone());
     }
     conditions_from_newest(&mut status.conditions, runs.first(), repo.meta().generation);

@@ -173,6 +173,14 @@ pub(super) async fn supersede_older(ctx: &Context, runs: &[SyncRun]) -> Result<(
         let by = match run.phase() {
             Some(Phase::AwaitingApproval) => Some(newest),
             Some(Phase::Scheduled) => newest_not_drift.filter(|n| sequence(n) > sequence(run)),
+            // A run still waiting for its objects to converge when a newer one starts
+            // writing: the newer run's objects are what the providers now work toward.
+            Some(Phase::Converging) => runs.iter().find(|n| {
+                sequence(n) > sequence(run)
+                    && n.phase().is_some_and(|p| {
+                        matches!(p, Phase::Applying | Phase::Converging) || p.wrote_plan()
+                    })
+            }),
             _ => None,
         };
         if let Some(by) = by {

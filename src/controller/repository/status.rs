@@ -133,6 +133,25 @@ pub(super) fn conditions_from_newest(
             k.set(conditions, generation, &now());
             return;
         }
+        Some(Phase::Converging) => (
+            false,
+            true,
+            false,
+            "Progressing",
+            format!(
+                "plan {plan} of revision {rev} written; waiting for the providers (SyncRun {})",
+                run.name_any()
+            ),
+        ),
+        // The plan is in the cluster but its machines did not converge: not Ready, and
+        // not stalled either (the next revision may fix it).
+        Some(Phase::Degraded) => (
+            false,
+            false,
+            false,
+            "Degraded",
+            status.message.clone().unwrap_or_default(),
+        ),
         Some(Phase::Rejected) => (
             false,
             false,

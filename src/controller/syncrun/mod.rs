@@ -25,6 +25,7 @@ use crate::api::{GitopsRepository, SyncRun};
 
 mod approval;
 mod clearing;
+mod converging;
 mod finished;
 mod holds;
 mod planning;
@@ -66,9 +67,11 @@ async fn step(cached: &SyncRun, ctx: &Context) -> Result<Action> {
         Some(Phase::AwaitingApproval) => approval::await_approval(run, ctx, status).await,
         Some(Phase::Scheduled) => scheduled::scheduled(run, ctx, status).await,
         Some(Phase::Applying) => apply::run(run, ctx, status).await,
+        Some(Phase::Converging) => converging::converge(run, ctx, status).await,
         // Listed, not matched with `_`: a phase added later must say which step it takes.
         Some(
             Phase::Applied
+            | Phase::Degraded
             | Phase::Failed
             | Phase::NoChanges
             | Phase::Superseded

@@ -1,0 +1,141 @@
+//! A written run waiting for its objects to converge: `Converging` until the providers
+//! report every object it wrote Ready for its new generation (`Applied`), or a provider
+//! reports a terminal failure or the repository's progress deadline passes (`Degraded`).
+//! A newer run of the repository that starts applying supersedes it (the repository
+//! does that). Nothing is written to the fleet here, so no authorization is needed.
+
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+
+use crate::api::repository::RolloutSpec;
+use crate::api::syncrun::{ActionState, SyncRunStatus};
+use crate::api::{SyncRun, now};
+use crate::controller::context::Context;
+use crate::controller::convergence::{self, WrittenObjects, between, plus};
+use crate::controller::error::Result;
+use crate::controller::lifecycle::{Event, transition, write_status};
+use crate::controller::planstore;
+use crate::fleet::health::{Tally, Verdict, judge};
+
+/// How often a converging run looks at its objects again. The watch cache is read, so
+/// a look costs no request but the one LIST of registration Leases.
+const LOOK_EVERY: Duration = Duration::from_secs(2);
+
+/// Looks at the run's objects and moves it on when they have converged or cannot.
+pub(super) async fn converge(
+    run: &SyncRun,
+    ctx: &Context,
+    status: SyncRunStatus,
+) -> Result<Action> {
+    let written = written_objects(run, ctx, &status).await?;
+    let namespace = run.namespace().unwrap_or_default();
+    ctx.fleet.wait_until_ready().await?;
+    let served = convergence::served_kinds(&ctx.client, &namespace).await?;
+    let observed = convergence::observe(&ctx.fleet, &namespace, &written, &served);
+    let tally = Tally::of(&observed);
+    let at = now();
+    // Written by the engine when the writes were done; absent only for a run written
+    // by an earlier version, which gets the default deadline from now.
+    let (since, deadline) = status.health.as_ref().map_or_else(
+        || {
+            (
+                at.clone(),
+                plus(&at, RolloutSpec::DEFAULT_PROGRESS_DEADLINE),
+            )
+        },
+        |h| (h.since.clone(), h.deadline.clone()),
+    );
+    let waited = between(&since, &at);
+    let verdict = judge(tally, waited, between(&since, &deadline));
+    let mut next = status.clone();
+    next.health = Some(convergence::report(
+        &observed,
+        &served,
+        since,
+        deadline.clone(),
+    ));
+    let plan = status.plan_id.clone().unwrap_or_default();
+    let finished = |ctx: &Context| {
+        ctx.converging.forget(run);
+        ctx.metrics.convergence.observe(waited.as_secs_f64());
+    };
+    match verdict {
+        Verdict::Converged => {
+            finished(ctx);
+            let message = format!("plan {plan} applied and converged: {}", counted(tally));
+            transition(ctx, run, next, Event::Applied, message).await?;
+            Ok(Action::await_change())
+        }
+        Verdict::Degraded(why) => {
+            finished(ctx);
+            let named = convergence::not_converged(&observed, 100);
+            let first: Vec<&str> = named.iter().take(5).map(String::as_str).collect();
+            let message = format!(
+                "plan {plan} applied but did not converge ({}): {}; {}",
+                why.as_str(),
+                counted(tally),
+                first.join("; ")
+            );
+            next.drift_after_apply.extend(named);
+            next.drift_after_apply.truncate(100);
+            transition(ctx, run, next, Event::Degraded(why), message).await?;
+            Ok(Action::await_change())
+        }
+        Verdict::Waiting => {
+            if next.health != status.health {
+                next.message = Some(format!(
+                    "plan {plan} written; waiting for the providers: {}",
+                    counted(tally)
+                ));
+                write_status(ctx, run, &next).await?;
+            }
+            let left = between(&at, &deadline);
+            Ok(Action::requeue(
+                LOOK_EVERY.min(left).max(Duration::from_millis(100)),
+            ))
+        }
+    }
+}
+
+/// The objects the run wrote: kept since the engine finished, or after a restart read
+/// once from its stored plan (checked against its recorded digest, as the engine reads
+/// it) and its action states.
+async fn written_objects(
+    run: &SyncRun,
+    ctx: &Context,
+    status: &SyncRunStatus,
+) -> Result<WrittenObjects> {
+    if let Some(written) = ctx.converging.get(run) {
+        return Ok(written);
+    }
+    let Some(at) = status.full_plan.as_ref() else {
+        return Ok(ctx.converging.keep(run, Vec::new()));
+    };
+    let plan = planstore::load_plan(&ctx.client, run, at).await?;
+    let states: Vec<ActionState> = status
+        .action_states
+        .as_deref()
+        .unwrap_or_default()
+        .chars()
+        .filter_map(ActionState::from_letter)
+        .collect();
+    Ok(ctx
+        .converging
+        .keep(run, convergence::written(&plan, &states)))
+}
+
+fn counted(t: Tally) -> String {
+    let mut parts = vec![format!("{} Ready", t.ready)];
+    for (n, what) in [
+        (t.progressing, "progressing"),
+        (t.failed, "failed"),
+        (t.unserved, "of kinds no provider serves"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    parts.join(", ")
+}
