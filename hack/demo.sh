@@ -116,7 +116,8 @@ show kubectl apply -f "$work/repository.yaml"
 
 wait_phase() { # revision phase -> prints the SyncRun's name
   local rev=$1 phase=$2
-  for _ in $(seq 300); do
+  # Applied comes only once the lab reports every object Ready: up to three minutes.
+  for _ in $(seq 900); do
     local name
     name=$(kubectl get syncruns -n fleet-demo -o jsonpath="{range .items[?(@.spec.revision==\"$rev\")]}{.metadata.name} {.status.phase}{'\n'}{end}" | awk -v p="$phase" '$2==p {print $1; exit}')
     if [ -n "$name" ]; then echo "$name"; return; fi

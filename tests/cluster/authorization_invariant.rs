@@ -749,6 +749,11 @@ async fn no_editor_input_makes_any_write_path_write_unauthorized_content() {
             let input = Input::Spec(vec![field.into()]);
             assert!(!could(Target::Repository, input), "{field}");
         }
+        let deadline = Input::Spec(vec!["rollout".into(), "progressDeadline".into()]);
+        assert!(
+            !could(Target::Repository, deadline),
+            "rollout.progressDeadline"
+        );
         for guarded in [annotations::ROLLBACK_TO, "gitops.fleetgate.dev/notified"] {
             let input = Input::Annotation(guarded.into());
             assert!(!could(Target::Repository, input), "{guarded}");

@@ -106,6 +106,7 @@ async fn editors_cannot_change_the_approval_policy() {
         json!({"sensitiveFields": []}),
         json!({"prune": false}),
         json!({"deletionPolicy": "Delete"}),
+        json!({"rollout": {"progressDeadline": "10s"}}),
     ] {
         let mut spec = t.ssh_spec();
         spec.as_object_mut()
@@ -140,6 +141,7 @@ async fn editors_cannot_change_the_approval_policy() {
         json!({"sensitiveFields": ["nodePlatform"]}),
         json!({"prune": false}),
         json!({"deletionPolicy": "Delete"}),
+        json!({"rollout": {"progressDeadline": "24h"}}),
     ] {
         let (code, message) = refusal(patch_spec(&t.alice, ns, "fleet", loosen.clone()).await);
         assert_eq!(code, 403, "{loosen}: {message}");

@@ -127,7 +127,8 @@ async fn the_reference_fleet_converges_with_bgp_established_and_its_vip_fails_ov
     let (ns, v1) = (fleet.ns, fleet.head);
     let mut lab = LabProcess::start(&ns.name);
     let client = &ns.client;
-    support::operator::run_in_phase(client, &ns.name, &v1, Phase::Applied).await;
+    // Applied only once the lab reports every object Ready (health-gated apply).
+    support::operator::run_in_phase_within(client, &ns.name, &v1, Phase::Applied, CONVERGE).await;
     converged(client, &ns.name, 8, CONVERGE).await;
 
     // Every peer's sessions Established, as BIRD itself says (birdc over its socket).

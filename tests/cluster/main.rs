@@ -21,6 +21,7 @@ mod forge;
 mod forge_bounds;
 mod gate;
 mod governance;
+mod health_gate;
 mod kstatus;
 mod lab_provider;
 mod lifecycle;
