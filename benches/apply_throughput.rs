@@ -14,6 +14,13 @@
 //! kube-apiserver) and API requests per object (completed requests in that namespace in
 //! the audit log the test control plane writes, between two marker requests).
 //! Run with `make bench-apply` (it starts the control plane).
+//!
+//! FLEETGATE_BENCH_ONLY=health measures what health-gated apply costs the controller, side
+//! by side for each size: the same fleet applied in a namespace no provider serves (the
+//! run ends as soon as its writes are verified, as before health gating) and in one a
+//! provider serves (a registration Lease, and a provider in this process that reports
+//! each object Ready for its generation as the watch delivers it, 32 writes in flight):
+//! the run then waits in Converging until every object is reported Ready.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -27,6 +34,7 @@ use fleetgate::api::syncrun::Phase;
 use fleetgate::fleet::synth::{Shape, fleet_yaml};
 use fleetgate::fleet::{self, FleetObject, ResolveOptions};
 use futures::{StreamExt, stream};
+use kube::runtime::WatchStreamExt;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use support::operator::*;
 use support::procstat::{apiserver_pid, cpu_seconds, rss_mib, status_bytes, testenv_dir};
@@ -308,6 +316,7 @@ async fn fleetgate_run(
     text: &str,
     nodes: usize,
     concurrency: Option<usize>,
+    provider: Provider,
 ) -> (Measured, ControllerFigures) {
     let ns = env.namespace("bench-fleetgate").await;
     let git = support::git::server();
@@ -353,9 +362,17 @@ async fn fleetgate_run(
     let name = run.metadata.name.clone().unwrap();
     let plan_id = run.status.unwrap().plan_id.unwrap();
     let runs: Api<SyncRun> = Api::namespaced(ns.client.clone(), &ns.name);
-    let what = match concurrency {
-        None => "fleetgate (default concurrency)".to_owned(),
-        Some(c) => format!("fleetgate, --apply-concurrency {c}"),
+    let what = match (concurrency, provider) {
+        (_, Provider::Reporting) => "fleetgate, health-gated: a provider reports".to_owned(),
+        (None, Provider::None) => "fleetgate (default concurrency)".to_owned(),
+        (Some(c), Provider::None) => format!("fleetgate, --apply-concurrency {c}"),
+    };
+    let reporting = match provider {
+        Provider::Reporting => Some(tokio::spawn(report_ready(
+            ns.client.clone(),
+            ns.name.clone(),
+        ))),
+        Provider::None => None,
     };
     let whose = ClientCpu::Process(controller.pid());
     let measured = measure(&what, &ns.client, &ns.name, whose, async {
@@ -383,6 +400,9 @@ async fn fleetgate_run(
         assert_eq!(status.phase, Some(Phase::Applied), "{:?}", status.message);
     })
     .await;
+    if let Some(task) = reporting {
+        task.abort();
+    }
     assert_eq!(count_nodes(&ns.client, &ns.name).await, nodes);
     let after = rss_mib(controller.pid());
     let peak = memory_mib(controller.pid(), "VmHWM:");
@@ -393,6 +413,107 @@ async fn fleetgate_run(
         peak,
     };
     (measured, figures)
+}
+
+/// Whether a provider serves the run's namespace.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Provider {
+    /// None: no registration Lease, nothing waited for.
+    None,
+    /// A registration Lease for the four kinds a provider realizes, and [`report_ready`].
+    Reporting,
+}
+
+/// A provider that realizes everything at once: registers in `ns`, then reports each
+/// fleet object it serves Ready for its generation as the watch delivers it.
+async fn report_ready(client: kube::Client, ns: String) {
+    use fleetgate::api::fleet::status::{ProviderReason, registration};
+    use fleetgate::fleet::ObjectKind;
+    let served = [
+        ObjectKind::FleetNode,
+        ObjectKind::SdwanNetwork,
+        ObjectKind::SdwanPeer,
+        ObjectKind::VirtualIp,
+    ];
+    let kinds: Vec<&str> = served.iter().map(|k| k.as_str()).collect();
+    let lease = serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": format!("{}bench", registration::LEASE_PREFIX),
+            "labels": {registration::PROVIDER_LABEL: "bench"},
+            "annotations": {registration::KINDS_ANNOTATION: kinds.join(","),
+                registration::CONTRACT_ANNOTATION: fleetgate::api::fleet::status::CONTRACT_VERSION}},
+        "spec": {"holderIdentity": "bench", "leaseDurationSeconds": 3600},
+    });
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &ns);
+    leases
+        .patch(
+            "fleet-provider-bench",
+            &PatchParams::apply("bench").force(),
+            &Patch::Apply(&lease),
+        )
+        .await
+        .unwrap();
+    let watches = served.map(|kind| {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &ns,
+            &fleetgate::controller::live::api_resource(kind),
+        );
+        kube::runtime::watcher(api.clone(), Default::default())
+            .applied_objects()
+            .filter_map(|o| async move { o.ok() })
+            .map(move |o| (api.clone(), o))
+            .boxed()
+    });
+    stream::select_all(watches)
+        .filter(|(_, o)| {
+            let generation = o.metadata.generation;
+            let observed = o.data["status"]["observedGeneration"].as_i64();
+            async move { generation.is_some() && observed != generation }
+        })
+        .map(|(api, o)| async move {
+            let generation = o.metadata.generation;
+            let mut conditions = Vec::new();
+            ProviderReason::Available.set(&mut conditions, "realized", generation, &fleetgate::api::now());
+            let status = serde_json::json!({"status": {"observedGeneration": generation, "conditions": conditions}});
+            let name = o.metadata.name.clone().unwrap_or_default();
+            let _ = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await;
+        })
+        .buffer_unordered(32)
+        .for_each(|_| async {})
+        .await;
+}
+
+/// FLEETGATE_BENCH_ONLY=health: the controller with and without a provider to wait for.
+async fn health_cost(env: &support::TestEnv, sizes: &[usize]) {
+    let mut rows = Vec::new();
+    for &nodes in sizes {
+        let text = fleet_yaml(Shape::new(nodes), 1);
+        let count = fleet::desired_state("fleet.yaml", text.as_bytes(), &ResolveOptions::default())
+            .unwrap()
+            .0
+            .objects
+            .len();
+        for provider in [Provider::None, Provider::Reporting] {
+            let (m, f) = fleetgate_run(env, &text, nodes, None, provider).await;
+            let row = format!(
+                "| {nodes} ({count}) | {} | {:.1} | {:.1} | {} | {} |",
+                m.what, m.seconds, m.client_cpu, f.after, f.peak
+            );
+            println!("so far: {row}");
+            rows.push(row);
+        }
+    }
+    println!(
+        "| nodes (objects) | run | approval to Applied, s | controller CPU s | controller RSS after, MiB | controller peak RSS, MiB |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
+    for row in rows {
+        println!("{row}");
+    }
 }
 
 async fn kubectl_run(
@@ -495,7 +616,7 @@ async fn fleetgate_only(env: &support::TestEnv, sizes: &[usize]) {
             .0
             .objects
             .len();
-        let (measured, figures) = fleetgate_run(env, &text, nodes, None).await;
+        let (measured, figures) = fleetgate_run(env, &text, nodes, None, Provider::None).await;
         println!("{}", measured.row(nodes, count));
         println!("{}", controller_note(nodes, &figures));
     }
@@ -517,9 +638,10 @@ async fn main() {
     let client = env.client().await;
     support::install_crds(&client, &fleetgate::api::crds()).await;
     let sizes = list("FLEETGATE_BENCH_NODES", "2000,10000");
-    if std::env::var("FLEETGATE_BENCH_ONLY").is_ok_and(|o| o == "fleetgate") {
-        fleetgate_only(env, &sizes).await;
-        return;
+    match std::env::var("FLEETGATE_BENCH_ONLY").as_deref() {
+        Ok("fleetgate") => return fleetgate_only(env, &sizes).await,
+        Ok("health") => return health_cost(env, &sizes).await,
+        _ => {}
     }
     let concurrencies = list("FLEETGATE_BENCH_CONCURRENCY", "");
     let repeat = list("FLEETGATE_BENCH_REPEAT", "1")
@@ -557,7 +679,8 @@ async fn main() {
                 ceiling_run(env, &objects, nodes, true).await,
             ];
             for setting in &settings {
-                let (measured, figures) = fleetgate_run(env, &text, nodes, *setting).await;
+                let (measured, figures) =
+                    fleetgate_run(env, &text, nodes, *setting, Provider::None).await;
                 if setting.is_none() {
                     notes.push(controller_note(nodes, &figures));
                 }
