@@ -34,8 +34,8 @@ use fleetgate::api::syncrun::Phase;
 use fleetgate::fleet::synth::{Shape, fleet_yaml};
 use fleetgate::fleet::{self, FleetObject, ResolveOptions};
 use futures::{StreamExt, stream};
-use kube::runtime::WatchStreamExt;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use support::operator::*;
 use support::procstat::{apiserver_pid, cpu_seconds, rss_mib, status_bytes, testenv_dir};
 

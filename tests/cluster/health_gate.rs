@@ -19,7 +19,10 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::fleet::Fleet;
 use support::lab::LabProcess;
-use support::operator::{events, run_in_phase_within};
+use support::operator::{ControllerProcess, events, run_in_phase_within};
+
+/// The controller's pod name: a restart under it holds the same Lease identity.
+const POD: &str = "healthgate-0";
 
 /// How long the lab takes at most to realize the small fleet below.
 const CONVERGE: Duration = Duration::from_secs(90);
@@ -83,9 +86,10 @@ async fn a_run_is_applied_when_its_machines_are_ready_and_degraded_when_they_are
     // Suspended until the lab has registered: a run judged before its Lease exists would
     // rightly find no provider serving anything.
     let v1_yaml = fleet_yaml("small", "small");
-    let fleet = Fleet::in_namespace("healthgate")
+    let mut fleet = Fleet::in_namespace("healthgate")
         .holding(&v1_yaml)
         .with_spec(json!({"approval": "Auto", "suspend": true}))
+        .controller_in_pod(POD)
         .controller_running()
         .await;
     let (ns, repo, v1) = (&fleet.ns, &fleet.repo, fleet.head.clone());
@@ -132,7 +136,9 @@ async fn a_run_is_applied_when_its_machines_are_ready_and_degraded_when_they_are
     );
 
     // v2 resizes `a`, which the lab holds back (never Ready at that generation): the run
-    // waits in Converging, then ends Degraded at the 15 s deadline, naming `a`.
+    // waits in Converging, then ends Degraded at the 15 s deadline, naming `a`. The
+    // controller is killed while the run converges: its successor reads the objects the
+    // run wrote from the stored plan and keeps the recorded deadline.
     patch_repository(
         client,
         &ns.name,
@@ -157,11 +163,17 @@ async fn a_run_is_applied_when_its_machines_are_ready_and_degraded_when_they_are
         15,
         "{waiting:?}"
     );
+    fleet.controller.kill();
+    fleet.controller = ControllerProcess::restart_in_pod(ns, POD, &[]);
     let degraded = run_in_phase_within(client, &ns.name, &v2, Phase::Degraded, CONVERGE).await;
     assert_eq!(ready_reason(&degraded), "ProgressDeadlineExceeded");
     let status = degraded.status.clone().unwrap();
     let health = status.health.unwrap();
     assert_eq!((health.ready, health.progressing), (0, 1), "{health:?}");
+    assert_eq!(
+        (&health.since, &health.deadline),
+        (&waiting.since, &waiting.deadline)
+    );
     assert_eq!(
         health.objects[0],
         ObjectHealth {

@@ -64,7 +64,19 @@ pub(super) async fn converge(
     match verdict {
         Verdict::Converged => {
             finished(ctx);
-            let message = format!("plan {plan} applied and converged: {}", counted(tally));
+            let unserved = next
+                .health
+                .as_ref()
+                .map(|h| h.unserved_kinds.join(", "))
+                .unwrap_or_default();
+            let message = if tally.ready == 0 && tally.unserved > 0 {
+                format!(
+                    "plan {plan} applied: {} objects written, none waited for (no provider serves {unserved} here)",
+                    tally.unserved
+                )
+            } else {
+                format!("plan {plan} applied and converged: {}", counted(tally))
+            };
             transition(ctx, run, next, Event::Applied, message).await?;
             Ok(Action::await_change())
         }
