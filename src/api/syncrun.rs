@@ -290,6 +290,16 @@ pub struct SyncRunStatus {
     pub authorization: Option<AuthorizationRecord>,
 }
 
+impl SyncRunStatus {
+    /// Whether the run wrote every action of its plan as planned: Applied or Degraded, or
+    /// superseded while it converged (`health` is recorded only once the writes are
+    /// done). The cluster then holds its desired state, as far as it goes.
+    pub fn wrote_plan(&self) -> bool {
+        self.phase.is_some_and(Phase::wrote_plan)
+            || (self.phase == Some(Phase::Superseded) && self.health.is_some())
+    }
+}
+
 /// How the objects a run wrote stand, as their providers report them.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -3,9 +3,9 @@
 //! the providers' registration Leases); the decision is the core's `fleet::health`; the
 //! step that moves the run is `syncrun::converging`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::SignedDuration;
@@ -21,6 +21,7 @@ use crate::api::syncrun::{ActionState, ObjectHealth, RunHealth};
 use crate::api::{SyncRun, truncate};
 use crate::fleet::drift::{DriftKind, DriftedObject};
 use crate::fleet::health::{Health, Observed, Service, Standing, Tally, worst_first};
+use crate::fleet::plan::spec_digest;
 use crate::fleet::{FleetObject, ObjectKind, Operation, Plan};
 
 /// Objects shown by name in a run's status.health.
@@ -29,28 +30,57 @@ pub const SHOWN_OBJECTS: usize = 100;
 /// than this is not a provider setup but someone filling the namespace.
 const MAX_LEASES: u32 = 64;
 
+/// One object a run wrote: its kind, its name and the digest of the spec it wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenObject {
+    pub kind: ObjectKind,
+    pub name: String,
+    /// [`spec_digest`] of the spec written: until the cache shows this spec, what the
+    /// cache says of the object's health is about another spec.
+    pub digest: Option<String>,
+}
+
 /// The objects a run wrote and must see converge: those created or updated by an
 /// applied action. A deletion converges when the object is gone, which the engine
 /// already verified.
-pub fn written(plan: &Plan, states: &[ActionState]) -> Vec<(ObjectKind, String)> {
+pub fn written(plan: &Plan, states: &[ActionState]) -> Vec<WrittenObject> {
     plan.actions
         .iter()
         .zip(states)
         .filter(|(a, s)| **s == ActionState::Applied && a.operation != Operation::Delete)
-        .map(|(a, _)| (a.kind, a.name.clone()))
+        .map(|(a, _)| WrittenObject {
+            kind: a.kind,
+            name: a.name.clone(),
+            digest: a.spec.as_deref().map(spec_digest),
+        })
         .collect()
 }
 
 /// The kinds some provider serves in `namespace`, from their registration Leases
 /// (`fleet-provider-<name>`, labelled with the provider and annotated with its kinds). A
 /// Lease counts whether or not it is being renewed: a provider that is down still serves
-/// its kinds, and its objects wait (until the progress deadline) rather than pass.
+/// its kinds, and its objects wait (until the progress deadline) rather than pass. More
+/// labelled Leases than [`MAX_LEASES`] is not a provider setup: every kind is then taken
+/// as served, so that burying a provider's Lease among others never lets a run pass
+/// unwatched.
 pub async fn served_kinds(client: &Client, namespace: &str) -> Result<BTreeSet<ObjectKind>> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
     let params = ListParams::default()
         .labels(registration::PROVIDER_LABEL)
         .limit(MAX_LEASES);
     let leases = api.list_metadata(&params).await?;
+    if leases
+        .metadata
+        .continue_
+        .as_deref()
+        .is_some_and(|c| !c.is_empty())
+    {
+        tracing::warn!(
+            namespace,
+            "more than {MAX_LEASES} provider registration Leases; every fleet kind is taken as served"
+        );
+        return Ok(ObjectKind::ALL.into_iter().collect());
+    }
     Ok(leases
         .items
         .iter()
@@ -62,26 +92,30 @@ pub async fn served_kinds(client: &Client, namespace: &str) -> Result<BTreeSet<O
 }
 
 /// Each written object as the watch cache shows it now. An object missing from the
-/// cache (deleted since, or not delivered yet) is progressing: it is not Ready.
+/// cache (deleted since, or not delivered yet) is progressing: it is not Ready. So is one
+/// the cache shows with another spec than the run wrote (the watch is behind, or someone
+/// changed it since): its health is about that other spec.
 pub fn observe(
     fleet: &FleetCache,
     namespace: &str,
-    written: &[(ObjectKind, String)],
+    written: &[WrittenObject],
     served: &BTreeSet<ObjectKind>,
 ) -> Vec<Observed> {
     written
         .iter()
-        .map(|(kind, name)| {
-            let service = if served.contains(kind) {
+        .map(|w| {
+            let service = if served.contains(&w.kind) {
                 Service::Served
             } else {
                 Service::Unserved
             };
-            let cached = fleet.get(*kind, namespace, name);
+            let cached = fleet
+                .get(w.kind, namespace, &w.name)
+                .filter(|o| o.digest.is_some() && o.digest == w.digest);
             let health = cached.as_ref().map(|o| o.health).unwrap_or_default();
             Observed {
-                kind: *kind,
-                name: name.clone(),
+                kind: w.kind,
+                name: w.name.clone(),
                 standing: Standing::of(health, service),
                 reason: cached.and_then(|o| o.reason).map(|r| r.as_str()),
             }
@@ -155,14 +189,12 @@ pub fn regressions(
     served: &BTreeSet<ObjectKind>,
     drifted: &[DriftedObject],
 ) -> Vec<DriftedObject> {
+    let drifted: HashSet<(ObjectKind, &str)> =
+        drifted.iter().map(|d| (d.kind, d.name.as_str())).collect();
     desired
         .iter()
         .filter(|o| served.contains(&o.kind()))
-        .filter(|o| {
-            !drifted
-                .iter()
-                .any(|d| d.kind == o.kind() && d.name == o.name)
-        })
+        .filter(|o| !drifted.contains(&(o.kind(), o.name.as_str())))
         .filter_map(|o| {
             let cached = fleet.get(o.kind(), namespace, &o.name)?;
             let standing = match cached.health {
@@ -192,14 +224,27 @@ pub fn between(from: &Time, to: &Time) -> Duration {
     Duration::try_from(to.0.duration_since(from.0)).unwrap_or(Duration::ZERO)
 }
 
-/// The objects one run wrote, by kind and name.
-pub type WrittenObjects = Arc<Vec<(ObjectKind, String)>>;
+/// The objects one run wrote.
+pub type WrittenObjects = Arc<Vec<WrittenObject>>;
+
+/// How long an entry of [`Written`] may go unlooked-at before it is taken for a run that
+/// ended or was deleted without this controller seeing it (a converging run is looked at
+/// every few seconds; one whose looks fail for longer reads its plan again).
+const IDLE: Duration = Duration::from_secs(600);
+
+/// What is kept for one converging run.
+struct Kept {
+    objects: WrittenObjects,
+    looked: Instant,
+    /// When its status was last written while it waited.
+    written: Option<Instant>,
+}
 
 /// The objects each converging run wrote, kept while it converges so that looking
 /// again does not read its stored plan again; after a restart the plan is read once.
 #[derive(Default)]
 pub struct Written {
-    runs: Mutex<HashMap<String, WrittenObjects>>,
+    runs: Mutex<HashMap<String, Kept>>,
 }
 
 impl Written {
@@ -212,21 +257,47 @@ impl Written {
         )
     }
 
-    pub fn get(&self, run: &SyncRun) -> Option<WrittenObjects> {
-        let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        runs.get(&Self::key(run)).cloned()
+    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn keep(&self, run: &SyncRun, written: Vec<(ObjectKind, String)>) -> WrittenObjects {
-        let written = Arc::new(written);
-        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        runs.insert(Self::key(run), written.clone());
-        written
+    pub fn get(&self, run: &SyncRun) -> Option<WrittenObjects> {
+        let mut runs = self.runs();
+        let kept = runs.get_mut(&Self::key(run))?;
+        kept.looked = Instant::now();
+        Some(kept.objects.clone())
+    }
+
+    /// Keeps what `run` wrote, and lets go of what runs no longer looked at kept.
+    pub fn keep(&self, run: &SyncRun, written: Vec<WrittenObject>) -> WrittenObjects {
+        let objects = Arc::new(written);
+        let mut runs = self.runs();
+        runs.retain(|_, kept| kept.looked.elapsed() < IDLE);
+        let kept = Kept {
+            objects: objects.clone(),
+            looked: Instant::now(),
+            written: None,
+        };
+        runs.insert(Self::key(run), kept);
+        objects
+    }
+
+    /// Whether a waiting run's status may be written now: at most once per `every`,
+    /// since each write wakes the run (and its repository) again.
+    pub fn may_write(&self, run: &SyncRun, every: Duration) -> bool {
+        let mut runs = self.runs();
+        let Some(kept) = runs.get_mut(&Self::key(run)) else {
+            return true;
+        };
+        if kept.written.is_some_and(|at| at.elapsed() < every) {
+            return false;
+        }
+        kept.written = Some(Instant::now());
+        true
     }
 
     pub fn forget(&self, run: &SyncRun) {
-        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        runs.remove(&Self::key(run));
+        self.runs().remove(&Self::key(run));
     }
 }
 
@@ -251,7 +322,37 @@ mod tests {
         states[0] = ActionState::Skipped;
         let written = written(&plan, &states);
         assert_eq!(written.len(), plan.actions.len() - 1);
-        assert!(!written.contains(&(plan.actions[0].kind, plan.actions[0].name.clone())));
+        assert!(
+            !written
+                .iter()
+                .any(|w| w.kind == plan.actions[0].kind && w.name == plan.actions[0].name)
+        );
+        assert!(written.iter().all(|w| w.digest.is_some()));
+    }
+
+    #[test]
+    fn what_a_run_wrote_is_kept_for_that_run_only_until_forgotten() {
+        let kept = Written::default();
+        let mut run = crate::controller::fixtures::run_named("r1");
+        run.metadata.uid = Some("u1".into());
+        let a = WrittenObject {
+            kind: ObjectKind::FleetNode,
+            name: "a".into(),
+            digest: None,
+        };
+        kept.keep(&run, vec![a]);
+        assert!(kept.may_write(&run, Duration::from_secs(60)));
+        assert!(
+            !kept.may_write(&run, Duration::from_secs(60)),
+            "not again so soon"
+        );
+        assert_eq!(kept.get(&run).map(|w| w.len()), Some(1));
+        // The same name recreated is another run.
+        let mut again = run.clone();
+        again.metadata.uid = Some("u2".into());
+        assert!(kept.get(&again).is_none());
+        kept.forget(&run);
+        assert!(kept.get(&run).is_none());
     }
 
     #[test]

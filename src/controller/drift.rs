@@ -86,8 +86,15 @@ pub async fn check(
     if !objects.is_empty() && objects.len() <= MAX_CONFIRMED {
         objects = confirm(ctx, &ns, &repo.name_any(), &desired, objects).await?;
     }
-    let served = convergence::served_kinds(&ctx.client, &ns).await?;
-    let unhealthy = convergence::regressions(&ctx.fleet, &ns, &desired, &served, &objects);
+    // Without the Leases (a role without `list` on them, say), health is not judged;
+    // drift from git still is.
+    let unhealthy = match convergence::served_kinds(&ctx.client, &ns).await {
+        Ok(served) => convergence::regressions(&ctx.fleet, &ns, &desired, &served, &objects),
+        Err(e) => {
+            tracing::warn!(namespace = %ns, error = %e, "provider registrations cannot be read; health regressions are not checked");
+            Vec::new()
+        }
+    };
     Ok(Some(Found {
         baseline: baseline.clone(),
         digest: digest(&objects),
@@ -151,10 +158,10 @@ pub async fn report(
         .chain(&found.unhealthy)
         .cloned()
         .collect();
-    let shown_digest = match found.unhealthy.is_empty() {
-        true => found.digest.clone(),
-        false => digest(&objects),
-    };
+    // A drift episode is the drift from git: objects turning unhealthy and healthy again
+    // within it (a link flapping) are shown but do not start a new episode (nor a new
+    // notification); the episode ends only when nothing differs and all is healthy.
+    let shown_digest = found.digest.clone();
     let count = objects.len();
     ctx.metrics
         .drifted_objects

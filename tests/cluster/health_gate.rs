@@ -255,3 +255,55 @@ async fn a_run_is_applied_when_its_machines_are_ready_and_degraded_when_they_are
     let took = health.deadline.0 - health.since.0;
     assert_eq!(took.get_seconds(), 600);
 }
+
+/// A provider that registered and never reports, and a run whose stored plan is removed
+/// while it converges, with the controller restarted (so nothing in memory says what the
+/// run wrote): the run cannot be judged, and still ends at its deadline, saying why.
+#[tokio::test]
+async fn a_run_whose_objects_cannot_be_judged_still_ends_at_its_deadline() {
+    const SILENT_POD: &str = "healthlost-0";
+    let v1_yaml = fleet_yaml("small", "small");
+    let mut fleet = Fleet::in_namespace("healthlost")
+        .holding(&v1_yaml)
+        .with_spec(json!({
+            "approval": "Auto",
+            "suspend": true,
+            "rollout": {"progressDeadline": "20s"},
+        }))
+        .controller_in_pod(SILENT_POD)
+        .controller_running()
+        .await;
+    let (ns, v1) = (&fleet.ns, fleet.head.clone());
+    let client = &ns.client;
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": "fleet-provider-silent",
+            "labels": {"fleet.fleetgate.dev/provider": "silent"},
+            "annotations": {"fleet.fleetgate.dev/provider-kinds": "FleetNode"},
+        },
+        "spec": {"holderIdentity": "silent"},
+    });
+    Api::<Lease>::namespaced(client.clone(), &ns.name)
+        .create(&Default::default(), &serde_json::from_value(lease).unwrap())
+        .await
+        .unwrap();
+    patch_repository(client, &ns.name, json!({"suspend": false})).await;
+    let converging = run_in_phase_within(client, &ns.name, &v1, Phase::Converging, CONVERGE).await;
+    let stored = converging.status.unwrap().full_plan.unwrap().config_maps;
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), &ns.name);
+    for name in &stored {
+        config_maps.delete(name, &Default::default()).await.unwrap();
+    }
+    fleet.controller.kill();
+    fleet.controller = ControllerProcess::restart_in_pod(ns, SILENT_POD, &[]);
+    let degraded = run_in_phase_within(client, &ns.name, &v1, Phase::Degraded, CONVERGE).await;
+    assert_eq!(ready_reason(&degraded), "ProgressDeadlineExceeded");
+    let message = degraded.status.unwrap().message.unwrap_or_default();
+    assert!(
+        message.contains("could not be judged by the deadline"),
+        "{message}"
+    );
+}

@@ -382,7 +382,9 @@ pub fn health(generation: Option<i64>, observed: Option<i64>, conditions: &[Cond
             Health::Stale
         };
     };
-    if generation.is_some_and(|g| observed < g) {
+    // Equal, as kstatus reads it: a report for a generation the object never had (higher
+    // than its own) says nothing about its spec.
+    if generation.is_some_and(|g| observed != g) {
         return Health::Stale;
     }
     let is_true = |t: &str| {
@@ -434,6 +436,8 @@ mod tests {
         // A spec change the provider has not seen yet: stale, not Ready.
         assert_eq!(health(Some(2), Some(1), &c), Health::Stale);
         assert_eq!(health(Some(2), Some(-1), &c), Health::Stale);
+        // A report for a generation the object never had is no report on its spec.
+        assert_eq!(health(Some(1), Some(5), &c), Health::Stale);
         ProviderReason::Updating.set(&mut c, "", Some(2), &at(1));
         assert_eq!(health(Some(2), Some(2), &c), Health::InProgress);
         ProviderReason::NodeFailed.set(&mut c, "", Some(2), &at(2));

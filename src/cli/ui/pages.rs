@@ -141,7 +141,7 @@ pub(crate) fn repositories(repos: &[GitopsRepository], scope_note: Option<&str>)
                     @for repo in repos {
                         @let ns = repo.namespace().unwrap_or_default();
                         @let status = repo.status.clone().unwrap_or_default();
-                        @let applied = status.history.iter().find(|h| h.phase == Some(Phase::Applied));
+                        @let applied = status.history.iter().find(|h| h.phase.is_some_and(Phase::wrote_plan));
                         tr {
                             th scope="row" { a href=(repo_url(&ns, &repo.name_any())) { (ns) "/" (repo.name_any()) } }
                             td { (conditions(repo)) }

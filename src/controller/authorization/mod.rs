@@ -32,7 +32,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::integrity::{self, IntegrityError};
 use crate::api::repository::{ApprovalPolicy, DriftRemediation, GitopsRepositorySpec};
 use crate::api::syncrun::{
-    ApprovalRecord, Authority, AuthorizationRecord, Phase, RunSource, SyncRun, Trigger,
+    ApprovalRecord, Authority, AuthorizationRecord, RunSource, SyncRun, Trigger,
 };
 use crate::fleet::Plan;
 use quorum::Requirement;
@@ -129,7 +129,7 @@ impl<'a> Provenance<'a> {
 pub fn applied_under_authorization(run: &SyncRun) -> bool {
     run.status
         .as_ref()
-        .is_some_and(|s| s.phase.is_some_and(Phase::wrote_plan) && s.authorization.is_some())
+        .is_some_and(|s| s.wrote_plan() && s.authorization.is_some())
 }
 
 /// The repository's own approval settings, as they are now.

@@ -254,7 +254,7 @@ fn record_runs(
     status.last_sync_run = runs.first().map(|r| r.name_any());
     if let Some(applied) = runs
         .iter()
-        .find(|r| r.phase().is_some_and(Phase::wrote_plan))
+        .find(|r| r.status.as_ref().is_some_and(|s| s.wrote_plan()))
     {
         status.last_applied_revision = Some(applied.spec.revision.clone());
     }

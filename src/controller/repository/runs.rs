@@ -10,7 +10,7 @@ use tracing::info;
 
 use super::rollback;
 use crate::api::repository::{DriftRemediation, GitopsRepositoryStatus};
-use crate::api::syncrun::{Phase, SyncRunSpec, Trigger};
+use crate::api::syncrun::{ActionState, Phase, SyncRunSpec, Trigger};
 use crate::api::{FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations};
 use crate::controller::context::Context;
 use crate::controller::drift;
@@ -173,14 +173,12 @@ pub(super) async fn supersede_older(ctx: &Context, runs: &[SyncRun]) -> Result<(
         let by = match run.phase() {
             Some(Phase::AwaitingApproval) => Some(newest),
             Some(Phase::Scheduled) => newest_not_drift.filter(|n| sequence(n) > sequence(run)),
-            // A run still waiting for its objects to converge when a newer one starts
-            // writing: the newer run's objects are what the providers now work toward.
-            Some(Phase::Converging) => runs.iter().find(|n| {
-                sequence(n) > sequence(run)
-                    && n.phase().is_some_and(|p| {
-                        matches!(p, Phase::Applying | Phase::Converging) || p.wrote_plan()
-                    })
-            }),
+            // A run still waiting for its objects to converge once a newer one has
+            // written something: the newer run's objects are what the providers now
+            // work toward. (Cleared alone, the newer run may yet be refused.)
+            Some(Phase::Converging) => runs
+                .iter()
+                .find(|n| sequence(n) > sequence(run) && has_written(n)),
             _ => None,
         };
         if let Some(by) = by {
@@ -193,6 +191,17 @@ pub(super) async fn supersede_older(ctx: &Context, runs: &[SyncRun]) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Whether `run` has written at least one action to the fleet.
+fn has_written(run: &SyncRun) -> bool {
+    run.status.as_ref().is_some_and(|s| {
+        s.wrote_plan()
+            || s.phase == Some(Phase::Converging)
+            || s.action_states
+                .as_deref()
+                .is_some_and(|states| states.contains(ActionState::Applied.letter()))
+    })
 }
 
 /// Keeps the newest historyLimit finished runs, and whatever historyLimit says (editors
@@ -387,6 +396,33 @@ mod tests {
             ..Default::default()
         });
         run
+    }
+
+    #[test]
+    fn a_converging_run_gives_way_only_to_a_run_that_has_written() {
+        let mut cleared = run("r2", Phase::Applying, true);
+        assert!(!has_written(&cleared), "cleared, it may yet be refused");
+        cleared.status.as_mut().unwrap().action_states = Some("PP".into());
+        assert!(!has_written(&cleared));
+        cleared.status.as_mut().unwrap().action_states = Some("AP".into());
+        assert!(has_written(&cleared));
+        assert!(has_written(&run("r2", Phase::Converging, true)));
+        assert!(has_written(&run("r2", Phase::Degraded, true)));
+        assert!(!has_written(&run("r2", Phase::Failed, true)));
+        // Superseded while it converged, a run had written its whole plan.
+        let mut superseded = run("r1", Phase::Superseded, true);
+        assert!(!has_written(&superseded));
+        superseded.status.as_mut().unwrap().health = Some(crate::api::syncrun::RunHealth {
+            ready: 1,
+            progressing: 0,
+            failed: 0,
+            unserved: 0,
+            unserved_kinds: vec![],
+            since: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            deadline: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            objects: vec![],
+        });
+        assert!(has_written(&superseded));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! A newer run of the repository that starts applying supersedes it (the repository
 //! does that). Nothing is written to the fleet here, so no authorization is needed.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kube::ResourceExt;
@@ -17,7 +18,8 @@ use crate::controller::convergence::{self, WrittenObjects, between, plus};
 use crate::controller::error::Result;
 use crate::controller::lifecycle::{Event, transition, write_status};
 use crate::controller::planstore;
-use crate::fleet::health::{Tally, Verdict, judge};
+use crate::fleet::ObjectKind;
+use crate::fleet::health::{Degradation, Observed, Tally, Verdict, judge};
 
 /// How often a converging run looks at its objects again. The watch cache is read, so
 /// a look costs no request but the one LIST of registration Leases.
@@ -29,12 +31,6 @@ pub(super) async fn converge(
     ctx: &Context,
     status: SyncRunStatus,
 ) -> Result<Action> {
-    let written = written_objects(run, ctx, &status).await?;
-    let namespace = run.namespace().unwrap_or_default();
-    ctx.fleet.wait_until_ready().await?;
-    let served = convergence::served_kinds(&ctx.client, &namespace).await?;
-    let observed = convergence::observe(&ctx.fleet, &namespace, &written, &served);
-    let tally = Tally::of(&observed);
     let at = now();
     // Written by the engine when the writes were done; absent only for a run written
     // by an earlier version, which gets the default deadline from now.
@@ -48,6 +44,24 @@ pub(super) async fn converge(
         |h| (h.since.clone(), h.deadline.clone()),
     );
     let waited = between(&since, &at);
+    let plan = status.plan_id.clone().unwrap_or_default();
+    let (observed, served) = match look(run, ctx).await {
+        Ok(looked) => looked,
+        // The objects cannot be judged (the stored plan is gone or was changed, the
+        // Leases cannot be listed): retried with backoff, but never past the deadline,
+        // so that no run converges forever.
+        Err(e) if waited >= between(&since, &deadline) => {
+            finished(ctx, run, waited);
+            let why = Degradation::ProgressDeadlineExceeded;
+            let message = format!(
+                "plan {plan} applied but its objects could not be judged by the deadline: {e}"
+            );
+            transition(ctx, run, status, Event::Degraded(why), message).await?;
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(e),
+    };
+    let tally = Tally::of(&observed);
     let verdict = judge(tally, waited, between(&since, &deadline));
     let mut next = status.clone();
     next.health = Some(convergence::report(
@@ -56,14 +70,9 @@ pub(super) async fn converge(
         since,
         deadline.clone(),
     ));
-    let plan = status.plan_id.clone().unwrap_or_default();
-    let finished = |ctx: &Context| {
-        ctx.converging.forget(run);
-        ctx.metrics.convergence.observe(waited.as_secs_f64());
-    };
     match verdict {
         Verdict::Converged => {
-            finished(ctx);
+            finished(ctx, run, waited);
             let unserved = next
                 .health
                 .as_ref()
@@ -81,7 +90,7 @@ pub(super) async fn converge(
             Ok(Action::await_change())
         }
         Verdict::Degraded(why) => {
-            finished(ctx);
+            finished(ctx, run, waited);
             let named = convergence::not_converged(&observed, 100);
             let first: Vec<&str> = named.iter().take(5).map(String::as_str).collect();
             let message = format!(
@@ -96,7 +105,9 @@ pub(super) async fn converge(
             Ok(Action::await_change())
         }
         Verdict::Waiting => {
-            if next.health != status.health {
+            // Each write wakes the run again: written when something changed, at most
+            // once per look.
+            if next.health != status.health && ctx.converging.may_write(run, LOOK_EVERY) {
                 next.message = Some(format!(
                     "plan {plan} written; waiting for the providers: {}",
                     counted(tally)
@@ -109,6 +120,23 @@ pub(super) async fn converge(
             ))
         }
     }
+}
+
+/// The run's objects as their providers report them now, and the kinds served.
+async fn look(run: &SyncRun, ctx: &Context) -> Result<(Vec<Observed>, BTreeSet<ObjectKind>)> {
+    let status = run.status.clone().unwrap_or_default();
+    let written = written_objects(run, ctx, &status).await?;
+    let namespace = run.namespace().unwrap_or_default();
+    ctx.fleet.wait_until_ready().await?;
+    let served = convergence::served_kinds(&ctx.client, &namespace).await?;
+    let observed = convergence::observe(&ctx.fleet, &namespace, &written, &served);
+    Ok((observed, served))
+}
+
+/// The run is over: what was kept for it goes, and how long it waited is recorded.
+fn finished(ctx: &Context, run: &SyncRun, waited: Duration) {
+    ctx.converging.forget(run);
+    ctx.metrics.convergence.observe(waited.as_secs_f64());
 }
 
 /// The objects the run wrote: kept since the engine finished, or after a restart read

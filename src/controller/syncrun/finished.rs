@@ -1,5 +1,6 @@
-//! A finished run (Applied, NoChanges, Failed, Superseded, Rejected, Expired): nothing
-//! more happens to it, and an approval set on it is refused aloud rather than ignored.
+//! A finished run (Applied, Degraded, NoChanges, Failed, Superseded, Rejected, Expired):
+//! nothing more happens to it, and an approval set on it is refused aloud rather than
+//! ignored.
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -15,6 +16,9 @@ pub(super) async fn refuse_late_approval(
     ctx: &Context,
     status: SyncRunStatus,
 ) -> Result<Action> {
+    // A run superseded while it converged was finished by the repository: what it kept
+    // for converging goes with it.
+    ctx.converging.forget(run);
     let phase = status.phase.map(Phase::as_str).unwrap_or_default();
     let Some(approval) = run.annotations().get(annotations::APPROVE).cloned() else {
         return Ok(Action::await_change());

@@ -58,6 +58,8 @@ async fn step(cached: &SyncRun, ctx: &Context) -> Result<Action> {
     let api: Api<SyncRun> =
         Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
     let Some(run) = api.get_opt(&cached.name_any()).await? else {
+        // Deleted: a run deleted while it converged leaves nothing kept for it.
+        ctx.converging.forget(cached);
         return Ok(Action::await_change());
     };
     let run = &run;
