@@ -487,16 +487,22 @@ async fn report_ready(client: kube::Client, ns: String) {
         .await;
 }
 
+/// The generated fleet of `nodes` nodes, and how many objects it resolves to.
+fn generated(nodes: usize) -> (String, usize) {
+    let text = fleet_yaml(Shape::new(nodes), 1);
+    let count = fleet::desired_state("fleet.yaml", text.as_bytes(), &ResolveOptions::default())
+        .unwrap()
+        .0
+        .objects
+        .len();
+    (text, count)
+}
+
 /// FLEETGATE_BENCH_ONLY=health: the controller with and without a provider to wait for.
 async fn health_cost(env: &support::TestEnv, sizes: &[usize]) {
     let mut rows = Vec::new();
     for &nodes in sizes {
-        let text = fleet_yaml(Shape::new(nodes), 1);
-        let count = fleet::desired_state("fleet.yaml", text.as_bytes(), &ResolveOptions::default())
-            .unwrap()
-            .0
-            .objects
-            .len();
+        let (text, count) = generated(nodes);
         for provider in [Provider::None, Provider::Reporting] {
             let (m, f) = fleetgate_run(env, &text, nodes, None, provider).await;
             let row = format!(
@@ -610,12 +616,7 @@ fn controller_note(nodes: usize, f: &ControllerFigures) -> String {
 /// four times (100,000 nodes): throughput, server CPU, requests, memory and planning.
 async fn fleetgate_only(env: &support::TestEnv, sizes: &[usize]) {
     for &nodes in sizes {
-        let text = fleet_yaml(Shape::new(nodes), 1);
-        let count = fleet::desired_state("fleet.yaml", text.as_bytes(), &ResolveOptions::default())
-            .unwrap()
-            .0
-            .objects
-            .len();
+        let (text, count) = generated(nodes);
         let (measured, figures) = fleetgate_run(env, &text, nodes, None, Provider::None).await;
         println!("{}", measured.row(nodes, count));
         println!("{}", controller_note(nodes, &figures));

@@ -291,6 +291,17 @@ pub struct SyncRunStatus {
 }
 
 impl SyncRunStatus {
+    /// Each action's state as `actionStates` records it, in plan order (letters that are
+    /// not states are skipped).
+    pub fn recorded_states(&self) -> Vec<ActionState> {
+        self.action_states
+            .as_deref()
+            .unwrap_or_default()
+            .chars()
+            .filter_map(ActionState::from_letter)
+            .collect()
+    }
+
     /// Whether the run wrote every action of its plan as planned: Applied or Degraded, or
     /// superseded while it converged (`health` is recorded only once the writes are
     /// done). The cluster then holds its desired state, as far as it goes.

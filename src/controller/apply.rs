@@ -114,13 +114,7 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
         }
     };
     let plan = authorized.plan();
-    let mut states: Vec<ActionState> = status
-        .action_states
-        .as_deref()
-        .unwrap_or_default()
-        .chars()
-        .filter_map(ActionState::from_letter)
-        .collect();
+    let mut states = status.recorded_states();
     if states.len() != plan.actions.len() {
         states = vec![ActionState::Pending; plan.actions.len()];
     }

@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use crate::api::repository::RolloutSpec;
-use crate::api::syncrun::{ActionState, SyncRunStatus};
+use crate::api::syncrun::SyncRunStatus;
 use crate::api::{SyncRun, now};
 use crate::controller::context::Context;
 use crate::controller::convergence::{self, WrittenObjects, between, plus};
@@ -154,16 +154,8 @@ async fn written_objects(
         return Ok(ctx.converging.keep(run, Vec::new()));
     };
     let plan = planstore::load_plan(&ctx.client, run, at).await?;
-    let states: Vec<ActionState> = status
-        .action_states
-        .as_deref()
-        .unwrap_or_default()
-        .chars()
-        .filter_map(ActionState::from_letter)
-        .collect();
-    Ok(ctx
-        .converging
-        .keep(run, convergence::written(&plan, &states)))
+    let written = convergence::written(&plan, &status.recorded_states());
+    Ok(ctx.converging.keep(run, written))
 }
 
 fn counted(t: Tally) -> String {
