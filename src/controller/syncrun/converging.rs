@@ -45,7 +45,7 @@ pub(super) async fn converge(
     );
     let waited = between(&since, &at);
     let plan = status.plan_id.clone().unwrap_or_default();
-    let (observed, served) = match look(run, ctx).await {
+    let (observed, served) = match look(run, ctx, &status).await {
         Ok(looked) => looked,
         // The objects cannot be judged (the stored plan is gone or was changed, the
         // Leases cannot be listed): retried with backoff, but never past the deadline,
@@ -123,9 +123,12 @@ pub(super) async fn converge(
 }
 
 /// The run's objects as their providers report them now, and the kinds served.
-async fn look(run: &SyncRun, ctx: &Context) -> Result<(Vec<Observed>, BTreeSet<ObjectKind>)> {
-    let status = run.status.clone().unwrap_or_default();
-    let written = written_objects(run, ctx, &status).await?;
+async fn look(
+    run: &SyncRun,
+    ctx: &Context,
+    status: &SyncRunStatus,
+) -> Result<(Vec<Observed>, BTreeSet<ObjectKind>)> {
+    let written = written_objects(run, ctx, status).await?;
     let namespace = run.namespace().unwrap_or_default();
     ctx.fleet.wait_until_ready().await?;
     let served = convergence::served_kinds(&ctx.client, &namespace).await?;
