@@ -9,6 +9,7 @@ pub mod governance;
 pub mod notification;
 pub mod reference;
 pub mod repository;
+pub mod rollout;
 pub mod syncrun;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

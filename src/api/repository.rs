@@ -127,39 +127,7 @@ pub struct GitopsRepositorySpec {
     pub rollout: RolloutSpec,
 }
 
-/// How a written plan is seen through to healthy machines.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RolloutSpec {
-    /// How long a run waits, once its writes are done, for the provider of each object it wrote to report it Ready for its new generation; past it the run ends Degraded. A duration such as `90s`, `10m` or `1h30m`, from 10s to 24h (default 10m). Objects of kinds no provider serves are not waited for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 2, max = 32), regex(pattern = r"^([0-9]{1,5}(s|m|h))+$"))]
-    pub progress_deadline: Option<String>,
-}
-
-impl RolloutSpec {
-    /// The progress deadline when none is set.
-    pub const DEFAULT_PROGRESS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
-    /// The bounds a progress deadline is kept within.
-    pub const PROGRESS_DEADLINE_BOUNDS: (std::time::Duration, std::time::Duration) = (
-        std::time::Duration::from_secs(10),
-        std::time::Duration::from_secs(24 * 3600),
-    );
-
-    fn is_default(&self) -> bool {
-        self == &Self::default()
-    }
-
-    /// The progress deadline: the field read and kept within its bounds, or the default
-    /// when it is absent or unreadable (which the schema's pattern prevents).
-    pub fn progress_deadline(&self) -> std::time::Duration {
-        let (min, max) = Self::PROGRESS_DEADLINE_BOUNDS;
-        self.progress_deadline
-            .as_deref()
-            .and_then(|d| humantime::parse_duration(d).ok())
-            .map_or(Self::DEFAULT_PROGRESS_DEADLINE, |d| d.clamp(min, max))
-    }
-}
+pub use super::rollout::RolloutSpec;
 
 fn default_sensitive_fields() -> Vec<String> {
     vec!["nodePlatform".into(), "architecture".into()]
@@ -193,29 +161,6 @@ fn default_path() -> String {
 fn default_interval() -> String {
     "60s".into()
 }
-#[cfg(test)]
-mod rollout_tests {
-    use super::RolloutSpec;
-    use std::time::Duration;
-
-    fn deadline(value: Option<&str>) -> Duration {
-        RolloutSpec {
-            progress_deadline: value.map(str::to_owned),
-        }
-        .progress_deadline()
-    }
-
-    #[test]
-    fn the_progress_deadline_is_read_bounded_and_defaulted() {
-        assert_eq!(deadline(None), Duration::from_secs(600));
-        assert_eq!(deadline(Some("90s")), Duration::from_secs(90));
-        assert_eq!(deadline(Some("1h30m")), Duration::from_secs(5400));
-        assert_eq!(deadline(Some("0s")), Duration::from_secs(10));
-        assert_eq!(deadline(Some("99999h")), Duration::from_secs(86_400));
-        assert_eq!(deadline(Some("soon")), Duration::from_secs(600));
-    }
-}
-
 fn default_true() -> bool {
     true
 }

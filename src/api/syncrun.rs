@@ -266,6 +266,9 @@ pub struct SyncRunStatus {
     /// Whether the objects the run wrote converged: how many each provider reports Ready, and the others by name. Written once the writes are done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<RunHealth>,
+    /// How the plan rolls out: its waves, the one being written or watched, the soak, the blast radius per region. Recorded with the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::api::rollout::RunRollout>,
     /// Ready (applied, or nothing to change), Reconciling (planning, awaiting approval or applying) and Stalled (Failed, Rejected or Superseded), kstatus-style.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -306,8 +309,15 @@ impl SyncRunStatus {
     /// superseded while it converged (`health` is recorded only once the writes are
     /// done). The cluster then holds its desired state, as far as it goes.
     pub fn wrote_plan(&self) -> bool {
-        self.phase.is_some_and(Phase::wrote_plan)
-            || (self.phase == Some(Phase::Superseded) && self.health.is_some())
+        let phase = self.phase.is_some_and(Phase::wrote_plan)
+            || (self.phase == Some(Phase::Superseded) && self.health.is_some());
+        // A rollout stopped before its last wave wrote only part of its plan.
+        phase && !self.recorded_states().contains(&ActionState::Pending)
+    }
+
+    /// Whether some action is still to be written: the rollout has waves to go.
+    pub fn waves_left(&self) -> bool {
+        self.recorded_states().contains(&ActionState::Pending)
     }
 }
 

@@ -9,7 +9,7 @@ use kube::api::ListParams;
 
 use crate::api::GitopsRepository;
 use crate::controller::live;
-use crate::fleet::{self, LiveObject, ObjectKind, Plan, PlanOptions, ResolveOptions};
+use crate::fleet::{self, LiveObject, ObjectKind, Plan, PlanOptions, ResolveOptions, rollout};
 
 pub const EXIT_CHANGES: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
@@ -62,8 +62,23 @@ pub async fn plan_file(
         prune: repo.is_none_or(|r| r.spec.prune),
         exclude: &[],
     };
+    // Staged as the controller stages it, with the repository's spec.rollout: the same
+    // waves, so the same plan id.
+    let policy = match repo.map(|r| r.spec.rollout.policy()).transpose() {
+        Ok(policy) => policy.unwrap_or_default(),
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(Err(ExitCode::from(EXIT_ERROR)));
+        }
+    };
     match fleet::plan(&desired.objects, &live_objects, &options) {
-        Ok(plan) => Ok(Ok(plan)),
+        Ok(mut plan) => match rollout::stage(&mut plan, &desired.objects, &live_objects, &policy) {
+            Ok(()) => Ok(Ok(plan)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(Err(ExitCode::from(EXIT_ERROR)))
+            }
+        },
         Err(errors) => {
             for e in errors {
                 eprintln!("error: {e}");

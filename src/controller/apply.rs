@@ -187,18 +187,16 @@ fn status_write<'a>(
 impl<'a> RunProgress<'a> {
     async fn apply_all(&mut self, authorized: &Authorized, prune: bool) -> Result<()> {
         let plan = authorized.plan();
-        let index: HashMap<(ObjectKind, &str), usize> = plan
-            .actions
-            .iter()
-            .enumerate()
-            .map(|(i, a)| ((a.kind, a.name.as_str()), i))
-            .collect();
+        let index = plan.action_index();
         let mut levels: Vec<u32> = plan.actions.iter().map(|a| a.level).collect();
         levels.dedup();
+        // One wave at a time: the first with actions still to write. Later waves wait
+        // until this one has converged (the Converging step sends the run back here).
+        let wave = self.wave(plan);
         for level in levels {
             let mut ready = Vec::new();
             for (i, a) in plan.actions.iter().enumerate() {
-                if a.level != level || self.states[i] != ActionState::Pending {
+                if a.level != level || a.wave != wave || self.states[i] != ActionState::Pending {
                     continue;
                 }
                 let blocked = a.depends_on.iter().find(|d| {
@@ -269,6 +267,17 @@ impl<'a> RunProgress<'a> {
         Ok(())
     }
 
+    /// The wave being written: the first with an action still pending.
+    fn wave(&self, plan: &Plan) -> u32 {
+        plan.actions
+            .iter()
+            .zip(&self.states)
+            .filter(|(_, s)| **s == ActionState::Pending)
+            .map(|(a, _)| a.wave)
+            .min()
+            .unwrap_or(0)
+    }
+
     fn record(&mut self, i: usize, result: Result<(), String>) {
         let label = match result {
             Ok(()) => {
@@ -326,7 +335,16 @@ impl<'a> RunProgress<'a> {
             transition(self.ctx, self.run, status, failed, message).await?;
             return Ok(Action::await_change());
         }
-        // Written whole: the run now waits for the providers (the Converging step).
+        // Written whole (or its wave): the run now waits for the providers (the
+        // Converging step), which sends it back here for the next wave.
+        let wave = plan
+            .actions
+            .iter()
+            .zip(&self.states)
+            .filter(|(_, s)| **s == ActionState::Applied)
+            .map(|(a, _)| a.wave)
+            .max()
+            .unwrap_or(0);
         let written = convergence::written(plan, &self.states);
         let since = now();
         status.health = Some(RunHealth {
@@ -339,8 +357,16 @@ impl<'a> RunProgress<'a> {
             unserved_kinds: Vec::new(),
             objects: Vec::new(),
         });
+        let waves = match status.rollout.as_mut() {
+            Some(rollout) if rollout.waves.len() > 1 => {
+                rollout.current = Some(wave);
+                rollout.ready_since = None;
+                format!("wave {} of ", rollout.describe(wave))
+            }
+            _ => String::new(),
+        };
         let message = format!(
-            "plan {} written: {summary}; waiting for the providers to report {} objects Ready",
+            "{waves}plan {} written: {summary}; waiting for the providers to report {} objects Ready",
             plan.plan_id,
             written.len()
         );

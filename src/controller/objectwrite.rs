@@ -414,6 +414,7 @@ mod tests {
             depends_on: Vec::new(),
             spec: (operation != Operation::Delete).then(|| spec(RoutingMode::Ebgp)),
             observed: observed.map(|m| spec_digest(&spec(m))),
+            wave: 0,
         }
     }
 

@@ -13,10 +13,12 @@ pub mod parse;
 pub mod plan;
 pub mod render;
 pub mod resolve;
+pub mod rollout;
 pub mod schema;
 pub mod spec_diff;
 pub mod synth;
 pub mod validate;
+pub mod waves;
 pub mod yaml;
 
 pub use bounds::Limits;

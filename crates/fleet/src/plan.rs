@@ -184,6 +184,14 @@ pub struct PlannedAction {
     /// refuses to act if the object has changed since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<String>,
+    /// The rollout wave it goes out in (see `rollout::stage`); 0 for a plan that was
+    /// not staged.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub wave: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl PlannedAction {
@@ -206,6 +214,8 @@ struct ActionWire {
     spec: Option<Value>,
     #[serde(default)]
     observed: Option<String>,
+    #[serde(default)]
+    wave: u32,
 }
 
 impl TryFrom<ActionWire> for PlannedAction {
@@ -223,6 +233,7 @@ impl TryFrom<ActionWire> for PlannedAction {
             level: w.level,
             depends_on: w.depends_on,
             observed: w.observed,
+            wave: w.wave,
         })
     }
 }
@@ -240,11 +251,25 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<ObjectRef>,
     pub actions: Vec<PlannedAction>,
+    /// How it rolls out: waves, blast radius per region, topology notes. None for a plan
+    /// that was not staged (one wave).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::waves::Rollout>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
+    }
+
+    /// Each action's position, by its object's kind and name (a plan has at most one
+    /// action per object).
+    pub fn action_index(&self) -> std::collections::HashMap<(ObjectKind, &str), usize> {
+        self.actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| ((a.kind, a.name.as_str()), i))
+            .collect()
     }
 
     pub fn has_deletions(&self) -> bool {
@@ -395,6 +420,7 @@ pub fn plan(
             depends_on,
             spec: p.desired.map(|d| Arc::clone(&d.spec)),
             observed: p.live.map(|l| spec_digest(&l.spec)),
+            wave: 0,
         });
     }
     diff.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
@@ -412,6 +438,7 @@ pub fn plan(
         conflicts,
         excluded,
         actions,
+        rollout: None,
     })
 }
 
@@ -603,7 +630,9 @@ fn sort_key<'a>(p: &Pending<'a>, depth: &TemplateDepth) -> SortKey<'a> {
 }
 
 /// `plan-` and 12 hex digits of a SHA-256 over the revision and the ordered actions,
-/// each with the exact spec it applies. Recomputed from a stored plan before applying it.
+/// each with the exact spec it applies and the wave it goes out in. Recomputed from a
+/// stored plan before applying it. A wave of 0 adds nothing, so that a plan that is not
+/// staged keeps the id it always had.
 pub fn plan_id(revision: &str, actions: &[PlannedAction]) -> String {
     let mut h = Sha256::new();
     h.update(b"fleetgate-plan-v1\0");
@@ -620,6 +649,10 @@ pub fn plan_id(revision: &str, actions: &[PlannedAction]) -> String {
         buf.push(0);
         if let Some(spec) = &a.spec {
             serde_json::to_writer(&mut buf, spec.as_ref()).expect("specs always serialize");
+        }
+        if a.wave > 0 {
+            buf.extend_from_slice(b"\0wave\0");
+            buf.extend_from_slice(a.wave.to_string().as_bytes());
         }
         h.update(&buf);
     }

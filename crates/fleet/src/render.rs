@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::object::{ObjectKind, Spec};
 use super::plan::{ObjectDiff, Operation, Plan};
 use super::spec_diff::{FieldChange, field_changes};
+use super::waves::Rollout;
 
 /// Whether to colour the text; the caller decides from the terminal and NO_COLOR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +131,12 @@ pub fn render_text(plan: &Plan, colour: Colour) -> String {
         let names: Vec<String> = plan.excluded.iter().map(|r| r.to_string()).collect();
         let _ = writeln!(out, "Excluded: {}", names.join(", "));
     }
+    if let Some(rollout) = plan.rollout.as_ref() {
+        for (i, line) in rollout_lines(rollout).iter().enumerate() {
+            let style = if i == 0 { p.heading } else { Style::new() };
+            let _ = writeln!(out, "{}{line}{}", style.render(), style.render_reset());
+        }
+    }
     let t = plan.summary.total();
     let _ = writeln!(
         out,
@@ -140,6 +147,41 @@ pub fn render_text(plan: &Plan, colour: Colour) -> String {
         t.update,
         t.delete
     );
+    out
+}
+
+/// How a staged plan rolls out, for people: a heading, a line per wave, the topology
+/// notes and the blast radius per region. Nothing for a plan that goes out in one wave
+/// with nothing to note.
+pub fn rollout_lines(rollout: &Rollout) -> Vec<String> {
+    if rollout.waves.len() < 2 && rollout.findings.is_empty() && rollout.regions.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![format!("Rollout ({})", rollout.policy)];
+    for (i, w) in rollout.waves.iter().enumerate() {
+        out.push(format!(
+            "  wave {}/{} {}: {} actions, {} machines disrupted",
+            i + 1,
+            rollout.waves.len(),
+            w.name,
+            w.actions,
+            w.disrupted
+        ));
+    }
+    for f in &rollout.findings {
+        out.push(format!("  ! {f}"));
+    }
+    for r in &rollout.regions {
+        let budget = match r.allowed {
+            Some(a) if r.exceeded => format!(", over its budget of {a}"),
+            Some(a) => format!(", within its budget of {a}"),
+            None => String::new(),
+        };
+        out.push(format!(
+            "  region {}: {} of {} machines disrupted{budget}",
+            r.region, r.disrupted, r.nodes
+        ));
+    }
     out
 }
 

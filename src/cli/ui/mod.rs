@@ -10,6 +10,7 @@ mod guard;
 mod health;
 mod opener;
 mod pages;
+mod rollout;
 mod routes;
 
 use std::net::{Ipv4Addr, SocketAddr};

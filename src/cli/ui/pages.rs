@@ -339,6 +339,7 @@ pub(crate) fn live(run: &SyncRun, shown: Option<&str>, me: &str) -> Markup {
                     }
                 }
             }
+            @if let Some(r) = &status.rollout { (super::rollout::table(r, phase)) }
             @if let Some(h) = &status.health { (super::health::table(h)) }
             (governance::status(run))
             @if matches!(phase, Some(Phase::AwaitingApproval | Phase::Scheduled)) {

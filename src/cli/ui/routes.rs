@@ -375,10 +375,15 @@ async fn preview(app: &App, run: &SyncRun, exclude: &[ObjectRef]) -> Result<Plan
         prune: repo.spec.prune || deleting,
         exclude,
     };
-    fleet::plan(&desired, &live, &options).map_err(|errors| {
+    let policy = repo.spec.rollout.policy().map_err(UiError::Plan)?;
+    let mut plan = fleet::plan(&desired, &live, &options).map_err(|errors| {
         let messages: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         UiError::Plan(messages.join("; "))
-    })
+    })?;
+    // Staged as the controller stages it: the same waves make the same plan id.
+    fleet::rollout::stage(&mut plan, &desired, &live, &policy)
+        .map_err(|e| UiError::Plan(e.to_string()))?;
+    Ok(plan)
 }
 
 async fn edit(

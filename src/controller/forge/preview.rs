@@ -19,7 +19,7 @@ use crate::controller::error::{off_runtime, parse_duration};
 use crate::controller::fairness::Bucket;
 use crate::controller::live::FleetCache;
 use crate::fleet::render::{Colour, render_text};
-use crate::fleet::{self, PlanOptions, ResolveOptions};
+use crate::fleet::{self, PlanOptions, ResolveOptions, rollout};
 
 /// The first line of every preview comment; it names the status context (so that two
 /// clusters previewing one pull request keep a comment each) and the head planned.
@@ -357,6 +357,11 @@ async fn comment(
         .fleet
         .live_objects(&repo.namespace().unwrap_or_default());
     let (repository, revision, prune) = (repo.name_any(), head.to_owned(), repo.spec.prune);
+    // Staged as the run will be, so that the preview shows its waves and its plan id.
+    let policy = match repo.spec.rollout.policy() {
+        Ok(policy) => policy,
+        Err(e) => return format!("{header}The plan of {short} would be refused: {e}\n"),
+    };
     let planned = off_runtime(move || {
         let options = PlanOptions {
             repository: &repository,
@@ -364,15 +369,15 @@ async fn comment(
             prune,
             exclude: &[],
         };
-        fleet::plan(&desired.objects, &live, &options)
-            .map(|plan| (plan.plan_id.clone(), render_text(&plan, Colour::Never)))
-            .map_err(|errors| {
-                errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
+        let mut plan = fleet::plan(&desired.objects, &live, &options).map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        rollout::stage(&mut plan, &desired.objects, &live, &policy).map_err(|e| e.to_string())?;
+        Ok::<_, String>((plan.plan_id.clone(), render_text(&plan, Colour::Never)))
     })
     .await;
     let warnings = warnings.to_string();

@@ -152,6 +152,9 @@ pub struct PlanFacts {
     pub actions: Vec<ActionFacts>,
     /// Whether some action's fields were left out (more than [`MAX_FIELDS`] in all).
     pub fields_truncated: bool,
+    /// How the plan rolls out: `waves`, `regions` (machines disrupted per region against
+    /// the budget) and `budgetExceeded`. Empty for a plan that was not staged.
+    pub rollout: crate::fleet::rollout::Rollout,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -301,6 +304,7 @@ impl Facts {
                 summary: plan.summary,
                 actions,
                 fields_truncated: truncated,
+                rollout: plan.rollout.clone().unwrap_or_default(),
             },
             live: count_live(live, repository),
             repository: RepositoryFacts {
@@ -510,6 +514,7 @@ mod tests {
                 summary: Default::default(),
                 actions,
                 fields_truncated: false,
+                rollout: Default::default(),
             },
             live: BTreeMap::from([("FleetNode".to_owned(), nodes)]),
             repository: RepositoryFacts {
@@ -540,6 +545,26 @@ mod tests {
         let denied =
             evaluate(&rules, &facts(vec![delete_node("a"), delete_node("b")], 20)).unwrap();
         assert_eq!(denied.denied, Some(("p/r".into(), "because".into())));
+    }
+
+    #[test]
+    fn rules_read_the_rollout_blast_radius() {
+        let expr = "plan.rollout.budgetExceeded || plan.rollout.regions.exists(r, r.disrupted * 2 > r.nodes)";
+        let rules = [compile("p", 0, &rule(expr, RuleAction::Deny)).unwrap()];
+        let mut f = facts(vec![delete_node("a")], 20);
+        // A plan that was not staged shows an empty rollout, never a missing field.
+        assert_eq!(evaluate(&rules, &f).unwrap().denied, None);
+        f.plan.rollout.regions = vec![crate::fleet::rollout::RegionImpact {
+            region: "eu-west-1".into(),
+            nodes: 4,
+            disrupted: 3,
+            allowed: None,
+            exceeded: false,
+        }];
+        assert!(evaluate(&rules, &f).unwrap().denied.is_some());
+        f.plan.rollout.regions.clear();
+        f.plan.rollout.budget_exceeded = true;
+        assert!(evaluate(&rules, &f).unwrap().denied.is_some());
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub enum Event {
     /// Every action applied and nothing differs afterwards; the providers have not yet
     /// reported every object Ready: the run waits for them.
     Written,
+    /// A wave of the rollout converged and stayed so for the soak: the next wave is
+    /// written, under the authorization the run already holds (checked again).
+    WaveConverged,
     /// The objects did not converge: a provider reports a terminal failure, or the
     /// progress deadline passed.
     Degraded(Degradation),
@@ -74,6 +77,8 @@ pub enum FailReason {
     ValidationFailed,
     /// The plan would delete an object that forbids it.
     PreventDestroy,
+    /// The repository's spec.rollout cannot stage the plan (a bad field, too many waves).
+    InvalidRollout,
     /// The revision's fleet is larger than the controller accepts.
     FleetTooLarge,
     /// The applied run a rollback names cannot be restored.
@@ -95,6 +100,7 @@ impl FailReason {
             FailReason::InvalidExclusion => "InvalidExclusion",
             FailReason::ValidationFailed => "ValidationFailed",
             FailReason::PreventDestroy => "PreventDestroy",
+            FailReason::InvalidRollout => "InvalidRollout",
             FailReason::FleetTooLarge => crate::fleet::bounds::TOO_LARGE,
             FailReason::RollbackUnavailable => "RollbackUnavailable",
             FailReason::RestoreUnavailable => "RestoreUnavailable",
@@ -151,6 +157,7 @@ impl Event {
             Event::Cleared(c) => c.as_str(),
             Event::Applied => "Applied",
             Event::Written => "Converging",
+            Event::WaveConverged => "WaveConverged",
             Event::Degraded(d) => d.as_str(),
             Event::Failed(r) => r.as_str(),
             Event::Superseded => "Superseded",
@@ -203,6 +210,7 @@ pub fn next(from: Option<Phase>, event: Event) -> Result<Step, Illegal> {
         Event::Cleared(_) => (&[Planning, AwaitingApproval, Scheduled], Applying, normal()),
         Event::Applied => (&[Converging], Applied, normal()),
         Event::Written => (&[Applying], Converging, normal()),
+        Event::WaveConverged => (&[Converging], Applying, normal()),
         Event::Degraded(_) => (&[Converging], Degraded, warning()),
         Event::Failed(_) => (&[Planning, AwaitingApproval, Applying], Failed, warning()),
         // From Converging: a newer run of the repository applies before this one's
@@ -267,6 +275,7 @@ mod tests {
             Event::Cleared(Clearance::WindowOpened),
             Event::Applied,
             Event::Written,
+            Event::WaveConverged,
             Event::Degraded(Degradation::ObjectFailed),
             Event::Degraded(Degradation::ProgressDeadlineExceeded),
             Event::Failed(FailReason::ApplyFailed),
@@ -337,9 +346,12 @@ mod tests {
         for from in froms() {
             for event in events() {
                 if let Ok(step) = next(from, event) {
+                    // Cleared by people or policy; or the next wave of a run already
+                    // cleared, once the one before it converged.
                     assert_eq!(
                         step.to == Phase::Applying,
-                        matches!(event, Event::Cleared(_)),
+                        matches!(event, Event::Cleared(_))
+                            || (event == Event::WaveConverged && from == Some(Phase::Converging)),
                         "{from:?} --{event:?}--> Applying"
                     );
                 }
@@ -374,14 +386,14 @@ mod tests {
     }
 
     #[test]
-    fn a_converging_run_writes_nothing_and_ends_applied_degraded_or_superseded() {
+    fn a_converging_run_ends_applied_degraded_or_superseded_or_writes_its_next_wave() {
         for event in events() {
             if let Ok(step) = next(Some(Phase::Converging), event) {
                 assert!(
                     matches!(
                         step.to,
                         Phase::Applied | Phase::Degraded | Phase::Superseded
-                    ),
+                    ) || (event == Event::WaveConverged && step.to == Phase::Applying),
                     "{event:?} leads a converging run to {:?}",
                     step.to
                 );

@@ -19,7 +19,8 @@ use crate::controller::error::Result;
 use crate::controller::lifecycle::{Event, transition, write_status};
 use crate::controller::planstore;
 use crate::fleet::ObjectKind;
-use crate::fleet::health::{Degradation, Observed, Tally, Verdict, judge};
+use crate::fleet::health::{Degradation, Observed, Tally};
+use crate::fleet::rollout::gate::{self, Gate, Step};
 
 /// How often a converging run looks at its objects again. The watch cache is read, so
 /// a look costs no request but the one LIST of registration Leases.
@@ -62,7 +63,7 @@ pub(super) async fn converge(
         Err(e) => return Err(e),
     };
     let tally = Tally::of(&observed);
-    let verdict = judge(tally, waited, between(&since, &deadline));
+    let deadline_after = between(&since, &deadline);
     let mut next = status.clone();
     next.health = Some(convergence::report(
         &observed,
@@ -70,8 +71,20 @@ pub(super) async fn converge(
         since,
         deadline.clone(),
     ));
-    match verdict {
-        Verdict::Converged => {
+    let rollout = status.rollout.clone().unwrap_or_default();
+    let gate = Gate {
+        max_failures: rollout.max_failures,
+        soak: rollout.soak(),
+        waves_left: status.waves_left(),
+    };
+    let ready_for = rollout.ready_since.as_ref().map(|t| between(t, &at));
+    let step = gate::next(tally, waited, deadline_after, ready_for, gate);
+    let wave = match (&status.rollout, rollout.current) {
+        (Some(r), Some(w)) if r.waves.len() > 1 => format!("wave {} of ", r.describe(w)),
+        _ => String::new(),
+    };
+    match step {
+        Step::Converged => {
             finished(ctx, run, waited);
             let unserved = next
                 .health
@@ -89,12 +102,31 @@ pub(super) async fn converge(
             transition(ctx, run, next, Event::Applied, message).await?;
             Ok(Action::await_change())
         }
-        Verdict::Degraded(why) => {
+        Step::NextWave => {
+            finished(ctx, run, waited);
+            let following = rollout.current.map_or(0, |w| w + 1);
+            if let Some(r) = next.rollout.as_mut() {
+                r.ready_since = None;
+            }
+            let message = format!(
+                "{wave}plan {plan} converged ({}); writing wave {}",
+                counted(tally),
+                rollout.describe(following)
+            );
+            transition(ctx, run, next, Event::WaveConverged, message).await?;
+            Ok(Action::requeue(Duration::from_millis(100)))
+        }
+        Step::Degraded(why) => {
             finished(ctx, run, waited);
             let named = convergence::not_converged(&observed, 100);
             let first: Vec<&str> = named.iter().take(5).map(String::as_str).collect();
+            let stopped = if gate.waves_left {
+                "; the waves after it are not written"
+            } else {
+                ""
+            };
             let message = format!(
-                "plan {plan} applied but did not converge ({}): {}; {}",
+                "{wave}plan {plan} applied but did not converge ({}): {}; {}{stopped}",
                 why.as_str(),
                 counted(tally),
                 first.join("; ")
@@ -104,17 +136,42 @@ pub(super) async fn converge(
             transition(ctx, run, next, Event::Degraded(why), message).await?;
             Ok(Action::await_change())
         }
-        Verdict::Waiting => {
+        Step::Waiting | Step::Soaking { .. } => {
+            let soaking = matches!(step, Step::Soaking { .. });
+            // The soak counts from the first look that found everything settled, and
+            // starts again whenever a look does not.
+            if let Some(r) = next.rollout.as_mut() {
+                r.ready_since = match (soaking, r.ready_since.take()) {
+                    (true, Some(since)) => Some(since),
+                    (true, None) => Some(at.clone()),
+                    (false, _) => None,
+                };
+            }
+            let soak_changed = next.rollout.as_ref().map(|r| &r.ready_since)
+                != status.rollout.as_ref().map(|r| &r.ready_since);
             // Each write wakes the run again: written when something changed, at most
-            // once per look.
-            if next.health != status.health && ctx.converging.may_write(run, LOOK_EVERY) {
-                next.message = Some(format!(
-                    "plan {plan} written; waiting for the providers: {}",
-                    counted(tally)
-                ));
+            // once per look (a soak starting or breaking is always written: it is what
+            // the next wave waits on).
+            if soak_changed
+                || (next.health != status.health && ctx.converging.may_write(run, LOOK_EVERY))
+            {
+                next.message = Some(match step {
+                    Step::Soaking { left } => format!(
+                        "{wave}plan {plan} converged ({}); soaking {} more before the next wave",
+                        counted(tally),
+                        humantime::format_duration(Duration::from_secs(left.as_secs()))
+                    ),
+                    _ => format!(
+                        "{wave}plan {plan} written; waiting for the providers: {}",
+                        counted(tally)
+                    ),
+                });
                 write_status(ctx, run, &next).await?;
             }
-            let left = between(&at, &deadline);
+            let left = match step {
+                Step::Soaking { left } => left,
+                _ => between(&at, &deadline),
+            };
             Ok(Action::requeue(
                 LOOK_EVERY.min(left).max(Duration::from_millis(100)),
             ))

@@ -19,7 +19,9 @@ use crate::controller::lifecycle::{
     Clearance, Event, FailReason, fail, started, transition, write_status,
 };
 use crate::controller::planstore;
-use crate::fleet::{self, FleetObject, ObjectRef, Plan, PlanError, PlanOptions, ResolveOptions};
+use crate::fleet::{
+    self, FleetObject, ObjectRef, Plan, PlanError, PlanOptions, ResolveOptions, rollout,
+};
 
 use super::clearing::{Claim, apply_when_open};
 use super::recording;
@@ -194,6 +196,10 @@ async fn compute(
     let (namespace, trigger) = (run.namespace().unwrap_or_default(), run.spec.trigger);
     let (prune, exclude) = (repo.spec.prune || deleting, exclude.to_vec());
     let warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+    let policy = match repo.spec.rollout.policy() {
+        Ok(policy) => policy,
+        Err(message) => return Ok(Computed::Invalid(FailReason::InvalidRollout, message)),
+    };
     off_runtime(move || {
         let options = PlanOptions {
             repository: &repository,
@@ -201,8 +207,12 @@ async fn compute(
             prune,
             exclude: &exclude,
         };
-        match fleet::plan(&desired.objects, &live, &options) {
-            Ok(plan) => Computed::Planned(Box::new(Planned {
+        let staged = fleet::plan(&desired.objects, &live, &options).map(|mut plan| {
+            rollout::stage(&mut plan, &desired.objects, &live, &policy).map(|()| plan)
+        });
+        match staged {
+            Ok(Err(refused)) => Computed::Invalid(FailReason::InvalidRollout, refused.to_string()),
+            Ok(Ok(plan)) => Computed::Planned(Box::new(Planned {
                 facts: rules::Facts::new(&plan, &live, &namespace, &repository, trigger.as_str()),
                 plan,
                 warnings,
@@ -261,7 +271,14 @@ async fn record(
     let saved = planstore::save(&ctx.client, run, "desired", desired).await?;
     status.desired_state = saved.names;
     status.desired_state_digest = Some(saved.digest);
-    recording::record_plan(&mut status, &plan, warnings, raw_exclusions, source);
+    recording::record_plan(
+        &mut status,
+        &plan,
+        warnings,
+        raw_exclusions,
+        source,
+        &repo.spec.rollout,
+    );
     if plan.is_empty() {
         let message = recording::no_changes(&status);
         transition(ctx, run, status, Event::NothingToChange, message).await?;

@@ -5,6 +5,7 @@ use std::fmt::Display;
 
 use kube::ResourceExt;
 
+use crate::api::rollout::{RolloutSpec, RunRollout};
 use crate::api::syncrun::{ActionState, DiffEntry, RunSource, SyncRunStatus};
 use crate::api::{SyncRun, annotations, truncate};
 use crate::controller::governance;
@@ -27,6 +28,7 @@ pub(super) fn record_plan(
     warnings: Vec<String>,
     exclusions: Option<String>,
     source: RunSource,
+    rollout: &RolloutSpec,
 ) {
     let (diff, diff_truncated) = diff_entries(plan);
     let states = vec![ActionState::Pending; plan.actions.len()];
@@ -44,6 +46,7 @@ pub(super) fn record_plan(
     status.actions = action_entries(plan, &states, &[]);
     status.refused_approval = None;
     status.source = Some(source);
+    status.rollout = plan.rollout.as_ref().map(|r| RunRollout::of(r, rollout));
     status.authorization = None;
     status.approved_by = None;
     status.approved_at = None;
@@ -191,6 +194,7 @@ mod tests {
             warnings,
             Some("FleetNode/x".into()),
             RunSource::default(),
+            &RolloutSpec::default(),
         );
         status
     }
