@@ -110,6 +110,7 @@ spec:
   ref: {branch: main}
   interval: 5s
   account: acme-edge
+  rollout: {minReadyTime: 5s}   # each wave stays Ready 5s before the next goes out
 YAML
 sed "s|$work|/tmp/fleet-demo|" "$work/repository.yaml"
 show kubectl apply -f "$work/repository.yaml"
@@ -180,6 +181,8 @@ review_and_approve() { # revision
   plan=$(kubectl get syncrun "$run" -n fleet-demo -o jsonpath='{.status.planId}')
   kubectl get syncrun "$run" -n fleet-demo -o jsonpath='{.status.message}{"\n"}'
   kubectl get syncrun "$run" -n fleet-demo -o jsonpath='{range .status.diff[*]}{.operation} {.kind}/{.name}{range .fields[*]}{"\n    "}{@}{end}{"\n"}{end}'
+  echo "Rollout ($(kubectl get syncrun "$run" -n fleet-demo -o jsonpath='{.status.rollout.policy}')):"
+  kubectl get syncrun "$run" -n fleet-demo -o jsonpath='{range .status.rollout.waves[*]}  wave {.name}: {.actions} actions, {.disrupted} machines disrupted{"\n"}{end}{range .status.rollout.findings[*]}  ! {@}{"\n"}{end}'
   heading "Approving plan $plan"
   show kubectl annotate -n fleet-demo "syncrun/$run" "gitops.fleetgate.dev/approve=$plan"
   wait_phase "$rev" Applied >/dev/null

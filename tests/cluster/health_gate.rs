@@ -11,15 +11,17 @@ use std::time::Duration;
 
 use fleetgate::api::GitopsRepository;
 use fleetgate::api::syncrun::{ObjectHealth, Phase, SyncRun};
-use fleetgate::controller::live;
 use fleetgate::fleet::health::Standing;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
+use kube::ResourceExt;
+use kube::api::Api;
+use serde_json::json;
 use support::fleet::Fleet;
-use support::lab::LabProcess;
-use support::operator::{ControllerProcess, events, run_in_phase_within};
+
+use support::lab::at_next_generation;
+use support::operator::{
+    ControllerProcess, events, patch_spec as patch_repository, run_in_phase_within,
+};
 
 /// The controller's pod name: a restart under it holds the same Lease identity.
 const POD: &str = "healthgate-0";
@@ -45,35 +47,6 @@ fn fleet_yaml(a_type: &str, b_type: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn patch_repository(client: &Client, ns: &str, spec: Value) {
-    Api::<GitopsRepository>::namespaced(client.clone(), ns)
-        .patch(
-            "fleet",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": spec })),
-        )
-        .await
-        .unwrap();
-}
-
-/// Asks the lab, through its fault annotations, to treat node `name` so at the node's
-/// next generation (the one the next plan writes).
-async fn at_next_generation(client: &Client, ns: &str, name: &str, fault: (&str, &str)) {
-    let api = live::api(client, ns, "FleetNode".parse().unwrap());
-    let next = api.get(name).await.unwrap().metadata.generation.unwrap() + 1;
-    let annotations = json!({
-        fault.0: fault.1,
-        "lab.fleetgate.dev/fault-generation": next.to_string(),
-    });
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": annotations}})),
-    )
-    .await
-    .unwrap();
-}
-
 fn ready_reason(run: &SyncRun) -> String {
     let status = run.status.as_ref().unwrap();
     fleetgate::api::condition(&status.conditions, "Ready")
@@ -94,13 +67,7 @@ async fn a_run_is_applied_when_its_machines_are_ready_and_degraded_when_they_are
         .await;
     let (ns, repo, v1) = (&fleet.ns, &fleet.repo, fleet.head.clone());
     let client = &ns.client;
-    let _lab = LabProcess::start(&ns.name);
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
-    support::eventually("the lab's registration Lease", CONVERGE, || async {
-        leases.get_opt("fleet-provider-lab").await.ok().flatten()
-    })
-    .await;
-    patch_repository(client, &ns.name, json!({"suspend": false})).await;
+    let _lab = support::lab::serving(client, &ns.name).await;
 
     // v1: Applied only once the lab reports both nodes, the network and both peers Ready.
     // No provider serves FleetTemplate: the template is written, not waited for.

@@ -32,6 +32,7 @@ mod outbound;
 mod plugin;
 mod provider_conformance;
 mod receiver;
+mod rollout;
 mod sharding;
 mod tenant_bounds;
 mod tenant_fairness;

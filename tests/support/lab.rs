@@ -294,3 +294,38 @@ pub fn in_netns(netns: &str, args: &[&str]) -> (bool, String) {
         ),
     )
 }
+
+/// Asks the lab, through its fault annotations, to treat node `name` so at the node's
+/// next generation (the one the next plan writes).
+pub async fn at_next_generation(client: &Client, ns: &str, name: &str, fault: (&str, &str)) {
+    let api = fleetgate::controller::live::api(client, ns, "FleetNode".parse().unwrap());
+    let next = api.get(name).await.unwrap().metadata.generation.unwrap() + 1;
+    let annotations = serde_json::json!({
+        fault.0: fault.1,
+        "lab.fleetgate.dev/fault-generation": next.to_string(),
+    });
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"metadata": {"annotations": annotations}})),
+    )
+    .await
+    .unwrap();
+}
+
+/// Starts the lab for `ns`, waits for its registration Lease, then lets the repository
+/// `fleet` go on: created suspended, so that no run is judged before the lab serves (a
+/// run judged earlier would rightly find no provider serving anything).
+pub async fn serving(client: &Client, ns: &str) -> LabProcess {
+    let lab = LabProcess::start(ns);
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), ns);
+    super::eventually(
+        "the lab's registration Lease",
+        Duration::from_secs(90),
+        || async { leases.get_opt("fleet-provider-lab").await.ok().flatten() },
+    )
+    .await;
+    super::operator::patch_spec(client, ns, serde_json::json!({"suspend": false})).await;
+    lab
+}

@@ -476,3 +476,15 @@ pub fn names(objects: &[impl ResourceExt]) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Merges `spec` into the spec of the repository `fleet` of `ns`.
+pub async fn patch_spec(client: &Client, ns: &str, spec: serde_json::Value) {
+    Api::<GitopsRepository>::namespaced(client.clone(), ns)
+        .patch(
+            "fleet",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await
+        .unwrap();
+}
