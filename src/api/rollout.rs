@@ -99,7 +99,13 @@ impl RolloutSpec {
     /// the check of record.
     pub fn policy(&self) -> Result<Policy, String> {
         let field = |name: &str, e: String| format!("spec.rollout.{name}: {e}");
-        let mut policy = Policy::default();
+        let mut policy = Policy {
+            chosen: self.wave_by.is_some()
+                || !self.partitions.is_empty()
+                || !self.steps.is_empty()
+                || self.max_unavailable.is_some(),
+            ..Policy::default()
+        };
         if let Some(key) = &self.wave_by {
             policy.key = key.parse().map_err(|e| field("waveBy", e))?;
         }
@@ -122,6 +128,9 @@ impl RolloutSpec {
 
 /// At most this many regions are shown in a run's status (the stored plan has all).
 pub const MAX_REGIONS_SHOWN: usize = 50;
+/// At most this many groups are named per wave in a run's status (the stored plan names
+/// up to ten): 200 waves stay within 60 KiB.
+pub const MAX_GROUPS_SHOWN: usize = 3;
 /// At most this many topology findings are shown in a run's status.
 pub const MAX_FINDINGS_SHOWN: usize = 20;
 
@@ -160,7 +169,14 @@ impl RunRollout {
     pub fn of(rollout: &Rollout, spec: &RolloutSpec) -> Self {
         Self {
             policy: rollout.policy.clone(),
-            waves: rollout.waves.clone(),
+            waves: rollout
+                .waves
+                .iter()
+                .map(|w| Wave {
+                    groups: w.groups.iter().take(MAX_GROUPS_SHOWN).cloned().collect(),
+                    ..w.clone()
+                })
+                .collect(),
             current: None,
             min_ready_time: humantime::format_duration(spec.min_ready_time()).to_string(),
             max_failures: spec.max_failures(),

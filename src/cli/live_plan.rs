@@ -63,7 +63,7 @@ pub async fn plan_file(
         exclude: &[],
     };
     // Staged as the controller stages it, with the repository's spec.rollout: the same
-    // waves, so the same plan id.
+    // waves (the id differs only by the revision, `local` here).
     let policy = match repo.map(|r| r.spec.rollout.policy()).transpose() {
         Ok(policy) => policy.unwrap_or_default(),
         Err(message) => {
@@ -72,7 +72,13 @@ pub async fn plan_file(
         }
     };
     match fleet::plan(&desired.objects, &live_objects, &options) {
-        Ok(mut plan) => match rollout::stage(&mut plan, &desired.objects, &live_objects, &policy) {
+        Ok(mut plan) => match rollout::stage(
+            &mut plan,
+            &desired.objects,
+            &live_objects,
+            repository,
+            &policy,
+        ) {
             Ok(()) => Ok(Ok(plan)),
             Err(e) => {
                 eprintln!("error: {e}");

@@ -267,15 +267,23 @@ impl<'a> RunProgress<'a> {
         Ok(())
     }
 
-    /// The wave being written: the first with an action still pending.
+    /// The wave being written: the one the run records, which only the Converging step
+    /// moves on once the wave before has converged. Never worked out afresh from what
+    /// is pending: a retry after a crash or an error between the writes and the move to
+    /// Converging must not write the next wave unjudged. A run that records no rollout
+    /// (planned by an earlier version) has one wave.
     fn wave(&self, plan: &Plan) -> u32 {
-        plan.actions
-            .iter()
-            .zip(&self.states)
-            .filter(|(_, s)| **s == ActionState::Pending)
-            .map(|(a, _)| a.wave)
-            .min()
-            .unwrap_or(0)
+        match self.status.rollout.as_ref() {
+            Some(rollout) => rollout.current.unwrap_or(0),
+            None => plan
+                .actions
+                .iter()
+                .zip(&self.states)
+                .filter(|(_, s)| **s == ActionState::Pending)
+                .map(|(a, _)| a.wave)
+                .min()
+                .unwrap_or(0),
+        }
     }
 
     fn record(&mut self, i: usize, result: Result<(), String>) {
@@ -336,15 +344,7 @@ impl<'a> RunProgress<'a> {
             return Ok(Action::await_change());
         }
         // Written whole (or its wave): the run now waits for the providers (the
-        // Converging step), which sends it back here for the next wave.
-        let wave = plan
-            .actions
-            .iter()
-            .zip(&self.states)
-            .filter(|(_, s)| **s == ActionState::Applied)
-            .map(|(a, _)| a.wave)
-            .max()
-            .unwrap_or(0);
+        // Converging step), which sends it on to the next wave.
         let written = convergence::written(plan, &self.states);
         let since = now();
         status.health = Some(RunHealth {
@@ -359,7 +359,7 @@ impl<'a> RunProgress<'a> {
         });
         let waves = match status.rollout.as_mut() {
             Some(rollout) if rollout.waves.len() > 1 => {
-                rollout.current = Some(wave);
+                let wave = *rollout.current.get_or_insert(0);
                 rollout.ready_since = None;
                 format!("wave {} of ", rollout.describe(wave))
             }

@@ -14,7 +14,7 @@ use super::error::{Error, Result};
 use super::live;
 use super::metrics::RepositoryLabels;
 use crate::api::repository::{DriftStatus, GitopsRepositoryStatus};
-use crate::api::syncrun::Phase;
+use crate::api::syncrun::{ActionState, Phase};
 use crate::api::{GitopsRepository, SyncRun, now, set_condition, short_revision};
 use crate::fleet::FleetObject;
 use crate::fleet::drift::{self, DriftKind, DriftedObject};
@@ -37,6 +37,21 @@ pub struct Found {
     pub unhealthy: Vec<DriftedObject>,
 }
 
+/// Whether `run` is moving fleet objects: planning, applying, converging, or not
+/// finished with part of its plan written.
+fn in_motion(run: &SyncRun) -> bool {
+    let partly_written = run.status.as_ref().is_some_and(|s| {
+        s.waves_left()
+            && s.action_states
+                .as_deref()
+                .is_some_and(|states| states.contains(ActionState::Applied.letter()))
+    });
+    match run.phase() {
+        None | Some(Phase::Planning | Phase::Applying | Phase::Converging) => true,
+        Some(p) => !p.is_finished() && partly_written,
+    }
+}
+
 fn digest(objects: &[DriftedObject]) -> String {
     // Drift entries are plain strings and enums: serializing cannot fail.
     let bytes = serde_json::to_vec(objects).unwrap_or_default();
@@ -44,18 +59,16 @@ fn digest(objects: &[DriftedObject]) -> String {
 }
 
 /// Compares the cluster with the last applied revision. None when there is nothing to
-/// compare yet, or while a run is planning or applying (objects are in motion).
+/// compare yet, or while a run is planning or applying (objects are in motion): that
+/// includes a rollout between its waves, which has written part of its plan and will
+/// write the rest (measured against the last whole plan, its written waves would look
+/// like drift, and a correction would undo them).
 pub async fn check(
     ctx: &Context,
     repo: &GitopsRepository,
     runs: &[SyncRun],
 ) -> Result<Option<Found>> {
-    if runs.iter().any(|r| {
-        matches!(
-            r.phase(),
-            None | Some(Phase::Planning | Phase::Applying | Phase::Converging)
-        )
-    }) {
+    if runs.iter().any(in_motion) {
         return Ok(None);
     }
     let Some(baseline) = baseline(runs) else {
@@ -344,5 +357,22 @@ mod tests {
             baseline(&degraded).map(|r| r.name_any()).as_deref(),
             Some("r2")
         );
+    }
+
+    #[test]
+    fn a_rollout_between_its_waves_is_in_motion_and_no_baseline() {
+        let mut between = run("r2", Phase::Scheduled, true, false);
+        between.status.as_mut().unwrap().action_states = Some("AAPP".into());
+        assert!(in_motion(&between));
+        // Waiting for a window with nothing written: drift is measured as before.
+        let mut waiting = run("r2", Phase::Scheduled, true, false);
+        waiting.status.as_mut().unwrap().action_states = Some("PPPP".into());
+        assert!(!in_motion(&waiting));
+        // Stopped part-way: over, and not the baseline (it did not write its plan).
+        let mut stopped = run("r2", Phase::Degraded, true, false);
+        stopped.status.as_mut().unwrap().action_states = Some("AAPP".into());
+        assert!(!in_motion(&stopped));
+        let runs = [stopped, run("r1", Phase::Applied, true, false)];
+        assert_eq!(baseline(&runs).map(|r| r.name_any()).as_deref(), Some("r1"));
     }
 }

@@ -148,9 +148,37 @@ async fn thirty_machines_roll_out_region_by_region_and_a_stuck_wave_stops_the_re
     let client = &ns.client;
     let _lab = support::lab::serving(client, &ns.name).await;
 
-    // v1 creates thirty machines: three waves, one region each. The controller is killed
-    // once the second wave is under way; its successor resumes there.
+    // v1 creates thirty machines: three waves, one region each. The repository is
+    // suspended while the first converges: the rollout holds there, nothing of the
+    // second region written, until it is resumed.
     let runs: Api<SyncRun> = Api::namespaced(client.clone(), &ns.name);
+    support::eventually("the first wave written", CONVERGE, || async {
+        let list = runs.list(&ListParams::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|r| r.status.as_ref().and_then(|s| s.phase) == Some(Phase::Converging))
+    })
+    .await;
+    patch_repository(client, &ns.name, json!({"suspend": true})).await;
+    let held = support::eventually("the rollout held by suspend", CONVERGE, || async {
+        let list = runs.list(&ListParams::default()).await.ok()?;
+        list.items.into_iter().find(|r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.message.as_deref())
+                .is_some_and(|m| m.contains("the repository is suspended, so the next wave waits"))
+        })
+    })
+    .await;
+    assert_eq!(held.status.as_ref().unwrap().phase, Some(Phase::Converging));
+    assert!(
+        nodes(client, &ns.name).await.values().all(|n| n.0 == "ra"),
+        "only the first region is written while suspended"
+    );
+    patch_repository(client, &ns.name, json!({"suspend": false})).await;
+
+    // The controller is killed once the second wave is under way; its successor resumes
+    // there.
     let second = support::eventually("the second wave under way", CONVERGE, || async {
         let list = runs.list(&ListParams::default()).await.ok()?;
         list.items.into_iter().find(|r| {

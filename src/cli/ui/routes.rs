@@ -381,7 +381,7 @@ async fn preview(app: &App, run: &SyncRun, exclude: &[ObjectRef]) -> Result<Plan
         UiError::Plan(messages.join("; "))
     })?;
     // Staged as the controller stages it: the same waves make the same plan id.
-    fleet::rollout::stage(&mut plan, &desired, &live, &policy)
+    fleet::rollout::stage(&mut plan, &desired, &live, &run.spec.repository, &policy)
         .map_err(|e| UiError::Plan(e.to_string()))?;
     Ok(plan)
 }

@@ -376,7 +376,8 @@ async fn comment(
                 .collect::<Vec<_>>()
                 .join("\n")
         })?;
-        rollout::stage(&mut plan, &desired.objects, &live, &policy).map_err(|e| e.to_string())?;
+        rollout::stage(&mut plan, &desired.objects, &live, &repository, &policy)
+            .map_err(|e| e.to_string())?;
         Ok::<_, String>((plan.plan_id.clone(), render_text(&plan, Colour::Never)))
     })
     .await;

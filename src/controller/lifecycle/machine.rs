@@ -27,8 +27,9 @@ pub enum Event {
     /// Every action applied and nothing differs afterwards; the providers have not yet
     /// reported every object Ready: the run waits for them.
     Written,
-    /// A wave of the rollout converged and stayed so for the soak: the next wave is
-    /// written, under the authorization the run already holds (checked again).
+    /// A wave of the rollout converged and stayed so for the soak: the next wave waits,
+    /// as any authorized run does, until it is still authorized now, the change windows
+    /// allow it, no newer run supersedes it and the repository is free.
     WaveConverged,
     /// The objects did not converge: a provider reports a terminal failure, or the
     /// progress deadline passed.
@@ -210,7 +211,7 @@ pub fn next(from: Option<Phase>, event: Event) -> Result<Step, Illegal> {
         Event::Cleared(_) => (&[Planning, AwaitingApproval, Scheduled], Applying, normal()),
         Event::Applied => (&[Converging], Applied, normal()),
         Event::Written => (&[Applying], Converging, normal()),
-        Event::WaveConverged => (&[Converging], Applying, normal()),
+        Event::WaveConverged => (&[Converging], Scheduled, normal()),
         Event::Degraded(_) => (&[Converging], Degraded, warning()),
         Event::Failed(_) => (&[Planning, AwaitingApproval, Applying], Failed, warning()),
         // From Converging: a newer run of the repository applies before this one's
@@ -346,12 +347,11 @@ mod tests {
         for from in froms() {
             for event in events() {
                 if let Ok(step) = next(from, event) {
-                    // Cleared by people or policy; or the next wave of a run already
-                    // cleared, once the one before it converged.
+                    // The next wave of a rollout too: it goes through Scheduled and is
+                    // cleared again there.
                     assert_eq!(
                         step.to == Phase::Applying,
-                        matches!(event, Event::Cleared(_))
-                            || (event == Event::WaveConverged && from == Some(Phase::Converging)),
+                        matches!(event, Event::Cleared(_)),
                         "{from:?} --{event:?}--> Applying"
                     );
                 }
@@ -393,7 +393,7 @@ mod tests {
                     matches!(
                         step.to,
                         Phase::Applied | Phase::Degraded | Phase::Superseded
-                    ) || (event == Event::WaveConverged && step.to == Phase::Applying),
+                    ) || (event == Event::WaveConverged && step.to == Phase::Scheduled),
                     "{event:?} leads a converging run to {:?}",
                     step.to
                 );

@@ -71,11 +71,22 @@ pub async fn reconcile(ctx: &Context, repo: &GitopsRepository) -> Result<Option<
             (false, "Deleting", message)
         }
         Some(run) => match run.phase() {
-            Some(Phase::Applied | Phase::Degraded | Phase::NoChanges) => {
+            // Removed whole: a removal stopped part-way through its waves has not.
+            Some(Phase::Applied | Phase::Degraded | Phase::NoChanges)
+                if run.status.as_ref().is_none_or(|s| !s.waves_left()) =>
+            {
                 set_finalizer(ctx, repo, false).await?;
                 return Ok(Some(Action::await_change()));
             }
-            Some(Phase::Failed | Phase::Rejected | Phase::Superseded | Phase::Expired) => (
+            Some(
+                Phase::Failed
+                | Phase::Rejected
+                | Phase::Superseded
+                | Phase::Expired
+                | Phase::Applied
+                | Phase::Degraded
+                | Phase::NoChanges,
+            ) => (
                 false,
                 "DeletionBlocked",
                 format!(

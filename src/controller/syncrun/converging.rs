@@ -8,11 +8,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::Action;
 
 use crate::api::repository::RolloutSpec;
 use crate::api::syncrun::SyncRunStatus;
-use crate::api::{SyncRun, now};
+use crate::api::{GitopsRepository, SyncRun, now};
 use crate::controller::context::Context;
 use crate::controller::convergence::{self, WrittenObjects, between, plus};
 use crate::controller::error::Result;
@@ -78,7 +79,14 @@ pub(super) async fn converge(
         waves_left: status.waves_left(),
     };
     let ready_for = rollout.ready_since.as_ref().map(|t| between(t, &at));
-    let step = gate::next(tally, waited, deadline_after, ready_for, gate);
+    // A wave that was soaking had converged: whatever this look finds, its deadline has
+    // not run out (a slip restarts the soak and the deadline, below).
+    let waited_for_gate = if ready_for.is_some() {
+        Duration::ZERO
+    } else {
+        waited
+    };
+    let step = gate::next(tally, waited_for_gate, deadline_after, ready_for, gate);
     let wave = match (&status.rollout, rollout.current) {
         (Some(r), Some(w)) if r.waves.len() > 1 => format!("wave {} of ", r.describe(w)),
         _ => String::new(),
@@ -103,13 +111,28 @@ pub(super) async fn converge(
             Ok(Action::await_change())
         }
         Step::NextWave => {
+            // A suspended repository holds its rollout between waves: the on-call's way
+            // to stop one without deleting anything.
+            if repository_suspended(ctx, run).await? {
+                let held = format!(
+                    "{wave}plan {plan} converged ({}); the repository is suspended, so the next wave waits",
+                    counted(tally)
+                );
+                if status.message.as_deref() != Some(held.as_str()) {
+                    next.message = Some(held);
+                    write_status(ctx, run, &next).await?;
+                }
+                return Ok(Action::requeue(LOOK_EVERY));
+            }
             finished(ctx, run, waited);
             let following = rollout.current.map_or(0, |w| w + 1);
             if let Some(r) = next.rollout.as_mut() {
                 r.ready_since = None;
+                // The only place the wave moves on: the engine writes exactly this one.
+                r.current = Some(following);
             }
             let message = format!(
-                "{wave}plan {plan} converged ({}); writing wave {}",
+                "{wave}plan {plan} converged ({}); wave {} is next, once it is still authorized and the change windows allow",
                 counted(tally),
                 rollout.describe(following)
             );
@@ -140,12 +163,23 @@ pub(super) async fn converge(
             let soaking = matches!(step, Step::Soaking { .. });
             // The soak counts from the first look that found everything settled, and
             // starts again whenever a look does not.
+            let mut broken = false;
             if let Some(r) = next.rollout.as_mut() {
                 r.ready_since = match (soaking, r.ready_since.take()) {
                     (true, Some(since)) => Some(since),
                     (true, None) => Some(at.clone()),
-                    (false, _) => None,
+                    (false, since) => {
+                        broken = since.is_some();
+                        None
+                    }
                 };
+            }
+            // A wave that had converged and then slipped during its soak gets its
+            // progress deadline afresh from now: a blip late in a long soak is waited
+            // out, not taken for a wave that never converged.
+            if broken && let Some(h) = next.health.as_mut() {
+                h.deadline = plus(&at, between(&h.since, &h.deadline));
+                h.since = at.clone();
             }
             let soak_changed = next.rollout.as_ref().map(|r| &r.ready_since)
                 != status.rollout.as_ref().map(|r| &r.ready_since);
@@ -177,6 +211,17 @@ pub(super) async fn converge(
             ))
         }
     }
+}
+
+/// Whether the run's repository is suspended now (gone counts as not: the run's own
+/// steps deal with a missing repository).
+async fn repository_suspended(ctx: &Context, run: &SyncRun) -> Result<bool> {
+    let api: Api<GitopsRepository> =
+        Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
+    Ok(api
+        .get_opt(&run.spec.repository)
+        .await?
+        .is_some_and(|r| r.spec.suspend))
 }
 
 /// The run's objects as their providers report them now, and the kinds served.

@@ -208,7 +208,7 @@ async fn compute(
             exclude: &exclude,
         };
         let staged = fleet::plan(&desired.objects, &live, &options).map(|mut plan| {
-            rollout::stage(&mut plan, &desired.objects, &live, &policy).map(|()| plan)
+            rollout::stage(&mut plan, &desired.objects, &live, &repository, &policy).map(|()| plan)
         });
         match staged {
             Ok(Err(refused)) => Computed::Invalid(FailReason::InvalidRollout, refused.to_string()),

@@ -13,13 +13,14 @@ use super::holds::{expire, governance_unless_held};
 use crate::api::short_revision as short;
 use crate::api::syncrun::{SyncRunStatus, Trigger};
 use crate::api::{REPOSITORY_LABEL, SyncRun, annotations, now};
-use crate::controller::authorization::{self, Content};
+use crate::controller::authorization::{self, Content, Refusal, Withheld};
 use crate::controller::context::Context;
 use crate::controller::error::Result;
 use crate::controller::governance::{self, quorum};
 use crate::controller::lifecycle::{
     Clearance, Withdrawal, reject, supersede, withdraw_authorization, written_status,
 };
+use crate::controller::planstore;
 use crate::controller::repository::sequence;
 
 pub(super) async fn scheduled(
@@ -72,7 +73,19 @@ pub(super) async fn scheduled(
     let plan_id = status.plan_id.clone().unwrap_or_default();
     let unverified_ok = ctx.settings.allow_unverified_approvals;
     let facts = recorded.facts(run, &status, &requirement, unverified_ok, now().0);
-    let decided = authorization::authorize(Content::Recorded { plan_id: &plan_id }, &facts);
+    let mut decided = authorization::authorize(Content::Recorded { plan_id: &plan_id }, &facts);
+    // A policy's approval is decided on the plan itself (its deletions, what it
+    // restores): read the stored plan, verified as the engine reads it. The next wave of
+    // a rollout a policy approved comes this way.
+    if let Err(Refusal::Unapproved {
+        withheld: Some((_, Withheld::NotRead)),
+        ..
+    }) = &decided
+        && let Some(at) = status.full_plan.as_ref()
+    {
+        let plan = planstore::load_plan(&ctx.client, run, at).await?;
+        decided = authorization::authorize(Content::Plan(&plan), &facts);
+    }
     let authorization = match decided {
         Ok(authorization) => authorization,
         Err(refusal) => {

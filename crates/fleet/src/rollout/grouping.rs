@@ -156,6 +156,8 @@ pub(super) struct Holders<'a> {
     /// Virtual IP name and its holder machines (two or more).
     pub(super) sets: Vec<(&'a str, Vec<&'a str>)>,
     pub(super) findings: Vec<String>,
+    /// The sets each machine is in: a check costs what the machine holds, not the fleet.
+    of_machine: HashMap<&'a str, Vec<usize>>,
 }
 
 impl<'a> Holders<'a> {
@@ -198,70 +200,102 @@ impl<'a> Holders<'a> {
             }
             if let [only] = holders[..] {
                 findings.push(format!(
-                    "virtualip/{}: its only holder, {only}, changes in this plan; the address is down while it does",
-                    d.name
+                    "virtualip/{}: its only holder, {}, changes in this plan; the address is down while it does",
+                    super::shown(d.name.as_str()),
+                    super::shown(only)
                 ));
             } else {
                 sets.push((d.name.as_str(), holders));
             }
         }
-        Self { sets, findings }
+        let mut of_machine: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, (_, set)) in sets.iter().enumerate() {
+            for h in set {
+                of_machine.entry(*h).or_default().push(i);
+            }
+        }
+        Self {
+            sets,
+            findings,
+            of_machine,
+        }
     }
 
-    /// Whether adding `machine` to `wave` would put every holder of a virtual IP in it.
-    fn completes(&self, wave: &[&str], machine: &str) -> bool {
-        self.sets.iter().any(|(_, set)| {
-            set.contains(&machine) && set.iter().all(|h| *h == machine || wave.contains(h))
+    /// Whether adding `machine` to a wave whose holders are counted in `held` would put
+    /// every holder of a virtual IP in it.
+    fn completes(&self, held: &HashMap<usize, usize>, machine: &str) -> bool {
+        self.of_machine.get(machine).is_some_and(|sets| {
+            sets.iter()
+                .any(|s| held.get(s).copied().unwrap_or(0) + 1 == self.sets[*s].1.len())
         })
+    }
+
+    /// Counts `machine` as a holder in the wave of `held`.
+    fn hold(&self, held: &mut HashMap<usize, usize>, machine: &str) {
+        for s in self.of_machine.get(machine).into_iter().flatten() {
+            *held.entry(*s).or_default() += 1;
+        }
     }
 }
 
 /// A wave being formed: a part of a base wave.
-pub(super) struct Chunk<'a> {
+pub(super) struct Chunk {
     pub(super) base: usize,
     pub(super) part: usize,
-    pub(super) disrupted: Vec<&'a str>,
+    /// Machines it disrupts.
+    pub(super) disrupted: usize,
+    /// Holders of each virtual IP set it disrupts.
+    held: HashMap<usize, usize>,
+}
+
+impl Chunk {
+    fn new(base: usize, part: usize) -> Self {
+        Self {
+            base,
+            part,
+            disrupted: 0,
+            held: HashMap::new(),
+        }
+    }
 }
 
 /// Cuts each base wave into chunks of at most maxUnavailable disrupted machines, never
 /// completing a virtual IP's holders (first fit: as few chunks as the rules allow).
-/// Returns the chunks and the chunk of each touched machine.
+/// Returns the chunks and the chunk of each touched machine; stops once there are more
+/// than `max` chunks (the caller refuses that many).
 pub(super) fn chunk<'a>(
     bases: &[Base<'a>],
     disrupted: &BTreeSet<&str>,
     holders: &Holders,
     cap_of: impl Fn(&Base) -> usize,
-) -> (Vec<Chunk<'a>>, HashMap<&'a str, usize>) {
+    max: usize,
+) -> (Vec<Chunk>, HashMap<&'a str, usize>) {
     let mut chunks: Vec<Chunk> = Vec::new();
     let mut chunk_of = HashMap::new();
     for (b, base) in bases.iter().enumerate() {
         let cap = cap_of(base).max(1);
         let first = chunks.len();
-        chunks.push(Chunk {
-            base: b,
-            part: 0,
-            disrupted: Vec::new(),
-        });
+        chunks.push(Chunk::new(b, 0));
         for m in &base.machines {
             if !disrupted.contains(m) {
                 // Creating a machine disrupts nothing: it goes with the first part.
                 chunk_of.insert(*m, first);
                 continue;
             }
-            let fits = |c: &Chunk| c.disrupted.len() < cap && !holders.completes(&c.disrupted, m);
+            let fits = |c: &Chunk| c.disrupted < cap && !holders.completes(&c.held, m);
             let at = match (first..chunks.len()).find(|c| fits(&chunks[*c])) {
                 Some(c) => c,
                 None => {
-                    chunks.push(Chunk {
-                        base: b,
-                        part: chunks.len() - first,
-                        disrupted: Vec::new(),
-                    });
+                    chunks.push(Chunk::new(b, chunks.len() - first));
                     chunks.len() - 1
                 }
             };
-            chunks[at].disrupted.push(m);
+            chunks[at].disrupted += 1;
+            holders.hold(&mut chunks[at].held, m);
             chunk_of.insert(*m, at);
+            if chunks.len() > max {
+                return (chunks, chunk_of);
+            }
         }
     }
     (chunks, chunk_of)
@@ -307,7 +341,7 @@ pub(super) fn region_impact(
     machine_of: &[Option<&str>],
     plan: &Plan,
     machines: &HashMap<&str, Machine>,
-    live: &[LiveObject],
+    live: &[&LiveObject],
     budget: Option<Amount>,
 ) -> Vec<RegionImpact> {
     let mut nodes: BTreeMap<&str, u32> = BTreeMap::new();
@@ -331,7 +365,7 @@ pub(super) fn region_impact(
             let allowed = budget.map(|b| b.of(there));
             let disrupted = set.len() as u32;
             RegionImpact {
-                region: region.to_owned(),
+                region: super::shown(region),
                 nodes: there,
                 disrupted,
                 allowed,

@@ -40,7 +40,7 @@ use grouping::{Holders, action_machines, action_waves, chunk, machines, partitio
 /// More waves than this is refused: the plan would be unreadable and the rollout
 /// endless. A policy that asks for it (`maxUnavailable: 1` over thousands of updates)
 /// says so at plan time.
-pub const MAX_WAVES: usize = 500;
+pub const MAX_WAVES: usize = 200;
 /// Longest list of partitions or steps accepted.
 pub const MAX_PARTITIONS: usize = 100;
 
@@ -163,6 +163,10 @@ pub struct Policy {
     pub max_unavailable: Amount,
     /// Machines one plan may disrupt per region: of the machines there.
     pub region_budget: Option<Amount>,
+    /// Whether a person chose the waves (spec.rollout sets waveBy, partitions, steps or
+    /// maxUnavailable). A default that would make too many waves falls back to
+    /// [`FALLBACK_STEPS`] rather than refusing a plan nobody asked to stage so.
+    pub chosen: bool,
 }
 
 impl Default for Policy {
@@ -173,6 +177,7 @@ impl Default for Policy {
             partitioning: Partitioning::PerGroup,
             max_unavailable: Amount::Percent(25),
             region_budget: None,
+            chosen: false,
         }
     }
 }
@@ -267,14 +272,73 @@ fn describe(policy: &Policy) -> String {
     out
 }
 
-/// Stages `plan` by `policy`: sets each action's wave, records the rollout, and
-/// recomputes the plan id, which covers the waves.
+/// Steps a default policy falls back to when a wave per group would make too many waves
+/// (hundreds of small sites): cumulative shares of the machines touched.
+pub const FALLBACK_STEPS: [u32; 4] = [10, 25, 50, 100];
+/// Longest name or value a plan's rollout shows (longer ones are cut, marked `…`).
+pub const MAX_SHOWN: usize = 63;
+/// At most this many groups are named per wave.
+pub const MAX_GROUPS_SHOWN: usize = 10;
+/// At most this many holders are named per virtual IP finding.
+const MAX_HOLDERS_SHOWN: usize = 5;
+
+/// `text` as a plan shows it: at most [`MAX_SHOWN`] bytes, cut at a character.
+pub fn shown(text: &str) -> String {
+    if text.len() <= MAX_SHOWN {
+        return text.to_owned();
+    }
+    let mut end = MAX_SHOWN - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Stages `plan` by `policy` for `repository`: sets each action's wave, records the
+/// rollout, and recomputes the plan id, which covers the waves. Only the repository's
+/// own machines count in percentages and budgets, so another repository's fleet never
+/// changes this one's waves.
 pub fn stage(
     plan: &mut Plan,
     desired: &[FleetObject],
     live: &[LiveObject],
+    repository: &str,
     policy: &Policy,
 ) -> Result<(), RolloutError> {
+    match stage_by(plan, desired, live, repository, policy) {
+        Err(RolloutError::TooManyWaves { waves }) if !policy.chosen => {
+            let fallback = Policy {
+                partitioning: Partitioning::Steps(FALLBACK_STEPS.to_vec()),
+                chosen: true,
+                ..policy.clone()
+            };
+            stage_by(plan, desired, live, repository, &fallback)?;
+            if let Some(rollout) = plan.rollout.as_mut() {
+                rollout.findings.insert(
+                    0,
+                    format!(
+                        "a wave per {} would make {waves} waves, more than {MAX_WAVES}: steps of the machines touched instead",
+                        policy.key
+                    ),
+                );
+            }
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn stage_by(
+    plan: &mut Plan,
+    desired: &[FleetObject],
+    live: &[LiveObject],
+    repository: &str,
+    policy: &Policy,
+) -> Result<(), RolloutError> {
+    let ours: Vec<&LiveObject> = live
+        .iter()
+        .filter(|l| l.owner.as_deref() == Some(repository))
+        .collect();
     let machines = machines(&policy.key, desired, live);
     let machine_of = action_machines(plan, &machines, live);
     // A machine is disrupted when its node is updated or deleted, or one of its peers is.
@@ -289,20 +353,21 @@ pub fn stage(
     let bases = partition(policy, &touched, &machines);
 
     let mut group_size: HashMap<&str, u32> = HashMap::new();
-    for l in live.iter().filter(|l| l.kind() == ObjectKind::FleetNode) {
+    for l in ours.iter().filter(|l| l.kind() == ObjectKind::FleetNode) {
         if let Some(m) = machines.get(l.name.as_str()) {
             *group_size.entry(m.group.as_str()).or_default() += 1;
         }
     }
     let holders = Holders::of(plan, desired, live, &disrupted);
-    let (chunks, chunk_of) = chunk(&bases, &disrupted, &holders, |base| {
+    let cap_of = |base: &grouping::Base| {
         let size = base
             .groups
             .iter()
             .map(|g| group_size.get(g.as_str()).copied().unwrap_or(0))
             .sum();
         policy.max_unavailable.of(size) as usize
-    });
+    };
+    let (chunks, chunk_of) = chunk(&bases, &disrupted, &holders, cap_of, MAX_WAVES);
     if chunks.len() > MAX_WAVES {
         return Err(RolloutError::TooManyWaves {
             waves: chunks.len(),
@@ -324,13 +389,19 @@ pub fn stage(
             Some(c) => {
                 let base = &bases[c.base];
                 let parts = chunks.iter().filter(|x| x.base == c.base).count();
+                let name = shown(&base.name);
                 Wave {
                     name: if parts > 1 {
-                        format!("{} ({}/{parts})", base.name, c.part + 1)
+                        format!("{name} ({}/{parts})", c.part + 1)
                     } else {
-                        base.name.clone()
+                        name
                     },
-                    groups: base.groups.clone(),
+                    groups: base
+                        .groups
+                        .iter()
+                        .take(MAX_GROUPS_SHOWN)
+                        .map(|g| shown(g))
+                        .collect(),
                     actions: 0,
                     disrupted: 0,
                 }
@@ -343,27 +414,41 @@ pub fn stage(
             },
         })
         .collect();
+    let mut disrupted_in: BTreeSet<(u32, &str)> = BTreeSet::new();
     for ((a, w), m) in plan.actions.iter_mut().zip(&wave).zip(&machine_of) {
         a.wave = renumber[w];
-        let wave = &mut waves[a.wave as usize];
-        wave.actions += 1;
-        if a.kind == ObjectKind::FleetNode && a.operation != Operation::Create && m.is_some() {
-            wave.disrupted += 1;
+        waves[a.wave as usize].actions += 1;
+        if let Some(m) = m
+            && disrupted.contains(m)
+        {
+            disrupted_in.insert((a.wave, m));
         }
+    }
+    for (w, _) in disrupted_in {
+        waves[w as usize].disrupted += 1;
     }
 
     let mut findings = holders.findings;
     for (vip, set) in &holders.sets {
         let apart: BTreeSet<Option<&usize>> = set.iter().map(|h| chunk_of.get(h)).collect();
         if apart.len() > 1 {
+            let mut named: Vec<String> = set
+                .iter()
+                .take(MAX_HOLDERS_SHOWN)
+                .map(|h| shown(h))
+                .collect();
+            if set.len() > MAX_HOLDERS_SHOWN {
+                named.push(format!("and {} more", set.len() - MAX_HOLDERS_SHOWN));
+            }
             findings.push(format!(
-                "virtualip/{vip}: its holders ({}) change in different waves, so one holds the address at all times",
-                set.join(", ")
+                "virtualip/{}: its holders ({}) change in different waves, so one holds the address at all times",
+                shown(vip),
+                named.join(", ")
             ));
         }
     }
     findings.sort();
-    let regions = region_impact(&machine_of, plan, &machines, live, policy.region_budget);
+    let regions = region_impact(&machine_of, plan, &machines, &ours, policy.region_budget);
     plan.rollout = Some(Rollout {
         policy: describe(policy),
         budget_exceeded: regions.iter().any(|r| r.exceeded),

@@ -132,7 +132,7 @@ fn staged_over(live: &[LiveObject], to: &Fleet, policy: &Policy) -> Plan {
         exclude: &[],
     };
     let mut p = plan(&desired, live, &options).unwrap();
-    stage(&mut p, &desired, live, policy).unwrap();
+    stage(&mut p, &desired, live, REPO, policy).unwrap();
     p
 }
 
@@ -383,11 +383,11 @@ fn the_plan_id_covers_the_waves() {
         ..Policy::default()
     };
     let mut whole = unstaged.clone();
-    stage(&mut whole, &desired, &live, &one_wave).unwrap();
+    stage(&mut whole, &desired, &live, REPO, &one_wave).unwrap();
     // One wave (every action wave 0): the id a plan always had.
     assert_eq!(whole.plan_id, unstaged.plan_id);
     let mut waved = unstaged.clone();
-    stage(&mut waved, &desired, &live, &Policy::default()).unwrap();
+    stage(&mut waved, &desired, &live, REPO, &Policy::default()).unwrap();
     assert_ne!(waved.plan_id, unstaged.plan_id);
     // Moving one action to another wave is another plan.
     let mut moved = waved.clone();
@@ -412,11 +412,84 @@ fn too_many_waves_are_refused() {
     let mut p = plan(&desired, &live, &options).unwrap();
     let one_at_a_time = Policy {
         max_unavailable: Amount::Count(1),
+        chosen: true,
         ..Policy::default()
     };
-    let err = stage(&mut p, &desired, &live, &one_at_a_time).unwrap_err();
+    let err = stage(&mut p, &desired, &live, REPO, &one_at_a_time).unwrap_err();
     assert_eq!(err.label(), "TooManyWaves");
     assert!(err.to_string().contains("maxUnavailable"), "{err}");
+}
+
+#[test]
+fn a_default_that_would_make_too_many_waves_falls_back_to_steps() {
+    // A region per site, three machines each: a wave per region is too many.
+    let mut before = Fleet::default();
+    for site in 0..MAX_WAVES + 10 {
+        before = before.with_nodes(&format!("site-{site:03}"), named(&format!("s{site:03}"), 3));
+    }
+    let p = staged(&before, &before.clone().resized(), &Policy::default());
+    let rollout = p.rollout.unwrap();
+    // Four steps, each cut to a quarter of its machines at a time.
+    assert!(rollout.waves.len() <= 20, "{}", rollout.waves.len());
+    assert!(
+        rollout.findings[0].starts_with("a wave per region would make"),
+        "{:?}",
+        rollout.findings
+    );
+    assert!(
+        rollout.policy.contains("steps 10% 25% 50% 100%"),
+        "{}",
+        rollout.policy
+    );
+}
+
+#[test]
+fn only_the_repositorys_own_machines_count() {
+    // Another repository's forty machines in the region do not make the wave larger.
+    let mine = Fleet::default().with_nodes("eu-west-1", named("dublin", 4));
+    let theirs = Fleet::default().with_nodes("eu-west-1", named("other", 40));
+    let mut live = mine.live();
+    live.extend(
+        theirs
+            .objects()
+            .iter()
+            .filter(|o| o.kind() == ObjectKind::FleetNode)
+            .map(|o| LiveObject::owned_by(o, "someone-else")),
+    );
+    let p = staged_over(&live, &mine.clone().resized(), &Policy::default());
+    assert_eq!(wave_names(&p).len(), 4, "a quarter of four, one at a time");
+    assert_eq!(p.rollout.unwrap().regions[0].nodes, 4);
+}
+
+#[test]
+fn long_names_are_cut_where_a_plan_shows_them() {
+    assert_eq!(shown("eu-west-1"), "eu-west-1");
+    let long = "é".repeat(100);
+    let cut = shown(&long);
+    assert!(cut.len() <= MAX_SHOWN && cut.ends_with('…'), "{cut}");
+    let fleet = Fleet::default().with_nodes(&"r".repeat(300), named("n", 2));
+    let rollout = staged_over(&[], &fleet, &Policy::default())
+        .rollout
+        .unwrap();
+    assert!(rollout.waves[0].name.len() <= "region=".len() + MAX_SHOWN);
+    assert!(rollout.waves[0].groups[0].len() <= MAX_SHOWN);
+}
+
+#[test]
+fn a_virtual_ip_held_by_thousands_stages_in_few_waves() {
+    let names: Vec<String> = named("n", 2000).collect();
+    let holders: Vec<&str> = names.iter().map(String::as_str).collect();
+    let before = Fleet::default()
+        .with_nodes("eu-west-1", names.iter().cloned())
+        .with_vip("everyone", &holders);
+    let all_at_once = Policy {
+        max_unavailable: Amount::Percent(100),
+        ..Policy::default()
+    };
+    let p = staged(&before, &before.clone().resized(), &all_at_once);
+    assert_eq!(wave_names(&p).len(), 2);
+    let finding = &p.rollout.unwrap().findings[0];
+    assert!(finding.contains("and 1995 more"), "{finding}");
 }
 
 #[test]
@@ -531,7 +604,7 @@ proptest! {
         let options = PlanOptions { repository: REPO, revision: "r", prune: true, exclude: &[] };
         let unstaged = plan(&desired, &live, &options).unwrap();
         let mut p = unstaged.clone();
-        stage(&mut p, &desired, &live, &policy).unwrap();
+        stage(&mut p, &desired, &live, REPO, &policy).unwrap();
         let rollout = p.rollout.clone().unwrap();
 
         let refs = |p: &Plan| p.actions.iter().map(|a| (a.reference(), a.operation)).collect::<Vec<_>>();
