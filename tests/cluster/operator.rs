@@ -26,6 +26,12 @@ fn counts(run: &SyncRun, kind: &str) -> (u32, u32, u32) {
     (c.add, c.update, c.delete)
 }
 
+/// A rollout of one wave: grouped by a label no machine carries, all may change at once.
+/// The kill and conflict tests below are about one apply, not about waves.
+static ONE_WAVE: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(
+    || serde_json::json!({"rollout": {"waveBy": "label:one-wave", "maxUnavailable": "100%"}}),
+);
+
 #[tokio::test]
 async fn the_reference_fleet_is_planned_approved_applied_and_revised() {
     let env = support::env();
@@ -405,8 +411,11 @@ async fn a_newer_commit_supersedes_a_run_awaiting_approval() {
 
 #[tokio::test]
 async fn objects_changed_after_planning_fail_as_conflicts_and_their_dependents_are_skipped() {
+    // One wave, so that every action is tried in one go (a failed wave would keep the
+    // later ones from being tried at all: tests/cluster/rollout.rs).
     let fleet = Fleet::in_namespace("conflict")
         .holding(V1)
+        .with_spec(ONE_WAVE.clone())
         .controller_running()
         .await;
     let (ns, repo, v1) = (fleet.ns, fleet.repo, fleet.head);
@@ -509,6 +518,7 @@ async fn a_controller_killed_while_applying_is_replaced_and_the_run_finishes_app
         ..
     } = Fleet::in_namespace("restart")
         .holding(fleet.as_bytes())
+        .with_spec(ONE_WAVE.clone())
         .controller_flags(&["--apply-concurrency", "1"])
         .controller_running()
         .await;
