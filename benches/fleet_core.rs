@@ -1,5 +1,6 @@
 //! Speed of the fleet core on generated fleets of 1k, 10k and 100k nodes: the untyped
-//! YAML floor, parse+validate, +resolve, the plan alone, and validate+plan end to end.
+//! YAML floor, parse+validate, +resolve, the plan alone, the plan staged into rollout
+//! waves, and validate+plan end to end.
 //! Targets (2 cores): 10k nodes validate+plan < 150 ms, 100k < 2 s.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -74,6 +75,17 @@ fn core(c: &mut Criterion) {
         );
         group.bench_function(BenchmarkId::new("plan_only", nodes), |b| {
             b.iter(|| black_box(fleet::plan(&desired.objects, &live, &options()).unwrap()))
+        });
+        // The same plan staged into waves with the default policy, beside it: what the
+        // rollout adds to every plan.
+        group.bench_function(BenchmarkId::new("plan_and_stage", nodes), |b| {
+            b.iter(|| {
+                let mut plan = fleet::plan(&desired.objects, &live, &options()).unwrap();
+                let policy = fleet::rollout::Policy::default();
+                fleet::rollout::stage(&mut plan, &desired.objects, &live, "bench", &policy)
+                    .unwrap();
+                black_box(plan)
+            })
         });
         group.bench_with_input(
             BenchmarkId::new("validate_and_plan", nodes),
