@@ -238,6 +238,9 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
     let mark = support::audit_mark();
 
     let _release = helm_install(&system.name, &[&tenant.name]);
+    // The API server takes up new admission policies a moment after they are created:
+    // what editors may not do below is tried once they are in force.
+    support::chart::wait_for_approval_policies(admin.clone(), true).await;
     // No kubelet runs here, so pods never start: assert on the objects.
     let deployment = Api::<Deployment>::namespaced(admin.clone(), &system.name)
         .get("fleetgate")
