@@ -10,10 +10,14 @@ use crate::api::syncrun::Phase;
 pub(super) fn table(r: &RunRollout, phase: Option<Phase>) -> Markup {
     let current = r.current.map(|c| c as usize);
     let moving = matches!(phase, Some(Phase::Applying | Phase::Converging));
-    let state = |i: usize| match current {
-        Some(c) if i < c => "written, converged",
-        Some(c) if i == c && moving => "current",
-        Some(c) if i == c => "last written",
+    // `current` moves on when a wave has converged, before the next is written: between
+    // waves (Scheduled) it names the wave that comes next.
+    let state = |i: usize| match (current, phase) {
+        (Some(c), _) if i < c => "written, converged",
+        (Some(c), _) if i == c && moving => "current",
+        (Some(c), Some(Phase::Scheduled | Phase::AwaitingApproval)) if i == c => "next",
+        (Some(c), Some(Phase::Applied)) if i == c => "written, converged",
+        (Some(c), _) if i == c => "last written",
         _ => "to come",
     };
     html! {
@@ -49,5 +53,62 @@ pub(super) fn table(r: &RunRollout, phase: Option<Phase>) -> Markup {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::rollout::Wave;
+
+    fn rollout(current: Option<u32>) -> RunRollout {
+        let wave = |name: &str| Wave {
+            name: name.into(),
+            groups: vec![name.into()],
+            actions: 2,
+            disrupted: 1,
+        };
+        RunRollout {
+            policy: "waves by region, maxUnavailable 25%".into(),
+            waves: vec![wave("region=a"), wave("region=b"), wave("region=c")],
+            current,
+            min_ready_time: "30s".into(),
+            ..RunRollout::default()
+        }
+    }
+
+    fn states(r: &RunRollout, phase: Phase) -> Vec<String> {
+        let html = table(r, Some(phase)).into_string();
+        [
+            "written, converged",
+            "current",
+            "next",
+            "last written",
+            "to come",
+        ]
+        .iter()
+        .filter(|s| html.contains(*s))
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    #[test]
+    fn between_waves_the_recorded_wave_is_the_next_one() {
+        assert_eq!(
+            states(&rollout(Some(1)), Phase::Scheduled),
+            ["written, converged", "next", "to come"]
+        );
+        assert_eq!(
+            states(&rollout(Some(1)), Phase::Converging),
+            ["written, converged", "current", "to come"]
+        );
+        assert_eq!(
+            states(&rollout(Some(1)), Phase::Degraded),
+            ["written, converged", "last written", "to come"]
+        );
+        assert_eq!(
+            states(&rollout(Some(2)), Phase::Applied),
+            ["written, converged"]
+        );
     }
 }
