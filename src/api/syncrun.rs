@@ -312,12 +312,19 @@ impl SyncRunStatus {
         let phase = self.phase.is_some_and(Phase::wrote_plan)
             || (self.phase == Some(Phase::Superseded) && self.health.is_some());
         // A rollout stopped before its last wave wrote only part of its plan.
-        phase && !self.recorded_states().contains(&ActionState::Pending)
+        phase && !self.waves_left()
     }
 
     /// Whether some action is still to be written: the rollout has waves to go.
     pub fn waves_left(&self) -> bool {
         self.recorded_states().contains(&ActionState::Pending)
+    }
+
+    /// Whether at least one action was written to the fleet.
+    pub fn wrote_any(&self) -> bool {
+        self.action_states
+            .as_deref()
+            .is_some_and(|states| states.contains(ActionState::Applied.letter()))
     }
 }
 

@@ -190,8 +190,8 @@ impl<'a> RunProgress<'a> {
         let index = plan.action_index();
         let mut levels: Vec<u32> = plan.actions.iter().map(|a| a.level).collect();
         levels.dedup();
-        // One wave at a time: the first with actions still to write. Later waves wait
-        // until this one has converged (the Converging step sends the run back here).
+        // One wave at a time: the one the run records. Later waves wait until this one
+        // has converged and the run is cleared again (Converging, then Scheduled).
         let wave = self.wave(plan);
         for level in levels {
             let mut ready = Vec::new();

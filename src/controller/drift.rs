@@ -14,7 +14,7 @@ use super::error::{Error, Result};
 use super::live;
 use super::metrics::RepositoryLabels;
 use crate::api::repository::{DriftStatus, GitopsRepositoryStatus};
-use crate::api::syncrun::{ActionState, Phase};
+use crate::api::syncrun::Phase;
 use crate::api::{GitopsRepository, SyncRun, now, set_condition, short_revision};
 use crate::fleet::FleetObject;
 use crate::fleet::drift::{self, DriftKind, DriftedObject};
@@ -40,12 +40,10 @@ pub struct Found {
 /// Whether `run` is moving fleet objects: planning, applying, converging, or not
 /// finished with part of its plan written.
 fn in_motion(run: &SyncRun) -> bool {
-    let partly_written = run.status.as_ref().is_some_and(|s| {
-        s.waves_left()
-            && s.action_states
-                .as_deref()
-                .is_some_and(|states| states.contains(ActionState::Applied.letter()))
-    });
+    let partly_written = run
+        .status
+        .as_ref()
+        .is_some_and(|s| s.waves_left() && s.wrote_any());
     match run.phase() {
         None | Some(Phase::Planning | Phase::Applying | Phase::Converging) => true,
         Some(p) => !p.is_finished() && partly_written,

@@ -10,7 +10,7 @@ use tracing::info;
 
 use super::rollback;
 use crate::api::repository::{DriftRemediation, GitopsRepositoryStatus};
-use crate::api::syncrun::{ActionState, Phase, SyncRunSpec, Trigger};
+use crate::api::syncrun::{Phase, SyncRunSpec, Trigger};
 use crate::api::{FIELD_MANAGER, GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations};
 use crate::controller::context::Context;
 use crate::controller::drift;
@@ -195,13 +195,9 @@ pub(super) async fn supersede_older(ctx: &Context, runs: &[SyncRun]) -> Result<(
 
 /// Whether `run` has written at least one action to the fleet.
 fn has_written(run: &SyncRun) -> bool {
-    run.status.as_ref().is_some_and(|s| {
-        s.wrote_plan()
-            || s.phase == Some(Phase::Converging)
-            || s.action_states
-                .as_deref()
-                .is_some_and(|states| states.contains(ActionState::Applied.letter()))
-    })
+    run.status
+        .as_ref()
+        .is_some_and(|s| s.wrote_plan() || s.phase == Some(Phase::Converging) || s.wrote_any())
 }
 
 /// Keeps the newest historyLimit finished runs, and whatever historyLimit says (editors
