@@ -7,6 +7,7 @@ pub mod fleet;
 pub mod forge;
 pub mod governance;
 pub mod notification;
+pub mod pause;
 pub mod reference;
 pub mod repository;
 pub mod rollout;

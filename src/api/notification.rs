@@ -77,6 +77,8 @@ pub enum NotificationEvent {
     Failed,
     /// A SyncRun's plan was written but its objects did not converge: a provider reports a terminal failure, or the progress deadline passed.
     Degraded,
+    /// A SyncRun's rollout paused at a wave (failures past its budget, the progress deadline, or a health regression): a person with the approve verb chooses to continue, leave the failed objects out, or roll back.
+    RolloutPaused,
     /// The cluster drifted from the revision last applied.
     DriftDetected,
     /// The cluster matches the revision last applied again.
@@ -93,6 +95,7 @@ impl NotificationEvent {
             Self::Applied => "Applied",
             Self::Failed => "Failed",
             Self::Degraded => "Degraded",
+            Self::RolloutPaused => "RolloutPaused",
             Self::DriftDetected => "DriftDetected",
             Self::DriftCleared => "DriftCleared",
             Self::RepositoryStalled => "RepositoryStalled",

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::pause::{RunBaseline, RunDecision, RunPause};
 use crate::fleet::rollout::{Amount, Partitioning, Policy, RegionImpact, Rollout, Wave};
 
 /// How a written plan is seen through to healthy machines.
@@ -162,6 +163,18 @@ pub struct RunRollout {
     /// What staging noticed about the topology (at most 20 shown).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<String>,
+    /// The pause the run waits at for a person's choice (phase Paused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<RunPause>,
+    /// The choices made at earlier pauses (at most 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<RunDecision>,
+    /// Objects a choice accepted as they are, `kind/name`: they no longer hold the rollout back (at most 500).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accepted: Vec<String>,
+    /// The health of the repository's objects before the run's first write, that regressions are measured against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<RunBaseline>,
 }
 
 impl RunRollout {
@@ -194,6 +207,10 @@ impl RunRollout {
                 .take(MAX_FINDINGS_SHOWN)
                 .cloned()
                 .collect(),
+            pause: None,
+            decisions: Vec::new(),
+            accepted: Vec::new(),
+            baseline: None,
         }
     }
 

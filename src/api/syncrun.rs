@@ -102,6 +102,8 @@ pub enum Phase {
     Converging,
     /// Written, but its objects did not converge: a provider reports a terminal failure, or the repository's spec.rollout.progressDeadline passed (see status.health).
     Degraded,
+    /// A rollout stopped at a wave (failures past maxFailures, the progress deadline, or a health regression) with waves left: a person with the approve verb chooses to continue, leave the failed objects out, or roll back (see status.rollout.pause).
+    Paused,
 }
 
 impl SyncRun {
@@ -122,6 +124,7 @@ impl Phase {
                 | Phase::Scheduled
                 | Phase::Applying
                 | Phase::Converging
+                | Phase::Paused
         )
     }
 
@@ -168,6 +171,7 @@ impl Phase {
             Phase::Expired => "Expired",
             Phase::Scheduled => "Scheduled",
             Phase::Converging => "Converging",
+            Phase::Paused => "Paused",
             Phase::Degraded => "Degraded",
         }
     }
@@ -181,7 +185,7 @@ pub struct SyncRunStatus {
     /// seen the run, so kstatus reads a new run as InProgress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Where the run is: Planning, AwaitingApproval, Scheduled, Applying, Converging, then Applied, Degraded, NoChanges, Failed, Superseded, Rejected or Expired.
+    /// Where the run is: Planning, AwaitingApproval, Scheduled, Applying, Converging, Paused, then Applied, Degraded, NoChanges, Failed, Superseded, Rejected or Expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// The first 12 characters of the revision, for display.
@@ -311,8 +315,9 @@ impl SyncRunStatus {
     pub fn wrote_plan(&self) -> bool {
         let phase = self.phase.is_some_and(Phase::wrote_plan)
             || (self.phase == Some(Phase::Superseded) && self.health.is_some());
-        // A rollout stopped before its last wave wrote only part of its plan.
-        phase && !self.waves_left()
+        // A rollout stopped before its last wave wrote only part of its plan; one that
+        // left actions out at a person's choice did not write it whole either.
+        phase && !self.waves_left() && !self.recorded_states().contains(&ActionState::LeftOut)
     }
 
     /// Whether some action is still to be written: the rollout has waves to go.
@@ -474,6 +479,13 @@ pub struct Progress {
     pub failed: u32,
     /// Actions left out because an action they depend on failed.
     pub skipped: u32,
+    /// Actions left out by a person's choice at a paused rollout.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub left_out: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -482,6 +494,8 @@ pub enum ActionState {
     Applied,
     Failed,
     Skipped,
+    /// Left out by a person's choice at a paused rollout: never written.
+    LeftOut,
 }
 
 impl ActionState {
@@ -491,6 +505,7 @@ impl ActionState {
             ActionState::Applied => 'A',
             ActionState::Failed => 'F',
             ActionState::Skipped => 'S',
+            ActionState::LeftOut => 'L',
         }
     }
 
@@ -500,6 +515,7 @@ impl ActionState {
             'A' => ActionState::Applied,
             'F' => ActionState::Failed,
             'S' => ActionState::Skipped,
+            'L' => ActionState::LeftOut,
             _ => return None,
         })
     }

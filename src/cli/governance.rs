@@ -131,5 +131,71 @@ pub fn lines(run: &SyncRun) -> String {
     for r in &status.policy_results {
         out.push_str(&format!("Policy: {r}\n"));
     }
+    out.push_str(&pause_lines(run, &status));
+    out
+}
+
+/// What a paused rollout waits for, and the choices made at earlier pauses.
+fn pause_lines(run: &SyncRun, status: &SyncRunStatus) -> String {
+    let mut out = String::new();
+    let Some(rollout) = status.rollout.as_ref() else {
+        return out;
+    };
+    for d in &rollout.decisions {
+        out.push_str(&format!(
+            "Chosen: {} at wave {} by {} ({})\n",
+            d.choice,
+            d.wave + 1,
+            d.by,
+            d.decision_id
+        ));
+    }
+    if !rollout.accepted.is_empty() {
+        out.push_str(&format!(
+            "Accepted as they are: {}\n",
+            rollout.accepted.join(", ")
+        ));
+    }
+    let Some(p) = rollout
+        .pause
+        .as_ref()
+        .filter(|_| status.phase == Some(Phase::Paused))
+    else {
+        return out;
+    };
+    let more = match p.more {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    out.push_str(&format!(
+        "Paused: at wave {} ({}) by {}{more}\n",
+        p.wave + 1,
+        p.reason,
+        p.objects.join(", ")
+    ));
+    let choices = match &p.rollback_to {
+        Some(to) => format!("continue | leave-out | rollback (to what syncrun/{to} applied)"),
+        None => "continue | leave-out".to_owned(),
+    };
+    let chosen: Vec<String> = status
+        .approvals
+        .iter()
+        .filter(|a| a.plan_id.ends_with(&format!(":{}", p.decision_id)))
+        .map(|a| {
+            format!(
+                "{} by {}",
+                a.plan_id.split(':').next().unwrap_or_default(),
+                a.user
+            )
+        })
+        .collect();
+    if !chosen.is_empty() {
+        out.push_str(&format!("  chosen so far: {}\n", chosen.join(", ")));
+    }
+    out.push_str(&format!(
+        "  choose: kubectl fleet decide {} <{choices}>   (decision {})\n",
+        run.name_any(),
+        p.decision_id
+    ));
     out
 }

@@ -11,6 +11,7 @@ use crate::fleet::{Diagnostics, Severity};
 
 mod conformance;
 mod controller;
+mod decide;
 mod diff;
 mod governance;
 mod kubectl;

@@ -16,6 +16,7 @@ use crate::api::syncrun::Phase;
 use crate::api::{GitopsRepository, SyncRun, annotations};
 use crate::controller::planstore;
 use crate::fleet::render::render_text;
+use crate::fleet::rollout::pause::Choice;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,6 +58,20 @@ enum Command {
         /// Give up waiting after this long (such as 90s or 10m).
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: Duration,
+    },
+    /// Choose at a paused rollout: `continue` (accept the objects that stopped it),
+    /// `leave-out` (accept them and leave out what remains for them and what depends on
+    /// them) or `rollback` (end the run; a Rollback run to the last run applied whole
+    /// awaits approval). Counted like an approval: the same quorum and rules.
+    Decide {
+        /// The paused SyncRun.
+        syncrun: String,
+        /// continue, leave-out or rollback.
+        #[arg(value_parser = parse_choice)]
+        choice: Choice,
+        /// Choose only if the run is paused at this decision id (for scripts).
+        #[arg(long)]
+        decision_id: Option<String>,
     },
     /// Reject a SyncRun's plan.
     Reject {
@@ -189,6 +204,11 @@ async fn dispatch(
             let wait = wait.then_some(timeout);
             approve(&client, &runs, &syncrun, yes, plan_id, wait).await
         }
+        Command::Decide {
+            syncrun,
+            choice,
+            decision_id,
+        } => super::decide::decide(&runs, &syncrun, choice, decision_id.as_deref()).await,
         Command::Reject { syncrun, reason } => {
             let run = runs.get(&syncrun).await?;
             if let Err(why) = rejectable(&run) {
@@ -313,6 +333,11 @@ async fn set_annotation(
     runs.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     Ok(())
+}
+
+fn parse_choice(s: &str) -> Result<Choice, String> {
+    s.parse()
+        .map_err(|e: crate::fleet::rollout::pause::DecisionError| e.to_string())
 }
 
 /// A spinner on a terminal; plain lines otherwise.

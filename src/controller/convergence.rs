@@ -16,13 +16,14 @@ use kube::{Client, ResourceExt};
 
 use super::error::Result;
 use super::live::FleetCache;
-use crate::api::fleet::status::registration;
+use crate::api::fleet::status::{ProviderReason, registration};
+use crate::api::pause::{MAX_BASELINE, RunBaseline};
 use crate::api::syncrun::{ActionState, ObjectHealth, RunHealth};
 use crate::api::{SyncRun, truncate};
 use crate::fleet::drift::{DriftKind, DriftedObject};
 use crate::fleet::health::{Health, Observed, Service, Standing, Tally, worst_first};
 use crate::fleet::plan::spec_digest;
-use crate::fleet::{FleetObject, ObjectKind, Operation, Plan};
+use crate::fleet::{FleetObject, ObjectKind, ObjectRef, Operation, Plan};
 
 /// Objects shown by name in a run's status.health.
 pub const SHOWN_OBJECTS: usize = 100;
@@ -213,6 +214,92 @@ pub fn regressions(
         .collect()
 }
 
+/// The health of `repository`'s objects before a run's first write: those not Ready
+/// then (reported and not Ready: a provider acting on them, or failed). What regresses
+/// during the run is measured against it.
+pub fn baseline(fleet: &FleetCache, namespace: &str, repository: &str, at: Time) -> RunBaseline {
+    let mut unhealthy: Vec<String> = fleet
+        .health_of(namespace, repository)
+        .into_iter()
+        .filter(|(_, h, _)| matches!(h, Health::Stale | Health::InProgress | Health::Failed))
+        .map(|(r, _, _)| r.to_string())
+        .collect();
+    unhealthy.sort();
+    let complete = unhealthy.len() <= MAX_BASELINE;
+    unhealthy.truncate(MAX_BASELINE);
+    RunBaseline {
+        at,
+        unhealthy,
+        complete,
+    }
+}
+
+/// Whether an object reporting `health` for `reason` has lost service it had: a
+/// terminal failure, or a link, session or virtual IP down. Other reconciling (being
+/// updated, waiting for a dependency) is what a change around it brings for a moment.
+pub fn lost_service(health: Health, reason: Option<ProviderReason>) -> Option<Standing> {
+    match (health, reason) {
+        (Health::Failed, _) => Some(Standing::Failed),
+        (
+            Health::InProgress,
+            Some(
+                ProviderReason::LinkDown
+                | ProviderReason::SessionsNotEstablished
+                | ProviderReason::HolderNotAnswering,
+            ),
+        ) => Some(Standing::Progressing),
+        _ => None,
+    }
+}
+
+/// Of `now` (the repository's objects with what their providers report), those that
+/// lost service since the baseline: not unhealthy then, neither written by the run (its
+/// own objects are judged against its failure budget) nor accepted at a pause, and now
+/// failed, or down for at least `grace` (`down_for` says how long each has been seen
+/// so). An incomplete baseline judges nothing.
+pub fn regressions_since(
+    now: &[(ObjectRef, Standing)],
+    baseline: &RunBaseline,
+    written: &[WrittenObject],
+    accepted: &[String],
+    down_for: impl Fn(&ObjectRef) -> Duration,
+    grace: Duration,
+) -> Vec<ObjectRef> {
+    if !baseline.complete {
+        return Vec::new();
+    }
+    let before: HashSet<&str> = baseline.unhealthy.iter().map(String::as_str).collect();
+    let accepted: HashSet<&str> = accepted.iter().map(String::as_str).collect();
+    let written: HashSet<(ObjectKind, &str)> =
+        written.iter().map(|w| (w.kind, w.name.as_str())).collect();
+    let mut out: Vec<ObjectRef> = now
+        .iter()
+        .filter(|(r, standing)| {
+            let named = r.to_string();
+            !written.contains(&(r.kind, r.name.as_str()))
+                && !before.contains(named.as_str())
+                && !accepted.contains(named.as_str())
+                && (*standing == Standing::Failed || down_for(r) >= grace)
+        })
+        .map(|(r, _)| r.clone())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The repository's objects that have lost service now (see [`lost_service`]).
+pub fn out_of_service(
+    fleet: &FleetCache,
+    namespace: &str,
+    repository: &str,
+) -> Vec<(ObjectRef, Standing)> {
+    fleet
+        .health_of(namespace, repository)
+        .into_iter()
+        .filter_map(|(r, h, reason)| Some((r, lost_service(h, reason)?)))
+        .collect()
+}
+
 /// `at` plus `d` (`at` itself if that is past what a timestamp holds).
 pub fn plus(at: &Time, d: Duration) -> Time {
     let d = SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
@@ -238,6 +325,8 @@ struct Kept {
     looked: Instant,
     /// When its status was last written while it waited.
     written: Option<Instant>,
+    /// Since when each object around the run has been seen out of service.
+    down_since: HashMap<ObjectRef, Instant>,
 }
 
 /// The objects each converging run wrote, kept while it converges so that looking
@@ -277,6 +366,7 @@ impl Written {
             objects: objects.clone(),
             looked: Instant::now(),
             written: None,
+            down_since: HashMap::new(),
         };
         runs.insert(Self::key(run), kept);
         objects
@@ -294,6 +384,29 @@ impl Written {
         }
         kept.written = Some(Instant::now());
         true
+    }
+
+    /// Records which objects are out of service at this look, and says for each how
+    /// long it has been seen so (since the first look that saw it, in this process: a
+    /// restart starts the count again, which only delays a pause).
+    pub fn down_for(
+        &self,
+        run: &SyncRun,
+        down: &[(ObjectRef, Standing)],
+    ) -> HashMap<ObjectRef, Duration> {
+        let mut runs = self.runs();
+        let Some(kept) = runs.get_mut(&Self::key(run)) else {
+            return HashMap::new();
+        };
+        let now = Instant::now();
+        kept.down_since
+            .retain(|r, _| down.iter().any(|(d, _)| d == r));
+        down.iter()
+            .map(|(r, _)| {
+                let since = *kept.down_since.entry(r.clone()).or_insert(now);
+                (r.clone(), now.duration_since(since))
+            })
+            .collect()
     }
 
     pub fn forget(&self, run: &SyncRun) {
@@ -353,6 +466,88 @@ mod tests {
         assert!(kept.get(&again).is_none());
         kept.forget(&run);
         assert!(kept.get(&run).is_none());
+    }
+
+    #[test]
+    fn only_lost_service_counts_as_a_regression() {
+        use ProviderReason::*;
+        assert_eq!(
+            lost_service(Health::Failed, Some(NodeFailed)),
+            Some(Standing::Failed)
+        );
+        assert_eq!(
+            lost_service(Health::InProgress, Some(LinkDown)),
+            Some(Standing::Progressing)
+        );
+        assert_eq!(
+            lost_service(Health::InProgress, Some(HolderNotAnswering)),
+            Some(Standing::Progressing)
+        );
+        for passing in [Updating, Provisioning, WaitingForDependency] {
+            assert_eq!(
+                lost_service(Health::InProgress, Some(passing)),
+                None,
+                "{passing:?}"
+            );
+        }
+        assert_eq!(lost_service(Health::Stale, None), None);
+        assert_eq!(lost_service(Health::Ready, Some(Available)), None);
+    }
+
+    #[test]
+    fn a_regression_is_what_was_fine_before_the_run_and_the_run_did_not_touch() {
+        let node = |n: &str| ObjectRef::new(ObjectKind::FleetNode, n);
+        let peer = |n: &str| ObjectRef::new(ObjectKind::SdwanPeer, n);
+        let baseline = RunBaseline {
+            at: crate::api::now(),
+            unhealthy: vec!["fleetnode/was-bad".into()],
+            complete: true,
+        };
+        let written = [WrittenObject {
+            kind: ObjectKind::FleetNode,
+            name: "mine".into(),
+            digest: None,
+        }];
+        let now = [
+            (node("was-bad"), Standing::Failed),
+            (node("mine"), Standing::Failed),
+            (node("accepted"), Standing::Failed),
+            (node("broke"), Standing::Failed),
+            (peer("net.flapping"), Standing::Progressing),
+            (peer("net.down"), Standing::Progressing),
+        ];
+        let down_for = |r: &ObjectRef| match r.name.as_str() {
+            "net.down" => Duration::from_secs(40),
+            _ => Duration::from_secs(2),
+        };
+        let accepted = ["fleetnode/accepted".to_owned()];
+        let grace = Duration::from_secs(30);
+        let found = regressions_since(&now, &baseline, &written, &accepted, down_for, grace);
+        assert_eq!(found, [node("broke"), peer("net.down")]);
+        // Past its bound, the baseline cannot tell what was fine: nothing is judged.
+        let incomplete = RunBaseline {
+            complete: false,
+            ..baseline
+        };
+        assert!(
+            regressions_since(&now, &incomplete, &written, &accepted, down_for, grace).is_empty()
+        );
+    }
+
+    #[test]
+    fn how_long_an_object_is_down_counts_from_the_first_look_that_saw_it() {
+        let kept = Written::default();
+        let mut run = crate::controller::fixtures::run_named("r1");
+        run.metadata.uid = Some("u1".into());
+        kept.keep(&run, Vec::new());
+        let a = ObjectRef::new(ObjectKind::SdwanPeer, "net.a");
+        let down = [(a.clone(), Standing::Progressing)];
+        assert_eq!(kept.down_for(&run, &down)[&a], Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(kept.down_for(&run, &down)[&a] >= Duration::from_millis(20));
+        // Back in service, and down again: counted afresh.
+        assert!(kept.down_for(&run, &[]).is_empty());
+        assert!(kept.down_for(&run, &down)[&a] < Duration::from_millis(20));
     }
 
     #[test]

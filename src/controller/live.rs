@@ -25,7 +25,7 @@ use crate::api::fleet::status::{self, Health, ProviderReason};
 use crate::api::{GITOPS_GROUP, MANAGED_BY, MANAGED_BY_LABEL, REPOSITORY_LABEL, annotations};
 use crate::fleet::object::Spec;
 use crate::fleet::plan::spec_digest;
-use crate::fleet::{LiveObject, ObjectKind};
+use crate::fleet::{LiveObject, ObjectKind, ObjectRef};
 
 pub const FLEET_GROUP: &str = "fleet.fleetgate.dev";
 pub const FLEET_VERSION: &str = "v1alpha1";
@@ -247,6 +247,30 @@ impl FleetCache {
             .iter()
             .filter(|(k, _)| *k == kind)
             .find_map(|(_, store)| store.get(&key))
+    }
+
+    /// The objects of `repository` in `namespace` (by its label), each with what its
+    /// provider reports.
+    pub fn health_of(
+        &self,
+        namespace: &str,
+        repository: &str,
+    ) -> Vec<(ObjectRef, Health, Option<ProviderReason>)> {
+        let mut out = Vec::new();
+        for (kind, store) in &self.stores {
+            for obj in store.state() {
+                if obj.namespace().as_deref() == Some(namespace)
+                    && obj.labels().get(REPOSITORY_LABEL).map(String::as_str) == Some(repository)
+                {
+                    out.push((
+                        ObjectRef::new(*kind, obj.name_any()),
+                        obj.health,
+                        obj.reason,
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// Every fleet object in `namespace`, whoever manages it.

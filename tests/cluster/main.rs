@@ -33,6 +33,7 @@ mod plugin;
 mod provider_conformance;
 mod receiver;
 mod rollout;
+mod rollout_pause;
 mod sharding;
 mod tenant_bounds;
 mod tenant_fairness;

@@ -1,7 +1,8 @@
 //! Progressive rollout, end to end with the real operator, and with the real lab provider
 //! (network namespaces, static routes) where machines must become Ready: a plan goes out
 //! region by region, each wave only once the one before converged and stayed so for the
-//! soak; a wave that does not converge stops the run there, the later regions untouched;
+//! soak; a wave that does not converge pauses the run there, the later regions untouched,
+//! until a person chooses (here: continue, and the run finishes);
 //! a controller killed mid-rollout resumes in its wave; the holders of a virtual IP never
 //! change in one wave; a GovernancePolicy rule reads the blast-radius budget.
 
@@ -20,7 +21,7 @@ use support::fleet::Fleet;
 
 use support::lab::at_next_generation;
 use support::operator::{
-    ControllerProcess, events, patch_spec as patch_repository, run_in_phase_within,
+    ControllerProcess, annotate, events, patch_spec as patch_repository, run_in_phase_within,
 };
 use support::policy::{Policy, selecting};
 
@@ -34,7 +35,7 @@ const SOAK: i64 = 5;
 
 /// `regions` regions of `per_region` machines each (`<region>-<i>`, all of instance type
 /// `size` but those in `resized`), peers of one network with `routing`, and virtual IPs.
-fn fleet_yaml(
+pub(crate) fn fleet_yaml(
     regions: &[&str],
     per_region: usize,
     size: &str,
@@ -91,7 +92,7 @@ fn fleet_yaml(
 
 /// Each FleetNode's region, creation time, generation, instance type and the time its
 /// Ready condition last turned.
-async fn nodes(
+pub(crate) async fn nodes(
     client: &Client,
     ns: &str,
 ) -> BTreeMap<String, (String, Time, i64, String, Option<Time>)> {
@@ -130,7 +131,7 @@ async fn nodes(
 }
 
 #[tokio::test]
-async fn thirty_machines_roll_out_region_by_region_and_a_stuck_wave_stops_the_rest() {
+async fn thirty_machines_roll_out_region_by_region_and_a_stuck_wave_pauses_for_a_choice() {
     let regions = ["ra", "rb", "rc"];
     let v1_yaml = fleet_yaml(&regions, 10, "small", &[], "static", &[]);
     let mut fleet = Fleet::in_namespace("rollout")
@@ -246,8 +247,8 @@ async fn thirty_machines_roll_out_region_by_region_and_a_stuck_wave_stops_the_re
     }
 
     // v2 resizes every machine, all of a region at once; the lab holds rb-3 back at its
-    // new generation. The run writes ra, then rb, whose wave never converges: Degraded at
-    // the deadline, rc never written.
+    // new generation. The run writes ra, then rb, whose wave never converges: paused at
+    // the deadline, rc not written, until a person chooses.
     patch_repository(
         client,
         &ns.name,
@@ -273,37 +274,116 @@ async fn thirty_machines_roll_out_region_by_region_and_a_stuck_wave_stops_the_re
         )],
         "resize everything",
     );
-    let degraded = run_in_phase_within(client, &ns.name, &v2, Phase::Degraded, CONVERGE).await;
-    let status = degraded.status.clone().unwrap();
-    assert_eq!(status.rollout.as_ref().unwrap().current, Some(1));
+    let paused = run_in_phase_within(client, &ns.name, &v2, Phase::Paused, CONVERGE).await;
+    let name = paused.name_any();
+    let status = paused.status.clone().unwrap();
+    let rollout = status.rollout.as_ref().unwrap();
+    assert_eq!(rollout.current, Some(1));
+    let pause = rollout.pause.clone().unwrap();
+    assert_eq!(
+        (pause.reason.as_str(), pause.wave),
+        ("ProgressDeadlineExceeded", 1)
+    );
+    assert_eq!(pause.objects, ["fleetnode/rb-3"], "{pause:?}");
+    // The run before applied whole: a rollback is offered.
+    assert!(pause.rollback_to.is_some());
     let message = status.message.clone().unwrap_or_default();
     assert!(message.contains("wave 2/3 (region=rb)"), "{message}");
+    assert!(message.contains("kubectl fleet decide"), "{message}");
     assert!(
-        message.contains("the waves after it are not written"),
-        "{message}"
+        !events(client, &ns.name, &name, "ProgressDeadlineExceeded")
+            .await
+            .is_empty()
     );
-    assert!(
-        status
-            .drift_after_apply
-            .iter()
-            .any(|d| d.starts_with("FleetNode/rb-3")),
-        "{:?}",
-        status.drift_after_apply
-    );
+    let repository = Api::<GitopsRepository>::namespaced(client.clone(), &ns.name);
+    let ready = fleetgate::api::condition(
+        &repository
+            .get("fleet")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .conditions,
+        "Ready",
+    )
+    .cloned()
+    .unwrap();
+    assert_eq!(ready.reason, "Paused", "{}", ready.message);
     let by_node = nodes(client, &ns.name).await;
     for (name, (region, _, generation, size, _)) in &by_node {
         let written = region != "rc";
         assert_eq!(size == "large", written, "{name}: {size}");
         assert_eq!(*generation, if written { 2 } else { 1 }, "{name}");
     }
-    // Part of a plan is not the plan: the repository's applied revision stays v1.
-    let repository = Api::<GitopsRepository>::namespaced(client.clone(), &ns.name)
-        .get("fleet")
-        .await
-        .unwrap();
+
+    // A choice must name this pause: one naming another is refused, and nothing moves.
+    let approve = fleetgate::api::annotations::APPROVE;
+    let stale = "continue:pause-000000000000";
+    annotate(client, &ns.name, &name, approve, Some(stale)).await;
+    support::eventually("the stale choice refused", CONVERGE, || async {
+        let said = events(client, &ns.name, &name, "ApprovalRefused").await;
+        said.iter()
+            .any(|m| m.contains("names another pause"))
+            .then_some(())
+    })
+    .await;
     assert_eq!(
-        repository.status.unwrap().last_applied_revision.as_deref(),
-        Some(v1.as_str())
+        Api::<SyncRun>::namespaced(client.clone(), &ns.name)
+            .get(&name)
+            .await
+            .unwrap()
+            .phase(),
+        Some(Phase::Paused)
+    );
+
+    // Continue: rb-3 is accepted as it is, rc goes out, and the run finishes.
+    let choice = format!("continue:{}", pause.decision_id);
+    annotate(client, &ns.name, &name, approve, Some(&choice)).await;
+    let applied = run_in_phase_within(client, &ns.name, &v2, Phase::Applied, CONVERGE).await;
+    let status = applied.status.clone().unwrap();
+    let rollout = status.rollout.unwrap();
+    assert_eq!(rollout.current, Some(2));
+    assert_eq!(rollout.accepted, ["fleetnode/rb-3"]);
+    assert_eq!(rollout.decisions.len(), 1);
+    assert_eq!(
+        (
+            rollout.decisions[0].choice.as_str(),
+            rollout.decisions[0].wave
+        ),
+        ("continue", 1)
+    );
+    assert!(rollout.pause.is_none());
+    assert_eq!(
+        events(client, &ns.name, &name, "ContinueChosen")
+            .await
+            .len(),
+        1
+    );
+    assert!(
+        status
+            .action_states
+            .as_deref()
+            .unwrap()
+            .chars()
+            .all(|c| c == 'A'),
+        "{:?}",
+        status.action_states
+    );
+    let by_node = nodes(client, &ns.name).await;
+    assert!(
+        by_node.values().all(|n| n.3 == "large" && n.2 == 2),
+        "every machine written once at its new generation"
+    );
+    assert_eq!(
+        repository
+            .get("fleet")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .last_applied_revision
+            .as_deref(),
+        Some(v2.as_str())
     );
 }
 

@@ -147,6 +147,9 @@ pub enum Degradation {
     ObjectFailed,
     /// The progress deadline passed with objects still not Ready.
     ProgressDeadlineExceeded,
+    /// Objects the run did not write, Ready before it started, now report a terminal
+    /// failure.
+    HealthRegression,
 }
 
 impl Degradation {
@@ -155,6 +158,7 @@ impl Degradation {
         match self {
             Degradation::ObjectFailed => "ObjectFailed",
             Degradation::ProgressDeadlineExceeded => "ProgressDeadlineExceeded",
+            Degradation::HealthRegression => "HealthRegression",
         }
     }
 }

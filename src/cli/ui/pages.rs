@@ -339,7 +339,7 @@ pub(crate) fn live(run: &SyncRun, shown: Option<&str>, me: &str) -> Markup {
                     }
                 }
             }
-            @if let Some(r) = &status.rollout { (super::rollout::table(r, phase)) }
+            @if let Some(r) = &status.rollout { (super::rollout::table(r, phase)) (super::rollout::pause(r, phase, &url)) }
             @if let Some(h) = &status.health { (super::health::table(h)) }
             (governance::status(run))
             @if matches!(phase, Some(Phase::AwaitingApproval | Phase::Scheduled)) {

@@ -56,6 +56,43 @@ pub(super) fn table(r: &RunRollout, phase: Option<Phase>) -> Markup {
     }
 }
 
+/// A paused rollout: why, the objects that stopped it, the choices made so far, and a
+/// button per choice (each names the pause shown, so a choice is never made for another).
+pub(super) fn pause(r: &RunRollout, phase: Option<Phase>, url: &str) -> Markup {
+    html! {
+        @for d in &r.decisions {
+            p.decision { "Chosen at wave " (d.wave + 1) ": " strong { (d.choice) } " by " (d.by) }
+        }
+        @if !r.accepted.is_empty() {
+            p.accepted { "Accepted as they are: " (r.accepted.join(", ")) }
+        }
+        @if let (Some(p), Some(Phase::Paused)) = (&r.pause, phase) {
+            section.pause #pause {
+                h2 { "Paused at wave " (p.wave + 1) " of " (r.waves.len().max(1)) ": " (p.reason) }
+                p { "Not converged: " @for (i, o) in p.objects.iter().enumerate() { @if i > 0 { ", " } code { (o) } }
+                    @if p.more > 0 { " and " (p.more) " more" } }
+                div.actions {
+                    @for choice in ["continue", "leave-out", "rollback"] {
+                        @if choice != "rollback" || p.rollback_to.is_some() {
+                            form method="post" action=(format!("{url}/decide")) {
+                                input type="hidden" name="decision_id" value=(p.decision_id);
+                                input type="hidden" name="choice" value=(choice);
+                                button type="submit" id=(format!("decide-{choice}")) {
+                                    @match choice {
+                                        "continue" => "Continue: accept these and go on",
+                                        "leave-out" => "Leave them out and go on",
+                                        _ => "Roll back to what the run before applied",
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -461,7 +461,7 @@ async fn annotate(
     }
 }
 
-/// approve, reject or exclude (the form's fields say with what).
+/// approve, reject, exclude or decide (the form's fields say with what).
 async fn act(
     State(app): Shared,
     Path((ns, name, action)): Path<(String, String, String)>,
@@ -473,6 +473,7 @@ async fn act(
         "approve" => approve(app, &run, &fields).await,
         "reject" => reject(app, &run, &fields).await,
         "exclude" => exclude(app, &run, &fields).await,
+        "decide" => decide(app, &run, &fields).await,
         other => Err(app.fail(&ns)(UiError::BadRequest(format!(
             "there is no action `{other}`"
         )))),
@@ -493,6 +494,29 @@ async fn approve(app: &App, run: &SyncRun, fields: &Fields) -> Page {
     };
     match check {
         Ok(plan_id) => annotate(app, run, annotations::APPROVE, Some(&plan_id), None).await,
+        Err(why) => refused(app, &ns, &name, why, StatusCode::CONFLICT).await,
+    }
+}
+
+/// A choice at a paused rollout, for the pause the page showed only.
+async fn decide(app: &App, run: &SyncRun, fields: &Fields) -> Page {
+    let (ns, name) = (run.namespace().unwrap_or_default(), run.name_any());
+    let (Some(choice), Some(shown)) = (field(fields, "choice"), field(fields, "decision_id"))
+    else {
+        let missing = UiError::BadRequest("which choice, at which pause, is missing".into());
+        return Err(app.fail(&ns)(missing));
+    };
+    let check = choice
+        .parse()
+        .map_err(|e: crate::fleet::rollout::pause::DecisionError| e.to_string())
+        .and_then(|choice| {
+            super::super::decide::paused_at(run, choice, Some(shown)).map(|_| choice)
+        });
+    match check {
+        Ok(choice) => {
+            let value = format!("{choice}:{shown}");
+            annotate(app, run, annotations::APPROVE, Some(&value), None).await
+        }
         Err(why) => refused(app, &ns, &name, why, StatusCode::CONFLICT).await,
     }
 }

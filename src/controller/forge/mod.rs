@@ -321,6 +321,10 @@ pub fn status_of(run: &SyncRun) -> Option<(StatusState, String)> {
             StatusState::Error,
             format!("plan {plan} expired unapproved; planned again"),
         ),
+        Phase::Paused => (
+            StatusState::Pending,
+            format!("plan {plan}: rollout paused for a choice ({counts})"),
+        ),
         Phase::Scheduled => (
             StatusState::Pending,
             match status.scheduled_for.as_ref() {

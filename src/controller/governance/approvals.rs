@@ -22,6 +22,22 @@ impl Governance {
         requester: Option<&str>,
         now: Timestamp,
     ) -> QuorumOutcome {
+        let plan = status.plan_id.clone().unwrap_or_default();
+        self.count_for(status, &plan, approver, groups, requester, now)
+    }
+
+    /// Counts `approver`'s approval of `subject`: the current plan, or a choice at a
+    /// paused rollout (`<choice>:<decision id>`), by the same rules and quorum as the
+    /// plan. Approvals of different subjects never add up.
+    pub fn count_for(
+        &self,
+        status: &mut SyncRunStatus,
+        subject: &str,
+        approver: &str,
+        groups: Vec<String>,
+        requester: Option<&str>,
+        now: Timestamp,
+    ) -> QuorumOutcome {
         if self.forbid_requester && requester == Some(approver) {
             return QuorumOutcome::Refused(format!(
                 "{approver} requested this sync and the governance policy forbids the requester from approving it; another approver must approve"
@@ -30,7 +46,7 @@ impl Governance {
         if let Err(ineligible) = self.requirement.eligible(approver) {
             return QuorumOutcome::Refused(ineligible.to_string());
         }
-        let plan = status.plan_id.clone().unwrap_or_default();
+        let plan = subject.to_owned();
         let requirement = self.requirement_for(status);
         let added = quorum::add(
             &mut status.approvals,

@@ -16,6 +16,7 @@ pub fn progress(states: &[ActionState]) -> Progress {
         applied: count(ActionState::Applied),
         failed: count(ActionState::Failed),
         skipped: count(ActionState::Skipped),
+        left_out: count(ActionState::LeftOut),
     }
 }
 
@@ -29,7 +30,8 @@ pub fn action_entries(
     order.sort_by_key(|i| match states[*i] {
         ActionState::Failed => 0,
         ActionState::Skipped => 1,
-        _ => 2,
+        ActionState::LeftOut => 2,
+        _ => 3,
     });
     order
         .into_iter()

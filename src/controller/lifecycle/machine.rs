@@ -7,6 +7,7 @@ use kube::runtime::events::EventType;
 
 use crate::api::syncrun::Phase;
 use crate::fleet::health::Degradation;
+use crate::fleet::rollout::pause::Choice;
 
 /// What happens to a run. Each event is allowed in a few phases only ([`next`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,12 @@ pub enum Event {
     /// The objects did not converge: a provider reports a terminal failure, or the
     /// progress deadline passed.
     Degraded(Degradation),
+    /// A wave did not converge, or objects around the rollout regressed, with waves
+    /// left: a person chooses what happens.
+    Paused(Degradation),
+    /// The quorum of a choice at a pause was met: continue or leave-out send the run to
+    /// be cleared for its next wave; rollback ends it (a Rollback run follows).
+    Decided(Choice),
     /// The run cannot go on.
     Failed(FailReason),
     /// A newer run replaces it (or the drift it was planned for changed).
@@ -159,7 +166,8 @@ impl Event {
             Event::Applied => "Applied",
             Event::Written => "Converging",
             Event::WaveConverged => "WaveConverged",
-            Event::Degraded(d) => d.as_str(),
+            Event::Degraded(d) | Event::Paused(d) => d.as_str(),
+            Event::Decided(c) => c.reason(),
             Event::Failed(r) => r.as_str(),
             Event::Superseded => "Superseded",
             Event::Rejected => "Rejected",
@@ -213,11 +221,15 @@ pub fn next(from: Option<Phase>, event: Event) -> Result<Step, Illegal> {
         Event::Written => (&[Applying], Converging, normal()),
         Event::WaveConverged => (&[Converging], Scheduled, normal()),
         Event::Degraded(_) => (&[Converging], Degraded, warning()),
+        Event::Paused(_) => (&[Converging], Paused, warning()),
+        // Going on is cleared again in Scheduled, as every next wave is.
+        Event::Decided(Choice::Continue | Choice::LeaveOut) => (&[Paused], Scheduled, normal()),
+        Event::Decided(Choice::Rollback) => (&[Paused], Degraded, warning()),
         Event::Failed(_) => (&[Planning, AwaitingApproval, Applying], Failed, warning()),
         // From Converging: a newer run of the repository applies before this one's
         // objects converged (as Flux cancels a health check on a new revision).
         Event::Superseded => (
-            &[AwaitingApproval, Scheduled, Converging],
+            &[AwaitingApproval, Scheduled, Converging, Paused],
             Superseded,
             normal(),
         ),
@@ -250,7 +262,7 @@ fn warning() -> Option<EventType> {
 mod tests {
     use super::*;
 
-    const PHASES: [Phase; 12] = [
+    const PHASES: [Phase; 13] = [
         Phase::Planning,
         Phase::AwaitingApproval,
         Phase::Applying,
@@ -263,6 +275,7 @@ mod tests {
         Phase::Scheduled,
         Phase::Converging,
         Phase::Degraded,
+        Phase::Paused,
     ];
 
     fn events() -> Vec<Event> {
@@ -279,6 +292,10 @@ mod tests {
             Event::WaveConverged,
             Event::Degraded(Degradation::ObjectFailed),
             Event::Degraded(Degradation::ProgressDeadlineExceeded),
+            Event::Paused(Degradation::HealthRegression),
+            Event::Decided(Choice::Continue),
+            Event::Decided(Choice::LeaveOut),
+            Event::Decided(Choice::Rollback),
             Event::Failed(FailReason::ApplyFailed),
             Event::Failed(FailReason::Error("KubeError")),
             Event::Superseded,
@@ -331,9 +348,13 @@ mod tests {
                         step.to
                     );
                 }
-                // Applied and Degraded only after the objects were judged.
+                // Applied and Degraded only after the objects were judged (or, at a
+                // pause, a person chose to roll back).
                 if matches!(step.to, Phase::Applied | Phase::Degraded) {
-                    assert_eq!(from, Some(Phase::Converging), "{event:?}");
+                    let judged = from == Some(Phase::Converging)
+                        || (from == Some(Phase::Paused)
+                            && event == Event::Decided(Choice::Rollback));
+                    assert!(judged, "{from:?} --{event:?}--> {:?}", step.to);
                 }
                 if step.to == Phase::Converging {
                     assert_eq!(from, Some(Phase::Applying), "{event:?}");
@@ -392,7 +413,7 @@ mod tests {
                 assert!(
                     matches!(
                         step.to,
-                        Phase::Applied | Phase::Degraded | Phase::Superseded
+                        Phase::Applied | Phase::Degraded | Phase::Superseded | Phase::Paused
                     ) || (event == Event::WaveConverged && step.to == Phase::Scheduled),
                     "{event:?} leads a converging run to {:?}",
                     step.to
@@ -406,6 +427,30 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_paused_run_moves_only_by_a_choice_or_a_newer_run() {
+        for event in events() {
+            let Ok(step) = next(Some(Phase::Paused), event) else {
+                continue;
+            };
+            match event {
+                Event::Decided(Choice::Continue | Choice::LeaveOut) => {
+                    assert_eq!(step.to, Phase::Scheduled)
+                }
+                Event::Decided(Choice::Rollback) => assert_eq!(step.to, Phase::Degraded),
+                Event::Superseded => assert_eq!(step.to, Phase::Superseded),
+                other => panic!("a paused run took {other:?}"),
+            }
+        }
+        let paused = next(
+            Some(Phase::Converging),
+            Event::Paused(Degradation::ObjectFailed),
+        )
+        .unwrap();
+        assert_eq!((paused.to, paused.told), (Phase::Paused, warning()));
+        assert_eq!(Event::Decided(Choice::LeaveOut).reason(), "LeaveOutChosen");
     }
 
     #[test]

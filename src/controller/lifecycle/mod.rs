@@ -11,7 +11,10 @@
 //!  Converging ─Applied→ Applied   (every object it wrote Ready, or of a kind no provider serves)
 //!  Converging ─Degraded→ Degraded (a provider reports a terminal failure, or the deadline passed)
 //!  AwaitingApproval | Scheduled ─Superseded | Rejected | Expired→ (finished)
-//!  Converging ─Superseded→ Superseded (a newer run applies)
+//!  Converging ─WaveConverged→ Scheduled (the next wave is cleared like any run)
+//!  Converging ─Paused→ Paused     (a wave failed with waves left: a person chooses)
+//!  Paused ─Decided(continue | leave-out)→ Scheduled;  Paused ─Decided(rollback)→ Degraded
+//!  Converging | Paused ─Superseded→ Superseded (a newer run applies)
 //!  Scheduled | Applying ─Withdrawn→ AwaitingApproval
 //! ```
 

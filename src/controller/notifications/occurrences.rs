@@ -51,17 +51,23 @@ pub fn of_run(run: &SyncRun) -> Option<Occurrence> {
         Phase::Applied => NotificationEvent::Applied,
         Phase::Failed => NotificationEvent::Failed,
         Phase::Degraded => NotificationEvent::Degraded,
+        Phase::Paused => NotificationEvent::RolloutPaused,
         _ => return None,
     };
+    let pause = status.rollout.as_ref().and_then(|r| r.pause.as_ref());
     let namespace = run.namespace().unwrap_or_default();
     let plan_id = status.plan_id.clone();
     // A plan edited by exclusions gets a new planId, and is a new plan to approve.
-    let key = match (&plan_id, phase) {
-        (Some(plan), Phase::AwaitingApproval) => format!("{}:{plan}", event.as_str()),
+    // Each pause of a rollout is another choice to make.
+    let key = match (&plan_id, phase, pause) {
+        (Some(plan), Phase::AwaitingApproval, _) => format!("{}:{plan}", event.as_str()),
+        (_, Phase::Paused, Some(p)) => format!("{}:{}", event.as_str(), p.decision_id),
         _ => event.as_str().to_owned(),
     };
     let summary = match phase {
-        Phase::Failed | Phase::Degraded => status.message.clone().unwrap_or_default(),
+        Phase::Failed | Phase::Degraded | Phase::Paused => {
+            status.message.clone().unwrap_or_default()
+        }
         _ => counts_line(run),
     };
     let approve_command = match (phase, &plan_id) {
@@ -70,9 +76,14 @@ pub fn of_run(run: &SyncRun) -> Option<Occurrence> {
             run.name_any(),
             annotations::APPROVE
         )),
+        (Phase::Paused, _) => Some(format!(
+            "kubectl fleet decide -n {namespace} {} continue|leave-out|rollback",
+            run.name_any()
+        )),
         _ => None,
     };
     let at = match phase {
+        Phase::Paused => pause.map(|p| p.at.clone()),
         Phase::AwaitingApproval => condition(&status.conditions, "Reconciling")
             .map(|c| c.last_transition_time.clone())
             .or_else(|| status.started_at.clone()),
@@ -244,6 +255,37 @@ mod tests {
         assert_eq!(found[0].notice.event, NotificationEvent::DriftCleared);
         let both = [key, found[0].notice.id.clone()];
         assert!(of_repository(&cleared, &both).is_empty());
+    }
+
+    #[test]
+    fn each_pause_of_a_rollout_is_told_once_with_the_command_to_choose() {
+        let paused = |decision: &str| -> SyncRun {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "gitops.fleetgate.dev/v1alpha1", "kind": "SyncRun",
+                "metadata": {"name": "r1", "namespace": "ns"},
+                "spec": {"repository": "fleet", "revision": "abc", "trigger": "Schedule"},
+                "status": {"phase": "Paused", "planId": "plan-1", "message": "paused: rb-3",
+                    "rollout": {"policy": "p", "waves": [], "minReadyTime": "30s", "maxFailures": 0,
+                        "pause": {"reason": "ObjectFailed", "wave": 1, "objects": ["fleetnode/rb-3"],
+                            "decisionId": decision, "at": "2026-01-01T00:00:00Z"}}},
+            }))
+            .unwrap()
+        };
+        let first = of_run(&paused("pause-aaa")).unwrap();
+        assert_eq!(first.notice.event, NotificationEvent::RolloutPaused);
+        assert_eq!(first.notice.id, "RolloutPaused:pause-aaa");
+        assert_eq!(first.notice.summary, "paused: rb-3");
+        let command = first.notice.approve_command.clone().unwrap();
+        assert!(
+            command.starts_with("kubectl fleet decide -n ns r1 "),
+            "{command}"
+        );
+        assert!(first.at.is_some());
+        // Another pause of the same run is another occurrence.
+        assert_ne!(
+            of_run(&paused("pause-bbb")).unwrap().notice.id,
+            first.notice.id
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub struct Notice {
     pub phase: Option<String>,
     /// One line: what changes, or what went wrong.
     pub summary: String,
-    /// The command that approves the plan, for PlanAwaitingApproval.
+    /// The command that approves the plan, for PlanAwaitingApproval; that chooses at the pause, for RolloutPaused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approve_command: Option<String>,
 }
@@ -54,6 +54,7 @@ fn slack_text(n: &Notice) -> String {
         NotificationEvent::Applied => "applied",
         NotificationEvent::Failed => "failed",
         NotificationEvent::Degraded => "applied but not converged",
+        NotificationEvent::RolloutPaused => "rollout paused: a choice is needed",
         NotificationEvent::DriftDetected => "drift detected",
         NotificationEvent::DriftCleared => "drift cleared",
         NotificationEvent::RepositoryStalled => "repository stalled",

@@ -173,10 +173,11 @@ pub(super) async fn supersede_older(ctx: &Context, runs: &[SyncRun]) -> Result<(
         let by = match run.phase() {
             Some(Phase::AwaitingApproval) => Some(newest),
             Some(Phase::Scheduled) => newest_not_drift.filter(|n| sequence(n) > sequence(run)),
-            // A run still waiting for its objects to converge once a newer one has
-            // written something: the newer run's objects are what the providers now
-            // work toward. (Cleared alone, the newer run may yet be refused.)
-            Some(Phase::Converging) => runs
+            // A run still waiting for its objects to converge (or paused for a
+            // choice) once a newer one has written something: the newer run's objects
+            // are what the providers now work toward. (Cleared alone, the newer run may
+            // yet be refused.)
+            Some(Phase::Converging | Phase::Paused) => runs
                 .iter()
                 .find(|n| sequence(n) > sequence(run) && has_written(n)),
             _ => None,

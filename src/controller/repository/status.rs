@@ -104,6 +104,19 @@ pub(super) fn conditions_from_newest(
                 run.name_any()
             ),
         ),
+        // Waiting for a person, like a plan awaiting approval: not Ready, and not
+        // reconciling on its own.
+        Some(Phase::Paused) => (
+            false,
+            false,
+            false,
+            "Paused",
+            format!(
+                "the rollout of plan {plan} (revision {rev}) is paused for a choice (SyncRun {}): {}",
+                run.name_any(),
+                status.message.clone().unwrap_or_default()
+            ),
+        ),
         Some(Phase::Applied) => (
             true,
             false,

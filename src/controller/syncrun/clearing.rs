@@ -14,6 +14,7 @@ use crate::api::syncrun::{Phase, SyncRunStatus};
 use crate::api::{SyncRun, annotations, now};
 use crate::controller::authorization::Authorization;
 use crate::controller::context::Context;
+use crate::controller::convergence;
 use crate::controller::error::Result;
 use crate::controller::governance::{Gate, Governance, windows};
 use crate::controller::lifecycle::{Clearance, Event, transition, write_status};
@@ -61,6 +62,22 @@ pub(super) async fn apply_when_open(
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
     status.scheduled_for = None;
+    // Before the first write, the health of the repository's objects is taken: what
+    // regresses during the rollout is measured against it.
+    let first_write = !status.wrote_any();
+    if let Some(rollout) = status.rollout.as_mut()
+        && rollout.baseline.is_none()
+        && first_write
+    {
+        ctx.fleet.wait_until_ready().await?;
+        let namespace = run.namespace().unwrap_or_default();
+        rollout.baseline = Some(convergence::baseline(
+            &ctx.fleet,
+            &namespace,
+            &run.spec.repository,
+            now(),
+        ));
+    }
     if let Some(note) = overridden {
         status.window_override = Some(note.clone());
         ctx.event_at(

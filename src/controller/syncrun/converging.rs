@@ -19,9 +19,11 @@ use crate::controller::convergence::{self, WrittenObjects, between, plus};
 use crate::controller::error::Result;
 use crate::controller::lifecycle::{Event, transition, write_status};
 use crate::controller::planstore;
-use crate::fleet::ObjectKind;
+
+use super::paused;
 use crate::fleet::health::{Degradation, Observed, Tally};
 use crate::fleet::rollout::gate::{self, Gate, Step};
+use crate::fleet::{ObjectKind, ObjectRef};
 
 /// How often a converging run looks at its objects again. The watch cache is read, so
 /// a look costs no request but the one LIST of registration Leases.
@@ -47,7 +49,7 @@ pub(super) async fn converge(
     );
     let waited = between(&since, &at);
     let plan = status.plan_id.clone().unwrap_or_default();
-    let (observed, served) = match look(run, ctx, &status).await {
+    let (written, mut observed, served) = match look(run, ctx, &status).await {
         Ok(looked) => looked,
         // The objects cannot be judged (the stored plan is gone or was changed, the
         // Leases cannot be listed): retried with backoff, but never past the deadline,
@@ -63,6 +65,25 @@ pub(super) async fn converge(
         }
         Err(e) => return Err(e),
     };
+    let rollout = status.rollout.clone().unwrap_or_default();
+    // Objects a person accepted at a pause no longer hold the rollout back.
+    observed.retain(|o| {
+        let named = ObjectRef::new(o.kind, o.name.clone()).to_string();
+        !rollout.accepted.contains(&named)
+    });
+    let namespace = run.namespace().unwrap_or_default();
+    let regressed = rollout.baseline.as_ref().map_or_else(Vec::new, |b| {
+        let down = convergence::out_of_service(&ctx.fleet, &namespace, &run.spec.repository);
+        let down_for = ctx.converging.down_for(run, &down);
+        convergence::regressions_since(
+            &down,
+            b,
+            &written,
+            &rollout.accepted,
+            |r| down_for.get(r).copied().unwrap_or_default(),
+            rollout.soak(),
+        )
+    });
     let tally = Tally::of(&observed);
     let deadline_after = between(&since, &deadline);
     let mut next = status.clone();
@@ -72,7 +93,6 @@ pub(super) async fn converge(
         since,
         deadline.clone(),
     ));
-    let rollout = status.rollout.clone().unwrap_or_default();
     let gate = Gate {
         max_failures: rollout.max_failures,
         soak: rollout.soak(),
@@ -86,7 +106,15 @@ pub(super) async fn converge(
     } else {
         waited
     };
-    let step = gate::next(tally, waited_for_gate, deadline_after, ready_for, gate);
+    let regressions = regressed.len().try_into().unwrap_or(u32::MAX);
+    let step = gate::next(
+        tally,
+        regressions,
+        waited_for_gate,
+        deadline_after,
+        ready_for,
+        gate,
+    );
     let wave = match (&status.rollout, rollout.current) {
         (Some(r), Some(w)) if r.waves.len() > 1 => format!("wave {} of ", r.describe(w)),
         _ => String::new(),
@@ -139,9 +167,31 @@ pub(super) async fn converge(
             transition(ctx, run, next, Event::WaveConverged, message).await?;
             Ok(Action::requeue(Duration::from_millis(100)))
         }
+        Step::Paused(why) => {
+            finished(ctx, run, waited);
+            let mut objects: Vec<ObjectRef> = observed
+                .iter()
+                .filter(|o| !o.standing.is_settled())
+                .map(|o| ObjectRef::new(o.kind, o.name.clone()))
+                .collect();
+            objects.extend(regressed.iter().cloned());
+            let said = format!(
+                "{wave}plan {plan} did not converge ({}): {}{}",
+                why.as_str(),
+                counted(tally),
+                regressed_said(&regressed)
+            );
+            paused::pause(run, ctx, next, why, objects, said).await
+        }
         Step::Degraded(why) => {
             finished(ctx, run, waited);
-            let named = convergence::not_converged(&observed, 100);
+            let mut named = convergence::not_converged(&observed, 100);
+            named.extend(
+                regressed
+                    .iter()
+                    .take(100)
+                    .map(|r| format!("{r}: Failed since the run started")),
+            );
             let first: Vec<&str> = named.iter().take(5).map(String::as_str).collect();
             let stopped = if gate.waves_left {
                 "; the waves after it are not written"
@@ -149,9 +199,10 @@ pub(super) async fn converge(
                 ""
             };
             let message = format!(
-                "{wave}plan {plan} applied but did not converge ({}): {}; {}{stopped}",
+                "{wave}plan {plan} applied but did not converge ({}): {}{}; {}{stopped}",
                 why.as_str(),
                 counted(tally),
+                regressed_said(&regressed),
                 first.join("; ")
             );
             next.drift_after_apply.extend(named);
@@ -224,18 +275,33 @@ async fn repository_suspended(ctx: &Context, run: &SyncRun) -> Result<bool> {
         .is_some_and(|r| r.spec.suspend))
 }
 
-/// The run's objects as their providers report them now, and the kinds served.
+/// What the run wrote, its objects as their providers report them now, and the kinds
+/// served.
 async fn look(
     run: &SyncRun,
     ctx: &Context,
     status: &SyncRunStatus,
-) -> Result<(Vec<Observed>, BTreeSet<ObjectKind>)> {
+) -> Result<(WrittenObjects, Vec<Observed>, BTreeSet<ObjectKind>)> {
     let written = written_objects(run, ctx, status).await?;
     let namespace = run.namespace().unwrap_or_default();
     ctx.fleet.wait_until_ready().await?;
     let served = convergence::served_kinds(&ctx.client, &namespace).await?;
     let observed = convergence::observe(&ctx.fleet, &namespace, &written, &served);
-    Ok((observed, served))
+    Ok((written, observed, served))
+}
+
+/// `; 2 objects regressed around it (fleetnode/a, …)`, or nothing.
+fn regressed_said(regressed: &[ObjectRef]) -> String {
+    if regressed.is_empty() {
+        return String::new();
+    }
+    let first: Vec<String> = regressed.iter().take(5).map(ObjectRef::to_string).collect();
+    let more = if regressed.len() > 5 { ", …" } else { "" };
+    format!(
+        "; {} objects Ready before the run now failed ({}{more})",
+        regressed.len(),
+        first.join(", ")
+    )
 }
 
 /// The run is over: what was kept for it goes, and how long it waited is recorded.

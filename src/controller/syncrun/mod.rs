@@ -28,6 +28,7 @@ mod clearing;
 mod converging;
 mod finished;
 mod holds;
+mod paused;
 mod planning;
 mod recording;
 mod scheduled;
@@ -70,6 +71,7 @@ async fn step(cached: &SyncRun, ctx: &Context) -> Result<Action> {
         Some(Phase::Scheduled) => scheduled::scheduled(run, ctx, status).await,
         Some(Phase::Applying) => apply::run(run, ctx, status).await,
         Some(Phase::Converging) => converging::converge(run, ctx, status).await,
+        Some(Phase::Paused) => paused::decide(run, ctx, status).await,
         // Listed, not matched with `_`: a phase added later must say which step it takes.
         Some(
             Phase::Applied

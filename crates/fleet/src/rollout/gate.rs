@@ -1,6 +1,9 @@
 //! Whether a rollout moves on: after each wave, the objects written so far are judged
 //! (see [`crate::health`]); a wave that converged must then stay so for the soak before
-//! the next goes out, and failures within the budget do not stop it. Pure.
+//! the next goes out, and failures within the budget do not stop it. A wave that cannot
+//! go on (failures past the budget, the deadline, or a regression of objects the run did
+//! not write) pauses the rollout while waves remain, for a person to decide
+//! ([`super::pause`]); at the last wave the run ends Degraded. Pure.
 
 use std::time::Duration;
 
@@ -28,14 +31,18 @@ pub enum Step {
     NextWave,
     /// The last wave converged with nothing failed: the run is Applied.
     Converged,
-    /// The run stops here, for this reason; later waves are not written.
+    /// Waves remain, and this one cannot go on for this reason: a person decides.
+    Paused(Degradation),
+    /// The last wave did not converge, for this reason: the run ends.
     Degraded(Degradation),
 }
 
-/// The next step, with `ready_for` how long everything written so far has been settled
-/// (None: not settled at the last look).
+/// The next step, with `regressed` how many objects the run did not write have
+/// regressed since it started, and `ready_for` how long everything written so far has
+/// been settled (None: not settled at the last look).
 pub fn next(
     tally: Tally,
+    regressed: u32,
     waited: Duration,
     deadline: Duration,
     ready_for: Option<Duration>,
@@ -47,9 +54,16 @@ pub fn next(
         failed: if tolerated { 0 } else { tally.failed },
         ..tally
     };
+    let stop = |why| match gate.waves_left {
+        true => Step::Paused(why),
+        false => Step::Degraded(why),
+    };
+    // The run's own objects are named first; a regression around them stops it too,
+    // without waiting for them.
     match judge(judged, waited, deadline) {
+        Verdict::Degraded(why) => stop(why),
+        _ if regressed > 0 => stop(Degradation::HealthRegression),
         Verdict::Waiting => Step::Waiting,
-        Verdict::Degraded(why) => Step::Degraded(why),
         Verdict::Converged if !gate.waves_left => {
             if tally.failed > 0 {
                 Step::Degraded(Degradation::ObjectFailed)
@@ -99,50 +113,70 @@ mod tests {
     fn a_converged_wave_soaks_before_the_next() {
         let t = tally(10, 0, 0, 0);
         let g = gate(0, true);
-        assert_eq!(next(t, S, 60 * S, None, g), Step::Soaking { left: 30 * S });
         assert_eq!(
-            next(t, S, 60 * S, Some(12 * S), g),
+            next(t, 0, S, 60 * S, None, g),
+            Step::Soaking { left: 30 * S }
+        );
+        assert_eq!(
+            next(t, 0, S, 60 * S, Some(12 * S), g),
             Step::Soaking { left: 18 * S }
         );
-        assert_eq!(next(t, S, 60 * S, Some(30 * S), g), Step::NextWave);
+        assert_eq!(next(t, 0, S, 60 * S, Some(30 * S), g), Step::NextWave);
         // The last wave does not soak: nothing comes after it.
-        assert_eq!(next(t, S, 60 * S, None, gate(0, false)), Step::Converged);
+        assert_eq!(next(t, 0, S, 60 * S, None, gate(0, false)), Step::Converged);
     }
 
     #[test]
     fn nothing_to_watch_means_no_soak() {
         let t = tally(0, 0, 0, 7);
-        assert_eq!(next(t, S, 60 * S, None, gate(0, true)), Step::NextWave);
+        assert_eq!(next(t, 0, S, 60 * S, None, gate(0, true)), Step::NextWave);
     }
 
     #[test]
     fn failures_within_the_budget_go_on_but_never_end_applied() {
         let t = tally(9, 0, 1, 0);
         assert_eq!(
-            next(t, S, 60 * S, None, gate(0, true)),
-            Step::Degraded(Degradation::ObjectFailed)
+            next(t, 0, S, 60 * S, None, gate(0, true)),
+            Step::Paused(Degradation::ObjectFailed)
         );
         assert_eq!(
-            next(t, S, 60 * S, Some(40 * S), gate(1, true)),
+            next(t, 0, S, 60 * S, Some(40 * S), gate(1, true)),
             Step::NextWave
         );
         assert_eq!(
-            next(t, S, 60 * S, None, gate(1, false)),
+            next(t, 0, S, 60 * S, None, gate(1, false)),
             Step::Degraded(Degradation::ObjectFailed)
         );
         assert_eq!(
-            next(tally(8, 0, 2, 0), S, 60 * S, None, gate(1, true)),
-            Step::Degraded(Degradation::ObjectFailed)
+            next(tally(8, 0, 2, 0), 0, S, 60 * S, None, gate(1, true)),
+            Step::Paused(Degradation::ObjectFailed)
         );
     }
 
     #[test]
     fn a_wave_still_progressing_waits_until_its_deadline() {
         let t = tally(5, 1, 0, 0);
-        assert_eq!(next(t, S, 60 * S, None, gate(0, true)), Step::Waiting);
+        assert_eq!(next(t, 0, S, 60 * S, None, gate(0, true)), Step::Waiting);
         assert_eq!(
-            next(t, 60 * S, 60 * S, None, gate(0, true)),
+            next(t, 0, 60 * S, 60 * S, None, gate(0, true)),
+            Step::Paused(Degradation::ProgressDeadlineExceeded)
+        );
+        assert_eq!(
+            next(t, 0, 60 * S, 60 * S, None, gate(0, false)),
             Step::Degraded(Degradation::ProgressDeadlineExceeded)
+        );
+    }
+
+    #[test]
+    fn a_regression_around_the_rollout_stops_it_even_while_its_own_objects_are_fine() {
+        let t = tally(10, 0, 0, 0);
+        assert_eq!(
+            next(t, 1, S, 60 * S, Some(40 * S), gate(0, true)),
+            Step::Paused(Degradation::HealthRegression)
+        );
+        assert_eq!(
+            next(t, 1, S, 60 * S, None, gate(5, false)),
+            Step::Degraded(Degradation::HealthRegression)
         );
     }
 }

@@ -32,6 +32,7 @@ pub use crate::waves::{RegionImpact, Rollout, Wave};
 
 pub mod gate;
 mod grouping;
+pub mod pause;
 #[cfg(test)]
 mod tests;
 

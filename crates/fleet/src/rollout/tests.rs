@@ -181,6 +181,46 @@ fn thirty_new_machines_in_three_regions_go_out_region_by_region() {
 }
 
 #[test]
+fn leaving_a_machine_out_leaves_out_what_depends_on_it() {
+    let p = staged_over(&[], &three_regions(), &Policy::default());
+    let mut pending = vec![true; p.actions.len()];
+    // The first wave is written.
+    for (i, a) in p.actions.iter().enumerate() {
+        pending[i] = a.wave > 0;
+    }
+    let out = pause::left_out(
+        &p,
+        &pending,
+        &[ObjectRef::new(ObjectKind::FleetNode, "dublin-03")],
+    );
+    let names: BTreeSet<String> = out
+        .iter()
+        .map(|i| p.actions[*i].reference().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "fleetnode/dublin-03".to_owned(),
+            "sdwanpeer/wan.dublin-03".to_owned()
+        ])
+    );
+    // What was written already is not undone; what is still to be built on it is left out.
+    let base = pause::left_out(
+        &p,
+        &pending,
+        &[ObjectRef::new(ObjectKind::FleetTemplate, "base")],
+    );
+    assert_eq!(
+        base.len(),
+        pending.iter().filter(|p| **p).count(),
+        "every node, and so every peer"
+    );
+    assert!(base.iter().all(|i| pending[*i]));
+    assert_eq!(pause::following_wave(&p, &pending, 0), Some(1));
+    assert_eq!(pause::following_wave(&p, &pending, 2), None);
+}
+
+#[test]
 fn updates_go_out_at_most_max_unavailable_at_a_time() {
     let before = Fleet::default().with_nodes("eu-west-1", named("dublin", 8));
     let p = staged(&before, &before.clone().resized(), &Policy::default());

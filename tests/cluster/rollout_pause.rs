@@ -1,0 +1,206 @@
+//! A paused rollout, end to end through the chart (its roles and admission policies) with
+//! the real lab provider: a machine that fails in the second wave pauses the run there;
+//! an editor cannot choose; a governance quorum of two chooses to roll back, and the
+//! gated Rollback run restores what the run before applied.
+
+use crate::support;
+
+use std::time::Duration;
+
+use fleetgate::api::annotations;
+use fleetgate::api::syncrun::{Phase, SyncRun, Trigger};
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use super::rollout::{fleet_yaml, nodes};
+use support::lab::at_next_generation;
+use support::operator::{create_repository, events, run_in_phase_within, try_annotate};
+use support::policy::{Policy, selecting};
+use support::tenant::{Tenant, tenant};
+
+const CONVERGE: Duration = Duration::from_secs(300);
+
+/// Sets the approve annotation of `run` to `value` as `who`, and waits until the
+/// controller has recorded it and cleared it for the next person.
+async fn choose(t: &Tenant, who: &Client, run: &str, value: &str) {
+    let ns = &t.ns.name;
+    support::operator::wait_for_approved_by_stamp(who, ns, run, value).await;
+    try_annotate(who, ns, run, annotations::APPROVE, Some(value))
+        .await
+        .unwrap();
+    let api = Api::<SyncRun>::namespaced(t.admin.clone(), ns);
+    support::eventually("the choice recorded and cleared", CONVERGE, || {
+        let api = api.clone();
+        async move {
+            let r = api.get(run).await.ok()?;
+            (!r.annotations().contains_key(annotations::APPROVE)).then_some(())
+        }
+    })
+    .await;
+}
+
+/// `kubectl fleet <args>` in `ns` as the admin (or whom `--as` names): its output.
+fn fleet(ns: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-fleet"))
+        .args(["-n", ns])
+        .args(args)
+        .env("KUBECONFIG", &support::env().kubeconfig)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!(
+        "$ kubectl fleet {}\n{stdout}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "kubectl fleet {args:?} failed");
+    stdout
+}
+
+/// bob's and carol's approvals of the plan `run` recorded.
+async fn approved_by_both(t: &Tenant, run: &SyncRun) {
+    let plan = run.status.as_ref().unwrap().plan_id.clone().unwrap();
+    for who in [&t.bob, &t.carol] {
+        choose(t, who, &run.name_any(), &plan).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_wave_pauses_and_a_quorum_rolls_it_back() {
+    let t = tenant("pause").await;
+    let _chart = t.install_chart().await;
+    let ns = &t.ns.name;
+    let client = &t.admin;
+    let _quorum = Policy::create(
+        client,
+        &format!("{ns}-quorum"),
+        selecting(ns, json!({"approvals": {"required": 2}})),
+    )
+    .await;
+    let regions = ["ra", "rb", "rc"];
+    let mut spec = t.ssh_spec();
+    spec["suspend"] = json!(true);
+    spec["rollout"] =
+        json!({"minReadyTime": "3s", "progressDeadline": "2m", "maxUnavailable": "100%"});
+    create_repository(client, ns, "fleet", spec).await;
+    let v1_yaml = fleet_yaml(&regions, 2, "small", &[], "static", &[]);
+    let v1 = t
+        .repo
+        .commit(&[("fleet.yaml", v1_yaml.as_slice())], "six machines");
+    let _lab = support::lab::serving(client, ns).await;
+    let first = run_in_phase_within(client, ns, &v1, Phase::AwaitingApproval, CONVERGE).await;
+    approved_by_both(&t, &first).await;
+    run_in_phase_within(client, ns, &v1, Phase::Applied, CONVERGE).await;
+
+    // v2 resizes one machine per region; rb-0 fails two seconds after it is Ready at
+    // its new generation, well within the soak of its wave (the lab looks at its
+    // machines every few seconds).
+    support::operator::patch_spec(
+        client,
+        ns,
+        json!({"rollout": {"minReadyTime": "40s", "progressDeadline": "2m", "maxUnavailable": "100%"}}),
+    )
+    .await;
+    at_next_generation(client, ns, "rb-0", ("lab.fleetgate.dev/fail-after", "2s")).await;
+    let v2_yaml = fleet_yaml(
+        &regions,
+        2,
+        "small",
+        &["ra-0", "rb-0", "rc-0"],
+        "static",
+        &[],
+    );
+    let v2 = t.repo.commit(
+        &[("fleet.yaml", v2_yaml.as_slice())],
+        "resize one per region",
+    );
+    let run = run_in_phase_within(client, ns, &v2, Phase::AwaitingApproval, CONVERGE).await;
+    approved_by_both(&t, &run).await;
+    let paused = run_in_phase_within(client, ns, &v2, Phase::Paused, CONVERGE).await;
+    let name = paused.name_any();
+    let pause = paused
+        .status
+        .clone()
+        .unwrap()
+        .rollout
+        .unwrap()
+        .pause
+        .unwrap();
+    assert_eq!(
+        (pause.reason.as_str(), pause.wave),
+        ("ObjectFailed", 1),
+        "{pause:?}"
+    );
+    assert!(
+        pause.objects.contains(&"fleetnode/rb-0".to_owned()),
+        "{pause:?}"
+    );
+    assert_eq!(
+        pause.rollback_to.as_deref(),
+        Some(first.name_any().as_str())
+    );
+    assert!(!events(client, ns, &name, "ObjectFailed").await.is_empty());
+    let by_node = nodes(client, ns).await;
+    assert_eq!(by_node["rc-0"].3, "small", "the third wave is not written");
+
+    // An editor cannot choose: admission wants the approve verb.
+    let rollback = format!("rollback:{}", pause.decision_id);
+    let refused = try_annotate(&t.alice, ns, &name, annotations::APPROVE, Some(&rollback)).await;
+    assert!(refused.is_err(), "an editor chose");
+
+    // The quorum is the plan's: bob's choice alone waits for a second person.
+    choose(&t, &t.bob, &name, &rollback).await;
+    let api = Api::<SyncRun>::namespaced(client.clone(), ns);
+    let waiting = api.get(&name).await.unwrap();
+    assert_eq!(waiting.phase(), Some(Phase::Paused));
+    let said = waiting.status.unwrap().message.unwrap_or_default();
+    assert!(said.contains("by bob recorded"), "{said}");
+    let shown = fleet(ns, &["plan", &name]);
+    assert!(
+        shown.contains("Paused: at wave 2 (ObjectFailed)"),
+        "{shown}"
+    );
+    assert!(shown.contains("chosen so far: rollback by bob"), "{shown}");
+    // carol chooses with the plugin, as herself.
+    fleet(ns, &["decide", &name, "rollback", "--as", "carol"]);
+
+    // Rolled back: the run ends there, and a Rollback run to what v1 applied is gated
+    // like any plan.
+    let ended = run_in_phase_within(client, ns, &v2, Phase::Degraded, CONVERGE).await;
+    let status = ended.status.unwrap();
+    let decision = &status.rollout.as_ref().unwrap().decisions[0];
+    assert_eq!(
+        (decision.choice.as_str(), decision.by.as_str()),
+        ("rollback", "bob,carol")
+    );
+    assert!(!events(client, ns, &name, "RollbackChosen").await.is_empty());
+    let restoring = support::eventually("the Rollback run", CONVERGE, || async {
+        let runs = api.list(&ListParams::default()).await.ok()?.items;
+        runs.into_iter().find(|r| {
+            r.spec.trigger == Trigger::Rollback && r.phase() == Some(Phase::AwaitingApproval)
+        })
+    })
+    .await;
+    assert_eq!(restoring.spec.revision, v1);
+    approved_by_both(&t, &restoring).await;
+    let restored = support::eventually("the rollback applied", CONVERGE, || async {
+        let r = api.get(&restoring.name_any()).await.ok()?;
+        (r.phase() == Some(Phase::Applied)).then_some(r)
+    })
+    .await;
+    let health = restored.status.unwrap().health.unwrap();
+    assert_eq!((health.failed, health.progressing), (0, 0), "{health:?}");
+    // Every machine is as v1 had it and Ready; rb-0 at a generation its fault is not for.
+    let by_node = nodes(client, ns).await;
+    for (name, (_, _, generation, size, ready)) in &by_node {
+        assert_eq!(size, "small", "{name}");
+        assert!(ready.is_some(), "{name} is not Ready");
+        let expected = match name.as_str() {
+            "ra-0" | "rb-0" => 3,
+            _ => 1,
+        };
+        assert_eq!(*generation, expected, "{name}");
+    }
+}
