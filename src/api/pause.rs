@@ -28,6 +28,7 @@ pub struct RunPause {
     /// The wave it stopped at (counted from 0).
     pub wave: u32,
     /// The objects that stopped it, `kind/name` (at most 100).
+    #[schemars(length(max = 100))]
     pub objects: Vec<String>,
     /// How many more objects were not Ready than are named.
     #[serde(default)]
@@ -48,6 +49,23 @@ impl RunPause {
             .iter()
             .filter_map(|o| ObjectRef::try_from(o.clone()).ok())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_bounds_what_the_controller_bounds() {
+        let schema = serde_json::to_value(schemars::schema_for!(RunPause)).unwrap();
+        assert_eq!(schema["properties"]["objects"]["maxItems"], MAX_PAUSED);
+        let schema = serde_json::to_value(schemars::schema_for!(RunBaseline)).unwrap();
+        assert_eq!(schema["properties"]["unhealthy"]["maxItems"], MAX_BASELINE);
+        let schema =
+            serde_json::to_value(schemars::schema_for!(crate::api::rollout::RunRollout)).unwrap();
+        assert_eq!(schema["properties"]["accepted"]["maxItems"], MAX_ACCEPTED);
+        assert_eq!(schema["properties"]["decisions"]["maxItems"], MAX_DECISIONS);
     }
 }
 
@@ -75,6 +93,7 @@ pub struct RunBaseline {
     pub at: Time,
     /// The repository's objects that were not Ready then, `kind/name` (at most 500).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500))]
     pub unhealthy: Vec<String>,
     /// False when more objects were unhealthy than are recorded: regressions are then not judged.
     pub complete: bool,

@@ -168,9 +168,11 @@ pub struct RunRollout {
     pub pause: Option<RunPause>,
     /// The choices made at earlier pauses (at most 20).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
     pub decisions: Vec<RunDecision>,
     /// Objects a choice accepted as they are, `kind/name`: they no longer hold the rollout back (at most 500).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500))]
     pub accepted: Vec<String>,
     /// The health of the repository's objects before the run's first write, that regressions are measured against.
     #[serde(default, skip_serializing_if = "Option::is_none")]

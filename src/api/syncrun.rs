@@ -480,7 +480,7 @@ pub struct Progress {
     /// Actions left out because an action they depend on failed.
     pub skipped: u32,
     /// Actions left out by a person's choice at a paused rollout.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, rename = "leftOut", skip_serializing_if = "is_zero")]
     pub left_out: u32,
 }
 

@@ -4,10 +4,9 @@
 
 use std::process::ExitCode;
 
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 
 use super::live_plan::EXIT_CHANGES;
-use super::plugin::annotate;
 use crate::api::syncrun::{Phase, SyncRun};
 use crate::api::{annotations, pause::RunPause};
 use crate::fleet::rollout::pause::{Choice, Decision};
@@ -31,7 +30,10 @@ pub async fn decide(
         choice,
         id: pause.decision_id.clone(),
     };
-    annotate(runs, name, annotations::APPROVE, &decision.subject()).await?;
+    // Only the approve annotation: the API server stamps who set it.
+    let patch = serde_json::json!({"metadata": {"annotations": {annotations::APPROVE: decision.subject()}}});
+    runs.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     let objects = pause
         .objects
         .iter()

@@ -256,7 +256,8 @@ pub fn lost_service(health: Health, reason: Option<ProviderReason>) -> Option<St
 /// lost service since the baseline: not unhealthy then, neither written by the run (its
 /// own objects are judged against its failure budget) nor accepted at a pause, and now
 /// failed, or down for at least `grace` (`down_for` says how long each has been seen
-/// so). An incomplete baseline judges nothing.
+/// so; the controller gives the wave's progress deadline). An incomplete baseline
+/// judges nothing.
 pub fn regressions_since(
     now: &[(ObjectRef, Standing)],
     baseline: &RunBaseline,

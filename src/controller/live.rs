@@ -224,6 +224,27 @@ impl FleetCache {
         (Self { stores }, changes)
     }
 
+    /// A cache holding `objects` and nothing else, fed as a watch would: for tests and
+    /// benches that judge what a cache shows without a cluster.
+    pub fn holding(objects: impl IntoIterator<Item = (ObjectKind, CachedObject)>) -> Self {
+        let mut writers: Vec<(ObjectKind, reflector::store::Writer<CachedObject>)> =
+            ObjectKind::ALL
+                .into_iter()
+                .map(|kind| (kind, reflector::store::Writer::new(api_resource(kind))))
+                .collect();
+        for (kind, obj) in objects {
+            if let Some((_, w)) = writers.iter_mut().find(|(k, _)| *k == kind) {
+                w.apply_watcher_event(&watcher::Event::Apply(obj));
+            }
+        }
+        Self {
+            stores: writers
+                .into_iter()
+                .map(|(k, w)| (k, w.as_reader()))
+                .collect(),
+        }
+    }
+
     /// Each kind's store, for a caller that waits on them without a deadline (readiness
     /// waits as long as the watches take; a reconcile gives up after a minute).
     pub fn stores(&self) -> impl Iterator<Item = &Store<CachedObject>> {

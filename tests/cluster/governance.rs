@@ -22,26 +22,6 @@ const MASS_DELETE: &str = "plan.actions.filter(a, a.kind == 'FleetNode' && a.ope
 const TWO_FOR_ROUTING: &str = "plan.actions.exists(a, (a.kind == 'VirtualIp' && a.fields.exists(f, f.path == 'primaryHolder')) || a.fields.exists(f, f.path == 'nodePlatform'))";
 const METADATA_ONLY: &str = "plan.actions.all(a, a.operation == 'Update' && a.fields.all(f, f.path.startsWith('metadata')))";
 
-/// `kubectl fleet` in `ns` as the cluster admin (or, with `--as`, another user):
-/// its stdout, echoed for whoever reads the test's output.
-fn fleet(ns: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-fleet"))
-        .args(["-n", ns])
-        .args(args)
-        .env("KUBECONFIG", &support::env().kubeconfig)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!(
-        "$ kubectl fleet {}\n{stdout}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "kubectl fleet {args:?} failed");
-    stdout
-}
-
 async fn get_run(client: &Client, ns: &str, name: &str) -> SyncRun {
     Api::<SyncRun>::namespaced(client.clone(), ns)
         .get(name)
@@ -188,7 +168,7 @@ async fn a_quorum_of_two_counts_distinct_approvers_of_the_current_plan() {
     assert_eq!(s.approvals.len(), 1);
     assert_eq!(s.approvals[0].user, "bob");
     assert_eq!(s.approvals[0].plan_id, p1);
-    assert!(fleet(ns, &["plan", &name]).contains("Approvals: 1/2 (bob)"));
+    assert!(support::kubectl_fleet(ns, &["plan", &name]).contains("Approvals: 1/2 (bob)"));
 
     // bob again: counts once.
     t.approve(&run).by(&t.bob).plan(&p1).await;
@@ -273,7 +253,7 @@ async fn plans_and_approvals_expire() {
     assert!(fleet_objects(&t.admin, ns).await.is_empty());
 
     // A run bob requested expires: planned again as still requested by bob.
-    fleet(ns, &["sync", "fleet", "--as", "bob"]);
+    support::kubectl_fleet(ns, &["sync", "fleet", "--as", "bob"]);
     let requested_by_bob = |r: &SyncRun| {
         r.spec.trigger == fleetgate::api::syncrun::Trigger::Manual
             && r.annotations()
@@ -420,7 +400,9 @@ async fn a_deny_window_holds_an_approved_run_until_it_opens() {
     let s = waiting.status.unwrap();
     let opens = s.scheduled_for.clone().expect("the next opening").0;
     assert!(s.message.unwrap().contains("deny window"));
-    assert!(fleet(ns, &["plan", &name]).contains("Scheduled: approved, applies from"));
+    assert!(
+        support::kubectl_fleet(ns, &["plan", &name]).contains("Scheduled: approved, applies from")
+    );
     assert!(fleet_objects(&t.admin, ns).await.is_empty());
     let applied = run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
     let ready = condition(&applied.status.as_ref().unwrap().conditions, "Ready").unwrap();
@@ -523,7 +505,7 @@ async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
     assert_eq!(code, 403, "{message}");
     assert!(message.contains("may not ask for a rollback"), "{message}");
     let repos: Api<fleetgate::api::GitopsRepository> = Api::namespaced(t.bob.clone(), ns);
-    fleet(
+    support::kubectl_fleet(
         ns,
         &[
             "rollback",
@@ -545,7 +527,7 @@ async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
     .await;
     let s = rollback.status.clone().unwrap();
     assert!(s.changes.unwrap().delete >= 1, "{:?}", s.changes);
-    let shown = fleet(ns, &["plan", &rollback.name_any()]);
+    let shown = support::kubectl_fleet(ns, &["plan", &rollback.name_any()]);
     assert!(shown.contains("Rollback: back to what syncrun/"), "{shown}");
     t.approve(&rollback).by(&t.bob).await;
     wait_for_status(
@@ -567,7 +549,7 @@ async fn a_rollback_is_a_plan_and_holds_the_revision_it_left() {
         .await
         .unwrap();
     // Nor by an editor's "sync now": refused while the rollback holds it.
-    fleet(ns, &["sync", "fleet", "--as", "alice"]);
+    support::kubectl_fleet(ns, &["sync", "fleet", "--as", "alice"]);
     let refused = events(&t.admin, ns, "fleet", "SyncRefused").await;
     assert!(
         refused[0].contains("a rollback holds it back"),
@@ -625,7 +607,7 @@ async fn the_requester_may_not_approve_and_a_group_must_be_represented() {
     );
     assert_eq!(code, 403);
 
-    fleet(ns, &["sync", "fleet", "--as", "bob"]);
+    support::kubectl_fleet(ns, &["sync", "fleet", "--as", "bob"]);
     let run = support::eventually("bob's Manual run", Duration::from_secs(60), || async {
         let api: Api<SyncRun> = Api::namespaced(t.admin.clone(), ns);
         api.list(&Default::default())

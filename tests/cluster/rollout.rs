@@ -130,6 +130,15 @@ pub(crate) async fn nodes(
     out
 }
 
+/// Every action of the run's plan applied, none pending, failed, skipped or left out.
+fn assert_each_action_applied_once(status: &fleetgate::api::syncrun::SyncRunStatus) {
+    let states = status.action_states.as_deref().unwrap_or_default();
+    assert!(
+        !states.is_empty() && states.chars().all(|c| c == 'A'),
+        "{states}"
+    );
+}
+
 #[tokio::test]
 async fn thirty_machines_roll_out_region_by_region_and_a_stuck_wave_pauses_for_a_choice() {
     let regions = ["ra", "rb", "rc"];
@@ -197,16 +206,7 @@ async fn thirty_machines_roll_out_region_by_region_and_a_stuck_wave_pauses_for_a
     let applied = run_in_phase_within(client, &ns.name, &v1, Phase::Applied, CONVERGE).await;
     let status = applied.status.clone().unwrap();
     // Each action once, all written.
-    assert!(
-        status
-            .action_states
-            .as_deref()
-            .unwrap()
-            .chars()
-            .all(|c| c == 'A'),
-        "{:?}",
-        status.action_states
-    );
+    assert_each_action_applied_once(&status);
     assert_eq!(status.rollout.as_ref().unwrap().current, Some(2));
     // Thirty machines, twelve peers, the network; no provider serves the template.
     let health = status.health.unwrap();
@@ -341,7 +341,7 @@ async fn thirty_machines_roll_out_region_by_region_and_a_stuck_wave_pauses_for_a
     annotate(client, &ns.name, &name, approve, Some(&choice)).await;
     let applied = run_in_phase_within(client, &ns.name, &v2, Phase::Applied, CONVERGE).await;
     let status = applied.status.clone().unwrap();
-    let rollout = status.rollout.unwrap();
+    let rollout = status.rollout.clone().unwrap();
     assert_eq!(rollout.current, Some(2));
     assert_eq!(rollout.accepted, ["fleetnode/rb-3"]);
     assert_eq!(rollout.decisions.len(), 1);
@@ -359,16 +359,7 @@ async fn thirty_machines_roll_out_region_by_region_and_a_stuck_wave_pauses_for_a
             .len(),
         1
     );
-    assert!(
-        status
-            .action_states
-            .as_deref()
-            .unwrap()
-            .chars()
-            .all(|c| c == 'A'),
-        "{:?}",
-        status.action_states
-    );
+    assert_each_action_applied_once(&status);
     let by_node = nodes(client, &ns.name).await;
     assert!(
         by_node.values().all(|n| n.3 == "large" && n.2 == 2),

@@ -40,25 +40,6 @@ async fn choose(t: &Tenant, who: &Client, run: &str, value: &str) {
     .await;
 }
 
-/// `kubectl fleet <args>` in `ns` as the admin (or whom `--as` names): its output.
-fn fleet(ns: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-fleet"))
-        .args(["-n", ns])
-        .args(args)
-        .env("KUBECONFIG", &support::env().kubeconfig)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!(
-        "$ kubectl fleet {}\n{stdout}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "kubectl fleet {args:?} failed");
-    stdout
-}
-
 /// bob's and carol's approvals of the plan `run` recorded.
 async fn approved_by_both(t: &Tenant, run: &SyncRun) {
     let plan = run.status.as_ref().unwrap().plan_id.clone().unwrap();
@@ -157,14 +138,14 @@ async fn a_failed_wave_pauses_and_a_quorum_rolls_it_back() {
     assert_eq!(waiting.phase(), Some(Phase::Paused));
     let said = waiting.status.unwrap().message.unwrap_or_default();
     assert!(said.contains("by bob recorded"), "{said}");
-    let shown = fleet(ns, &["plan", &name]);
+    let shown = support::kubectl_fleet(ns, &["plan", &name]);
     assert!(
         shown.contains("Paused: at wave 2 (ObjectFailed)"),
         "{shown}"
     );
     assert!(shown.contains("chosen so far: rollback by bob"), "{shown}");
     // carol chooses with the plugin, as herself.
-    fleet(ns, &["decide", &name, "rollback", "--as", "carol"]);
+    support::kubectl_fleet(ns, &["decide", &name, "rollback", "--as", "carol"]);
 
     // Rolled back: the run ends there, and a Rollback run to what v1 applied is gated
     // like any plan.

@@ -229,6 +229,26 @@ pub fn built(script: &str) -> PathBuf {
 }
 
 /// Runs a tool with the admin kubeconfig; panics with its stderr if it fails.
+/// `kubectl fleet -n <ns> <args>` as the admin (or whom `--as` names), which must
+/// succeed: its standard output, and both outputs in the test's log.
+pub fn kubectl_fleet(ns: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-fleet"))
+        .args(["-n", ns])
+        .args(args)
+        .env("KUBECONFIG", &env().kubeconfig)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!(
+        "$ kubectl fleet {}\n{stdout}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "kubectl fleet {args:?} failed");
+    stdout
+}
+
 pub fn run_tool(name: &str, args: &[&str]) -> String {
     run_tool_with_input(name, args, "")
 }

@@ -148,4 +148,39 @@ mod tests {
             ["written, converged"]
         );
     }
+
+    #[test]
+    fn a_paused_rollout_offers_its_choices_for_this_pause_only() {
+        let mut r = rollout(Some(1));
+        r.pause = Some(crate::api::pause::RunPause {
+            reason: "ObjectFailed".into(),
+            wave: 1,
+            objects: vec!["fleetnode/rb-0".into()],
+            more: 0,
+            decision_id: "pause-0123456789ab".into(),
+            at: crate::api::now(),
+            rollback_to: None,
+        });
+        let html = pause(&r, Some(Phase::Paused), "/run").into_string();
+        assert!(
+            html.contains("Paused at wave 2 of 3: ObjectFailed"),
+            "{html}"
+        );
+        assert!(html.contains("fleetnode/rb-0"));
+        assert!(html.contains(r#"value="pause-0123456789ab""#));
+        assert!(html.contains("decide-continue") && html.contains("decide-leave-out"));
+        assert!(!html.contains("decide-rollback"), "no run to roll back to");
+        r.pause.as_mut().unwrap().rollback_to = Some("r0".into());
+        assert!(
+            pause(&r, Some(Phase::Paused), "/run")
+                .into_string()
+                .contains("decide-rollback")
+        );
+        // Once decided, no buttons.
+        assert!(
+            !pause(&r, Some(Phase::Scheduled), "/run")
+                .into_string()
+                .contains("decide-")
+        );
+    }
 }

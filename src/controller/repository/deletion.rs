@@ -17,7 +17,7 @@ use serde_json::json;
 use super::{announce_run, apply_and_tell, create_run, sequence};
 use crate::api::labels;
 use crate::api::repository::DeletionPolicy;
-use crate::api::syncrun::{Phase, Trigger};
+use crate::api::syncrun::{ActionState, Phase, Trigger};
 use crate::api::{GitopsRepository, Kstatus, REPOSITORY_LABEL, SyncRun, now};
 use crate::controller::context::Context;
 use crate::controller::error::Result;
@@ -71,9 +71,14 @@ pub async fn reconcile(ctx: &Context, repo: &GitopsRepository) -> Result<Option<
             (false, "Deleting", message)
         }
         Some(run) => match run.phase() {
-            // Removed whole: a removal stopped part-way through its waves has not.
+            // Removed whole: a removal stopped part-way through its waves has not, nor
+            // one that left deletions out at a pause.
             Some(Phase::Applied | Phase::Degraded | Phase::NoChanges)
-                if run.status.as_ref().is_none_or(|s| !s.waves_left()) =>
+                if run.status.as_ref().is_none_or(|s| {
+                    let states = s.recorded_states();
+                    !states.contains(&ActionState::Pending)
+                        && !states.contains(&ActionState::LeftOut)
+                }) =>
             {
                 set_finalizer(ctx, repo, false).await?;
                 return Ok(Some(Action::await_change()));

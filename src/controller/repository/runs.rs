@@ -114,6 +114,14 @@ pub(super) async fn remediate(
     if repo.spec.drift_remediation == DriftRemediation::Report {
         return Ok(());
     }
+    // After a run newer than the baseline wrote only part of its plan (a rollout that
+    // stopped, was rolled back at a pause, or left actions out at people's choice),
+    // correcting by policy would undo what people decided: reported only.
+    if repo.spec.drift_remediation == DriftRemediation::Correct
+        && wrote_part_since(runs, &found.baseline)
+    {
+        return Ok(());
+    }
     let waiting_drift: Vec<&SyncRun> = runs
         .iter()
         .filter(|r| r.spec.trigger == Trigger::Drift && r.phase() == Some(Phase::AwaitingApproval))
@@ -192,6 +200,16 @@ pub(super) async fn supersede_older(ctx: &Context, runs: &[SyncRun]) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Whether a finished run from git newer than `baseline` (`runs` newest first) wrote
+/// part of its plan and not all of it.
+fn wrote_part_since(runs: &[SyncRun], baseline: &SyncRun) -> bool {
+    runs.iter()
+        .take_while(|r| r.name_any() != baseline.name_any())
+        .filter(|r| r.spec.trigger != Trigger::Drift && r.phase().is_some_and(Phase::is_finished))
+        .filter_map(|r| r.status.as_ref())
+        .any(|s| s.wrote_any() && !s.wrote_plan())
 }
 
 /// Whether `run` has written at least one action to the fleet.
@@ -393,6 +411,32 @@ mod tests {
             ..Default::default()
         });
         run
+    }
+
+    #[test]
+    fn drift_after_a_run_that_wrote_part_of_its_plan_is_not_corrected_by_policy() {
+        let with_states = |name, phase, states: &str| {
+            let mut r = run(name, phase, true);
+            r.status.as_mut().unwrap().action_states = Some(states.into());
+            r
+        };
+        let baseline = with_states("r1", Phase::Applied, "AA");
+        let whole = with_states("r2", Phase::Applied, "AA");
+        let left_out = with_states("r3", Phase::Applied, "AL");
+        let stopped = with_states("r4", Phase::Degraded, "AP");
+        let paused = with_states("r5", Phase::Paused, "AP");
+        assert!(!wrote_part_since(
+            &[whole.clone(), baseline.clone()],
+            &baseline
+        ));
+        assert!(wrote_part_since(&[left_out, baseline.clone()], &baseline));
+        assert!(wrote_part_since(
+            &[stopped.clone(), baseline.clone()],
+            &baseline
+        ));
+        // Older than the baseline, or not finished: not in question.
+        assert!(!wrote_part_since(&[baseline.clone(), stopped], &baseline));
+        assert!(!wrote_part_since(&[paused, baseline.clone()], &baseline));
     }
 
     #[test]

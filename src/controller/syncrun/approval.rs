@@ -64,11 +64,8 @@ pub(super) async fn await_approval(
     // Who approved comes from the API server (the chart's admission policies stamp it
     // and let no one else set or remove it). An approval without it cannot be told
     // from one set by anyone who may annotate the run.
-    let approver = match a.get(annotations::APPROVED_BY) {
-        Some(user) => user.clone(),
-        None if ctx.settings.allow_unverified_approvals => {
-            "unverified (no approval admission policy installed)".into()
-        }
+    let approver = match stamped_approver(run, ctx) {
+        Some(user) => user,
         None => {
             return refuse(run, ctx, status, approval, format!(
                 "approval `{approval}` refused: it carries no {} annotation, so who approved cannot be verified (are the chart's admission policies installed?); nothing was applied",
@@ -110,6 +107,20 @@ pub(super) async fn await_approval(
             }
         };
     apply_approved(run, ctx, &gov, status, &authorization, Clearance::Approved).await
+}
+
+/// Who set the approve annotation, as the API server stamped it (the chart's admission
+/// policies stamp it and let no one else set or remove it); with
+/// `--allow-unverified-approvals`, a stand-in when nothing stamped it. None: who it was
+/// cannot be told from anyone who may annotate the run.
+pub(super) fn stamped_approver(run: &SyncRun, ctx: &Context) -> Option<String> {
+    match run.annotations().get(annotations::APPROVED_BY) {
+        Some(user) => Some(user.clone()),
+        None if ctx.settings.allow_unverified_approvals => {
+            Some("unverified (no approval admission policy installed)".into())
+        }
+        None => None,
+    }
 }
 
 /// Refuses an approval, once per distinct value, with a Warning Event.

@@ -64,9 +64,10 @@ pub(super) async fn apply_when_open(
     status.scheduled_for = None;
     // Before the first write, the health of the repository's objects is taken: what
     // regresses during the rollout is measured against it.
+    // Taken again at every clearing before the first write: a run withdrawn and
+    // approved again later is measured against the cluster as it is then.
     let first_write = !status.wrote_any();
     if let Some(rollout) = status.rollout.as_mut()
-        && rollout.baseline.is_none()
         && first_write
     {
         ctx.fleet.wait_until_ready().await?;

@@ -81,7 +81,10 @@ pub(super) async fn converge(
             &written,
             &rollout.accepted,
             |r| down_for.get(r).copied().unwrap_or_default(),
-            rollout.soak(),
+            // A neighbour's link or session is down for a moment around any change
+            // (BGP reconnects, a virtual IP moves): only one down for as long as the
+            // wave may take to converge is taken for a regression.
+            between(&since, &deadline),
         )
     });
     let tally = Tally::of(&observed);
@@ -175,12 +178,19 @@ pub(super) async fn converge(
                 .map(|o| ObjectRef::new(o.kind, o.name.clone()))
                 .collect();
             objects.extend(regressed.iter().cloned());
-            let said = format!(
-                "{wave}plan {plan} did not converge ({}): {}{}",
-                why.as_str(),
-                counted(tally),
-                regressed_said(&regressed)
-            );
+            let said = match why {
+                Degradation::HealthRegression => format!(
+                    "{wave}plan {plan}: objects around the rollout regressed (HealthRegression){}; its own: {}",
+                    regressed_said(&regressed),
+                    counted(tally)
+                ),
+                _ => format!(
+                    "{wave}plan {plan} did not converge ({}): {}{}",
+                    why.as_str(),
+                    counted(tally),
+                    regressed_said(&regressed)
+                ),
+            };
             paused::pause(run, ctx, next, why, objects, said).await
         }
         Step::Degraded(why) => {

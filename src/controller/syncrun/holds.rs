@@ -68,7 +68,10 @@ pub(super) async fn expire(
     status: &mut SyncRunStatus,
 ) -> Result<Option<Action>> {
     let ts = now().0;
-    if let Some(message) = gov.plan_expired(status, ts) {
+    // planExpiry is about approving a stale plan; a rollout under way (part of its plan
+    // written) is past that, and ending it would strand the written waves. Approvals
+    // past their own expiry still stop counting below.
+    if let Some(message) = gov.plan_expired(status, ts).filter(|_| !status.wrote_any()) {
         transition(ctx, run, status.clone(), Event::Expired, message).await?;
         return Ok(Some(Action::await_change()));
     }

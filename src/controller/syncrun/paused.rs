@@ -21,11 +21,11 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use serde_json::json;
 
-use super::approval::refuse;
+use super::approval::{refuse, stamped_approver};
 use super::holds::governance_unless_held;
 use super::warn;
 use crate::api::pause::{MAX_ACCEPTED, MAX_DECISIONS, MAX_PAUSED, RunDecision, RunPause};
-use crate::api::syncrun::{ActionState, Phase, SyncRunStatus};
+use crate::api::syncrun::{ActionState, Phase, SyncRunStatus, Trigger};
 use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations, now};
 use crate::controller::context::Context;
 use crate::controller::drift;
@@ -55,17 +55,26 @@ pub(super) async fn pause(
     let rollout = status.rollout.get_or_insert_with(Default::default);
     let wave = rollout.current.unwrap_or(0);
     let plan = status.plan_id.clone().unwrap_or_default();
-    let decision_id = pause::decision_id(&plan, wave, &objects);
-    let rollback_to = rollback_target(ctx, run).await?;
+    let at = now();
+    let decision_id = pause::decision_id(&plan, wave, &objects, &at.0.to_string());
+    // A Deletion run has nothing to roll back to: the repository is going, and starts
+    // no runs meanwhile.
+    let rollback_to = match run.spec.trigger {
+        Trigger::Deletion => None,
+        _ => rollback_target(ctx, run).await?,
+    };
     let choices = match rollback_to {
         Some(_) => "continue, leave-out or rollback",
         None => "continue or leave-out (no earlier run applied whole to roll back to)",
     };
     let message = format!(
-        "{said}; paused: choose {choices} with kubectl fleet decide {} <choice> (the approve annotation {}=<choice>:{decision_id})",
+        "{said}; paused: choose {choices} with kubectl fleet decide -n {} {} <choice> (the approve annotation {}=<choice>:{decision_id})",
+        run.namespace().unwrap_or_default(),
         run.name_any(),
         annotations::APPROVE
     );
+    // Choices still counting toward an earlier pause are over with it.
+    status.approvals.retain(|r| !is_choice(&r.plan_id));
     let rollout = status.rollout.get_or_insert_with(Default::default);
     rollout.ready_since = None;
     rollout.pause = Some(RunPause {
@@ -74,7 +83,7 @@ pub(super) async fn pause(
         objects: objects.iter().map(ObjectRef::to_string).collect(),
         more: more.try_into().unwrap_or(u32::MAX),
         decision_id,
-        at: now(),
+        at,
         rollback_to,
     });
     status.refused_approval = None;
@@ -118,9 +127,10 @@ pub(super) async fn decide(
         ));
     };
     // A choice whose quorum was recorded but not yet carried out (the controller
-    // stopped in between) is carried out now.
+    // stopped in between) is carried out now; should two have met theirs, the most
+    // careful goes first.
     let requirement = gov.requirement_for(&status);
-    for choice in Choice::ALL {
+    for choice in [Choice::Rollback, Choice::LeaveOut, Choice::Continue] {
         let subject = Decision {
             choice,
             id: paused.decision_id.clone(),
@@ -163,11 +173,8 @@ pub(super) async fn decide(
         );
         return refuse(run, ctx, status, value, message).await;
     }
-    let approver = match a.get(annotations::APPROVED_BY) {
-        Some(user) => user.clone(),
-        None if ctx.settings.allow_unverified_approvals => {
-            "unverified (no approval admission policy installed)".into()
-        }
+    let approver = match stamped_approver(run, ctx) {
+        Some(user) => user,
         None => {
             let message = format!(
                 "choice `{decision}` refused: it carries no {} annotation, so who chose cannot be verified (are the chart's admission policies installed?); nothing was done",
@@ -187,11 +194,18 @@ pub(super) async fn decide(
                 return Ok(Action::requeue(Duration::from_millis(200)));
             }
             // Read again: the choice is recorded and its annotation gone; the next
-            // write must be against the run as it is now.
+            // write must be against the run as it is now, and only if it is still
+            // paused at this pause (a newer run may have superseded it meanwhile).
             let api: Api<SyncRun> =
                 Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
             let run = api.get(&run.name_any()).await?;
             let status = run.status.clone().unwrap_or_default();
+            let still = status.rollout.as_ref().and_then(|r| r.pause.as_ref());
+            if run.phase() != Some(Phase::Paused)
+                || still.map(|p| &p.decision_id) != Some(&paused.decision_id)
+            {
+                return Ok(Action::requeue(Duration::from_millis(100)));
+            }
             carry_out(&run, ctx, status, &paused, decision.choice, by).await
         }
         QuorumOutcome::Refused(message) => {
@@ -239,6 +253,33 @@ async fn carry_out(
     by: String,
 ) -> Result<Action> {
     let plan_id = status.plan_id.clone().unwrap_or_default();
+    let stored = match status
+        .full_plan
+        .clone()
+        .filter(|_| choice != Choice::Rollback)
+    {
+        Some(at) => Some(planstore::load_plan(&ctx.client, run, &at).await),
+        None => None,
+    };
+    let stored = match stored {
+        Some(Ok(plan)) if plan.actions.len() == status.recorded_states().len() => Some(plan),
+        // Without the plan nothing can be left out safely: the choice is refused (its
+        // votes dropped, so it is not taken up again) and the run stays paused for
+        // another. Going on needs no plan here; the engine reads and verifies it anyway.
+        Some(_) | None if choice == Choice::LeaveOut => {
+            let message = format!(
+                "plan {plan_id}: leave-out chosen by {by} cannot be carried out: the stored plan is gone, changed or does not match the run's action states; nothing was left out. Choose continue or rollback"
+            );
+            let subject = format!("{choice}:{}", paused.decision_id);
+            status.approvals.retain(|r| r.plan_id != subject);
+            warn(ctx, run, &status, "ApprovalRefused", "Decide", message).await?;
+            return Ok(Action::await_change());
+        }
+        _ => None,
+    };
+    // The votes are recorded as the decision now; they no longer take room from the
+    // plan's own approvals.
+    status.approvals.retain(|r| !is_choice(&r.plan_id));
     let rollout = status.rollout.get_or_insert_with(Default::default);
     rollout.pause = None;
     rollout.decisions.push(RunDecision {
@@ -261,15 +302,19 @@ async fn carry_out(
         transition(ctx, run, status, Event::Decided(choice), message).await?;
         return Ok(Action::await_change());
     }
+    let mut not_kept = 0;
     for o in &paused.objects {
-        if !rollout.accepted.contains(o) && rollout.accepted.len() < MAX_ACCEPTED {
-            rollout.accepted.push(o.clone());
+        if rollout.accepted.contains(o) {
+            continue;
+        }
+        match rollout.accepted.len() < MAX_ACCEPTED {
+            true => rollout.accepted.push(o.clone()),
+            false => not_kept += 1,
         }
     }
     let mut left = 0;
     let mut following = paused.wave + 1;
-    if let Some(at) = status.full_plan.clone() {
-        let plan = planstore::load_plan(&ctx.client, run, &at).await?;
+    if let Some(plan) = stored {
         let mut states = status.recorded_states();
         if choice == Choice::LeaveOut {
             let pending: Vec<bool> = states.iter().map(|s| *s == ActionState::Pending).collect();
@@ -305,6 +350,12 @@ async fn carry_out(
         ),
         _ => format!("accepted {named} objects as they are"),
     };
+    let what = match not_kept {
+        0 => what,
+        n => format!(
+            "{what} ({n} of them past the {MAX_ACCEPTED} a run records: they hold the rollout back again)"
+        ),
+    };
     let message = format!(
         "plan {plan_id}: {by} chose {choice} at wave {}: {what}; the next wave goes out once it is still authorized and the change windows allow",
         paused.wave + 1
@@ -333,4 +384,12 @@ async fn request_rollback(
     )
     .await?;
     Ok(())
+}
+
+/// Whether an approval record is a choice at a pause (`<choice>:pause-…`) rather than an
+/// approval of a plan.
+fn is_choice(subject: &str) -> bool {
+    subject
+        .split_once(':')
+        .is_some_and(|(choice, id)| choice.parse::<Choice>().is_ok() && id.starts_with("pause-"))
 }

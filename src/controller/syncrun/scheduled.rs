@@ -45,6 +45,20 @@ pub(super) async fn scheduled(
         supersede(ctx, run, status, message).await?;
         return Ok(Action::await_change());
     }
+    // A suspended repository holds a rollout under way before its next wave, however
+    // the run got here (a wave converged, or people chose to go on at a pause).
+    if status.wrote_any()
+        && super::get_repository(ctx, run)
+            .await?
+            .is_some_and(|r| r.spec.suspend)
+    {
+        let held = "the repository is suspended, so the next wave waits".to_owned();
+        if status.message.as_deref() != Some(held.as_str()) {
+            status.message = Some(held);
+            written_status(ctx, run, &status).await?;
+        }
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
     // Time and policy changes are judged again before applying (fail closed): a plan
     // past its expiry ends, approvals past theirs no longer count.
     if let Some(action) = expire(run, ctx, &gov, &mut status).await? {

@@ -9,9 +9,10 @@
 //! - **rollback**: the run stops here and a Rollback run to the last run that applied
 //!   whole is started (gated like any plan).
 //!
-//! A choice names the pause's decision id: a digest of the plan id, the wave and the
-//! objects the pause names. Another pause (another wave, other objects, another plan)
-//! has another id, so a choice made for one never counts for the next.
+//! A choice names the pause's decision id: a digest of the plan id, the wave, the
+//! objects the pause names and when it began. Another pause (another wave, other
+//! objects, another plan, or the same failure again) has another id, so a choice made
+//! for one never counts for the next, and none can be made before the pause exists.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -140,14 +141,17 @@ fn shown(s: &str) -> String {
 }
 
 /// The id a choice for this pause names: `pause-` and 12 hex digits over the plan id,
-/// the wave and the objects named (in any order).
-pub fn decision_id(plan_id: &str, wave: u32, objects: &[ObjectRef]) -> String {
+/// the wave, the objects named (in any order) and when the pause began (`at`, as the
+/// run records it), so that no choice can be written before the pause it is for.
+pub fn decision_id(plan_id: &str, wave: u32, objects: &[ObjectRef], at: &str) -> String {
     let named: BTreeSet<String> = objects.iter().map(ObjectRef::to_string).collect();
     let mut h = Sha256::new();
     h.update(b"fleetgate-pause-v1\0");
     h.update(plan_id.as_bytes());
     h.update(b"\0");
     h.update(wave.to_string().as_bytes());
+    h.update(b"\0");
+    h.update(at.as_bytes());
     for o in named {
         h.update(b"\0");
         h.update(o.as_bytes());
@@ -231,12 +235,18 @@ mod tests {
 
     #[test]
     fn the_decision_id_binds_plan_wave_and_objects_not_their_order() {
-        let id = decision_id("plan-a", 1, &[node("x"), node("y")]);
+        let t = "2026-01-01T00:00:00Z";
+        let id = decision_id("plan-a", 1, &[node("x"), node("y")], t);
         assert!(id.starts_with("pause-") && id.len() == 18, "{id}");
-        assert_eq!(id, decision_id("plan-a", 1, &[node("y"), node("x")]));
-        assert_ne!(id, decision_id("plan-b", 1, &[node("x"), node("y")]));
-        assert_ne!(id, decision_id("plan-a", 2, &[node("x"), node("y")]));
-        assert_ne!(id, decision_id("plan-a", 1, &[node("x")]));
+        assert_eq!(id, decision_id("plan-a", 1, &[node("y"), node("x")], t));
+        assert_ne!(id, decision_id("plan-b", 1, &[node("x"), node("y")], t));
+        assert_ne!(id, decision_id("plan-a", 2, &[node("x"), node("y")], t));
+        assert_ne!(id, decision_id("plan-a", 1, &[node("x")], t));
+        // The same failure paused again later is another pause.
+        assert_ne!(
+            id,
+            decision_id("plan-a", 1, &[node("x"), node("y")], "2026-01-01T00:00:01Z")
+        );
     }
 
     #[test]
