@@ -218,10 +218,10 @@ pub fn regressions(
 /// then (reported and not Ready: a provider acting on them, or failed). What regresses
 /// during the run is measured against it.
 pub fn baseline(fleet: &FleetCache, namespace: &str, repository: &str, at: Time) -> RunBaseline {
+    let not_ready = |h, _| matches!(h, Health::Stale | Health::InProgress | Health::Failed);
     let mut unhealthy: Vec<String> = fleet
-        .health_of(namespace, repository)
+        .health_of(namespace, repository, not_ready)
         .into_iter()
-        .filter(|(_, h, _)| matches!(h, Health::Stale | Health::InProgress | Health::Failed))
         .map(|(r, _, _)| r.to_string())
         .collect();
     unhealthy.sort();
@@ -295,7 +295,9 @@ pub fn out_of_service(
     repository: &str,
 ) -> Vec<(ObjectRef, Standing)> {
     fleet
-        .health_of(namespace, repository)
+        .health_of(namespace, repository, |h, reason| {
+            lost_service(h, reason).is_some()
+        })
         .into_iter()
         .filter_map(|(r, h, reason)| Some((r, lost_service(h, reason)?)))
         .collect()

@@ -270,17 +270,20 @@ impl FleetCache {
             .find_map(|(_, store)| store.get(&key))
     }
 
-    /// The objects of `repository` in `namespace` (by its label), each with what its
-    /// provider reports.
+    /// The objects of `repository` in `namespace` (by its label) whose provider reports
+    /// what `wanted` picks, each with what it reports. Only those picked are named (a
+    /// look at a large fleet picks few).
     pub fn health_of(
         &self,
         namespace: &str,
         repository: &str,
+        wanted: impl Fn(Health, Option<ProviderReason>) -> bool,
     ) -> Vec<(ObjectRef, Health, Option<ProviderReason>)> {
         let mut out = Vec::new();
         for (kind, store) in &self.stores {
             for obj in store.state() {
-                if obj.namespace().as_deref() == Some(namespace)
+                if wanted(obj.health, obj.reason)
+                    && obj.namespace().as_deref() == Some(namespace)
                     && obj.labels().get(REPOSITORY_LABEL).map(String::as_str) == Some(repository)
                 {
                     out.push((

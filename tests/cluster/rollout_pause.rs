@@ -40,6 +40,21 @@ async fn choose(t: &Tenant, who: &Client, run: &str, value: &str) {
     .await;
 }
 
+/// The pause is for `reason` at `wave` (counted from 0) and names `object`.
+fn assert_paused_at(
+    pause: &fleetgate::api::pause::RunPause,
+    reason: &str,
+    wave: u32,
+    object: &str,
+) {
+    assert_eq!(
+        (pause.reason.as_str(), pause.wave),
+        (reason, wave),
+        "{pause:?}"
+    );
+    assert!(pause.objects.iter().any(|o| o == object), "{pause:?}");
+}
+
 /// bob's and carol's approvals of the plan `run` recorded.
 async fn approved_by_both(t: &Tenant, run: &SyncRun) {
     let plan = run.status.as_ref().unwrap().plan_id.clone().unwrap();
@@ -51,7 +66,7 @@ async fn approved_by_both(t: &Tenant, run: &SyncRun) {
 #[tokio::test]
 async fn a_failed_wave_pauses_and_a_quorum_rolls_it_back() {
     let t = tenant("pause").await;
-    let _chart = t.install_chart().await;
+    let chart = t.install_chart().await;
     let ns = &t.ns.name;
     let client = &t.admin;
     let _quorum = Policy::create(
@@ -109,15 +124,7 @@ async fn a_failed_wave_pauses_and_a_quorum_rolls_it_back() {
         .unwrap()
         .pause
         .unwrap();
-    assert_eq!(
-        (pause.reason.as_str(), pause.wave),
-        ("ObjectFailed", 1),
-        "{pause:?}"
-    );
-    assert!(
-        pause.objects.contains(&"fleetnode/rb-0".to_owned()),
-        "{pause:?}"
-    );
+    assert_paused_at(&pause, "ObjectFailed", 1, "fleetnode/rb-0");
     assert_eq!(
         pause.rollback_to.as_deref(),
         Some(first.name_any().as_str())
@@ -131,9 +138,29 @@ async fn a_failed_wave_pauses_and_a_quorum_rolls_it_back() {
     let refused = try_annotate(&t.alice, ns, &name, annotations::APPROVE, Some(&rollback)).await;
     assert!(refused.is_err(), "an editor chose");
 
+    // While bob's choice is not yet recorded (the controller stopped), carol cannot set
+    // another over it: it would be lost.
+    chart.controller.pause();
+    support::operator::wait_for_approved_by_stamp(&t.bob, ns, &name, &rollback).await;
+    try_annotate(&t.bob, ns, &name, annotations::APPROVE, Some(&rollback))
+        .await
+        .unwrap();
+    let continue_ = format!("continue:{}", pause.decision_id);
+    let over = try_annotate(&t.carol, ns, &name, annotations::APPROVE, Some(&continue_)).await;
+    chart.controller.resume();
+    let refused = over.expect_err("a choice set over one not yet recorded");
+    assert!(
+        refused.to_string().contains("is still being recorded"),
+        "{refused}"
+    );
+
     // The quorum is the plan's: bob's choice alone waits for a second person.
-    choose(&t, &t.bob, &name, &rollback).await;
     let api = Api::<SyncRun>::namespaced(client.clone(), ns);
+    support::eventually("bob's choice recorded and cleared", CONVERGE, || async {
+        let r = api.get(&name).await.ok()?;
+        (!r.annotations().contains_key(annotations::APPROVE)).then_some(())
+    })
+    .await;
     let waiting = api.get(&name).await.unwrap();
     assert_eq!(waiting.phase(), Some(Phase::Paused));
     let said = waiting.status.unwrap().message.unwrap_or_default();
@@ -183,5 +210,118 @@ async fn a_failed_wave_pauses_and_a_quorum_rolls_it_back() {
             _ => 1,
         };
         assert_eq!(*generation, expected, "{name}");
+    }
+}
+
+/// A machine the run does not touch fails while the first wave soaks: a regression
+/// against the health taken before the run. The run pauses naming it; leave-out accepts
+/// it and the rollout finishes.
+#[tokio::test]
+async fn a_machine_failing_around_the_rollout_pauses_it_and_leave_out_goes_on() {
+    let regions = ["ra", "rb", "rc"];
+    let v1_yaml = fleet_yaml(&regions, 2, "small", &[], "static", &[]);
+    let fleet = support::fleet::Fleet::in_namespace("regress")
+        .holding(&v1_yaml)
+        .with_spec(json!({
+            "approval": "Auto",
+            "suspend": true,
+            "driftRemediation": "Report",
+            "rollout": {"minReadyTime": "3s", "progressDeadline": "2m", "maxUnavailable": "100%"},
+        }))
+        .controller_running()
+        .await;
+    let (ns, repo, v1) = (&fleet.ns, &fleet.repo, fleet.head.clone());
+    let client = &ns.client;
+    let _lab = support::lab::serving(client, &ns.name).await;
+    run_in_phase_within(client, &ns.name, &v1, Phase::Applied, CONVERGE).await;
+
+    // v2 resizes one machine per region, with a long soak; while the first wave soaks,
+    // rb-1 (which v2 does not change) fails.
+    support::operator::patch_spec(
+        client,
+        &ns.name,
+        json!({"rollout": {"minReadyTime": "60s", "progressDeadline": "2m", "maxUnavailable": "100%"}}),
+    )
+    .await;
+    let v2_yaml = fleet_yaml(
+        &regions,
+        2,
+        "small",
+        &["ra-0", "rb-0", "rc-0"],
+        "static",
+        &[],
+    );
+    let v2 = repo.commit(
+        &[("fleet.yaml", v2_yaml.as_slice())],
+        "resize one per region",
+    );
+    let api = Api::<SyncRun>::namespaced(client.clone(), &ns.name);
+    support::eventually("the first wave soaking", CONVERGE, || async {
+        let runs = api.list(&ListParams::default()).await.ok()?.items;
+        runs.into_iter().find(|r| {
+            r.spec.revision == v2
+                && r.status
+                    .as_ref()
+                    .and_then(|s| s.rollout.as_ref()?.ready_since.as_ref())
+                    .is_some()
+        })
+    })
+    .await;
+    let nodes_api =
+        fleetgate::controller::live::api(client, &ns.name, "FleetNode".parse().unwrap());
+    let generation = nodes_api
+        .get("rb-1")
+        .await
+        .unwrap()
+        .metadata
+        .generation
+        .unwrap();
+    nodes_api
+        .patch(
+            "rb-1",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {
+                "lab.fleetgate.dev/fail-after": "0s",
+                "lab.fleetgate.dev/fault-generation": generation.to_string(),
+            }}})),
+        )
+        .await
+        .unwrap();
+    let paused = run_in_phase_within(client, &ns.name, &v2, Phase::Paused, CONVERGE).await;
+    let name = paused.name_any();
+    let status = paused.status.clone().unwrap();
+    let pause = status.rollout.as_ref().unwrap().pause.clone().unwrap();
+    assert_paused_at(&pause, "HealthRegression", 0, "fleetnode/rb-1");
+    let said = status.message.unwrap_or_default();
+    assert!(
+        said.contains("objects around the rollout regressed"),
+        "{said}"
+    );
+    assert_eq!(
+        nodes(client, &ns.name).await["rb-0"].3,
+        "small",
+        "the next wave waits"
+    );
+
+    // Leave it out: nothing of v2 is for rb-1, so nothing more is left out; the rest goes.
+    let choice = format!("leave-out:{}", pause.decision_id);
+    support::operator::annotate(client, &ns.name, &name, annotations::APPROVE, Some(&choice)).await;
+    let applied = run_in_phase_within(client, &ns.name, &v2, Phase::Applied, CONVERGE).await;
+    let status = applied.status.unwrap();
+    let rollout = status.rollout.unwrap();
+    assert!(
+        rollout.accepted.contains(&"fleetnode/rb-1".to_owned()),
+        "{:?}",
+        rollout.accepted
+    );
+    assert_eq!(rollout.decisions[0].choice, "leave-out");
+    assert!(
+        !events(client, &ns.name, &name, "LeaveOutChosen")
+            .await
+            .is_empty()
+    );
+    let by_node = nodes(client, &ns.name).await;
+    for host in ["ra-0", "rb-0", "rc-0"] {
+        assert_eq!(by_node[host].3, "large", "{host}");
     }
 }
