@@ -47,7 +47,7 @@ start() {
   ssh-keygen -q -t ed25519 -N "" -C testenv-client -f "$dir/ssh/client_ed25519"
   cp "$dir/ssh/client_ed25519.pub" "$dir/ssh/authorized_keys"
   local ssh_port git_port user
-  ssh_port=$(free_port); git_port=$(free_port); user=$(id -un)
+  { read -r ssh_port; read -r git_port; } < <(free_ports 2); user=$(id -un)
   echo "[$addr]:$ssh_port $(cut -d' ' -f1,2 "$dir/ssh/host_ed25519.pub")" > "$dir/ssh/known_hosts"
   echo "[$addr]:$ssh_port $(cut -d' ' -f1,2 "$dir/ssh/other_host_ed25519.pub")" > "$dir/ssh/wrong_known_hosts"
   cat > "$dir/ssh/sshd_config" <<CONFIG

@@ -5,6 +5,16 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# free_ports N: N distinct free loopback ports, one per line. Asked one at a time, the
+# kernel may hand out a port just released again (etcd once got the same port for its
+# clients and its peers, and did not start).
+free_ports() {
+  python3 -c 'import socket, sys
+held = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in held: s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in held))' "$1"
+}
+
 # stop_pids DIR NAME...: stops each DIR/NAME.pid process, waiting up to 5 s before KILL.
 stop_pids() {
   local dir=$1; shift

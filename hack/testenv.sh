@@ -74,7 +74,7 @@ start() {
   fi
 
   local etcd_port etcd_peer_port api_port
-  etcd_port=$(free_port); etcd_peer_port=$(free_port); api_port=$(free_port)
+  { read -r etcd_port; read -r etcd_peer_port; read -r api_port; } < <(free_ports 3)
 
   # A CA, the API server's serving certificate, and the service-account signing key.
   openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj "/CN=fleetgate-testenv-ca" \
