@@ -14,6 +14,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::rollout::{fleet_yaml, nodes};
+use support::browser::{Browser, Ui};
 use support::lab::at_next_generation;
 use support::operator::{create_repository, events, run_in_phase_within, try_annotate};
 use support::policy::{Policy, selecting};
@@ -138,13 +139,56 @@ async fn a_failed_wave_pauses_and_a_quorum_rolls_it_back() {
     let refused = try_annotate(&t.alice, ns, &name, annotations::APPROVE, Some(&rollback)).await;
     assert!(refused.is_err(), "an editor chose");
 
-    // While bob's choice is not yet recorded (the controller stopped), carol cannot set
-    // another over it: it would be lost.
-    chart.controller.pause();
+    // bob chooses in the browser UI, from the pause its run page shows. While his choice
+    // is not yet recorded (the controller stopped), carol cannot set another over it: it
+    // would be lost.
     support::operator::wait_for_approved_by_stamp(&t.bob, ns, &name, &rollback).await;
-    try_annotate(&t.bob, ns, &name, annotations::APPROVE, Some(&rollback))
+    // What Kubernetes' `view` grants on ConfigMaps, where the plan is stored (`view` is
+    // aggregated by kube-controller-manager, which the test control plane lacks).
+    support::run_tool(
+        "kubectl",
+        &[
+            "create",
+            "role",
+            "k8s-view",
+            "-n",
+            ns,
+            "--verb=get,list,watch",
+            "--resource=configmaps",
+        ],
+    );
+    support::run_tool(
+        "kubectl",
+        &[
+            "create",
+            "rolebinding",
+            "bob-k8s-view",
+            "-n",
+            ns,
+            "--role=k8s-view",
+            "--user=bob",
+        ],
+    );
+    let browser = Browser::start().await;
+    let bob_ui = Ui::start(&support::env().kubeconfig, ns, "bob");
+    let b = &browser;
+    b.client.goto(&bob_ui.url).await.unwrap();
+    b.client
+        .goto(&format!("{}/ns/{ns}/runs/{name}", bob_ui.base))
         .await
         .unwrap();
+    let heading = b.text("#pause h2").await;
+    assert!(
+        heading.contains("Paused at wave 2 of 3: ObjectFailed"),
+        "{heading}"
+    );
+    b.screenshot("paused").await;
+    chart.controller.pause();
+    b.click("#decide-rollback").await;
+    let api = Api::<SyncRun>::namespaced(client.clone(), ns);
+    let chosen = api.get(&name).await.unwrap();
+    assert_eq!(chosen.annotations()[annotations::APPROVE], rollback);
+    assert_eq!(chosen.annotations()[annotations::APPROVED_BY], "bob");
     let continue_ = format!("continue:{}", pause.decision_id);
     let over = try_annotate(&t.carol, ns, &name, annotations::APPROVE, Some(&continue_)).await;
     chart.controller.resume();
@@ -155,7 +199,6 @@ async fn a_failed_wave_pauses_and_a_quorum_rolls_it_back() {
     );
 
     // The quorum is the plan's: bob's choice alone waits for a second person.
-    let api = Api::<SyncRun>::namespaced(client.clone(), ns);
     support::eventually("bob's choice recorded and cleared", CONVERGE, || async {
         let r = api.get(&name).await.ok()?;
         (!r.annotations().contains_key(annotations::APPROVE)).then_some(())
