@@ -23,7 +23,7 @@ use super::convergence;
 use super::error::{Error, Result};
 use super::governance;
 use super::lifecycle::{
-    Event, FailReason, Withdrawal, action_entries, fail, progress, transition,
+    Event, FailReason, Withdrawal, action_entries, fail, progress, recorded_errors, transition,
     withdraw_authorization, write_status,
 };
 use super::live;
@@ -118,17 +118,7 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
     if states.len() != plan.actions.len() {
         states = vec![ActionState::Pending; plan.actions.len()];
     }
-    let errors = status
-        .actions
-        .iter()
-        .filter_map(|a| {
-            let i = plan
-                .actions
-                .iter()
-                .position(|p| p.kind.as_str() == a.kind && p.name == a.name)?;
-            Some((i, a.error.clone()?))
-        })
-        .collect();
+    let errors = recorded_errors(plan, &status.actions);
     let prune = recorded.repository().is_none_or(|r| r.spec.prune);
     let deadline = recorded
         .repository()

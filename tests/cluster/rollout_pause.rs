@@ -41,6 +41,14 @@ async fn choose(t: &Tenant, who: &Client, run: &str, value: &str) {
     .await;
 }
 
+/// `regions` of two machines each, peers of a statically routed network, with the first
+/// machine of each resized: one update per region, so one wave each.
+fn one_resized_per_region(regions: &[&str]) -> Vec<u8> {
+    let first: Vec<String> = regions.iter().map(|r| format!("{r}-0")).collect();
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    fleet_yaml(regions, 2, "small", &first, "static", &[])
+}
+
 /// The pause is for `reason` at `wave` (counted from 0) and names `object`.
 fn assert_paused_at(
     pause: &fleetgate::api::pause::RunPause,
@@ -101,14 +109,7 @@ async fn a_failed_wave_pauses_and_a_quorum_rolls_it_back() {
     )
     .await;
     at_next_generation(client, ns, "rb-0", ("lab.fleetgate.dev/fail-after", "2s")).await;
-    let v2_yaml = fleet_yaml(
-        &regions,
-        2,
-        "small",
-        &["ra-0", "rb-0", "rc-0"],
-        "static",
-        &[],
-    );
+    let v2_yaml = one_resized_per_region(&regions);
     let v2 = t.repo.commit(
         &[("fleet.yaml", v2_yaml.as_slice())],
         "resize one per region",
@@ -143,32 +144,7 @@ async fn a_failed_wave_pauses_and_a_quorum_rolls_it_back() {
     // is not yet recorded (the controller stopped), carol cannot set another over it: it
     // would be lost.
     support::operator::wait_for_approved_by_stamp(&t.bob, ns, &name, &rollback).await;
-    // What Kubernetes' `view` grants on ConfigMaps, where the plan is stored (`view` is
-    // aggregated by kube-controller-manager, which the test control plane lacks).
-    support::run_tool(
-        "kubectl",
-        &[
-            "create",
-            "role",
-            "k8s-view",
-            "-n",
-            ns,
-            "--verb=get,list,watch",
-            "--resource=configmaps",
-        ],
-    );
-    support::run_tool(
-        "kubectl",
-        &[
-            "create",
-            "rolebinding",
-            "bob-k8s-view",
-            "-n",
-            ns,
-            "--role=k8s-view",
-            "--user=bob",
-        ],
-    );
+    support::chart::grant_configmap_view(ns, &["bob"]);
     let browser = Browser::start().await;
     let bob_ui = Ui::start(&support::env().kubeconfig, ns, "bob");
     let b = &browser;
@@ -286,14 +262,7 @@ async fn a_machine_failing_around_the_rollout_pauses_it_and_leave_out_goes_on() 
         json!({"rollout": {"minReadyTime": "60s", "progressDeadline": "2m", "maxUnavailable": "100%"}}),
     )
     .await;
-    let v2_yaml = fleet_yaml(
-        &regions,
-        2,
-        "small",
-        &["ra-0", "rb-0", "rc-0"],
-        "static",
-        &[],
-    );
+    let v2_yaml = one_resized_per_region(&regions);
     let v2 = repo.commit(
         &[("fleet.yaml", v2_yaml.as_slice())],
         "resize one per region",

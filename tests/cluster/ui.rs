@@ -71,35 +71,7 @@ async fn review_leave_out_and_approve_in_a_browser() {
     bind(&ns.name, "alice-edits", "fleetgate-editor", "alice");
     bind(&ns.name, "bob-edits", "fleetgate-editor", "bob");
     bind(&ns.name, "bob-approves", "fleetgate-approver", "bob");
-    // What Kubernetes' `view` (in `edit`) grants on ConfigMaps, where the plan is stored;
-    // `view` itself is aggregated by kube-controller-manager, which the test control
-    // plane lacks.
-    support::run_tool(
-        "kubectl",
-        &[
-            "create",
-            "role",
-            "k8s-view",
-            "-n",
-            &ns.name,
-            "--verb=get,list,watch",
-            "--resource=configmaps",
-        ],
-    );
-    for user in ["alice", "bob"] {
-        support::run_tool(
-            "kubectl",
-            &[
-                "create",
-                "rolebinding",
-                &format!("{user}-k8s-view"),
-                "-n",
-                &ns.name,
-                "--role=k8s-view",
-                &format!("--user={user}"),
-            ],
-        );
-    }
+    support::chart::grant_configmap_view(&ns.name, &["alice", "bob"]);
     let spec = json!({"url": git.ssh_url(&repo), "ref": {"branch": "main"},
                       "secretRef": {"name": "fleet-git"}, "interval": "2s"});
     create_repository(&admin, &ns.name, "fleet", spec).await;

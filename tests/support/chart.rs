@@ -49,6 +49,38 @@ pub fn kubeconfig_with_token(token: &str, path: &Path) -> PathBuf {
     path.to_owned()
 }
 
+/// Lets `users` read the ConfigMaps of `ns` (where a run's plan is stored), as
+/// Kubernetes' `view` (in `edit`) does: `view` itself is aggregated by
+/// kube-controller-manager, which the test control plane lacks.
+pub fn grant_configmap_view(ns: &str, users: &[&str]) {
+    run_tool(
+        "kubectl",
+        &[
+            "create",
+            "role",
+            "k8s-view",
+            "-n",
+            ns,
+            "--verb=get,list,watch",
+            "--resource=configmaps",
+        ],
+    );
+    for user in users {
+        run_tool(
+            "kubectl",
+            &[
+                "create",
+                "rolebinding",
+                &format!("{user}-k8s-view"),
+                "-n",
+                ns,
+                "--role=k8s-view",
+                &format!("--user={user}"),
+            ],
+        );
+    }
+}
+
 /// Binds `user` to the ClusterRole `role` in `ns`.
 pub fn bind(ns: &str, name: &str, role: &str, user: &str) {
     run_tool(

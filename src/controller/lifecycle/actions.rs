@@ -20,6 +20,21 @@ pub fn progress(states: &[ActionState]) -> Progress {
     }
 }
 
+/// The errors `entries` (a run's status.actions) record, by the index of their action in
+/// `plan`: what a later write of the list must keep.
+pub fn recorded_errors(plan: &Plan, entries: &[ActionStatus]) -> Vec<(usize, String)> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let i = plan
+                .actions
+                .iter()
+                .position(|a| a.kind.as_str() == e.kind && a.name == e.name)?;
+            Some((i, e.error.clone()?))
+        })
+        .collect()
+}
+
 /// The per-action list kept in status: failed and skipped first, then in plan order.
 pub fn action_entries(
     plan: &Plan,

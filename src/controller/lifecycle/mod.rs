@@ -22,7 +22,7 @@ pub mod actions;
 pub mod machine;
 pub mod record;
 
-pub use actions::{action_entries, progress};
+pub use actions::{action_entries, progress, recorded_errors};
 pub use machine::{Clearance, Event, FailReason, Withdrawal};
 pub use record::{
     Guard, fail, moved, reject, started, supersede, supersede_listed, transition,

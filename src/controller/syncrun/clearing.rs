@@ -62,10 +62,10 @@ pub(super) async fn apply_when_open(
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
     status.scheduled_for = None;
-    // Before the first write, the health of the repository's objects is taken: what
-    // regresses during the rollout is measured against it.
-    // Taken again at every clearing before the first write: a run withdrawn and
-    // approved again later is measured against the cluster as it is then.
+    // What regresses during the rollout is measured against the health of the
+    // repository's objects before its first write, taken at every clearing until then
+    // (a run withdrawn and approved again later is measured against the cluster as it
+    // is then).
     let first_write = !status.wrote_any();
     if let Some(rollout) = status.rollout.as_mut()
         && first_write

@@ -8,22 +8,21 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kube::ResourceExt;
-use kube::api::Api;
 use kube::runtime::controller::Action;
 
 use crate::api::repository::RolloutSpec;
 use crate::api::syncrun::SyncRunStatus;
-use crate::api::{GitopsRepository, SyncRun, now};
+use crate::api::{SyncRun, now};
 use crate::controller::context::Context;
 use crate::controller::convergence::{self, WrittenObjects, between, plus};
 use crate::controller::error::Result;
 use crate::controller::lifecycle::{Event, transition, write_status};
 use crate::controller::planstore;
-
-use super::paused;
 use crate::fleet::health::{Degradation, Observed, Tally};
 use crate::fleet::rollout::gate::{self, Gate, Step};
 use crate::fleet::{ObjectKind, ObjectRef};
+
+use super::paused;
 
 /// How often a converging run looks at its objects again. The watch cache is read, so
 /// a look costs no request but the one LIST of registration Leases.
@@ -67,10 +66,12 @@ pub(super) async fn converge(
     };
     let rollout = status.rollout.clone().unwrap_or_default();
     // Objects a person accepted at a pause no longer hold the rollout back.
-    observed.retain(|o| {
-        let named = ObjectRef::new(o.kind, o.name.clone()).to_string();
-        !rollout.accepted.contains(&named)
-    });
+    if !rollout.accepted.is_empty() {
+        observed.retain(|o| {
+            let named = ObjectRef::new(o.kind, o.name.clone()).to_string();
+            !rollout.accepted.contains(&named)
+        });
+    }
     let namespace = run.namespace().unwrap_or_default();
     let regressed = rollout.baseline.as_ref().map_or_else(Vec::new, |b| {
         let down = convergence::out_of_service(&ctx.fleet, &namespace, &run.spec.repository);
@@ -144,7 +145,7 @@ pub(super) async fn converge(
         Step::NextWave => {
             // A suspended repository holds its rollout between waves: the on-call's way
             // to stop one without deleting anything.
-            if repository_suspended(ctx, run).await? {
+            if super::repository_suspended(ctx, run).await? {
                 let held = format!(
                     "{wave}plan {plan} converged ({}); the repository is suspended, so the next wave waits",
                     counted(tally)
@@ -200,7 +201,7 @@ pub(super) async fn converge(
                 regressed
                     .iter()
                     .take(100)
-                    .map(|r| format!("{r}: Failed since the run started")),
+                    .map(|r| format!("{r}: out of service since the run started")),
             );
             let first: Vec<&str> = named.iter().take(5).map(String::as_str).collect();
             let stopped = if gate.waves_left {
@@ -274,17 +275,6 @@ pub(super) async fn converge(
     }
 }
 
-/// Whether the run's repository is suspended now (gone counts as not: the run's own
-/// steps deal with a missing repository).
-async fn repository_suspended(ctx: &Context, run: &SyncRun) -> Result<bool> {
-    let api: Api<GitopsRepository> =
-        Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
-    Ok(api
-        .get_opt(&run.spec.repository)
-        .await?
-        .is_some_and(|r| r.spec.suspend))
-}
-
 /// What the run wrote, its objects as their providers report them now, and the kinds
 /// served.
 async fn look(
@@ -300,7 +290,7 @@ async fn look(
     Ok((written, observed, served))
 }
 
-/// `; 2 objects regressed around it (fleetnode/a, …)`, or nothing.
+/// `; 2 objects fine before the run now out of service (fleetnode/a, …)`, or nothing.
 fn regressed_said(regressed: &[ObjectRef]) -> String {
     if regressed.is_empty() {
         return String::new();
@@ -308,7 +298,7 @@ fn regressed_said(regressed: &[ObjectRef]) -> String {
     let first: Vec<String> = regressed.iter().take(5).map(ObjectRef::to_string).collect();
     let more = if regressed.len() > 5 { ", …" } else { "" };
     format!(
-        "; {} objects Ready before the run now failed ({}{more})",
+        "; {} objects fine before the run now out of service ({}{more})",
         regressed.len(),
         first.join(", ")
     )

@@ -123,6 +123,14 @@ async fn warn(
     Ok(written)
 }
 
+/// Whether the run's repository is suspended now (gone counts as not: the run's own
+/// steps deal with a missing repository).
+async fn repository_suspended(ctx: &Context, run: &SyncRun) -> Result<bool> {
+    Ok(get_repository(ctx, run)
+        .await?
+        .is_some_and(|r| r.spec.suspend))
+}
+
 async fn get_repository(ctx: &Context, run: &SyncRun) -> Result<Option<GitopsRepository>> {
     let api: Api<GitopsRepository> =
         Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());

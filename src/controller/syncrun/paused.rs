@@ -31,7 +31,9 @@ use crate::controller::context::Context;
 use crate::controller::drift;
 use crate::controller::error::Result;
 use crate::controller::governance::{self, QuorumOutcome, quorum};
-use crate::controller::lifecycle::{Event, action_entries, progress, transition, written_status};
+use crate::controller::lifecycle::{
+    Event, action_entries, progress, recorded_errors, transition, written_status,
+};
 use crate::controller::planstore;
 use crate::controller::repository::sequence;
 use crate::fleet::ObjectRef;
@@ -323,17 +325,7 @@ async fn carry_out(
             for i in out {
                 states[i] = ActionState::LeftOut;
             }
-            let errors: Vec<(usize, String)> = status
-                .actions
-                .iter()
-                .filter_map(|e| {
-                    let i = plan
-                        .actions
-                        .iter()
-                        .position(|a| a.kind.as_str() == e.kind && a.name == e.name)?;
-                    Some((i, e.error.clone()?))
-                })
-                .collect();
+            let errors = recorded_errors(&plan, &status.actions);
             status.action_states = Some(states.iter().map(|s| s.letter()).collect());
             status.progress = Some(progress(&states));
             status.actions = action_entries(&plan, &states, &errors);

@@ -47,11 +47,7 @@ pub(super) async fn scheduled(
     }
     // A suspended repository holds a rollout under way before its next wave, however
     // the run got here (a wave converged, or people chose to go on at a pause).
-    if status.wrote_any()
-        && super::get_repository(ctx, run)
-            .await?
-            .is_some_and(|r| r.spec.suspend)
-    {
+    if status.wrote_any() && super::repository_suspended(ctx, run).await? {
         let held = "the repository is suspended, so the next wave waits".to_owned();
         if status.message.as_deref() != Some(held.as_str()) {
             status.message = Some(held);
