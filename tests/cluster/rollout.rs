@@ -201,6 +201,9 @@ async fn thirty_machines_roll_out_region_by_region_and_a_stuck_wave_pauses_for_a
     let names: Vec<&str> = rollout.waves.iter().map(|w| w.name.as_str()).collect();
     assert_eq!(names, ["region=ra", "region=rb", "region=rc"]);
     assert_eq!(rollout.min_ready_time, "5s");
+    // An Event is published after the status write it reports (as Flux and kube-runtime
+    // do), so a kill in between loses it: wait for the first wave's before killing.
+    events(client, &ns.name, &second.name_any(), "WaveConverged").await;
     fleet.controller.kill();
     fleet.controller = ControllerProcess::restart_in_pod(ns, POD, &[]);
     let applied = run_in_phase_within(client, &ns.name, &v1, Phase::Applied, CONVERGE).await;
