@@ -8,6 +8,7 @@ pub mod forge;
 pub mod governance;
 pub mod notification;
 pub mod pause;
+pub mod provenance;
 pub mod reference;
 pub mod repository;
 pub mod rollout;
@@ -128,6 +129,10 @@ pub mod labels {
     pub const CONTENT: &str = "gitops.fleetgate.dev/content";
     /// On a GitopsRepository whose deletionPolicy is Delete.
     pub const DELETE_FINALIZER: &str = "gitops.fleetgate.dev/delete-managed-objects";
+    /// On a Secret of trusted signing keys (`spec.verify.secretRef`), value `"true"`:
+    /// the controller reads no other Secret as trusted keys, and with the chart's
+    /// admission policies only an approver may create, change or delete one.
+    pub const TRUSTED_KEYS: &str = "gitops.fleetgate.dev/trusted-keys";
 }
 
 /// All CRDs, in the order they are installed.

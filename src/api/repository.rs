@@ -125,6 +125,9 @@ pub struct GitopsRepositorySpec {
     /// How a written plan is seen through to healthy machines. Guarded like spec.approval: setting or changing it needs the approve verb on syncruns.
     #[serde(default, skip_serializing_if = "RolloutSpec::is_default")]
     pub rollout: RolloutSpec,
+    /// Which signatures must verify before a revision is planned, and the Secret of trusted keys. An unverified revision gets no plan. Guarded like spec.approval: changing or removing it needs the approve verb on syncruns (adding it does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<crate::api::provenance::VerifySpec>,
 }
 
 pub use super::rollout::RolloutSpec;

@@ -393,6 +393,9 @@ pub struct RunSource {
     /// The applied SyncRun whose stored desired state this run restores (Rollback and Drift runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restores: Option<String>,
+    /// The commit's author and committer, and the signer that verified it under the repository's spec.verify (runs that read git).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<crate::api::provenance::RunCommit>,
 }
 
 /// What authorized writing a plan.

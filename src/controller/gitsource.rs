@@ -84,7 +84,7 @@ impl GitWork {
         &self.settings
     }
 
-    fn cache_lock(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    pub(super) fn cache_lock(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
         lock(&self.locks)
             .entry(path.to_path_buf())
             .or_default()
@@ -362,17 +362,25 @@ pub async fn read_fleet_file(
     let git_ref = git_ref(repo)?;
     let limits = remote.limits;
     // The wanted commit may already be cached (a re-plan, a restart): no network then.
-    let cached = {
+    // A tag to verify is fetched afresh: what it points at now decides.
+    let verifies_tag = repo
+        .spec
+        .verify
+        .as_ref()
+        .is_some_and(|v| v.mode != crate::api::provenance::VerifyMode::Head);
+    let cached = if verifies_tag {
+        None
+    } else {
         let (c, rev, path) = (c.clone(), rev.clone(), path.clone());
-        tokio::task::spawn_blocking(move || source::read_file(&c, &rev, &path, &limits)).await
+        Some(tokio::task::spawn_blocking(move || source::read_file(&c, &rev, &path, &limits)).await)
     };
     match cached {
-        Ok(Ok(bytes)) => return Ok(bytes),
-        Ok(Err(
+        Some(Ok(Ok(bytes))) => return Ok(bytes),
+        Some(Ok(Err(
             e @ (source::SourceError::InvalidPath { .. }
             | source::SourceError::FileNotFound { .. }
             | source::SourceError::FileTooLarge { .. }),
-        )) => return Err(e.into()),
+        ))) => return Err(e.into()),
         _ => {}
     }
     let result = git

@@ -21,6 +21,7 @@ pub mod notifications;
 pub mod objectwrite;
 pub mod outbound;
 pub mod planstore;
+pub mod provenance;
 pub mod receiver;
 pub mod repository;
 pub mod slots;

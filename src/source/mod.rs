@@ -9,6 +9,8 @@
 mod known_hosts;
 mod limits;
 pub mod policy;
+mod signed;
+pub mod verify;
 
 use std::cell::RefCell;
 use std::path::{Component, Path};
@@ -18,6 +20,7 @@ use git2::{CertificateCheckStatus, Cred, FetchOptions, ObjectType, RemoteCallbac
 
 pub use known_hosts::{KnownHosts, Verdict};
 pub use limits::{Limits, set_network_timeouts};
+pub use signed::{Person, Provenance, SignedTag, Verification, VerifyMode, provenance};
 
 /// What to follow in the repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +103,8 @@ pub enum SourceError {
     Policy(#[from] policy::PolicyError),
     #[error("fetching {url} was stopped after {limit} bytes, the most one fetch may receive")]
     RepositoryTooLarge { url: String, limit: u64 },
+    #[error(transparent)]
+    Unverified(#[from] verify::VerifyError),
     #[error("`{path}` is {size} bytes, more than the {limit} bytes a fleet file may have")]
     FileTooLarge { path: String, size: u64, limit: u64 },
 }
@@ -121,6 +126,7 @@ impl SourceError {
             SourceError::FetchFailed { .. } | SourceError::Cache { .. } => "FetchFailed",
             SourceError::InvalidPath { .. } | SourceError::FileNotFound { .. } => "InvalidPath",
             SourceError::Policy(e) => e.label(),
+            SourceError::Unverified(e) => e.label(),
             SourceError::RepositoryTooLarge { .. } => "RepositoryTooLarge",
             SourceError::FileTooLarge { .. } => "FileTooLarge",
         }
@@ -144,6 +150,7 @@ impl SourceError {
         ]
         .into_iter()
         .chain(policy::PolicyError::LABELS.iter().copied())
+        .chain(verify::VerifyError::labels())
     }
 }
 

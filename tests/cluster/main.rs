@@ -30,6 +30,7 @@ mod notifications;
 mod operator;
 mod outbound;
 mod plugin;
+mod provenance;
 mod provider_conformance;
 mod receiver;
 mod rollout;

@@ -21,6 +21,7 @@ pub mod operator;
 pub mod outage;
 pub mod policy;
 pub mod procstat;
+pub mod signing;
 pub mod tenant;
 
 use std::collections::HashMap;

@@ -97,6 +97,9 @@ pub enum FailReason {
     PlanMissing,
     /// Some actions failed or were skipped, or the cluster still differs afterwards.
     ApplyFailed,
+    /// The revision's signatures do not verify under the repository's spec.verify: the
+    /// label of `source::verify::VerifyError` (Unsigned, UntrustedKey, ...).
+    SourceUnverified(&'static str),
     /// An error's stable label (`controller::error::Error::label` and those it wraps).
     Error(&'static str),
 }
@@ -114,7 +117,7 @@ impl FailReason {
             FailReason::RestoreUnavailable => "RestoreUnavailable",
             FailReason::PlanMissing => "PlanMissing",
             FailReason::ApplyFailed => "ApplyFailed",
-            FailReason::Error(label) => label,
+            FailReason::SourceUnverified(label) | FailReason::Error(label) => label,
         }
     }
 
@@ -124,7 +127,9 @@ impl FailReason {
     pub fn stalls(self) -> bool {
         matches!(
             self,
-            FailReason::ValidationFailed | FailReason::PreventDestroy
+            FailReason::ValidationFailed
+                | FailReason::PreventDestroy
+                | FailReason::SourceUnverified(_)
         )
     }
 
@@ -133,6 +138,13 @@ impl FailReason {
         [FailReason::ValidationFailed, FailReason::PreventDestroy]
             .iter()
             .any(|r| r.as_str() == reason)
+            || FailReason::is_unverified(reason)
+    }
+
+    /// Whether `reason`, as a failed run's conditions record it, says its revision did
+    /// not verify.
+    pub fn is_unverified(reason: &str) -> bool {
+        crate::source::verify::VerifyError::labels().contains(&reason)
     }
 }
 

@@ -31,7 +31,7 @@ pub mod triggers;
 pub(super) use runs::{announce_run, create_run, sequence};
 use runs::{prune_history, remediate, start_runs, supersede_older};
 pub(super) use status::apply_and_tell;
-use status::{conditions_from_newest, fail, write_status};
+use status::{conditions_from_newest, fail, source_verified, write_status};
 
 #[instrument(skip_all, fields(repository = %repo.name_any(), namespace = repo.namespace().unwrap_or_default()))]
 pub async fn reconcile(repo: Arc<GitopsRepository>, ctx: Arc<Context>) -> Result<Action> {
@@ -259,6 +259,7 @@ fn record_runs(
         status.last_applied_revision = Some(applied.spec.revision.clone());
     }
     conditions_from_newest(&mut status.conditions, runs.first(), repo.meta().generation);
+    source_verified(&mut status.conditions, repo, runs, &now());
     status.history = drift::history(runs, repo.spec.history_limit as usize);
 }
 

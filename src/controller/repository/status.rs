@@ -2,7 +2,7 @@
 //! failure, the forge condition, and the write itself.
 
 use crate::controller::lifecycle::FailReason;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -210,6 +210,53 @@ pub(super) fn conditions_from_newest(
         message: &message,
     };
     k.set(conditions, generation, &now());
+}
+
+/// `SourceVerified`, for a repository with `spec.verify`: from the newest run that read
+/// git (rollbacks and drift corrections restore content verified when it was planned).
+/// True with the signer once a run verified its revision; False with the reason when
+/// the newest was refused. Without `spec.verify` there is no such condition.
+pub(super) fn source_verified(
+    conditions: &mut Vec<Condition>,
+    repo: &GitopsRepository,
+    runs: &[SyncRun],
+    at: &Time,
+) {
+    if repo.spec.verify.is_none() {
+        conditions.retain(|c| c.type_ != "SourceVerified");
+        return;
+    }
+    let read_git = runs.iter().find_map(|run| {
+        let status = run.status.as_ref()?;
+        let rev = short(&run.spec.revision);
+        if status.phase == Some(Phase::Failed) {
+            let reason = crate::api::condition(&status.conditions, "Ready")?
+                .reason
+                .clone();
+            if FailReason::is_unverified(&reason) {
+                return Some((false, reason, status.message.clone().unwrap_or_default()));
+            }
+        }
+        let commit = status.source.as_ref()?.commit.as_ref()?;
+        commit.verified?;
+        let signed = commit.signed_by().unwrap_or_default();
+        Some((
+            true,
+            "Verified".to_owned(),
+            format!("revision {rev}: {signed}"),
+        ))
+    });
+    if let Some((verified, reason, message)) = read_git {
+        set_condition(
+            conditions,
+            "SourceVerified",
+            verified,
+            &reason,
+            &message,
+            repo.meta().generation,
+            at,
+        );
+    }
 }
 
 pub(super) async fn write_status(

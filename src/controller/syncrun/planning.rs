@@ -19,6 +19,7 @@ use crate::controller::lifecycle::{
     Clearance, Event, FailReason, fail, started, transition, write_status,
 };
 use crate::controller::planstore;
+use crate::controller::provenance;
 use crate::fleet::{
     self, FleetObject, ObjectRef, Plan, PlanError, PlanOptions, ResolveOptions, rollout,
 };
@@ -159,6 +160,16 @@ async fn compute(
                 .cloned();
             let bytes =
                 gitsource::read_fleet_file(&ctx.git, &ctx.client, repo, &run.spec.revision).await?;
+            // Who made the commit, and under spec.verify who signed it: checked before the
+            // file is even parsed, and an unverified revision is never planned.
+            match provenance::of_revision(&ctx.git, &ctx.client, repo, &run.spec.revision).await? {
+                Ok(commit) => source.commit = Some(commit),
+                Err(refused) => {
+                    let reason = FailReason::SourceUnverified(refused.label());
+                    let message = format!("revision not verified, nothing was planned: {refused}");
+                    return Ok(Computed::Invalid(reason, message));
+                }
+            }
             // A huge fleet takes a while to resolve and plan: off the runtime's worker threads.
             let (path, account) = (repo.spec.path.clone(), repo.spec.account.clone());
             let limits = ctx.settings.fleet_limits;

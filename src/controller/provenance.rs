@@ -1,0 +1,143 @@
+//! Where a revision came from, checked before it is planned: the repository's trusted
+//! keys (a labelled Secret), the signatures its `spec.verify` asks for, and what the run
+//! records of its commit. An unverified revision is refused with a stable reason and
+//! never planned.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::{Client, ResourceExt};
+
+use super::error::{Error, Result};
+use super::gitsource::{self, GitWork};
+use crate::api::provenance::{
+    GitPerson, RunCommit, VerifiedSignature, VerifiedTag, VerifyMode, VerifySpec,
+};
+use crate::api::{GitopsRepository, labels};
+use crate::source::verify::{Signer, TrustedKeys, VerifyError};
+use crate::source::{self, GitRef, Person, SourceError, Verification};
+
+/// The trusted keys `spec.verify.secretRef` names: only a Secret that carries the
+/// trusted-keys label (which the chart lets only approvers write) is read.
+async fn trusted_keys(
+    client: &Client,
+    namespace: &str,
+    verify: &VerifySpec,
+) -> Result<Result<TrustedKeys, VerifyError>> {
+    let name = &verify.secret_ref.name;
+    let refused = |message: String| {
+        Ok(Err(VerifyError::InvalidTrustedKeys {
+            entry: format!("Secret {name}"),
+            line: None,
+            message,
+        }))
+    };
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::Secret {
+            name: name.clone(),
+            message: e.to_string(),
+        })?;
+    let Some(secret) = secret else {
+        return refused("it does not exist".into());
+    };
+    if secret
+        .labels()
+        .get(labels::TRUSTED_KEYS)
+        .map(String::as_str)
+        != Some("true")
+    {
+        return refused(format!(
+            "it is not labelled {}=true, so it is not read as trusted keys",
+            labels::TRUSTED_KEYS
+        ));
+    }
+    let data = secret.data.unwrap_or_default();
+    Ok(TrustedKeys::parse(
+        data.iter().map(|(k, v)| (k.as_str(), v.0.as_slice())),
+    ))
+}
+
+/// What the run records of `revision` (fetched into the repository's cache already):
+/// its author and committer, and under `spec.verify` its verified signers; or why it is
+/// not verified.
+pub async fn of_revision(
+    git: &GitWork,
+    client: &Client,
+    repo: &GitopsRepository,
+    revision: &str,
+) -> Result<Result<RunCommit, VerifyError>> {
+    let namespace = repo.namespace().unwrap_or_default();
+    let verify = repo.spec.verify.clone();
+    let keys = match &verify {
+        None => None,
+        Some(v) => match trusted_keys(client, &namespace, v).await? {
+            Ok(keys) => Some(keys),
+            Err(refused) => return Ok(Err(refused)),
+        },
+    };
+    let tag = match gitsource::git_ref(repo)? {
+        GitRef::Tag(t) => Some(t),
+        GitRef::Branch(_) | GitRef::Commit(_) => None,
+    };
+    let mode = verify.as_ref().map(|v| v.mode);
+    let cache = git.cache_path(&namespace, &repo.name_any());
+    let held = git.cache_lock(&cache).lock_owned().await;
+    let revision = revision.to_owned();
+    let read = tokio::task::spawn_blocking(move || {
+        let _held = held;
+        let verification = match (mode, &keys) {
+            (Some(mode), Some(keys)) => Some(Verification {
+                mode: match mode {
+                    VerifyMode::Head => source::VerifyMode::Head,
+                    VerifyMode::Tag => source::VerifyMode::Tag,
+                    VerifyMode::TagAndHead => source::VerifyMode::TagAndHead,
+                },
+                keys,
+                tag: tag.as_deref(),
+            }),
+            _ => None,
+        };
+        source::provenance(&cache, &revision, verification)
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))?;
+    match read {
+        Ok(found) => Ok(Ok(RunCommit {
+            author: person(&found.author),
+            committer: person(&found.committer),
+            verified: mode,
+            signature: found.signer.as_ref().map(signature),
+            tag: found.tag.map(|t| VerifiedTag {
+                name: t.name,
+                tagger: t.tagger.as_ref().map(person),
+                signature: signature(&t.signer),
+            }),
+        })),
+        Err(SourceError::Unverified(refused)) => Ok(Err(refused)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn person(p: &Person) -> GitPerson {
+    let at = chrono::DateTime::from_timestamp(p.at, 0).unwrap_or_default();
+    GitPerson {
+        name: p.name.clone(),
+        email: p.email.clone(),
+        at: at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    }
+}
+
+fn signature(s: &Signer) -> VerifiedSignature {
+    VerifiedSignature {
+        kind: s.kind.as_str().to_owned(),
+        fingerprint: s.fingerprint.clone(),
+        signing_subkey: s.signing_subkey.clone(),
+        identities: s
+            .identities
+            .iter()
+            .take(10)
+            .map(|i| i.chars().take(256).collect())
+            .collect(),
+    }
+}

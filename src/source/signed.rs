@@ -1,0 +1,192 @@
+//! Who made a commit or tag in the cache, and the signature git keeps with it; and the
+//! verification of a revision as a repository's `verify` mode asks.
+
+use std::path::Path;
+
+use git2::Repository;
+
+use super::SourceError;
+use super::verify::{Signer, TrustedKeys, VerifyError, split_tag};
+
+/// Longest name or e-mail address kept from git: a commit may carry megabytes there.
+const MAX_FIELD: usize = 256;
+
+fn bounded(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    match text.char_indices().nth(MAX_FIELD) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.into_owned(),
+    }
+}
+
+/// A person as git records them (author, committer, tagger).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub name: String,
+    pub email: String,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+impl Person {
+    fn of(signature: &git2::Signature<'_>) -> Self {
+        Person {
+            name: bounded(signature.name_bytes()),
+            email: bounded(signature.email_bytes()),
+            at: signature.when().seconds(),
+        }
+    }
+}
+
+/// Which objects' signatures must verify (`spec.verify.mode`, as Flux names them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// The commit.
+    Head,
+    /// The annotated tag the ref names.
+    Tag,
+    /// Both.
+    TagAndHead,
+}
+
+impl VerifyMode {
+    fn commit(self) -> bool {
+        matches!(self, VerifyMode::Head | VerifyMode::TagAndHead)
+    }
+
+    fn tag(self) -> bool {
+        matches!(self, VerifyMode::Tag | VerifyMode::TagAndHead)
+    }
+}
+
+/// What verification asks for: a mode, the keys, and the tag when the mode reads one.
+pub struct Verification<'a> {
+    pub mode: VerifyMode,
+    pub keys: &'a TrustedKeys,
+    pub tag: Option<&'a str>,
+}
+
+/// A verified annotated tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTag {
+    pub name: String,
+    pub tagger: Option<Person>,
+    pub signer: Signer,
+}
+
+/// Where a revision came from: its author and committer, and what verified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    pub author: Person,
+    pub committer: Person,
+    /// The commit's signer, when the mode verified the commit.
+    pub signer: Option<Signer>,
+    /// The tag's signer, when the mode verified a tag.
+    pub tag: Option<SignedTag>,
+}
+
+/// Reads `revision` from the cache and, with `verification`, checks its signatures: the
+/// commit's (`gpgsig`) and/or the annotated tag's, which must point at `revision`.
+pub fn provenance(
+    cache: &Path,
+    revision: &str,
+    verification: Option<Verification<'_>>,
+) -> Result<Provenance, SourceError> {
+    let cache_err = |e: git2::Error| SourceError::Cache {
+        path: cache.display().to_string(),
+        message: e.message().to_owned(),
+    };
+    let repo = Repository::open_bare(cache).map_err(cache_err)?;
+    let oid = git2::Oid::from_str(revision).map_err(cache_err)?;
+    let commit = repo.find_commit(oid).map_err(cache_err)?;
+    let mut found = Provenance {
+        author: Person::of(&commit.author()),
+        committer: Person::of(&commit.committer()),
+        signer: None,
+        tag: None,
+    };
+    let Some(verification) = verification else {
+        return Ok(found);
+    };
+    let short = &revision[..revision.len().min(12)];
+    if verification.mode.commit() {
+        let what = format!("commit {short}");
+        let signer = match repo.extract_signature(&oid, None) {
+            Ok((signature, payload)) => {
+                verification
+                    .keys
+                    .verify(&what, &payload, Some(&signature), found.committer.at)
+            }
+            Err(e) if e.code() == git2::ErrorCode::NotFound => {
+                verification
+                    .keys
+                    .verify(&what, &[], None, found.committer.at)
+            }
+            Err(e) => return Err(cache_err(e)),
+        };
+        found.signer = Some(signer?);
+    }
+    if verification.mode.tag() {
+        let Some(name) = verification.tag else {
+            return Err(VerifyError::NoTag.into());
+        };
+        found.tag = Some(
+            signed_tag(&repo, name, oid, verification.keys).map_err(|e| match e {
+                Tagged::Git(e) => cache_err(e),
+                Tagged::Verify(e) => e.into(),
+            })?,
+        );
+    }
+    Ok(found)
+}
+
+enum Tagged {
+    Git(git2::Error),
+    Verify(VerifyError),
+}
+
+impl From<git2::Error> for Tagged {
+    fn from(e: git2::Error) -> Self {
+        Tagged::Git(e)
+    }
+}
+
+fn signed_tag(
+    repo: &Repository,
+    name: &str,
+    revision: git2::Oid,
+    keys: &TrustedKeys,
+) -> Result<SignedTag, Tagged> {
+    let what = format!("tag {name}");
+    let reference = repo.find_reference(&format!("refs/tags/{name}"))?;
+    let target = reference
+        .target()
+        .ok_or_else(|| Tagged::Git(git2::Error::from_str("the tag reference is symbolic")))?;
+    // A lightweight tag names the commit itself: there is nothing to have signed.
+    let Ok(tag) = repo.find_tag(target) else {
+        return Err(Tagged::Verify(VerifyError::Unsigned {
+            what: format!("{what} (a lightweight tag)"),
+        }));
+    };
+    let points_at = tag.target()?.peel_to_commit()?.id();
+    if points_at != revision {
+        return Err(Tagged::Verify(VerifyError::TagMismatch {
+            tag: name.to_owned(),
+            target: points_at.to_string(),
+            revision: revision.to_string(),
+        }));
+    }
+    let odb = repo.odb()?;
+    let raw = odb.read(target)?;
+    let (payload, signature) = split_tag(raw.data());
+    let tagger = tag.tagger().map(|t| Person::of(&t));
+    let at = tagger.as_ref().map_or(0, |t| t.at);
+    let signer = keys
+        .verify(&what, payload, signature, at)
+        .map_err(Tagged::Verify)?;
+    Ok(SignedTag {
+        name: name.to_owned(),
+        tagger,
+        signer,
+    })
+}

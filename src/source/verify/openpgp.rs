@@ -1,0 +1,217 @@
+//! OpenPGP: git's `gpgsig` signatures checked against armored public keys (rPGP).
+
+use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey};
+use pgp::packet::{Signature, SignatureType};
+use pgp::types::KeyDetails;
+
+use super::{SignatureKind, Signer, VerifyError};
+
+const BLOCK_START: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
+
+/// A trusted certificate, its bindings checked once when read.
+#[derive(Debug)]
+pub(super) struct Certificate {
+    key: SignedPublicKey,
+    fingerprint: String,
+    identities: Vec<String>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// The certificates in one Secret entry: one or more armored blocks, as `gpg --export
+/// --armor` writes them (several keys in one block, or blocks one after another).
+pub(super) fn parse_certificates(
+    entry: &str,
+    bytes: &[u8],
+) -> Result<Vec<Certificate>, VerifyError> {
+    let invalid = |message: String| VerifyError::InvalidTrustedKeys {
+        entry: entry.to_owned(),
+        line: None,
+        message,
+    };
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| invalid("not text: expected ASCII-armored OpenPGP public keys".into()))?;
+    if !text.contains(BLOCK_START) {
+        return Err(invalid(format!(
+            "no `{BLOCK_START}`: expected ASCII-armored OpenPGP public keys (`gpg --export --armor`)"
+        )));
+    }
+    let mut certificates = Vec::new();
+    for block in text.split(BLOCK_START).skip(1) {
+        let block = format!("{BLOCK_START}{block}");
+        let (keys, _) = SignedPublicKey::from_string_many(&block)
+            .map_err(|e| invalid(format!("not an OpenPGP public key block: {e}")))?;
+        for key in keys {
+            let key = key.map_err(|e| invalid(format!("an unreadable public key: {e}")))?;
+            let fingerprint = hex(key.fingerprint().as_bytes());
+            key.verify_bindings().map_err(|e| {
+                invalid(format!(
+                    "key {fingerprint}: its self-signatures do not verify: {e}"
+                ))
+            })?;
+            let identities = key
+                .details
+                .users
+                .iter()
+                .map(|u| String::from_utf8_lossy(u.id.id()).into_owned())
+                .collect();
+            certificates.push(Certificate {
+                key,
+                fingerprint,
+                identities,
+            });
+        }
+    }
+    Ok(certificates)
+}
+
+/// Which of a certificate's keys made `signature`: the primary key or a subkey.
+enum Issuer<'a> {
+    Primary,
+    Subkey(&'a pgp::composed::SignedPublicSubKey),
+}
+
+fn issued_by<T: KeyDetails>(signature: &Signature, key: &T) -> bool {
+    let fingerprint = key.fingerprint();
+    let id = key.legacy_key_id();
+    signature
+        .issuer_fingerprint()
+        .into_iter()
+        .any(|f| *f == fingerprint)
+        || signature.issuer_key_id().into_iter().any(|k| *k == id)
+}
+
+/// The newest of `signatures` (self-signatures, binding signatures).
+fn newest(signatures: &[Signature]) -> Option<&Signature> {
+    signatures
+        .iter()
+        .max_by_key(|s| s.created().map(|t| t.as_secs()).unwrap_or_default())
+}
+
+/// When a key stops being valid: created + the expiry its newest self-signature gives.
+fn expires_at(created: u32, signature: Option<&Signature>) -> Option<i64> {
+    let lifetime = signature?.key_expiration_time()?.as_secs();
+    (lifetime > 0).then(|| i64::from(created) + i64::from(lifetime))
+}
+
+pub(super) fn verify(
+    trusted: &[Certificate],
+    payload: &[u8],
+    signature: &[u8],
+    signed_at: i64,
+) -> Result<Signer, VerifyError> {
+    let kind = SignatureKind::OpenPgp;
+    let bad = |message: String| VerifyError::InvalidSignature {
+        what: String::new(),
+        kind,
+        message,
+    };
+    let text = std::str::from_utf8(signature).map_err(|_| bad("the armor is not text".into()))?;
+    let (detached, _) =
+        DetachedSignature::from_string(text).map_err(|e| bad(format!("it cannot be read: {e}")))?;
+    let sig = &detached.signature;
+    if !matches!(sig.typ(), Some(SignatureType::Binary | SignatureType::Text)) {
+        return Err(bad(format!(
+            "it is a {:?} signature, not one over data",
+            sig.typ()
+        )));
+    }
+    let found = trusted.iter().find_map(|c| {
+        if issued_by(sig, &c.key) {
+            return Some((c, Issuer::Primary));
+        }
+        c.key
+            .public_subkeys
+            .iter()
+            .find(|s| issued_by(sig, &s.key))
+            .map(|s| (c, Issuer::Subkey(s)))
+    });
+    let Some((certificate, issuer)) = found else {
+        let named = sig
+            .issuer_fingerprint()
+            .first()
+            .map(|f| hex(f.as_bytes()))
+            .or_else(|| sig.issuer_key_id().first().map(|k| hex(k.as_ref())))
+            .unwrap_or_else(|| "(the signature names no key)".into());
+        return Err(VerifyError::UntrustedKey {
+            what: String::new(),
+            kind,
+            key: named,
+        });
+    };
+    let not_valid = |key: &str, why: String| VerifyError::KeyNotValid {
+        what: String::new(),
+        kind,
+        key: key.to_owned(),
+        why,
+    };
+    let primary = &certificate.key;
+    if !primary.details.revocation_signatures.is_empty() {
+        return Err(not_valid(
+            &certificate.fingerprint,
+            "the key is revoked".into(),
+        ));
+    }
+    let self_signatures: Vec<Signature> = primary
+        .details
+        .users
+        .iter()
+        .flat_map(|u| u.signatures.iter().cloned())
+        .chain(primary.details.direct_signatures.iter().cloned())
+        .collect();
+    if let Some(end) = expires_at(primary.created_at().as_secs(), newest(&self_signatures))
+        && signed_at > end
+    {
+        return Err(not_valid(
+            &certificate.fingerprint,
+            format!(
+                "the key expired before the signature was made (at {end}, signed at {signed_at})"
+            ),
+        ));
+    }
+    let signing_subkey = match issuer {
+        Issuer::Primary => {
+            sig.verify(&primary.primary_key, payload)
+                .map_err(|e| bad(e.to_string()))?;
+            None
+        }
+        Issuer::Subkey(subkey) => {
+            let subkey_fp = hex(subkey.key.fingerprint().as_bytes());
+            if subkey
+                .signatures
+                .iter()
+                .any(|s| s.typ() == Some(SignatureType::SubkeyRevocation))
+            {
+                return Err(not_valid(&subkey_fp, "the subkey is revoked".into()));
+            }
+            let binding = newest(&subkey.signatures);
+            if !binding.is_some_and(|b| b.key_flags().sign()) {
+                return Err(not_valid(
+                    &subkey_fp,
+                    "the subkey is not bound for signing".into(),
+                ));
+            }
+            if let Some(end) = expires_at(subkey.key.created_at().as_secs(), binding)
+                && signed_at > end
+            {
+                return Err(not_valid(
+                    &subkey_fp,
+                    format!(
+                        "the subkey expired before the signature was made (at {end}, signed at {signed_at})"
+                    ),
+                ));
+            }
+            sig.verify(&subkey.key, payload)
+                .map_err(|e| bad(e.to_string()))?;
+            Some(subkey_fp)
+        }
+    };
+    Ok(Signer {
+        kind,
+        fingerprint: certificate.fingerprint.clone(),
+        signing_subkey,
+        identities: certificate.identities.clone(),
+    })
+}

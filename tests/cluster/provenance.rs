@@ -1,0 +1,286 @@
+//! Verified sources, end to end through the chart (roles and admission policies): commits
+//! and tags signed by real gpg and ssh-keygen on the real git server plan; unsigned,
+//! untrusted, tampered, stripped, lightweight-tag and tag-only revisions never do, each
+//! with its reason on the run and on the repository; editors cannot loosen `verify` nor
+//! touch the trusted keys.
+
+use crate::support;
+
+use fleetgate::api::GitopsRepository;
+use fleetgate::api::syncrun::{Phase, SyncRun};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use support::operator::{create_repository, events, run_in_phase};
+use support::signing::{self, GpgKey, Signer, SshKey};
+use support::tenant::{Tenant, V1, refusal, tenant};
+
+const TRUSTED: &str = "signers";
+
+/// The trusted-keys Secret: ada's OpenPGP key and carol's SSH key.
+fn trusted_keys(ada: &GpgKey, carol: &SshKey) -> Secret {
+    serde_json::from_value(json!({
+        "metadata": {"name": TRUSTED, "labels": {"gitops.fleetgate.dev/trusted-keys": "true"}},
+        "stringData": {
+            "ada.asc": ada.armored,
+            "allowed_signers": carol.allowed_signer("carol@example.com"),
+        },
+    }))
+    .unwrap()
+}
+
+/// The repository's `SourceVerified` condition: (status, reason, message).
+async fn source_verified(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Option<(String, String, String)> {
+    let repo = Api::<GitopsRepository>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .ok()?;
+    let c = fleetgate::api::condition(&repo.status?.conditions, "SourceVerified")?.clone();
+    Some((c.status, c.reason, c.message))
+}
+
+/// Waits until the repository says `SourceVerified` is `status` for `reason`.
+async fn until_source_verified(t: &Tenant, name: &str, status: &str, reason: &str) -> String {
+    let what = format!("SourceVerified={status} ({reason}) on {name}");
+    support::eventually(&what, std::time::Duration::from_secs(60), || async {
+        let (s, r, m) = source_verified(&t.admin, &t.ns.name, name).await?;
+        (s == status && r == reason).then_some(m)
+    })
+    .await
+}
+
+/// The run of `revision` failed for `reason`, planned nothing, and said so in an Event.
+async fn refused(t: &Tenant, revision: &str, reason: &str) -> SyncRun {
+    let run = run_in_phase(&t.admin, &t.ns.name, revision, Phase::Failed).await;
+    let status = run.status.clone().unwrap();
+    let ready = fleetgate::api::condition(&status.conditions, "Ready").unwrap();
+    assert_eq!(ready.reason, reason, "{status:?}");
+    assert_eq!(
+        status.plan_id, None,
+        "an unverified revision is never planned"
+    );
+    let told = events(&t.admin, &t.ns.name, &run.name_any(), reason).await;
+    assert!(
+        told[0].contains("revision not verified, nothing was planned"),
+        "{told:?}"
+    );
+    run
+}
+
+fn spec(t: &Tenant, git_ref: Value, mode: &str) -> Value {
+    let mut spec = t.ssh_spec();
+    spec["ref"] = git_ref;
+    spec["verify"] = json!({"mode": mode, "secretRef": {"name": TRUSTED}});
+    spec
+}
+
+#[tokio::test]
+async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason() {
+    let t = tenant("verify").await;
+    let _chart = t.install_chart().await;
+    let ns = &t.ns.name;
+    let keys = tempfile::tempdir().unwrap();
+    let ada = GpgKey::new(keys.path(), "Ada <ada@example.com>");
+    let carol = SshKey::new(keys.path(), "carol");
+    let mallory = SshKey::new(keys.path(), "mallory");
+    let secrets = Api::<Secret>::namespaced(t.admin.clone(), ns);
+    secrets
+        .create(&PostParams::default(), &trusted_keys(&ada, &carol))
+        .await
+        .unwrap();
+
+    // alice may edit Secrets (Kubernetes' edit role) but not trusted keys: neither add
+    // her key, nor relabel, nor delete, nor make another such Secret.
+    let as_alice = Api::<Secret>::namespaced(t.alice.clone(), ns);
+    let add =
+        json!({"stringData": {"allowed_signers": mallory.allowed_signer("alice@example.com")}});
+    let unlabel = json!({"metadata": {"labels": {"gitops.fleetgate.dev/trusted-keys": null}}});
+    for patch in [add, unlabel] {
+        let (code, message) = refusal(
+            as_alice
+                .patch(TRUSTED, &PatchParams::default(), &Patch::Merge(&patch))
+                .await,
+        );
+        assert_eq!(code, 403);
+        assert!(
+            message.contains("may not update a Secret of trusted signing keys"),
+            "{message}"
+        );
+    }
+    let (code, _) = refusal(as_alice.delete(TRUSTED, &Default::default()).await);
+    assert_eq!(code, 403);
+    let mut own = trusted_keys(&ada, &mallory);
+    own.metadata.name = Some("alices-signers".into());
+    let (code, message) = refusal(as_alice.create(&PostParams::default(), &own).await);
+    assert_eq!(code, 403);
+    assert!(
+        message.contains("may not create a Secret of trusted"),
+        "{message}"
+    );
+
+    // HEAD: the commit's signature decides.
+    create_repository(
+        &t.admin,
+        ns,
+        "fleet",
+        spec(&t, json!({"branch": "main"}), "HEAD"),
+    )
+    .await;
+    let v1 = signing::commit(&t.repo, Signer::Gpg(&ada), &[("fleet.yaml", V1)], "first");
+    let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+    let commit = run.status.unwrap().source.unwrap().commit.unwrap();
+    let signature = commit.signature.clone().unwrap();
+    assert_eq!(
+        (signature.kind.as_str(), signature.fingerprint.as_str()),
+        ("OpenPGP", ada.fingerprint.as_str())
+    );
+    assert_eq!(signature.identities, ["Ada <ada@example.com>"]);
+    assert_eq!(commit.author.email, "ada@example.com");
+    assert_eq!(commit.committer.name, "Ada Author");
+    let said = until_source_verified(&t, "fleet", "True", "Verified").await;
+    assert!(
+        said.contains(&format!("commit signed by OpenPGP key {}", ada.fingerprint)),
+        "{said}"
+    );
+
+    let unsigned = signing::commit(&t.repo, Signer::Nobody, &[], "unsigned");
+    refused(&t, &unsigned, "Unsigned").await;
+    let said = until_source_verified(&t, "fleet", "False", "Unsigned").await;
+    assert!(
+        said.contains(&format!("commit {} is not signed", &unsigned[..12])),
+        "{said}"
+    );
+
+    let by_mallory = signing::commit(&t.repo, Signer::Ssh(&mallory), &[], "mallory's");
+    let run = refused(&t, &by_mallory, "UntrustedKey").await;
+    let message = run.status.unwrap().message.unwrap();
+    assert!(message.contains(&mallory.fingerprint), "{message}");
+
+    let by_carol = signing::commit(&t.repo, Signer::Ssh(&carol), &[], "carol's");
+    let run = run_in_phase(&t.admin, ns, &by_carol, Phase::AwaitingApproval).await;
+    let signature = run
+        .status
+        .unwrap()
+        .source
+        .unwrap()
+        .commit
+        .unwrap()
+        .signature
+        .unwrap();
+    assert_eq!(
+        (signature.kind.as_str(), signature.fingerprint.as_str()),
+        ("SSH", carol.fingerprint.as_str())
+    );
+    until_source_verified(&t, "fleet", "True", "Verified").await;
+
+    // Carol's signed commit, its message changed by someone without her key; then the
+    // same commit with its signature stripped.
+    let tampered = signing::rewrite_head(&t.repo, |raw| raw.replace("carol's", "carol's, surely"));
+    refused(&t, &tampered, "InvalidSignature").await;
+    let stripped = signing::rewrite_head(&t.repo, |raw| {
+        let (headers, message) = raw.split_once("\n\n").unwrap();
+        let kept: Vec<&str> = headers
+            .lines()
+            .filter(|l| !l.starts_with("gpgsig") && !l.starts_with(' '))
+            .collect();
+        format!("{}\n\n{message}", kept.join("\n"))
+    });
+    refused(&t, &stripped, "Unsigned").await;
+
+    // Loosening verify is an approver's: alice can neither drop it nor point it at other
+    // keys; bob can.
+    let repos = |c: &Client| Api::<GitopsRepository>::namespaced(c.clone(), ns);
+    for change in [
+        json!({"spec": {"verify": null}}),
+        json!({"spec": {"verify": {"secretRef": {"name": "alices-signers"}}}}),
+    ] {
+        let (code, message) = refusal(
+            repos(&t.alice)
+                .patch("fleet", &PatchParams::default(), &Patch::Merge(&change))
+                .await,
+        );
+        assert_eq!(code, 403);
+        assert!(message.contains("spec.verify"), "{message}");
+    }
+    let off = json!({"spec": {"verify": null}});
+    repos(&t.bob)
+        .patch("fleet", &PatchParams::default(), &Patch::Merge(&off))
+        .await
+        .unwrap();
+    support::eventually(
+        "SourceVerified gone",
+        std::time::Duration::from_secs(60),
+        || async {
+            source_verified(&t.admin, ns, "fleet")
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_signed_tag_vouches_for_its_commit_only_where_tags_are_verified() {
+    let t = tenant("verify-tag").await;
+    let _chart = t.install_chart().await;
+    let ns = &t.ns.name;
+    let keys = tempfile::tempdir().unwrap();
+    let ada = GpgKey::new(keys.path(), "Ada <ada@example.com>");
+    let carol = SshKey::new(keys.path(), "carol");
+    Api::<Secret>::namespaced(t.admin.clone(), ns)
+        .create(&PostParams::default(), &trusted_keys(&ada, &carol))
+        .await
+        .unwrap();
+    let tag = json!({"tag": "release"});
+
+    // An unsigned commit, tagged lightweight: nothing signed it.
+    let v1 = signing::commit(&t.repo, Signer::Nobody, &[("fleet.yaml", V1)], "first");
+    signing::tag(&t.repo, Signer::Nobody, "release");
+    create_repository(&t.admin, ns, "by-tag", spec(&t, tag.clone(), "Tag")).await;
+    let run = refused(&t, &v1, "Unsigned").await;
+    assert!(run.status.unwrap().message.unwrap().contains("lightweight"));
+
+    // The same commit under a tag carol signed: planned, the tag's signer recorded.
+    signing::tag(&t.repo, Signer::Ssh(&carol), "release");
+    // The revision is the same commit: a sync request plans it again (`kubectl fleet sync`).
+    let request = json!({"metadata": {"annotations": {"gitops.fleetgate.dev/sync-requested-at": "after-signing"}}});
+    Api::<GitopsRepository>::namespaced(t.admin.clone(), ns)
+        .patch("by-tag", &PatchParams::default(), &Patch::Merge(&request))
+        .await
+        .unwrap();
+    let run = support::eventually(
+        "a planned run of the signed tag",
+        std::time::Duration::from_secs(90),
+        || async {
+            let runs = Api::<SyncRun>::namespaced(t.admin.clone(), ns)
+                .list(&Default::default())
+                .await
+                .ok()?;
+            runs.items
+                .into_iter()
+                .find(|r| r.spec.revision == v1 && r.phase() == Some(Phase::AwaitingApproval))
+        },
+    )
+    .await;
+    let commit = run.status.unwrap().source.unwrap().commit.unwrap();
+    let signed = commit.tag.unwrap();
+    assert_eq!(signed.name, "release");
+    assert_eq!(signed.signature.fingerprint, carol.fingerprint);
+    assert_eq!(commit.signature, None, "mode Tag reads the tag only");
+    until_source_verified(&t, "by-tag", "True", "Verified").await;
+
+    // TagAndHEAD also asks the commit: a signed tag does not vouch for an unsigned one.
+    create_repository(&t.admin, ns, "both", spec(&t, tag, "TagAndHEAD")).await;
+    let said = until_source_verified(&t, "both", "False", "Unsigned").await;
+    assert!(
+        said.contains(&format!("commit {} is not signed", &v1[..12])),
+        "{said}"
+    );
+}
