@@ -208,7 +208,14 @@ pub fn run(args: Args) -> ExitCode {
         lease_name: args.lease_name,
         lease_namespace,
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Reconciles are deep futures (git, planning, the apply engine, status writes), and
+    // unoptimised builds keep every await's state on the stack: 2 MiB, tokio's default,
+    // overflowed in debug builds; 8 MiB is what the main thread has.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 << 20)
+        .build();
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "could not start the async runtime");

@@ -95,6 +95,9 @@ pub(crate) async fn request_rollback(
 pub fn lines(run: &SyncRun) -> String {
     let status = run.status.clone().unwrap_or_default();
     let mut out = String::new();
+    if let Some(commit) = status.source.as_ref().and_then(|s| s.commit.as_ref()) {
+        out.push_str(&commit_line(commit));
+    }
     let q = quorum(&status);
     if q.worth_showing() {
         let approvers: Vec<&str> = q.approvals.iter().map(|a| a.user.as_str()).collect();
@@ -198,4 +201,59 @@ fn pause_lines(run: &SyncRun, status: &SyncRunStatus) -> String {
         p.decision_id
     ));
     out
+}
+
+/// Who made the planned commit and, under the repository's spec.verify, who signed it.
+fn commit_line(commit: &crate::api::provenance::RunCommit) -> String {
+    let (a, c) = (&commit.author, &commit.committer);
+    let mut by = format!("{} <{}>", a.name, a.email);
+    if (&c.name, &c.email) != (&a.name, &a.email) {
+        by.push_str(&format!(", committed by {} <{}>", c.name, c.email));
+    }
+    let verified = match (commit.verified, commit.signed_by()) {
+        (Some(mode), Some(signed)) => format!("verified ({}): {signed}", mode.as_str()),
+        _ => "signatures not verified (the repository sets no spec.verify)".to_owned(),
+    };
+    format!("Commit: by {by}; {verified}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::provenance::{GitPerson, RunCommit, VerifiedSignature, VerifyMode};
+
+    fn person(name: &str) -> GitPerson {
+        GitPerson {
+            name: name.into(),
+            email: format!("{}@example.com", name.to_lowercase()),
+            at: "2026-12-06T20:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn the_commit_line_names_the_author_and_the_verified_signer() {
+        let mut commit = RunCommit {
+            author: person("Ada"),
+            committer: person("Ada"),
+            verified: None,
+            signature: None,
+            tag: None,
+        };
+        assert_eq!(
+            commit_line(&commit),
+            "Commit: by Ada <ada@example.com>; signatures not verified (the repository sets no spec.verify)\n"
+        );
+        commit.committer = person("Bob");
+        commit.verified = Some(VerifyMode::Head);
+        commit.signature = Some(VerifiedSignature {
+            kind: "SSH".into(),
+            fingerprint: "SHA256:abc".into(),
+            signing_subkey: None,
+            identities: vec!["bob@example.com".into()],
+        });
+        assert_eq!(
+            commit_line(&commit),
+            "Commit: by Ada <ada@example.com>, committed by Bob <bob@example.com>; verified (HEAD): commit signed by SSH key SHA256:abc (bob@example.com)\n"
+        );
+    }
 }

@@ -140,7 +140,7 @@ mod tests {
         body.split('"').skip(1).step_by(2).collect()
     }
 
-    /// A label added to any of the three `label()` functions must be listed too (so its
+    /// A label added to any of the four `label()` functions must be listed too (so its
     /// counter starts at 0), and a listed label must still be given.
     #[test]
     fn labels_lists_exactly_what_label_gives() {
@@ -148,6 +148,10 @@ mod tests {
             ("controller/error.rs", include_str!("error.rs")),
             ("source/mod.rs", include_str!("../source/mod.rs")),
             ("source/policy.rs", include_str!("../source/policy.rs")),
+            (
+                "source/verify/mod.rs",
+                include_str!("../source/verify/mod.rs"),
+            ),
         ]
         .into_iter()
         .flat_map(|(file, text)| returned_labels(file, text))

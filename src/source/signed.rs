@@ -122,7 +122,12 @@ pub fn provenance(
                     .keys
                     .verify(&what, &[], None, found.committer.at)
             }
-            Err(e) => return Err(cache_err(e)),
+            // Pushed content git cannot read a signature from: refused, not retried.
+            Err(e) => Err(VerifyError::InvalidSignature {
+                what,
+                kind: super::verify::SignatureKind::OpenPgp,
+                message: format!("its signature header cannot be read: {}", e.message()),
+            }),
         };
         found.signer = Some(signer?);
     }
@@ -131,8 +136,12 @@ pub fn provenance(
             return Err(VerifyError::NoTag.into());
         };
         found.tag = Some(
+            // What git cannot read of a pushed tag is the tag's fault: refused, not retried.
             signed_tag(&repo, name, oid, verification.keys).map_err(|e| match e {
-                Tagged::Git(e) => cache_err(e),
+                Tagged::Git(e) => SourceError::from(VerifyError::TagUnreadable {
+                    tag: name.to_owned(),
+                    message: e.message().to_owned(),
+                }),
                 Tagged::Verify(e) => e.into(),
             })?,
         );
@@ -168,6 +177,16 @@ fn signed_tag(
             what: format!("{what} (a lightweight tag)"),
         }));
     };
+    // The tag object names itself: one signed as another tag cannot be moved here.
+    if tag.name_bytes() != name.as_bytes() {
+        return Err(Tagged::Verify(VerifyError::TagUnreadable {
+            tag: name.to_owned(),
+            message: format!(
+                "it is a tag object named `{}`: a signed tag cannot be moved under another name",
+                String::from_utf8_lossy(tag.name_bytes())
+            ),
+        }));
+    }
     let points_at = tag.target()?.peel_to_commit()?.id();
     if points_at != revision {
         return Err(Tagged::Verify(VerifyError::TagMismatch {

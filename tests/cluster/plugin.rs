@@ -12,13 +12,13 @@ use support::operator::*;
 
 const V1: &[u8] = include_bytes!("../../examples/fleet.yaml");
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
-fn plugin(ns: &str, args: &[&str], stdin: &str) -> Out {
+pub(crate) fn plugin(ns: &str, args: &[&str], stdin: &str) -> Out {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-fleet"))
         .args(["-n", ns])
         .args(args)

@@ -113,8 +113,24 @@ async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason
             "{message}"
         );
     }
-    let (code, _) = refusal(as_alice.delete(TRUSTED, &Default::default()).await);
+    // Keys planted in a Secret before it is labelled would survive an approver's label.
+    let planted: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "planted"},
+        "stringData": {"mallory.asc": "…"},
+    }))
+    .unwrap();
+    as_alice
+        .create(&PostParams::default(), &planted)
+        .await
+        .unwrap();
+    let label = json!({"metadata": {"labels": {"gitops.fleetgate.dev/trusted-keys": "true"}}});
+    let (code, message) = refusal(
+        Api::<Secret>::namespaced(t.admin.clone(), ns)
+            .patch("planted", &PatchParams::default(), &Patch::Merge(&label))
+            .await,
+    );
     assert_eq!(code, 403);
+    assert!(message.contains("only when it is created so"), "{message}");
     let mut own = trusted_keys(&ada, &mallory);
     own.metadata.name = Some("alices-signers".into());
     let (code, message) = refusal(as_alice.create(&PostParams::default(), &own).await);
@@ -166,6 +182,7 @@ async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason
     let run = run_in_phase(&t.admin, ns, &by_carol, Phase::AwaitingApproval).await;
     let signature = run
         .status
+        .clone()
         .unwrap()
         .source
         .unwrap()
@@ -178,6 +195,15 @@ async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason
         ("SSH", carol.fingerprint.as_str())
     );
     until_source_verified(&t, "fleet", "True", "Verified").await;
+    // What an approver reviewing the plan reads.
+    let shown = super::plugin::plugin(ns, &["plan", &run.name_any()], "");
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let line = format!(
+        "Commit: by Ada Author <ada@example.com>; verified (HEAD): commit signed by SSH key {} (carol@example.com)\n",
+        carol.fingerprint
+    );
+    assert!(shown.stdout.contains(&line), "{}", shown.stdout);
+    println!("kubectl fleet plan {}:\n{}", run.name_any(), shown.stdout);
 
     // Carol's signed commit, its message changed by someone without her key; then the
     // same commit with its signature stripped.
@@ -275,6 +301,19 @@ async fn a_signed_tag_vouches_for_its_commit_only_where_tags_are_verified() {
     assert_eq!(signed.signature.fingerprint, carol.fingerprint);
     assert_eq!(commit.signature, None, "mode Tag reads the tag only");
     until_source_verified(&t, "by-tag", "True", "Verified").await;
+
+    // Another tag carol signed, pushed under the name the repository follows: the tag
+    // object names itself, so it cannot stand in for `release`.
+    signing::tag(&t.repo, Signer::Ssh(&carol), "rc1");
+    signing::push_tag_as(&t.repo, "rc1", "release");
+    let request =
+        json!({"metadata": {"annotations": {"gitops.fleetgate.dev/sync-requested-at": "moved"}}});
+    Api::<GitopsRepository>::namespaced(t.admin.clone(), ns)
+        .patch("by-tag", &PatchParams::default(), &Patch::Merge(&request))
+        .await
+        .unwrap();
+    let said = until_source_verified(&t, "by-tag", "False", "TagMismatch").await;
+    assert!(said.contains("a tag object named `rc1`"), "{said}");
 
     // TagAndHEAD also asks the commit: a signed tag does not vouch for an unsigned one.
     create_repository(&t.admin, ns, "both", spec(&t, tag, "TagAndHEAD")).await;

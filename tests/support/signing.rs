@@ -192,3 +192,13 @@ pub fn rewrite_head(repo: &Repo, edit: impl FnOnce(String) -> String) -> String 
     );
     id
 }
+
+/// Pushes the local tag `from` to the server as `refs/tags/<to>`, replacing it.
+pub fn push_tag_as(repo: &Repo, from: &str, to: &str) {
+    let refspec = format!("refs/tags/{from}:refs/tags/{to}");
+    git(
+        repo,
+        &Signer::Nobody,
+        &["push", "-q", "-f", "origin", &refspec],
+    );
+}

@@ -69,10 +69,12 @@ pub(super) async fn plan(
             return fail(ctx, run, status, FailReason::InvalidExclusion, message).await;
         }
     };
-    match compute(run, ctx, &repo, &exclusions).await {
+    // Both futures are large (git, resolution, the plan, then the apply an auto-approved
+    // plan starts): boxed, so that neither sits inside the other on a worker's stack.
+    match Box::pin(compute(run, ctx, &repo, &exclusions)).await {
         Ok(Computed::Invalid(reason, message)) => fail(ctx, run, status, reason, message).await,
         Ok(Computed::Planned(planned)) => {
-            record(run, ctx, &repo, status, planned, raw_exclusions).await
+            Box::pin(record(run, ctx, &repo, status, planned, raw_exclusions)).await
         }
         // A git server that is down or slow comes back: retried with the run's backoff.
         Err(e @ Error::Source(_)) if e.is_transient() => Err(e),
@@ -162,7 +164,8 @@ async fn compute(
                 gitsource::read_fleet_file(&ctx.git, &ctx.client, repo, &run.spec.revision).await?;
             // Who made the commit, and under spec.verify who signed it: checked before the
             // file is even parsed, and an unverified revision is never planned.
-            match provenance::of_revision(&ctx.git, &ctx.client, repo, &run.spec.revision).await? {
+            let read = provenance::of_revision(&ctx.git, &ctx.client, repo, &run.spec.revision);
+            match Box::pin(read).await? {
                 Ok(commit) => source.commit = Some(commit),
                 Err(refused) => {
                     let reason = FailReason::SourceUnverified(refused.label());

@@ -93,6 +93,8 @@ pub enum VerifyError {
         target: String,
         revision: String,
     },
+    #[error("tag {tag} cannot be verified: {message}")]
+    TagUnreadable { tag: String, message: String },
     #[error("verifying a tag needs spec.ref.tag: a branch or commit names no tag")]
     NoTag,
     #[error("trusted keys, entry `{entry}`{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
@@ -112,7 +114,7 @@ impl VerifyError {
             VerifyError::InvalidSignature { .. } => "InvalidSignature",
             VerifyError::UnsupportedSignature { .. } => "UnsupportedSignature",
             VerifyError::InvalidTrustedKeys { .. } => "InvalidTrustedKeys",
-            VerifyError::TagMismatch { .. } => "TagMismatch",
+            VerifyError::TagMismatch { .. } | VerifyError::TagUnreadable { .. } => "TagMismatch",
             VerifyError::NoTag => "NoTag",
         }
     }
@@ -140,6 +142,7 @@ impl VerifyError {
             VerifyError::UnsupportedSignature { .. }
             | VerifyError::InvalidTrustedKeys { .. }
             | VerifyError::TagMismatch { .. }
+            | VerifyError::TagUnreadable { .. }
             | VerifyError::NoTag => {}
         }
         self

@@ -1,6 +1,7 @@
 //! OpenPGP: git's `gpgsig` signatures checked against armored public keys (rPGP).
 
 use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey};
+use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::{Signature, SignatureType};
 use pgp::types::KeyDetails;
 
@@ -112,10 +113,20 @@ pub(super) fn verify(
     let (detached, _) =
         DetachedSignature::from_string(text).map_err(|e| bad(format!("it cannot be read: {e}")))?;
     let sig = &detached.signature;
-    if !matches!(sig.typ(), Some(SignatureType::Binary | SignatureType::Text)) {
+    // git signs bytes (`gpg -bsa`): a text signature would normalise line endings.
+    if sig.typ() != Some(SignatureType::Binary) {
         return Err(bad(format!(
-            "it is a {:?} signature, not one over data",
+            "it is a {:?} signature, not a binary one over data",
             sig.typ()
+        )));
+    }
+    if matches!(
+        sig.hash_alg(),
+        None | Some(HashAlgorithm::Md5 | HashAlgorithm::Sha1 | HashAlgorithm::Ripemd160)
+    ) {
+        return Err(bad(format!(
+            "it uses the {:?} digest, which can be forged",
+            sig.hash_alg()
         )));
     }
     let found = trusted.iter().find_map(|c| {
@@ -173,6 +184,12 @@ pub(super) fn verify(
     }
     let signing_subkey = match issuer {
         Issuer::Primary => {
+            if !newest(&self_signatures).is_some_and(|s| s.key_flags().sign()) {
+                return Err(not_valid(
+                    &certificate.fingerprint,
+                    "the primary key is not certified for signing".into(),
+                ));
+            }
             sig.verify(&primary.primary_key, payload)
                 .map_err(|e| bad(e.to_string()))?;
             None
