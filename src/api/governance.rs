@@ -66,6 +66,18 @@ pub struct GovernancePolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub rules: Vec<PlanRule>,
+    /// What the selected repositories' sources must prove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<SourceRule>,
+}
+
+/// What a governed repository's source must prove before its revisions are planned.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRule {
+    /// Every revision must verify under the repository's spec.verify: a repository without spec.verify gets no plan (reason VerificationRequired). Editors may create and delete repositories; this is what keeps a re-created repository from dropping verification.
+    #[serde(default)]
+    pub require_verified: bool,
 }
 
 /// Repositories selected by namespace and name.

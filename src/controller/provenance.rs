@@ -9,6 +9,7 @@ use kube::{Client, ResourceExt};
 
 use super::error::{Error, Result};
 use super::gitsource::{self, GitWork};
+use super::governance;
 use crate::api::provenance::{
     GitPerson, RunCommit, VerifiedSignature, VerifiedTag, VerifyMode, VerifySpec,
 };
@@ -69,6 +70,14 @@ pub async fn of_revision(
 ) -> Result<Result<RunCommit, VerifyError>> {
     let namespace = repo.namespace().unwrap_or_default();
     let verify = repo.spec.verify.clone();
+    // A platform owner's policy may require verification: a repository re-created
+    // without spec.verify (editors may delete and create them) gets no plan.
+    if verify.is_none() {
+        let governance = governance::load(client, &namespace, &repo.name_any()).await?;
+        if let Some(policy) = governance.verification_required_by {
+            return Ok(Err(VerifyError::Required { policy }));
+        }
+    }
     let keys = match &verify {
         None => None,
         Some(v) => match trusted_keys(client, &namespace, v).await? {

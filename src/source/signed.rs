@@ -6,7 +6,7 @@ use std::path::Path;
 use git2::Repository;
 
 use super::SourceError;
-use super::verify::{Signer, TrustedKeys, VerifyError, split_tag};
+use super::verify::{Signer, TrustedKeys, VerifyError, When, split_commit, split_tag};
 
 /// Longest name or e-mail address kept from git: a commit may carry megabytes there.
 const MAX_FIELD: usize = 256;
@@ -108,26 +108,23 @@ pub fn provenance(
     let Some(verification) = verification else {
         return Ok(found);
     };
+    if verification.mode.tag() && verification.tag.is_none() {
+        return Err(VerifyError::NoTag.into());
+    }
     let short = &revision[..revision.len().min(12)];
     if verification.mode.commit() {
         let what = format!("commit {short}");
-        let signer = match repo.extract_signature(&oid, None) {
-            Ok((signature, payload)) => {
-                verification
-                    .keys
-                    .verify(&what, &payload, Some(&signature), found.committer.at)
-            }
-            Err(e) if e.code() == git2::ErrorCode::NotFound => {
-                verification
-                    .keys
-                    .verify(&what, &[], None, found.committer.at)
-            }
-            // Pushed content git cannot read a signature from: refused, not retried.
-            Err(e) => Err(VerifyError::InvalidSignature {
-                what,
-                kind: super::verify::SignatureKind::OpenPgp,
-                message: format!("its signature header cannot be read: {}", e.message()),
-            }),
+        let odb = repo.odb().map_err(cache_err)?;
+        let raw = odb.read(oid).map_err(cache_err)?;
+        // Pushed content git cannot read a signature from is refused, not retried.
+        let signer = match split_commit(raw.data()) {
+            Ok((payload, signature)) => verification.keys.verify(
+                &what,
+                &payload,
+                signature.as_deref(),
+                When::stated(found.committer.at),
+            ),
+            Err(message) => Err(VerifyError::Malformed { what, message }),
         };
         found.signer = Some(signer?);
     }
@@ -201,11 +198,138 @@ fn signed_tag(
     let tagger = tag.tagger().map(|t| Person::of(&t));
     let at = tagger.as_ref().map_or(0, |t| t.at);
     let signer = keys
-        .verify(&what, payload, signature, at)
+        .verify(&what, payload, signature, When::stated(at))
         .map_err(Tagged::Verify)?;
     Ok(SignedTag {
         name: name.to_owned(),
         tagger,
         signer,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAYLOAD: &str = include_str!("verify/testdata/payload");
+    const BY_CAROL: &str = include_str!("verify/testdata/payload.carol.sig");
+    const SIGNERS: &[u8] = include_bytes!("verify/testdata/allowed_signers");
+
+    struct Cache {
+        dir: tempfile::TempDir,
+        repo: Repository,
+    }
+
+    impl Cache {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = Repository::init_bare(dir.path()).unwrap();
+            // The fixture's payload names the empty tree.
+            repo.treebuilder(None).unwrap().write().unwrap();
+            Cache { dir, repo }
+        }
+
+        fn object(&self, kind: git2::ObjectType, raw: &[u8]) -> git2::Oid {
+            self.repo.odb().unwrap().write(kind, raw).unwrap()
+        }
+
+        fn tag(&self, reference: &str, named: &str, target: git2::Oid) {
+            let raw = format!(
+                "object {target}\ntype commit\ntag {named}\ntagger Ada <ada@example.com> 1765000000 +0000\n\n{named}\n"
+            );
+            let tag = self.object(git2::ObjectType::Tag, raw.as_bytes());
+            self.repo
+                .reference(&format!("refs/tags/{reference}"), tag, true, "test")
+                .unwrap();
+        }
+
+        fn read(
+            &self,
+            revision: git2::Oid,
+            mode: VerifyMode,
+            tag: Option<&str>,
+        ) -> Result<Provenance, SourceError> {
+            let keys = TrustedKeys::parse([("allowed_signers", SIGNERS)]).unwrap();
+            let verification = Verification {
+                mode,
+                keys: &keys,
+                tag,
+            };
+            provenance(self.dir.path(), &revision.to_string(), Some(verification))
+        }
+    }
+
+    fn label(result: Result<Provenance, SourceError>) -> String {
+        let e = result.unwrap_err();
+        format!("{}: {e}", e.label())
+    }
+
+    #[test]
+    fn a_commit_signed_by_a_trusted_key_verifies_and_names_its_people() {
+        let cache = Cache::new();
+        let signed = cache.repo.commit_signed(PAYLOAD, BY_CAROL, None).unwrap();
+        let found = cache.read(signed, VerifyMode::Head, None).unwrap();
+        assert_eq!(found.author.email, "ada@example.com");
+        assert_eq!(found.committer.at, 1_765_000_000);
+        assert_eq!(found.signer.unwrap().identities, ["carol@example.com"]);
+        let unsigned = cache.object(git2::ObjectType::Commit, PAYLOAD.as_bytes());
+        assert!(
+            label(cache.read(unsigned, VerifyMode::Head, None)).starts_with("Unsigned: commit")
+        );
+        // Without verification only the people are read.
+        let plain = provenance(cache.dir.path(), &unsigned.to_string(), None).unwrap();
+        assert_eq!((plain.author.name.as_str(), plain.signer), ("Ada", None));
+    }
+
+    #[test]
+    fn a_commit_git_cannot_read_a_signature_from_is_refused_not_retried() {
+        let cache = Cache::new();
+        let twice = PAYLOAD.replacen("\n\n", "\ngpgsig a\ngpgsig b\n\n", 1);
+        let odd = cache.object(git2::ObjectType::Commit, twice.as_bytes());
+        let said = label(cache.read(odd, VerifyMode::Head, None));
+        assert!(said.starts_with("InvalidSignature: commit"), "{said}");
+        assert!(said.contains("two gpgsig headers"), "{said}");
+    }
+
+    #[test]
+    fn a_tag_must_be_annotated_name_itself_and_point_at_the_revision() {
+        let cache = Cache::new();
+        let commit = cache.object(git2::ObjectType::Commit, PAYLOAD.as_bytes());
+        let other = cache.object(
+            git2::ObjectType::Commit,
+            PAYLOAD.replace("first", "second").as_bytes(),
+        );
+        cache
+            .repo
+            .reference("refs/tags/light", commit, true, "test")
+            .unwrap();
+        let said = label(cache.read(commit, VerifyMode::Tag, Some("light")));
+        assert!(
+            said.starts_with("Unsigned: tag light (a lightweight tag)"),
+            "{said}"
+        );
+        cache.tag("release", "rc1", commit);
+        let said = label(cache.read(commit, VerifyMode::Tag, Some("release")));
+        assert!(said.contains("a tag object named `rc1`"), "{said}");
+        cache.tag("release", "release", other);
+        let said = label(cache.read(commit, VerifyMode::Tag, Some("release")));
+        assert!(
+            said.starts_with(&format!(
+                "TagMismatch: tag release points at commit {other}"
+            )),
+            "{said}"
+        );
+        cache.tag("release", "release", commit);
+        let said = label(cache.read(commit, VerifyMode::Tag, Some("release")));
+        assert!(
+            said.starts_with("Unsigned: tag release is not signed"),
+            "{said}"
+        );
+        let said = label(cache.read(commit, VerifyMode::Tag, Some("missing")));
+        assert!(
+            said.starts_with("TagMismatch: tag missing cannot be verified"),
+            "{said}"
+        );
+        assert!(label(cache.read(commit, VerifyMode::TagAndHead, None)).starts_with("NoTag"));
+    }
 }

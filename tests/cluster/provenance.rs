@@ -14,6 +14,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use support::operator::{create_repository, events, run_in_phase};
+use support::policy::Policy;
 use support::signing::{self, GpgKey, Signer, SshKey};
 use support::tenant::{Tenant, V1, refusal, tenant};
 
@@ -250,6 +251,28 @@ async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason
         },
     )
     .await;
+
+    // A platform owner may require verification for the whole namespace: then neither
+    // dropping verify nor deleting and re-creating the repository without it plans.
+    let _signed_only = Policy::create(
+        &t.admin,
+        &format!("{ns}-signed-only"),
+        json!({"repositories": [{"namespace": ns, "name": "*"}], "sources": {"requireVerified": true}}),
+    )
+    .await;
+    let after = signing::commit(&t.repo, Signer::Ssh(&carol), &[], "no verify");
+    let run = refused(&t, &after, "VerificationRequired").await;
+    let message = run.status.unwrap().message.unwrap();
+    assert!(message.contains("requires verified sources"), "{message}");
+    repos(&t.alice)
+        .delete("fleet", &Default::default())
+        .await
+        .unwrap();
+    let mut again = t.ssh_spec();
+    again["interval"] = json!("2s");
+    create_repository(&t.alice, ns, "fleet-again", again).await;
+    let again = signing::commit(&t.repo, Signer::Ssh(&carol), &[], "re-created");
+    refused(&t, &again, "VerificationRequired").await;
 }
 
 #[tokio::test]

@@ -99,6 +99,8 @@ pub struct Governance {
     pub override_approvals: u32,
     /// The first invalid policy: nothing is approved while one is.
     pub invalid: Option<Error>,
+    /// The first policy that requires verified sources, if any does.
+    pub verification_required_by: Option<String>,
 }
 
 /// Whether `pattern` (`*` any run, `?` one character) matches all of `text`.
@@ -177,6 +179,15 @@ pub async fn load(client: &Client, namespace: &str, repository: &str) -> Result<
             shortest(gov.requirement.approval_expiry, parts.approval_expiry);
         compiled.extend(parts.rules.iter().cloned());
         gov.windows.extend(parts.windows.iter().cloned());
+        if policy
+            .spec
+            .sources
+            .as_ref()
+            .is_some_and(|s| s.require_verified)
+        {
+            gov.verification_required_by
+                .get_or_insert_with(|| policy.name_any());
+        }
         if let Some(n) = policy.spec.override_approvals {
             gov.override_approvals = gov.override_approvals.max(n);
         }

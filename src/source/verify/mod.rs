@@ -85,6 +85,8 @@ pub enum VerifyError {
         kind: SignatureKind,
         message: String,
     },
+    #[error("{what} cannot be read for its signature: {message}")]
+    Malformed { what: String, message: String },
     #[error("signatures starting `{format}` are not supported: sign with OpenPGP or SSH")]
     UnsupportedSignature { format: String },
     #[error("tag {tag} points at commit {target}, not at the planned revision {revision}")]
@@ -95,6 +97,10 @@ pub enum VerifyError {
     },
     #[error("tag {tag} cannot be verified: {message}")]
     TagUnreadable { tag: String, message: String },
+    #[error(
+        "GovernancePolicy {policy} requires verified sources: an approver sets spec.verify and its trusted keys"
+    )]
+    Required { policy: String },
     #[error("verifying a tag needs spec.ref.tag: a branch or commit names no tag")]
     NoTag,
     #[error("trusted keys, entry `{entry}`{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
@@ -111,16 +117,19 @@ impl VerifyError {
         match self {
             VerifyError::Unsigned { .. } => "Unsigned",
             VerifyError::UntrustedKey { .. } | VerifyError::KeyNotValid { .. } => "UntrustedKey",
-            VerifyError::InvalidSignature { .. } => "InvalidSignature",
+            VerifyError::InvalidSignature { .. } | VerifyError::Malformed { .. } => {
+                "InvalidSignature"
+            }
             VerifyError::UnsupportedSignature { .. } => "UnsupportedSignature",
             VerifyError::InvalidTrustedKeys { .. } => "InvalidTrustedKeys",
             VerifyError::TagMismatch { .. } | VerifyError::TagUnreadable { .. } => "TagMismatch",
             VerifyError::NoTag => "NoTag",
+            VerifyError::Required { .. } => "VerificationRequired",
         }
     }
 
     /// Every label [`VerifyError::label`] gives.
-    pub fn labels() -> [&'static str; 7] {
+    pub fn labels() -> [&'static str; 8] {
         [
             "Unsigned",
             "UntrustedKey",
@@ -129,6 +138,7 @@ impl VerifyError {
             "InvalidTrustedKeys",
             "TagMismatch",
             "NoTag",
+            "VerificationRequired",
         ]
     }
 
@@ -138,14 +148,43 @@ impl VerifyError {
             VerifyError::Unsigned { what }
             | VerifyError::UntrustedKey { what, .. }
             | VerifyError::KeyNotValid { what, .. }
-            | VerifyError::InvalidSignature { what, .. } => *what = object.to_owned(),
+            | VerifyError::InvalidSignature { what, .. }
+            | VerifyError::Malformed { what, .. } => *what = object.to_owned(),
             VerifyError::UnsupportedSignature { .. }
             | VerifyError::InvalidTrustedKeys { .. }
             | VerifyError::TagMismatch { .. }
             | VerifyError::TagUnreadable { .. }
-            | VerifyError::NoTag => {}
+            | VerifyError::NoTag
+            | VerifyError::Required { .. } => {}
         }
         self
+    }
+}
+
+/// When a signature is judged. The time an object states (the committer's or tagger's,
+/// which git uses) is the writer's choice: a key's end (OpenPGP expiry, SSH
+/// `valid-before`) is therefore checked at the later of it and now, so an expired key
+/// cannot sign by backdating; a key's start (`valid-after`) at the stated time, as git does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct When {
+    /// Unix seconds, as the object states (0 when it states none).
+    pub stated: i64,
+    /// Unix seconds, now.
+    pub now: i64,
+}
+
+impl When {
+    /// `stated`, judged now by the system clock.
+    pub fn stated(stated: i64) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        When { stated, now }
+    }
+
+    /// The time a key's end is checked at.
+    fn latest(self) -> i64 {
+        self.stated.max(self.now)
     }
 }
 
@@ -196,24 +235,62 @@ impl TrustedKeys {
     }
 
     /// Checks `signature` over `payload`. `what` names the object in messages ("commit
-    /// 1a2b3c4"); `signed_at` (Unix seconds, the committer's or tagger's time, as git
-    /// uses it) is checked against key expiry and `valid-after`/`valid-before`.
+    /// 1a2b3c4"); `at` says when it was signed, as the object states and as the
+    /// controller's clock says now (see [`When`]).
     pub fn verify(
         &self,
         what: &str,
         payload: &[u8],
         signature: Option<&[u8]>,
-        signed_at: i64,
+        at: When,
     ) -> Result<Signer, VerifyError> {
         let Some(signature) = signature else {
             return Err(VerifyError::Unsigned { what: what.into() });
         };
         let checked = match SignatureKind::of(signature)? {
-            SignatureKind::OpenPgp => openpgp::verify(&self.openpgp, payload, signature, signed_at),
-            SignatureKind::Ssh => ssh::verify(&self.ssh, payload, signature, signed_at),
+            SignatureKind::OpenPgp => openpgp::verify(&self.openpgp, payload, signature, at),
+            SignatureKind::Ssh => ssh::verify(&self.ssh, payload, signature, at),
         };
         checked.map_err(|e| e.about(what))
     }
+}
+
+/// Splits a raw commit object into the bytes its signature covers and the signature, as
+/// git does (`parse_buffer_signed_by_header`): the `gpgsig` header and its continuation
+/// lines are the signature, everything else (other headers, the blank line, the message)
+/// is signed. Only the header section is read, so a message cannot hold a signature.
+/// Refused, as nothing git signs: two signatures, a SHA-256 one (`gpgsig-sha256`, of
+/// repositories in SHA-256 format) and a NUL byte (C code stops reading there).
+pub fn split_commit(raw: &[u8]) -> Result<(Vec<u8>, Option<Vec<u8>>), String> {
+    if raw.contains(&0) {
+        return Err("the commit object holds a NUL byte".into());
+    }
+    let (headers, message) = match raw.windows(2).position(|w| w == b"\n\n") {
+        Some(at) => (&raw[..=at], &raw[at + 1..]),
+        None => (raw, &[][..]),
+    };
+    let (mut payload, mut signature) = (Vec::with_capacity(raw.len()), None::<Vec<u8>>);
+    let mut in_signature = false;
+    for line in headers.split_inclusive(|b| *b == b'\n') {
+        if let Some(first) = line.strip_prefix(b"gpgsig ") {
+            if signature.is_some() {
+                return Err("the commit carries two gpgsig headers".into());
+            }
+            signature = Some(first.to_vec());
+            in_signature = true;
+        } else if line.starts_with(b"gpgsig-sha256 ") {
+            return Err("SHA-256 signatures (gpgsig-sha256) are not supported".into());
+        } else if in_signature && line.first() == Some(&b' ') {
+            if let Some(s) = signature.as_mut() {
+                s.extend_from_slice(&line[1..]);
+            }
+        } else {
+            in_signature = false;
+            payload.extend_from_slice(line);
+        }
+    }
+    payload.extend_from_slice(message);
+    Ok((payload, signature))
 }
 
 /// Splits a raw tag object into the bytes its signature covers and the signature: git

@@ -5,7 +5,7 @@ use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::{Signature, SignatureType};
 use pgp::types::KeyDetails;
 
-use super::{SignatureKind, Signer, VerifyError};
+use super::{SignatureKind, Signer, VerifyError, When};
 
 const BLOCK_START: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
 
@@ -45,7 +45,11 @@ pub(super) fn parse_certificates(
         let (keys, _) = SignedPublicKey::from_string_many(&block)
             .map_err(|e| invalid(format!("not an OpenPGP public key block: {e}")))?;
         for key in keys {
-            let key = key.map_err(|e| invalid(format!("an unreadable public key: {e}")))?;
+            let mut key = key.map_err(|e| invalid(format!("an unreadable public key: {e}")))?;
+            // Only the key's own signatures say what it is; certifications by others
+            // (which `gpg --export` includes) are not checked here and would otherwise
+            // fail the whole Secret.
+            own_signatures_only(&mut key);
             let fingerprint = hex(key.fingerprint().as_bytes());
             key.verify_bindings().map_err(|e| {
                 invalid(format!(
@@ -66,6 +70,24 @@ pub(super) fn parse_certificates(
         }
     }
     Ok(certificates)
+}
+
+fn own_signatures_only(key: &mut SignedPublicKey) {
+    let primary = key.primary_key.clone();
+    let own = |s: &Signature| {
+        issued_by(s, &primary) || s.issuer_key_id().is_empty() && s.issuer_fingerprint().is_empty()
+    };
+    let details = &mut key.details;
+    details.revocation_signatures.retain(|s| own(s));
+    details.direct_signatures.retain(|s| own(s));
+    for user in &mut details.users {
+        user.signatures.retain(|s| own(s));
+    }
+    details.users.retain(|u| !u.signatures.is_empty());
+    for user in &mut details.user_attributes {
+        user.signatures.retain(|s| own(s));
+    }
+    details.user_attributes.retain(|u| !u.signatures.is_empty());
 }
 
 /// Which of a certificate's keys made `signature`: the primary key or a subkey.
@@ -101,8 +123,9 @@ pub(super) fn verify(
     trusted: &[Certificate],
     payload: &[u8],
     signature: &[u8],
-    signed_at: i64,
+    at: When,
 ) -> Result<Signer, VerifyError> {
+    let judged = at.latest();
     let kind = SignatureKind::OpenPgp;
     let bad = |message: String| VerifyError::InvalidSignature {
         what: String::new(),
@@ -124,9 +147,11 @@ pub(super) fn verify(
         sig.hash_alg(),
         None | Some(HashAlgorithm::Md5 | HashAlgorithm::Sha1 | HashAlgorithm::Ripemd160)
     ) {
+        let digest = sig
+            .hash_alg()
+            .map_or("unknown".into(), |h| format!("{h:?}"));
         return Err(bad(format!(
-            "it uses the {:?} digest, which can be forged",
-            sig.hash_alg()
+            "it uses the {digest} digest, which can be forged"
         )));
     }
     let found = trusted.iter().find_map(|c| {
@@ -173,13 +198,11 @@ pub(super) fn verify(
         .chain(primary.details.direct_signatures.iter().cloned())
         .collect();
     if let Some(end) = expires_at(primary.created_at().as_secs(), newest(&self_signatures))
-        && signed_at > end
+        && judged > end
     {
         return Err(not_valid(
             &certificate.fingerprint,
-            format!(
-                "the key expired before the signature was made (at {end}, signed at {signed_at})"
-            ),
+            format!("the key expired (at {end}; judged at {judged})"),
         ));
     }
     let signing_subkey = match issuer {
@@ -211,13 +234,11 @@ pub(super) fn verify(
                 ));
             }
             if let Some(end) = expires_at(subkey.key.created_at().as_secs(), binding)
-                && signed_at > end
+                && judged > end
             {
                 return Err(not_valid(
                     &subkey_fp,
-                    format!(
-                        "the subkey expired before the signature was made (at {end}, signed at {signed_at})"
-                    ),
+                    format!("the subkey expired (at {end}; judged at {judged})"),
                 ));
             }
             sig.verify(&subkey.key, payload)

@@ -3,7 +3,7 @@
 
 use ssh_key::{HashAlg, PublicKey, SshSig};
 
-use super::{SignatureKind, Signer, VerifyError};
+use super::{SignatureKind, Signer, VerifyError, When};
 
 /// The Secret entry that holds an allowed-signers list.
 pub const ALLOWED_SIGNERS: &str = "allowed_signers";
@@ -179,7 +179,7 @@ pub(super) fn verify(
     trusted: &[AllowedSigner],
     payload: &[u8],
     signature: &[u8],
-    signed_at: i64,
+    at: When,
 ) -> Result<Signer, VerifyError> {
     let kind = SignatureKind::Ssh;
     let bad = |message: String| VerifyError::InvalidSignature {
@@ -187,7 +187,10 @@ pub(super) fn verify(
         kind,
         message,
     };
-    let sig = SshSig::from_pem(signature).map_err(|e| bad(format!("it cannot be read: {e}")))?;
+    // Blank lines after the armor (libgit2 writes one for a signature ending in a
+    // newline) are not part of it.
+    let pem = signature.trim_ascii_end();
+    let sig = SshSig::from_pem(pem).map_err(|e| bad(format!("it cannot be read: {e}")))?;
     if sig.namespace() != NAMESPACE {
         return Err(bad(format!(
             "it was made for namespace `{}`, not `{NAMESPACE}`",
@@ -211,8 +214,8 @@ pub(super) fn verify(
         s.namespaces
             .as_ref()
             .is_none_or(|n| n.iter().any(|n| n == NAMESPACE))
-            && s.valid_after.is_none_or(|t| signed_at >= t)
-            && s.valid_before.is_none_or(|t| signed_at <= t)
+            && s.valid_after.is_none_or(|t| at.stated >= t)
+            && s.valid_before.is_none_or(|t| at.latest() <= t)
     });
     let Some(signer) = allowed else {
         return Err(VerifyError::KeyNotValid {
@@ -220,7 +223,9 @@ pub(super) fn verify(
             kind,
             key: fingerprint,
             why: format!(
-                "its allowed-signers line does not allow namespace `{NAMESPACE}` at the signing time ({signed_at})"
+                "its allowed-signers line does not allow namespace `{NAMESPACE}` at the signing time ({}, judged at {})",
+                at.stated,
+                at.latest()
             ),
         });
     };
