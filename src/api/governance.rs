@@ -71,6 +71,33 @@ pub struct GovernancePolicySpec {
     pub sources: Option<SourceRule>,
 }
 
+/// Which git identities are which Kubernetes users, for separation of duties.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeparationOfDuties {
+    /// Git identities and the users they are. E-mail addresses are whatever a commit's writer typed; a signing key's fingerprint (with the repository's spec.verify) is proof.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500))]
+    pub identities: Vec<GitIdentity>,
+}
+
+/// One git identity (an e-mail address or a signing key's fingerprint) and its user.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitIdentity {
+    /// An author's or committer's e-mail address (compared without case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub email: Option<String>,
+    /// A signing key's fingerprint as status records it (OpenPGP upper-case hex, or SSH `SHA256:...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub fingerprint: Option<String>,
+    /// The Kubernetes user name (as the API server authenticates them).
+    #[schemars(length(min = 1, max = 256))]
+    pub user: String,
+}
+
 /// What a governed repository's source must prove before its revisions are planned.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -133,6 +160,9 @@ pub struct ApprovalRule {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub from_groups: Vec<String>,
+    /// The people who wrote, committed or signed the commits a plan comes from (since the revision last applied) do not count as its approvers. Git identities are mapped to Kubernetes users here; an identity no entry maps excludes nobody (it is listed on the run, and rules see it in plan.source.unmapped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separation_of_duties: Option<SeparationOfDuties>,
     /// The user who requested the sync (stamped at admission) may not approve its run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forbid_requester: bool,

@@ -100,6 +100,35 @@ pub struct RunCommit {
     /// The annotated tag's signature (modes Tag and TagAndHEAD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<VerifiedTag>,
+    /// Who wrote the commits since the revision last applied (recorded when a GovernancePolicy separates duties).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<CommitRange>,
+}
+
+/// The commits a plan comes from: reachable from its revision, not from the revision
+/// last applied.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitRange {
+    /// The revision last applied (absent for a repository's first plan: then the range is the planned commit alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// How many commits the range holds (read up to 500).
+    pub commits: u32,
+    /// Author e-mail addresses, lower-case (at most 100).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub authors: Vec<String>,
+    /// Committer e-mail addresses, lower-case (at most 100).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub committers: Vec<String>,
+    /// Fingerprints of trusted keys that signed commits of the range (with spec.verify; at most 100).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub signers: Vec<String>,
+    /// False when the range could not be read whole: the revision last applied is not an ancestor, or more than 500 commits or 100 identities: then its people may be missing.
+    pub complete: bool,
 }
 
 impl RunCommit {

@@ -214,7 +214,33 @@ fn commit_line(commit: &crate::api::provenance::RunCommit) -> String {
         (Some(mode), Some(signed)) => format!("verified ({}): {signed}", mode.as_str()),
         _ => "signatures not verified (the repository sets no spec.verify)".to_owned(),
     };
-    format!("Commit: by {by}; {verified}\n")
+    let mut out = format!("Commit: by {by}; {verified}\n");
+    if let Some(range) = &commit.range {
+        let since = match &range.from {
+            Some(from) => format!("since {}", &from[..from.len().min(12)]),
+            None => "the first plan".to_owned(),
+        };
+        let mut people: Vec<&str> = range.authors.iter().map(String::as_str).collect();
+        for c in &range.committers {
+            if !people.contains(&c.as_str()) {
+                people.push(c);
+            }
+        }
+        out.push_str(&format!(
+            "Written ({since}): {} commit(s) by {}{}{}\n",
+            range.commits,
+            people.join(", "),
+            match range.signers.is_empty() {
+                true => String::new(),
+                false => format!("; signed by {}", range.signers.join(", ")),
+            },
+            match range.complete {
+                true => "",
+                false => " (not read whole: some people may be missing)",
+            }
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -238,6 +264,7 @@ mod tests {
             verified: None,
             signature: None,
             tag: None,
+            range: None,
         };
         assert_eq!(
             commit_line(&commit),
@@ -255,5 +282,16 @@ mod tests {
             commit_line(&commit),
             "Commit: by Ada <ada@example.com>, committed by Bob <bob@example.com>; verified (HEAD): commit signed by SSH key SHA256:abc (bob@example.com)\n"
         );
+        commit.range = Some(crate::api::provenance::CommitRange {
+            from: Some("0123456789abcdef".into()),
+            commits: 2,
+            authors: vec!["ada@example.com".into()],
+            committers: vec!["bob@example.com".into()],
+            signers: vec!["SHA256:abc".into()],
+            complete: false,
+        });
+        assert!(commit_line(&commit).ends_with(
+            "\nWritten (since 0123456789ab): 2 commit(s) by ada@example.com, bob@example.com; signed by SHA256:abc (not read whole: some people may be missing)\n"
+        ));
     }
 }

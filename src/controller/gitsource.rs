@@ -418,6 +418,30 @@ pub async fn read_fleet_file(
     result
 }
 
+/// Fetches the history `revision` is in (every branch and tag, not shallow) into the
+/// repository's cache: what reading the commits since the revision last applied needs.
+/// Bounded like every fetch.
+pub async fn fetch_history(
+    git: &GitWork,
+    client: &Client,
+    repo: &GitopsRepository,
+    revision: &str,
+) -> Result<()> {
+    let remote = remote(git, client, repo).await?;
+    let ns = repo.namespace().unwrap_or_default();
+    let cache = git.cache_path(&ns, &repo.name_any());
+    let held = git.cache_lock(&cache).lock_owned().await;
+    let (r, c, rev) = (remote.clone(), cache.clone(), revision.to_owned());
+    let fetched = git
+        .blocking(&ns, "fetch", &remote, move || {
+            let _held = held;
+            source::fetch(&c, &r, &GitRef::Commit(rev)).map(drop)
+        })
+        .await;
+    git.bound_caches();
+    fetched
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

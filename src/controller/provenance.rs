@@ -11,7 +11,7 @@ use super::error::{Error, Result};
 use super::gitsource::{self, GitWork};
 use super::governance;
 use crate::api::provenance::{
-    GitPerson, RunCommit, VerifiedSignature, VerifiedTag, VerifyMode, VerifySpec,
+    CommitRange, GitPerson, RunCommit, VerifiedSignature, VerifiedTag, VerifyMode, VerifySpec,
 };
 use crate::api::{GitopsRepository, labels};
 use crate::source::verify::{Signer, TrustedKeys, VerifyError};
@@ -70,13 +70,13 @@ pub async fn of_revision(
 ) -> Result<Result<RunCommit, VerifyError>> {
     let namespace = repo.namespace().unwrap_or_default();
     let verify = repo.spec.verify.clone();
+    let governance = governance::load(client, &namespace, &repo.name_any()).await?;
     // A platform owner's policy may require verification: a repository re-created
     // without spec.verify (editors may delete and create them) gets no plan.
-    if verify.is_none() {
-        let governance = governance::load(client, &namespace, &repo.name_any()).await?;
-        if let Some(policy) = governance.verification_required_by {
-            return Ok(Err(VerifyError::Required { policy }));
-        }
+    if verify.is_none()
+        && let Some(policy) = governance.verification_required_by
+    {
+        return Ok(Err(VerifyError::Required { policy }));
     }
     let keys = match &verify {
         None => None,
@@ -91,6 +91,23 @@ pub async fn of_revision(
     };
     let mode = verify.as_ref().map(|v| v.mode);
     let cache = git.cache_path(&namespace, &repo.name_any());
+    // Separation of duties reads who wrote the commits since the revision last applied:
+    // their history is fetched when the (shallow) cache lacks it.
+    let since = governance.separation.is_some().then(|| {
+        repo.status
+            .as_ref()
+            .and_then(|s| s.last_applied_revision.clone())
+            .filter(|r| r != revision)
+    });
+    if let Some(Some(from)) = &since {
+        let (c, from) = (cache.clone(), from.clone());
+        let held = tokio::task::spawn_blocking(move || source::has_history(&c, &from))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?;
+        if !held {
+            gitsource::fetch_history(git, client, repo, revision).await?;
+        }
+    }
     let held = git.cache_lock(&cache).lock_owned().await;
     let revision = revision.to_owned();
     let read = tokio::task::spawn_blocking(move || {
@@ -107,12 +124,30 @@ pub async fn of_revision(
             }),
             _ => None,
         };
-        source::provenance(&cache, &revision, verification)
+        let found = source::provenance(&cache, &revision, verification)?;
+        let range = match &since {
+            Some(from) => Some(source::range(
+                &cache,
+                from.as_deref(),
+                &revision,
+                keys.as_ref(),
+            )?),
+            None => None,
+        };
+        Ok((found, range, since))
     })
     .await
     .map_err(|e| Error::Task(e.to_string()))?;
     match read {
-        Ok(found) => Ok(Ok(RunCommit {
+        Ok((found, range, since)) => Ok(Ok(RunCommit {
+            range: range.map(|r| CommitRange {
+                from: since.flatten(),
+                commits: r.commits as u32,
+                authors: r.authors,
+                committers: r.committers,
+                signers: r.signers,
+                complete: r.complete,
+            }),
             author: person(&found.author),
             committer: person(&found.committer),
             verified: mode,

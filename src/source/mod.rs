@@ -20,7 +20,10 @@ use git2::{CertificateCheckStatus, Cred, FetchOptions, ObjectType, RemoteCallbac
 
 pub use known_hosts::{KnownHosts, Verdict};
 pub use limits::{Limits, set_network_timeouts};
-pub use signed::{Person, Provenance, SignedTag, Verification, VerifyMode, provenance};
+pub use signed::{
+    MAX_RANGE_COMMITS, Person, Provenance, Range, SignedTag, Verification, VerifyMode, has_history,
+    provenance, range,
+};
 
 /// What to follow in the repository.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -146,6 +146,106 @@ pub fn provenance(
     Ok(found)
 }
 
+/// Most commits a range is read over, and most identities of each kind it keeps.
+pub const MAX_RANGE_COMMITS: usize = 500;
+pub const MAX_RANGE_IDENTITIES: usize = 100;
+
+/// Who wrote the commits reachable from `to` and not from `from`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Range {
+    pub commits: usize,
+    /// Lower-case e-mail addresses, in the order first met.
+    pub authors: Vec<String>,
+    pub committers: Vec<String>,
+    /// Fingerprints of `keys` that signed commits of the range.
+    pub signers: Vec<String>,
+    /// False when `from` is not in the cache or not an ancestor of `to`, or a bound
+    /// was reached.
+    pub complete: bool,
+}
+
+/// Whether the cache holds `revision` with its history (not cut off by a shallow fetch).
+pub fn has_history(cache: &Path, revision: &str) -> bool {
+    let Ok(repo) = Repository::open_bare(cache) else {
+        return false;
+    };
+    !repo.is_shallow()
+        && git2::Oid::from_str(revision).is_ok_and(|oid| repo.find_commit(oid).is_ok())
+}
+
+/// The people of the commits from `from` (exclusive; `None`: `to` alone) to `to`.
+pub fn range(
+    cache: &Path,
+    from: Option<&str>,
+    to: &str,
+    keys: Option<&TrustedKeys>,
+) -> Result<Range, SourceError> {
+    let cache_err = |e: git2::Error| SourceError::Cache {
+        path: cache.display().to_string(),
+        message: e.message().to_owned(),
+    };
+    let repo = Repository::open_bare(cache).map_err(cache_err)?;
+    let odb = repo.odb().map_err(cache_err)?;
+    let to = git2::Oid::from_str(to).map_err(cache_err)?;
+    let from = from.and_then(|f| git2::Oid::from_str(f).ok());
+    let ancestor = from.filter(|f| {
+        repo.find_commit(*f).is_ok() && repo.graph_descendant_of(to, *f).unwrap_or(false)
+    });
+    let mut found = Range {
+        complete: from.is_none() || ancestor.is_some(),
+        ..Range::default()
+    };
+    let wanted: Vec<git2::Oid> = match ancestor {
+        Some(from) => {
+            let mut walk = repo.revwalk().map_err(cache_err)?;
+            walk.push(to).map_err(cache_err)?;
+            walk.hide(from).map_err(cache_err)?;
+            let mut wanted = Vec::new();
+            for oid in walk {
+                let Ok(oid) = oid else {
+                    found.complete = false;
+                    break;
+                };
+                if wanted.len() == MAX_RANGE_COMMITS {
+                    found.complete = false;
+                    break;
+                }
+                wanted.push(oid);
+            }
+            wanted
+        }
+        None => vec![to],
+    };
+    let keep = |list: &mut Vec<String>, value: String, complete: &mut bool| {
+        if list.contains(&value) {
+            return;
+        }
+        if list.len() == MAX_RANGE_IDENTITIES {
+            *complete = false;
+            return;
+        }
+        list.push(value);
+    };
+    for oid in wanted {
+        let commit = repo.find_commit(oid).map_err(cache_err)?;
+        found.commits += 1;
+        let author = Person::of(&commit.author()).email.to_lowercase();
+        let committer = Person::of(&commit.committer()).email.to_lowercase();
+        keep(&mut found.authors, author, &mut found.complete);
+        keep(&mut found.committers, committer, &mut found.complete);
+        let Some(keys) = keys else { continue };
+        let raw = odb.read(oid).map_err(cache_err)?;
+        if let Ok((payload, Some(signature))) = split_commit(raw.data()) {
+            let at = When::stated(commit.committer().when().seconds());
+            // Only a signature that verifies names its signer; any other proves nothing.
+            if let Ok(signer) = keys.verify("", &payload, Some(&signature), at) {
+                keep(&mut found.signers, signer.fingerprint, &mut found.complete);
+            }
+        }
+    }
+    Ok(found)
+}
+
 enum Tagged {
     Git(git2::Error),
     Verify(VerifyError),
@@ -279,6 +379,40 @@ mod tests {
         // Without verification only the people are read.
         let plain = provenance(cache.dir.path(), &unsigned.to_string(), None).unwrap();
         assert_eq!((plain.author.name.as_str(), plain.signer), ("Ada", None));
+    }
+
+    fn child(cache: &Cache, parent: git2::Oid, who: &str) -> git2::Oid {
+        let raw = format!(
+            "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nparent {parent}\nauthor {who} <{who}@Example.com> 1765000001 +0000\ncommitter CI <ci@example.com> 1765000001 +0000\n\nby {who}\n"
+        );
+        cache.object(git2::ObjectType::Commit, raw.as_bytes())
+    }
+
+    #[test]
+    fn a_range_names_who_wrote_committed_and_signed_its_commits() {
+        let cache = Cache::new();
+        let keys = TrustedKeys::parse([("allowed_signers", SIGNERS)]).unwrap();
+        let root = cache.repo.commit_signed(PAYLOAD, BY_CAROL, None).unwrap();
+        let b = child(&cache, root, "bea");
+        let c = child(&cache, b, "cid");
+        let dir = cache.dir.path();
+        let since = range(dir, Some(&root.to_string()), &c.to_string(), Some(&keys)).unwrap();
+        assert_eq!(since.commits, 2);
+        assert_eq!(since.authors, ["cid@example.com", "bea@example.com"]);
+        assert_eq!(since.committers, ["ci@example.com"]);
+        assert!(since.signers.is_empty() && since.complete);
+        // The first plan: the planned commit alone, its trusted signer named.
+        let first = range(dir, None, &root.to_string(), Some(&keys)).unwrap();
+        assert_eq!(
+            (first.commits, first.authors.as_slice()),
+            (1, &["ada@example.com".to_owned()][..])
+        );
+        assert_eq!(first.signers.len(), 1);
+        assert!(first.signers[0].starts_with("SHA256:"));
+        // A revision last applied that is not an ancestor (history rewritten): the
+        // planned commit alone, and the range says it is not whole.
+        let rewritten = range(dir, Some(&b.to_string()), &root.to_string(), None).unwrap();
+        assert_eq!((rewritten.commits, rewritten.complete), (1, false));
     }
 
     #[test]

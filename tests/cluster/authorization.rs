@@ -458,7 +458,7 @@ async fn recorded(t: &Tenant, name: &str, count: usize) {
 
 /// Waits until `count` ApprovalRefused Events about the run say `said`, and the refused
 /// approval is cleared for the next approver.
-async fn refused_with(t: &Tenant, name: &str, said: &str, count: usize) {
+pub(crate) async fn refused_with(t: &Tenant, name: &str, said: &str, count: usize) {
     let ns = &t.ns.name;
     support::eventually(
         &format!("{count} refusals: {said}"),

@@ -442,6 +442,26 @@ fn from_schema(schema: &Value) -> Vec<Value> {
     }
 }
 
+/// [`undo`], removing whole every object `patch` added.
+fn remove_added(before: &Value, patch: &Value) -> Value {
+    match patch.as_object() {
+        Some(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| {
+                    let back = match before.get(k) {
+                        Some(old @ Value::Object(_)) if v.is_object() => remove_added(old, v),
+                        Some(old) => old.clone(),
+                        None => Value::Null,
+                    };
+                    (k.clone(), back)
+                })
+                .collect(),
+        ),
+        None => before.clone(),
+    }
+}
+
 /// The merge patch that undoes `patch` on an object that was `before`.
 fn undo(before: &Value, patch: &Value) -> Value {
     match patch.as_object() {
@@ -556,9 +576,20 @@ async fn attack(scene: &Scene) -> Outcome {
                 "{:?}: after alice's {target:?} {patch}, the cluster holds content no one authorized",
                 scene.path
             );
-            let _ = api(&scene.t.admin, ns, target)
+            let undone = api(&scene.t.admin, ns, target)
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&back))
                 .await;
+            if undone.is_err() {
+                // A nested field alone may not be null (`verify.secretRef.name`): what
+                // was absent before is removed whole.
+                let _ = api(&scene.t.admin, ns, target)
+                    .patch(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(&remove_added(&before, &patch)),
+                    )
+                    .await;
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }

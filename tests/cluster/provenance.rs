@@ -56,9 +56,20 @@ async fn until_source_verified(t: &Tenant, name: &str, status: &str, reason: &st
     .await
 }
 
-/// The run of `revision` failed for `reason`, planned nothing, and said so in an Event.
-async fn refused(t: &Tenant, revision: &str, reason: &str) -> SyncRun {
-    let run = run_in_phase(&t.admin, &t.ns.name, revision, Phase::Failed).await;
+/// The run of `repository` for `revision` failed for `reason`, planned nothing, and
+/// said so in an Event.
+async fn refused(t: &Tenant, repository: &str, revision: &str, reason: &str) -> SyncRun {
+    let runs = Api::<SyncRun>::namespaced(t.admin.clone(), &t.ns.name);
+    let what = format!("the run of {repository} for {revision} Failed");
+    let run = support::eventually(&what, std::time::Duration::from_secs(60), || async {
+        let list = runs.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|r| {
+            r.spec.repository == repository
+                && r.spec.revision == revision
+                && r.phase() == Some(Phase::Failed)
+        })
+    })
+    .await;
     let status = run.status.clone().unwrap();
     let ready = fleetgate::api::condition(&status.conditions, "Ready").unwrap();
     assert_eq!(ready.reason, reason, "{status:?}");
@@ -167,7 +178,7 @@ async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason
     );
 
     let unsigned = signing::commit(&t.repo, Signer::Nobody, &[], "unsigned");
-    refused(&t, &unsigned, "Unsigned").await;
+    refused(&t, "fleet", &unsigned, "Unsigned").await;
     let said = until_source_verified(&t, "fleet", "False", "Unsigned").await;
     assert!(
         said.contains(&format!("commit {} is not signed", &unsigned[..12])),
@@ -175,7 +186,7 @@ async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason
     );
 
     let by_mallory = signing::commit(&t.repo, Signer::Ssh(&mallory), &[], "mallory's");
-    let run = refused(&t, &by_mallory, "UntrustedKey").await;
+    let run = refused(&t, "fleet", &by_mallory, "UntrustedKey").await;
     let message = run.status.unwrap().message.unwrap();
     assert!(message.contains(&mallory.fingerprint), "{message}");
 
@@ -209,7 +220,7 @@ async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason
     // Carol's signed commit, its message changed by someone without her key; then the
     // same commit with its signature stripped.
     let tampered = signing::rewrite_head(&t.repo, |raw| raw.replace("carol's", "carol's, surely"));
-    refused(&t, &tampered, "InvalidSignature").await;
+    refused(&t, "fleet", &tampered, "InvalidSignature").await;
     let stripped = signing::rewrite_head(&t.repo, |raw| {
         let (headers, message) = raw.split_once("\n\n").unwrap();
         let kept: Vec<&str> = headers
@@ -218,7 +229,7 @@ async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason
             .collect();
         format!("{}\n\n{message}", kept.join("\n"))
     });
-    refused(&t, &stripped, "Unsigned").await;
+    refused(&t, "fleet", &stripped, "Unsigned").await;
 
     // Loosening verify is an approver's: alice can neither drop it nor point it at other
     // keys; bob can.
@@ -261,7 +272,7 @@ async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason
     )
     .await;
     let after = signing::commit(&t.repo, Signer::Ssh(&carol), &[], "no verify");
-    let run = refused(&t, &after, "VerificationRequired").await;
+    let run = refused(&t, "fleet", &after, "VerificationRequired").await;
     let message = run.status.unwrap().message.unwrap();
     assert!(message.contains("requires verified sources"), "{message}");
     repos(&t.alice)
@@ -272,7 +283,7 @@ async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason
     again["interval"] = json!("2s");
     create_repository(&t.alice, ns, "fleet-again", again).await;
     let again = signing::commit(&t.repo, Signer::Ssh(&carol), &[], "re-created");
-    refused(&t, &again, "VerificationRequired").await;
+    refused(&t, "fleet-again", &again, "VerificationRequired").await;
 }
 
 #[tokio::test]
@@ -293,7 +304,7 @@ async fn a_signed_tag_vouches_for_its_commit_only_where_tags_are_verified() {
     let v1 = signing::commit(&t.repo, Signer::Nobody, &[("fleet.yaml", V1)], "first");
     signing::tag(&t.repo, Signer::Nobody, "release");
     create_repository(&t.admin, ns, "by-tag", spec(&t, tag.clone(), "Tag")).await;
-    let run = refused(&t, &v1, "Unsigned").await;
+    let run = refused(&t, "by-tag", &v1, "Unsigned").await;
     assert!(run.status.unwrap().message.unwrap().contains("lightweight"));
 
     // The same commit under a tag carol signed: planned, the tag's signer recorded.
@@ -345,4 +356,125 @@ async fn a_signed_tag_vouches_for_its_commit_only_where_tags_are_verified() {
         said.contains(&format!("commit {} is not signed", &v1[..12])),
         "{said}"
     );
+}
+
+#[tokio::test]
+async fn the_people_who_wrote_a_plan_do_not_count_as_its_approvers() {
+    let t = tenant("duties").await;
+    let _chart = t.install_chart().await;
+    let ns = &t.ns.name;
+    let keys = tempfile::tempdir().unwrap();
+    let ada = GpgKey::new(keys.path(), "Ada <ada@example.com>");
+    let carol = SshKey::new(keys.path(), "carol");
+    Api::<Secret>::namespaced(t.admin.clone(), ns)
+        .create(&PostParams::default(), &trusted_keys(&ada, &carol))
+        .await
+        .unwrap();
+    // bob is known by his e-mail address (what he typed), carol by her signing key.
+    let identities = json!([
+        {"email": "Bob@Example.com", "user": "bob"},
+        {"email": "ada@example.com", "user": "ada"},
+        {"fingerprint": carol.fingerprint, "user": "carol"},
+    ]);
+    let _duties = Policy::create(
+        &t.admin,
+        &format!("{ns}-duties"),
+        json!({
+            "repositories": [{"namespace": ns, "name": "*"}],
+            "approvals": {"required": 1, "separationOfDuties": {"identities": identities}},
+            "rules": [{"name": "strangers-need-two", "expression": "plan.source.unmapped.size() > 0",
+                       "action": "RequireApprovals", "approvals": 2,
+                       "message": "someone the policy does not know wrote part of this plan"}],
+        }),
+    )
+    .await;
+    create_repository(
+        &t.admin,
+        ns,
+        "fleet",
+        spec(&t, json!({"branch": "main"}), "HEAD"),
+    )
+    .await;
+
+    // The first plan: carol signed it, so her approval does not count; bob's does.
+    let v1 = signing::commit(&t.repo, Signer::Ssh(&carol), &[("fleet.yaml", V1)], "first");
+    let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+    let range = run
+        .status
+        .clone()
+        .unwrap()
+        .source
+        .unwrap()
+        .commit
+        .unwrap()
+        .range
+        .unwrap();
+    assert_eq!((range.from, range.commits, range.complete), (None, 1, true));
+    assert_eq!(range.signers, std::slice::from_ref(&carol.fingerprint));
+    t.approve(&run).by(&t.carol).try_send().await.unwrap();
+    let said = format!(
+        "carol wrote this plan's source (signing key {}",
+        carol.fingerprint
+    );
+    super::authorization::refused_with(&t, &run.name_any(), &said, 1).await;
+    t.approve(&run).by(&t.bob).try_send().await.unwrap();
+    run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
+
+    // The next revision: bob wrote a commit, zed (whom no policy knows) another, carol
+    // signed the tip. Neither bob nor carol may approve, and the rule asks for two.
+    signing::commit_as(
+        &t.repo,
+        ("Bob", "bob@example.com"),
+        Signer::Nobody,
+        &[],
+        "bob's change",
+    );
+    signing::commit_as(
+        &t.repo,
+        ("Zed", "zed@example.com"),
+        Signer::Nobody,
+        &[],
+        "zed's change",
+    );
+    let v2 = signing::commit_as(
+        &t.repo,
+        ("Carol", "carol@example.com"),
+        Signer::Ssh(&carol),
+        &[("fleet.yaml", include_bytes!("../../examples/fleet-v2.yaml"))],
+        "carol signs",
+    );
+    let run = run_in_phase(&t.admin, ns, &v2, Phase::AwaitingApproval).await;
+    let status = run.status.clone().unwrap();
+    let range = status.source.unwrap().commit.unwrap().range.unwrap();
+    assert_eq!(
+        (range.from.as_deref(), range.commits, range.complete),
+        (Some(v1.as_str()), 3, true)
+    );
+    assert_eq!(
+        range.authors,
+        ["carol@example.com", "zed@example.com", "bob@example.com"]
+    );
+    assert_eq!(
+        status.approvals_required,
+        Some(2),
+        "plan.source.unmapped names zed"
+    );
+    for (who, said) in [
+        (
+            &t.bob,
+            "bob wrote this plan's source (e-mail bob@example.com",
+        ),
+        (&t.carol, "carol wrote this plan's source"),
+    ] {
+        t.approve(&run).by(who).try_send().await.unwrap();
+        super::authorization::refused_with(&t, &run.name_any(), said, 1).await;
+    }
+    let shown = super::plugin::plugin(ns, &["plan", &run.name_any()], "");
+    let written = format!(
+        "Written (since {}): 3 commit(s) by carol@example.com, zed@example.com, bob@example.com; signed by {}\n",
+        &v1[..12],
+        carol.fingerprint
+    );
+    assert!(shown.stdout.contains(&written), "{}", shown.stdout);
+    println!("kubectl fleet plan {}:\n{}", run.name_any(), shown.stdout);
 }

@@ -101,15 +101,20 @@ impl SshKey {
     }
 }
 
-/// git in the repository's work tree, signing as `signer` says.
+/// git in the repository's work tree, signing as `signer` says, as Ada.
 fn git(repo: &Repo, signer: &Signer<'_>, args: &[&str]) -> String {
+    git_as(repo, signer, ("Ada Author", "ada@example.com"), args)
+}
+
+/// git as `author` (name, e-mail), who is also the committer.
+fn git_as(repo: &Repo, signer: &Signer<'_>, author: (&str, &str), args: &[&str]) -> String {
     let mut command = Command::new("git");
     command
         .current_dir(&repo.work)
-        .env("GIT_AUTHOR_NAME", "Ada Author")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada Author")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com");
+        .env("GIT_AUTHOR_NAME", author.0)
+        .env("GIT_AUTHOR_EMAIL", author.1)
+        .env("GIT_COMMITTER_NAME", author.0)
+        .env("GIT_COMMITTER_EMAIL", author.1);
     match signer {
         Signer::Gpg(key) => {
             command
@@ -135,6 +140,23 @@ fn git(repo: &Repo, signer: &Signer<'_>, args: &[&str]) -> String {
 
 /// Commits `files` on main, signed by `signer`, and pushes; returns the commit id.
 pub fn commit(repo: &Repo, signer: Signer<'_>, files: &[(&str, &[u8])], message: &str) -> String {
+    commit_as(
+        repo,
+        ("Ada Author", "ada@example.com"),
+        signer,
+        files,
+        message,
+    )
+}
+
+/// [`commit`], written and committed by `author` (name, e-mail).
+pub fn commit_as(
+    repo: &Repo,
+    author: (&str, &str),
+    signer: Signer<'_>,
+    files: &[(&str, &[u8])],
+    message: &str,
+) -> String {
     for (path, contents) in files {
         std::fs::write(repo.work.join(path), contents).unwrap();
         git(repo, &Signer::Nobody, &["add", path]);
@@ -143,9 +165,10 @@ pub fn commit(repo: &Repo, signer: Signer<'_>, files: &[(&str, &[u8])], message:
         Signer::Nobody => "--no-gpg-sign",
         _ => "-S",
     };
-    git(
+    git_as(
         repo,
         &signer,
+        author,
         &["commit", "-q", "--allow-empty", sign, "-m", message],
     );
     git(repo, &Signer::Nobody, &["push", "-q", "origin", "main"]);

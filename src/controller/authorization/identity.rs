@@ -53,6 +53,10 @@ pub enum Ineligible {
     Unlisted { user: String },
     #[error("{user} is a system identity, not a person; its approval does not count")]
     System { user: String },
+    #[error(
+        "{user} wrote this plan's source ({identity}, in a commit since the revision last applied) and the governance policy separates duties; another approver must approve"
+    )]
+    Author { user: String, identity: String },
 }
 
 /// Whether `user`'s approval of a run in `namespace` counts, where `accepted` are the

@@ -23,12 +23,30 @@ pub struct Requirement {
     /// ServiceAccounts whose approvals count (listed by every governing policy that
     /// lists any).
     pub service_accounts: Vec<ServiceAccountRef>,
+    /// Under separation of duties: who wrote the plan's commits (their approvals of it
+    /// never count).
+    pub authors: Vec<Author>,
+}
+
+/// A user who wrote, committed or signed a plan's commits, and the git identity that
+/// says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub user: String,
+    pub identity: String,
 }
 
 impl Requirement {
     /// Whether `user`'s approval counts toward this quorum.
     pub fn eligible(&self, user: &str) -> Result<(), identity::Ineligible> {
-        identity::eligible(user, &self.namespace, &self.service_accounts)
+        identity::eligible(user, &self.namespace, &self.service_accounts)?;
+        match self.authors.iter().find(|a| a.user == user) {
+            Some(author) => Err(identity::Ineligible::Author {
+                user: user.to_owned(),
+                identity: author.identity.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -176,7 +194,26 @@ mod tests {
             approval_expiry: expiry.map(Duration::from_secs),
             namespace: "ta".into(),
             service_accounts: Vec::new(),
+            authors: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_authors_of_a_plan_never_count_toward_its_quorum() {
+        let mut r = req(1, &[], None);
+        r.authors.push(Author {
+            user: "ada".into(),
+            identity: "e-mail ada@example.com".into(),
+        });
+        let records = [rec("ada", "p", 1, &[]), rec("bob", "p", 2, &[])];
+        let t = tally(&records, "p", &r, Timestamp::from_second(3).unwrap());
+        assert_eq!(t.approvers, ["bob"]);
+        let refused = r.eligible("ada").unwrap_err().to_string();
+        assert!(
+            refused.starts_with("ada wrote this plan's source (e-mail ada@example.com"),
+            "{refused}"
+        );
+        assert!(r.eligible("bob").is_ok());
     }
 
     #[test]

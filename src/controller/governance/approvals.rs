@@ -43,11 +43,11 @@ impl Governance {
                 "{approver} requested this sync and the governance policy forbids the requester from approving it; another approver must approve"
             ));
         }
-        if let Err(ineligible) = self.requirement.eligible(approver) {
+        let requirement = self.requirement_for(status);
+        if let Err(ineligible) = requirement.eligible(approver) {
             return QuorumOutcome::Refused(ineligible.to_string());
         }
         let plan = subject.to_owned();
-        let requirement = self.requirement_for(status);
         let added = quorum::add(
             &mut status.approvals,
             ApprovalRecord {

@@ -13,6 +13,7 @@ pub mod evaluation;
 mod gate;
 pub mod policy;
 pub mod rules;
+pub mod separation;
 pub mod windows;
 
 /// Counting approvals is part of the authorization check; governance says what a
@@ -30,6 +31,7 @@ use kube::api::Api;
 use kube::{Client, ResourceExt};
 
 use crate::api::GovernancePolicy;
+use crate::api::governance::GitIdentity;
 use crate::api::syncrun::SyncRunStatus;
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +103,9 @@ pub struct Governance {
     pub invalid: Option<Error>,
     /// The first policy that requires verified sources, if any does.
     pub verification_required_by: Option<String>,
+    /// With separation of duties (any policy asks for it): the git identities every
+    /// such policy maps to users.
+    pub separation: Option<Vec<GitIdentity>>,
 }
 
 /// Whether `pattern` (`*` any run, `?` one character) matches all of `text`.
@@ -170,6 +175,11 @@ pub async fn load(client: &Client, namespace: &str, repository: &str) -> Result<
                 }
             }
             gov.forbid_requester |= a.forbid_requester;
+            if let Some(separation) = &a.separation_of_duties {
+                gov.separation
+                    .get_or_insert_with(Vec::new)
+                    .extend(separation.identities.iter().cloned());
+            }
             if let Some(listed) = &a.service_accounts {
                 service_accounts.push(listed.as_slice());
             }
@@ -251,8 +261,26 @@ impl Governance {
                 .approvals_required
                 .unwrap_or(1)
                 .max(self.requirement.required),
+            authors: self.authors_of(status),
             ..self.requirement.clone()
         }
+    }
+
+    /// Under separation of duties, the users who wrote, committed or signed the commits
+    /// the run's plan comes from, each with the git identity that names them.
+    fn authors_of(&self, status: &SyncRunStatus) -> Vec<quorum::Author> {
+        let Some(mapping) = &self.separation else {
+            return Vec::new();
+        };
+        let Some(range) = status
+            .source
+            .as_ref()
+            .and_then(|s| s.commit.as_ref())
+            .and_then(|c| c.range.as_ref())
+        else {
+            return Vec::new();
+        };
+        separation::authors(mapping, range)
     }
 
     /// Distinct approvers a plan with this verdict needs.

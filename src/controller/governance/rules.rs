@@ -155,6 +155,8 @@ pub struct PlanFacts {
     /// How the plan rolls out: `waves`, `regions` (machines disrupted per region against
     /// the budget) and `budgetExceeded`. Empty for a plan that was not staged.
     pub rollout: crate::fleet::rollout::Rollout,
+    /// Who wrote the plan's commits and what verified them (`plan.source`).
+    pub source: super::separation::SourceFacts,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -305,6 +307,7 @@ impl Facts {
                 actions,
                 fields_truncated: truncated,
                 rollout: plan.rollout.clone().unwrap_or_default(),
+                source: Default::default(),
             },
             live: count_live(live, repository),
             repository: RepositoryFacts {
@@ -515,6 +518,7 @@ mod tests {
                 actions,
                 fields_truncated: false,
                 rollout: Default::default(),
+                source: Default::default(),
             },
             live: BTreeMap::from([("FleetNode".to_owned(), nodes)]),
             repository: RepositoryFacts {

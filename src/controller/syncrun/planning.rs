@@ -311,6 +311,11 @@ async fn record(
     status.planned_at.get_or_insert_with(now);
     let ns = run.namespace().unwrap_or_default();
     let gov = governance::load(&ctx.client, &ns, &run.spec.repository).await?;
+    let mut facts = facts;
+    facts.plan.source = governance::separation::facts(
+        status.source.as_ref().and_then(|s| s.commit.as_ref()),
+        gov.separation.as_deref(),
+    );
     let verdict = match gov.judge(facts).await {
         Ok(verdict) => verdict,
         Err(governance::Error::Kube(e)) => return Err(e.into()),

@@ -309,3 +309,59 @@ fn a_commit_splits_at_its_gpgsig_header_only() {
         assert!(split_commit(raw).unwrap_err().contains(why), "{why}");
     }
 }
+
+mod hostile_bytes {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Bytes that look like the armor and key lines they imitate, often enough to reach
+    /// the parsers' insides.
+    fn armored() -> impl Strategy<Value = Vec<u8>> {
+        let pieces = prop::sample::select(vec![
+            &b"-----BEGIN PGP SIGNATURE-----\n"[..],
+            b"-----END PGP SIGNATURE-----\n",
+            b"-----BEGIN SSH SIGNATURE-----\n",
+            b"-----END SSH SIGNATURE-----\n",
+            b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n",
+            b"-----END PGP PUBLIC KEY BLOCK-----\n",
+            b"gpgsig ",
+            b"gpgsig-sha256 ",
+            b"\n",
+            b" ",
+            b"\n\n",
+            b"\0",
+            b"U1NIU0lHAAAAAQ==",
+            b"iHUEABYKAB0WIQ",
+            b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI",
+            b"namespaces=\"git\" valid-after=\"2026",
+            b"\"",
+            b",",
+            b"\xff\xfe",
+        ]);
+        prop::collection::vec(
+            prop_oneof![
+                pieces.prop_map(<[u8]>::to_vec),
+                prop::collection::vec(any::<u8>(), 0..24)
+            ],
+            0..24,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// What a pusher or a Secret's writer controls never panics a parser or a check:
+        /// it is refused with a reason, or (a real signature) verified.
+        #[test]
+        fn never_panic(bytes in armored()) {
+            static TRUSTED: std::sync::LazyLock<TrustedKeys> = std::sync::LazyLock::new(all);
+            let _ = split_commit(&bytes);
+            let _ = split_tag(&bytes);
+            let _ = TrustedKeys::parse([(ALLOWED_SIGNERS, bytes.as_slice())]);
+            let _ = TrustedKeys::parse([("key.asc", bytes.as_slice())]);
+            let _ = TRUSTED.verify("c", PAYLOAD, Some(&bytes), at(AT));
+            let _ = TRUSTED.verify("c", &bytes, Some(BY_CAROL), at(AT));
+        }
+    }
+}
