@@ -127,7 +127,10 @@ pub struct CommitRange {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100))]
     pub signers: Vec<String>,
-    /// False when the range could not be read whole: the revision last applied is not an ancestor, or more than 500 commits or 100 identities: then its people may be missing.
+    /// Commits of the range no trusted key signed (with spec.verify; under HEAD only the planned commit must verify).
+    #[serde(default)]
+    pub unverified: u32,
+    /// False when the range could not be read whole: no revision was applied before (a first plan), the revision last applied is not an ancestor (history rewritten) or could not be fetched, or more than 500 commits or 100 identities: then its people may be missing.
     pub complete: bool,
 }
 

@@ -217,7 +217,7 @@ fn commit_line(commit: &crate::api::provenance::RunCommit) -> String {
     let mut out = format!("Commit: by {by}; {verified}\n");
     if let Some(range) = &commit.range {
         let since = match &range.from {
-            Some(from) => format!("since {}", &from[..from.len().min(12)]),
+            Some(from) => format!("since {}", from.chars().take(12).collect::<String>()),
             None => "the first plan".to_owned(),
         };
         let mut people: Vec<&str> = range.authors.iter().map(String::as_str).collect();
@@ -227,12 +227,16 @@ fn commit_line(commit: &crate::api::provenance::RunCommit) -> String {
             }
         }
         out.push_str(&format!(
-            "Written ({since}): {} commit(s) by {}{}{}\n",
+            "Written ({since}): {} commit(s) by {}{}{}{}\n",
             range.commits,
             people.join(", "),
             match range.signers.is_empty() {
                 true => String::new(),
                 false => format!("; signed by {}", range.signers.join(", ")),
+            },
+            match range.unverified {
+                0 => String::new(),
+                n => format!("; {n} not signed by a trusted key"),
             },
             match range.complete {
                 true => "",
@@ -288,6 +292,7 @@ mod tests {
             authors: vec!["ada@example.com".into()],
             committers: vec!["bob@example.com".into()],
             signers: vec!["SHA256:abc".into()],
+            unverified: 0,
             complete: false,
         });
         assert!(commit_line(&commit).ends_with(

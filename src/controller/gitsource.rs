@@ -418,24 +418,24 @@ pub async fn read_fleet_file(
     result
 }
 
-/// Fetches the history `revision` is in (every branch and tag, not shallow) into the
-/// repository's cache: what reading the commits since the revision last applied needs.
-/// Bounded like every fetch.
-pub async fn fetch_history(
-    git: &GitWork,
-    client: &Client,
-    repo: &GitopsRepository,
-    revision: &str,
-) -> Result<()> {
+/// Fetches the whole history of the repository's ref into its cache (shallow fetches
+/// left it without): what reading the commits since the revision last applied needs.
+/// Bounded like every fetch; a cache past the bound starts afresh next time.
+pub async fn fetch_history(git: &GitWork, client: &Client, repo: &GitopsRepository) -> Result<()> {
     let remote = remote(git, client, repo).await?;
     let ns = repo.namespace().unwrap_or_default();
     let cache = git.cache_path(&ns, &repo.name_any());
     let held = git.cache_lock(&cache).lock_owned().await;
-    let (r, c, rev) = (remote.clone(), cache.clone(), revision.to_owned());
+    let (r, c, git_ref) = (remote.clone(), cache.clone(), git_ref(repo)?);
+    let limit = remote.limits.max_fetch_bytes;
     let fetched = git
         .blocking(&ns, "fetch", &remote, move || {
             let _held = held;
-            source::fetch(&c, &r, &GitRef::Commit(rev)).map(drop)
+            let fetched = source::deepen(&c, &r, &git_ref);
+            if dir_size(&c) > limit {
+                remove_cache(&c);
+            }
+            fetched
         })
         .await;
     git.bound_caches();

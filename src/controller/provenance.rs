@@ -97,15 +97,16 @@ pub async fn of_revision(
         repo.status
             .as_ref()
             .and_then(|s| s.last_applied_revision.clone())
-            .filter(|r| r != revision)
     });
-    if let Some(Some(from)) = &since {
+    if let Some(Some(from)) = since.as_ref().filter(|f| f.as_deref() != Some(revision)) {
         let (c, from) = (cache.clone(), from.clone());
         let held = tokio::task::spawn_blocking(move || source::has_history(&c, &from))
             .await
             .map_err(|e| Error::Task(e.to_string()))?;
-        if !held {
-            gitsource::fetch_history(git, client, repo, revision).await?;
+        // Without the history the range is not read whole, and says so (one more
+        // approver): a failed fetch does not stop the plan.
+        if !held && let Err(e) = gitsource::fetch_history(git, client, repo).await {
+            tracing::warn!(error = %e, "could not fetch the history since the revision last applied");
         }
     }
     let held = git.cache_lock(&cache).lock_owned().await;
@@ -146,6 +147,7 @@ pub async fn of_revision(
                 authors: r.authors,
                 committers: r.committers,
                 signers: r.signers,
+                unverified: r.unverified as u32,
                 complete: r.complete,
             }),
             author: person(&found.author),

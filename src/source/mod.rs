@@ -437,6 +437,31 @@ pub fn fetch(cache: &Path, remote: &Remote, git_ref: &GitRef) -> Result<String, 
     Ok(commit.id().to_string())
 }
 
+/// Fetches the whole history of `git_ref` (only that ref: a branch or tag; every
+/// branch and tag for a commit) into the cache, which shallow fetches left without it.
+/// Bounded like every fetch.
+pub fn deepen(cache: &Path, remote: &Remote, git_ref: &GitRef) -> Result<(), SourceError> {
+    let Some(name) = ref_name(git_ref) else {
+        return fetch(cache, remote, git_ref).map(drop);
+    };
+    let repo = Repository::open_bare(cache).map_err(|e| SourceError::Cache {
+        path: cache.display().to_string(),
+        message: e.message().to_owned(),
+    })?;
+    with_callbacks(remote, |cb| {
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(cb);
+        opts.download_tags(git2::AutotagOption::None);
+        opts.follow_redirects(git2::RemoteRedirect::None);
+        // libgit2's GIT_FETCH_DEPTH_UNSHALLOW.
+        if repo.is_shallow() {
+            opts.depth(i32::MAX);
+        }
+        let mut r = repo.remote_anonymous(&remote.url)?;
+        r.fetch(&[format!("+{name}:{name}")], Some(&mut opts), None)
+    })
+}
+
 /// Keeps `path` inside the repository: relative, no `..`, no `.`.
 fn clean_path(path: &str) -> Result<Vec<String>, SourceError> {
     let invalid = |reason: &str| SourceError::InvalidPath {

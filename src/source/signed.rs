@@ -157,10 +157,12 @@ pub struct Range {
     /// Lower-case e-mail addresses, in the order first met.
     pub authors: Vec<String>,
     pub committers: Vec<String>,
-    /// Fingerprints of `keys` that signed commits of the range.
+    /// Fingerprints of `keys` that signed commits of the range (signing subkeys' too).
     pub signers: Vec<String>,
-    /// False when `from` is not in the cache or not an ancestor of `to`, or a bound
-    /// was reached.
+    /// Commits of the range no key of `keys` signed (with keys).
+    pub unverified: usize,
+    /// False without `from` (a first plan), when `from` is not in the cache or not an
+    /// ancestor of `to` (history rewritten), or when a bound was reached.
     pub complete: bool,
 }
 
@@ -188,14 +190,21 @@ pub fn range(
     let odb = repo.odb().map_err(cache_err)?;
     let to = git2::Oid::from_str(to).map_err(cache_err)?;
     let from = from.and_then(|f| git2::Oid::from_str(f).ok());
-    let ancestor = from.filter(|f| {
-        repo.find_commit(*f).is_ok() && repo.graph_descendant_of(to, *f).unwrap_or(false)
-    });
+    // The same revision planned again: no commit is new.
+    if from == Some(to) {
+        return Ok(Range {
+            complete: true,
+            ..Range::default()
+        });
+    }
+    let held = from.filter(|f| repo.find_commit(*f).is_ok());
+    // What `git log from..to` lists, even after a force-push (then it is not whole: the
+    // rewritten commits' people are not all there).
     let mut found = Range {
-        complete: from.is_none() || ancestor.is_some(),
+        complete: held.is_some_and(|f| repo.graph_descendant_of(to, f).unwrap_or(false)),
         ..Range::default()
     };
-    let wanted: Vec<git2::Oid> = match ancestor {
+    let wanted: Vec<git2::Oid> = match held {
         Some(from) => {
             let mut walk = repo.revwalk().map_err(cache_err)?;
             walk.push(to).map_err(cache_err)?;
@@ -235,12 +244,20 @@ pub fn range(
         keep(&mut found.committers, committer, &mut found.complete);
         let Some(keys) = keys else { continue };
         let raw = odb.read(oid).map_err(cache_err)?;
-        if let Ok((payload, Some(signature))) = split_commit(raw.data()) {
-            let at = When::stated(commit.committer().when().seconds());
-            // Only a signature that verifies names its signer; any other proves nothing.
-            if let Ok(signer) = keys.verify("", &payload, Some(&signature), at) {
+        let at = When::stated(commit.committer().when().seconds());
+        // Only a signature that verifies names its signer; any other proves nothing.
+        let signer = match split_commit(raw.data()) {
+            Ok((payload, Some(signature))) => keys.verify("", &payload, Some(&signature), at).ok(),
+            _ => None,
+        };
+        match signer {
+            Some(signer) => {
                 keep(&mut found.signers, signer.fingerprint, &mut found.complete);
+                if let Some(subkey) = signer.signing_subkey {
+                    keep(&mut found.signers, subkey, &mut found.complete);
+                }
             }
+            None => found.unverified += 1,
         }
     }
     Ok(found)
@@ -400,19 +417,32 @@ mod tests {
         assert_eq!(since.commits, 2);
         assert_eq!(since.authors, ["cid@example.com", "bea@example.com"]);
         assert_eq!(since.committers, ["ci@example.com"]);
+        // Neither is signed: the range is read whole, but two commits prove nothing.
         assert!(since.signers.is_empty() && since.complete);
-        // The first plan: the planned commit alone, its trusted signer named.
+        assert_eq!(since.unverified, 2);
+        // The first plan: the planned commit alone, its trusted signer named; not whole.
         let first = range(dir, None, &root.to_string(), Some(&keys)).unwrap();
         assert_eq!(
-            (first.commits, first.authors.as_slice()),
-            (1, &["ada@example.com".to_owned()][..])
+            (first.commits, first.authors.as_slice(), first.complete),
+            (1, &["ada@example.com".to_owned()][..], false)
         );
-        assert_eq!(first.signers.len(), 1);
+        assert_eq!((first.signers.len(), first.unverified), (1, 0));
         assert!(first.signers[0].starts_with("SHA256:"));
-        // A revision last applied that is not an ancestor (history rewritten): the
-        // planned commit alone, and the range says it is not whole.
-        let rewritten = range(dir, Some(&b.to_string()), &root.to_string(), None).unwrap();
-        assert_eq!((rewritten.commits, rewritten.complete), (1, false));
+        // History rewritten (the revision last applied is no ancestor): what `git log
+        // from..to` lists, and the range says it is not whole.
+        let other = child(&cache, root, "dov");
+        let rewritten = range(dir, Some(&b.to_string()), &other.to_string(), None).unwrap();
+        assert_eq!(
+            (
+                rewritten.commits,
+                rewritten.authors.as_slice(),
+                rewritten.complete
+            ),
+            (1, &["dov@example.com".to_owned()][..], false)
+        );
+        // The same revision again: nothing new.
+        let same = range(dir, Some(&c.to_string()), &c.to_string(), None).unwrap();
+        assert_eq!((same.commits, same.complete), (0, true));
     }
 
     #[test]

@@ -446,7 +446,7 @@ async fn get_run(client: &Client, ns: &str, name: &str) -> SyncRun {
 
 /// Waits until `count` approvals are recorded on the run and the approve annotation is
 /// cleared for the next approver.
-async fn recorded(t: &Tenant, name: &str, count: usize) {
+pub(crate) async fn recorded(t: &Tenant, name: &str, count: usize) {
     support::eventually("the approval recorded", Duration::from_secs(30), || async {
         let run = get_run(&t.admin, &t.ns.name, name).await;
         let s = run.status.as_ref()?;

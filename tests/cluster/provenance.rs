@@ -85,6 +85,20 @@ async fn refused(t: &Tenant, repository: &str, revision: &str, reason: &str) -> 
     run
 }
 
+/// Creates repository `fleet`, following main and verifying each commit (HEAD).
+async fn following_main(t: &Tenant) {
+    let spec = spec(t, json!({"branch": "main"}), "HEAD");
+    create_repository(&t.admin, &t.ns.name, "fleet", spec).await;
+}
+
+/// What `run` recorded of its commit.
+fn commit_of(run: &SyncRun) -> fleetgate::api::provenance::RunCommit {
+    let source = run.status.as_ref().and_then(|s| s.source.as_ref());
+    source
+        .and_then(|s| s.commit.clone())
+        .expect("the run recorded its commit")
+}
+
 fn spec(t: &Tenant, git_ref: Value, mode: &str) -> Value {
     let mut spec = t.ssh_spec();
     spec["ref"] = git_ref;
@@ -92,20 +106,47 @@ fn spec(t: &Tenant, git_ref: Value, mode: &str) -> Value {
     spec
 }
 
-#[tokio::test]
-async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason() {
-    let t = tenant("verify").await;
+/// A tenant with the chart installed, Ada's OpenPGP key and Carol's SSH key made, and
+/// the Secret that trusts both (created by the admin, as an approver would).
+/// The key files live in `keys`: keep it for as long as git signs.
+struct Trusting {
+    t: Tenant,
+    ada: GpgKey,
+    carol: SshKey,
+    keys: tempfile::TempDir,
+    _chart: support::chart::Installed,
+}
+
+async fn trusting(prefix: &str) -> Trusting {
+    let t = tenant(prefix).await;
     let _chart = t.install_chart().await;
-    let ns = &t.ns.name;
     let keys = tempfile::tempdir().unwrap();
     let ada = GpgKey::new(keys.path(), "Ada <ada@example.com>");
     let carol = SshKey::new(keys.path(), "carol");
-    let mallory = SshKey::new(keys.path(), "mallory");
-    let secrets = Api::<Secret>::namespaced(t.admin.clone(), ns);
-    secrets
+    Api::<Secret>::namespaced(t.admin.clone(), &t.ns.name)
         .create(&PostParams::default(), &trusted_keys(&ada, &carol))
         .await
         .unwrap();
+    Trusting {
+        t,
+        ada,
+        carol,
+        keys,
+        _chart,
+    }
+}
+
+#[tokio::test]
+async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason() {
+    let Trusting {
+        t,
+        ada,
+        carol,
+        keys,
+        _chart,
+    } = trusting("verify").await;
+    let ns = &t.ns.name;
+    let mallory = SshKey::new(keys.path(), "mallory");
 
     // alice may edit Secrets (Kubernetes' edit role) but not trusted keys: neither add
     // her key, nor relabel, nor delete, nor make another such Secret.
@@ -153,16 +194,10 @@ async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason
     );
 
     // HEAD: the commit's signature decides.
-    create_repository(
-        &t.admin,
-        ns,
-        "fleet",
-        spec(&t, json!({"branch": "main"}), "HEAD"),
-    )
-    .await;
+    following_main(&t).await;
     let v1 = signing::commit(&t.repo, Signer::Gpg(&ada), &[("fleet.yaml", V1)], "first");
     let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
-    let commit = run.status.unwrap().source.unwrap().commit.unwrap();
+    let commit = commit_of(&run);
     let signature = commit.signature.clone().unwrap();
     assert_eq!(
         (signature.kind.as_str(), signature.fingerprint.as_str()),
@@ -192,16 +227,7 @@ async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason
 
     let by_carol = signing::commit(&t.repo, Signer::Ssh(&carol), &[], "carol's");
     let run = run_in_phase(&t.admin, ns, &by_carol, Phase::AwaitingApproval).await;
-    let signature = run
-        .status
-        .clone()
-        .unwrap()
-        .source
-        .unwrap()
-        .commit
-        .unwrap()
-        .signature
-        .unwrap();
+    let signature = commit_of(&run).signature.unwrap();
     assert_eq!(
         (signature.kind.as_str(), signature.fingerprint.as_str()),
         ("SSH", carol.fingerprint.as_str())
@@ -288,16 +314,14 @@ async fn signed_commits_plan_and_every_other_revision_is_refused_with_its_reason
 
 #[tokio::test]
 async fn a_signed_tag_vouches_for_its_commit_only_where_tags_are_verified() {
-    let t = tenant("verify-tag").await;
-    let _chart = t.install_chart().await;
+    let Trusting {
+        t,
+        carol,
+        _chart,
+        keys: _keys,
+        ..
+    } = trusting("verify-tag").await;
     let ns = &t.ns.name;
-    let keys = tempfile::tempdir().unwrap();
-    let ada = GpgKey::new(keys.path(), "Ada <ada@example.com>");
-    let carol = SshKey::new(keys.path(), "carol");
-    Api::<Secret>::namespaced(t.admin.clone(), ns)
-        .create(&PostParams::default(), &trusted_keys(&ada, &carol))
-        .await
-        .unwrap();
     let tag = json!({"tag": "release"});
 
     // An unsigned commit, tagged lightweight: nothing signed it.
@@ -329,7 +353,7 @@ async fn a_signed_tag_vouches_for_its_commit_only_where_tags_are_verified() {
         },
     )
     .await;
-    let commit = run.status.unwrap().source.unwrap().commit.unwrap();
+    let commit = commit_of(&run);
     let signed = commit.tag.unwrap();
     assert_eq!(signed.name, "release");
     assert_eq!(signed.signature.fingerprint, carol.fingerprint);
@@ -360,17 +384,20 @@ async fn a_signed_tag_vouches_for_its_commit_only_where_tags_are_verified() {
 
 #[tokio::test]
 async fn the_people_who_wrote_a_plan_do_not_count_as_its_approvers() {
-    let t = tenant("duties").await;
-    let _chart = t.install_chart().await;
+    let Trusting {
+        t,
+        carol,
+        _chart,
+        keys: _keys,
+        ..
+    } = trusting("duties").await;
     let ns = &t.ns.name;
-    let keys = tempfile::tempdir().unwrap();
-    let ada = GpgKey::new(keys.path(), "Ada <ada@example.com>");
-    let carol = SshKey::new(keys.path(), "carol");
-    Api::<Secret>::namespaced(t.admin.clone(), ns)
-        .create(&PostParams::default(), &trusted_keys(&ada, &carol))
-        .await
-        .unwrap();
-    // bob is known by his e-mail address (what he typed), carol by her signing key.
+    following_main(&t).await;
+    let v1 = signing::commit(&t.repo, Signer::Ssh(&carol), &[("fleet.yaml", V1)], "first");
+    let before = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
+
+    // The platform owner separates duties while that plan waits. bob is known by his
+    // e-mail address (what he typed), carol by her signing key (proof).
     let identities = json!([
         {"email": "Bob@Example.com", "user": "bob"},
         {"email": "ada@example.com", "user": "ada"},
@@ -382,35 +409,48 @@ async fn the_people_who_wrote_a_plan_do_not_count_as_its_approvers() {
         json!({
             "repositories": [{"namespace": ns, "name": "*"}],
             "approvals": {"required": 1, "separationOfDuties": {"identities": identities}},
-            "rules": [{"name": "strangers-need-two", "expression": "plan.source.unmapped.size() > 0",
+            "rules": [{"name": "strangers-need-two", "expression": "plan.source.unmapped.exists(i, i.startsWith('zed'))",
                        "action": "RequireApprovals", "approvals": 2,
                        "message": "someone the policy does not know wrote part of this plan"}],
         }),
     )
     .await;
-    create_repository(
-        &t.admin,
-        ns,
-        "fleet",
-        spec(&t, json!({"branch": "main"}), "HEAD"),
+    // Who wrote the waiting plan was not recorded: no approval of it counts.
+    t.approve(&before).by(&t.bob).try_send().await.unwrap();
+    let said = "bob's approval cannot count: this plan was recorded before separation of duties";
+    super::authorization::refused_with(&t, &before.name_any(), said, 1).await;
+
+    // Planned afresh: carol signed it, so her approval does not count. A first plan is
+    // not read whole (nothing applied before it to start from): one more approver.
+    let request =
+        json!({"metadata": {"annotations": {"gitops.fleetgate.dev/sync-requested-at": "now"}}});
+    Api::<GitopsRepository>::namespaced(t.admin.clone(), ns)
+        .patch("fleet", &PatchParams::default(), &Patch::Merge(&request))
+        .await
+        .unwrap();
+    let run = support::eventually(
+        "v1 planned afresh",
+        std::time::Duration::from_secs(60),
+        || async {
+            let runs = Api::<SyncRun>::namespaced(t.admin.clone(), ns)
+                .list(&Default::default())
+                .await
+                .ok()?;
+            runs.items.into_iter().find(|r| {
+                r.spec.revision == v1
+                    && r.name_any() != before.name_any()
+                    && r.phase() == Some(Phase::AwaitingApproval)
+            })
+        },
     )
     .await;
-
-    // The first plan: carol signed it, so her approval does not count; bob's does.
-    let v1 = signing::commit(&t.repo, Signer::Ssh(&carol), &[("fleet.yaml", V1)], "first");
-    let run = run_in_phase(&t.admin, ns, &v1, Phase::AwaitingApproval).await;
-    let range = run
-        .status
-        .clone()
-        .unwrap()
-        .source
-        .unwrap()
-        .commit
-        .unwrap()
-        .range
-        .unwrap();
-    assert_eq!((range.from, range.commits, range.complete), (None, 1, true));
+    let range = commit_of(&run).range.unwrap();
+    assert_eq!(
+        (range.from, range.commits, range.complete),
+        (None, 1, false)
+    );
     assert_eq!(range.signers, std::slice::from_ref(&carol.fingerprint));
+    assert_eq!(run.status.as_ref().unwrap().approvals_required, Some(2));
     t.approve(&run).by(&t.carol).try_send().await.unwrap();
     let said = format!(
         "carol wrote this plan's source (signing key {}",
@@ -418,10 +458,13 @@ async fn the_people_who_wrote_a_plan_do_not_count_as_its_approvers() {
     );
     super::authorization::refused_with(&t, &run.name_any(), &said, 1).await;
     t.approve(&run).by(&t.bob).try_send().await.unwrap();
+    super::authorization::recorded(&t, &run.name_any(), 1).await;
+    t.approve(&run).try_send().await.unwrap();
     run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
 
     // The next revision: bob wrote a commit, zed (whom no policy knows) another, carol
-    // signed the tip. Neither bob nor carol may approve, and the rule asks for two.
+    // signed the tip. Neither bob nor carol may approve; the rule asks for two because
+    // of zed, and two commits no trusted key signed ask for one more.
     signing::commit_as(
         &t.repo,
         ("Bob", "bob@example.com"),
@@ -444,21 +487,21 @@ async fn the_people_who_wrote_a_plan_do_not_count_as_its_approvers() {
         "carol signs",
     );
     let run = run_in_phase(&t.admin, ns, &v2, Phase::AwaitingApproval).await;
-    let status = run.status.clone().unwrap();
-    let range = status.source.unwrap().commit.unwrap().range.unwrap();
+    let range = commit_of(&run).range.unwrap();
     assert_eq!(
-        (range.from.as_deref(), range.commits, range.complete),
-        (Some(v1.as_str()), 3, true)
+        (
+            range.from.as_deref(),
+            range.commits,
+            range.complete,
+            range.unverified
+        ),
+        (Some(v1.as_str()), 3, true, 2)
     );
     assert_eq!(
         range.authors,
         ["carol@example.com", "zed@example.com", "bob@example.com"]
     );
-    assert_eq!(
-        status.approvals_required,
-        Some(2),
-        "plan.source.unmapped names zed"
-    );
+    assert_eq!(run.status.as_ref().unwrap().approvals_required, Some(3));
     for (who, said) in [
         (
             &t.bob,
@@ -471,7 +514,7 @@ async fn the_people_who_wrote_a_plan_do_not_count_as_its_approvers() {
     }
     let shown = super::plugin::plugin(ns, &["plan", &run.name_any()], "");
     let written = format!(
-        "Written (since {}): 3 commit(s) by carol@example.com, zed@example.com, bob@example.com; signed by {}\n",
+        "Written (since {}): 3 commit(s) by carol@example.com, zed@example.com, bob@example.com; signed by {}; 2 not signed by a trusted key\n",
         &v1[..12],
         carol.fingerprint
     );

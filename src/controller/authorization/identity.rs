@@ -57,6 +57,10 @@ pub enum Ineligible {
         "{user} wrote this plan's source ({identity}, in a commit since the revision last applied) and the governance policy separates duties; another approver must approve"
     )]
     Author { user: String, identity: String },
+    #[error(
+        "{user}'s approval cannot count: this plan was recorded before separation of duties applied, so who wrote it is not known; ask for a sync to plan it afresh"
+    )]
+    AuthorsUnknown { user: String },
 }
 
 /// Whether `user`'s approval of a run in `namespace` counts, where `accepted` are the

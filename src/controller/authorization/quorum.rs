@@ -25,7 +25,7 @@ pub struct Requirement {
     pub service_accounts: Vec<ServiceAccountRef>,
     /// Under separation of duties: who wrote the plan's commits (their approvals of it
     /// never count).
-    pub authors: Vec<Author>,
+    pub authors: super::super::governance::separation::Authors,
 }
 
 /// A user who wrote, committed or signed a plan's commits, and the git identity that
@@ -40,7 +40,12 @@ impl Requirement {
     /// Whether `user`'s approval counts toward this quorum.
     pub fn eligible(&self, user: &str) -> Result<(), identity::Ineligible> {
         identity::eligible(user, &self.namespace, &self.service_accounts)?;
-        match self.authors.iter().find(|a| a.user == user) {
+        if self.authors.unknown {
+            return Err(identity::Ineligible::AuthorsUnknown {
+                user: user.to_owned(),
+            });
+        }
+        match self.authors.users.iter().find(|a| a.user == user) {
             Some(author) => Err(identity::Ineligible::Author {
                 user: user.to_owned(),
                 identity: author.identity.clone(),
@@ -194,14 +199,14 @@ mod tests {
             approval_expiry: expiry.map(Duration::from_secs),
             namespace: "ta".into(),
             service_accounts: Vec::new(),
-            authors: Vec::new(),
+            authors: Default::default(),
         }
     }
 
     #[test]
     fn the_authors_of_a_plan_never_count_toward_its_quorum() {
         let mut r = req(1, &[], None);
-        r.authors.push(Author {
+        r.authors.users.push(Author {
             user: "ada".into(),
             identity: "e-mail ada@example.com".into(),
         });

@@ -592,7 +592,7 @@ proptest! {
             })
             .collect();
         let requirement = Requirement {
-            authors: Vec::new(),
+            authors: Default::default(),
             required: case.required,
             from_groups: if case.groups { vec!["sre".into()] } else { vec![] },
             approval_expiry: case.expiry.map(Duration::from_secs),

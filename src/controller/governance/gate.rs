@@ -53,10 +53,11 @@ impl Governance {
             return Gate::Wait { why, until };
         };
         let plan = status.plan_id.clone().unwrap_or_default();
+        // The run's own requirement (its authors never count), with the override's number.
         let requirement = quorum::Requirement {
             required: self.override_approvals,
             from_groups: Vec::new(),
-            ..self.requirement.clone()
+            ..self.requirement_for(status)
         };
         let tally = quorum::tally(&status.approvals, &plan, &requirement, now_jiff(now));
         let reason = crate::api::truncate(reason.trim(), 512);

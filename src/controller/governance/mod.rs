@@ -268,19 +268,11 @@ impl Governance {
 
     /// Under separation of duties, the users who wrote, committed or signed the commits
     /// the run's plan comes from, each with the git identity that names them.
-    fn authors_of(&self, status: &SyncRunStatus) -> Vec<quorum::Author> {
+    fn authors_of(&self, status: &SyncRunStatus) -> separation::Authors {
         let Some(mapping) = &self.separation else {
-            return Vec::new();
+            return separation::Authors::default();
         };
-        let Some(range) = status
-            .source
-            .as_ref()
-            .and_then(|s| s.commit.as_ref())
-            .and_then(|c| c.range.as_ref())
-        else {
-            return Vec::new();
-        };
-        separation::authors(mapping, range)
+        separation::of_run(mapping, status.source.as_ref())
     }
 
     /// Distinct approvers a plan with this verdict needs.
@@ -291,7 +283,9 @@ impl Governance {
     /// Whether governance demands a person for this plan, whatever the repository's own
     /// approval policy says: a quorum, a group, or a rule requiring approvals.
     pub fn needs_person(&self, verdict: &rules::Verdict) -> bool {
-        self.required(verdict) > 1
+        // Separation of duties is about people: no policy approves in their stead.
+        self.separation.is_some()
+            || self.required(verdict) > 1
             || !self.requirement.from_groups.is_empty()
             || verdict.approvals > 0
             || verdict.truncated

@@ -90,6 +90,20 @@ pub fn compile(policy: &GovernancePolicy) -> Parts {
             message: "selects no repository".into(),
         });
     }
+    let identities = policy
+        .spec
+        .approvals
+        .as_ref()
+        .and_then(|a| a.separation_of_duties.as_ref())
+        .map_or(&[][..], |s| s.identities.as_slice());
+    for (i, identity) in identities.iter().enumerate() {
+        if let Some(message) = super::separation::invalid(identity) {
+            errors.push(Error::InvalidSpec {
+                field: format!("spec.approvals.separationOfDuties.identities[{i}]"),
+                message,
+            });
+        }
+    }
     let mut compiled = Vec::new();
     for (i, rule) in policy.spec.rules.iter().enumerate().take(32) {
         match rules::compile(&name, i, rule) {

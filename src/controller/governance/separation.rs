@@ -1,63 +1,22 @@
 //! Separation of duties: the people who wrote a plan's commits do not approve it. Git
 //! identities (e-mail addresses, signing keys' fingerprints) are mapped to Kubernetes
-//! users by the policies; an identity no entry maps excludes nobody. Pure.
+//! users by the policies; an identity no entry maps excludes nobody, and a source that
+//! could not be read whole asks for one more approver. Pure.
 
 use crate::api::governance::GitIdentity;
-use crate::api::provenance::{CommitRange, RunCommit};
+use crate::api::provenance::RunCommit;
+use crate::api::syncrun::RunSource;
 
 use super::quorum::Author;
 
-/// The users `mapping` names for the identities of `range`, each once, with the first
-/// identity that named them.
-pub fn authors(mapping: &[GitIdentity], range: &CommitRange) -> Vec<Author> {
-    let emails = range.authors.iter().chain(&range.committers);
-    let mut found: Vec<Author> = Vec::new();
-    let mut add = |user: &str, identity: String| {
-        if !found.iter().any(|a| a.user == user) {
-            found.push(Author {
-                user: user.to_owned(),
-                identity,
-            });
-        }
-    };
-    for email in emails {
-        for m in mapping {
-            if m.email
-                .as_deref()
-                .is_some_and(|e| e.eq_ignore_ascii_case(email))
-            {
-                add(&m.user, format!("e-mail {email}"));
-            }
-        }
-    }
-    for fingerprint in &range.signers {
-        for m in mapping {
-            if m.fingerprint.as_deref() == Some(fingerprint.as_str()) {
-                add(&m.user, format!("signing key {fingerprint}"));
-            }
-        }
-    }
-    found
-}
-
-/// The identities of `range` no entry of `mapping` names.
-pub fn unmapped(mapping: &[GitIdentity], range: &CommitRange) -> Vec<String> {
-    let mapped_email = |e: &String| {
-        mapping.iter().any(|m| {
-            m.email
-                .as_deref()
-                .is_some_and(|x| x.eq_ignore_ascii_case(e))
-        })
-    };
-    let mapped_key = |f: &String| mapping.iter().any(|m| m.fingerprint.as_ref() == Some(f));
-    let mut out: Vec<String> = Vec::new();
-    for e in range.authors.iter().chain(&range.committers) {
-        if !mapped_email(e) && !out.contains(e) {
-            out.push(e.clone());
-        }
-    }
-    out.extend(range.signers.iter().filter(|f| !mapped_key(f)).cloned());
-    out
+/// Who may not approve a run's plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Authors {
+    /// The users the plan's identities map to.
+    pub users: Vec<Author>,
+    /// The plan read git but recorded no range (planned before separation of duties
+    /// applied): nobody's approval can count until it is planned afresh.
+    pub unknown: bool,
 }
 
 /// What rules see of a plan's source as `plan.source`.
@@ -66,16 +25,41 @@ pub fn unmapped(mapping: &[GitIdentity], range: &CommitRange) -> Vec<String> {
 pub struct SourceFacts {
     /// Whether the revision verified under the repository's spec.verify.
     pub verified: bool,
-    /// The commit's author and committer e-mail addresses, and the range's when read
-    /// (with separation of duties), lower-case.
+    /// E-mail addresses (lower-case) of the commit's author, and of the range's authors
+    /// when one was read (with separation of duties).
     pub authors: Vec<String>,
+    /// E-mail addresses of committers, and of the tag's tagger.
     pub committers: Vec<String>,
-    /// Fingerprints of trusted keys that signed the commit, its tag or the range.
+    /// Fingerprints of trusted keys that signed the commit, its tag or the range (the
+    /// signing subkey's too).
     pub signers: Vec<String>,
+    /// Commits of the range no trusted key signed (with spec.verify).
+    pub unverified: u32,
     /// Identities of the range no separation-of-duties mapping names.
     pub unmapped: Vec<String>,
-    /// Whether the range was read whole (true when none was read).
+    /// Whether the range was read whole and every commit of it verified (with
+    /// spec.verify); true when no range was read.
     pub complete: bool,
+}
+
+fn email(e: &str) -> String {
+    e.trim().to_lowercase()
+}
+
+/// Fingerprints as people copy them: gpg prints hex in groups, some lower-case; an SSH
+/// fingerprint's base64 is case-sensitive.
+pub fn fingerprint(f: &str) -> String {
+    let joined: String = f.split_whitespace().collect();
+    match joined.strip_prefix("SHA256:") {
+        Some(_) => joined,
+        None => joined.to_uppercase(),
+    }
+}
+
+fn add(into: &mut Vec<String>, value: String) {
+    if !into.contains(&value) {
+        into.push(value);
+    }
 }
 
 /// `plan.source` for a run that recorded `commit`, under `mapping` (separation of
@@ -89,79 +73,129 @@ pub fn facts(commit: Option<&RunCommit>, mapping: Option<&[GitIdentity]>) -> Sou
     };
     let mut out = SourceFacts {
         verified: commit.verified.is_some(),
-        authors: vec![commit.author.email.to_lowercase()],
-        committers: vec![commit.committer.email.to_lowercase()],
+        authors: vec![email(&commit.author.email)],
+        committers: vec![email(&commit.committer.email)],
         complete: true,
         ..SourceFacts::default()
     };
+    if let Some(tagger) = commit.tag.as_ref().and_then(|t| t.tagger.as_ref()) {
+        add(&mut out.committers, email(&tagger.email));
+    }
     let signatures = commit
         .signature
         .iter()
         .chain(commit.tag.as_ref().map(|t| &t.signature));
-    out.signers
-        .extend(signatures.map(|s| s.fingerprint.clone()));
+    for s in signatures {
+        add(&mut out.signers, fingerprint(&s.fingerprint));
+        if let Some(sub) = &s.signing_subkey {
+            add(&mut out.signers, fingerprint(sub));
+        }
+    }
     if let Some(range) = &commit.range {
-        let merge = |into: &mut Vec<String>, from: &[String]| {
-            for value in from {
-                if !into.contains(value) {
-                    into.push(value.clone());
-                }
-            }
+        range
+            .authors
+            .iter()
+            .for_each(|a| add(&mut out.authors, email(a)));
+        range
+            .committers
+            .iter()
+            .for_each(|c| add(&mut out.committers, email(c)));
+        range
+            .signers
+            .iter()
+            .for_each(|f| add(&mut out.signers, fingerprint(f)));
+        out.unverified = range.unverified;
+        out.complete = range.complete && range.unverified == 0;
+    }
+    if let Some(mapping) = mapping {
+        out.unmapped = unmapped(mapping, &out);
+    }
+    out
+}
+
+fn maps_email(m: &GitIdentity, e: &str) -> bool {
+    m.email.as_deref().is_some_and(|x| email(x) == e)
+}
+
+fn maps_key(m: &GitIdentity, f: &str) -> bool {
+    m.fingerprint
+        .as_deref()
+        .is_some_and(|x| fingerprint(x) == f)
+}
+
+/// Who may not approve the plan of a run whose source is `source`.
+pub fn of_run(mapping: &[GitIdentity], source: Option<&RunSource>) -> Authors {
+    // Nothing read from git (a rollback or a drift correction restores content people
+    // approved before; a deletion writes none): nobody wrote it now.
+    let Some(source) = source.filter(|s| s.url.is_some() && s.restores.is_none()) else {
+        return Authors::default();
+    };
+    let Some(commit) = source.commit.as_ref().filter(|c| c.range.is_some()) else {
+        return Authors {
+            unknown: true,
+            ..Authors::default()
         };
-        merge(&mut out.authors, &range.authors);
-        merge(&mut out.committers, &range.committers);
-        merge(&mut out.signers, &range.signers);
-        out.complete = range.complete;
-        if let Some(mapping) = mapping {
-            out.unmapped = unmapped(mapping, range);
+    };
+    let facts = facts(Some(commit), Some(mapping));
+    let mut users: Vec<Author> = Vec::new();
+    let mut name = |user: &str, identity: String| {
+        if !users.iter().any(|a| a.user == user) {
+            users.push(Author {
+                user: user.to_owned(),
+                identity,
+            });
+        }
+    };
+    for e in facts.authors.iter().chain(&facts.committers) {
+        mapping
+            .iter()
+            .filter(|m| maps_email(m, e))
+            .for_each(|m| name(&m.user, format!("e-mail {e}")));
+    }
+    for f in &facts.signers {
+        mapping
+            .iter()
+            .filter(|m| maps_key(m, f))
+            .for_each(|m| name(&m.user, format!("signing key {f}")));
+    }
+    Authors {
+        users,
+        unknown: false,
+    }
+}
+
+/// The identities of `facts` no entry of `mapping` names.
+fn unmapped(mapping: &[GitIdentity], facts: &SourceFacts) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in facts.authors.iter().chain(&facts.committers) {
+        if !mapping.iter().any(|m| maps_email(m, e)) {
+            add(&mut out, e.clone());
+        }
+    }
+    for f in &facts.signers {
+        if !mapping.iter().any(|m| maps_key(m, f)) {
+            add(&mut out, f.clone());
         }
     }
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Approvers a plan needs beyond its rules' and policies' under separation of duties:
+/// one more when its source was not read whole or not every commit of it verified.
+pub fn extra_approvers(separates: bool, facts: &SourceFacts) -> u32 {
+    u32::from(separates && !facts.complete)
+}
 
-    fn identity(email: Option<&str>, fingerprint: Option<&str>, user: &str) -> GitIdentity {
-        GitIdentity {
-            email: email.map(str::to_owned),
-            fingerprint: fingerprint.map(str::to_owned),
-            user: user.into(),
-        }
-    }
-
-    #[test]
-    fn authors_committers_and_signers_map_to_users_once() {
-        let mapping = [
-            identity(Some("Ada@Example.com"), None, "ada"),
-            identity(None, Some("SHA256:carol"), "carol"),
-            identity(Some("ci@example.com"), None, "ada"),
-        ];
-        let range = CommitRange {
-            from: Some("a".repeat(40)),
-            commits: 3,
-            authors: vec!["ada@example.com".into(), "zed@example.com".into()],
-            committers: vec!["ci@example.com".into()],
-            signers: vec!["SHA256:carol".into(), "SHA256:unknown".into()],
-            complete: true,
-        };
-        let found = authors(&mapping, &range);
-        let users: Vec<(&str, &str)> = found
-            .iter()
-            .map(|a| (a.user.as_str(), a.identity.as_str()))
-            .collect();
-        assert_eq!(
-            users,
-            [
-                ("ada", "e-mail ada@example.com"),
-                ("carol", "signing key SHA256:carol")
-            ]
-        );
-        assert_eq!(
-            unmapped(&mapping, &range),
-            ["zed@example.com", "SHA256:unknown"]
-        );
-        assert!(authors(&[], &range).is_empty());
+/// Why a mapping entry is unusable, if it is: it must name exactly one identity.
+pub fn invalid(identity: &GitIdentity) -> Option<String> {
+    match (&identity.email, &identity.fingerprint) {
+        (Some(_), None) | (None, Some(_)) => None,
+        _ => Some(format!(
+            "separationOfDuties identity of user {}: set exactly one of email and fingerprint",
+            identity.user
+        )),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -316,6 +316,8 @@ async fn record(
         status.source.as_ref().and_then(|s| s.commit.as_ref()),
         gov.separation.as_deref(),
     );
+    let extra =
+        governance::separation::extra_approvers(gov.separation.is_some(), &facts.plan.source);
     let verdict = match gov.judge(facts).await {
         Ok(verdict) => verdict,
         Err(governance::Error::Kube(e)) => return Err(e.into()),
@@ -326,7 +328,9 @@ async fn record(
     };
     status.warnings.extend(verdict.warnings.iter().cloned());
     status.policy_results = verdict.matched.clone();
-    let required = gov.required(&verdict);
+    // A source not read whole (or with commits no trusted key signed) under separation
+    // of duties: one more approver, since its people may be missing.
+    let required = gov.required(&verdict) + extra;
     status.approvals_required = (required > 1).then_some(required);
     // The one authorization check, on the plan just made and where it came from: a
     // policy approves it only if nothing an editor wrote stands in between.
