@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::api::repository::SecretRef;
+use crate::api::secret_ref::SecretRef;
 
 /// The git host's API, for commit statuses and pull-request plan previews.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

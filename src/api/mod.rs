@@ -12,6 +12,7 @@ pub mod provenance;
 pub mod reference;
 pub mod repository;
 pub mod rollout;
+pub mod secret_ref;
 pub mod syncrun;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

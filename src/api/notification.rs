@@ -11,7 +11,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::api::repository::SecretRef;
+use crate::api::secret_ref::SecretRef;
 
 /// A receiver of fleetgate's notifications for the repositories of its namespace.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

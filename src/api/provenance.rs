@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::repository::SecretRef;
+use super::secret_ref::SecretRef;
 
 /// Which signatures must verify before a revision is planned.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

@@ -190,12 +190,7 @@ pub struct GitRefSpec {
     pub commit: Option<String>,
 }
 
-/// A Secret in the repository's namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-pub struct SecretRef {
-    /// Name of the Secret.
-    pub name: String,
-}
+pub use super::secret_ref::SecretRef;
 
 /// Which plans may apply without a person approving them.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -25,7 +25,17 @@ pub struct Requirement {
     pub service_accounts: Vec<ServiceAccountRef>,
     /// Under separation of duties: who wrote the plan's commits (their approvals of it
     /// never count).
-    pub authors: super::super::governance::separation::Authors,
+    pub authors: Authors,
+}
+
+/// Who may not approve a run's plan (separation of duties).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Authors {
+    /// The users the plan's identities map to.
+    pub users: Vec<Author>,
+    /// The plan read git but recorded no range (planned before separation of duties
+    /// applied): nobody's approval can count until it is planned afresh.
+    pub unknown: bool,
 }
 
 /// A user who wrote, committed or signed a plan's commits, and the git identity that

@@ -7,17 +7,7 @@ use crate::api::governance::GitIdentity;
 use crate::api::provenance::RunCommit;
 use crate::api::syncrun::RunSource;
 
-use super::quorum::Author;
-
-/// Who may not approve a run's plan.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Authors {
-    /// The users the plan's identities map to.
-    pub users: Vec<Author>,
-    /// The plan read git but recorded no range (planned before separation of duties
-    /// applied): nobody's approval can count until it is planned afresh.
-    pub unknown: bool,
-}
+pub use super::quorum::{Author, Authors};
 
 /// What rules see of a plan's source as `plan.source`.
 #[derive(serde::Serialize, Debug, Clone, Default, PartialEq, Eq)]
