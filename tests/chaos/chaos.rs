@@ -211,7 +211,10 @@ async fn a_controller_killed_again_and_again_from_plan_to_apply_applies_each_act
     let mut x = seed;
     let mut approved = false;
     let mut kills = 0;
-    let deadline = Instant::now() + Duration::from_secs(150);
+    // A bound against hanging, not a speed target: each life spends most of its time
+    // syncing its caches, and beside the other chaos tests on two cores a run that keeps
+    // progressing took over 150 s (its progress is in the failure's dump).
+    let deadline = Instant::now() + Duration::from_secs(300);
     let finished = loop {
         assert!(
             Instant::now() < deadline,
