@@ -217,7 +217,7 @@ fn commit_line(commit: &crate::api::provenance::RunCommit) -> String {
     let mut out = format!("Commit: by {by}; {verified}\n");
     if let Some(range) = &commit.range {
         let since = match &range.from {
-            Some(from) => format!("since {}", from.chars().take(12).collect::<String>()),
+            Some(from) => format!("since {}", crate::api::short_revision(from)),
             None => "the first plan".to_owned(),
         };
         let mut people: Vec<&str> = range.authors.iter().map(String::as_str).collect();

@@ -368,16 +368,42 @@ pub fn resolve_revision(remote: &Remote, git_ref: &GitRef) -> Result<String, Sou
         })
 }
 
+/// How a failing git operation on the cache at `cache` is reported.
+fn cache_error(cache: &Path) -> impl Fn(git2::Error) -> SourceError + Copy + '_ {
+    move |e| SourceError::Cache {
+        path: cache.display().to_string(),
+        message: e.message().to_owned(),
+    }
+}
+
+/// Fetches `refspecs` from the remote into `repo`, `depth` commits deep when given.
+fn fetch_into(
+    repo: &Repository,
+    remote: &Remote,
+    refspecs: &[String],
+    depth: Option<i32>,
+) -> Result<(), SourceError> {
+    with_callbacks(remote, |cb| {
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(cb);
+        opts.download_tags(git2::AutotagOption::None);
+        // Never to another host: a redirect could point the controller anywhere.
+        opts.follow_redirects(git2::RemoteRedirect::None);
+        if let Some(depth) = depth {
+            opts.depth(depth);
+        }
+        let mut r = repo.remote_anonymous(&remote.url)?;
+        r.fetch(refspecs, Some(&mut opts), None)
+    })
+}
+
 /// Fetches `git_ref` into the bare repository at `cache` (created on first use; later
 /// fetches are incremental) and returns the commit it resolves to.
 ///
 /// A branch or tag is fetched shallow (its commit only) from network remotes; a commit
 /// needs the history that holds it. Every fetch stops at `remote.limits.max_fetch_bytes`.
 pub fn fetch(cache: &Path, remote: &Remote, git_ref: &GitRef) -> Result<String, SourceError> {
-    let cache_err = |e: git2::Error| SourceError::Cache {
-        path: cache.display().to_string(),
-        message: e.message().to_owned(),
-    };
+    let cache_err = cache_error(cache);
     let mut repo = match Repository::open_bare(cache) {
         Ok(r) => r,
         Err(_) => Repository::init_bare(cache).map_err(cache_err)?,
@@ -409,18 +435,7 @@ pub fn fetch(cache: &Path, remote: &Remote, git_ref: &GitRef) -> Result<String, 
             )
         }
     };
-    with_callbacks(remote, |cb| {
-        let mut opts = FetchOptions::new();
-        opts.remote_callbacks(cb);
-        opts.download_tags(git2::AutotagOption::None);
-        // Never to another host: a redirect could point the controller anywhere.
-        opts.follow_redirects(git2::RemoteRedirect::None);
-        if shallow {
-            opts.depth(1);
-        }
-        let mut r = repo.remote_anonymous(&remote.url)?;
-        r.fetch(&refspecs, Some(&mut opts), None)
-    })?;
+    fetch_into(&repo, remote, &refspecs, shallow.then_some(1))?;
     let not_found = || SourceError::RefNotFound {
         url: remote.url.clone(),
         reference: git_ref.to_string(),
@@ -444,22 +459,10 @@ pub fn deepen(cache: &Path, remote: &Remote, git_ref: &GitRef) -> Result<(), Sou
     let Some(name) = ref_name(git_ref) else {
         return fetch(cache, remote, git_ref).map(drop);
     };
-    let repo = Repository::open_bare(cache).map_err(|e| SourceError::Cache {
-        path: cache.display().to_string(),
-        message: e.message().to_owned(),
-    })?;
-    with_callbacks(remote, |cb| {
-        let mut opts = FetchOptions::new();
-        opts.remote_callbacks(cb);
-        opts.download_tags(git2::AutotagOption::None);
-        opts.follow_redirects(git2::RemoteRedirect::None);
-        // libgit2's GIT_FETCH_DEPTH_UNSHALLOW.
-        if repo.is_shallow() {
-            opts.depth(i32::MAX);
-        }
-        let mut r = repo.remote_anonymous(&remote.url)?;
-        r.fetch(&[format!("+{name}:{name}")], Some(&mut opts), None)
-    })
+    let repo = Repository::open_bare(cache).map_err(cache_error(cache))?;
+    // i32::MAX is libgit2's GIT_FETCH_DEPTH_UNSHALLOW.
+    let depth = repo.is_shallow().then_some(i32::MAX);
+    fetch_into(&repo, remote, &[format!("+{name}:{name}")], depth)
 }
 
 /// Keeps `path` inside the repository: relative, no `..`, no `.`.
@@ -494,10 +497,7 @@ pub fn read_file(
     path: &str,
     limits: &Limits,
 ) -> Result<Vec<u8>, SourceError> {
-    let cache_err = |e: git2::Error| SourceError::Cache {
-        path: cache.display().to_string(),
-        message: e.message().to_owned(),
-    };
+    let cache_err = cache_error(cache);
     let repo = Repository::open_bare(cache).map_err(cache_err)?;
     let odb = repo.odb().map_err(cache_err)?;
     let oid = git2::Oid::from_str(revision).map_err(cache_err)?;

@@ -92,10 +92,7 @@ pub fn provenance(
     revision: &str,
     verification: Option<Verification<'_>>,
 ) -> Result<Provenance, SourceError> {
-    let cache_err = |e: git2::Error| SourceError::Cache {
-        path: cache.display().to_string(),
-        message: e.message().to_owned(),
-    };
+    let cache_err = super::cache_error(cache);
     let repo = Repository::open_bare(cache).map_err(cache_err)?;
     let oid = git2::Oid::from_str(revision).map_err(cache_err)?;
     let commit = repo.find_commit(oid).map_err(cache_err)?;
@@ -182,10 +179,7 @@ pub fn range(
     to: &str,
     keys: Option<&TrustedKeys>,
 ) -> Result<Range, SourceError> {
-    let cache_err = |e: git2::Error| SourceError::Cache {
-        path: cache.display().to_string(),
-        message: e.message().to_owned(),
-    };
+    let cache_err = super::cache_error(cache);
     let repo = Repository::open_bare(cache).map_err(cache_err)?;
     let odb = repo.odb().map_err(cache_err)?;
     let to = git2::Oid::from_str(to).map_err(cache_err)?;

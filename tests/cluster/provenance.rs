@@ -13,7 +13,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use support::operator::{create_repository, events, run_in_phase};
+use support::operator::{create_repository, events, request_sync, run_in_phase};
 use support::policy::Policy;
 use support::signing::{self, GpgKey, Signer, SshKey};
 use support::tenant::{Tenant, V1, refusal, tenant};
@@ -334,11 +334,7 @@ async fn a_signed_tag_vouches_for_its_commit_only_where_tags_are_verified() {
     // The same commit under a tag carol signed: planned, the tag's signer recorded.
     signing::tag(&t.repo, Signer::Ssh(&carol), "release");
     // The revision is the same commit: a sync request plans it again (`kubectl fleet sync`).
-    let request = json!({"metadata": {"annotations": {"gitops.fleetgate.dev/sync-requested-at": "after-signing"}}});
-    Api::<GitopsRepository>::namespaced(t.admin.clone(), ns)
-        .patch("by-tag", &PatchParams::default(), &Patch::Merge(&request))
-        .await
-        .unwrap();
+    request_sync(&t.admin, ns, "by-tag", "after-signing").await;
     let run = support::eventually(
         "a planned run of the signed tag",
         std::time::Duration::from_secs(90),
@@ -364,12 +360,7 @@ async fn a_signed_tag_vouches_for_its_commit_only_where_tags_are_verified() {
     // object names itself, so it cannot stand in for `release`.
     signing::tag(&t.repo, Signer::Ssh(&carol), "rc1");
     signing::push_tag_as(&t.repo, "rc1", "release");
-    let request =
-        json!({"metadata": {"annotations": {"gitops.fleetgate.dev/sync-requested-at": "moved"}}});
-    Api::<GitopsRepository>::namespaced(t.admin.clone(), ns)
-        .patch("by-tag", &PatchParams::default(), &Patch::Merge(&request))
-        .await
-        .unwrap();
+    request_sync(&t.admin, ns, "by-tag", "moved").await;
     let said = until_source_verified(&t, "by-tag", "False", "TagMismatch").await;
     assert!(said.contains("a tag object named `rc1`"), "{said}");
 
@@ -422,12 +413,7 @@ async fn the_people_who_wrote_a_plan_do_not_count_as_its_approvers() {
 
     // Planned afresh: carol signed it, so her approval does not count. A first plan is
     // not read whole (nothing applied before it to start from): one more approver.
-    let request =
-        json!({"metadata": {"annotations": {"gitops.fleetgate.dev/sync-requested-at": "now"}}});
-    Api::<GitopsRepository>::namespaced(t.admin.clone(), ns)
-        .patch("fleet", &PatchParams::default(), &Patch::Merge(&request))
-        .await
-        .unwrap();
+    request_sync(&t.admin, ns, "fleet", "now").await;
     let run = support::eventually(
         "v1 planned afresh",
         std::time::Duration::from_secs(60),

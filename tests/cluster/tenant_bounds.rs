@@ -8,8 +8,8 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
+use fleetgate::api::SyncRun;
 use fleetgate::api::syncrun::Phase;
-use fleetgate::api::{GitopsRepository, SyncRun, annotations};
 use fleetgate::fleet::synth;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -84,15 +84,6 @@ async fn runs_of(client: &kube::Client, ns: &str, repository: &str) -> Vec<SyncR
         .unwrap_or_default();
     runs.sort_by_key(|r| std::cmp::Reverse(r.creation_timestamp().map(|t| t.0)));
     runs
-}
-
-/// A sync request by `who` (an editor may ask for one).
-async fn request_sync(who: &kube::Client, ns: &str, repository: &str, value: &str) {
-    let patch = json!({"metadata": {"annotations": {annotations::SYNC_REQUESTED_AT: value}}});
-    Api::<GitopsRepository>::namespaced(who.clone(), ns)
-        .patch(repository, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
 }
 
 /// The healthy tenant's plan is made and, approved by its approver, applied.

@@ -11,14 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fleetgate::api::syncrun::Phase;
-use fleetgate::api::{
-    GitopsRepository, GovernancePolicy, NotificationTarget, SyncRun, annotations, condition,
-};
+use fleetgate::api::{GovernancePolicy, NotificationTarget, SyncRun, condition};
 use fleetgate::fleet::synth::{Shape, fleet_yaml};
 use kube::ResourceExt;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
 use serde_json::{Value, json};
 use support::chart::Installed;
 use support::git::server;
@@ -64,14 +60,6 @@ impl Drop for Policy {
 /// thousands of a large fleet.
 const EVERY_ACTION_HAS_A_TWIN: &str =
     "plan.actions.all(a, plan.actions.exists(b, b.name == a.name))";
-
-async fn request_sync(who: &kube::Client, ns: &str, repository: &str, value: &str) {
-    let patch = json!({"metadata": {"annotations": {annotations::SYNC_REQUESTED_AT: value}}});
-    Api::<GitopsRepository>::namespaced(who.clone(), ns)
-        .patch(repository, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-}
 
 #[tokio::test]
 async fn one_tenants_costly_evaluations_never_time_out_another_tenants_governed_plan() {

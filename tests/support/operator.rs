@@ -488,3 +488,13 @@ pub async fn patch_spec(client: &Client, ns: &str, spec: serde_json::Value) {
         .await
         .unwrap();
 }
+
+/// A sync request by `who` (an editor may ask for one): the repository plans its
+/// revision again even if it is unchanged.
+pub async fn request_sync(who: &Client, ns: &str, repository: &str, value: &str) {
+    let patch = json!({"metadata": {"annotations": {annotations::SYNC_REQUESTED_AT: value}}});
+    Api::<GitopsRepository>::namespaced(who.clone(), ns)
+        .patch(repository, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}

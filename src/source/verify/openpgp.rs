@@ -17,10 +17,6 @@ pub(super) struct Certificate {
     identities: Vec<String>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
-
 /// The certificates in one Secret entry: one or more armored blocks, as `gpg --export
 /// --armor` writes them (several keys in one block, or blocks one after another).
 pub(super) fn parse_certificates(
@@ -50,7 +46,7 @@ pub(super) fn parse_certificates(
             // (which `gpg --export` includes) are not checked here and would otherwise
             // fail the whole Secret.
             own_signatures_only(&mut key);
-            let fingerprint = hex(key.fingerprint().as_bytes());
+            let fingerprint = format!("{:X}", key.fingerprint());
             key.verify_bindings().map_err(|e| {
                 invalid(format!(
                     "key {fingerprint}: its self-signatures do not verify: {e}"
@@ -168,8 +164,12 @@ pub(super) fn verify(
         let named = sig
             .issuer_fingerprint()
             .first()
-            .map(|f| hex(f.as_bytes()))
-            .or_else(|| sig.issuer_key_id().first().map(|k| hex(k.as_ref())))
+            .map(|f| format!("{f:X}"))
+            .or_else(|| {
+                sig.issuer_key_id()
+                    .first()
+                    .map(|k| crate::fleet::plan::hex(k.as_ref()).to_uppercase())
+            })
             .unwrap_or_else(|| "(the signature names no key)".into());
         return Err(VerifyError::UntrustedKey {
             what: String::new(),
@@ -218,7 +218,7 @@ pub(super) fn verify(
             None
         }
         Issuer::Subkey(subkey) => {
-            let subkey_fp = hex(subkey.key.fingerprint().as_bytes());
+            let subkey_fp = format!("{:X}", subkey.key.fingerprint());
             if subkey
                 .signatures
                 .iter()
