@@ -9,11 +9,13 @@
 # namespaces: make demo and its tests). For the image (`make image`): umoci and skopeo. For
 # the test node (hack/testenv.sh start --node): libseccomp-dev (runc is built with
 # seccomp), Debian's CNI plugins, iptables and conntrack (kube-proxy), ipset and
-# busybox-static (the client pods' image). Go and a Rust toolchain must already be there.
+# busybox-static (the client pods' image); gnupg (gpg and its agent: the tests sign
+# commits and tags with real gpg, as `git commit -S` does; ssh-keygen signs the SSH
+# ones). Go and a Rust toolchain must already be there.
 # --no-browser leaves chromium out (make demo does not need it).
 set -euo pipefail
 packages=(openssh-server openssh-client git curl openssl python3 python3-venv pkg-config libssl-dev build-essential prometheus
-  iproute2 iputils-ping bird2 keepalived
+  iproute2 iputils-ping bird2 keepalived gnupg
   umoci skopeo libseccomp-dev containernetworking-plugins iptables conntrack ipset busybox-static)
 [ "${1:-}" = "--no-browser" ] || packages+=(chromium chromium-driver)
 need=()
