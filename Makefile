@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 
-.PHONY: demo all build test chaos bench-memory bench-repositories lint fmt testenv testenv-node testenv-build image bench bench-apply generate install clean fuzz-ci
+.PHONY: demo all build test chaos bench-memory bench-repositories lint fmt testenv testenv-node testenv-build image lab-image bench bench-apply generate install clean fuzz-ci
 
 ## From a clone to plans approved and applied on a local control plane; leaves nothing running.
 demo:
@@ -56,6 +56,12 @@ IMAGE ?= fleetgate/fleetgate
 IMAGE_TAG ?=
 image:
 	hack/image/build.sh $(IMAGE) $(IMAGE_TAG)
+
+## The lab provider's image (docs/provider-contract.md, "As a pod"): the same binary with ip, BIRD,
+## keepalived and ping, run as root; chart charts/fleetgate-lab-provider.
+LAB_IMAGE ?= fleetgate/lab-provider
+lab-image:
+	FLEETGATE_IMAGE_FLAVOR=lab-provider hack/image/build.sh $(LAB_IMAGE) $(IMAGE_TAG)
 
 bench:
 	$(CARGO) bench --bench fleet_core

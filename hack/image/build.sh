@@ -8,6 +8,10 @@
 #
 #   hack/image/build.sh [REPOSITORY [TAG]]   defaults: fleetgate/fleetgate, Cargo.toml's version
 #
+# FLEETGATE_IMAGE_FLAVOR=lab-provider builds the lab provider's image instead (default
+# repository fleetgate/lab-provider): the same binary, with the programs the lab runs
+# (hack/image/lab-rootfs.sh), run as root with `lab-provider` as its command.
+#
 # Prints `archive=`, `reference=` and, last, `digest=` lines. Cached (staged sources,
 # cargo's target folder, the layout) in ${FLEETGATE_IMAGE_CACHE:-~/.cache/fleetgate/image}.
 set -euo pipefail
@@ -21,9 +25,21 @@ log() { echo "image: $*" >&2; }
 
 cd "$repo_root"
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
-repository=${1:-fleetgate/fleetgate}
+flavor=${FLEETGATE_IMAGE_FLAVOR:-controller}
+labels=("${IMAGE_LABELS[@]}")
+case $flavor in
+  controller) default_repository=fleetgate/fleetgate suffix= ;;
+  lab-provider)
+    default_repository=fleetgate/lab-provider suffix=-lab-provider
+    IMAGE_CMD=$LAB_CMD IMAGE_USER=$LAB_USER
+    labels=("${LAB_LABELS[@]}") ;;
+  *) log "FLEETGATE_IMAGE_FLAVOR: controller or lab-provider, not $flavor"; exit 2 ;;
+esac
+repository=${1:-$default_repository}
 tag=${2:-$version}
 cache=${FLEETGATE_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fleetgate/image}
+rootfs=$cache/rootfs$suffix
+layout=$cache/oci$suffix
 mkdir -p "$cache"
 # One build at a time in the cache (tests may ask for the image at once).
 exec 8> "$cache/.lock"
@@ -50,24 +66,27 @@ cargo_bin=$(dirname "$(command -v cargo)")
 (cd "$cache/src" && env -i HOME="$HOME" USER="$(id -un)" \
   PATH="$cargo_bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
   CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" \
-  CARGO_TARGET_DIR="$cache/target" hack/image/rootfs.sh "$cache/rootfs")
+  CARGO_TARGET_DIR="$cache/target" hack/image/rootfs.sh "$rootfs")
+if [ "$flavor" = lab-provider ]; then
+  PATH="$PATH:/usr/sbin:/sbin" hack/image/lab-rootfs.sh "$rootfs"
+fi
 
 config=(--config.user "$IMAGE_USER" --config.workingdir "$IMAGE_WORKDIR"
   --config.entrypoint "$IMAGE_ENTRYPOINT" --config.cmd "$IMAGE_CMD")
 for e in "${IMAGE_ENV[@]}"; do config+=(--config.env "$e"); done
-for l in "${IMAGE_LABELS[@]}" "org.opencontainers.image.version=$version" \
+for l in "${labels[@]}" "org.opencontainers.image.version=$version" \
   "org.opencontainers.image.revision=$revision" "org.opencontainers.image.created=$created"; do
   config+=(--config.label "$l")
 done
-digest=$(oci_image "$cache/oci" "$tag" "$cache/rootfs" "$created" "${config[@]}")
+digest=$(oci_image "$layout" "$tag" "$rootfs" "$created" "${config[@]}")
 name=$repository:$tag
 # A short name means Docker Hub's namespace, as container runtimes read it.
 case ${repository%%/*} in
   *.*|*:*|localhost) full=$name ;;
   *) full=docker.io/$name ;;
 esac
-archive=$cache/fleetgate-$tag.oci.tar
-oci_archive "$cache/oci" "$tag" "$archive" "$full"
+archive=$cache/fleetgate$suffix-$tag.oci.tar
+oci_archive "$layout" "$tag" "$archive" "$full"
 log "built $name ($digest, $(du -h "$archive" | cut -f1) as an archive)"
 echo "archive=$archive"
 echo "reference=$full"

@@ -13,6 +13,8 @@ out=${1:?usage: rootfs.sh OUT}
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=hack/image/spec
 . "$here/spec"
+# shellcheck source=hack/image/files.sh
+. "$here/files.sh"
 src=$(pwd)
 target=${CARGO_TARGET_DIR:-$src/target}
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
@@ -39,24 +41,10 @@ install -D -m 0755 "$binary" "$out$IMAGE_ENTRYPOINT"
 # (function names in a backtrace) and drops the rest, a fifth of the size.
 strip --strip-debug "$out$IMAGE_ENTRYPOINT"
 
-# The Debian package that ships PATH (dpkg knows /lib paths, not their /usr twins).
-package_of() {
-  dpkg-query -S "$1" 2>/dev/null | head -n 1 | cut -d: -f1 ||
-    dpkg-query -S "$(readlink -f "$1")" 2>/dev/null | head -n 1 | cut -d: -f1
-}
-packages=()
-libraries=$(ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
-[ -n "$libraries" ] || { echo "rootfs: ldd found no libraries for $binary" >&2; exit 1; }
-for lib in $libraries; do
-  install -D -m 0755 "$(readlink -f "$lib")" "$out$lib"
-  packages+=("$(package_of "$lib")")
-done
+libraries=$(install_libraries "$binary" "$out")
 install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$out/etc/ssl/certs/ca-certificates.crt"
-packages+=(ca-certificates)
-for pkg in $(printf '%s\n' "${packages[@]}" | sort -u); do
-  [ -n "$pkg" ] || { echo "rootfs: a library belongs to no Debian package" >&2; exit 1; }
-  install -D -m 0644 "/usr/share/doc/${pkg%%:*}/copyright" "$out/usr/share/doc/${pkg%%:*}/copyright"
-done
+# shellcheck disable=SC2086 # one package a line
+install_copyrights "$out" $libraries ca-certificates
 
 uid=${IMAGE_USER%%:*}; gid=${IMAGE_USER##*:}
 printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%s:%s:nonroot:/home/nonroot:/sbin/nologin\n' \
