@@ -5,9 +5,13 @@
 //! applied by the in-cluster controller over ssh, the leader deleted in the middle of a
 //! 1,000-node apply, `helm upgrade` to a second image tag and `helm rollback`, metrics
 //! through the chart's Service, `helm uninstall` keeping the CRDs and the fleet objects,
-//! and `hack/testenv.sh stop` leaving nothing behind.
+//! `hack/testenv.sh stop` leaving nothing behind, and the lab provider as a pod beside the
+//! chart (tests/node/lab_provider.rs).
 
 mod support;
+
+#[path = "node/lab_provider.rs"]
+mod lab_provider;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

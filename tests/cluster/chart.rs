@@ -40,16 +40,61 @@ fn the_chart_lints_clean_and_its_generated_files_are_fresh() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let chart = std::fs::read_to_string("charts/fleetgate/Chart.yaml").unwrap();
     let version = env!("CARGO_PKG_VERSION");
+    for chart in ["charts/fleetgate", "charts/fleetgate-lab-provider"] {
+        let text = std::fs::read_to_string(format!("{chart}/Chart.yaml")).unwrap();
+        assert!(
+            text.contains(&format!("version: {version}\n")),
+            "{chart}: Chart.yaml version follows Cargo.toml"
+        );
+        assert!(
+            text.contains(&format!("appVersion: \"{version}\"")),
+            "{chart}: appVersion follows Cargo.toml"
+        );
+    }
+
+    // The lab provider's chart: clean with its one required value, refused without it
+    // (the schema names the value), and bound to the provider role in the served
+    // namespace only.
+    let lint = run_tool(
+        "helm",
+        &[
+            "lint",
+            "charts/fleetgate-lab-provider",
+            "--set",
+            "namespace=fleet",
+        ],
+    );
+    assert!(lint.contains("0 chart(s) failed"), "{lint}");
+    let missing = std::process::Command::new(support::tool("helm"))
+        .args(["template", "lab", "charts/fleetgate-lab-provider"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
     assert!(
-        chart.contains(&format!("version: {version}\n")),
-        "Chart.yaml version follows Cargo.toml"
+        String::from_utf8_lossy(&missing.stderr).contains("at '/namespace'"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    let lab = run_tool(
+        "helm",
+        &[
+            "template",
+            "lab",
+            "charts/fleetgate-lab-provider",
+            "-n",
+            "fleetgate-system",
+            "--set",
+            "namespace=fleet",
+        ],
     );
     assert!(
-        chart.contains(&format!("appVersion: \"{version}\"")),
-        "appVersion follows Cargo.toml"
+        lab.contains(
+            "kind: RoleBinding\nmetadata:\n  name: lab-fleetgate-lab-provider\n  namespace: fleet\n"
+        ),
+        "{lab}"
     );
+    assert!(!lab.contains("kind: ClusterRoleBinding"), "{lab}");
 }
 
 /// The objects of `helm template` with `args`, of `kind`.

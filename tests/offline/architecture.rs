@@ -507,6 +507,45 @@ fn every_test_file_is_a_module_of_one_of_the_few_test_binaries() {
             "tests/{binary}/main.rs declares a `mod` for each file beside it, and no other"
         );
     }
+    // A binary of its own process keeps its modules in tests/<name>/, each named by a
+    // `#[path = "<name>/<file>.rs"]` mod of tests/<name>.rs.
+    for binary in OWN_PROCESS {
+        let dir = tests.join(binary);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let source = std::fs::read_to_string(tests.join(format!("{binary}.rs"))).unwrap();
+        let root = syn::parse_file(&source).unwrap();
+        let declared: BTreeSet<String> = root
+            .items
+            .iter()
+            .filter_map(|item| match item {
+                syn::Item::Mod(m) if m.content.is_none() => m.attrs.iter().find_map(|a| {
+                    let syn::Meta::NameValue(nv) = &a.meta else {
+                        return None;
+                    };
+                    let syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(path),
+                        ..
+                    }) = &nv.value
+                    else {
+                        return None;
+                    };
+                    nv.path.is_ident("path").then(|| path.value())
+                }),
+                _ => None,
+            })
+            .collect();
+        let files: BTreeSet<String> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+            .map(|p| format!("{binary}/{}", p.file_name().unwrap().to_string_lossy()))
+            .collect();
+        assert_eq!(
+            declared, files,
+            "tests/{binary}.rs names each file of tests/{binary}/ with a #[path] mod"
+        );
+    }
 }
 
 /// What one file does to a run's lifecycle outside tests: how often it assigns a

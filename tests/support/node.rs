@@ -133,8 +133,14 @@ pub struct Image {
 
 /// `hack/image/build.sh REPOSITORY TAG`.
 pub fn build_image(repository: &str, tag: &str) -> Image {
+    build_flavor("controller", repository, tag)
+}
+
+/// `FLEETGATE_IMAGE_FLAVOR=FLAVOR hack/image/build.sh REPOSITORY TAG`.
+fn build_flavor(flavor: &str, repository: &str, tag: &str) -> Image {
     let out = Command::new("hack/image/build.sh")
         .args([repository, tag])
+        .env("FLEETGATE_IMAGE_FLAVOR", flavor)
         .output()
         .expect("hack/image/build.sh runs");
     assert!(
@@ -162,6 +168,21 @@ pub fn build_image(repository: &str, tag: &str) -> Image {
 pub fn image() -> &'static Image {
     IMAGE.get_or_init(|| {
         let image = build_image("fleetgate/fleetgate", env!("CARGO_PKG_VERSION"));
+        node().import(&image.archive);
+        image
+    })
+}
+
+/// The lab provider's image (`make lab-image`) at the crate's version, built once and
+/// loaded into [`node`].
+pub fn lab_image() -> &'static Image {
+    static LAB_IMAGE: OnceLock<Image> = OnceLock::new();
+    LAB_IMAGE.get_or_init(|| {
+        let image = build_flavor(
+            "lab-provider",
+            "fleetgate/lab-provider",
+            env!("CARGO_PKG_VERSION"),
+        );
         node().import(&image.archive);
         image
     })
