@@ -5,6 +5,7 @@
 //! from git.
 
 pub mod api;
+pub mod attest;
 pub mod cli;
 pub mod controller;
 pub use fleetgate_fleet as fleet;

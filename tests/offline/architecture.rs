@@ -16,10 +16,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("fleet", &[]),
     ("source", &["fleet"]),
     ("api", &["fleet"]),
-    ("controller", &["api", "fleet", "source"]),
+    // Records are signed and checked without Kubernetes or git: the controller gathers
+    // the facts, the CLI fetches the envelope.
+    ("attest", &["api", "fleet"]),
+    ("controller", &["api", "attest", "fleet", "source"]),
     // Providers meet fleetgate through the API server only: never the controller.
     ("provider", &["api", "fleet"]),
-    ("cli", &["api", "fleet", "source", "controller", "provider"]),
+    (
+        "cli",
+        &["api", "attest", "fleet", "source", "controller", "provider"],
+    ),
 ];
 
 /// External crates the pure core must not use.
