@@ -295,6 +295,23 @@ pub struct SyncRunStatus {
     /// What authorized writing this plan, recorded when the run was cleared to apply: people (a quorum of approvers) or a policy, for which planId and on what basis. The apply engine decides it again before its first write; drift is measured only against runs applied under one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<AuthorizationRecord>,
+    /// The signed approval-to-apply record of this run, written when it ended (controller flag --attestation-key-secret): where it is kept and what it is. `kubectl fleet attest verify` checks it with the public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<AttestationRef>,
+}
+
+/// Where a run's signed record is kept.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationRef {
+    /// The controller's namespace, which holds the record.
+    pub namespace: String,
+    /// The immutable ConfigMap holding the DSSE envelope under `envelope.json`.
+    pub config_map: String,
+    /// The id of the key that signed it (SHA-256 of its public key, hex).
+    pub key_id: String,
+    /// SHA-256 of the envelope as stored (`sha256:<hex>`).
+    pub digest: String,
 }
 
 impl SyncRunStatus {

@@ -2,6 +2,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::controller::context::AttestationSettings;
 use crate::controller::gitsource::GitSettings;
 use crate::controller::{self, Options, Settings};
 use crate::source::Limits;
@@ -141,6 +142,12 @@ pub struct Args {
     /// the internet; leave off when they are on a private network.
     #[arg(long, env = "FLEETGATE_REFUSE_PRIVATE_ADDRESSES")]
     refuse_private_addresses: bool,
+    /// Sign an approval-to-apply record for every run that was authorized, when it ends,
+    /// with the ed25519 key (PKCS#8 PEM under `key.pem`) of this Secret in the lease
+    /// namespace (the controller's own), and keep the records there as ConfigMaps.
+    /// Default: no records.
+    #[arg(long, env = "FLEETGATE_ATTESTATION_KEY_SECRET")]
+    attestation_key_secret: Option<String>,
     /// Log lines as text or JSON. Levels come from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -202,6 +209,13 @@ pub fn run(args: Args) -> ExitCode {
             approval_history: args.approval_history,
             cluster_name: args.cluster_name,
             watch_label_selector: args.watch_label_selector.filter(|s| !s.trim().is_empty()),
+            attestation: args
+                .attestation_key_secret
+                .filter(|s| !s.trim().is_empty())
+                .map(|key_secret| AttestationSettings {
+                    namespace: lease_namespace.clone(),
+                    key_secret,
+                }),
         },
         http_addr: args.http_addr,
         receiver_addr: args.receiver_addr,

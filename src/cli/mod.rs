@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::fleet::{Diagnostics, Severity};
 
+mod attest;
 mod conformance;
 mod controller;
 mod decide;

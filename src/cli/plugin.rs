@@ -128,6 +128,10 @@ enum Command {
     /// Review, edit, approve and reject in a browser: a server on 127.0.0.1 that acts
     /// with these credentials (--context, --as), until Ctrl-C.
     Ui(super::ui::Args),
+    /// Signed approval-to-apply records: check them with the public key alone, or export
+    /// them for an audit.
+    #[command(subcommand)]
+    Attest(super::attest::Command),
 }
 
 use super::kubectl::{self, ConnectionFlags, OutputFlag};
@@ -142,6 +146,16 @@ pub fn run() -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
+    // A record in a file is checked with the key alone: no cluster, no kubeconfig.
+    if let Command::Attest(super::attest::Command::Verify {
+        target,
+        key,
+        output,
+    }) = &cli.command
+        && super::attest::is_file(target)
+    {
+        return super::attest::verify_offline(target, key, output);
+    }
     let namespace = cli.connection.namespace.clone();
     runtime.block_on(async {
         let identity = cli.connection.identity();
@@ -245,6 +259,7 @@ async fn dispatch(
             diff_local(&client, ns, &repos, &repository, &local).await
         }
         Command::Ui(args) => Ok(super::ui::run(args, client, ns.to_owned(), identity).await),
+        Command::Attest(command) => super::attest::run(command, client, ns).await,
     }
 }
 

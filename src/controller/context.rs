@@ -44,6 +44,18 @@ pub struct Settings {
     /// Only GitopsRepositories and SyncRuns with matching labels are reconciled (one
     /// shard of several controllers); all when None.
     pub watch_label_selector: Option<String>,
+    /// Where signed approval-to-apply records go, and the Secret of their key; no
+    /// records when None.
+    pub attestation: Option<AttestationSettings>,
+}
+
+/// The controller's own namespace, where the signing key's Secret is and the records
+/// are kept: out of every tenant's reach, and not owned by any repository or run.
+#[derive(Clone, Debug)]
+pub struct AttestationSettings {
+    pub namespace: String,
+    /// The Secret holding the ed25519 private key (PKCS#8 PEM) under `key.pem`.
+    pub key_secret: String,
 }
 
 impl Settings {

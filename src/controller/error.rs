@@ -35,6 +35,12 @@ pub enum Error {
     /// An event in a phase the transition table does not allow it in: a bug, refused.
     #[error("{0}")]
     IllegalTransition(String),
+    /// The run's approval-to-apply record could not be signed (the key) or built.
+    #[error("the record of {run} was not signed: {source}")]
+    Attestation {
+        run: String,
+        source: crate::attest::AttestError,
+    },
 }
 
 impl Error {
@@ -53,6 +59,7 @@ impl Error {
             Error::Panicked(_) => "Panicked",
             Error::RunMoved { .. } => "RunMoved",
             Error::IllegalTransition(_) => "IllegalTransition",
+            Error::Attestation { .. } => "AttestationFailed",
         }
     }
 }
@@ -87,6 +94,7 @@ impl Error {
             "Panicked",
             "RunMoved",
             "IllegalTransition",
+            "AttestationFailed",
         ]
         .into_iter()
         .chain(SourceError::labels())

@@ -2,6 +2,7 @@
 //! election, with `/metrics`, `/healthz` and `/readyz`.
 
 pub mod apply;
+pub mod attestation;
 pub mod authorization;
 pub mod context;
 pub mod convergence;

@@ -22,6 +22,8 @@ const EVERYTHING: &[&str] = &[
     "networkPolicy.enabled=true",
     "--set",
     "metrics.serviceMonitor.enabled=true",
+    "--set",
+    "attestation.keySecret=fleetgate-records",
 ];
 
 /// `helm template` as on a machine with no cluster and Helm's default capabilities.

@@ -10,6 +10,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod attestation;
 mod authorization;
 mod authorization_invariant;
 mod chart;

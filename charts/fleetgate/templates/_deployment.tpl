@@ -95,6 +95,9 @@ spec:
         - --refuse-private-addresses
         {{- end }}
         - --cluster-name={{ .Values.clusterName }}
+        {{- with .Values.attestation.keySecret }}
+        - --attestation-key-secret={{ . }}
+        {{- end }}
         env:
         - name: POD_NAME
           valueFrom: {fieldRef: {fieldPath: metadata.name}}
