@@ -3,7 +3,8 @@
 //! record kept as an immutable ConfigMap there; `kubectl fleet attest verify` (as an
 //! auditor bound to the chart's record-reader Role) says what it binds; `export` writes
 //! it for an audit; a changed byte or another key fails with its reason; the record
-//! outlives its run and repository; tenants can neither read nor change records.
+//! outlives its run and repository; tenants can neither read nor change records. The
+//! reference DSSE implementation (securesystemslib, from PyPI) verifies the same envelope.
 
 use crate::support;
 
@@ -204,6 +205,32 @@ async fn an_applied_run_leaves_a_signed_record_that_verifies_offline_and_outlive
         String::from_utf8_lossy(&offline.stderr)
     );
 
+    // The reference DSSE implementation (securesystemslib, as in-toto uses it) agrees.
+    let python = support::built("hack/tools/dsse.sh");
+    let single = keys.path().join("envelope.json");
+    std::fs::write(&single, exported.trim()).unwrap();
+    let reference = |key: &Path| {
+        let out = Command::new(&python)
+            .args([
+                "hack/tools/dsse-verify.py",
+                single.to_str().unwrap(),
+                key.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, said) = reference(&public);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("verified: application/vnd.in-toto+json"),
+        "{said}"
+    );
+    assert!(!reference(&other_public).0, "another key");
+
     // One changed character of the payload, or another key: refused, with the reason.
     let envelope: serde_json::Value = serde_json::from_str(exported.trim()).unwrap();
     let payload = envelope["payload"].as_str().unwrap();
@@ -219,6 +246,11 @@ async fn an_applied_run_leaves_a_signed_record_that_verifies_offline_and_outlive
         1,
     );
     std::fs::write(&file, &tampered).unwrap();
+    std::fs::write(&single, tampered.trim()).unwrap();
+    assert!(
+        !reference(&public).0,
+        "the reference implementation refuses it too"
+    );
     let (code, text) = attest(
         &ns,
         &[
