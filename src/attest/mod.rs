@@ -47,6 +47,8 @@ pub enum AttestError {
     Inconsistent(String),
     #[error("the record would be {bytes} bytes, over the bound of {max}")]
     TooLarge { bytes: usize, max: usize },
+    #[error("the record is another run's: {0}")]
+    OtherRun(String),
 }
 
 impl AttestError {
@@ -60,6 +62,7 @@ impl AttestError {
             AttestError::NotAStatement(_) => "NotAStatement",
             AttestError::Inconsistent(_) => "Inconsistent",
             AttestError::TooLarge { .. } => "TooLarge",
+            AttestError::OtherRun(_) => "OtherRun",
         }
     }
 }
@@ -69,21 +72,30 @@ impl AttestError {
 pub const MAX_ENVELOPE_BYTES: usize = 900 * 1024;
 
 /// Signs `record` as an in-toto statement in a DSSE envelope: the envelope's compact
-/// JSON, as stored.
+/// JSON, as stored. A record that would not fit lists fewer objects, halving until it
+/// does (its objects digest still covers them all), so that long names chosen by a
+/// tenant never leave a run without a record.
 pub fn sign(record: &ApplyRecord, key: &PrivateKey) -> Result<Vec<u8>, AttestError> {
-    let statement = record.statement();
-    let payload = serde_json::to_vec(&statement)
-        .map_err(|e| AttestError::Malformed(format!("the statement does not serialize: {e}")))?;
-    let envelope = dsse::Envelope::sign(PAYLOAD_TYPE, payload, key);
-    let bytes = serde_json::to_vec(&envelope)
-        .map_err(|e| AttestError::Malformed(format!("the envelope does not serialize: {e}")))?;
-    if bytes.len() > MAX_ENVELOPE_BYTES {
-        return Err(AttestError::TooLarge {
-            bytes: bytes.len(),
-            max: MAX_ENVELOPE_BYTES,
-        });
+    let mut record = std::borrow::Cow::Borrowed(record);
+    loop {
+        let payload = serde_json::to_vec(&record.statement()).map_err(|e| {
+            AttestError::Malformed(format!("the statement does not serialize: {e}"))
+        })?;
+        let envelope = dsse::Envelope::sign(PAYLOAD_TYPE, payload, key);
+        let bytes = serde_json::to_vec(&envelope)
+            .map_err(|e| AttestError::Malformed(format!("the envelope does not serialize: {e}")))?;
+        if bytes.len() <= MAX_ENVELOPE_BYTES {
+            return Ok(bytes);
+        }
+        let listed = record.objects.listed.len();
+        if listed == 0 {
+            return Err(AttestError::TooLarge {
+                bytes: bytes.len(),
+                max: MAX_ENVELOPE_BYTES,
+            });
+        }
+        record.to_mut().objects.listed.truncate(listed / 2);
     }
-    Ok(bytes)
 }
 
 /// A record that verified: the statement, and the key that signed it.

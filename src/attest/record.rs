@@ -52,8 +52,11 @@ pub struct ApplyRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<RunCommit>,
     pub plan: PlanFacts,
-    /// What authorized writing the plan (people or a policy), for which planId.
-    pub authorization: AuthorizationRecord,
+    /// What authorized writing the plan (people or a policy), for which planId. Absent
+    /// when the authorization was withdrawn after a first wave was written (a later
+    /// wave refused at its check): the record then says what was written without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationRecord>,
     /// Distinct approvers the governing policies required.
     pub approvals_required: u32,
     /// Governance rules that matched the plan: `policy/rule: action`.
@@ -66,6 +69,10 @@ pub struct ApplyRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<ApprovalRecord>,
     pub objects: Objects,
+    /// What the cluster and the providers reported after the apply: objects that still
+    /// differ from git or did not become Ready (bounded, as the run records it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift_after_apply: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -133,9 +140,15 @@ pub struct Objects {
     pub left_out: u32,
     /// `sha256:` over every applied object's line (see [`Object::line`]), sorted.
     pub digest: String,
-    /// The applied objects, sorted, up to [`MAX_LISTED_OBJECTS`].
+    /// The applied objects, sorted, up to [`MAX_LISTED_OBJECTS`] (fewer when their
+    /// names are long enough that the record would not fit its ConfigMap).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listed: Vec<Object>,
+    /// Why the specs written are not known (the stored plan was changed or deleted
+    /// before the record was made): the objects then come from the run's status, without
+    /// digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specs_unavailable: Option<String>,
 }
 
 /// One applied action.
@@ -146,9 +159,10 @@ pub struct Object {
     pub name: String,
     /// Create, Update or Delete.
     pub operation: String,
-    /// SHA-256 of the spec written, in the form the API server stores it (its first 16
-    /// hex digits are the spec digest fleetgate compares live objects with); absent for
-    /// a delete.
+    /// SHA-256 of the desired spec written, in fleetgate's canonical form (its typed
+    /// serialization: fixed field order, sorted maps), as the plan holds it; its first 16
+    /// hex digits are the spec digest fleetgate compares live objects with. Absent for a
+    /// delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
 }
@@ -186,7 +200,19 @@ impl Objects {
             left_out,
             digest,
             listed: applied,
+            specs_unavailable: None,
         }
+    }
+
+    /// The objects as the run's status names them, when the specs written cannot be read
+    /// back: `applied` counts them all, `listed` (without digests) is what the status
+    /// kept, and `reason` says why.
+    pub fn without_specs(listed: Vec<Object>, counts: [u32; 4], reason: String) -> Self {
+        let [applied, failed, skipped, left_out] = counts;
+        let mut objects = Self::new(listed, failed, skipped, left_out);
+        objects.applied = applied.max(objects.applied);
+        objects.specs_unavailable = Some(reason);
+        objects
     }
 
     /// Whether every applied object is listed (then the digest can be checked here).
@@ -251,6 +277,19 @@ fn is_commit(revision: &str) -> bool {
 }
 
 impl Statement {
+    /// The statement is the record of the run `namespace/name` with `uid`: a record
+    /// verified with the right key may still be another run's.
+    pub fn is_of(&self, namespace: &str, name: &str, uid: &str) -> Result<(), AttestError> {
+        let run = &self.predicate.run;
+        if (run.namespace.as_str(), run.name.as_str(), run.uid.as_str()) != (namespace, name, uid) {
+            return Err(AttestError::OtherRun(format!(
+                "it records {}/{} ({}), not {namespace}/{name} ({uid})",
+                run.namespace, run.name, run.uid
+            )));
+        }
+        Ok(())
+    }
+
     /// The statement is of this predicate and its parts agree: the subjects are exactly
     /// those its predicate gives, the listed objects are sorted and, when complete,
     /// digest to the recorded digest, and the authorization names the plan recorded.
@@ -297,10 +336,12 @@ impl Statement {
                 objects.digest
             )));
         }
-        if record.authorization.plan_id != record.plan.id {
+        if let Some(authorization) = &record.authorization
+            && authorization.plan_id != record.plan.id
+        {
             return Err(AttestError::Inconsistent(format!(
                 "authorization is for {}, the plan is {}",
-                record.authorization.plan_id, record.plan.id
+                authorization.plan_id, record.plan.id
             )));
         }
         Ok(())

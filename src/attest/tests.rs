@@ -55,14 +55,14 @@ fn record(objects: Vec<Object>) -> ApplyRecord {
             digest: format!("sha256:{}", "ab".repeat(32)),
             actions: 3,
         },
-        authorization: AuthorizationRecord {
+        authorization: Some(AuthorizationRecord {
             by: Authority::People,
             approvers: vec!["bob".into()],
             policy: None,
             plan_id: "plan-0123456789ab".into(),
             basis: None,
             at: time("2026-12-06T09:58:00Z"),
-        },
+        }),
         approvals_required: 1,
         policy_results: vec![],
         window_override: None,
@@ -73,6 +73,7 @@ fn record(objects: Vec<Object>) -> ApplyRecord {
             at: time("2026-12-06T09:58:00Z"),
         }],
         objects: Objects::new(objects, 0, 0, 0),
+        drift_after_apply: vec![],
     }
 }
 
@@ -268,4 +269,44 @@ fn past_the_bound_objects_are_covered_by_their_digest_and_the_record_fits_a_conf
     let signed = sign(&record, &key()).unwrap();
     assert!(signed.len() < MAX_ENVELOPE_BYTES, "{} bytes", signed.len());
     verify(&signed, &key().public()).unwrap();
+}
+
+#[test]
+fn a_record_of_long_names_lists_fewer_objects_rather_than_fail() {
+    // Tenants choose names: 1,000 objects of 253-character names would not fit.
+    let long: Vec<Object> = (0..1000)
+        .map(|i| object("SdwanPeer", &format!("{i:04}{}", "n".repeat(249)), "Create"))
+        .collect();
+    let record = record(long.clone());
+    let signed = sign(&record, &key()).unwrap();
+    assert!(signed.len() <= MAX_ENVELOPE_BYTES);
+    let statement = verify(&signed, &key().public()).unwrap().statement;
+    let objects = &statement.predicate.objects;
+    assert_eq!(objects.applied, 1000);
+    assert!(objects.listed.len() < 1000, "{}", objects.listed.len());
+    assert!(!objects.listed.is_empty());
+    // The digest still covers every object.
+    assert_eq!(objects.digest, Objects::new(long, 0, 0, 0).digest);
+}
+
+#[test]
+fn a_record_without_an_authorization_or_specs_says_so_and_verifies() {
+    let mut record = record(vec![]);
+    record.authorization = None;
+    record.objects = Objects::without_specs(
+        vec![Object {
+            kind: "FleetNode".into(),
+            name: "a".into(),
+            operation: "Create".into(),
+            sha256: None,
+        }],
+        [3, 1, 0, 0],
+        "the stored plan was changed after it was recorded".into(),
+    );
+    let signed = sign(&record, &key()).unwrap();
+    let verified = verify(&signed, &key().public()).unwrap();
+    let objects = verified.statement.predicate.objects;
+    assert_eq!((objects.applied, objects.listed.len()), (3, 1));
+    assert!(!objects.complete());
+    assert!(objects.specs_unavailable.unwrap().contains("changed"));
 }

@@ -17,7 +17,9 @@ use super::kubectl::OutputFlag;
 use super::live_plan::{EXIT_CHANGES, EXIT_ERROR};
 use crate::api::SyncRun;
 use crate::attest::{PublicKey, Verified};
-use crate::controller::attestation::{ENVELOPE_ENTRY, NAMESPACE_KEY, RECORD_LABEL, REPOSITORY_KEY};
+use crate::controller::attestation::{
+    ENVELOPE_ENTRY, NAMESPACE_KEY, RECORD_LABEL, REPOSITORY_KEY, config_map_name,
+};
 use crate::controller::planstore;
 
 #[derive(Debug, Subcommand)]
@@ -29,9 +31,10 @@ pub enum Command {
         /// A SyncRun of the namespace, or a file that exists (an envelope, or what
         /// `export` wrote).
         target: String,
-        /// The public key the records must be signed with.
-        #[arg(long)]
-        key: PathBuf,
+        /// The public key the records must be signed with; repeat it for records that
+        /// span a key rotation (each record is checked with the key its keyid names).
+        #[arg(long, required = true)]
+        key: Vec<PathBuf>,
         #[command(flatten)]
         output: OutputFlag,
     },
@@ -60,14 +63,14 @@ pub fn is_file(target: &str) -> bool {
 struct Record {
     origin: String,
     envelope: Vec<u8>,
-    /// The digest the run recorded for it, to compare with what is kept.
-    recorded_digest: Option<String>,
+    /// The run it must be the record of, with the digest the run recorded for it.
+    of_run: Option<(SyncRun, String)>,
 }
 
 /// `verify` of a file, with no cluster.
-pub fn verify_offline(target: &str, key: &Path, output: &OutputFlag) -> ExitCode {
+pub fn verify_offline(target: &str, keys: &[PathBuf], output: &OutputFlag) -> ExitCode {
     match read_file(target) {
-        Ok(records) => report(records, key, output),
+        Ok(records) => report(records, keys, output),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_ERROR)
@@ -85,8 +88,14 @@ pub async fn run(command: Command, client: Client, ns: &str) -> anyhow::Result<E
             if is_file(&target) {
                 return Ok(verify_offline(&target, &key, &output));
             }
-            let record = of_run(&client, ns, &target).await?;
-            Ok(report(vec![record], &key, &output))
+            match of_run(&client, ns, &target).await? {
+                Ok(record) => Ok(report(vec![record], &key, &output)),
+                // No record where the run says one is: as much a "no" as a bad one.
+                Err(why) => {
+                    println!("{target}: NOT VERIFIED: {why}");
+                    Ok(ExitCode::from(EXIT_CHANGES))
+                }
+            }
         }
         Command::Export {
             all_namespaces,
@@ -115,6 +124,11 @@ pub async fn run(command: Command, client: Client, ns: &str) -> anyhow::Result<E
                 }
             }
             eprintln!("{} record(s) from {records_namespace}", kept.len());
+            if kept.is_empty() {
+                eprintln!(
+                    "(records are kept in the controller's namespace: is it {records_namespace}? see --records-namespace)"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -128,26 +142,39 @@ fn envelope_of(record: &ConfigMap) -> Option<&str> {
         .map(|s| s.trim())
 }
 
-/// The record a SyncRun names in `status.attestation`.
-async fn of_run(client: &Client, ns: &str, name: &str) -> anyhow::Result<Record> {
+/// The record a SyncRun names in `status.attestation`, or why there is none to check
+/// (an error only when the run or the API cannot be read).
+async fn of_run(client: &Client, ns: &str, name: &str) -> anyhow::Result<Result<Record, String>> {
     let run = Api::<SyncRun>::namespaced(client.clone(), ns)
         .get(name)
         .await?;
-    let Some(at) = run.status.and_then(|s| s.attestation) else {
-        anyhow::bail!(
-            "SyncRun {name} has no signed record (not ended yet, never authorized, or the controller signs none)"
-        );
+    let Some(at) = run.status.as_ref().and_then(|s| s.attestation.clone()) else {
+        return Ok(Err(
+            "the run has no signed record (not ended yet, never authorized, \
+                       or the controller signs none)"
+                .into(),
+        ));
     };
+    if at.config_map != config_map_name(&run) {
+        return Ok(Err(format!(
+            "the run names {}, not the record of its own uid",
+            at.config_map
+        )));
+    }
     let kept = Api::<ConfigMap>::namespaced(client.clone(), &at.namespace)
-        .get(&at.config_map)
+        .get_opt(&at.config_map)
         .await?;
-    let envelope = envelope_of(&kept)
-        .ok_or_else(|| anyhow::anyhow!("{} holds no {ENVELOPE_ENTRY}", at.config_map))?;
-    Ok(Record {
+    let Some(envelope) = kept.as_ref().and_then(envelope_of) else {
+        return Ok(Err(format!(
+            "its record {}/{} is gone or empty",
+            at.namespace, at.config_map
+        )));
+    };
+    Ok(Ok(Record {
         origin: format!("{}/{}", at.namespace, at.config_map),
         envelope: envelope.as_bytes().to_vec(),
-        recorded_digest: Some(at.digest),
-    })
+        of_run: Some((run, at.digest)),
+    }))
 }
 
 /// A file's records: one envelope, or one a line.
@@ -161,7 +188,7 @@ fn read_file(target: &str) -> anyhow::Result<Vec<Record>> {
         return Ok(vec![Record {
             origin: target.to_owned(),
             envelope: text.trim().as_bytes().to_vec(),
-            recorded_digest: None,
+            of_run: None,
         }]);
     }
     let records: Vec<Record> = text
@@ -171,7 +198,7 @@ fn read_file(target: &str) -> anyhow::Result<Vec<Record>> {
         .map(|(i, line)| Record {
             origin: format!("{target}:{}", i + 1),
             envelope: line.trim().as_bytes().to_vec(),
-            recorded_digest: None,
+            of_run: None,
         })
         .collect();
     if records.is_empty() {
@@ -180,13 +207,12 @@ fn read_file(target: &str) -> anyhow::Result<Vec<Record>> {
     Ok(records)
 }
 
-/// Verifies each record and prints what each says, or why it does not verify.
-fn report(records: Vec<Record>, key: &Path, output: &OutputFlag) -> ExitCode {
-    let key = match std::fs::read_to_string(key)
-        .map_err(|e| format!("cannot read {}: {e}", key.display()))
-        .and_then(|pem| PublicKey::from_pem(&pem).map_err(|e| e.to_string()))
-    {
-        Ok(key) => key,
+/// Verifies each record and prints what each says, or why it does not verify, then a
+/// count (on standard error). With `-o`, standard output holds only the verified
+/// statements.
+fn report(records: Vec<Record>, keys: &[PathBuf], output: &OutputFlag) -> ExitCode {
+    let keys = match read_keys(keys) {
+        Ok(keys) => keys,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_ERROR);
@@ -194,15 +220,8 @@ fn report(records: Vec<Record>, key: &Path, output: &OutputFlag) -> ExitCode {
     };
     let mut failed = 0;
     let mut verified = Vec::new();
-    for record in records {
-        let outcome = match &record.recorded_digest {
-            Some(digest) if *digest != planstore::digest(&record.envelope) => Err(format!(
-                "the record kept is not the one the run recorded ({digest})"
-            )),
-            _ => crate::attest::verify(&record.envelope, &key)
-                .map_err(|e| format!("{e} [{}]", e.label())),
-        };
-        match outcome {
+    for record in &records {
+        match check(record, &keys) {
             Ok(v) => {
                 if output.output.is_none() {
                     print!("{}", describe(&record.origin, &v));
@@ -211,13 +230,19 @@ fn report(records: Vec<Record>, key: &Path, output: &OutputFlag) -> ExitCode {
             }
             Err(why) => {
                 failed += 1;
-                println!("{}: NOT VERIFIED: {why}", record.origin);
+                let line = format!("{}: NOT VERIFIED: {why}", sanitize(&record.origin));
+                if output.output.is_none() {
+                    println!("{line}");
+                } else {
+                    eprintln!("{line}");
+                }
             }
         }
     }
     if output.output.is_some() {
         print!("{}", output.render(&verified, String::new));
     }
+    eprintln!("{} verified, {failed} not verified", verified.len());
     if failed > 0 {
         ExitCode::from(EXIT_CHANGES)
     } else {
@@ -225,8 +250,80 @@ fn report(records: Vec<Record>, key: &Path, output: &OutputFlag) -> ExitCode {
     }
 }
 
+fn read_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, String> {
+    if paths.is_empty() {
+        return Err("no --key".into());
+    }
+    paths
+        .iter()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                .and_then(|pem| {
+                    PublicKey::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))
+                })
+        })
+        .collect()
+}
+
+/// One record against the keys: the one its keyid names (else the first, which then
+/// fails as `OtherKey`); for a run's record, also that it is the one the run recorded
+/// and that it is that run's.
+fn check(record: &Record, keys: &[PublicKey]) -> Result<Verified, String> {
+    let labelled = |e: crate::attest::AttestError| format!("{e} [{}]", e.label());
+    if let Some((_, digest)) = &record.of_run
+        && *digest != planstore::digest(&record.envelope)
+    {
+        return Err(format!(
+            "the record kept is not the one the run recorded ({digest})"
+        ));
+    }
+    let named = serde_json::from_slice::<crate::attest::Envelope>(&record.envelope)
+        .ok()
+        .and_then(|e| e.signatures.first().map(|s| s.keyid.clone()));
+    let key = keys
+        .iter()
+        .find(|k| named.as_deref() == Some(k.keyid()))
+        .unwrap_or(&keys[0]);
+    let verified = crate::attest::verify(&record.envelope, key).map_err(labelled)?;
+    if let Some((run, _)) = &record.of_run {
+        verified
+            .statement
+            .is_of(
+                &run.namespace().unwrap_or_default(),
+                &run.name_any(),
+                &run.uid().unwrap_or_default(),
+            )
+            .map_err(labelled)?;
+    }
+    Ok(verified)
+}
+
+/// Text from a record, safe to print: control characters (a terminal's escape
+/// sequences, carriage returns) that whoever chose a name or a commit author wrote are
+/// shown escaped, so that a verified record cannot paint over another's failure.
+fn sanitize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// What a verified record says, for people.
 fn describe(origin: &str, v: &Verified) -> String {
+    // Every line sanitized; the line breaks are this function's own.
+    describe_raw(origin, v)
+        .lines()
+        .map(|l| sanitize(l) + "\n")
+        .collect()
+}
+
+fn describe_raw(origin: &str, v: &Verified) -> String {
     let r = &v.statement.predicate;
     let short = |s: &str| s.chars().take(12).collect::<String>();
     let mut out = format!("{origin}: verified, signed by key {}\n", short(&v.keyid));
@@ -288,18 +385,26 @@ fn describe(origin: &str, v: &Verified) -> String {
             r.plan.id, r.plan.digest, r.plan.actions
         ),
     );
-    let who = if r.authorization.approvers.is_empty() {
-        r.authorization.policy.clone().unwrap_or_default()
-    } else {
-        r.authorization.approvers.join(", ")
-    };
-    line(
-        "Authorized:",
-        format!(
-            "{:?} ({who}) for {} at {}, {} approval(s) required",
-            r.authorization.by, r.authorization.plan_id, r.authorization.at.0, r.approvals_required
+    match &r.authorization {
+        Some(a) => {
+            let who = if a.approvers.is_empty() {
+                a.policy.clone().unwrap_or_default()
+            } else {
+                a.approvers.join(", ")
+            };
+            line(
+                "Authorized:",
+                format!(
+                    "{:?} ({who}) for {} at {}, {} approval(s) required",
+                    a.by, a.plan_id, a.at.0, r.approvals_required
+                ),
+            );
+        }
+        None => line(
+            "Authorized:",
+            "withdrawn before the run ended (what it wrote before stays written)".into(),
         ),
-    );
+    }
     for a in &r.approvals {
         line(
             "Approval:",

@@ -267,6 +267,20 @@ async fn an_applied_run_leaves_a_signed_record_that_verifies_offline_and_outlive
         "{text}"
     );
     std::fs::write(&file, &exported).unwrap();
+    // Across a key rotation an auditor gives both keys: each record is checked with the
+    // key its keyid names.
+    let (code, text) = attest(
+        &ns,
+        &[
+            "verify",
+            file.to_str().unwrap(),
+            "--key",
+            other_public.to_str().unwrap(),
+            "--key",
+            public.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
     let (code, text) = attest(
         &ns,
         &[

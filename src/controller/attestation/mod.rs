@@ -38,12 +38,13 @@ pub const RUN_KEY: &str = "attestation.fleetgate.dev/run";
 /// The id of the key that signed.
 pub const KEY_ID_KEY: &str = "attestation.fleetgate.dev/key-id";
 
-/// Whether `status` calls for a record now: the run was authorized to write (by people
-/// or a policy), it is over, and it has none yet. A run never authorized wrote nothing,
-/// and has nothing to attest.
+/// Whether `status` calls for a record now: the run is over, has none yet, and was
+/// authorized to write (by people or a policy) or wrote something (an authorization
+/// withdrawn after a first wave is cleared from status, and the wave stays written). A
+/// run never authorized wrote nothing, and has nothing to attest.
 pub fn due(status: &SyncRunStatus) -> bool {
     status.attestation.is_none()
-        && status.authorization.is_some()
+        && (status.authorization.is_some() || status.wrote_any())
         && status.phase.is_some_and(|p| p.is_finished())
 }
 
@@ -54,41 +55,29 @@ pub fn config_map_name(run: &SyncRun) -> String {
 
 /// What the record of `run` says: the run, its source and commit, the plan, what
 /// authorized it, every approval, and each action it applied with the SHA-256 of the
-/// spec it wrote.
+/// spec it wrote. `plan` is the stored plan, or why it could not be read (changed or
+/// deleted in the tenant's namespace since): the record then names the objects the
+/// status holds, without digests, and says why, rather than not being made.
 pub fn facts(
     run: &SyncRun,
     status: &SyncRunStatus,
-    plan: &Plan,
+    plan: std::result::Result<&Plan, String>,
     plan_digest: &str,
     cluster: &str,
     now: &Time,
-) -> Option<ApplyRecord> {
-    let authorization = status.authorization.clone()?;
-    let states = status.recorded_states();
-    let mut applied = Vec::new();
-    let (mut failed, mut skipped, mut left_out) = (0, 0, 0);
-    for (action, state) in plan.actions.iter().zip(&states) {
-        match state {
-            ActionState::Applied => applied.push(Object {
-                kind: action.kind.to_string(),
-                name: action.name.clone(),
-                operation: action.operation.word().to_owned(),
-                sha256: action
-                    .spec
-                    .as_deref()
-                    .filter(|_| action.operation != Operation::Delete)
-                    .map(|spec| {
-                        Object::spec_sha256(
-                            &serde_json::to_vec(spec).expect("specs always serialize"),
-                        )
-                    }),
-            }),
-            ActionState::Failed => failed += 1,
-            ActionState::Skipped => skipped += 1,
-            ActionState::LeftOut => left_out += 1,
-            ActionState::Pending => {}
-        }
-    }
+) -> ApplyRecord {
+    let (plan_id, actions, objects) = match plan {
+        Ok(plan) => (
+            plan.plan_id.clone(),
+            plan.actions.len(),
+            applied_objects(plan, &status.recorded_states()),
+        ),
+        Err(reason) => (
+            status.plan_id.clone().unwrap_or_default(),
+            status.recorded_states().len(),
+            objects_of_status(status, reason),
+        ),
+    };
     let source = status.source.clone().unwrap_or_default();
     let git_ref = source.git_ref.as_ref().and_then(|r| {
         r.branch
@@ -98,7 +87,7 @@ pub fn facts(
             .or_else(|| r.commit.as_ref().map(|c| format!("commit:{c}")))
     });
     let rfc3339 = |t: &Option<Time>| t.as_ref().map(|t| t.0.to_string());
-    Some(ApplyRecord {
+    ApplyRecord {
         recorded_at: now.0.to_string(),
         controller: Controller {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -132,22 +121,82 @@ pub fn facts(
         },
         commit: source.commit.clone(),
         plan: PlanFacts {
-            id: plan.plan_id.clone(),
+            id: plan_id,
             digest: plan_digest.to_owned(),
-            actions: u32::try_from(plan.actions.len()).unwrap_or(u32::MAX),
+            actions: u32::try_from(actions).unwrap_or(u32::MAX),
         },
-        authorization,
+        authorization: status.authorization.clone(),
         approvals_required: status.approvals_required.unwrap_or(1),
         policy_results: status.policy_results.clone(),
         window_override: status.window_override.clone(),
         approvals: status.approvals.clone(),
-        objects: Objects::new(applied, failed, skipped, left_out),
-    })
+        objects,
+        drift_after_apply: status.drift_after_apply.clone(),
+    }
+}
+
+/// The plan's actions the run applied, with the digests of the specs written.
+fn applied_objects(plan: &Plan, states: &[ActionState]) -> Objects {
+    let mut applied = Vec::new();
+    let (mut failed, mut skipped, mut left_out) = (0, 0, 0);
+    for (action, state) in plan.actions.iter().zip(states) {
+        match state {
+            ActionState::Applied => applied.push(Object {
+                kind: action.kind.to_string(),
+                name: action.name.clone(),
+                operation: action.operation.word().to_owned(),
+                sha256: action
+                    .spec
+                    .as_deref()
+                    .filter(|_| action.operation != Operation::Delete)
+                    .map(|spec| {
+                        Object::spec_sha256(
+                            &serde_json::to_vec(spec).expect("specs always serialize"),
+                        )
+                    }),
+            }),
+            ActionState::Failed => failed += 1,
+            ActionState::Skipped => skipped += 1,
+            ActionState::LeftOut => left_out += 1,
+            ActionState::Pending => {}
+        }
+    }
+    Objects::new(applied, failed, skipped, left_out)
+}
+
+/// The applied objects the run's status names (all for small plans; the failed and
+/// skipped ones first for large ones), when the plan cannot be read.
+fn objects_of_status(status: &SyncRunStatus, reason: String) -> Objects {
+    let listed = status
+        .actions
+        .iter()
+        .filter(|a| a.state == ActionState::Applied)
+        .map(|a| Object {
+            kind: a.kind.clone(),
+            name: a.name.clone(),
+            operation: a.operation.clone(),
+            sha256: None,
+        })
+        .collect();
+    let states = status.recorded_states();
+    let count = |wanted: ActionState| {
+        u32::try_from(states.iter().filter(|s| **s == wanted).count()).unwrap_or(u32::MAX)
+    };
+    Objects::without_specs(
+        listed,
+        [
+            count(ActionState::Applied),
+            count(ActionState::Failed),
+            count(ActionState::Skipped),
+            count(ActionState::LeftOut),
+        ],
+        reason,
+    )
 }
 
 /// Signs and keeps the record of `run` if one is due, and says where it is. A record
-/// already kept (signed by an earlier reconcile whose status write was lost) is
-/// referenced, never signed again.
+/// already kept (signed by an earlier reconcile whose status write was lost, or by
+/// another replica) is referenced once it checks out, never signed again.
 pub async fn sign_and_keep(
     ctx: &Context,
     run: &SyncRun,
@@ -159,35 +208,41 @@ pub async fn sign_and_keep(
     if !due(status) {
         return Ok(None);
     }
-    let Some(full_plan) = &status.full_plan else {
-        return Ok(None);
-    };
     let records: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &settings.namespace);
     let name = config_map_name(run);
-    if let Some(kept) = records.get_opt(&name).await? {
-        return Ok(Some(reference(settings, &kept)));
-    }
     let key = signing_key(ctx, settings).await?;
-    let plan = planstore::load_plan(&ctx.client, run, full_plan).await?;
-    let digest = full_plan.digest.clone().unwrap_or_default();
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
     let attest_err = |source| Error::Attestation {
         run: run.name_any(),
         source,
     };
+    if let Some(kept) = records.get_opt(&name).await? {
+        return adopted(run, settings, &key, &kept)
+            .map(Some)
+            .map_err(attest_err);
+    }
+    // The stored plan lives in the tenant's namespace: changed or deleted since the run
+    // read it, the record says so instead of not being made.
+    let plan = match &status.full_plan {
+        Some(at) => planstore::load_plan(&ctx.client, run, at)
+            .await
+            .map_err(|e| format!("the stored plan cannot be read: {e}")),
+        None => Err("the run recorded no stored plan".to_owned()),
+    };
+    let digest = status
+        .full_plan
+        .as_ref()
+        .and_then(|p| p.digest.clone())
+        .unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let cluster = &ctx.settings.cluster_name;
     let record = facts(
         run,
         status,
-        &plan,
+        plan.as_ref().map_err(Clone::clone),
         &digest,
-        &ctx.settings.cluster_name,
+        cluster,
         &now,
-    )
-    .ok_or_else(|| {
-        attest_err(crate::attest::AttestError::Malformed(
-            "no authorization".into(),
-        ))
-    })?;
+    );
     let envelope = crate::attest::sign(&record, &key).map_err(attest_err)?;
     let envelope = String::from_utf8(envelope).expect("JSON is UTF-8");
     let config_map = ConfigMap {
@@ -207,13 +262,41 @@ pub async fn sign_and_keep(
         data: Some(BTreeMap::from([(ENVELOPE_ENTRY.to_owned(), envelope)])),
         ..Default::default()
     };
-    let kept = match records.create(&PostParams::default(), &config_map).await {
-        Ok(kept) => kept,
-        // Another replica (a leader change) kept it first: that one stands.
-        Err(kube::Error::Api(e)) if e.code == 409 => records.get(&name).await?,
-        Err(e) => return Err(e.into()),
-    };
-    Ok(Some(reference(settings, &kept)))
+    match records.create(&PostParams::default(), &config_map).await {
+        Ok(kept) => Ok(Some(reference(settings, &kept))),
+        // Another replica (a leader change) kept one first: it stands once checked.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let kept = records.get(&name).await?;
+            adopted(run, settings, &key, &kept)
+                .map(Some)
+                .map_err(attest_err)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A record found under this run's name is referenced only if it verifies with the
+/// current key and is this run's: whoever else may write ConfigMaps in the controller's
+/// namespace cannot make a run point to another run's record, or to a forged one.
+fn adopted(
+    run: &SyncRun,
+    settings: &AttestationSettings,
+    key: &PrivateKey,
+    kept: &ConfigMap,
+) -> std::result::Result<AttestationRef, crate::attest::AttestError> {
+    let envelope = kept
+        .data
+        .as_ref()
+        .and_then(|d| d.get(ENVELOPE_ENTRY))
+        .map(String::as_bytes)
+        .unwrap_or_default();
+    let verified = crate::attest::verify(envelope, &key.public())?;
+    verified.statement.is_of(
+        &run.namespace().unwrap_or_default(),
+        &run.name_any(),
+        &run.uid().unwrap_or_default(),
+    )?;
+    Ok(reference(settings, kept))
 }
 
 /// Where a kept record is, and the digest of its envelope as stored.

@@ -39,24 +39,34 @@ fn ended(plan: &Plan, phase: Phase, states: &str) -> (SyncRun, SyncRunStatus) {
 #[test]
 fn a_record_is_due_once_for_an_authorized_run_that_is_over() {
     let plan = plan_of(EXAMPLE).on_an_empty_cluster();
-    let (_, mut status) = ended(&plan, Phase::Applied, "");
+    let (_, status) = ended(&plan, Phase::Applied, "");
     assert!(due(&status));
+    // Built, not assigned: a run's phase is set only by the lifecycle.
+    let in_phase = |phase| SyncRunStatus {
+        phase: Some(phase),
+        ..status.clone()
+    };
     for phase in [
         Phase::Applying,
         Phase::Converging,
         Phase::Paused,
         Phase::AwaitingApproval,
     ] {
-        status.phase = Some(phase);
-        assert!(!due(&status), "{phase:?}");
+        assert!(!due(&in_phase(phase)), "{phase:?}");
     }
-    status.phase = Some(Phase::Failed);
+    let mut status = in_phase(Phase::Failed);
     assert!(
         due(&status),
         "a failed run records what it wrote before failing"
     );
     status.authorization = None;
     assert!(!due(&status), "never authorized: nothing was written");
+    status.action_states = Some("AP".into());
+    assert!(
+        due(&status),
+        "an authorization withdrawn after a first wave: what was written is recorded"
+    );
+    status.action_states = Some(String::new());
     status.authorization = ended(&plan, Phase::Applied, "").1.authorization;
     status.attestation = Some(AttestationRef {
         namespace: "fleetgate-system".into(),
@@ -76,7 +86,7 @@ fn the_record_lists_what_was_applied_with_the_digest_of_each_spec_written() {
     let states = format!("FS{}", "A".repeat(n - 2));
     let (run, status) = ended(&plan, Phase::Failed, &states);
     let now = at("2026-12-06T10:05:00Z");
-    let record = facts(&run, &status, &plan, "sha256:00", "prod-eu", &now).unwrap();
+    let record = facts(&run, &status, Ok(&plan), "sha256:00", "prod-eu", &now);
     assert_eq!(record.run.phase, "Failed");
     assert_eq!(record.run.namespace, "team");
     assert_eq!(record.controller.cluster, "prod-eu");
@@ -139,4 +149,40 @@ fn record_labels_are_set_only_where_kubernetes_accepts_them() {
     );
     assert!(!is_label_value("-a"));
     assert!(is_label_value("a.b_c-d"));
+}
+
+#[test]
+fn a_stored_plan_changed_or_deleted_still_gives_a_record_that_says_so() {
+    let plan = plan_of(EXAMPLE).on_an_empty_cluster();
+    let n = plan.actions.len();
+    let (run, mut status) = ended(&plan, Phase::Applied, &"A".repeat(n));
+    status.actions = plan
+        .actions
+        .iter()
+        .take(2)
+        .map(|a| crate::api::syncrun::ActionStatus {
+            kind: a.kind.to_string(),
+            name: a.name.clone(),
+            operation: a.operation.word().into(),
+            state: ActionState::Applied,
+            error: None,
+        })
+        .collect();
+    let now = at("2026-12-06T10:05:00Z");
+    let reason = "the stored plan cannot be read: changed after it was recorded".to_owned();
+    let record = facts(&run, &status, Err(reason), "sha256:00", "c", &now);
+    assert_eq!(record.plan.id, plan.plan_id, "from the status");
+    assert_eq!(record.objects.applied as usize, n);
+    assert_eq!(record.objects.listed.len(), 2);
+    assert!(record.objects.listed.iter().all(|o| o.sha256.is_none()));
+    assert!(
+        record
+            .objects
+            .specs_unavailable
+            .as_deref()
+            .unwrap()
+            .contains("changed")
+    );
+    let key = PrivateKey::from_pem(include_str!("../../attest/testdata/signing.pem")).unwrap();
+    crate::attest::verify(&crate::attest::sign(&record, &key).unwrap(), &key.public()).unwrap();
 }

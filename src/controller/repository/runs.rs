@@ -235,7 +235,10 @@ pub(super) async fn prune_history(
         limit,
         drift::baseline(runs).map(|b| b.name_any()).as_deref(),
         ctx.settings.approval_history,
-    );
+    )
+    .into_iter()
+    .filter(|name| !awaits_its_record(ctx, runs, name))
+    .collect();
     for name in &finished {
         if let Some(run) = runs.iter().find(|r| &r.name_any() == name) {
             planstore::delete(&ctx.client, run).await?;
@@ -248,6 +251,17 @@ pub(super) async fn prune_history(
     }
     runs.retain(|r| !finished.contains(&r.name_any()));
     Ok(())
+}
+
+/// Whether the run named `name` still waits for its signed record (the controller signs
+/// records and one is due): pruned now, it would never get one.
+fn awaits_its_record(ctx: &Context, runs: &[SyncRun], name: &str) -> bool {
+    ctx.settings.attestation.is_some()
+        && runs
+            .iter()
+            .find(|r| r.name_any() == name)
+            .and_then(|r| r.status.as_ref())
+            .is_some_and(crate::controller::attestation::due)
 }
 
 /// Whether `run` is the record of an approval: people approved its plan (even short
