@@ -155,3 +155,20 @@ impl RunCommit {
         }
     }
 }
+
+/// The Flux artifact a run's fleet file was read from (spec.sourceRef).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FluxArtifact {
+    /// GitRepository or OCIRepository.
+    pub kind: String,
+    /// The source's name.
+    pub name: String,
+    /// The artifact's revision as Flux writes it (`main@sha1:<commit>`, `<tag>@sha256:<digest>`).
+    pub revision: String,
+    /// The SHA-256 source-controller recorded for the artifact (`sha256:<hex>`), which the bytes read matched.
+    pub digest: String,
+    /// Flux's SourceVerified condition (`True: Succeeded`, `False: VerificationError`…); absent when the source verifies nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
+}

@@ -26,6 +26,12 @@ use crate::fleet::plan::Counts;
     category = "fleetgate",
     printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
     printcolumn(
+        name = "Source",
+        type_ = "string",
+        priority = 1,
+        json_path = ".spec.sourceRef.name"
+    ),
+    printcolumn(
         name = "Revision",
         type_ = "string",
         json_path = ".status.lastFetchedRevision"
@@ -53,6 +59,16 @@ use crate::fleet::plan::Counts;
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.url) != has(self.sourceRef)",
+    "message": "set exactly one of url (a git repository) and sourceRef (a Flux source)"
+}, {
+    "rule": "has(self.url) == has(self.ref)",
+    "message": "ref goes with url: set both for a git repository, neither for a Flux source"
+}, {
+    "rule": "!has(self.sourceRef) || (!has(self.secretRef) && !has(self.verify))",
+    "message": "a Flux source is fetched and verified by Flux: set its secretRef and verify on the GitRepository or OCIRepository, not here"
+}]))]
 pub struct GitopsRepositorySpec {
     /// The repository: `ssh://git@host/org/repo.git`, `git@host:org/repo.git` or `https://host/org/repo.git`; `http://`, `git://` and `file://` only where the controller allows them by flag. Never credentials in the URL: they belong in the Secret named by `secretRef`.
     #[schemars(length(min = 1, max = 2048), extend("x-kubernetes-validations" = [{
@@ -63,10 +79,14 @@ pub struct GitopsRepositorySpec {
         "message": "the URL may not carry credentials (user:password@ or token@); put them in the Secret named by secretRef",
         "reason": "FieldValueForbidden"
     }]))]
-    pub url: String,
-    /// What to follow: exactly one of branch, tag or commit.
-    #[serde(rename = "ref")]
-    pub git_ref: GitRefSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// What to follow: exactly one of branch, tag or commit (with url).
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<GitRefSpec>,
+    /// Instead of url and ref: a Flux source in this namespace (a source.toolkit.fluxcd.io/v1 GitRepository or OCIRepository) whose artifact holds the fleet file. fleetgate reads the artifact source-controller serves, checks its digest, and records its revision and Flux's verification. Guarded like url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ref: Option<FluxSourceRef>,
     /// Path of the fleet file inside the repository. It may not leave the repository.
     #[serde(default = "default_path")]
     #[schemars(length(min = 1, max = 1024), extend("x-kubernetes-validations" = [{
@@ -191,6 +211,44 @@ pub struct GitRefSpec {
 }
 
 pub use super::secret_ref::SecretRef;
+
+/// A Flux source whose artifact holds the fleet file.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct FluxSourceRef {
+    /// GitRepository or OCIRepository (source.toolkit.fluxcd.io/v1).
+    pub kind: FluxSourceKind,
+    /// Its name, in the GitopsRepository's namespace.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+}
+
+/// The kinds of Flux source fleetgate reads.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum FluxSourceKind {
+    GitRepository,
+    #[serde(rename = "OCIRepository")]
+    OciRepository,
+}
+
+impl FluxSourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FluxSourceKind::GitRepository => "GitRepository",
+            FluxSourceKind::OciRepository => "OCIRepository",
+        }
+    }
+
+    /// Its resource name in the API.
+    pub fn plural(self) -> &'static str {
+        match self {
+            FluxSourceKind::GitRepository => "gitrepositories",
+            FluxSourceKind::OciRepository => "ocirepositories",
+        }
+    }
+}
 
 /// Which plans may apply without a person approving them.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -413,6 +413,9 @@ pub struct RunSource {
     /// The commit's author and committer, and the signer that verified it under the repository's spec.verify (runs that read git).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<crate::api::provenance::RunCommit>,
+    /// The Flux artifact the fleet file was read from (spec.sourceRef): its revision, its digest and Flux's verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flux: Option<crate::api::provenance::FluxArtifact>,
 }
 
 /// What authorized writing a plan.

@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::controller::context::AttestationSettings;
+use crate::controller::context::{AttestationSettings, FluxSettings};
 use crate::controller::gitsource::GitSettings;
 use crate::controller::{self, Options, Settings};
 use crate::source::Limits;
@@ -148,6 +148,15 @@ pub struct Args {
     /// Default: no records.
     #[arg(long, env = "FLEETGATE_ATTESTATION_KEY_SECRET")]
     attestation_key_secret: Option<String>,
+    /// Hosts Flux's source-controller serves artifacts from (`spec.sourceRef`): an
+    /// artifact URL on another host is refused. Repeat or separate with commas.
+    #[arg(
+        long,
+        env = "FLEETGATE_FLUX_ARTIFACT_HOSTS",
+        value_delimiter = ',',
+        default_value = "source-controller.flux-system.svc.cluster.local."
+    )]
+    flux_artifact_hosts: Vec<String>,
     /// Log lines as text or JSON. Levels come from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -209,6 +218,9 @@ pub fn run(args: Args) -> ExitCode {
             approval_history: args.approval_history,
             cluster_name: args.cluster_name,
             watch_label_selector: args.watch_label_selector.filter(|s| !s.trim().is_empty()),
+            flux: FluxSettings {
+                artifact_hosts: args.flux_artifact_hosts,
+            },
             attestation: args
                 .attestation_key_secret
                 .filter(|s| !s.trim().is_empty())

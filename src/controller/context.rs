@@ -47,6 +47,15 @@ pub struct Settings {
     /// Where signed approval-to-apply records go, and the Secret of their key; no
     /// records when None.
     pub attestation: Option<AttestationSettings>,
+    /// Where Flux sources' artifacts may be fetched from.
+    pub flux: FluxSettings,
+}
+
+/// Flux sources (`spec.sourceRef`): the hosts source-controller serves artifacts from.
+#[derive(Clone, Debug, Default)]
+pub struct FluxSettings {
+    /// `--flux-artifact-hosts`: an artifact URL on any other host is refused.
+    pub artifact_hosts: Vec<String>,
 }
 
 /// The controller's own namespace, where the signing key's Secret is and the records

@@ -35,6 +35,9 @@ pub enum Error {
     /// An event in a phase the transition table does not allow it in: a bug, refused.
     #[error("{0}")]
     IllegalTransition(String),
+    /// A Flux source (spec.sourceRef) or its artifact.
+    #[error(transparent)]
+    Flux(#[from] super::fluxsource::FluxError),
     /// The run's approval-to-apply record could not be signed (the key) or built.
     #[error("the record of {run} was not signed: {source}")]
     Attestation {
@@ -60,6 +63,7 @@ impl Error {
             Error::RunMoved { .. } => "RunMoved",
             Error::IllegalTransition(_) => "IllegalTransition",
             Error::Attestation { .. } => "AttestationFailed",
+            Error::Flux(e) => e.label(),
         }
     }
 }
@@ -76,7 +80,7 @@ impl Error {
                     | SourceError::Cache { .. }
             ) | Error::Kube(_)
                 | Error::Task(_)
-        )
+        ) || matches!(self, Error::Flux(e) if e.is_transient())
     }
 
     /// Every label [`Error::label`] gives, the git source's included: the known values
@@ -98,6 +102,7 @@ impl Error {
         ]
         .into_iter()
         .chain(SourceError::labels())
+        .chain(super::fluxsource::FluxError::labels())
     }
 }
 

@@ -238,7 +238,12 @@ fn remove_cache(path: &Path) {
 }
 
 pub fn git_ref(repo: &GitopsRepository) -> Result<GitRef> {
-    let r = &repo.spec.git_ref;
+    let Some(r) = &repo.spec.git_ref else {
+        return Err(Error::InvalidSpec {
+            field: "spec.ref".into(),
+            message: "a git repository needs url and ref".into(),
+        });
+    };
     match (&r.branch, &r.tag, &r.commit) {
         (Some(b), None, None) => Ok(GitRef::Branch(b.clone())),
         (None, Some(t), None) => Ok(GitRef::Tag(t.clone())),
@@ -292,17 +297,20 @@ pub async fn remote(git: &GitWork, client: &Client, repo: &GitopsRepository) -> 
             }
         }
     };
+    let Some(url) = &repo.spec.url else {
+        return Err(Error::InvalidSpec {
+            field: "spec.url".into(),
+            message: "a git repository needs url and ref".into(),
+        });
+    };
     // Which URLs a tenant may name is the controller's decision, made before connecting.
     git.settings
         .url_policy
-        .check(
-            &repo.spec.url,
-            matches!(credentials, Credentials::Basic { .. }),
-        )
+        .check(url, matches!(credentials, Credentials::Basic { .. }))
         .map_err(source::SourceError::from)?;
-    refuse_private_names(&git.settings.url_policy, &repo.spec.url).await?;
+    refuse_private_names(&git.settings.url_policy, url).await?;
     Ok(Remote {
-        url: repo.spec.url.clone(),
+        url: url.clone(),
         credentials,
         timeout: timeout.max(Duration::from_secs(1)),
         limits: git.settings.limits,

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fairness;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod fluxsource;
 pub mod forge;
 pub mod gitsource;
 pub mod governance;

@@ -38,7 +38,7 @@ pub enum OutboundError {
     Timeout(Duration),
     #[error("request failed: {0}")]
     Failed(String),
-    #[error("answer larger than {MAX_RESPONSE_BYTES} bytes")]
+    #[error("answer larger than this client reads")]
     TooLarge,
     #[error(transparent)]
     Refused(#[from] PolicyError),
@@ -217,6 +217,20 @@ impl Http {
         body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> Result<Response, OutboundError> {
+        self.send_within(method, url, headers, body, timeout, MAX_RESPONSE_BYTES)
+            .await
+    }
+
+    /// [`Http::send`], reading at most `max_body` bytes of the answer (`TooLarge` past it).
+    pub async fn send_within(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<Response, OutboundError> {
         let mut request = Request::builder().method(method).uri(url).header(
             "user-agent",
             concat!("fleetgate/", env!("CARGO_PKG_VERSION")),
@@ -246,7 +260,7 @@ impl Http {
                         None => OutboundError::Failed(error_chain(&e)),
                     })?;
             let status = response.status().as_u16();
-            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            let body = Limited::new(response.into_body(), max_body)
                 .collect()
                 .await
                 .map_err(|e| {

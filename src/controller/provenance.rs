@@ -187,3 +187,23 @@ fn signature(s: &Signer) -> VerifiedSignature {
             .collect(),
     }
 }
+
+/// A Flux source's provenance is Flux's: a platform owner's `requireVerified` is met only
+/// when Flux verified the artifact (its SourceVerified condition True), since fleetgate
+/// reads no signature of its own there.
+pub async fn of_flux_artifact(
+    client: &Client,
+    repo: &GitopsRepository,
+    artifact: &crate::api::provenance::FluxArtifact,
+) -> Result<Result<(), VerifyError>> {
+    let namespace = repo.namespace().unwrap_or_default();
+    let governance = governance::load(client, &namespace, &repo.name_any()).await?;
+    let flux_verified = artifact
+        .verified
+        .as_deref()
+        .is_some_and(|v| v.starts_with("True"));
+    match governance.verification_required_by {
+        Some(policy) if !flux_verified => Ok(Err(VerifyError::Required { policy })),
+        _ => Ok(Ok(())),
+    }
+}

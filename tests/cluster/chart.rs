@@ -639,6 +639,17 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
             "governancepolicies/status".to_string(),
             "patch".to_string(),
         ),
+        // Flux sources are read only by repositories that name one (tests/cluster/flux.rs).
+        (
+            "source.toolkit.fluxcd.io".to_string(),
+            "gitrepositories".to_string(),
+            "get".to_string(),
+        ),
+        (
+            "source.toolkit.fluxcd.io".to_string(),
+            "ocirepositories".to_string(),
+            "get".to_string(),
+        ),
     ]);
     let unused: Vec<_> = granted
         .difference(&used)

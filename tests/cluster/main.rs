@@ -18,6 +18,7 @@ mod chart_lint;
 mod crds;
 mod deletion;
 mod drift;
+mod flux;
 mod forge;
 mod forge_bounds;
 mod gate;

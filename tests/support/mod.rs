@@ -12,6 +12,7 @@ pub mod browser;
 pub mod cgroup;
 pub mod chart;
 pub mod fleet;
+pub mod flux;
 pub mod git;
 pub mod gitea;
 pub mod lab;

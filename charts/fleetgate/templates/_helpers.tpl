@@ -80,4 +80,9 @@ the API calls it makes). */}}
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
   verbs: [list]
+# Repositories whose fleet comes from Flux (spec.sourceRef) read the source's artifact
+# from its status; the artifact itself is fetched from source-controller over HTTP.
+- apiGroups: [source.toolkit.fluxcd.io]
+  resources: [gitrepositories, ocirepositories]
+  verbs: [get]
 {{- end -}}

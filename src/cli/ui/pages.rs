@@ -191,6 +191,15 @@ fn history(ns: &str, repository: &str, entries: &[HistoryEntry]) -> Markup {
     }
 }
 
+/// The repository's git URL, or the Flux source it reads.
+fn source_of(repo: &GitopsRepository) -> String {
+    match (&repo.spec.url, &repo.spec.source_ref) {
+        (Some(url), _) => url.clone(),
+        (None, Some(source)) => format!("{} {}", source.kind.as_str(), source.name),
+        (None, None) => "—".into(),
+    }
+}
+
 pub(crate) fn repository(repo: &GitopsRepository) -> Markup {
     let ns = repo.namespace().unwrap_or_default();
     let name = repo.name_any();
@@ -199,7 +208,7 @@ pub(crate) fn repository(repo: &GitopsRepository) -> Markup {
         h1 { "Repository " (ns) "/" (name) }
         p { (conditions(repo)) }
         dl.facts {
-            dt { "Source" } dd { code { (repo.spec.url) } " " (repo.spec.path) }
+            dt { "Source" } dd { code { (source_of(repo)) } " " (repo.spec.path) }
             dt { "Fetched revision" } dd { code { (status.last_fetched_revision.as_deref().map(short).unwrap_or("—")) } }
             dt { "Applied revision" } dd { code { (status.last_applied_revision.as_deref().map(short).unwrap_or("—")) } }
             dt { "Approval" } dd { (format!("{:?}", repo.spec.approval)) }

@@ -106,7 +106,15 @@ pub fn maybe_start(forge: Arc<Forge>, repo: Arc<GitopsRepository>, now: bool) {
     let Some(spec) = repo.spec.forge.as_ref() else {
         return;
     };
-    if !spec.pull_request_previews || repo.spec.suspend || repo.spec.git_ref.branch.is_none() {
+    if !spec.pull_request_previews
+        || repo.spec.suspend
+        || repo
+            .spec
+            .git_ref
+            .as_ref()
+            .and_then(|r| r.branch.as_ref())
+            .is_none()
+    {
         return;
     }
     let interval =
@@ -231,7 +239,7 @@ async fn round(forge: &Forge, repo: &GitopsRepository, key: &str) -> Result<More
     let Some(spec) = repo.spec.forge.as_ref() else {
         return Ok(More::No);
     };
-    let Some(branch) = repo.spec.git_ref.branch.as_deref() else {
+    let Some(branch) = repo.spec.git_ref.as_ref().and_then(|r| r.branch.as_deref()) else {
         return Ok(More::No);
     };
     let budget = forge.previews.budget(key);

@@ -219,7 +219,10 @@ async fn revision(
     if let (Some(known), false) = (&status.last_fetched_revision, must_fetch) {
         return Ok(known.clone());
     }
-    let revision = gitsource::resolve(&ctx.git, &ctx.client, repo).await?;
+    let revision = match &repo.spec.source_ref {
+        Some(source) => super::fluxsource::resolve(ctx, repo, source).await?,
+        None => gitsource::resolve(&ctx.git, &ctx.client, repo).await?,
+    };
     status.last_fetched_at = Some(ts.clone());
     Ok(revision)
 }

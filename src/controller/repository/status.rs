@@ -22,6 +22,7 @@ use super::CONTROLLER;
 fn stalls(e: &Error) -> bool {
     match e {
         Error::Source(_) => !e.is_transient(),
+        Error::Flux(flux) => !flux.is_transient(),
         Error::Secret { .. } | Error::InvalidSpec { .. } => true,
         _ => false,
     }

@@ -76,9 +76,10 @@ pub(super) async fn plan(
         Ok(Computed::Planned(planned)) => {
             Box::pin(record(run, ctx, &repo, status, planned, raw_exclusions)).await
         }
-        // A git server that is down or slow comes back: retried with the run's backoff.
-        Err(e @ Error::Source(_)) if e.is_transient() => Err(e),
-        Err(e @ (Error::Source(_) | Error::Panicked(_))) => {
+        // A git server that is down or slow comes back, and so does a Flux source that is
+        // not ready yet: retried with the run's backoff.
+        Err(e @ (Error::Source(_) | Error::Flux(_))) if e.is_transient() => Err(e),
+        Err(e @ (Error::Source(_) | Error::Flux(_) | Error::Panicked(_))) => {
             // Neither is fixed by retrying the same revision.
             let reason = FailReason::Error(e.label());
             fail(ctx, run, status, reason, e.to_string()).await
@@ -153,26 +154,22 @@ async fn compute(
             }
         }
         _ => {
-            source.url = Some(repo.spec.url.clone());
-            source.git_ref = Some(repo.spec.git_ref.clone());
+            source.url = repo.spec.url.clone();
+            source.git_ref = repo.spec.git_ref.clone();
             source.path = Some(repo.spec.path.clone());
             source.approved_by = repo
                 .annotations()
                 .get(annotations::SOURCE_APPROVED_BY)
                 .cloned();
-            let bytes =
-                gitsource::read_fleet_file(&ctx.git, &ctx.client, repo, &run.spec.revision).await?;
-            // Who made the commit, and under spec.verify who signed it: checked before the
-            // file is even parsed, and an unverified revision is never planned.
-            let read = provenance::of_revision(&ctx.git, &ctx.client, repo, &run.spec.revision);
-            match Box::pin(read).await? {
-                Ok(commit) => source.commit = Some(commit),
+            let read = read_source(ctx, repo, &run.spec.revision, &mut source);
+            let bytes = match Box::pin(read).await? {
+                Ok(bytes) => bytes,
                 Err(refused) => {
                     let reason = FailReason::SourceUnverified(refused.label());
                     let message = format!("revision not verified, nothing was planned: {refused}");
                     return Ok(Computed::Invalid(reason, message));
                 }
-            }
+            };
             // A huge fleet takes a while to resolve and plan: off the runtime's worker threads.
             let (path, account) = (repo.spec.path.clone(), repo.spec.account.clone());
             let limits = ctx.settings.fleet_limits;
@@ -473,4 +470,29 @@ async fn refuse_exclusion(
     status.exclusions = raw;
     warn(ctx, run, &status, "ExclusionRefused", "Replan", message).await?;
     Ok(Action::await_change())
+}
+
+/// The fleet file at `revision`, from git or from the repository's Flux source, once its
+/// provenance is checked: who made the commit and, under `spec.verify`, who signed it
+/// (git), or Flux's own verification (a Flux source). Checked before the file is even
+/// parsed: an unverified revision is never planned.
+async fn read_source(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    revision: &str,
+    source: &mut crate::api::syncrun::RunSource,
+) -> Result<std::result::Result<Vec<u8>, crate::source::verify::VerifyError>> {
+    if let Some(flux) = &repo.spec.source_ref {
+        let (bytes, artifact) =
+            crate::controller::fluxsource::read_fleet_file(ctx, repo, flux, revision).await?;
+        let verified = provenance::of_flux_artifact(&ctx.client, repo, &artifact).await?;
+        source.flux = Some(artifact);
+        return Ok(verified.map(|()| bytes));
+    }
+    let bytes = gitsource::read_fleet_file(&ctx.git, &ctx.client, repo, revision).await?;
+    let read = provenance::of_revision(&ctx.git, &ctx.client, repo, revision);
+    Ok(Box::pin(read).await?.map(|commit| {
+        source.commit = Some(commit);
+        bytes
+    }))
 }

@@ -1,0 +1,361 @@
+//! A Flux source as where a repository's fleet file comes from (`spec.sourceRef`): the
+//! GitRepository or OCIRepository of the same namespace, its artifact as
+//! source-controller serves it. What fleetgate checks itself: the source is Ready and
+//! reconciled, the artifact's revision is the one planned, its URL is on a host the
+//! platform owner lists (`--flux-artifact-hosts`), its bytes are bounded and hash to the
+//! digest source-controller recorded, and the fleet file in it is a regular file within
+//! the file bound. What it takes from Flux: the revision and Flux's own verification
+//! (`SourceVerified`), recorded on the run.
+
+use std::io::Read;
+use std::time::Duration;
+
+use hyper::Method;
+use kube::ResourceExt;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use sha2::{Digest, Sha256};
+
+use super::context::Context;
+use super::error::{Error, Result, off_runtime};
+use super::outbound::Http;
+use crate::api::GitopsRepository;
+use crate::api::provenance::FluxArtifact;
+use crate::api::repository::FluxSourceRef;
+use crate::source::policy::{UrlPolicy, host_of};
+
+/// Flux's source API group and version.
+pub const GROUP: &str = "source.toolkit.fluxcd.io";
+pub const VERSION: &str = "v1";
+/// Entries read from an artifact before giving up: a tarball of millions of empty
+/// files must not keep a worker busy.
+const MAX_ENTRIES: usize = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FluxError {
+    #[error("{kind} {name} not found in this namespace")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind} {name} is not ready: {message}")]
+    NotReady {
+        kind: &'static str,
+        name: String,
+        message: String,
+    },
+    #[error("{kind} {name} now serves revision {now}, not {wanted}: planned afresh")]
+    Moved {
+        kind: &'static str,
+        name: String,
+        now: String,
+        wanted: String,
+    },
+    #[error("artifact host {host} is not one of --flux-artifact-hosts")]
+    HostNotAllowed { host: String },
+    #[error("the artifact could not be fetched: {0}")]
+    Unreachable(String),
+    #[error("the artifact's SHA-256 is {found}, source-controller recorded {recorded}")]
+    DigestMismatch { found: String, recorded: String },
+    #[error("the artifact is not a gzip tarball fleetgate can read: {0}")]
+    Invalid(String),
+    #[error("{path} is not a regular file in the artifact")]
+    FileNotFound { path: String },
+    #[error("{what} is larger than {max} bytes")]
+    TooLarge { what: String, max: u64 },
+}
+
+impl FluxError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            FluxError::NotFound { .. } => "SourceNotFound",
+            FluxError::NotReady { .. } => "SourceNotReady",
+            FluxError::Moved { .. } => "SourceMoved",
+            FluxError::HostNotAllowed { .. } => "ArtifactHostNotAllowed",
+            FluxError::Unreachable(_) => "ArtifactUnreachable",
+            FluxError::DigestMismatch { .. } => "ArtifactDigestMismatch",
+            FluxError::Invalid(_) => "ArtifactInvalid",
+            FluxError::FileNotFound { .. } => "FileNotFound",
+            FluxError::TooLarge { .. } => "RepositoryTooLarge",
+        }
+    }
+
+    pub fn labels() -> impl Iterator<Item = &'static str> {
+        [
+            "SourceNotFound",
+            "SourceNotReady",
+            "SourceMoved",
+            "ArtifactHostNotAllowed",
+            "ArtifactUnreachable",
+            "ArtifactDigestMismatch",
+            "ArtifactInvalid",
+        ]
+        .into_iter()
+    }
+
+    /// Whether waiting may help with no change to any spec: Flux has not produced the
+    /// artifact yet, moved on, or its server did not answer.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            FluxError::NotReady { .. } | FluxError::Moved { .. } | FluxError::Unreachable(_)
+        )
+    }
+}
+
+/// What source-controller says of its source's artifact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Artifact {
+    pub url: String,
+    /// `<ref>@sha1:<commit>` (git) or `<tag>@sha256:<digest>` (OCI), as Flux writes it.
+    pub revision: String,
+    /// `sha256:<hex>` of the tarball.
+    pub digest: String,
+    /// Flux's SourceVerified condition, as `True`/`False` and its reason; absent when the
+    /// source verifies nothing.
+    pub verified: Option<String>,
+}
+
+impl Artifact {
+    /// The revision fleetgate plans and approves: the commit id of a git artifact, the
+    /// `sha256:` digest of an OCI one.
+    pub fn planned_revision(&self) -> String {
+        planned_revision(&self.revision)
+    }
+}
+
+/// `main@sha1:abc…` → `abc…`; `v1@sha256:def…` → `sha256:def…`; a bare revision as it is.
+pub fn planned_revision(flux_revision: &str) -> String {
+    let last = flux_revision.rsplit('@').next().unwrap_or(flux_revision);
+    match last.split_once(':') {
+        Some(("sha1", commit)) => commit.to_owned(),
+        _ => last.to_owned(),
+    }
+}
+
+/// The source's artifact: the source must exist, be reconciled at its generation and
+/// Ready, and carry an artifact.
+pub async fn artifact(
+    client: &kube::Client,
+    namespace: &str,
+    source: &FluxSourceRef,
+) -> Result<Artifact> {
+    let kind = source.kind.as_str();
+    let gvk = GroupVersionKind::gvk(GROUP, VERSION, kind);
+    let resource = ApiResource::from_gvk_with_plural(&gvk, source.kind.plural());
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let object = match api.get_opt(&source.name).await {
+        Ok(Some(object)) => object,
+        Ok(None) => {
+            return Err(flux(FluxError::NotFound {
+                kind,
+                name: source.name.clone(),
+            }));
+        }
+        // Flux is not installed: its kinds are unknown to the API server.
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            return Err(flux(FluxError::NotFound {
+                kind,
+                name: source.name.clone(),
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let not_ready = |message: String| {
+        flux(FluxError::NotReady {
+            kind,
+            name: source.name.clone(),
+            message,
+        })
+    };
+    let status = object.data.get("status").cloned().unwrap_or_default();
+    let condition = |type_: &str| {
+        status["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+            .cloned()
+    };
+    let ready = condition("Ready");
+    if ready.as_ref().and_then(|c| c["status"].as_str()) != Some("True") {
+        let message = ready
+            .and_then(|c| c["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "no Ready condition yet".into());
+        return Err(not_ready(crate::api::truncate(&message, 512)));
+    }
+    if status["observedGeneration"].as_i64() != object.metadata.generation {
+        return Err(not_ready("its status is of an older generation".into()));
+    }
+    let artifact = &status["artifact"];
+    let field = |name: &str| artifact[name].as_str().map(str::to_owned);
+    let (Some(url), Some(revision), Some(digest)) =
+        (field("url"), field("revision"), field("digest"))
+    else {
+        return Err(not_ready("it has no artifact".into()));
+    };
+    let verified = condition("SourceVerified").map(|c| {
+        format!(
+            "{}: {}",
+            c["status"].as_str().unwrap_or_default(),
+            c["reason"].as_str().unwrap_or_default()
+        )
+    });
+    Ok(Artifact {
+        url,
+        revision,
+        digest,
+        verified,
+    })
+}
+
+fn flux(e: FluxError) -> Error {
+    Error::Flux(e)
+}
+
+/// The revision the repository's source serves now.
+pub async fn resolve(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    source: &FluxSourceRef,
+) -> Result<String> {
+    let namespace = repo.namespace().unwrap_or_default();
+    Ok(artifact(&ctx.client, &namespace, source)
+        .await?
+        .planned_revision())
+}
+
+/// The fleet file at `spec.path` in the source's artifact, which must still be of
+/// `revision`; and what the run records of where it came from.
+pub async fn read_fleet_file(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    source: &FluxSourceRef,
+    revision: &str,
+) -> Result<(Vec<u8>, FluxArtifact)> {
+    let namespace = repo.namespace().unwrap_or_default();
+    let artifact = artifact(&ctx.client, &namespace, source).await?;
+    if artifact.planned_revision() != revision {
+        return Err(flux(FluxError::Moved {
+            kind: source.kind.as_str(),
+            name: source.name.clone(),
+            now: artifact.planned_revision(),
+            wanted: revision.to_owned(),
+        }));
+    }
+    let settings = &ctx.settings.flux;
+    let host = host_of(&artifact.url).unwrap_or_default();
+    let bare = host.trim_end_matches('.');
+    if !settings
+        .artifact_hosts
+        .iter()
+        .any(|h| h.trim_end_matches('.').eq_ignore_ascii_case(bare))
+    {
+        return Err(flux(FluxError::HostNotAllowed { host }));
+    }
+    let limits = ctx.git.settings().limits;
+    let max_fetch = usize::try_from(limits.max_fetch_bytes).unwrap_or(usize::MAX);
+    // source-controller serves plain HTTP inside the cluster, on a host the platform
+    // owner named; no other address is ever reached from here.
+    let http = Http::within(UrlPolicy {
+        allow_http: true,
+        ..Default::default()
+    })
+    .map_err(|e| flux(FluxError::Unreachable(e.to_string())))?;
+    let timeout = crate::controller::error::parse_duration("spec.timeout", &repo.spec.timeout)?;
+    let response = http
+        .send_within(
+            Method::GET,
+            &artifact.url,
+            &[],
+            None,
+            timeout.max(Duration::from_secs(1)),
+            max_fetch,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::controller::outbound::OutboundError::TooLarge => flux(FluxError::TooLarge {
+                what: "the artifact".into(),
+                max: limits.max_fetch_bytes,
+            }),
+            e => flux(FluxError::Unreachable(e.category())),
+        })?;
+    if !response.is_success() {
+        return Err(flux(FluxError::Unreachable(format!(
+            "HTTP {}",
+            response.status
+        ))));
+    }
+    let found = format!(
+        "sha256:{}",
+        crate::fleet::plan::hex(&Sha256::digest(&response.body))
+    );
+    if found != artifact.digest {
+        return Err(flux(FluxError::DigestMismatch {
+            found,
+            recorded: artifact.digest.clone(),
+        }));
+    }
+    let path = repo.spec.path.clone();
+    let max_file = limits.max_file_bytes;
+    let body = response.body;
+    let bytes = off_runtime(move || file_in_tarball(&body, &path, max_file))
+        .await?
+        .map_err(flux)?;
+    Ok((
+        bytes,
+        FluxArtifact {
+            kind: source.kind.as_str().to_owned(),
+            name: source.name.clone(),
+            revision: crate::api::truncate(&artifact.revision, 512),
+            digest: artifact.digest,
+            verified: artifact.verified,
+        },
+    ))
+}
+
+/// The regular file at `path` (relative, no `..`: the CRD says so) in a gzip tarball, at
+/// most `max` bytes.
+pub fn file_in_tarball(
+    tarball: &[u8],
+    path: &str,
+    max: u64,
+) -> std::result::Result<Vec<u8>, FluxError> {
+    let wanted = path.trim_start_matches("./");
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tarball));
+    let entries = archive
+        .entries()
+        .map_err(|e| FluxError::Invalid(e.to_string()))?;
+    for (i, entry) in entries.enumerate() {
+        if i >= MAX_ENTRIES {
+            return Err(FluxError::Invalid(format!(
+                "more than {MAX_ENTRIES} entries"
+            )));
+        }
+        let entry = entry.map_err(|e| FluxError::Invalid(e.to_string()))?;
+        let name = entry
+            .path()
+            .map_err(|e| FluxError::Invalid(e.to_string()))?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_owned();
+        if name != wanted {
+            continue;
+        }
+        if !entry.header().entry_type().is_file() {
+            break;
+        }
+        let mut bytes = Vec::new();
+        entry
+            .take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| FluxError::Invalid(e.to_string()))?;
+        if bytes.len() as u64 > max {
+            return Err(FluxError::TooLarge {
+                what: path.to_owned(),
+                max,
+            });
+        }
+        return Ok(bytes);
+    }
+    Err(FluxError::FileNotFound {
+        path: path.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
