@@ -213,12 +213,20 @@ pub fn short_revision(revision: &str) -> &str {
 }
 
 /// The first `n` characters of a revision (whole characters: a revision may come from
-/// a spec, not only from git).
+/// a spec, not only from git), past an algorithm prefix (`sha256:` of an OCI digest), so
+/// that it can name objects.
 pub fn revision_prefix(revision: &str, n: usize) -> &str {
+    let revision = revision.split_once(':').map_or(revision, |(_, bare)| bare);
     revision
         .char_indices()
         .nth(n)
         .map_or(revision, |(end, _)| &revision[..end])
+}
+
+/// Whether `revision` is a git commit id (SHA-1 or SHA-256 hex), rather than an OCI
+/// artifact's digest.
+pub fn is_commit_id(revision: &str) -> bool {
+    matches!(revision.len(), 40 | 64) && revision.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Sets a condition, keeping its transition time when the status does not change
@@ -280,6 +288,10 @@ mod tests {
         // Twelve characters of a multi-byte name, never half of one.
         assert_eq!(short_revision("ééééééééééééé"), "éééééééééééé");
         assert_eq!(revision_prefix("abcdef", 0), "");
+        // An OCI digest names objects by its hex, not its algorithm.
+        assert_eq!(revision_prefix("sha256:0123456789abcdef", 7), "0123456");
+        assert!(is_commit_id(&"a".repeat(40)));
+        assert!(!is_commit_id("sha256:abcd"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{AttestError, PREDICATE_TYPE, STATEMENT_TYPE};
-use crate::api::provenance::RunCommit;
+use crate::api::provenance::{FluxArtifact, RunCommit};
 use crate::api::syncrun::{ApprovalRecord, AuthorizationRecord};
 use crate::fleet::plan::hex;
 
@@ -117,6 +117,10 @@ pub struct Repository {
     /// The applied run whose content a rollback restores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restores: Option<String>,
+    /// The Flux artifact the fleet file was read from (spec.sourceRef): its revision,
+    /// its digest and Flux's verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flux: Option<FluxArtifact>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -234,19 +238,32 @@ impl ApplyRecord {
     /// listed object that has a spec, as subjects.
     pub fn statement(&self) -> Statement {
         let mut subject = Vec::new();
-        if is_commit(&self.repository.revision) {
+        let repository = &self.repository;
+        let flux_source = repository
+            .flux
+            .as_ref()
+            .map(|f| format!("{}/{}/{}", f.kind, self.run.namespace, f.name));
+        if is_commit(&repository.revision) {
+            let name = match (&repository.url, &flux_source) {
+                (Some(url), _) => format!("git+{url}"),
+                (None, Some(source)) => format!("flux:{source}"),
+                (None, None) => format!("git+{}", repository.name),
+            };
             subject.push(Subject {
-                name: format!(
-                    "git+{}",
-                    self.repository
-                        .url
-                        .as_deref()
-                        .unwrap_or(&self.repository.name)
-                ),
-                digest: BTreeMap::from([(
-                    "gitCommit".to_owned(),
-                    self.repository.revision.clone(),
-                )]),
+                name,
+                digest: BTreeMap::from([("gitCommit".to_owned(), repository.revision.clone())]),
+            });
+        }
+        if let (Some(source), Some(hex)) = (
+            &flux_source,
+            repository
+                .flux
+                .as_ref()
+                .and_then(|f| f.digest.strip_prefix("sha256:")),
+        ) {
+            subject.push(Subject {
+                name: format!("flux-artifact:{source}"),
+                digest: BTreeMap::from([("sha256".to_owned(), hex.to_owned())]),
             });
         }
         if let Some(hex) = self.plan.digest.strip_prefix("sha256:") {
@@ -273,7 +290,7 @@ impl ApplyRecord {
 }
 
 fn is_commit(revision: &str) -> bool {
-    matches!(revision.len(), 40 | 64) && revision.bytes().all(|b| b.is_ascii_hexdigit())
+    crate::api::is_commit_id(revision)
 }
 
 impl Statement {

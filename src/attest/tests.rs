@@ -48,6 +48,7 @@ fn record(objects: Vec<Object>) -> ApplyRecord {
             path: None,
             revision: "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d".into(),
             restores: None,
+            flux: None,
         },
         commit: None,
         plan: PlanFacts {
@@ -309,4 +310,30 @@ fn a_record_without_an_authorization_or_specs_says_so_and_verifies() {
     assert_eq!((objects.applied, objects.listed.len()), (3, 1));
     assert!(!objects.complete());
     assert!(objects.specs_unavailable.unwrap().contains("changed"));
+}
+
+#[test]
+fn a_record_of_a_flux_source_names_the_source_and_binds_its_artifact() {
+    let mut record = record(three());
+    record.repository.url = None;
+    record.repository.flux = Some(crate::api::provenance::FluxArtifact {
+        kind: "GitRepository".into(),
+        name: "fleet-src".into(),
+        revision: "main@sha1:1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d".into(),
+        digest: format!("sha256:{}", "cd".repeat(32)),
+        verified: Some("True: Succeeded".into()),
+    });
+    let statement = verify(&sign(&record, &key()).unwrap(), &key().public())
+        .unwrap()
+        .statement;
+    assert_eq!(
+        statement.subject[0].name,
+        "flux:GitRepository/team-a/fleet-src"
+    );
+    assert!(statement.subject[0].digest.contains_key("gitCommit"));
+    assert_eq!(
+        statement.subject[1].name,
+        "flux-artifact:GitRepository/team-a/fleet-src"
+    );
+    assert_eq!(statement.subject[1].digest["sha256"], "cd".repeat(32));
 }

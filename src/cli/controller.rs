@@ -157,6 +157,11 @@ pub struct Args {
         default_value = "source-controller.flux-system.svc.cluster.local."
     )]
     flux_artifact_hosts: Vec<String>,
+    /// MiB of a Flux artifact read at most (it may inflate to four times that while the
+    /// fleet file is looked for): the whole artifact is held in memory while it is
+    /// checked, in each of the plannings at once.
+    #[arg(long, default_value_t = 16)]
+    flux_max_artifact_mib: u64,
     /// Log lines as text or JSON. Levels come from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -220,6 +225,7 @@ pub fn run(args: Args) -> ExitCode {
             watch_label_selector: args.watch_label_selector.filter(|s| !s.trim().is_empty()),
             flux: FluxSettings {
                 artifact_hosts: args.flux_artifact_hosts,
+                max_artifact_bytes: args.flux_max_artifact_mib.saturating_mul(MIB),
             },
             attestation: args
                 .attestation_key_secret

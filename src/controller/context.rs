@@ -54,8 +54,12 @@ pub struct Settings {
 /// Flux sources (`spec.sourceRef`): the hosts source-controller serves artifacts from.
 #[derive(Clone, Debug, Default)]
 pub struct FluxSettings {
-    /// `--flux-artifact-hosts`: an artifact URL on any other host is refused.
+    /// `--flux-artifact-hosts`: an artifact URL on any other host (or port, where an
+    /// entry names one) is refused.
     pub artifact_hosts: Vec<String>,
+    /// `--flux-max-artifact-mib`: the most bytes of an artifact read; it may inflate to
+    /// four times that.
+    pub max_artifact_bytes: u64,
 }
 
 /// The controller's own namespace, where the signing key's Secret is and the records

@@ -153,7 +153,7 @@ mod tests {
         body.split('"').skip(1).step_by(2).collect()
     }
 
-    /// A label added to any of the four `label()` functions must be listed too (so its
+    /// A label added to any of the `label()` functions must be listed too (so its
     /// counter starts at 0), and a listed label must still be given.
     #[test]
     fn labels_lists_exactly_what_label_gives() {
@@ -165,6 +165,7 @@ mod tests {
                 "source/verify/mod.rs",
                 include_str!("../source/verify/mod.rs"),
             ),
+            ("controller/fluxsource.rs", include_str!("fluxsource.rs")),
         ]
         .into_iter()
         .flat_map(|(file, text)| returned_labels(file, text))

@@ -2,10 +2,10 @@
 //! GitRepository or OCIRepository of the same namespace, its artifact as
 //! source-controller serves it. What fleetgate checks itself: the source is Ready and
 //! reconciled, the artifact's revision is the one planned, its URL is on a host the
-//! platform owner lists (`--flux-artifact-hosts`), its bytes are bounded and hash to the
-//! digest source-controller recorded, and the fleet file in it is a regular file within
-//! the file bound. What it takes from Flux: the revision and Flux's own verification
-//! (`SourceVerified`), recorded on the run.
+//! platform owner lists (`--flux-artifact-hosts`), its bytes are bounded (packed and
+//! inflated) and hash to the digest source-controller recorded, and the fleet file in it
+//! is a regular file within the file bound. What it takes from Flux: the revision and
+//! Flux's own verification (`SourceVerified`), recorded on the run.
 
 use std::io::Read;
 use std::time::Duration;
@@ -17,11 +17,11 @@ use sha2::{Digest, Sha256};
 
 use super::context::Context;
 use super::error::{Error, Result, off_runtime};
-use super::outbound::Http;
+use super::outbound::{Http, OutboundError};
 use crate::api::GitopsRepository;
 use crate::api::provenance::FluxArtifact;
 use crate::api::repository::FluxSourceRef;
-use crate::source::policy::{UrlPolicy, host_of};
+use crate::source::policy::UrlPolicy;
 
 /// Flux's source API group and version.
 pub const GROUP: &str = "source.toolkit.fluxcd.io";
@@ -29,6 +29,9 @@ pub const VERSION: &str = "v1";
 /// Entries read from an artifact before giving up: a tarball of millions of empty
 /// files must not keep a worker busy.
 const MAX_ENTRIES: usize = 100_000;
+/// How far an artifact may inflate, against its packed bound: source code compresses
+/// about threefold; a bomb does a thousandfold.
+const UNPACKED_PER_PACKED: u64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FluxError {
@@ -40,13 +43,17 @@ pub enum FluxError {
         name: String,
         message: String,
     },
-    #[error("{kind} {name} now serves revision {now}, not {wanted}: planned afresh")]
+    #[error("{kind} {name} now serves revision {now}, not {wanted}: the next run plans it")]
     Moved {
         kind: &'static str,
         name: String,
         now: String,
         wanted: String,
     },
+    #[error(
+        "source-controller no longer serves this artifact (it keeps its newest only): the next run plans the newest"
+    )]
+    Gone,
     #[error("artifact host {host} is not one of --flux-artifact-hosts")]
     HostNotAllowed { host: String },
     #[error("the artifact could not be fetched: {0}")]
@@ -57,8 +64,10 @@ pub enum FluxError {
     Invalid(String),
     #[error("{path} is not a regular file in the artifact")]
     FileNotFound { path: String },
-    #[error("{what} is larger than {max} bytes")]
-    TooLarge { what: String, max: u64 },
+    #[error("the artifact is larger than {max} bytes (--flux-max-artifact-mib)")]
+    ArtifactTooLarge { max: u64 },
+    #[error("{path} is larger than {max} bytes")]
+    FileTooLarge { path: String, max: u64 },
 }
 
 impl FluxError {
@@ -67,20 +76,26 @@ impl FluxError {
             FluxError::NotFound { .. } => "SourceNotFound",
             FluxError::NotReady { .. } => "SourceNotReady",
             FluxError::Moved { .. } => "SourceMoved",
+            FluxError::Gone => "ArtifactGone",
             FluxError::HostNotAllowed { .. } => "ArtifactHostNotAllowed",
             FluxError::Unreachable(_) => "ArtifactUnreachable",
             FluxError::DigestMismatch { .. } => "ArtifactDigestMismatch",
             FluxError::Invalid(_) => "ArtifactInvalid",
-            FluxError::FileNotFound { .. } => "FileNotFound",
-            FluxError::TooLarge { .. } => "RepositoryTooLarge",
+            // As the git source names them.
+            FluxError::FileNotFound { .. } => "InvalidPath",
+            FluxError::ArtifactTooLarge { .. } => "RepositoryTooLarge",
+            FluxError::FileTooLarge { .. } => "FileTooLarge",
         }
     }
 
+    /// The labels of its own (InvalidPath, RepositoryTooLarge and FileTooLarge are the
+    /// git source's too).
     pub fn labels() -> impl Iterator<Item = &'static str> {
         [
             "SourceNotFound",
             "SourceNotReady",
             "SourceMoved",
+            "ArtifactGone",
             "ArtifactHostNotAllowed",
             "ArtifactUnreachable",
             "ArtifactDigestMismatch",
@@ -89,13 +104,13 @@ impl FluxError {
         .into_iter()
     }
 
-    /// Whether waiting may help with no change to any spec: Flux has not produced the
-    /// artifact yet, moved on, or its server did not answer.
+    /// Whether trying the same revision again may help: Flux has not produced the
+    /// artifact yet, or its server did not answer. A source that moved on, or an
+    /// artifact that is gone, ends the run instead: the repository's next run plans
+    /// what the source serves now (retrying would hold the repository at a revision
+    /// source-controller no longer serves).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            FluxError::NotReady { .. } | FluxError::Moved { .. } | FluxError::Unreachable(_)
-        )
+        matches!(self, FluxError::NotReady { .. } | FluxError::Unreachable(_))
     }
 }
 
@@ -110,6 +125,8 @@ pub struct Artifact {
     /// Flux's SourceVerified condition, as `True`/`False` and its reason; absent when the
     /// source verifies nothing.
     pub verified: Option<String>,
+    /// The Secret of keys the source's `spec.verify` trusts, when it names one.
+    pub verify_secret: Option<String>,
 }
 
 impl Artifact {
@@ -129,6 +146,10 @@ pub fn planned_revision(flux_revision: &str) -> String {
     }
 }
 
+fn flux(e: FluxError) -> Error {
+    Error::Flux(e)
+}
+
 /// The source's artifact: the source must exist, be reconciled at its generation and
 /// Ready, and carry an artifact.
 pub async fn artifact(
@@ -140,21 +161,17 @@ pub async fn artifact(
     let gvk = GroupVersionKind::gvk(GROUP, VERSION, kind);
     let resource = ApiResource::from_gvk_with_plural(&gvk, source.kind.plural());
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let not_found = || {
+        flux(FluxError::NotFound {
+            kind,
+            name: source.name.clone(),
+        })
+    };
     let object = match api.get_opt(&source.name).await {
         Ok(Some(object)) => object,
-        Ok(None) => {
-            return Err(flux(FluxError::NotFound {
-                kind,
-                name: source.name.clone(),
-            }));
-        }
+        Ok(None) => return Err(not_found()),
         // Flux is not installed: its kinds are unknown to the API server.
-        Err(kube::Error::Api(e)) if e.code == 404 => {
-            return Err(flux(FluxError::NotFound {
-                kind,
-                name: source.name.clone(),
-            }));
-        }
+        Err(kube::Error::Api(e)) if e.code == 404 => return Err(not_found()),
         Err(e) => return Err(e.into()),
     };
     let not_ready = |message: String| {
@@ -195,16 +212,16 @@ pub async fn artifact(
             c["reason"].as_str().unwrap_or_default()
         )
     });
+    let verify_secret = object.data["spec"]["verify"]["secretRef"]["name"]
+        .as_str()
+        .map(str::to_owned);
     Ok(Artifact {
         url,
         revision,
         digest,
         verified,
+        verify_secret,
     })
-}
-
-fn flux(e: FluxError) -> Error {
-    Error::Flux(e)
 }
 
 /// The revision the repository's source serves now.
@@ -220,35 +237,27 @@ pub async fn resolve(
 }
 
 /// The fleet file at `spec.path` in the source's artifact, which must still be of
-/// `revision`; and what the run records of where it came from.
+/// `revision`; what the run records of where it came from; and the Secret the source
+/// verifies with, if any.
 pub async fn read_fleet_file(
     ctx: &Context,
     repo: &GitopsRepository,
     source: &FluxSourceRef,
     revision: &str,
-) -> Result<(Vec<u8>, FluxArtifact)> {
+) -> Result<(Vec<u8>, FluxArtifact, Option<String>)> {
     let namespace = repo.namespace().unwrap_or_default();
     let artifact = artifact(&ctx.client, &namespace, source).await?;
     if artifact.planned_revision() != revision {
         return Err(flux(FluxError::Moved {
             kind: source.kind.as_str(),
             name: source.name.clone(),
-            now: artifact.planned_revision(),
+            now: crate::api::truncate(&artifact.planned_revision(), 128),
             wanted: revision.to_owned(),
         }));
     }
     let settings = &ctx.settings.flux;
-    let host = host_of(&artifact.url).unwrap_or_default();
-    let bare = host.trim_end_matches('.');
-    if !settings
-        .artifact_hosts
-        .iter()
-        .any(|h| h.trim_end_matches('.').eq_ignore_ascii_case(bare))
-    {
-        return Err(flux(FluxError::HostNotAllowed { host }));
-    }
-    let limits = ctx.git.settings().limits;
-    let max_fetch = usize::try_from(limits.max_fetch_bytes).unwrap_or(usize::MAX);
+    allowed(&artifact.url, &settings.artifact_hosts).map_err(flux)?;
+    let max_artifact = settings.max_artifact_bytes;
     // source-controller serves plain HTTP inside the cluster, on a host the platform
     // owner named; no other address is ever reached from here.
     let http = Http::within(UrlPolicy {
@@ -264,21 +273,17 @@ pub async fn read_fleet_file(
             &[],
             None,
             timeout.max(Duration::from_secs(1)),
-            max_fetch,
+            usize::try_from(max_artifact).unwrap_or(usize::MAX),
         )
         .await
         .map_err(|e| match e {
-            crate::controller::outbound::OutboundError::TooLarge => flux(FluxError::TooLarge {
-                what: "the artifact".into(),
-                max: limits.max_fetch_bytes,
-            }),
+            OutboundError::TooLarge => flux(FluxError::ArtifactTooLarge { max: max_artifact }),
             e => flux(FluxError::Unreachable(e.category())),
         })?;
-    if !response.is_success() {
-        return Err(flux(FluxError::Unreachable(format!(
-            "HTTP {}",
-            response.status
-        ))));
+    match response.status {
+        200..=299 => {}
+        404 | 410 => return Err(flux(FluxError::Gone)),
+        status => return Err(flux(FluxError::Unreachable(format!("HTTP {status}")))),
     }
     let found = format!(
         "sha256:{}",
@@ -287,49 +292,55 @@ pub async fn read_fleet_file(
     if found != artifact.digest {
         return Err(flux(FluxError::DigestMismatch {
             found,
-            recorded: artifact.digest.clone(),
+            recorded: crate::api::truncate(&artifact.digest, 128),
         }));
     }
     let path = repo.spec.path.clone();
-    let max_file = limits.max_file_bytes;
+    let max_file = ctx.git.settings().limits.max_file_bytes;
+    let max_unpacked = max_artifact.saturating_mul(UNPACKED_PER_PACKED);
     let body = response.body;
-    let bytes = off_runtime(move || file_in_tarball(&body, &path, max_file))
+    let bytes = off_runtime(move || file_in_tarball(&body, &path, max_file, max_unpacked))
         .await?
         .map_err(flux)?;
-    Ok((
-        bytes,
-        FluxArtifact {
-            kind: source.kind.as_str().to_owned(),
-            name: source.name.clone(),
-            revision: crate::api::truncate(&artifact.revision, 512),
-            digest: artifact.digest,
-            verified: artifact.verified,
-        },
-    ))
+    let recorded = FluxArtifact {
+        kind: source.kind.as_str().to_owned(),
+        name: source.name.clone(),
+        revision: crate::api::truncate(&artifact.revision, 512),
+        digest: artifact.digest,
+        verified: artifact.verified,
+    };
+    Ok((bytes, recorded, artifact.verify_secret))
 }
 
 /// The regular file at `path` (relative, no `..`: the CRD says so) in a gzip tarball, at
-/// most `max` bytes.
+/// most `max` bytes, reading at most `max_unpacked` bytes of the inflated stream in all:
+/// a small tarball of a huge entry (or of a huge long name, which the tar reader keeps
+/// in memory) stops there. Several entries of that name: the last one counts, as when
+/// the tarball is unpacked.
 pub fn file_in_tarball(
     tarball: &[u8],
     path: &str,
     max: u64,
+    max_unpacked: u64,
 ) -> std::result::Result<Vec<u8>, FluxError> {
     let wanted = path.trim_start_matches("./");
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tarball));
-    let entries = archive
-        .entries()
-        .map_err(|e| FluxError::Invalid(e.to_string()))?;
+    let inflated = flate2::read::GzDecoder::new(tarball).take(max_unpacked);
+    let mut archive = tar::Archive::new(inflated);
+    let invalid = |e: std::io::Error| {
+        FluxError::Invalid(format!("{e} (or it inflates past {max_unpacked} bytes)"))
+    };
+    let entries = archive.entries().map_err(invalid)?;
+    let mut found = None;
     for (i, entry) in entries.enumerate() {
         if i >= MAX_ENTRIES {
             return Err(FluxError::Invalid(format!(
                 "more than {MAX_ENTRIES} entries"
             )));
         }
-        let entry = entry.map_err(|e| FluxError::Invalid(e.to_string()))?;
+        let entry = entry.map_err(invalid)?;
         let name = entry
             .path()
-            .map_err(|e| FluxError::Invalid(e.to_string()))?
+            .map_err(invalid)?
             .to_string_lossy()
             .trim_start_matches("./")
             .to_owned();
@@ -337,24 +348,57 @@ pub fn file_in_tarball(
             continue;
         }
         if !entry.header().entry_type().is_file() {
-            break;
+            found = None;
+            continue;
         }
         let mut bytes = Vec::new();
         entry
             .take(max + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| FluxError::Invalid(e.to_string()))?;
+            .map_err(invalid)?;
         if bytes.len() as u64 > max {
-            return Err(FluxError::TooLarge {
-                what: path.to_owned(),
+            return Err(FluxError::FileTooLarge {
+                path: path.to_owned(),
                 max,
             });
         }
-        return Ok(bytes);
+        found = Some(bytes);
     }
-    Err(FluxError::FileNotFound {
+    found.ok_or_else(|| FluxError::FileNotFound {
         path: path.to_owned(),
     })
+}
+
+/// Whether `url` may be fetched: `http` or `https`, no user information, and its host
+/// (and its port, where the entry names one) on `hosts`.
+fn allowed(url: &str, hosts: &[String]) -> std::result::Result<(), FluxError> {
+    let refused = |host: String| FluxError::HostNotAllowed {
+        host: crate::api::truncate(&host, 256),
+    };
+    let uri: hyper::Uri = url.parse().map_err(|_| refused(url.to_owned()))?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(refused(url.to_owned()));
+    };
+    if !matches!(scheme, "http" | "https") || authority.as_str().contains('@') {
+        return Err(refused(authority.to_string()));
+    }
+    let host = authority.host().trim_end_matches('.');
+    let port = uri.port_u16();
+    let listed = hosts.iter().any(|entry| {
+        let (name, entry_port) = match entry.rsplit_once(':') {
+            Some((name, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                (name, p.parse::<u16>().ok())
+            }
+            _ => (entry.as_str(), None),
+        };
+        name.trim_end_matches('.').eq_ignore_ascii_case(host)
+            && entry_port.is_none_or(|p| Some(p) == port)
+    });
+    if listed {
+        Ok(())
+    } else {
+        Err(refused(authority.to_string()))
+    }
 }
 
 #[cfg(test)]

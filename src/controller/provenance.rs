@@ -189,21 +189,40 @@ fn signature(s: &Signer) -> VerifiedSignature {
 }
 
 /// A Flux source's provenance is Flux's: a platform owner's `requireVerified` is met only
-/// when Flux verified the artifact (its SourceVerified condition True), since fleetgate
-/// reads no signature of its own there.
+/// when Flux verified the artifact (its SourceVerified condition True) with keys from a
+/// Secret carrying the trusted-keys label, which only approvers may write: a key Secret
+/// a tenant made and named in the Flux source's `verify` vouches for nothing.
 pub async fn of_flux_artifact(
     client: &Client,
     repo: &GitopsRepository,
     artifact: &crate::api::provenance::FluxArtifact,
+    verify_secret: Option<&str>,
 ) -> Result<Result<(), VerifyError>> {
     let namespace = repo.namespace().unwrap_or_default();
     let governance = governance::load(client, &namespace, &repo.name_any()).await?;
+    let Some(policy) = governance.verification_required_by else {
+        return Ok(Ok(()));
+    };
     let flux_verified = artifact
         .verified
         .as_deref()
         .is_some_and(|v| v.starts_with("True"));
-    match governance.verification_required_by {
-        Some(policy) if !flux_verified => Ok(Err(VerifyError::Required { policy })),
-        _ => Ok(Ok(())),
+    let trusted = match verify_secret {
+        Some(name) => Api::<Secret>::namespaced(client.clone(), &namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| Error::Secret {
+                name: name.to_owned(),
+                message: e.to_string(),
+            })?
+            .is_some_and(|s| {
+                s.labels().get(labels::TRUSTED_KEYS).map(String::as_str) == Some("true")
+            }),
+        None => false,
+    };
+    if flux_verified && trusted {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(VerifyError::Required { policy }))
     }
 }

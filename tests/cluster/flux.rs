@@ -25,6 +25,7 @@ use support::signing::{self, GpgKey, Signer};
 use support::tenant::{V1, refusal, tenant};
 
 const V2: &[u8] = include_bytes!("../../examples/fleet-v2.yaml");
+const V3: &[u8] = include_bytes!("../../examples/fleet-v3.yaml");
 
 /// The repository's Ready condition: (status, reason, message).
 async fn ready(client: &kube::Client, ns: &str, name: &str) -> Option<(String, String, String)> {
@@ -193,6 +194,11 @@ async fn a_flux_git_repository_plans_and_applies_and_an_unverified_one_plans_not
     );
     assert_eq!(code, 403, "{message}");
     assert!(message.contains("spec.sourceRef"), "{message}");
+    // Yet the Flux source's own spec is Flux's (fleetgate guards none of it): even under
+    // Auto, a plan from a Flux source waits for people.
+    let v3 = t.repo.commit(&[("fleet.yaml", V3)], "third");
+    let waiting = run_in_phase(&t.admin, &ns, &v3, Phase::AwaitingApproval).await;
+    assert!(waiting.status.unwrap().requires_approval);
     // Neither url and sourceRef together, nor a Flux source with fleetgate's own
     // credentials or verification: the CRD says so.
     let both = json!({"spec": {"url": git.ssh_url(&t.repo), "ref": {"branch": "main"}}});

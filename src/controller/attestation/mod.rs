@@ -118,6 +118,7 @@ pub fn facts(
                 source.revision.clone()
             },
             restores: source.restores.clone(),
+            flux: source.flux.clone(),
         },
         commit: source.commit.clone(),
         plan: PlanFacts {

@@ -110,7 +110,11 @@ impl<'a> Provenance<'a> {
                     .is_some_and(|r| r.status.as_ref().is_some_and(|s| s.excluded.is_empty())),
             };
         }
-        if source.url.is_none() {
+        // A Flux source (or no url at all): what it serves is decided by the
+        // GitRepository's or OCIRepository's own spec, which fleetgate's admission
+        // policies do not guard. No policy applies its content by itself: people approve
+        // each plan.
+        if source.flux.is_some() || source.url.is_none() {
             return Provenance::Unknown;
         }
         Provenance::Git(match source.approved_by.as_deref() {

@@ -1,5 +1,7 @@
 use super::*;
 
+const MIB: u64 = 1024 * 1024;
+
 /// A gzip tarball of `files` (path, bytes), as source-controller packs an artifact.
 fn tarball(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
@@ -36,14 +38,14 @@ fn the_fleet_file_is_read_from_the_artifact_within_its_bounds() {
         ("./clusters/fleet.yaml", b"version: 1\n"),
     ]);
     assert_eq!(
-        file_in_tarball(&artifact, "clusters/fleet.yaml", 1024).unwrap(),
+        file_in_tarball(&artifact, "clusters/fleet.yaml", 1024, MIB).unwrap(),
         b"version: 1\n"
     );
-    let missing = file_in_tarball(&artifact, "fleet.yaml", 1024).unwrap_err();
-    assert_eq!(missing.label(), "FileNotFound");
-    let big = file_in_tarball(&artifact, "clusters/fleet.yaml", 4).unwrap_err();
-    assert_eq!(big.label(), "RepositoryTooLarge", "{big}");
-    let garbage = file_in_tarball(b"not a tarball", "fleet.yaml", 1024).unwrap_err();
+    let missing = file_in_tarball(&artifact, "fleet.yaml", 1024, MIB).unwrap_err();
+    assert_eq!(missing.label(), "InvalidPath");
+    let big = file_in_tarball(&artifact, "clusters/fleet.yaml", 4, MIB).unwrap_err();
+    assert_eq!(big.label(), "FileTooLarge", "{big}");
+    let garbage = file_in_tarball(b"not a tarball", "fleet.yaml", 1024, MIB).unwrap_err();
     assert_eq!(garbage.label(), "ArtifactInvalid", "{garbage}");
 }
 
@@ -61,6 +63,73 @@ fn a_directory_or_link_of_that_name_is_not_the_fleet_file() {
         .append_link(&mut header, "fleet.yaml", "/etc/passwd")
         .unwrap();
     let artifact = builder.into_inner().unwrap().finish().unwrap();
-    let err = file_in_tarball(&artifact, "fleet.yaml", 1024).unwrap_err();
-    assert_eq!(err.label(), "FileNotFound", "{err}");
+    let err = file_in_tarball(&artifact, "fleet.yaml", 1024, MIB).unwrap_err();
+    assert_eq!(err.label(), "InvalidPath", "{err}");
+}
+
+#[test]
+fn a_bomb_stops_at_the_inflated_bound() {
+    // 64 MiB of zeros packs into about 64 KiB; a long name of 8 MiB (which the tar
+    // reader would keep in memory whole) into less.
+    let zeros = vec![0u8; 64 * MIB as usize];
+    let artifact = tarball(&[("big.bin", &zeros), ("fleet.yaml", b"version: 1\n")]);
+    assert!(artifact.len() < MIB as usize, "{}", artifact.len());
+    let err = file_in_tarball(&artifact, "fleet.yaml", MIB, 16 * MIB).unwrap_err();
+    assert_eq!(err.label(), "ArtifactInvalid", "{err}");
+    assert!(err.to_string().contains("inflates past"), "{err}");
+    // Within the bound it is found.
+    assert_eq!(
+        file_in_tarball(&artifact, "fleet.yaml", MIB, 128 * MIB).unwrap(),
+        b"version: 1\n"
+    );
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(1);
+    header.set_cksum();
+    let long = "d/".repeat(4 * MIB as usize) + "fleet.yaml";
+    builder.append_data(&mut header, &long, &b"x"[..]).unwrap();
+    let artifact = builder.into_inner().unwrap().finish().unwrap();
+    let err = file_in_tarball(&artifact, "fleet.yaml", MIB, MIB).unwrap_err();
+    assert_eq!(err.label(), "ArtifactInvalid", "{err}");
+}
+
+#[test]
+fn the_last_entry_of_a_name_counts_as_when_unpacked() {
+    let artifact = tarball(&[("fleet.yaml", b"first"), ("fleet.yaml", b"second")]);
+    assert_eq!(
+        file_in_tarball(&artifact, "fleet.yaml", MIB, MIB).unwrap(),
+        b"second"
+    );
+}
+
+#[test]
+fn artifacts_are_fetched_only_from_listed_hosts_and_ports() {
+    let hosts = vec![
+        "source-controller.flux-system.svc.cluster.local.".to_owned(),
+        "127.0.0.1:9090".to_owned(),
+    ];
+    for ok in [
+        "http://source-controller.flux-system.svc.cluster.local./gitrepository/a/b/c.tar.gz",
+        "http://source-controller.flux-system.svc.cluster.local/x.tar.gz",
+        "http://SOURCE-CONTROLLER.flux-system.svc.cluster.local:80/x.tar.gz",
+        "http://127.0.0.1:9090/x.tar.gz",
+    ] {
+        assert!(allowed(ok, &hosts).is_ok(), "{ok}");
+    }
+    for refused in [
+        "http://127.0.0.1:9091/x.tar.gz",
+        "http://127.0.0.1/x.tar.gz",
+        "http://evil.example/x.tar.gz",
+        "http://evil.example?@source-controller.flux-system.svc.cluster.local/x",
+        "http://user@source-controller.flux-system.svc.cluster.local/x",
+        "file:///etc/passwd",
+        "gopher://source-controller.flux-system.svc.cluster.local/x",
+        "not a url",
+    ] {
+        let err = allowed(refused, &hosts).unwrap_err();
+        assert_eq!(err.label(), "ArtifactHostNotAllowed", "{refused}");
+    }
 }

@@ -212,6 +212,11 @@ impl Forge {
         let Some(spec) = repo.spec.forge.clone() else {
             return;
         };
+        // A commit status is about a commit: an OCI artifact's digest (a Flux source) is
+        // none.
+        if !crate::api::is_commit_id(&run.spec.revision) {
+            return;
+        }
         lock(&self.posted).insert(uid.clone(), (state, description.clone()));
         let key = format!("{ns}/{}", repo.name_any());
         let revision = run.spec.revision.clone();

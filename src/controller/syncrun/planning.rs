@@ -313,6 +313,11 @@ async fn record(
         status.source.as_ref().and_then(|s| s.commit.as_ref()),
         gov.separation.as_deref(),
     );
+    // A Flux source: no git history is read, so who wrote its commits is unknown (one
+    // more approver under separation of duties, as for any range not read whole).
+    if status.source.as_ref().is_some_and(|s| s.flux.is_some()) {
+        facts.plan.source.complete = false;
+    }
     let extra =
         governance::separation::extra_approvers(gov.separation.is_some(), &facts.plan.source);
     let verdict = match gov.judge(facts).await {
@@ -483,9 +488,10 @@ async fn read_source(
     source: &mut crate::api::syncrun::RunSource,
 ) -> Result<std::result::Result<Vec<u8>, crate::source::verify::VerifyError>> {
     if let Some(flux) = &repo.spec.source_ref {
-        let (bytes, artifact) =
+        let (bytes, artifact, keys) =
             crate::controller::fluxsource::read_fleet_file(ctx, repo, flux, revision).await?;
-        let verified = provenance::of_flux_artifact(&ctx.client, repo, &artifact).await?;
+        let verified =
+            provenance::of_flux_artifact(&ctx.client, repo, &artifact, keys.as_deref()).await?;
         source.flux = Some(artifact);
         return Ok(verified.map(|()| bytes));
     }
