@@ -18,7 +18,7 @@ use super::live_plan::{EXIT_CHANGES, EXIT_ERROR};
 use crate::api::SyncRun;
 use crate::attest::{PublicKey, Verified};
 use crate::controller::attestation::{
-    ENVELOPE_ENTRY, NAMESPACE_KEY, RECORD_LABEL, REPOSITORY_KEY, config_map_name,
+    self, ENVELOPE_ENTRY, NAMESPACE_KEY, RECORD_LABEL, REPOSITORY_KEY, config_map_name,
 };
 use crate::controller::planstore;
 
@@ -134,12 +134,11 @@ pub async fn run(command: Command, client: Client, ns: &str) -> anyhow::Result<E
     }
 }
 
+/// The envelope a record's ConfigMap keeps, as text.
 fn envelope_of(record: &ConfigMap) -> Option<&str> {
-    record
-        .data
-        .as_ref()
-        .and_then(|d| d.get(ENVELOPE_ENTRY))
-        .map(|s| s.trim())
+    std::str::from_utf8(attestation::envelope_of(record))
+        .ok()
+        .filter(|e| !e.is_empty())
 }
 
 /// The record a SyncRun names in `status.attestation`, or why there is none to check
@@ -287,14 +286,7 @@ fn check(record: &Record, keys: &[PublicKey]) -> Result<Verified, String> {
         .unwrap_or(&keys[0]);
     let verified = crate::attest::verify(&record.envelope, key).map_err(labelled)?;
     if let Some((run, _)) = &record.of_run {
-        verified
-            .statement
-            .is_of(
-                &run.namespace().unwrap_or_default(),
-                &run.name_any(),
-                &run.uid().unwrap_or_default(),
-            )
-            .map_err(labelled)?;
+        attestation::record_of(&verified.statement, run).map_err(labelled)?;
     }
     Ok(verified)
 }

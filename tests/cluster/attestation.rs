@@ -73,6 +73,17 @@ fn attest(ns: &str, args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), stdout)
 }
 
+/// `kubectl fleet attest verify FILE --key K…` as audrey, with no cluster read: exit code
+/// and standard output.
+fn verify_file(ns: &str, file: &Path, keys: &[&Path]) -> (i32, String) {
+    let mut args = vec!["verify".to_owned(), file.to_string_lossy().into_owned()];
+    for key in keys {
+        args.extend(["--key".to_owned(), key.to_string_lossy().into_owned()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    attest(ns, &args)
+}
+
 #[tokio::test]
 async fn an_applied_run_leaves_a_signed_record_that_verifies_offline_and_outlives_its_repository() {
     let t = tenant("attest").await;
@@ -251,15 +262,7 @@ async fn an_applied_run_leaves_a_signed_record_that_verifies_offline_and_outlive
         !reference(&public).0,
         "the reference implementation refuses it too"
     );
-    let (code, text) = attest(
-        &ns,
-        &[
-            "verify",
-            file.to_str().unwrap(),
-            "--key",
-            public.to_str().unwrap(),
-        ],
-    );
+    let (code, text) = verify_file(&ns, &file, &[&public]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("NOT VERIFIED"), "{text}");
     assert!(
@@ -269,27 +272,9 @@ async fn an_applied_run_leaves_a_signed_record_that_verifies_offline_and_outlive
     std::fs::write(&file, &exported).unwrap();
     // Across a key rotation an auditor gives both keys: each record is checked with the
     // key its keyid names.
-    let (code, text) = attest(
-        &ns,
-        &[
-            "verify",
-            file.to_str().unwrap(),
-            "--key",
-            other_public.to_str().unwrap(),
-            "--key",
-            public.to_str().unwrap(),
-        ],
-    );
+    let (code, text) = verify_file(&ns, &file, &[&other_public, &public]);
     assert_eq!(code, 0, "{text}");
-    let (code, text) = attest(
-        &ns,
-        &[
-            "verify",
-            file.to_str().unwrap(),
-            "--key",
-            other_public.to_str().unwrap(),
-        ],
-    );
+    let (code, text) = verify_file(&ns, &file, &[&other_public]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("[OtherKey]"), "{text}");
 
@@ -324,14 +309,6 @@ async fn an_applied_run_leaves_a_signed_record_that_verifies_offline_and_outlive
         "the record outlives its run and repository"
     );
     std::fs::write(&file, &again).unwrap();
-    let (code, text) = attest(
-        &ns,
-        &[
-            "verify",
-            file.to_str().unwrap(),
-            "--key",
-            public.to_str().unwrap(),
-        ],
-    );
+    let (code, text) = verify_file(&ns, &file, &[&public]);
     assert_eq!(code, 0, "{text}");
 }

@@ -22,7 +22,7 @@ use support::flux::{condition, create_git_repository, source_controller};
 use support::git::server;
 use support::operator::{create_repository, run_in_phase};
 use support::signing::{self, GpgKey, Signer};
-use support::tenant::{V1, refusal, tenant};
+use support::tenant::{Tenant, V1, refusal, tenant};
 
 const V2: &[u8] = include_bytes!("../../examples/fleet-v2.yaml");
 const V3: &[u8] = include_bytes!("../../examples/fleet-v3.yaml");
@@ -37,6 +37,23 @@ async fn ready(client: &kube::Client, ns: &str, name: &str) -> Option<(String, S
     Some((c.status, c.reason, c.message))
 }
 
+/// A Flux GitRepository `source` following the tenant's main branch over ssh (with
+/// `more` spec fields, such as `verify`), made by the admin.
+async fn git_source(t: &Tenant, source: &str, more: serde_json::Value) {
+    let mut spec = json!({"url": server().ssh_url(&t.repo), "ref": {"branch": "main"},
+                          "secretRef": {"name": "fleet-git"}, "interval": "5s"});
+    if let (Some(spec), Some(more)) = (spec.as_object_mut(), more.as_object()) {
+        spec.extend(more.clone());
+    }
+    create_git_repository(&t.admin, &t.ns.name, source, spec).await;
+}
+
+/// The GitopsRepository `name`, made by alice, reading from the GitRepository `source`.
+async fn flux_sourced(t: &Tenant, name: &str, source: &str) {
+    let spec = json!({"sourceRef": {"kind": "GitRepository", "name": source}, "interval": "2s"});
+    create_repository(&t.alice, &t.ns.name, name, spec).await;
+}
+
 #[tokio::test]
 async fn a_flux_git_repository_plans_and_applies_and_an_unverified_one_plans_nothing() {
     let flux = source_controller();
@@ -49,21 +66,8 @@ async fn a_flux_git_repository_plans_and_applies_and_an_unverified_one_plans_not
 
     // Flux fetches over ssh with the tenant's Secret (Flux reads identity and
     // known_hosts as fleetgate does); fleetgate reads only what Flux serves.
-    create_git_repository(
-        &t.admin,
-        &ns,
-        "fleet-src",
-        json!({"url": git.ssh_url(&t.repo), "ref": {"branch": "main"},
-               "secretRef": {"name": "fleet-git"}, "interval": "5s"}),
-    )
-    .await;
-    create_repository(
-        &t.alice,
-        &ns,
-        "fleet",
-        json!({"sourceRef": {"kind": "GitRepository", "name": "fleet-src"}, "interval": "2s"}),
-    )
-    .await;
+    git_source(&t, "fleet-src", json!({})).await;
+    flux_sourced(&t, "fleet", "fleet-src").await;
     let run = run_in_phase(&t.admin, &ns, &v1, Phase::AwaitingApproval).await;
     let recorded = run.status.clone().unwrap().source.unwrap();
     let artifact = recorded.flux.expect("the run records the Flux artifact");
@@ -99,15 +103,8 @@ async fn a_flux_git_repository_plans_and_applies_and_an_unverified_one_plans_not
         .create(&PostParams::default(), &trusted)
         .await
         .unwrap();
-    create_git_repository(
-        &t.admin,
-        &ns,
-        "signed-src",
-        json!({"url": git.ssh_url(&t.repo), "ref": {"branch": "main"},
-               "secretRef": {"name": "fleet-git"}, "interval": "5s",
-               "verify": {"mode": "HEAD", "secretRef": {"name": "flux-signers"}}}),
-    )
-    .await;
+    let verify = json!({"mode": "HEAD", "secretRef": {"name": "flux-signers"}});
+    git_source(&t, "signed-src", json!({ "verify": verify })).await;
     let (_, reason, _) = support::eventually(
         "Flux refusing the unsigned commit",
         Duration::from_secs(60),
@@ -119,13 +116,7 @@ async fn a_flux_git_repository_plans_and_applies_and_an_unverified_one_plans_not
     )
     .await;
     eprintln!("Flux: SourceVerified False ({reason})");
-    create_repository(
-        &t.alice,
-        &ns,
-        "signed",
-        json!({"sourceRef": {"kind": "GitRepository", "name": "signed-src"}, "interval": "2s"}),
-    )
-    .await;
+    flux_sourced(&t, "signed", "signed-src").await;
     let (_, reason, message) = support::eventually(
         "the repository not ready for its source",
         Duration::from_secs(60),
@@ -222,21 +213,8 @@ async fn an_artifact_on_a_host_no_one_listed_is_refused() {
     t.bind_users();
     let ns = t.ns.name.clone();
     let v1 = t.repo.commit(&[("fleet.yaml", V1)], "first");
-    create_git_repository(
-        &t.admin,
-        &ns,
-        "fleet-src",
-        json!({"url": server().ssh_url(&t.repo), "ref": {"branch": "main"},
-               "secretRef": {"name": "fleet-git"}, "interval": "5s"}),
-    )
-    .await;
-    create_repository(
-        &t.alice,
-        &ns,
-        "fleet",
-        json!({"sourceRef": {"kind": "GitRepository", "name": "fleet-src"}, "interval": "2s"}),
-    )
-    .await;
+    git_source(&t, "fleet-src", json!({})).await;
+    flux_sourced(&t, "fleet", "fleet-src").await;
     let runs = Api::<SyncRun>::namespaced(t.admin.clone(), &ns);
     let failed = support::eventually(
         "the run refused its artifact's host",

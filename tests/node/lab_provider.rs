@@ -119,40 +119,17 @@ async fn as_a_pod_the_lab_provider_realizes_an_approved_fleet_and_leaves_nothing
         .unwrap();
     let london = london.rsplit('/').next().unwrap().to_owned();
     assert!(london.starts_with(&format!("fgl-{INSTANCE}-")), "{london}");
-    let namespaces = run_tool(
-        "kubectl",
-        &[
-            "exec",
-            "-n",
-            &system,
-            "deploy/lab-fleetgate-lab-provider",
-            "--",
-            "ip",
-            "netns",
-            "list",
-        ],
-    );
+    // `kubectl exec` in the lab pod: the image has ip and ping, no shell.
+    let in_lab = |command: &[&str]| {
+        let mut args = vec!["exec", "-n", &system, "deploy/lab-fleetgate-lab-provider", "--"];
+        args.extend_from_slice(command);
+        run_tool("kubectl", &args)
+    };
+    let namespaces = in_lab(&["ip", "netns", "list"]);
     assert!(namespaces.contains(&london), "{namespaces}");
-    let ping = run_tool(
-        "kubectl",
-        &[
-            "exec",
-            "-n",
-            &system,
-            "deploy/lab-fleetgate-lab-provider",
-            "--",
-            "ip",
-            "netns",
-            "exec",
-            &london,
-            "ping",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            &address,
-        ],
-    );
+    let ping = in_lab(&[
+        "ip", "netns", "exec", &london, "ping", "-c", "1", "-W", "2", &address,
+    ]);
     assert!(ping.contains("1 received"), "{ping}");
     // Its namespaces are the pod's own: the machine's /run/netns does not list them.
     assert_eq!(

@@ -285,29 +285,36 @@ fn adopted(
     key: &PrivateKey,
     kept: &ConfigMap,
 ) -> std::result::Result<AttestationRef, crate::attest::AttestError> {
-    let envelope = kept
-        .data
+    let verified = crate::attest::verify(envelope_of(kept), &key.public())?;
+    record_of(&verified.statement, run)?;
+    Ok(reference(settings, kept))
+}
+
+/// The envelope a record's ConfigMap keeps (empty when it keeps none).
+pub fn envelope_of(kept: &ConfigMap) -> &[u8] {
+    kept.data
         .as_ref()
         .and_then(|d| d.get(ENVELOPE_ENTRY))
-        .map(String::as_bytes)
-        .unwrap_or_default();
-    let verified = crate::attest::verify(envelope, &key.public())?;
-    verified.statement.is_of(
+        .map(|s| s.trim().as_bytes())
+        .unwrap_or_default()
+}
+
+/// The statement is the record of `run` (its namespace, name and uid): a record that
+/// verifies with the right key may still be another run's.
+pub fn record_of(
+    statement: &crate::attest::Statement,
+    run: &SyncRun,
+) -> std::result::Result<(), crate::attest::AttestError> {
+    statement.is_of(
         &run.namespace().unwrap_or_default(),
         &run.name_any(),
         &run.uid().unwrap_or_default(),
-    )?;
-    Ok(reference(settings, kept))
+    )
 }
 
 /// Where a kept record is, and the digest of its envelope as stored.
 fn reference(settings: &AttestationSettings, kept: &ConfigMap) -> AttestationRef {
-    let envelope = kept
-        .data
-        .as_ref()
-        .and_then(|d| d.get(ENVELOPE_ENTRY))
-        .map(String::as_bytes)
-        .unwrap_or_default();
+    let envelope = envelope_of(kept);
     AttestationRef {
         namespace: settings.namespace.clone(),
         config_map: kept.name_any(),
