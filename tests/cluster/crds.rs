@@ -117,7 +117,10 @@ async fn the_api_server_accepts_the_crds_and_enforces_their_schemas() {
         "{message}"
     );
     let message = refused(&api, &ns.name, json!({"ref": {"branch": "main"}})).await;
-    assert!(message.contains("spec.url: Required value"), "{message}");
+    assert!(
+        message.contains("set exactly one of url (a git repository) and sourceRef"),
+        "{message}"
+    );
     let message = refused(
         &api,
         &ns.name,
