@@ -37,7 +37,7 @@ pub enum Error {
     IllegalTransition(String),
     /// A Flux source (spec.sourceRef) or its artifact.
     #[error(transparent)]
-    Flux(#[from] super::fluxsource::FluxError),
+    Flux(#[from] crate::source::flux::FluxError),
     /// The run's approval-to-apply record could not be signed (the key) or built.
     #[error("the record of {run} was not signed: {source}")]
     Attestation {
@@ -102,7 +102,7 @@ impl Error {
         ]
         .into_iter()
         .chain(SourceError::labels())
-        .chain(super::fluxsource::FluxError::labels())
+        .chain(crate::source::flux::FluxError::labels())
     }
 }
 
@@ -165,7 +165,7 @@ mod tests {
                 "source/verify/mod.rs",
                 include_str!("../source/verify/mod.rs"),
             ),
-            ("controller/fluxsource.rs", include_str!("fluxsource.rs")),
+            ("source/flux.rs", include_str!("../source/flux.rs")),
         ]
         .into_iter()
         .flat_map(|(file, text)| returned_labels(file, text))

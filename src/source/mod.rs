@@ -6,6 +6,7 @@
 //! the tree are refused. Submodules are never fetched. SSH host keys are always checked
 //! against known_hosts.
 
+pub mod flux;
 mod known_hosts;
 mod limits;
 pub mod policy;

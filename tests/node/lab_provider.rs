@@ -121,7 +121,13 @@ async fn as_a_pod_the_lab_provider_realizes_an_approved_fleet_and_leaves_nothing
     assert!(london.starts_with(&format!("fgl-{INSTANCE}-")), "{london}");
     // `kubectl exec` in the lab pod: the image has ip and ping, no shell.
     let in_lab = |command: &[&str]| {
-        let mut args = vec!["exec", "-n", &system, "deploy/lab-fleetgate-lab-provider", "--"];
+        let mut args = vec![
+            "exec",
+            "-n",
+            &system,
+            "deploy/lab-fleetgate-lab-provider",
+            "--",
+        ];
         args.extend_from_slice(command);
         run_tool("kubectl", &args)
     };
