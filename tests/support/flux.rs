@@ -3,7 +3,6 @@
 //! it exits. Its artifacts are served on a loopback port.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use kube::Client;
@@ -23,32 +22,8 @@ static FLUX: OnceLock<SourceController> = OnceLock::new();
 pub fn source_controller() -> &'static SourceController {
     FLUX.get_or_init(|| {
         let kubeconfig = super::env().kubeconfig.to_string_lossy().into_owned();
-        let out = Command::new("hack/flux/run.sh")
-            .args([
-                "start",
-                &kubeconfig,
-                "--until-exit",
-                &std::process::id().to_string(),
-            ])
-            .output()
-            .expect("hack/flux/run.sh runs");
-        assert!(
-            out.status.success(),
-            "source-controller did not start:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dir: PathBuf = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .expect("a folder")
-            .into();
-        let env = std::fs::read_to_string(dir.join("env")).unwrap();
-        let storage = env
-            .lines()
-            .find_map(|l| l.strip_prefix("STORAGE="))
-            .expect("STORAGE in env")
-            .to_owned();
+        let (dir, env) = super::start_service("hack/flux/run.sh", &[&kubeconfig]);
+        let storage = env.get("STORAGE").expect("STORAGE in env").clone();
         SourceController { dir, storage }
     })
 }

@@ -24,28 +24,11 @@ impl GitServer {
     /// A git server of its own, with `hack/gitserver.sh start` `options` (`--netns`,
     /// `--address`), stopped when the test binary exits.
     pub fn start(options: &[&str]) -> Self {
-        let out = Command::new("hack/gitserver.sh")
-            .args(["start", "--until-exit", &std::process::id().to_string()])
-            .args(options)
-            .output()
-            .expect("hack/gitserver.sh runs");
-        assert!(
-            out.status.success(),
-            "the test git server did not start:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dir: PathBuf = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .expect("a folder")
-            .into();
-        let env = std::fs::read_to_string(dir.join("env")).unwrap();
+        let (dir, env) = super::start_service("hack/gitserver.sh", options);
         let value = |key: &str| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            env.get(key)
                 .unwrap_or_else(|| panic!("{key} in the git server's env"))
-                .to_owned()
+                .clone()
         };
         GitServer {
             ssh_port: value("SSH_PORT").parse().unwrap(),

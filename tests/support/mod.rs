@@ -230,6 +230,36 @@ pub fn built(script: &str) -> PathBuf {
     .clone()
 }
 
+/// A test service a hack script starts (`SCRIPT start ARGS… --until-exit <this
+/// process>`, stopped when the test binary exits): the folder it prints last, and the
+/// `KEY=value` lines of that folder's `env` file.
+pub fn start_service(script: &str, args: &[&str]) -> (PathBuf, HashMap<String, String>) {
+    let out = Command::new(script)
+        .arg("start")
+        .args(args)
+        .args(["--until-exit", &std::process::id().to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("{script} runs: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} did not start:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir: PathBuf = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .expect("a folder")
+        .into();
+    let env = std::fs::read_to_string(dir.join("env")).unwrap();
+    let values = env
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    (dir, values)
+}
+
 /// Runs a tool with the admin kubeconfig; panics with its stderr if it fails.
 /// `kubectl fleet -n <ns> <args>` as the admin (or whom `--as` names), which must
 /// succeed: its standard output, and both outputs in the test's log.
