@@ -138,7 +138,9 @@ POLICY
 
   local url="https://$addr:$api_port"
   local ready=""
-  for _ in $(seq 600); do
+  # Up to 3 minutes: an environment started while others apply large fleets and build
+  # images (the node tests run side by side on 2 cores) once took more than 60 s.
+  for _ in $(seq 1800); do
     if curl -sf --cacert "$dir/ca.crt" -H "Authorization: Bearer $token" "$url/readyz" >/dev/null 2>&1; then
       ready=yes; break
     fi
