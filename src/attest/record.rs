@@ -243,7 +243,7 @@ impl ApplyRecord {
             .flux
             .as_ref()
             .map(|f| format!("{}/{}/{}", f.kind, self.run.namespace, f.name));
-        if is_commit(&repository.revision) {
+        if crate::api::is_commit_id(&repository.revision) {
             let name = match (&repository.url, &flux_source) {
                 (Some(url), _) => format!("git+{url}"),
                 (None, Some(source)) => format!("flux:{source}"),
@@ -287,10 +287,6 @@ impl ApplyRecord {
             predicate: self.clone(),
         }
     }
-}
-
-fn is_commit(revision: &str) -> bool {
-    crate::api::is_commit_id(revision)
 }
 
 impl Statement {

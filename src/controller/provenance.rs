@@ -42,12 +42,7 @@ async fn trusted_keys(
     let Some(secret) = secret else {
         return refused("it does not exist".into());
     };
-    if secret
-        .labels()
-        .get(labels::TRUSTED_KEYS)
-        .map(String::as_str)
-        != Some("true")
-    {
+    if !labelled_trusted(&secret) {
         return refused(format!(
             "it is not labelled {}=true, so it is not read as trusted keys",
             labels::TRUSTED_KEYS
@@ -57,6 +52,16 @@ async fn trusted_keys(
     Ok(TrustedKeys::parse(
         data.iter().map(|(k, v)| (k.as_str(), v.0.as_slice())),
     ))
+}
+
+/// Whether `secret` carries the trusted-keys label, which the chart lets only approvers
+/// write: the only Secrets whose keys count, for fleetgate's own checks and Flux's.
+fn labelled_trusted(secret: &Secret) -> bool {
+    secret
+        .labels()
+        .get(labels::TRUSTED_KEYS)
+        .map(String::as_str)
+        == Some("true")
 }
 
 /// What the run records of `revision` (fetched into the repository's cache already):
@@ -215,9 +220,7 @@ pub async fn of_flux_artifact(
                 name: name.to_owned(),
                 message: e.to_string(),
             })?
-            .is_some_and(|s| {
-                s.labels().get(labels::TRUSTED_KEYS).map(String::as_str) == Some("true")
-            }),
+            .is_some_and(|s| labelled_trusted(&s)),
         None => false,
     };
     if flux_verified && trusted {

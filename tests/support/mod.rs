@@ -230,10 +230,9 @@ pub fn built(script: &str) -> PathBuf {
     .clone()
 }
 
-/// A test service a hack script starts (`SCRIPT start ARGS… --until-exit <this
-/// process>`, stopped when the test binary exits): the folder it prints last, and the
-/// `KEY=value` lines of that folder's `env` file.
-pub fn start_service(script: &str, args: &[&str]) -> (PathBuf, HashMap<String, String>) {
+/// Runs `SCRIPT start ARGS… --until-exit <this process>` (what it starts stops when the
+/// test binary exits) and returns the path it prints last.
+pub fn start_until_exit(script: &str, args: &[&str]) -> PathBuf {
     let out = Command::new(script)
         .arg("start")
         .args(args)
@@ -245,12 +244,18 @@ pub fn start_service(script: &str, args: &[&str]) -> (PathBuf, HashMap<String, S
         "{script} did not start:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let dir: PathBuf = String::from_utf8(out.stdout)
+    String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .last()
-        .expect("a folder")
-        .into();
+        .unwrap_or_else(|| panic!("{script} printed no path"))
+        .into()
+}
+
+/// A test service a hack script starts ([`start_until_exit`]): its folder, and the
+/// `KEY=value` lines of that folder's `env` file.
+pub fn start_service(script: &str, args: &[&str]) -> (PathBuf, HashMap<String, String>) {
+    let dir = start_until_exit(script, args);
     let env = std::fs::read_to_string(dir.join("env")).unwrap();
     let values = env
         .lines()

@@ -45,26 +45,7 @@ fn read(dir: &Path, file: &str) -> String {
 impl Node {
     /// A node environment of its own, stopped when the test binary exits (or by [`stop`]).
     pub fn start() -> Node {
-        let out = Command::new("hack/testenv.sh")
-            .args([
-                "start",
-                "--node",
-                "--until-exit",
-                &std::process::id().to_string(),
-            ])
-            .output()
-            .expect("hack/testenv.sh runs");
-        assert!(
-            out.status.success(),
-            "the test node did not start:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let kubeconfig: PathBuf = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .expect("a kubeconfig path")
-            .into();
+        let kubeconfig = super::start_until_exit("hack/testenv.sh", &["--node"]);
         let dir = kubeconfig.parent().unwrap().to_path_buf();
         Node {
             ip: read(&dir, "node-ip"),
