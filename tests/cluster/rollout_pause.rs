@@ -162,7 +162,14 @@ async fn a_failed_wave_pauses_and_a_quorum_rolls_it_back() {
     chart.controller.pause();
     b.click("#decide-rollback").await;
     let api = Api::<SyncRun>::namespaced(client.clone(), ns);
-    let chosen = api.get(&name).await.unwrap();
+    // The click returns once the browser sent the form, not once the UI stored it.
+    let chosen = support::eventually("bob's choice stored", CONVERGE, || async {
+        let r = api.get(&name).await.ok()?;
+        r.annotations()
+            .contains_key(annotations::APPROVE)
+            .then_some(r)
+    })
+    .await;
     assert_eq!(chosen.annotations()[annotations::APPROVE], rollback);
     assert_eq!(chosen.annotations()[annotations::APPROVED_BY], "bob");
     let continue_ = format!("continue:{}", pause.decision_id);
