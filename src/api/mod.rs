@@ -2,6 +2,7 @@
 //! the five fleet kinds (group `fleet.fleetgate.dev`). Doc comments on fields become
 //! `kubectl explain` text; `fleetgate crds` prints what [`crds`] returns.
 
+pub mod catalog;
 pub mod conventions;
 pub mod fleet;
 pub mod forge;
@@ -19,6 +20,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResourceExt;
 
+pub use catalog::ModuleCatalog;
 pub use fleet::{FleetNode, FleetTemplate, SdwanNetwork, SdwanPeer, VirtualIp};
 pub use governance::GovernancePolicy;
 pub use notification::NotificationTarget;
@@ -116,6 +118,9 @@ pub mod annotations {
     pub const SYNC_REQUEST: &str = "gitops.fleetgate.dev/sync-request";
     /// On a Drift SyncRun (set by the controller): the digest of the drift it restores.
     pub const DRIFT: &str = "gitops.fleetgate.dev/drift";
+    /// On a SyncRun the module catalog started (trigger Catalog): the digest of the
+    /// catalogs it was started for, so that the same catalog never starts a second one.
+    pub const CATALOG: &str = "gitops.fleetgate.dev/catalog";
     /// On a SyncRun or GitopsRepository (set by the controller): the keys of the
     /// occurrences already notified.
     pub const NOTIFIED: &str = "gitops.fleetgate.dev/notified";
@@ -143,6 +148,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         SyncRun::crd(),
         NotificationTarget::crd(),
         GovernancePolicy::crd(),
+        ModuleCatalog::crd(),
         FleetTemplate::crd(),
         FleetNode::crd(),
         SdwanNetwork::crd(),

@@ -18,8 +18,16 @@ pub fn markdown() -> String {
         let version = &crd.spec.versions[0];
         let _ = write!(
             out,
-            "\n## {}\n\n`{}/{}`, namespaced; plural `{}`",
-            names.kind, crd.spec.group, version.name, names.plural
+            "\n## {}\n\n`{}/{}`, {}; plural `{}`",
+            names.kind,
+            crd.spec.group,
+            version.name,
+            if crd.spec.scope == "Cluster" {
+                "cluster-scoped"
+            } else {
+                "namespaced"
+            },
+            names.plural
         );
         if let Some(short) = names.short_names.as_ref().filter(|s| !s.is_empty()) {
             let _ = write!(out, ", short name `{}`", short.join("`, `"));

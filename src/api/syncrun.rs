@@ -70,6 +70,9 @@ pub enum Trigger {
     Deletion,
     /// The rollback-to annotation: back to what an older applied run applied.
     Rollback,
+    /// The module catalog moved a lifecycle pin the fleet uses (a new blessed or live
+    /// version): the same revision planned again for exactly that upgrade.
+    Catalog,
 }
 
 impl Trigger {
@@ -80,6 +83,7 @@ impl Trigger {
             Trigger::Drift => "Drift",
             Trigger::Deletion => "Deletion",
             Trigger::Rollback => "Rollback",
+            Trigger::Catalog => "Catalog",
         }
     }
 }
@@ -221,6 +225,13 @@ pub struct SyncRunStatus {
     /// Warnings from validating the fleet file.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Each lifecycle pin the fleet declares (`nginx@blessed`) and the version the module catalog resolved it to; the fleet objects carry the version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub modules: Vec<super::catalog::ModulePin>,
+    /// SHA-256 of the module catalogs the plan was resolved against; absent when there were none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_catalog: Option<String>,
     /// Actions left out by the exclude annotation, with their dependents.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<String>,

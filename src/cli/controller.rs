@@ -91,6 +91,10 @@ pub struct Args {
     /// SyncRuns carry its labels. Default: all of them.
     #[arg(long, env = "FLEETGATE_WATCH_LABEL_SELECTOR")]
     watch_label_selector: Option<String>,
+    /// Label selector of the ModuleCatalogs lifecycle pins resolve against, for
+    /// installs that keep catalogs of their own in one cluster. Default: all of them.
+    #[arg(long)]
+    module_catalog_selector: Option<String>,
     /// Lease used for leader election.
     #[arg(long, default_value = "fleetgate-controller")]
     lease_name: String,
@@ -223,6 +227,9 @@ pub fn run(args: Args) -> ExitCode {
             approval_history: args.approval_history,
             cluster_name: args.cluster_name,
             watch_label_selector: args.watch_label_selector.filter(|s| !s.trim().is_empty()),
+            module_catalog_selector: args
+                .module_catalog_selector
+                .filter(|s| !s.trim().is_empty()),
             flux: FluxSettings {
                 artifact_hosts: args.flux_artifact_hosts,
                 max_artifact_bytes: args.flux_max_artifact_mib.saturating_mul(MIB),

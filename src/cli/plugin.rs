@@ -200,6 +200,7 @@ async fn dispatch(
                     "phase": status.phase,
                     "planId": status.plan_id,
                     "message": status.message,
+                    "modules": status.modules,
                     "plan": plan,
                 });
                 print!("{}", output.render(&data, String::new));
@@ -319,6 +320,10 @@ async fn show_plan(client: &Client, run: &SyncRun) -> anyhow::Result<String> {
         phase_name(run)
     );
     out.push_str(&super::governance::lines(run));
+    if !status.modules.is_empty() {
+        let pins: Vec<String> = status.modules.iter().map(ToString::to_string).collect();
+        out.push_str(&format!("Modules: {}\n", pins.join(", ")));
+    }
     match &status.full_plan {
         Some(at) => {
             let plan = planstore::load_plan(client, run, at).await?;

@@ -44,6 +44,9 @@ pub struct Settings {
     /// Only GitopsRepositories and SyncRuns with matching labels are reconciled (one
     /// shard of several controllers); all when None.
     pub watch_label_selector: Option<String>,
+    /// Only ModuleCatalogs with matching labels are read (two installs that each keep
+    /// their own catalog); all when None.
+    pub module_catalog_selector: Option<String>,
     /// Where signed approval-to-apply records go, and the Secret of their key; no
     /// records when None.
     pub attestation: Option<AttestationSettings>,
@@ -96,6 +99,8 @@ pub struct Context {
     pub plannings: super::slots::Slots,
     /// The objects each converging run wrote (read once from its stored plan).
     pub converging: super::convergence::Written,
+    /// What the platform's ModuleCatalogs say, for lifecycle pins.
+    pub catalogs: super::catalog::Catalogs,
     /// Which SyncRun is applying for each repository (`namespace/name`): at most one.
     applying: Mutex<HashMap<String, String>>,
     /// Consecutive failed reconciles per object, for exponential backoff.
@@ -110,6 +115,7 @@ impl Context {
         settings: Settings,
         notifier: Notifier,
         forge: super::forge::Forge,
+        catalogs: super::catalog::Catalogs,
     ) -> Self {
         let reporter = Reporter {
             controller: "fleetgate".into(),
@@ -130,6 +136,7 @@ impl Context {
             forge: Arc::new(forge),
             metrics,
             converging: Default::default(),
+            catalogs,
             applying: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }

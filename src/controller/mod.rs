@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod attestation;
 pub mod authorization;
+pub mod catalog;
 pub mod context;
 pub mod convergence;
 pub mod drift;
@@ -214,7 +215,13 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     let http = outbound::Http::within(options.settings.git.url_policy.clone())?;
     let notifier = notifications::Notifier::start(client.clone(), &scopes, http.clone());
     // The forge client shares the pool.
-    let previews = forge::preview::Previews::new(fleet.clone(), options.settings.fleet_limits);
+    let catalogs =
+        catalog::Catalogs::start(&client, options.settings.module_catalog_selector.as_deref());
+    let previews = forge::preview::Previews::new(
+        fleet.clone(),
+        options.settings.fleet_limits,
+        catalogs.clone(),
+    );
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),
@@ -227,6 +234,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             options.settings.cluster_name.clone(),
             previews,
         ),
+        catalogs.clone(),
     ));
     prune_orphaned_caches(&client, &scopes, &ctx).await;
     for deletions in deletions {
@@ -235,6 +243,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     let mut controllers = Vec::new();
     for ((repositories, runs), changes) in repositories.into_iter().zip(syncruns).zip(changes) {
         let repositories = repository::triggers::follow_managed_objects(repositories, changes)
+            .reconcile_all_on(catalogs.changes())
             .shutdown_on_signal()
             .run(
                 |obj, ctx| {

@@ -13,6 +13,7 @@ mod support;
 mod attestation;
 mod authorization;
 mod authorization_invariant;
+mod catalog;
 mod chart;
 mod chart_lint;
 mod crds;

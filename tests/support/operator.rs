@@ -22,6 +22,15 @@ pub struct ControllerProcess {
     work: tempfile::TempDir,
 }
 
+/// ModuleCatalogs are cluster-wide and the tests run side by side: a controller reads
+/// only the catalogs its own test labels for it, none unless its flags ask.
+fn own_catalogs_only(args: &[&str]) -> Option<&'static str> {
+    let asks = args
+        .iter()
+        .any(|a| a.starts_with("--module-catalog-selector"));
+    (!asks).then_some("--module-catalog-selector=fleetgate.test/catalog-for=nobody")
+}
+
 impl ControllerProcess {
     /// Starts a controller that acts only in `ns`, with the admin's credentials.
     pub fn start(ns: &TestNamespace, extra: &[&str]) -> Self {
@@ -110,6 +119,7 @@ impl ControllerProcess {
             .arg("--work-dir")
             .arg(work.path().join("git"))
             .args(args)
+            .args(own_catalogs_only(args))
             .env("KUBECONFIG", kubeconfig)
             .env(
                 "RUST_LOG",

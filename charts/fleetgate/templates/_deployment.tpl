@@ -98,6 +98,9 @@ spec:
         {{- with .Values.attestation.keySecret }}
         - --attestation-key-secret={{ . }}
         {{- end }}
+        {{- with .Values.moduleCatalogs.selector }}
+        - --module-catalog-selector={{ . }}
+        {{- end }}
         env:
         - name: POD_NAME
           valueFrom: {fieldRef: {fieldPath: metadata.name}}

@@ -88,10 +88,21 @@ impl Diagnostics {
     /// An error that says the fleet is past one of the controller's bounds (see
     /// [`super::bounds`]).
     pub fn too_large(&mut self, file: &str, loc: Loc, message: impl Into<String>) {
+        self.coded(file, loc, super::bounds::TOO_LARGE, message);
+    }
+
+    /// An error with a code callers tell apart from a fault of the file's form (a bound,
+    /// a module the catalog cannot resolve).
+    pub fn coded(&mut self, file: &str, loc: Loc, code: &'static str, message: impl Into<String>) {
         self.push(Severity::Error, file, loc, message.into());
         if let Some(last) = self.items.last_mut() {
-            last.code = Some(super::bounds::TOO_LARGE);
+            last.code = Some(code);
         }
+    }
+
+    /// Whether some error carries `code`.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.errors().any(|d| d.code == Some(code))
     }
 
     fn push(&mut self, severity: Severity, file: &str, loc: Loc, message: String) {
@@ -106,8 +117,7 @@ impl Diagnostics {
 
     /// Whether some error is a bound of the controller's rather than a fault of the file.
     pub fn is_too_large(&self) -> bool {
-        self.errors()
-            .any(|d| d.code == Some(super::bounds::TOO_LARGE))
+        self.has_code(super::bounds::TOO_LARGE)
     }
 
     pub fn extend(&mut self, other: Diagnostics) {

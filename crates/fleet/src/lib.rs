@@ -4,6 +4,7 @@
 //! git: the controllers, the CLI and the tests all drive these same steps.
 
 pub mod bounds;
+pub mod catalog;
 pub mod diag;
 pub mod drift;
 pub mod health;

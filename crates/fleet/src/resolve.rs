@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::bounds::{Budget, Limits, merged_metadata_count, merged_module_count};
+use super::catalog::{self, Catalog, Resolution};
 use super::diag::{Diagnostics, Loc};
 use super::model::*;
 use super::object::*;
@@ -16,6 +17,9 @@ pub struct ResolveOptions<'a> {
     pub expected_account: Option<&'a str>,
     /// How much the fleet may resolve to; past it, errors marked [`bounds::TOO_LARGE`].
     pub limits: Limits,
+    /// The platform's module catalog, which lifecycle pins (`nginx@blessed`) resolve
+    /// against; None where there is none (the pins stay as written).
+    pub catalog: Option<&'a Catalog>,
 }
 
 /// What a fleet file asks the cluster to hold, in canonical order (kind, then name).
@@ -23,6 +27,8 @@ pub struct ResolveOptions<'a> {
 pub struct DesiredState {
     pub account: String,
     pub objects: Vec<FleetObject>,
+    /// Each lifecycle pin the fleet declares and the version it resolved to.
+    pub modules: Vec<Resolution>,
 }
 
 /// Resolves a validated fleet (one with no errors) into its desired objects. A fleet
@@ -195,10 +201,12 @@ pub fn resolve(fleet: &FleetFile, options: &ResolveOptions) -> Result<DesiredSta
         }
     }
     budget.finish()?;
+    let modules = catalog::pin(fleet, &mut objects, options.catalog)?;
     objects.sort_by(|a, b| (a.kind(), &a.name).cmp(&(b.kind(), &b.name)));
     Ok(DesiredState {
         account: account.to_owned(),
         objects,
+        modules,
     })
 }
 

@@ -11,6 +11,10 @@
 use serde_json::{Value, json};
 
 const LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// A module's name alone, as the module catalog lists it.
+pub const MODULE_NAME: &str = r"^[a-z0-9][a-z0-9._-]{0,252}$";
+/// A version alone, as the module catalog lists it; see `model::is_version`.
+pub const VERSION: &str = r"^[0-9]([0-9A-Za-z.+~:_-]{0,126}[0-9A-Za-z])?$";
 /// `name`, `name@blessed`, `name@live` or `name@VERSION`; see `model::is_version`.
 const MODULE: &str =
     r"^[a-z0-9][a-z0-9._-]{0,252}(@(blessed|live|[0-9]([0-9A-Za-z.+~:_-]{0,126}[0-9A-Za-z])?))?$";

@@ -350,6 +350,9 @@ pub(crate) fn live(run: &SyncRun, shown: Option<&str>, me: &str) -> Markup {
             }
             @if let Some(r) = &status.rollout { (super::rollout::table(r, phase)) (super::rollout::pause(r, phase, &url)) }
             @if let Some(h) = &status.health { (super::health::table(h)) }
+            @if !status.modules.is_empty() {
+                p #modules { "Modules: " @for (i, m) in status.modules.iter().enumerate() { @if i > 0 { ", " } code { (m) } } }
+            }
             (governance::status(run))
             @if matches!(phase, Some(Phase::AwaitingApproval | Phase::Scheduled)) {
                 div.actions {

@@ -44,6 +44,8 @@ pub struct Previews {
     fleet: FleetCache,
     /// What a repository's fleet may resolve to (`--max-fleet-objects`, `--max-fleet-mib`).
     limits: crate::fleet::Limits,
+    /// The module catalog lifecycle pins resolve against, as planning resolves them.
+    catalogs: crate::controller::catalog::Catalogs,
     last_run: Mutex<HashMap<String, Instant>>,
     /// Per repository: each open pull request's head last posted. Only pull requests
     /// the last complete listing showed open are kept.
@@ -61,10 +63,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Previews {
-    pub fn new(fleet: FleetCache, limits: crate::fleet::Limits) -> Self {
+    pub fn new(
+        fleet: FleetCache,
+        limits: crate::fleet::Limits,
+        catalogs: crate::controller::catalog::Catalogs,
+    ) -> Self {
         Self {
             fleet,
             limits,
+            catalogs,
             last_run: Mutex::default(),
             posted: Mutex::default(),
             budgets: Mutex::default(),
@@ -333,10 +340,14 @@ async fn comment(
     let header = format!("#### fleetgate plan preview · `{context}`\n");
     let (name_for_file, account) = (path.clone(), repo.spec.account.clone());
     let limits = previews.limits;
+    // A preview the catalog cache cannot serve yet resolves no pins: it says what git
+    // holds, and the plan itself waits for the catalog.
+    let catalog = previews.catalogs.current().await.ok().flatten();
     let resolved = off_runtime(move || {
         let options = ResolveOptions {
             expected_account: account.as_deref(),
             limits,
+            catalog: catalog.as_ref(),
         };
         fleet::desired_state(&name_for_file, &file, &options)
     })

@@ -89,6 +89,9 @@ pub enum FailReason {
     InvalidRollout,
     /// The revision's fleet is larger than the controller accepts.
     FleetTooLarge,
+    /// A lifecycle pin (`nginx@blessed`) names a module or lifecycle the module catalog
+    /// does not: planned again when the catalog changes.
+    ModuleUnresolved,
     /// The applied run a rollback names cannot be restored.
     RollbackUnavailable,
     /// The stored content a drift run restores cannot be read.
@@ -113,6 +116,7 @@ impl FailReason {
             FailReason::PreventDestroy => "PreventDestroy",
             FailReason::InvalidRollout => "InvalidRollout",
             FailReason::FleetTooLarge => crate::fleet::bounds::TOO_LARGE,
+            FailReason::ModuleUnresolved => crate::fleet::catalog::UNRESOLVED,
             FailReason::RollbackUnavailable => "RollbackUnavailable",
             FailReason::RestoreUnavailable => "RestoreUnavailable",
             FailReason::PlanMissing => "PlanMissing",
@@ -129,15 +133,20 @@ impl FailReason {
             self,
             FailReason::ValidationFailed
                 | FailReason::PreventDestroy
+                | FailReason::ModuleUnresolved
                 | FailReason::SourceUnverified(_)
         )
     }
 
     /// Whether `reason`, as a failed run's conditions record it, stalls its repository.
     pub fn recorded_stalls(reason: &str) -> bool {
-        [FailReason::ValidationFailed, FailReason::PreventDestroy]
-            .iter()
-            .any(|r| r.as_str() == reason)
+        [
+            FailReason::ValidationFailed,
+            FailReason::PreventDestroy,
+            FailReason::ModuleUnresolved,
+        ]
+        .iter()
+        .any(|r| r.as_str() == reason)
             || FailReason::is_unverified(reason)
     }
 

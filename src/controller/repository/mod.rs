@@ -27,6 +27,7 @@ pub mod rollback;
 mod runs;
 mod status;
 pub mod triggers;
+mod upgrades;
 
 pub(super) use runs::{announce_run, create_run, sequence};
 use runs::{prune_history, remediate, start_runs, supersede_older};
@@ -111,6 +112,7 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
         )
         .await?;
         asked.handled(&mut status);
+        upgrades::maybe_replan(ctx, repo, &mut runs).await?;
     }
     supersede_older(ctx, &runs).await?;
     prune_history(ctx, repo, &mut runs).await?;

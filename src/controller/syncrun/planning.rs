@@ -69,9 +69,13 @@ pub(super) async fn plan(
             return fail(ctx, run, status, FailReason::InvalidExclusion, message).await;
         }
     };
+    let catalog = ctx.catalogs.current().await?;
+    // Recorded on a failure too: a plan refused for a pin the catalog cannot resolve is
+    // tried again once the catalog changes.
+    status.module_catalog = catalog.as_ref().map(fleet::catalog::Catalog::digest);
     // Both futures are large (git, resolution, the plan, then the apply an auto-approved
     // plan starts): boxed, so that neither sits inside the other on a worker's stack.
-    match Box::pin(compute(run, ctx, &repo, &exclusions)).await {
+    match Box::pin(compute(run, ctx, &repo, &exclusions, catalog)).await {
         Ok(Computed::Invalid(reason, message)) => fail(ctx, run, status, reason, message).await,
         Ok(Computed::Planned(planned)) => {
             Box::pin(record(run, ctx, &repo, status, planned, raw_exclusions)).await
@@ -100,6 +104,8 @@ struct Planned {
     source: RunSource,
     /// The applied run whose stored desired state was restored (Rollback, Drift).
     restored: Option<SyncRun>,
+    /// Each lifecycle pin and the version it resolved to.
+    modules: Vec<crate::api::catalog::ModulePin>,
 }
 
 enum Computed {
@@ -114,12 +120,14 @@ async fn compute(
     ctx: &Context,
     repo: &GitopsRepository,
     exclude: &[ObjectRef],
+    catalog: Option<fleet::catalog::Catalog>,
 ) -> Result<Computed> {
     // Removing a deleted repository's objects plans against nothing at all.
     let deleting = run.spec.trigger == Trigger::Deletion;
     let nothing = || fleet::DesiredState {
         account: String::new(),
         objects: Vec::new(),
+        modules: Vec::new(),
     };
     let mut source = RunSource {
         revision: run.spec.revision.clone(),
@@ -177,6 +185,7 @@ async fn compute(
                 let options = ResolveOptions {
                     expected_account: account.as_deref(),
                     limits,
+                    catalog: catalog.as_ref(),
                 };
                 fleet::desired_state(&path, &bytes, &options)
             })
@@ -191,6 +200,13 @@ async fn compute(
                 repo.spec.path
             );
             return Ok(Computed::Invalid(FailReason::FleetTooLarge, message));
+        }
+        Err(diags) if diags.has_code(fleet::catalog::UNRESOLVED) => {
+            let message = format!(
+                "{} pins modules the module catalog cannot resolve; nothing was changed:\n{diags}",
+                repo.spec.path
+            );
+            return Ok(Computed::Invalid(FailReason::ModuleUnresolved, message));
         }
         Err(diags) => {
             let errors = diags.errors().count();
@@ -207,6 +223,15 @@ async fn compute(
     let (namespace, trigger) = (run.namespace().unwrap_or_default(), run.spec.trigger);
     let (prune, exclude) = (repo.spec.prune || deleting, exclude.to_vec());
     let warnings: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+    // A restored state keeps the versions its run resolved; a fresh one has its own.
+    let modules = match &restored {
+        Some(older) => older
+            .status
+            .as_ref()
+            .map(|s| s.modules.clone())
+            .unwrap_or_default(),
+        None => desired.modules.iter().map(Into::into).collect(),
+    };
     let policy = match repo.spec.rollout.policy() {
         Ok(policy) => policy,
         Err(message) => return Ok(Computed::Invalid(FailReason::InvalidRollout, message)),
@@ -230,6 +255,7 @@ async fn compute(
                 desired: desired.objects,
                 source,
                 restored,
+                modules,
             })),
             Err(errors) => {
                 let reason = match errors.first() {
@@ -262,6 +288,7 @@ async fn record(
         facts,
         source,
         restored,
+        modules,
     } = *planned;
     // Serialized, hashed and compressed in one stream, off the async workers.
     let max = ctx.settings.max_stored_bytes();
@@ -282,6 +309,10 @@ async fn record(
     let saved = planstore::save(&ctx.client, run, "desired", desired).await?;
     status.desired_state = saved.names;
     status.desired_state_digest = Some(saved.digest);
+    status.modules = modules
+        .into_iter()
+        .take(recording::MAX_MODULE_PINS)
+        .collect();
     recording::record_plan(
         &mut status,
         &plan,
@@ -449,8 +480,16 @@ pub(super) async fn replan(run: &SyncRun, ctx: &Context, status: SyncRunStatus) 
         .plannings
         .acquire(&run.namespace().unwrap_or_default())
         .await;
-    match compute(run, ctx, &repo, &exclusions).await? {
-        Computed::Planned(planned) => record(run, ctx, &repo, status, planned, raw).await,
+    let catalog = ctx.catalogs.current().await?;
+    let digest = catalog.as_ref().map(fleet::catalog::Catalog::digest);
+    match compute(run, ctx, &repo, &exclusions, catalog).await? {
+        Computed::Planned(planned) => {
+            let status = SyncRunStatus {
+                module_catalog: digest,
+                ..status
+            };
+            record(run, ctx, &repo, status, planned, raw).await
+        }
         Computed::Invalid(_, message) => {
             refuse_exclusion(
                 run,

@@ -16,6 +16,8 @@ use crate::fleet::render::{change_lines, summary_line};
 /// At most this many diff entries, and fields per entry, are kept in status.
 const MAX_DIFF_ENTRIES: usize = 100;
 const MAX_FIELDS_PER_ENTRY: usize = 20;
+/// At most this many lifecycle pins are kept in status (the schema's bound).
+pub(super) const MAX_MODULE_PINS: usize = 1000;
 /// At most this many warnings are kept in status.
 const MAX_WARNINGS: usize = 50;
 
