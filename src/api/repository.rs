@@ -117,6 +117,13 @@ pub struct GitopsRepositorySpec {
     /// When set, the fleet file's `account` must equal it, or nothing is planned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// The environment of the fleet file this repository plans: the base declarations with the overlay `environments.<name>` applied. The file must declare it. Unset: the base alone, overlays ignored. Where the fleet comes from: changing it is guarded as url and path are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub environment: Option<String>,
     /// Which plans apply without a person approving them: `Required` (none), `AutoApplyNonDestructive` (those without deletions), `Auto` (all).
     #[serde(default)]
     pub approval: ApprovalPolicy,

@@ -26,13 +26,19 @@ pub struct Args {
     /// Plan no deletions.
     #[arg(long)]
     no_prune: bool,
+    /// Compare both files as this environment sees them (`environments.<name>` applied):
+    /// what a promotion from one environment's revision to another's changes.
+    #[arg(long)]
+    environment: Option<String>,
 }
 
 const EXIT_CHANGES: u8 = 1;
 const EXIT_ERROR: u8 = 2;
 
 pub fn run(args: Args) -> ExitCode {
-    let (Some(old), Some(new)) = (load(&args.old), load(&args.new)) else {
+    let environment = args.environment.as_deref();
+    let (Some(old), Some(new)) = (load(&args.old, environment), load(&args.new, environment))
+    else {
         return ExitCode::from(EXIT_ERROR);
     };
     let live: Vec<LiveObject> = old
@@ -71,7 +77,7 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn load(path: &std::path::Path) -> Option<DesiredState> {
+fn load(path: &std::path::Path, environment: Option<&str>) -> Option<DesiredState> {
     let name = super::display_name(path);
     let bytes = match super::read_file(path) {
         Ok(b) => b,
@@ -80,7 +86,11 @@ fn load(path: &std::path::Path) -> Option<DesiredState> {
             return None;
         }
     };
-    match fleet::desired_state(&name, &bytes, &ResolveOptions::default()) {
+    let options = ResolveOptions {
+        environment,
+        ..Default::default()
+    };
+    match fleet::desired_state(&name, &bytes, &options) {
         Ok((desired, warnings)) => {
             super::print_diagnostics(&warnings);
             Some(desired)

@@ -43,6 +43,7 @@ pub async fn plan_file(
     };
     let options = ResolveOptions {
         expected_account: repo.and_then(|r| r.spec.account.as_deref()),
+        environment: repo.and_then(|r| r.spec.environment.as_deref()),
         ..Default::default()
     };
     let desired = match fleet::desired_state(&name, &bytes, &options) {

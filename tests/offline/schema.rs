@@ -49,6 +49,14 @@ fn the_schema_refuses_misspelt_keys_bad_enums_and_bad_pins() {
             "Bad_Name",
         ),
         ("version: 2\naccount: a\n", "2"),
+        (
+            "version: 1\naccount: a\nenvironments:\n  Staging: {}\n",
+            "Staging",
+        ),
+        (
+            "version: 1\naccount: a\nenvironments:\n  staging: {templates: {t: {architecture: arm64}}}\n",
+            "architecture",
+        ),
         ("account: a\n", "version"),
     ];
     for (text, what) in cases {

@@ -7,6 +7,7 @@ pub mod bounds;
 pub mod catalog;
 pub mod diag;
 pub mod drift;
+pub mod environments;
 pub mod health;
 pub mod model;
 pub mod object;
@@ -35,6 +36,12 @@ pub fn load(file: &str, bytes: &[u8]) -> Result<(FleetFile, Diagnostics), Diagno
     let (fleet, mut diags) = parse::parse(file, bytes);
     if let Some(fleet) = &fleet {
         validate::validate(fleet, &mut diags);
+        environments::check(fleet, &mut diags);
+        // Each environment's fleet is judged once the base holds: its errors are then
+        // the overlay's own.
+        if !diags.has_errors() {
+            environments::validate_each(fleet, &mut diags);
+        }
     }
     diags.sort();
     match fleet {
@@ -50,6 +57,10 @@ pub fn desired_state(
     options: &ResolveOptions,
 ) -> Result<(DesiredState, Diagnostics), Diagnostics> {
     let (fleet, warnings) = load(file, bytes)?;
+    let fleet = match options.environment {
+        Some(environment) => environments::select(&fleet, environment)?,
+        None => fleet,
+    };
     let desired = resolve(&fleet, options)?;
     Ok((desired, warnings))
 }

@@ -35,6 +35,8 @@ pub struct FleetFile {
     pub templates: Vec<TemplateDecl>,
     pub nodes: Vec<NodeDecl>,
     pub networks: Vec<NetworkDecl>,
+    /// Overlays per environment (`environments:`), applied only when a repository names one.
+    pub environments: Vec<super::environments::EnvironmentDecl>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

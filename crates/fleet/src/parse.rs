@@ -69,17 +69,17 @@ struct Lists {
     networks: Vec<NetworkDecl>,
 }
 
-fn is_null(node: &Node) -> bool {
+pub(crate) fn is_null(node: &Node) -> bool {
     matches!(&node.value, Value::Scalar(s) if s.is_null())
 }
 
-struct Decoder<'f> {
+pub(crate) struct Decoder<'f> {
     file: &'f str,
     diags: Diagnostics,
 }
 
 /// The entries of one mapping, after unknown keys were reported.
-struct Fields<'n, 'a> {
+pub(crate) struct Fields<'n, 'a> {
     loc: Loc,
     entries: &'n [Entry<'a>],
     what: String,
@@ -87,7 +87,7 @@ struct Fields<'n, 'a> {
 
 impl<'n, 'a> Fields<'n, 'a> {
     /// The value of `key`, treating an explicit null like an absent key.
-    fn get(&self, key: &str) -> Option<&'n Node<'a>> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'n Node<'a>> {
         self.entries
             .iter()
             .find(|e| e.key == key)
@@ -114,21 +114,21 @@ impl<'n, 'a> Fields<'n, 'a> {
 
 /// What a string value must look like beyond being a non-empty string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Form {
+pub(crate) enum Form {
     Text,
     /// A name or a reference to one: a DNS-1123 label.
     Label,
 }
 
-const LABEL_RULE: &str = "lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters";
+pub(crate) const LABEL_RULE: &str = "lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters";
 
 impl Decoder<'_> {
-    fn error(&mut self, loc: Loc, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, loc: Loc, message: impl Into<String>) {
         self.diags.error(self.file, loc, message);
     }
 
     /// Checks that `node` is a mapping with only `known` keys; `what` names it in messages.
-    fn mapping<'n, 'a>(
+    pub(crate) fn mapping<'n, 'a>(
         &mut self,
         node: &'n Node<'a>,
         what: impl Into<String>,
@@ -214,7 +214,12 @@ impl Decoder<'_> {
         }
     }
 
-    fn optional(&mut self, fields: &Fields, key: &str, form: Form) -> Option<Spanned<String>> {
+    pub(crate) fn optional(
+        &mut self,
+        fields: &Fields,
+        key: &str,
+        form: Form,
+    ) -> Option<Spanned<String>> {
         let node = fields.get(key)?;
         self.string(node, &fields.subject(key), form)
     }
@@ -242,7 +247,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn word<W: Word>(&mut self, fields: &Fields, key: &str) -> Option<Spanned<W>> {
+    pub(crate) fn word<W: Word>(&mut self, fields: &Fields, key: &str) -> Option<Spanned<W>> {
         let node = fields.get(key)?;
         let text = match &node.value {
             Value::Scalar(s) => Spanned::new(s.text.to_string(), node.loc),
@@ -308,7 +313,7 @@ impl Decoder<'_> {
             .collect()
     }
 
-    fn modules(&mut self, fields: &Fields) -> Vec<Spanned<ModuleRef>> {
+    pub(crate) fn modules(&mut self, fields: &Fields) -> Vec<Spanned<ModuleRef>> {
         let mut out = Vec::new();
         for item in self.string_list(fields, "modules", Form::Text) {
             match ModuleRef::parse(&item.value) {
@@ -321,7 +326,7 @@ impl Decoder<'_> {
 
     /// Metadata: scalar values kept as written (`01` stays `01`); a null value is kept as
     /// `None`, which removes the inherited key.
-    fn metadata(&mut self, fields: &Fields) -> Vec<MetadataEntry> {
+    pub(crate) fn metadata(&mut self, fields: &Fields) -> Vec<MetadataEntry> {
         let mut out = Vec::new();
         let Some(node) = fields.get("metadata") else {
             return out;
@@ -372,7 +377,14 @@ impl Decoder<'_> {
         let top = self.mapping(
             root,
             "the fleet file",
-            &["version", "account", "templates", "nodes", "sdwan"],
+            &[
+                "version",
+                "account",
+                "templates",
+                "nodes",
+                "sdwan",
+                "environments",
+            ],
         )?;
         self.version(&top);
         let account = self.required(&top, "account", Form::Text);
@@ -383,12 +395,17 @@ impl Decoder<'_> {
         {
             self.list(&fields, "networks");
         }
+        let environments = match top.get("environments") {
+            Some(envs) => self.environments(envs),
+            None => Vec::new(),
+        };
         Some(FleetFile {
             file: self.file.to_owned(),
             account,
             templates: lists.templates,
             nodes: lists.nodes,
             networks: lists.networks,
+            environments,
         })
     }
 

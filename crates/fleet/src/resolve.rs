@@ -20,6 +20,9 @@ pub struct ResolveOptions<'a> {
     /// The platform's module catalog, which lifecycle pins (`nginx@blessed`) resolve
     /// against; None where there is none (the pins stay as written).
     pub catalog: Option<&'a Catalog>,
+    /// The environment whose overlay applies (GitopsRepository.spec.environment); the
+    /// base alone when None. Only [`crate::desired_state`] reads it.
+    pub environment: Option<&'a str>,
 }
 
 /// What a fleet file asks the cluster to hold, in canonical order (kind, then name).

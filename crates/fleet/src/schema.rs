@@ -132,6 +132,46 @@ fn network() -> Value {
     })
 }
 
+/// A mapping keyed by names (DNS-1123 labels) to `value`.
+fn by_name(description: &str, value: Value) -> Value {
+    optional(json!({
+        "type": "object",
+        "description": description,
+        "propertyNames": {"pattern": LABEL, "maxLength": 63},
+        "additionalProperties": value,
+    }))
+}
+
+fn environment() -> Value {
+    optional(json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "account": optional(text("Replaces the file's account in this environment.")),
+            "templates": by_name("Declared templates and what this environment changes of them.", optional(json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "node_platform": optional(text("Replaces the template's node_platform.")),
+                    "modules": modules("As a child template's: the same name replaces the pin, others are appended."),
+                    "metadata": metadata("Merged over the template's (a null value removes the key)."),
+                },
+            }))),
+            "nodes": by_name("Declared nodes and what this environment changes of them.", optional(json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "region": optional(text("Replaces the node's region.")),
+                    "instance_type": optional(text("Replaces the node's instance_type.")),
+                    "lifecycle_class": optional(json!({"enum": ["persistent", "ephemeral"]})),
+                    "modules": modules("The same name replaces the pin, others are appended."),
+                    "metadata": metadata("Merged over the node's (a null value removes the key)."),
+                },
+            }))),
+        },
+    }))
+}
+
 /// The schema, as a JSON value.
 pub fn fleet_schema() -> Value {
     json!({
@@ -150,6 +190,7 @@ pub fn fleet_schema() -> Value {
                 "additionalProperties": false,
                 "properties": {"networks": list("SD-WAN networks.", network())},
             })),
+            "environments": by_name("Per-environment overlays; a GitopsRepository's spec.environment picks one, and without it they are ignored.", environment()),
         },
     })
 }

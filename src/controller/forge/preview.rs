@@ -343,11 +343,13 @@ async fn comment(
     // A preview the catalog cache cannot serve yet resolves no pins: it says what git
     // holds, and the plan itself waits for the catalog.
     let catalog = previews.catalogs.current().await.ok().flatten();
+    let environment = repo.spec.environment.clone();
     let resolved = off_runtime(move || {
         let options = ResolveOptions {
             expected_account: account.as_deref(),
             limits,
             catalog: catalog.as_ref(),
+            environment: environment.as_deref(),
         };
         fleet::desired_state(&name_for_file, &file, &options)
     })

@@ -180,12 +180,14 @@ async fn compute(
             };
             // A huge fleet takes a while to resolve and plan: off the runtime's worker threads.
             let (path, account) = (repo.spec.path.clone(), repo.spec.account.clone());
+            let environment = repo.spec.environment.clone();
             let limits = ctx.settings.fleet_limits;
             off_runtime(move || {
                 let options = ResolveOptions {
                     expected_account: account.as_deref(),
                     limits,
                     catalog: catalog.as_ref(),
+                    environment: environment.as_deref(),
                 };
                 fleet::desired_state(&path, &bytes, &options)
             })
