@@ -3,11 +3,15 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 
-.PHONY: demo all build test chaos bench-memory bench-repositories lint fmt testenv testenv-node testenv-build image lab-image bench bench-apply generate install clean fuzz-ci
+.PHONY: demo demo-environments all build test chaos bench-memory bench-repositories lint fmt testenv testenv-node testenv-build image lab-image bench bench-apply generate install clean fuzz-ci
 
 ## From a clone to plans approved and applied on a local control plane; leaves nothing running.
 demo:
 	hack/demo.sh
+
+## staging and production from one fleet.yaml: production promotes what staging held.
+demo-environments:
+	hack/demo-environments.sh
 
 all: build
 

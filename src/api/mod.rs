@@ -9,6 +9,7 @@ pub mod forge;
 pub mod governance;
 pub mod notification;
 pub mod pause;
+pub mod promotion;
 pub mod provenance;
 pub mod reference;
 pub mod repository;
@@ -24,6 +25,7 @@ pub use catalog::ModuleCatalog;
 pub use fleet::{FleetNode, FleetTemplate, SdwanNetwork, SdwanPeer, VirtualIp};
 pub use governance::GovernancePolicy;
 pub use notification::NotificationTarget;
+pub use promotion::PromotionGrant;
 pub use repository::GitopsRepository;
 pub use syncrun::SyncRun;
 
@@ -149,6 +151,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         NotificationTarget::crd(),
         GovernancePolicy::crd(),
         ModuleCatalog::crd(),
+        PromotionGrant::crd(),
         FleetTemplate::crd(),
         FleetNode::crd(),
         SdwanNetwork::crd(),

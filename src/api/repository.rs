@@ -124,6 +124,9 @@ pub struct GitopsRepositorySpec {
         regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub environment: Option<String>,
+    /// Plan only revisions an upstream repository (staging, for production) applied and held converged and drift-free for a while. Where the fleet comes from: changing it is guarded as url and path are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<super::promotion::Promotion>,
     /// Which plans apply without a person approving them: `Required` (none), `AutoApplyNonDestructive` (those without deletions), `Auto` (all).
     #[serde(default)]
     pub approval: ApprovalPolicy,
@@ -301,6 +304,9 @@ pub struct GitopsRepositoryStatus {
     /// The value of the push-received-at annotation that was last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_push: Option<String>,
+    /// Under spec.promotion: which upstream revision is eligible here, or what promotion waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<super::promotion::PromotionStatus>,
     /// How the cluster differs from the revision last applied; absent when it does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftStatus>,

@@ -115,6 +115,17 @@ impl SyncRun {
     pub fn phase(&self) -> Option<Phase> {
         self.status.as_ref().and_then(|s| s.phase)
     }
+
+    /// The run's place among its repository's runs (1 for the first), from its
+    /// annotation; 0 when it has none.
+    pub fn sequence(&self) -> u64 {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(super::annotations::SEQUENCE))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 impl Phase {

@@ -599,8 +599,14 @@ pub(super) fn no_drift_listed(repo: &GitopsRepository) -> (String, u8) {
 }
 
 fn show_history(repo: &GitopsRepository) -> String {
-    let history = repo.status.clone().unwrap_or_default().history;
-    let mut out = format!(
+    let status = repo.status.clone().unwrap_or_default();
+    let history = status.history;
+    // The chain first: where this environment's revisions come from, and what waits.
+    let mut out = status
+        .promotion
+        .map(|p| format!("Promotion from {} ({}): {}\n", p.from, p.reason, p.message))
+        .unwrap_or_default();
+    out += &format!(
         "{:<28} {:<13} {:<9} {:<17} {:<18} {:>4} {:>4} {:>4}  {}\n",
         "SYNCRUN", "REVISION", "TRIGGER", "PHASE", "PLAN", "+", "~", "-", "APPROVED BY"
     );

@@ -23,14 +23,29 @@ pub fn run(args: Args) -> ExitCode {
             }
         };
         // Resolved too: what the file resolves to is bounded as a controller bounds it.
+        // And each environment's fleet, which may be larger than the base.
         let loaded = fleet::load(&name, &bytes).and_then(|(f, warnings)| {
-            fleet::resolve(&f, &fleet::ResolveOptions::default()).map(|_| (f, warnings))
+            let options = fleet::ResolveOptions::default();
+            fleet::resolve(&f, &options)?;
+            for env in &f.environments {
+                fleet::resolve(&fleet::environments::select(&f, &env.name.value)?, &options)?;
+            }
+            Ok((f, warnings))
         });
         match loaded {
             Ok((f, warnings)) => {
                 super::print_diagnostics(&warnings);
+                let environments: Vec<&str> = f
+                    .environments
+                    .iter()
+                    .map(|e| e.name.value.as_str())
+                    .collect();
+                let environments = match environments.is_empty() {
+                    true => String::new(),
+                    false => format!("; environments {}", environments.join(", ")),
+                };
                 println!(
-                    "{name}: valid ({} templates, {} nodes, {} networks, {} warnings)",
+                    "{name}: valid ({} templates, {} nodes, {} networks, {} warnings{environments})",
                     f.templates.len(),
                     f.nodes.len(),
                     f.networks.len(),

@@ -24,6 +24,7 @@ pub mod notifications;
 pub mod objectwrite;
 pub mod outbound;
 pub mod planstore;
+pub mod promotion;
 pub mod provenance;
 pub mod receiver;
 pub mod repository;

@@ -33,6 +33,7 @@ mod notifications;
 mod operator;
 mod outbound;
 mod plugin;
+mod promotion;
 mod provenance;
 mod provider_conformance;
 mod receiver;

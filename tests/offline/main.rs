@@ -10,6 +10,7 @@ mod support;
 mod architecture;
 mod cli;
 mod demo;
+mod demo_environments;
 mod fuzz_regressions;
 mod git_limits;
 mod git_redirect;

@@ -53,6 +53,11 @@ the API calls it makes). */}}
 - apiGroups: [gitops.fleetgate.dev]
   resources: [notificationtargets]
   verbs: [get, list, watch]
+# Promotion: whether a namespace lets another promote from its repositories (and so lets
+# the controller read their runs on the other's behalf).
+- apiGroups: [gitops.fleetgate.dev]
+  resources: [promotiongrants]
+  verbs: [list]
 - apiGroups: [gitops.fleetgate.dev]
   resources: [syncruns]
   verbs: [patch]

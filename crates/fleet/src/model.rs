@@ -36,7 +36,37 @@ pub struct FleetFile {
     pub nodes: Vec<NodeDecl>,
     pub networks: Vec<NetworkDecl>,
     /// Overlays per environment (`environments:`), applied only when a repository names one.
-    pub environments: Vec<super::environments::EnvironmentDecl>,
+    pub environments: Vec<EnvironmentDecl>,
+}
+
+/// One environment's overlay.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EnvironmentDecl {
+    pub loc: Loc,
+    pub name: Spanned<String>,
+    pub account: Option<Spanned<String>>,
+    pub templates: Vec<TemplateOverlay>,
+    pub nodes: Vec<NodeOverlay>,
+}
+
+/// What an environment changes of one template.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TemplateOverlay {
+    pub name: Spanned<String>,
+    pub node_platform: Option<Spanned<String>>,
+    pub modules: Vec<Spanned<ModuleRef>>,
+    pub metadata: Vec<MetadataEntry>,
+}
+
+/// What an environment changes of one node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeOverlay {
+    pub hostname: Spanned<String>,
+    pub region: Option<Spanned<String>>,
+    pub instance_type: Option<Spanned<String>>,
+    pub lifecycle_class: Option<LifecycleClass>,
+    pub modules: Vec<Spanned<ModuleRef>>,
+    pub metadata: Vec<MetadataEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -1,5 +1,7 @@
 //! Decoding the spanned YAML tree into the declared model, collecting every problem.
 
+mod environments;
+
 use super::diag::{Diagnostics, Loc, did_you_mean};
 use super::model::*;
 use super::yaml::{self, Entry, Kind, Node, Value};
@@ -69,17 +71,17 @@ struct Lists {
     networks: Vec<NetworkDecl>,
 }
 
-pub(crate) fn is_null(node: &Node) -> bool {
+fn is_null(node: &Node) -> bool {
     matches!(&node.value, Value::Scalar(s) if s.is_null())
 }
 
-pub(crate) struct Decoder<'f> {
+struct Decoder<'f> {
     file: &'f str,
     diags: Diagnostics,
 }
 
 /// The entries of one mapping, after unknown keys were reported.
-pub(crate) struct Fields<'n, 'a> {
+struct Fields<'n, 'a> {
     loc: Loc,
     entries: &'n [Entry<'a>],
     what: String,
@@ -87,7 +89,7 @@ pub(crate) struct Fields<'n, 'a> {
 
 impl<'n, 'a> Fields<'n, 'a> {
     /// The value of `key`, treating an explicit null like an absent key.
-    pub(crate) fn get(&self, key: &str) -> Option<&'n Node<'a>> {
+    fn get(&self, key: &str) -> Option<&'n Node<'a>> {
         self.entries
             .iter()
             .find(|e| e.key == key)
@@ -114,21 +116,21 @@ impl<'n, 'a> Fields<'n, 'a> {
 
 /// What a string value must look like beyond being a non-empty string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Form {
+enum Form {
     Text,
     /// A name or a reference to one: a DNS-1123 label.
     Label,
 }
 
-pub(crate) const LABEL_RULE: &str = "lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters";
+const LABEL_RULE: &str = "lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters";
 
 impl Decoder<'_> {
-    pub(crate) fn error(&mut self, loc: Loc, message: impl Into<String>) {
+    fn error(&mut self, loc: Loc, message: impl Into<String>) {
         self.diags.error(self.file, loc, message);
     }
 
     /// Checks that `node` is a mapping with only `known` keys; `what` names it in messages.
-    pub(crate) fn mapping<'n, 'a>(
+    fn mapping<'n, 'a>(
         &mut self,
         node: &'n Node<'a>,
         what: impl Into<String>,
@@ -214,12 +216,7 @@ impl Decoder<'_> {
         }
     }
 
-    pub(crate) fn optional(
-        &mut self,
-        fields: &Fields,
-        key: &str,
-        form: Form,
-    ) -> Option<Spanned<String>> {
+    fn optional(&mut self, fields: &Fields, key: &str, form: Form) -> Option<Spanned<String>> {
         let node = fields.get(key)?;
         self.string(node, &fields.subject(key), form)
     }
@@ -247,7 +244,7 @@ impl Decoder<'_> {
         }
     }
 
-    pub(crate) fn word<W: Word>(&mut self, fields: &Fields, key: &str) -> Option<Spanned<W>> {
+    fn word<W: Word>(&mut self, fields: &Fields, key: &str) -> Option<Spanned<W>> {
         let node = fields.get(key)?;
         let text = match &node.value {
             Value::Scalar(s) => Spanned::new(s.text.to_string(), node.loc),
@@ -313,7 +310,7 @@ impl Decoder<'_> {
             .collect()
     }
 
-    pub(crate) fn modules(&mut self, fields: &Fields) -> Vec<Spanned<ModuleRef>> {
+    fn modules(&mut self, fields: &Fields) -> Vec<Spanned<ModuleRef>> {
         let mut out = Vec::new();
         for item in self.string_list(fields, "modules", Form::Text) {
             match ModuleRef::parse(&item.value) {
@@ -326,7 +323,7 @@ impl Decoder<'_> {
 
     /// Metadata: scalar values kept as written (`01` stays `01`); a null value is kept as
     /// `None`, which removes the inherited key.
-    pub(crate) fn metadata(&mut self, fields: &Fields) -> Vec<MetadataEntry> {
+    fn metadata(&mut self, fields: &Fields) -> Vec<MetadataEntry> {
         let mut out = Vec::new();
         let Some(node) = fields.get("metadata") else {
             return out;

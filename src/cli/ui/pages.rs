@@ -212,6 +212,10 @@ pub(crate) fn repository(repo: &GitopsRepository) -> Markup {
             dt { "Fetched revision" } dd { code { (status.last_fetched_revision.as_deref().map(short).unwrap_or("—")) } }
             dt { "Applied revision" } dd { code { (status.last_applied_revision.as_deref().map(short).unwrap_or("—")) } }
             dt { "Approval" } dd { (format!("{:?}", repo.spec.approval)) }
+            @if let Some(env) = &repo.spec.environment { dt { "Environment" } dd { code { (env) } } }
+            @if let Some(p) = &status.promotion {
+                dt { "Promotion" } dd #promotion { "from " code { (p.from) } " (" (p.reason) "): " (p.message) }
+            }
         }
         div.actions {
             form method="post" action=(format!("{}/sync", repo_url(&ns, &name))) {

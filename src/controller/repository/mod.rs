@@ -16,6 +16,7 @@ use super::context::{Context, object_key};
 use super::drift;
 use super::error::{Error, Result, parse_duration};
 use super::gitsource;
+use super::promotion;
 use crate::api::repository::GitopsRepositoryStatus;
 use crate::api::syncrun::Phase;
 use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations, now, set_condition};
@@ -95,6 +96,20 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
         }
     };
 
+    // Under promotion, the revision planned is the upstream's newest eligible one, not
+    // git's newest: nothing plans here that the upstream has not held.
+    let promoted = match promotion::judge(ctx, repo).await {
+        Ok(promoted) => promoted,
+        Err(e) => {
+            return fail(ctx, repo, status, e)
+                .await
+                .map(|_| Action::requeue(interval));
+        }
+    };
+    let to_plan = match &promoted {
+        Some(p) => p.revision.clone(),
+        None => Some(revision.clone()),
+    };
     let mut runs = list_runs(ctx, repo).await?;
     // One planning at a time per repository: a request (a sync, a push, a new
     // revision, drift to restore) that comes while a run is being planned waits for it,
@@ -102,15 +117,20 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
     // reconcile again.
     let planning = runs.iter().any(being_planned);
     if !planning {
-        start_runs(
-            ctx,
-            repo,
-            &revision,
-            asked.sync.as_deref(),
-            &mut runs,
-            &mut status,
-        )
-        .await?;
+        match &to_plan {
+            Some(to_plan) => {
+                start_runs(
+                    ctx,
+                    repo,
+                    to_plan,
+                    asked.sync.as_deref(),
+                    &mut runs,
+                    &mut status,
+                )
+                .await?
+            }
+            None => promotion::refuse_sync(ctx, repo, asked.sync.as_deref(), &promoted).await,
+        }
         asked.handled(&mut status);
         upgrades::maybe_replan(ctx, repo, &mut runs).await?;
     }
@@ -123,16 +143,19 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
             remediate(ctx, repo, &runs, &found).await?;
         }
     }
+    if let Some(p) = promoted.as_ref() {
+        promotion::announce(ctx, repo, status.promotion.as_ref(), p).await;
+    }
+    status.promotion = promoted.as_ref().map(|p| p.status.clone());
     write_status(ctx, repo, &status).await?;
     let fetched_now = status.last_fetched_at.as_ref() == Some(&ts);
     let next_check = interval
         .saturating_sub(since_fetch.min(interval))
         .max(Duration::from_secs(1));
-    Ok(Action::requeue(if fetched_now {
-        interval
-    } else {
-        next_check
-    }))
+    let next = if fetched_now { interval } else { next_check };
+    // A revision's hold upstream ends between two checks: looked at again then.
+    let recheck = promoted.and_then(|p| p.recheck).unwrap_or(next);
+    Ok(Action::requeue(next.min(recheck)))
 }
 
 /// The repository as the API server has it now: status is rewritten from what it was,

@@ -22,10 +22,7 @@ use crate::api::short_revision as short;
 
 /// A run's place among its repository's runs (1 for the first), from its annotation.
 pub(in crate::controller) fn sequence(run: &SyncRun) -> u64 {
-    run.annotations()
-        .get(annotations::SEQUENCE)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    run.sequence()
 }
 
 /// Tells, on the repository, that `created` was started and why (`action` names what
