@@ -85,6 +85,8 @@ pub enum NotificationEvent {
     DriftCleared,
     /// A repository stalled: retrying will not help until its spec, Secret or server changes.
     RepositoryStalled,
+    /// A repository with spec.promotion has a newly eligible revision: its upstream applied and held it; the plan of it follows.
+    Promoted,
 }
 
 impl NotificationEvent {
@@ -99,6 +101,7 @@ impl NotificationEvent {
             Self::DriftDetected => "DriftDetected",
             Self::DriftCleared => "DriftCleared",
             Self::RepositoryStalled => "RepositoryStalled",
+            Self::Promoted => "Promoted",
         }
     }
 }

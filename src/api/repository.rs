@@ -344,7 +344,7 @@ pub struct HistoryEntry {
     pub sync_run: String,
     /// The commit it planned.
     pub revision: String,
-    /// What started it: Schedule, Manual or Drift.
+    /// What started it: Schedule, Manual, Drift, Deletion, Rollback or Catalog.
     pub trigger: Trigger,
     /// The plan it recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]

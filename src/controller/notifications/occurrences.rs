@@ -196,6 +196,20 @@ pub fn of_repository(repo: &GitopsRepository, notified: &[String]) -> Vec<Occurr
             at: Some(c.last_transition_time.clone()),
         });
     }
+    // The chain: each revision promotion makes eligible is told once, with what held it.
+    if let Some(p) = &status.promotion
+        && let Some(revision) = &p.revision
+    {
+        out.push(Occurrence {
+            notice: notice(
+                format!("Promoted:{revision}"),
+                NotificationEvent::Promoted,
+                &p.message,
+                Some(revision.clone()),
+            ),
+            at: None,
+        });
+    }
     out.retain(|o| !notified.contains(&o.notice.id));
     out
 }
@@ -286,6 +300,32 @@ mod tests {
             of_run(&paused("pause-bbb")).unwrap().notice.id,
             first.notice.id
         );
+    }
+
+    #[test]
+    fn each_promoted_revision_is_told_once_with_what_held_it() {
+        let promoted = |revision: &str| {
+            repo(
+                serde_json::json!({"promotion": {"from": "staging/fleet", "reason": "Promoted",
+                "revision": revision, "message": "revision abc held in staging/fleet for 1h"}}),
+            )
+        };
+        let found = of_repository(&promoted("abc"), &[]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].notice.event, NotificationEvent::Promoted);
+        assert_eq!(found[0].notice.id, "Promoted:abc");
+        assert_eq!(
+            found[0].notice.summary,
+            "revision abc held in staging/fleet for 1h"
+        );
+        assert!(of_repository(&promoted("abc"), &["Promoted:abc".into()]).is_empty());
+        assert_eq!(
+            of_repository(&promoted("def"), &["Promoted:abc".into()]).len(),
+            1
+        );
+        let waiting = repo(serde_json::json!({"promotion": {"from": "staging/fleet",
+            "reason": "Waiting", "message": "waiting"}}));
+        assert!(of_repository(&waiting, &[]).is_empty());
     }
 
     #[test]

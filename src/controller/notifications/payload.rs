@@ -58,6 +58,7 @@ fn slack_text(n: &Notice) -> String {
         NotificationEvent::DriftDetected => "drift detected",
         NotificationEvent::DriftCleared => "drift cleared",
         NotificationEvent::RepositoryStalled => "repository stalled",
+        NotificationEvent::Promoted => "promoted: a revision the upstream held",
     };
     let mut text = format!("*fleetgate {}/{}*: {what}", n.namespace, n.repository);
     if let Some(run) = &n.run {
