@@ -49,7 +49,7 @@ pub struct UpstreamRef {
 pub struct PromotionStatus {
     /// The upstream, `namespace/name`.
     pub from: String,
-    /// Promoted (a revision is eligible and planned here), Waiting (the newest upstream revision has not held long enough), NothingEligible (the upstream applied nothing that held), or NotGranted (the upstream is not there or not granted to this namespace; the two are not told apart).
+    /// Promoted (a revision is eligible and planned here), Waiting (the newest upstream revision has not held long enough), NothingEligible (the upstream applied nothing that held), NotGranted (the upstream is not there or not granted to this namespace; the two are not told apart), or SourceMismatch (the upstream tracks another source).
     pub reason: String,
     /// The newest revision eligible here: the one this repository plans.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -41,9 +41,16 @@ pub async fn plan_file(
             return Ok(Err(ExitCode::from(EXIT_ERROR)));
         }
     };
+    // Lifecycle pins resolve as the controller resolves them, against the cluster's
+    // catalogs; without leave to read them they stay as written, and that is said.
+    let catalog = match fleet::catalog::mentions_lifecycle_pins(&bytes) {
+        true => cluster_catalog(client).await,
+        false => None,
+    };
     let options = ResolveOptions {
         expected_account: repo.and_then(|r| r.spec.account.as_deref()),
         environment: repo.and_then(|r| r.spec.environment.as_deref()),
+        catalog: catalog.as_ref(),
         ..Default::default()
     };
     let desired = match fleet::desired_state(&name, &bytes, &options) {
@@ -108,4 +115,18 @@ pub async fn live_objects(client: &Client, ns: &str) -> kube::Result<Vec<LiveObj
         }
     }
     Ok(out)
+}
+
+/// What the cluster's ModuleCatalogs say; None (with a note) when they cannot be read.
+async fn cluster_catalog(client: &Client) -> Option<fleet::catalog::Catalog> {
+    let api = kube::Api::<crate::api::ModuleCatalog>::all(client.clone());
+    match api.list(&Default::default()).await {
+        Ok(list) => crate::api::catalog::merged(list.items.iter()),
+        Err(e) => {
+            eprintln!(
+                "note: the ModuleCatalogs cannot be read ({e}); lifecycle pins stay as written, unlike the controller's plan"
+            );
+            None
+        }
+    }
 }

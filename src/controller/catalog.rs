@@ -82,11 +82,17 @@ impl Catalogs {
     pub async fn current(&self) -> Result<Option<Catalog>> {
         let mut said = self.said.clone();
         let not_ready = || Error::CacheNotReady("ModuleCatalog".into());
-        tokio::time::timeout(Duration::from_secs(60), said.wait_for(Option::is_some))
+        tokio::time::timeout(Duration::from_secs(30), said.wait_for(Option::is_some))
             .await
             .map_err(|_| not_ready())?
             .map_err(|_| not_ready())?;
         Ok(Self::read(&self.store))
+    }
+
+    /// What the catalogs say, without waiting: None until the watch has listed them.
+    pub fn listed(&self) -> Option<Option<Catalog>> {
+        let listed = self.said.borrow().is_some();
+        listed.then(|| Self::read(&self.store))
     }
 
     /// One item each time what the catalogs say changes: prompts every repository.
@@ -154,9 +160,13 @@ pub fn replan(runs: &[SyncRun], catalog: Option<&Catalog>, digest: Option<&str>)
     }
     let status: &SyncRunStatus = base.status.as_ref()?;
     match status.phase? {
-        Phase::Planning => None,
         Phase::Failed if failed_unresolved(status) => {
             (status.module_catalog.as_deref() != digest).then_some(Replan::Unresolved)
+        }
+        // Still being planned, or ended without anyone wanting it: people rejected it,
+        // it failed otherwise, or a newer run replaced it. No upgrade proposes it again.
+        Phase::Planning | Phase::Rejected | Phase::Failed | Phase::Superseded | Phase::Expired => {
+            None
         }
         _ => {
             let before: Vec<Resolution> = status
@@ -255,6 +265,29 @@ mod tests {
             replan(&[rollback, applied], Some(&new), Some(&digest)),
             None
         );
+    }
+
+    #[test]
+    fn a_revision_people_rejected_or_that_was_replaced_is_not_proposed_again() {
+        let new = blessing("1.27.0");
+        for phase in [
+            Phase::Rejected,
+            Phase::Superseded,
+            Phase::Expired,
+            Phase::Failed,
+        ] {
+            let base = planned(
+                "r1",
+                Trigger::Schedule,
+                phase,
+                vec![pin("nginx", "blessed", Some("1.26.2"))],
+            );
+            assert_eq!(
+                replan(&[base], Some(&new), Some(&new.digest())),
+                None,
+                "{phase:?}"
+            );
+        }
     }
 
     #[test]

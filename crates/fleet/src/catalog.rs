@@ -219,6 +219,14 @@ pub fn pin(
         .collect())
 }
 
+/// Whether a fleet file may hold a lifecycle pin, read from its bytes before parsing: a
+/// file without one needs no catalog (a mention in a comment only makes the caller wait
+/// for the catalog it did not need).
+pub fn mentions_lifecycle_pins(bytes: &[u8]) -> bool {
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    has(b"@blessed") || has(b"@live")
+}
+
 /// Every module reference the fleet writes, in source order.
 fn lifecycle_pins(fleet: &FleetFile) -> impl Iterator<Item = (&ModuleRef, Loc)> {
     let templates = fleet.templates.iter().flat_map(|t| t.modules.iter());
@@ -297,7 +305,9 @@ fn replace_pins(objects: &mut [FleetObject], versions: &HashMap<String, String>)
 
 /// The modules whose resolution differs between two sets of resolutions (`before` as a
 /// run recorded them, `now` as the catalog resolves the same pins today): what a
-/// catalog change would upgrade.
+/// catalog change would upgrade. A pin the catalog cannot resolve now (its module
+/// removed, listed twice, or no catalog left) is no upgrade: the next plan of a new
+/// revision reports it, and nothing is re-planned to go back to the bare pin.
 pub fn changed(
     before: &[Resolution],
     catalog: Option<&Catalog>,
@@ -310,7 +320,7 @@ pub fn changed(
             let now = catalog
                 .and_then(|c| c.version(&r.module, r.lifecycle).ok())
                 .map(str::to_owned);
-            (now != r.version).then(|| (r.clone(), now))
+            (now.is_some() && now != r.version).then(|| (r.clone(), now))
         })
         .collect()
 }
@@ -454,5 +464,20 @@ mod tests {
         let (_, unresolved) = pinned(None).unwrap();
         assert_eq!(changed(&unresolved, Some(&platform())).len(), 3);
         assert!(changed(&unresolved, None).is_empty());
+        // Catalogs deleted, or the module gone from them: nothing to upgrade to.
+        assert!(changed(&before, None).is_empty());
+        assert!(changed(&before, Some(&Catalog::default())).is_empty());
+    }
+
+    #[test]
+    fn lifecycle_pins_are_noticed_in_the_raw_file() {
+        assert!(mentions_lifecycle_pins(b"modules: [nginx@blessed]"));
+        assert!(mentions_lifecycle_pins(b"modules: [a@live]"));
+        assert!(!mentions_lifecycle_pins(
+            FLEET
+                .replace("@blessed", "@1")
+                .replace("@live", "@2")
+                .as_bytes()
+        ));
     }
 }

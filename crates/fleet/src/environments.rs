@@ -285,6 +285,18 @@ mod tests {
     }
 
     #[test]
+    fn the_number_of_environments_is_bounded() {
+        let many: String = (0..17).map(|i| format!("  e{i}: ~\n")).collect();
+        let errors = load("f.yaml", with(&many).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            errors,
+            "f.yaml:25:3: error: at most 16 environments may be declared\n"
+        );
+    }
+
+    #[test]
     fn an_overlay_that_breaks_the_fleet_is_an_error_in_every_environments_file() {
         let broken = with(
             "  staging:\n    templates:\n      base: {modules: [x@1.0, x@2.0]}\n  production: {}\n",

@@ -602,6 +602,36 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_run_shows_its_module_pins_and_a_repository_its_promotion() {
+        let mut r = awaiting("plan-a");
+        r.status.as_mut().unwrap().modules = vec![crate::api::catalog::ModulePin {
+            module: "nginx".into(),
+            lifecycle: "blessed".into(),
+            version: Some("1.27.0".into()),
+        }];
+        let html = run_page_html(&r, &stored("plan-a"));
+        assert!(
+            html.contains("<code>nginx@blessed = 1.27.0</code>"),
+            "{html}"
+        );
+        let repo: GitopsRepository = serde_json::from_value(json!({
+            "apiVersion": "gitops.fleetgate.dev/v1alpha1", "kind": "GitopsRepository",
+            "metadata": {"name": "fleet", "namespace": "production"},
+            "spec": {"url": "https://example.com/a.git", "ref": {"branch": "main"},
+                     "environment": "production"},
+            "status": {"promotion": {"from": "staging/fleet", "reason": "Waiting",
+                       "message": "waiting for staging/fleet: revision abc applied 20m ago, healthy 20m of 1h"}},
+        }))
+        .unwrap();
+        let html = repository(&repo).into_string();
+        assert!(html.contains("<code>production</code>"), "{html}");
+        assert!(
+            html.contains("from <code>staging/fleet</code> (Waiting): waiting for staging/fleet: revision abc applied 20m ago, healthy 20m of 1h"),
+            "{html}"
+        );
+    }
+
     fn run_page_html(r: &SyncRun, full: &Result<Option<Plan>, String>) -> String {
         run(r, full, None, "bob").into_string()
     }

@@ -342,7 +342,7 @@ async fn comment(
     let limits = previews.limits;
     // A preview the catalog cache cannot serve yet resolves no pins: it says what git
     // holds, and the plan itself waits for the catalog.
-    let catalog = previews.catalogs.current().await.ok().flatten();
+    let catalog = previews.catalogs.listed().flatten();
     let environment = repo.spec.environment.clone();
     let resolved = off_runtime(move || {
         let options = ResolveOptions {

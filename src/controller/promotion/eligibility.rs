@@ -19,6 +19,11 @@ pub struct UpstreamRun {
     pub phase: Option<Phase>,
     /// Whether the run wrote anything to the fleet.
     pub wrote: bool,
+    /// Whether it wrote its whole plan as planned from the revision: nothing left out by
+    /// an `exclude` annotation or at a pause. Only that is evidence for the revision.
+    pub whole: bool,
+    /// For a Rollback run: the revision it rolled back from.
+    pub rolled_back_from: Option<String>,
     /// When it began writing (approved), or was created.
     pub written_at: Option<i64>,
     /// When it ended.
@@ -45,6 +50,8 @@ pub enum Holdup {
     DriftedNow,
     /// It drifted while it was the upstream's state: never eligible.
     Drifted,
+    /// The upstream rolled it back: never eligible.
+    RolledBack,
 }
 
 /// The judgement: the newest eligible revision (what the downstream plans), and what
@@ -71,7 +78,7 @@ pub fn judge(
 ) -> Eligibility {
     let mut out = Eligibility::default();
     for (i, applied) in runs.iter().enumerate() {
-        if !from_git(applied.trigger) || applied.phase != Some(Phase::Applied) {
+        if !from_git(applied.trigger) || applied.phase != Some(Phase::Applied) || !applied.whole {
             continue;
         }
         let Some(completed) = applied.completed_at else {
@@ -88,8 +95,13 @@ pub fn judge(
         let drifted_then = newer.iter().any(|r| {
             r.trigger == Trigger::Drift && r.created_at >= completed && r.created_at < until
         });
+        let rolled_back = newer
+            .iter()
+            .any(|r| r.rolled_back_from.as_deref() == Some(applied.revision.as_str()));
         let mut since = completed;
-        let holdup = if drifted_then {
+        let holdup = if rolled_back {
+            Some(Holdup::RolledBack)
+        } else if drifted_then {
             Some(Holdup::Drifted)
         } else {
             match (replaced_at, drift) {
@@ -102,6 +114,10 @@ pub fn judge(
             }
         };
         let held = secs(until - since);
+        if held < required && holdup.is_none() && replaced_at.is_some() {
+            // Written over before it held long enough: it never will; not a candidate.
+            continue;
+        }
         let holdup = holdup.or_else(|| {
             (held < required).then(|| Holdup::Soaking {
                 applied_ago: secs(now - completed),
@@ -155,6 +171,8 @@ mod tests {
             trigger,
             phase: Some(phase),
             wrote,
+            whole: wrote,
+            rolled_back_from: None,
             written_at: wrote.then_some(at + 10),
             completed_at: phase.is_finished().then_some(at + 60),
             created_at: at,
@@ -236,15 +254,41 @@ mod tests {
     }
 
     #[test]
-    fn rollbacks_and_drift_corrections_are_not_revisions_of_git() {
+    fn rollbacks_are_no_evidence_and_disqualify_what_they_rolled_back() {
+        let mut rollback = run("r0", Trigger::Rollback, Phase::Applied, 5000);
         let runs = [
-            run("r0", Trigger::Rollback, Phase::Applied, 5000),
+            rollback.clone(),
             run("r1", Trigger::Schedule, Phase::Applied, 0),
         ];
         let j = judge(&runs, None, 100_000, HOUR);
         // The rollback wrote over r1 at 5010: r1 held 4950 s, and r0's rollback is no
         // evidence for r0.
         assert_eq!(j.eligible, Some(("r1".into(), Duration::from_secs(4950))));
+        // Rolled back from r1: r1 is never eligible, however long it held before.
+        rollback.rolled_back_from = Some("r1".into());
+        let runs = [rollback, run("r1", Trigger::Schedule, Phase::Applied, 0)];
+        let j = judge(&runs, None, 100_000, HOUR);
+        assert_eq!(j.eligible, None);
+        assert_eq!(j.newer, Some(("r1".into(), Holdup::RolledBack)));
+    }
+
+    #[test]
+    fn a_run_that_left_actions_out_is_no_evidence_and_a_short_hold_is_no_candidate() {
+        let mut partial = run("r2", Trigger::Schedule, Phase::Applied, 10_000);
+        partial.whole = false;
+        let runs = [partial, run("r1", Trigger::Schedule, Phase::Applied, 0)];
+        let j = judge(&runs, None, 100_000, HOUR);
+        // r2 wrote over r1 at 10_010 but proves nothing itself.
+        assert_eq!(j.eligible.map(|e| e.0), Some("r1".into()));
+        assert_eq!(j.newer, None);
+        // r1, replaced after 20 minutes, never becomes eligible: not shown as soaking.
+        let runs = [
+            run("r2", Trigger::Schedule, Phase::Applied, 1200),
+            run("r1", Trigger::Schedule, Phase::Applied, 0),
+        ];
+        let j = judge(&runs, None, 1200 + 60 + 600, HOUR);
+        assert_eq!(j.eligible, None);
+        assert!(matches!(j.newer, Some((ref r, Holdup::Soaking { .. })) if r == "r2"));
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct Promoted {
     pub status: PromotionStatus,
     /// When to look again (a revision's hold ends then).
     pub recheck: Option<Duration>,
+    /// The module versions the upstream's run of the eligible revision applied: a
+    /// catalog upgrade plans here only once the upstream has held exactly these.
+    pub proven_modules: Vec<crate::api::catalog::ModulePin>,
 }
 
 /// Reasons on `status.promotion.reason`.
@@ -37,10 +40,17 @@ pub mod reasons {
     pub const WAITING: &str = "Waiting";
     pub const NOTHING_ELIGIBLE: &str = "NothingEligible";
     pub const NOT_GRANTED: &str = "NotGranted";
+    pub const SOURCE_MISMATCH: &str = "SourceMismatch";
 }
 
-/// The promotion of `repo`, when it names an upstream.
-pub async fn judge(ctx: &Context, repo: &GitopsRepository) -> Result<Option<Promoted>> {
+/// The promotion of `repo`, when it names an upstream. `current` is the revision the
+/// repository's newest run from git planned: promotion only ever moves forward from it,
+/// and holds there while nothing newer is eligible (a rollback or a sync still work).
+pub async fn judge(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    current: Option<&str>,
+) -> Result<Option<Promoted>> {
     let Some(promotion) = &repo.spec.promotion else {
         return Ok(None);
     };
@@ -51,16 +61,18 @@ pub async fn judge(ctx: &Context, repo: &GitopsRepository) -> Result<Option<Prom
     let own = repo.namespace().unwrap_or_default();
     let (ns, name) = upstream_of(promotion, &own);
     let from = format!("{ns}/{name}");
-    let refused = |message: String| Promoted {
-        revision: None,
+    let refused_for = |reason: &str, message: String| Promoted {
+        revision: current.map(str::to_owned),
         status: PromotionStatus {
             from: from.clone(),
-            reason: reasons::NOT_GRANTED.into(),
+            reason: reason.into(),
             revision: None,
             message,
         },
         recheck: None,
+        proven_modules: Vec::new(),
     };
+    let refused = |message: String| refused_for(reasons::NOT_GRANTED, message);
     if ns == own && name == repo.name_any() {
         return Ok(Some(refused(
             "a repository cannot promote from itself".into(),
@@ -82,6 +94,15 @@ pub async fn judge(ctx: &Context, repo: &GitopsRepository) -> Result<Option<Prom
     .flatten() else {
         return Ok(Some(not_granted()));
     };
+    // Revisions are compared by commit: only meaningful over the same source.
+    if (&upstream.spec.url, &upstream.spec.source_ref) != (&repo.spec.url, &repo.spec.source_ref) {
+        return Ok(Some(refused_for(
+            reasons::SOURCE_MISMATCH,
+            format!(
+                "{from} tracks another source; promotion needs both to track the same git repository (or Flux source)"
+            ),
+        )));
+    }
     let selector = format!("{REPOSITORY_LABEL}={name}");
     let runs = read(
         Api::<SyncRun>::namespaced(ctx.client.clone(), &ns)
@@ -91,8 +112,49 @@ pub async fn judge(ctx: &Context, repo: &GitopsRepository) -> Result<Option<Prom
     .map(|l| l.items)
     .unwrap_or_default();
     let now = crate::api::now().0.as_second();
-    let judged = eligibility::judge(&evidence(runs), drift_of(&upstream), now, required);
-    Ok(Some(promoted(&from, judged, required)))
+    let upstream_runs = evidence(&runs);
+    let judged = eligibility::judge(&upstream_runs, drift_of(&upstream), now, required);
+    let mut promoted = promoted(&from, judged, required);
+    promoted.proven_modules = proven_modules(&runs, promoted.revision.as_deref());
+    hold_forward(&mut promoted, &upstream_runs, current);
+    Ok(Some(promoted))
+}
+
+/// Promotion never goes back: when the upstream's newest eligible revision is older (in
+/// the upstream's history) than the one this repository already planned, or nothing is
+/// eligible, the repository stays where it is.
+fn hold_forward(promoted: &mut Promoted, upstream: &[UpstreamRun], current: Option<&str>) {
+    let Some(current) = current else {
+        return;
+    };
+    let age = |revision: &str| upstream.iter().position(|r| r.revision == revision);
+    let older = match (&promoted.revision, age(current)) {
+        (None, _) => true,
+        (Some(eligible), Some(current_age)) => age(eligible).is_none_or(|a| a > current_age),
+        (Some(_), None) => false,
+    };
+    if older {
+        promoted.revision = Some(current.to_owned());
+    }
+}
+
+/// The module pins the upstream's newest whole applied run of `revision` recorded.
+fn proven_modules(runs: &[SyncRun], revision: Option<&str>) -> Vec<crate::api::catalog::ModulePin> {
+    let Some(revision) = revision else {
+        return Vec::new();
+    };
+    let mut applied: Vec<&SyncRun> = runs
+        .iter()
+        .filter(|r| {
+            r.spec.revision == revision && r.phase() == Some(crate::api::syncrun::Phase::Applied)
+        })
+        .collect();
+    applied.sort_by_key(|r| std::cmp::Reverse(r.sequence()));
+    applied
+        .first()
+        .and_then(|r| r.status.as_ref())
+        .map(|s| s.modules.clone())
+        .unwrap_or_default()
 }
 
 /// The upstream's namespace and name.
@@ -127,7 +189,8 @@ async fn granted(ctx: &Context, ns: &str, downstream: &str, upstream: &str) -> R
 }
 
 /// The upstream's runs as eligibility reads them, newest first.
-fn evidence(mut runs: Vec<SyncRun>) -> Vec<UpstreamRun> {
+fn evidence(runs: &[SyncRun]) -> Vec<UpstreamRun> {
+    let mut runs: Vec<&SyncRun> = runs.iter().collect();
     runs.sort_by_key(|r| std::cmp::Reverse(r.sequence()));
     runs.iter()
         .map(|r| {
@@ -140,6 +203,11 @@ fn evidence(mut runs: Vec<SyncRun>) -> Vec<UpstreamRun> {
                 trigger: r.spec.trigger,
                 phase: status.phase,
                 wrote: status.wrote_any() || status.wrote_plan(),
+                whole: status.wrote_plan() && status.excluded.is_empty(),
+                rolled_back_from: r
+                    .annotations()
+                    .get(crate::api::annotations::ROLLBACK_FROM)
+                    .cloned(),
                 written_at: at(&status.approved_at),
                 completed_at: at(&status.completed_at),
                 created_at: at(&r.meta().creation_timestamp).unwrap_or_default(),
@@ -174,6 +242,9 @@ fn promoted(from: &str, judged: Eligibility, required: Duration) -> Promoted {
             ),
             Holdup::Drifted => format!(
                 "revision {short} drifted in {from} and is never promoted; a newer revision must hold there"
+            ),
+            Holdup::RolledBack => format!(
+                "revision {short} was rolled back in {from} and is never promoted; a newer revision must hold there"
             ),
         }
     });
@@ -211,6 +282,7 @@ fn promoted(from: &str, judged: Eligibility, required: Duration) -> Promoted {
             message,
         },
         recheck,
+        proven_modules: Vec::new(),
     }
 }
 
@@ -264,6 +336,49 @@ pub async fn announce(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn promotion_never_goes_back_from_what_was_planned() {
+        let upstream: Vec<UpstreamRun> = ["r3", "r2", "r1"]
+            .iter()
+            .map(|r| UpstreamRun {
+                revision: (*r).into(),
+                trigger: crate::api::syncrun::Trigger::Schedule,
+                phase: Some(crate::api::syncrun::Phase::Applied),
+                wrote: true,
+                whole: true,
+                rolled_back_from: None,
+                written_at: None,
+                completed_at: None,
+                created_at: 0,
+            })
+            .collect();
+        let eligible = |revision: Option<&str>| Promoted {
+            revision: revision.map(Into::into),
+            status: PromotionStatus::default(),
+            recheck: None,
+            proven_modules: Vec::new(),
+        };
+        // r2 drifted upstream after it was planned here: r1 is eligible, r2 is kept.
+        let mut p = eligible(Some("r1"));
+        hold_forward(&mut p, &upstream, Some("r2"));
+        assert_eq!(p.revision.as_deref(), Some("r2"));
+        // Nothing eligible: where it is (a rollback or a sync still have a revision).
+        let mut p = eligible(None);
+        hold_forward(&mut p, &upstream, Some("r2"));
+        assert_eq!(p.revision.as_deref(), Some("r2"));
+        // Forward is forward; a revision the upstream no longer lists is left behind.
+        let mut p = eligible(Some("r3"));
+        hold_forward(&mut p, &upstream, Some("r2"));
+        assert_eq!(p.revision.as_deref(), Some("r3"));
+        let mut p = eligible(Some("r1"));
+        hold_forward(&mut p, &upstream, Some("r0"));
+        assert_eq!(p.revision.as_deref(), Some("r1"));
+        // Nothing planned yet: nothing to hold.
+        let mut p = eligible(None);
+        hold_forward(&mut p, &upstream, None);
+        assert_eq!(p.revision, None);
+    }
 
     #[test]
     fn the_status_says_what_promotion_waits_for() {

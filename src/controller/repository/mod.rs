@@ -18,7 +18,7 @@ use super::error::{Error, Result, parse_duration};
 use super::gitsource;
 use super::promotion;
 use crate::api::repository::GitopsRepositoryStatus;
-use crate::api::syncrun::Phase;
+use crate::api::syncrun::{Phase, Trigger};
 use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations, now, set_condition};
 
 pub const CONTROLLER: &str = super::metrics::REPOSITORY_CONTROLLER;
@@ -96,9 +96,20 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
         }
     };
 
+    let mut runs = list_runs(ctx, repo).await?;
     // Under promotion, the revision planned is the upstream's newest eligible one, not
-    // git's newest: nothing plans here that the upstream has not held.
-    let promoted = match promotion::judge(ctx, repo).await {
+    // git's newest: nothing plans here that the upstream has not held, and promotion
+    // never goes back from what was planned.
+    let current = runs
+        .iter()
+        .find(|r| {
+            matches!(
+                r.spec.trigger,
+                Trigger::Schedule | Trigger::Manual | Trigger::Catalog
+            )
+        })
+        .map(|r| r.spec.revision.clone());
+    let promoted = match promotion::judge(ctx, repo, current.as_deref()).await {
         Ok(promoted) => promoted,
         Err(e) => {
             return fail(ctx, repo, status, e)
@@ -110,7 +121,6 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
         Some(p) => p.revision.clone(),
         None => Some(revision.clone()),
     };
-    let mut runs = list_runs(ctx, repo).await?;
     // One planning at a time per repository: a request (a sync, a push, a new
     // revision, drift to restore) that comes while a run is being planned waits for it,
     // so that repeated requests never pile plannings up. The run's end prompts this
@@ -132,7 +142,7 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
             None => promotion::refuse_sync(ctx, repo, asked.sync.as_deref(), &promoted).await,
         }
         asked.handled(&mut status);
-        upgrades::maybe_replan(ctx, repo, &mut runs).await?;
+        upgrades::maybe_replan(ctx, repo, &mut runs, promoted.as_ref()).await?;
     }
     supersede_older(ctx, &runs).await?;
     prune_history(ctx, repo, &mut runs).await?;

@@ -69,13 +69,14 @@ pub(super) async fn plan(
             return fail(ctx, run, status, FailReason::InvalidExclusion, message).await;
         }
     };
-    let catalog = ctx.catalogs.current().await?;
-    // Recorded on a failure too: a plan refused for a pin the catalog cannot resolve is
-    // tried again once the catalog changes.
-    status.module_catalog = catalog.as_ref().map(fleet::catalog::Catalog::digest);
+    // The catalogs' digest is recorded on a failure too: a plan refused for a pin the
+    // catalog cannot resolve is tried again once the catalog changes.
+    let mut digest = None;
     // Both futures are large (git, resolution, the plan, then the apply an auto-approved
     // plan starts): boxed, so that neither sits inside the other on a worker's stack.
-    match Box::pin(compute(run, ctx, &repo, &exclusions, catalog)).await {
+    let computed = Box::pin(compute(run, ctx, &repo, &exclusions, &mut digest)).await;
+    status.module_catalog = digest;
+    match computed {
         Ok(Computed::Invalid(reason, message)) => fail(ctx, run, status, reason, message).await,
         Ok(Computed::Planned(planned)) => {
             Box::pin(record(run, ctx, &repo, status, planned, raw_exclusions)).await
@@ -120,7 +121,7 @@ async fn compute(
     ctx: &Context,
     repo: &GitopsRepository,
     exclude: &[ObjectRef],
-    catalog: Option<fleet::catalog::Catalog>,
+    catalog_digest: &mut Option<String>,
 ) -> Result<Computed> {
     // Removing a deleted repository's objects plans against nothing at all.
     let deleting = run.spec.trigger == Trigger::Deletion;
@@ -178,6 +179,14 @@ async fn compute(
                     return Ok(Computed::Invalid(reason, message));
                 }
             };
+            // A file without lifecycle pins needs no catalog: planning never waits for one
+            // it does not use (a catalog watch that cannot list stops only fleets that pin).
+            let catalog = if fleet::catalog::mentions_lifecycle_pins(&bytes) {
+                ctx.catalogs.current().await?
+            } else {
+                ctx.catalogs.listed().flatten()
+            };
+            *catalog_digest = catalog.as_ref().map(fleet::catalog::Catalog::digest);
             // A huge fleet takes a while to resolve and plan: off the runtime's worker threads.
             let (path, account) = (repo.spec.path.clone(), repo.spec.account.clone());
             let environment = repo.spec.environment.clone();
@@ -482,9 +491,8 @@ pub(super) async fn replan(run: &SyncRun, ctx: &Context, status: SyncRunStatus) 
         .plannings
         .acquire(&run.namespace().unwrap_or_default())
         .await;
-    let catalog = ctx.catalogs.current().await?;
-    let digest = catalog.as_ref().map(fleet::catalog::Catalog::digest);
-    match compute(run, ctx, &repo, &exclusions, catalog).await? {
+    let mut digest = None;
+    match compute(run, ctx, &repo, &exclusions, &mut digest).await? {
         Computed::Planned(planned) => {
             let status = SyncRunStatus {
                 module_catalog: digest,

@@ -5,6 +5,9 @@ use super::{Decoder, Fields, Form, LABEL_RULE, is_null};
 use crate::model::*;
 use crate::yaml::{Node, Value};
 
+/// The most environments one file declares.
+pub const MAX_ENVIRONMENTS: usize = 16;
+
 const TEMPLATE_KEYS: &[&str] = &["node_platform", "modules", "metadata"];
 const NODE_KEYS: &[&str] = &[
     "region",
@@ -17,7 +20,14 @@ const NODE_KEYS: &[&str] = &[
 impl Decoder<'_> {
     /// `environments:`, a mapping from each environment's name to its overlay.
     pub(crate) fn environments(&mut self, node: &Node) -> Vec<EnvironmentDecl> {
-        self.named_entries(node, "`environments`")
+        let mut named = self.named_entries(node, "`environments`");
+        // Each environment is validated as a whole fleet: their number is bounded.
+        if let Some((past, _)) = named.get(MAX_ENVIRONMENTS) {
+            let message = format!("at most {MAX_ENVIRONMENTS} environments may be declared");
+            self.error(past.loc, message);
+            named.truncate(MAX_ENVIRONMENTS);
+        }
+        named
             .into_iter()
             .filter_map(|(name, value)| self.environment(name, value))
             .collect()
