@@ -5,25 +5,7 @@
 # removes, also on failure or Ctrl-C. No provider runs: the fleet objects are written,
 # and reported Ready by no one (the runs end Applied once written).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-
-if [ -t 1 ]; then bold=$'\033[1m' dim=$'\033[2m' off=$'\033[0m'; else bold="" dim="" off=""; fi
-heading() { printf '\n%s== %s%s\n' "$bold" "$*" "$off"; }
-show() { printf '%s$ %s%s\n' "$dim" "$*" "$off"; "$@"; }
-
-heading "Building fleetgate and the local control plane (the first time takes several minutes)"
-hack/install-deps.sh --no-browser
-bin=$(hack/testenv/build.sh | tail -n 1)
-export PATH="$bin:$PATH"
-# FLEETGATE_BIN: a fleetgate binary already built (the end-to-end test of this demo passes it).
-fleetgate=${FLEETGATE_BIN:-}
-if [ -z "$fleetgate" ]; then
-  cargo build --quiet --bin fleetgate --bin kubectl-fleet
-  target=${CARGO_TARGET_DIR:-$root/target}
-  case "$target" in /*) ;; *) target="$root/$target" ;; esac
-  fleetgate="$target/debug/fleetgate"
-fi
+. "$(dirname "$0")/demo-common.sh"
 export PATH="$(dirname "$fleetgate"):$PATH"   # kubectl-fleet, built beside it
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/fleetgate-envs.XXXXXX")

@@ -639,6 +639,13 @@ async fn installed_with_helm_the_controller_runs_with_least_privilege_and_approv
             "governancepolicies/status".to_string(),
             "patch".to_string(),
         ),
+        // Grants are read only for a repository that promotes from another namespace
+        // (tests/cluster/promotion.rs).
+        (
+            "gitops.fleetgate.dev".to_string(),
+            "promotiongrants".to_string(),
+            "list".to_string(),
+        ),
         // Flux sources are read only by repositories that name one (tests/cluster/flux.rs).
         (
             "source.toolkit.fluxcd.io".to_string(),

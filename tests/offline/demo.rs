@@ -25,6 +25,23 @@ fn lab_leftovers() -> Vec<String> {
     found
 }
 
+/// Runs `make <target>` with the binary this test was built with; its output, once it
+/// succeeded.
+pub fn run_make(target: &str) -> String {
+    let out = Command::new("make")
+        .arg(target)
+        .env("FLEETGATE_BIN", env!("CARGO_BIN_EXE_fleetgate"))
+        .output()
+        .expect("make runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "make {target} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn make_demo_tells_the_whole_story_and_stops_everything() {
     assert_eq!(
@@ -32,17 +49,7 @@ fn make_demo_tells_the_whole_story_and_stops_everything() {
         Vec::<String>::new(),
         "a demo's lab was already there"
     );
-    let out = Command::new("make")
-        .arg("demo")
-        .env("FLEETGATE_BIN", env!("CARGO_BIN_EXE_fleetgate"))
-        .output()
-        .expect("make runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "make demo failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_make("demo");
     for expected in [
         "== The receiver was told (checked signature, then the JSON body)",
         "\"signature\": \"valid\"",

@@ -1,21 +1,9 @@
 //! `make demo-environments` end to end: one fleet.yaml serving staging and production,
 //! production planning only what staging applied and held, each with its own values.
 
-use std::process::Command;
-
 #[test]
 fn make_demo_environments_promotes_what_staging_held_with_each_environments_values() {
-    let out = Command::new("make")
-        .arg("demo-environments")
-        .env("FLEETGATE_BIN", env!("CARGO_BIN_EXE_fleetgate"))
-        .output()
-        .expect("make runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "make demo-environments failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = super::demo::run_make("demo-environments");
     let in_order = [
         "valid (2 templates, 3 nodes, 1 networks, 0 warnings; environments staging, production)",
         "== Staging plans the revision at once; production plans nothing yet",
