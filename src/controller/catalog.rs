@@ -146,9 +146,7 @@ impl Replan {
 /// or a deletion. A rollback holds its content until a new revision; a run already
 /// started for this very catalog is not started twice (its plan may have failed).
 pub fn replan(runs: &[SyncRun], catalog: Option<&Catalog>, digest: Option<&str>) -> Option<Replan> {
-    let base = runs
-        .iter()
-        .find(|r| !matches!(r.spec.trigger, Trigger::Drift | Trigger::Deletion))?;
+    let base = base(runs, digest)?;
     if base.spec.trigger == Trigger::Rollback
         || base
             .annotations()
@@ -178,6 +176,26 @@ pub fn replan(runs: &[SyncRun], catalog: Option<&Catalog>, digest: Option<&str>)
             (!moved.is_empty()).then_some(Replan::Moved(moved))
         }
     }
+}
+
+/// The run a catalog change is judged from: the newest that is not a drift correction
+/// or a deletion, looking past upgrades for an earlier catalog that people rejected or
+/// that failed (a rejected 1.27 does not keep 1.28 from being proposed).
+pub fn base<'r>(runs: &'r [SyncRun], digest: Option<&str>) -> Option<&'r SyncRun> {
+    runs.iter()
+        .filter(|r| !matches!(r.spec.trigger, Trigger::Drift | Trigger::Deletion))
+        .find(|r| {
+            let earlier_upgrade = r.spec.trigger == Trigger::Catalog
+                && r.annotations()
+                    .get(annotations::CATALOG)
+                    .map(String::as_str)
+                    != Some(digest.unwrap_or(""))
+                && matches!(
+                    r.phase(),
+                    Some(Phase::Rejected | Phase::Failed | Phase::Superseded | Phase::Expired)
+                );
+            !earlier_upgrade
+        })
 }
 
 fn failed_unresolved(status: &SyncRunStatus) -> bool {
@@ -288,6 +306,33 @@ mod tests {
                 "{phase:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_rejected_upgrade_does_not_hold_back_the_next_one() {
+        let applied = planned(
+            "r1",
+            Trigger::Schedule,
+            Phase::Applied,
+            vec![pin("nginx", "blessed", Some("1.26.2"))],
+        );
+        let mut rejected = planned("r2", Trigger::Catalog, Phase::Rejected, vec![]);
+        rejected
+            .annotations_mut()
+            .insert(annotations::CATALOG.into(), blessing("1.27.0").digest());
+        let next = blessing("1.28.0");
+        let why = replan(
+            &[rejected.clone(), applied.clone()],
+            Some(&next),
+            Some(&next.digest()),
+        );
+        assert!(why.is_some());
+        // The same catalog it was made for: not proposed again.
+        let same = blessing("1.27.0");
+        assert_eq!(
+            replan(&[rejected, applied], Some(&same), Some(&same.digest())),
+            None
+        );
     }
 
     #[test]

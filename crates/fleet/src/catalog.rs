@@ -224,7 +224,8 @@ pub fn pin(
 /// for the catalog it did not need).
 pub fn mentions_lifecycle_pins(bytes: &[u8]) -> bool {
     let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
-    has(b"@blessed") || has(b"@live")
+    // An `@` written as a YAML escape in a double-quoted scalar counts too.
+    has(b"@blessed") || has(b"@live") || has(b"\\u0040") || has(b"\\x40") || has(b"\\U00000040")
 }
 
 /// Every module reference the fleet writes, in source order.
@@ -473,6 +474,7 @@ mod tests {
     fn lifecycle_pins_are_noticed_in_the_raw_file() {
         assert!(mentions_lifecycle_pins(b"modules: [nginx@blessed]"));
         assert!(mentions_lifecycle_pins(b"modules: [a@live]"));
+        assert!(mentions_lifecycle_pins(br#"modules: ["a\u0040live"]"#));
         assert!(!mentions_lifecycle_pins(
             FLEET
                 .replace("@blessed", "@1")

@@ -22,8 +22,6 @@ pub struct UpstreamRun {
     /// Whether it wrote its whole plan as planned from the revision: nothing left out by
     /// an `exclude` annotation or at a pause. Only that is evidence for the revision.
     pub whole: bool,
-    /// For a Rollback run: the revision it rolled back from.
-    pub rolled_back_from: Option<String>,
     /// When it began writing (approved), or was created.
     pub written_at: Option<i64>,
     /// When it ended.
@@ -59,6 +57,8 @@ pub enum Holdup {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Eligibility {
     pub eligible: Option<(String, Duration)>,
+    /// The run (its index in the runs judged) whose hold made the revision eligible.
+    pub eligible_run: Option<usize>,
     pub newer: Option<(String, Holdup)>,
 }
 
@@ -95,9 +95,7 @@ pub fn judge(
         let drifted_then = newer.iter().any(|r| {
             r.trigger == Trigger::Drift && r.created_at >= completed && r.created_at < until
         });
-        let rolled_back = newer
-            .iter()
-            .any(|r| r.rolled_back_from.as_deref() == Some(applied.revision.as_str()));
+        let rolled_back = rolled_back(runs, i);
         let mut since = completed;
         let holdup = if rolled_back {
             Some(Holdup::RolledBack)
@@ -127,6 +125,7 @@ pub fn judge(
         match holdup {
             None => {
                 out.eligible = Some((applied.revision.clone(), held));
+                out.eligible_run = Some(i);
                 return out;
             }
             Some(holdup) if out.newer.is_none() && !same(&out, &applied.revision) => {
@@ -136,6 +135,31 @@ pub fn judge(
         }
     }
     out
+}
+
+/// Whether a rollback that wrote replaced the state run `i` left: the newest run from
+/// git older than the rollback that wrote is `i`. (A rollback rejected or never
+/// applied rolled nothing back.)
+fn rolled_back(runs: &[UpstreamRun], i: usize) -> bool {
+    runs[..i]
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.trigger == Trigger::Rollback && r.wrote)
+        .any(|(k, _)| {
+            runs[k + 1..]
+                .iter()
+                .position(|r| from_git(r.trigger) && r.wrote)
+                .is_some_and(|p| k + 1 + p == i)
+        })
+}
+
+/// The revisions runs from git wrote, newest first: the upstream's history, which
+/// promotion moves forward along.
+pub fn history(runs: &[UpstreamRun]) -> Vec<&str> {
+    runs.iter()
+        .filter(|r| from_git(r.trigger) && r.wrote)
+        .map(|r| r.revision.as_str())
+        .collect()
 }
 
 fn same(out: &Eligibility, revision: &str) -> bool {
@@ -172,7 +196,6 @@ mod tests {
             phase: Some(phase),
             wrote,
             whole: wrote,
-            rolled_back_from: None,
             written_at: wrote.then_some(at + 10),
             completed_at: phase.is_finished().then_some(at + 60),
             created_at: at,
@@ -255,21 +278,27 @@ mod tests {
 
     #[test]
     fn rollbacks_are_no_evidence_and_disqualify_what_they_rolled_back() {
-        let mut rollback = run("r0", Trigger::Rollback, Phase::Applied, 5000);
+        // r2 applied, r3 waits for approval; people roll back to r1's state: r2, the
+        // state the rollback replaced, is disqualified, not r3.
         let runs = [
-            rollback.clone(),
+            run("r1", Trigger::Rollback, Phase::Applied, 20_000),
+            run("r3", Trigger::Schedule, Phase::AwaitingApproval, 15_000),
+            run("r2", Trigger::Schedule, Phase::Applied, 10_000),
             run("r1", Trigger::Schedule, Phase::Applied, 0),
         ];
         let j = judge(&runs, None, 100_000, HOUR);
-        // The rollback wrote over r1 at 5010: r1 held 4950 s, and r0's rollback is no
-        // evidence for r0.
-        assert_eq!(j.eligible, Some(("r1".into(), Duration::from_secs(4950))));
-        // Rolled back from r1: r1 is never eligible, however long it held before.
-        rollback.rolled_back_from = Some("r1".into());
-        let runs = [rollback, run("r1", Trigger::Schedule, Phase::Applied, 0)];
+        assert_eq!(j.newer, Some(("r2".into(), Holdup::RolledBack)));
+        // r1 held from 60 until r2 wrote at 10_010; the rollback is no evidence for r1.
+        assert_eq!(j.eligible, Some(("r1".into(), Duration::from_secs(9950))));
+        assert_eq!(j.eligible_run, Some(3));
+        // A rollback that was rejected rolled nothing back.
+        let runs = [
+            run("r1", Trigger::Rollback, Phase::Rejected, 20_000),
+            run("r2", Trigger::Schedule, Phase::Applied, 10_000),
+        ];
         let j = judge(&runs, None, 100_000, HOUR);
-        assert_eq!(j.eligible, None);
-        assert_eq!(j.newer, Some(("r1".into(), Holdup::RolledBack)));
+        assert_eq!(j.eligible.map(|e| e.0), Some("r2".into()));
+        assert_eq!(history(&runs), ["r2"]);
     }
 
     #[test]

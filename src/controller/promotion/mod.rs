@@ -17,13 +17,15 @@ use self::eligibility::{Drift, Eligibility, Holdup, UpstreamRun, human};
 use super::context::Context;
 use super::error::{Result, parse_duration};
 use crate::api::promotion::{Promotion, PromotionStatus};
-use crate::api::syncrun::SyncRun;
+use crate::api::syncrun::{SyncRun, Trigger};
 use crate::api::{GitopsRepository, PromotionGrant, REPOSITORY_LABEL, condition, short_revision};
 
 /// What promotion decides for a repository now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Promoted {
-    /// The revision to plan: the newest eligible one; None while nothing is.
+    /// The revision to plan: the newest eligible one, unless that is behind what the
+    /// repository already applied; None while nothing is to be planned (the repository
+    /// then holds where it is: a rollback still starts, a sync is refused).
     pub revision: Option<String>,
     /// What the repository's status says of it.
     pub status: PromotionStatus,
@@ -43,13 +45,13 @@ pub mod reasons {
     pub const SOURCE_MISMATCH: &str = "SourceMismatch";
 }
 
-/// The promotion of `repo`, when it names an upstream. `current` is the revision the
-/// repository's newest run from git planned: promotion only ever moves forward from it,
-/// and holds there while nothing newer is eligible (a rollback or a sync still work).
+/// The promotion of `repo`, when it names an upstream, judged against its own runs
+/// (`downstream`, newest first): promotion only moves forward from the newest revision
+/// the repository wrote.
 pub async fn judge(
     ctx: &Context,
     repo: &GitopsRepository,
-    current: Option<&str>,
+    downstream: &[SyncRun],
 ) -> Result<Option<Promoted>> {
     let Some(promotion) = &repo.spec.promotion else {
         return Ok(None);
@@ -62,7 +64,7 @@ pub async fn judge(
     let (ns, name) = upstream_of(promotion, &own);
     let from = format!("{ns}/{name}");
     let refused_for = |reason: &str, message: String| Promoted {
-        revision: current.map(str::to_owned),
+        revision: None,
         status: PromotionStatus {
             from: from.clone(),
             reason: reason.into(),
@@ -94,8 +96,13 @@ pub async fn judge(
     .flatten() else {
         return Ok(Some(not_granted()));
     };
-    // Revisions are compared by commit: only meaningful over the same source.
-    if (&upstream.spec.url, &upstream.spec.source_ref) != (&repo.spec.url, &repo.spec.source_ref) {
+    // Revisions are compared by commit: only meaningful over the same source. A Flux
+    // source is named within its own namespace, so across namespaces only git URLs
+    // can be compared.
+    let flux_across = ns != own && repo.spec.source_ref.is_some();
+    let same_source =
+        (&upstream.spec.url, &upstream.spec.source_ref) == (&repo.spec.url, &repo.spec.source_ref);
+    if flux_across || !same_source {
         return Ok(Some(refused_for(
             reasons::SOURCE_MISMATCH,
             format!(
@@ -112,49 +119,59 @@ pub async fn judge(
     .map(|l| l.items)
     .unwrap_or_default();
     let now = crate::api::now().0.as_second();
-    let upstream_runs = evidence(&runs);
+    let (upstream_runs, ordered) = evidence(&runs);
     let judged = eligibility::judge(&upstream_runs, drift_of(&upstream), now, required);
+    // The versions proven are those of the very run whose hold made the revision
+    // eligible, not of a newer run of it still soaking.
+    let proven = judged
+        .eligible_run
+        .and_then(|i| ordered.get(i))
+        .and_then(|r| r.status.as_ref())
+        .map(|s| s.modules.clone())
+        .unwrap_or_default();
     let mut promoted = promoted(&from, judged, required);
-    promoted.proven_modules = proven_modules(&runs, promoted.revision.as_deref());
-    hold_forward(&mut promoted, &upstream_runs, current);
+    promoted.proven_modules = proven;
+    hold_forward(
+        &mut promoted,
+        &eligibility::history(&upstream_runs),
+        downstream,
+    );
     Ok(Some(promoted))
 }
 
-/// Promotion never goes back: when the upstream's newest eligible revision is older (in
-/// the upstream's history) than the one this repository already planned, or nothing is
-/// eligible, the repository stays where it is.
-fn hold_forward(promoted: &mut Promoted, upstream: &[UpstreamRun], current: Option<&str>) {
-    let Some(current) = current else {
+/// Promotion never goes back. The repository's current revision is the newest one its
+/// runs from git wrote; an eligible revision older than it (in the upstream's history
+/// of written revisions, or planned here before it) is not planned, and the repository
+/// holds where it is.
+fn hold_forward(promoted: &mut Promoted, upstream_history: &[&str], downstream: &[SyncRun]) {
+    let from_git = |r: &&SyncRun| {
+        matches!(
+            r.spec.trigger,
+            Trigger::Schedule | Trigger::Manual | Trigger::Catalog
+        )
+    };
+    let wrote = |r: &SyncRun| {
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.wrote_any() || s.wrote_plan())
+    };
+    let Some(at) = downstream.iter().position(|r| from_git(&r) && wrote(r)) else {
         return;
     };
-    let age = |revision: &str| upstream.iter().position(|r| r.revision == revision);
-    let older = match (&promoted.revision, age(current)) {
-        (None, _) => true,
-        (Some(eligible), Some(current_age)) => age(eligible).is_none_or(|a| a > current_age),
-        (Some(_), None) => false,
+    let current = downstream[at].spec.revision.as_str();
+    let Some(eligible) = promoted.revision.as_deref() else {
+        return;
     };
-    if older {
-        promoted.revision = Some(current.to_owned());
+    let age = |revision: &str| upstream_history.iter().position(|r| *r == revision);
+    let behind_upstream = matches!((age(eligible), age(current)), (Some(e), Some(c)) if e > c);
+    let planned_before = eligible != current
+        && downstream[at + 1..]
+            .iter()
+            .filter(from_git)
+            .any(|r| r.spec.revision == eligible);
+    if behind_upstream || planned_before {
+        promoted.revision = None;
     }
-}
-
-/// The module pins the upstream's newest whole applied run of `revision` recorded.
-fn proven_modules(runs: &[SyncRun], revision: Option<&str>) -> Vec<crate::api::catalog::ModulePin> {
-    let Some(revision) = revision else {
-        return Vec::new();
-    };
-    let mut applied: Vec<&SyncRun> = runs
-        .iter()
-        .filter(|r| {
-            r.spec.revision == revision && r.phase() == Some(crate::api::syncrun::Phase::Applied)
-        })
-        .collect();
-    applied.sort_by_key(|r| std::cmp::Reverse(r.sequence()));
-    applied
-        .first()
-        .and_then(|r| r.status.as_ref())
-        .map(|s| s.modules.clone())
-        .unwrap_or_default()
 }
 
 /// The upstream's namespace and name.
@@ -189,10 +206,11 @@ async fn granted(ctx: &Context, ns: &str, downstream: &str, upstream: &str) -> R
 }
 
 /// The upstream's runs as eligibility reads them, newest first.
-fn evidence(runs: &[SyncRun]) -> Vec<UpstreamRun> {
+fn evidence(runs: &[SyncRun]) -> (Vec<UpstreamRun>, Vec<&SyncRun>) {
     let mut runs: Vec<&SyncRun> = runs.iter().collect();
     runs.sort_by_key(|r| std::cmp::Reverse(r.sequence()));
-    runs.iter()
+    let evidence = runs
+        .iter()
         .map(|r| {
             let status = r.status.clone().unwrap_or_default();
             let at = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
@@ -204,16 +222,13 @@ fn evidence(runs: &[SyncRun]) -> Vec<UpstreamRun> {
                 phase: status.phase,
                 wrote: status.wrote_any() || status.wrote_plan(),
                 whole: status.wrote_plan() && status.excluded.is_empty(),
-                rolled_back_from: r
-                    .annotations()
-                    .get(crate::api::annotations::ROLLBACK_FROM)
-                    .cloned(),
                 written_at: at(&status.approved_at),
                 completed_at: at(&status.completed_at),
                 created_at: at(&r.meta().creation_timestamp).unwrap_or_default(),
             }
         })
-        .collect()
+        .collect();
+    (evidence, runs)
 }
 
 /// The upstream's Drifted condition, if it has one.
@@ -317,10 +332,13 @@ pub async fn announce(
     before: Option<&crate::api::promotion::PromotionStatus>,
     now: &Promoted,
 ) {
-    let Some(revision) = &now.revision else {
+    // Told when the eligible revision changes, from what status said before.
+    let Some(revision) = now.status.revision.as_ref() else {
         return;
     };
-    if before.and_then(|b| b.revision.as_ref()) == Some(revision) {
+    if now.status.reason != reasons::PROMOTED
+        || before.and_then(|b| b.revision.as_ref()) == Some(revision)
+    {
         return;
     }
     ctx.event(
@@ -337,53 +355,61 @@ pub async fn announce(
 mod tests {
     use super::*;
 
+    /// A downstream run of `revision`, newest first in the lists below.
+    fn downstream(revision: &str, phase: crate::api::syncrun::Phase) -> SyncRun {
+        let mut run = crate::controller::fixtures::run_named(revision);
+        run.spec.revision = revision.into();
+        run.status = Some(crate::api::syncrun::SyncRunStatus {
+            phase: Some(phase),
+            action_states: (phase == crate::api::syncrun::Phase::Applied).then(|| "A".into()),
+            ..Default::default()
+        });
+        run
+    }
+
     #[test]
-    fn promotion_never_goes_back_from_what_was_planned() {
-        let upstream: Vec<UpstreamRun> = ["r3", "r2", "r1"]
-            .iter()
-            .map(|r| UpstreamRun {
-                revision: (*r).into(),
-                trigger: crate::api::syncrun::Trigger::Schedule,
-                phase: Some(crate::api::syncrun::Phase::Applied),
-                wrote: true,
-                whole: true,
-                rolled_back_from: None,
-                written_at: None,
-                completed_at: None,
-                created_at: 0,
-            })
-            .collect();
+    fn promotion_never_goes_back_from_what_was_applied() {
+        use crate::api::syncrun::Phase::{Applied, AwaitingApproval, Rejected};
+        let upstream = ["r3", "r2", "r1"];
         let eligible = |revision: Option<&str>| Promoted {
             revision: revision.map(Into::into),
             status: PromotionStatus::default(),
             recheck: None,
             proven_modules: Vec::new(),
         };
-        // r2 drifted upstream after it was planned here: r1 is eligible, r2 is kept.
-        let mut p = eligible(Some("r1"));
-        hold_forward(&mut p, &upstream, Some("r2"));
-        assert_eq!(p.revision.as_deref(), Some("r2"));
-        // Nothing eligible: where it is (a rollback or a sync still have a revision).
-        let mut p = eligible(None);
-        hold_forward(&mut p, &upstream, Some("r2"));
-        assert_eq!(p.revision.as_deref(), Some("r2"));
-        // Forward is forward; a revision the upstream no longer lists is left behind.
-        let mut p = eligible(Some("r3"));
-        hold_forward(&mut p, &upstream, Some("r2"));
-        assert_eq!(p.revision.as_deref(), Some("r3"));
-        let mut p = eligible(Some("r1"));
-        hold_forward(&mut p, &upstream, Some("r0"));
-        assert_eq!(p.revision.as_deref(), Some("r1"));
-        // Nothing planned yet: nothing to hold.
-        let mut p = eligible(None);
-        hold_forward(&mut p, &upstream, None);
-        assert_eq!(p.revision, None);
+        let held = |revision: Option<&str>, here: &[SyncRun]| {
+            let mut p = eligible(revision);
+            hold_forward(&mut p, &upstream, here);
+            p.revision
+        };
+        let applied_r2 = [downstream("r2", Applied), downstream("r1", Applied)];
+        // r2 drifted upstream after it applied here: r1 is eligible again, and is not
+        // planned; r2 stays.
+        assert_eq!(held(Some("r1"), &applied_r2), None);
+        assert_eq!(held(Some("r2"), &applied_r2).as_deref(), Some("r2"));
+        assert_eq!(held(Some("r3"), &applied_r2).as_deref(), Some("r3"));
+        // What waits for approval or was rejected here is not what the repository has:
+        // r1 applied, r2 waiting: the eligible r1 is planned (and r2's plan gives way).
+        let waiting = [
+            downstream("r2", AwaitingApproval),
+            downstream("r1", Applied),
+        ];
+        assert_eq!(held(Some("r1"), &waiting).as_deref(), Some("r1"));
+        let rejected = [downstream("r2", Rejected), downstream("r1", Applied)];
+        assert_eq!(held(Some("r2"), &rejected).as_deref(), Some("r2"));
+        // A revision the upstream no longer lists, but planned here before the current
+        // one, is behind too.
+        let pruned = [downstream("r9", Applied), downstream("r0", Applied)];
+        assert_eq!(held(Some("r0"), &pruned), None);
+        // Nothing applied here yet: the eligible revision.
+        assert_eq!(held(Some("r1"), &[]).as_deref(), Some("r1"));
     }
 
     #[test]
     fn the_status_says_what_promotion_waits_for() {
         let soaking = Eligibility {
             eligible: None,
+            eligible_run: None,
             newer: Some((
                 "3f9a2c1d7e0b44".into(),
                 Holdup::Soaking {
@@ -402,6 +428,7 @@ mod tests {
         assert_eq!(p.recheck, Some(Duration::from_secs(2401)));
         let both = Eligibility {
             eligible: Some(("aaaaaaaaaaaa11".into(), Duration::from_secs(7200))),
+            eligible_run: Some(1),
             newer: Some(("bbbbbbbbbbbb22".into(), Holdup::Drifted)),
         };
         let p = promoted("staging/fleet", both, Duration::from_secs(3600));

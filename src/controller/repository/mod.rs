@@ -18,7 +18,7 @@ use super::error::{Error, Result, parse_duration};
 use super::gitsource;
 use super::promotion;
 use crate::api::repository::GitopsRepositoryStatus;
-use crate::api::syncrun::{Phase, Trigger};
+use crate::api::syncrun::Phase;
 use crate::api::{GitopsRepository, REPOSITORY_LABEL, SyncRun, annotations, now, set_condition};
 
 pub const CONTROLLER: &str = super::metrics::REPOSITORY_CONTROLLER;
@@ -31,7 +31,7 @@ pub mod triggers;
 mod upgrades;
 
 pub(super) use runs::{announce_run, create_run, sequence};
-use runs::{prune_history, remediate, start_runs, supersede_older};
+use runs::{prune_history, remediate, start_rollback, start_runs, supersede_older};
 pub(super) use status::apply_and_tell;
 use status::{conditions_from_newest, fail, source_verified, write_status};
 
@@ -99,17 +99,8 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
     let mut runs = list_runs(ctx, repo).await?;
     // Under promotion, the revision planned is the upstream's newest eligible one, not
     // git's newest: nothing plans here that the upstream has not held, and promotion
-    // never goes back from what was planned.
-    let current = runs
-        .iter()
-        .find(|r| {
-            matches!(
-                r.spec.trigger,
-                Trigger::Schedule | Trigger::Manual | Trigger::Catalog
-            )
-        })
-        .map(|r| r.spec.revision.clone());
-    let promoted = match promotion::judge(ctx, repo, current.as_deref()).await {
+    // never goes back from what was applied.
+    let promoted = match promotion::judge(ctx, repo, &runs).await {
         Ok(promoted) => promoted,
         Err(e) => {
             return fail(ctx, repo, status, e)
@@ -139,7 +130,12 @@ async fn step(cached: &GitopsRepository, ctx: &Context) -> Result<Action> {
                 )
                 .await?
             }
-            None => promotion::refuse_sync(ctx, repo, asked.sync.as_deref(), &promoted).await,
+            // Held where it is: nothing is planned, not even a sync or an expired plan
+            // again, but an approver's rollback still starts.
+            None => {
+                start_rollback(ctx, repo, &revision, &mut runs, &mut status).await?;
+                promotion::refuse_sync(ctx, repo, asked.sync.as_deref(), &promoted).await
+            }
         }
         asked.handled(&mut status);
         upgrades::maybe_replan(ctx, repo, &mut runs, promoted.as_ref()).await?;

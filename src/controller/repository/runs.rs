@@ -319,6 +319,21 @@ fn replan_expired(run: &SyncRun) -> bool {
     run.phase() == Some(Phase::Expired)
 }
 
+/// Starts the rollback an approver asked for, if any (`revision`: git's, which it holds
+/// back).
+pub(super) async fn start_rollback(
+    ctx: &Context,
+    repo: &GitopsRepository,
+    revision: &str,
+    runs: &mut Vec<SyncRun>,
+    status: &mut GitopsRepositoryStatus,
+) -> Result<()> {
+    if let Some(created) = rollback::request(ctx, repo, runs, revision, status).await? {
+        runs.insert(0, created);
+    }
+    Ok(())
+}
+
 /// Starts what the revision and a sync request (`sync`) call for, newest first in
 /// `runs`: a rollback an approver asked for, an expired rollback planned again, or a
 /// run of a new revision or of the request; or refuses a sync that a rollback holds
@@ -339,9 +354,7 @@ pub(super) async fn start_runs(
                 .map(String::as_str)
                 == sync
         });
-    if let Some(created) = rollback::request(ctx, repo, runs, revision, status).await? {
-        runs.insert(0, created);
-    }
+    start_rollback(ctx, repo, revision, runs, status).await?;
     // Drift runs re-plan an old revision; only runs started from git say what git had.
     // A rollback holds back the revision it rolled back from.
     let newest_from_git = runs.iter().find(|r| r.spec.trigger != Trigger::Drift);

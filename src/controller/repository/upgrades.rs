@@ -32,10 +32,7 @@ pub(super) async fn maybe_replan(
     let Some(why) = replan(runs, catalog.as_ref(), digest.as_deref()) else {
         return Ok(());
     };
-    let Some(base) = runs
-        .iter()
-        .find(|r| !matches!(r.spec.trigger, Trigger::Drift | Trigger::Deletion))
-    else {
+    let Some(base) = crate::controller::catalog::base(runs, digest.as_deref()) else {
         return Ok(());
     };
     // Under promotion an upgrade is promoted like a revision: planned here only once
@@ -68,7 +65,9 @@ pub(super) async fn maybe_replan(
     Ok(())
 }
 
-/// Whether the upstream's eligible run of `revision` applied the versions `why` moves to.
+/// Whether the upstream's eligible run of `revision` applied the versions `why` moves to
+/// (whatever lifecycle named them there: staging may pin `@live` where production pins
+/// `@blessed`).
 fn proven_upstream(why: &Replan, promoted: &Promoted, revision: &str) -> bool {
     if promoted.status.revision.as_deref() != Some(revision) {
         return false;
@@ -77,9 +76,10 @@ fn proven_upstream(why: &Replan, promoted: &Promoted, revision: &str) -> bool {
         return false;
     };
     moved.iter().all(|(pin, now)| {
-        promoted.proven_modules.iter().any(|p| {
-            p.module == pin.module && p.lifecycle == pin.lifecycle.as_str() && p.version == *now
-        })
+        promoted
+            .proven_modules
+            .iter()
+            .any(|p| p.module == pin.module && p.version == *now)
     })
 }
 
@@ -119,6 +119,9 @@ mod tests {
     fn under_promotion_an_upgrade_waits_until_the_upstream_held_it() {
         let why = moved_to("1.27.0");
         assert!(!proven_upstream(&why, &upstream_held("r1", "1.26.2"), "r1"));
+        let mut live = upstream_held("r1", "1.27.0");
+        live.proven_modules[0].lifecycle = "live".into();
+        assert!(proven_upstream(&why, &live, "r1"));
         assert!(proven_upstream(&why, &upstream_held("r1", "1.27.0"), "r1"));
         // Held on another revision than the one planned here: not this upgrade.
         assert!(!proven_upstream(&why, &upstream_held("r2", "1.27.0"), "r1"));
