@@ -401,8 +401,12 @@ node_stop() {
   stop_pids "$dir" kubelet
   local h pids round
   for round in $(seq 100); do
+    # A process may leave (and its cgroup go) between find and cat: that is no failure
+    # of the stop, which under pipefail and set -e would end it here, silently.
     pids=$(for h in $(node_cgroup_hierarchies); do
-      [ -d "$h$cgroup" ] && find "$h$cgroup" -name cgroup.procs -exec cat {} + 2>/dev/null
+      if [ -d "$h$cgroup" ]; then
+        find "$h$cgroup" -name cgroup.procs -exec cat {} + 2>/dev/null || true
+      fi
     done | sort -u)
     [ -n "$pids" ] || break
     # TERM first (containerd and etcd stop cleanly), KILL after a second.
