@@ -62,7 +62,8 @@ pub struct Eligibility {
     pub newer: Option<(String, Holdup)>,
 }
 
-fn from_git(trigger: Trigger) -> bool {
+/// Whether a run of this trigger planned a revision from git (not a restore).
+pub fn from_git(trigger: Trigger) -> bool {
     matches!(
         trigger,
         Trigger::Schedule | Trigger::Manual | Trigger::Catalog

@@ -17,7 +17,7 @@ use self::eligibility::{Drift, Eligibility, Holdup, UpstreamRun, human};
 use super::context::Context;
 use super::error::{Result, parse_duration};
 use crate::api::promotion::{Promotion, PromotionStatus};
-use crate::api::syncrun::{SyncRun, Trigger};
+use crate::api::syncrun::SyncRun;
 use crate::api::{GitopsRepository, PromotionGrant, REPOSITORY_LABEL, condition, short_revision};
 
 /// What promotion decides for a repository now.
@@ -144,12 +144,7 @@ pub async fn judge(
 /// of written revisions, or planned here before it) is not planned, and the repository
 /// holds where it is.
 fn hold_forward(promoted: &mut Promoted, upstream_history: &[&str], downstream: &[SyncRun]) {
-    let from_git = |r: &&SyncRun| {
-        matches!(
-            r.spec.trigger,
-            Trigger::Schedule | Trigger::Manual | Trigger::Catalog
-        )
-    };
+    let from_git = |r: &&SyncRun| eligibility::from_git(r.spec.trigger);
     let wrote = |r: &SyncRun| {
         r.status
             .as_ref()
