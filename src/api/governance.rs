@@ -69,6 +69,9 @@ pub struct GovernancePolicySpec {
     /// What the selected repositories' sources must prove.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<SourceRule>,
+    /// Splits each plan by owner (a machine's region, or another field or label): each slice needs its own quorum from its owners, instead of `approvals`. At most one policy governing a repository may set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slices: Option<super::slices::SliceRule>,
 }
 
 /// Which git identities are which Kubernetes users, for separation of duties.

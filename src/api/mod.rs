@@ -15,6 +15,7 @@ pub mod reference;
 pub mod repository;
 pub mod rollout;
 pub mod secret_ref;
+pub mod slices;
 pub mod syncrun;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

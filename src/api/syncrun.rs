@@ -240,6 +240,9 @@ pub struct SyncRunStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1000))]
     pub modules: Vec<super::catalog::ModulePin>,
+    /// How the plan split by owner, when a governing policy sets spec.slices: each slice needs its own owners' quorum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slices: Option<super::slices::PlanSlices>,
     /// SHA-256 of the module catalogs the plan was resolved against; absent when there were none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module_catalog: Option<String>,
@@ -457,6 +460,9 @@ pub struct AuthorizationRecord {
     /// Why a policy could decide on this content (Policy): who approved its source, or which authorized run's content it restores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basis: Option<String>,
+    /// The slices it covers, when only some of a sliced plan's slices are approved (the policy's applyApprovedSlices): only actions that need no other slice are written. Empty: the whole plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<String>,
     /// When it was given.
     pub at: Time,
 }

@@ -63,6 +63,7 @@ fn record(objects: Vec<Object>) -> ApplyRecord {
             plan_id: "plan-0123456789ab".into(),
             basis: None,
             at: time("2026-12-06T09:58:00Z"),
+            slices: Vec::new(),
         }),
         approvals_required: 1,
         policy_results: vec![],

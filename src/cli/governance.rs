@@ -91,6 +91,29 @@ pub(crate) async fn request_rollback(
         .map(|_| ())
 }
 
+/// `Slices (by region): ap-tokyo-1 (1 action), eu-west-2 (1 action); written so far:
+/// ap-tokyo-1`: how the plan split by owner and which slices were authorized.
+fn slice_line(split: &crate::api::slices::PlanSlices, status: &SyncRunStatus) -> String {
+    let slices: Vec<String> = split
+        .slices
+        .iter()
+        .map(|s| {
+            let plural = if s.actions == 1 { "" } else { "s" };
+            format!("{} ({} action{plural})", s.name, s.actions)
+        })
+        .collect();
+    let mut line = format!("Slices (by {}): {}", split.by, slices.join(", "));
+    if let Some(a) = status
+        .authorization
+        .as_ref()
+        .filter(|a| !a.slices.is_empty())
+    {
+        line.push_str(&format!("; approved so far: {}", a.slices.join(", ")));
+    }
+    line.push('\n');
+    line
+}
+
 /// Lines about the run's governance, empty when there is nothing to say.
 pub fn lines(run: &SyncRun) -> String {
     let status = run.status.clone().unwrap_or_default();
@@ -99,7 +122,14 @@ pub fn lines(run: &SyncRun) -> String {
         out.push_str(&commit_line(commit));
     }
     let q = quorum(&status);
-    if q.worth_showing() {
+    if status.slices.is_some() && !q.approvals.is_empty() {
+        // A sliced plan counts approvals per slice: the run's message has each standing.
+        let approvers: Vec<&str> = q.approvals.iter().map(|a| a.user.as_str()).collect();
+        out.push_str(&format!(
+            "Approvals: {} (each slice counts its owners)\n",
+            approvers.join(", ")
+        ));
+    } else if q.worth_showing() {
         let approvers: Vec<&str> = q.approvals.iter().map(|a| a.user.as_str()).collect();
         out.push_str(&format!(
             "Approvals: {}/{}{}\n",
@@ -110,6 +140,9 @@ pub fn lines(run: &SyncRun) -> String {
                 false => format!(" ({})", approvers.join(", ")),
             }
         ));
+    }
+    if let Some(split) = &status.slices {
+        out.push_str(&slice_line(split, &status));
     }
     if status.phase == Some(Phase::Scheduled) {
         let from = status

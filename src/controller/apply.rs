@@ -118,6 +118,23 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
     if states.len() != plan.actions.len() {
         states = vec![ActionState::Pending; plan.actions.len()];
     }
+    // Approved slices only: when nothing of this wave is theirs to write, the run
+    // waits for the other slices' owners rather than writing an empty pass.
+    if !authorized.authorization().slices().is_empty() {
+        let wave = status.rollout.as_ref().and_then(|r| r.current).unwrap_or(0);
+        let writes = plan.actions.iter().enumerate().any(|(i, a)| {
+            a.wave == wave && states[i] == ActionState::Pending && authorized.may_write(i)
+        });
+        if !writes {
+            let message = format!(
+                "plan {}: the approved slices ({}) have nothing more to write in this wave; the rest waits for its owners to approve",
+                plan.plan_id,
+                authorized.authorization().slices().join(", ")
+            );
+            transition(ctx, run, status, Event::AwaitingSlices, message).await?;
+            return Ok(Action::await_change());
+        }
+    }
     let errors = recorded_errors(plan, &status.actions);
     let prune = recorded.repository().is_none_or(|r| r.spec.prune);
     let deadline = recorded
@@ -187,6 +204,10 @@ impl<'a> RunProgress<'a> {
             let mut ready = Vec::new();
             for (i, a) in plan.actions.iter().enumerate() {
                 if a.level != level || a.wave != wave || self.states[i] != ActionState::Pending {
+                    continue;
+                }
+                // An action of a slice not yet approved (or behind one) stays pending.
+                if !authorized.may_write(i) {
                     continue;
                 }
                 let blocked = a.depends_on.iter().find(|d| {

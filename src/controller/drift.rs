@@ -318,6 +318,7 @@ mod tests {
                 plan_id: "p".into(),
                 basis: None,
                 at: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                slices: Vec::new(),
             }),
             ..Default::default()
         });

@@ -42,23 +42,6 @@ async fn message_has(t: &Tenant, run: &str, text: &str) -> SyncRun {
     .await
 }
 
-/// Waits until the approve annotation was removed after an approval was recorded.
-async fn approval_cleared(t: &Tenant, run: &str) {
-    let api = Api::<SyncRun>::namespaced(t.admin.clone(), &t.ns.name);
-    support::eventually(
-        "the approve annotation to be cleared",
-        Duration::from_secs(30),
-        || {
-            let api = api.clone();
-            async move {
-                let r = api.get(run).await.ok()?;
-                (!r.annotations().contains_key(annotations::APPROVE)).then_some(())
-            }
-        },
-    )
-    .await;
-}
-
 /// Editors and approvers cannot write governance; a rule that does not compile is
 /// reported on the policy and holds the repository's plans until fixed.
 #[tokio::test]

@@ -40,6 +40,7 @@ mod receiver;
 mod rollout;
 mod rollout_pause;
 mod sharding;
+mod slices;
 mod tenant_bounds;
 mod tenant_fairness;
 mod testenv;

@@ -187,3 +187,22 @@ impl Tenant {
         approval(&self.admin, run).once_stamped()
     }
 }
+
+/// Waits until the approve annotation was removed after an approval was recorded.
+pub async fn approval_cleared(t: &Tenant, run: &str) {
+    let api = Api::<SyncRun>::namespaced(t.admin.clone(), &t.ns.name);
+    super::eventually(
+        "the approve annotation to be cleared",
+        std::time::Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move {
+                let r = api.get(run).await.ok()?;
+                (!r.annotations()
+                    .contains_key(fleetgate::api::annotations::APPROVE))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+}

@@ -17,6 +17,7 @@ pub mod render;
 pub mod resolve;
 pub mod rollout;
 pub mod schema;
+pub mod slices;
 pub mod spec_diff;
 pub mod synth;
 pub mod validate;

@@ -25,6 +25,7 @@ fn ended(plan: &Plan, phase: Phase, states: &str) -> (SyncRun, SyncRunStatus) {
             plan_id: plan.plan_id.clone(),
             basis: None,
             at: at("2026-12-06T10:00:00Z"),
+            slices: Vec::new(),
         }),
         source: Some(RunSource {
             url: Some("ssh://git@git.example.com/fleet.git".into()),

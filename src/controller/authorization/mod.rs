@@ -6,7 +6,10 @@
 //! [`authorize`] gave for that planId. An authorization is either
 //! - **People**: the quorum of the governing policies, counted over the approvals of
 //!   exactly this planId by distinct identities that count as people ([`identity`]),
-//!   none expired; or
+//!   none expired; for a plan a policy splits by owner, each slice's quorum from its
+//!   owners ([`slices`]), and with `applyApprovedSlices` the approved slices alone,
+//!   of which the engine writes only the actions that need no other slice
+//!   ([`Authorized::may_write`]); or
 //! - **Policy**: a policy an approver or the platform owner set (the repository's
 //!   `approval` or `driftRemediation: Correct`, or a GovernancePolicy's AutoApprove
 //!   rule), decided on this planId, when nothing an editor wrote stands between the
@@ -23,6 +26,7 @@
 pub mod identity;
 pub mod quorum;
 pub mod recorded;
+pub mod slices;
 
 use std::fmt;
 
@@ -32,7 +36,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::integrity::{self, IntegrityError};
 use crate::api::repository::{ApprovalPolicy, DriftRemediation, GitopsRepositorySpec};
 use crate::api::syncrun::{
-    ApprovalRecord, Authority, AuthorizationRecord, RunSource, SyncRun, Trigger,
+    ActionState, ApprovalRecord, Authority, AuthorizationRecord, RunSource, SyncRun, Trigger,
 };
 use crate::fleet::Plan;
 use quorum::Requirement;
@@ -349,11 +353,31 @@ pub struct Authorization {
     grant: Grant,
     plan_id: String,
     at: Timestamp,
+    /// The approved slices of a sliced plan whose other slices wait
+    /// (`applyApprovedSlices`): only actions that need no other slice may be written.
+    /// Empty: the whole plan.
+    slices: Vec<String>,
 }
 
 impl Authorization {
     pub fn grant(&self) -> &Grant {
         &self.grant
+    }
+
+    /// The approved slices when only part of the plan is authorized; empty for all of it.
+    pub fn slices(&self) -> &[String] {
+        &self.slices
+    }
+
+    /// Whether this authorizes writing something of `wave` that `states` still has to
+    /// write: always for the whole plan; for approved slices, an action that needs no
+    /// other.
+    pub fn writes_any(&self, requirement: &Requirement, states: &[ActionState], wave: u32) -> bool {
+        match (self.slices.is_empty(), &requirement.slicing) {
+            (true, _) => true,
+            (false, Some(slicing)) => slicing.writes_any(&self.slices, states, wave),
+            (false, None) => false,
+        }
     }
 
     pub fn plan_id(&self) -> &str {
@@ -362,9 +386,13 @@ impl Authorization {
 
     /// `status.approvedBy`: the approvers, comma-separated, or `policy/<policy>`.
     pub fn approved_by(&self) -> String {
-        match &self.grant {
+        let by = match &self.grant {
             Grant::People { approvers } => approvers.join(", "),
             Grant::Policy { policy, .. } => format!("policy/{policy}"),
+        };
+        match self.slices.is_empty() {
+            true => by,
+            false => format!("{by} (slices {})", self.slices.join(", ")),
         }
     }
 
@@ -386,6 +414,7 @@ impl Authorization {
             plan_id: self.plan_id.clone(),
             basis,
             at: Time(self.at),
+            slices: self.slices.clone(),
         }
     }
 }
@@ -395,11 +424,21 @@ impl Authorization {
 pub struct Authorized {
     plan: Plan,
     authorization: Authorization,
+    /// For approved slices only: which actions may be written.
+    writable: Option<Vec<bool>>,
 }
 
 impl Authorized {
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// Whether the action at `index` may be written: every action of a plan authorized
+    /// whole; of approved slices, those that need no other slice.
+    pub fn may_write(&self, index: usize) -> bool {
+        self.writable
+            .as_ref()
+            .is_none_or(|w| w.get(index).copied().unwrap_or(false))
     }
 
     pub fn authorization(&self) -> &Authorization {
@@ -417,9 +456,21 @@ pub fn admit(
 ) -> Result<Authorized, Refusal> {
     integrity::verify(&plan, revision, recorded_plan_id).map_err(Refusal::Tampered)?;
     let authorization = authorize(Content::Plan(&plan), facts)?;
+    // Approved slices write what needs no other slice: never anything when the record
+    // of what each action needs does not cover exactly this plan.
+    let writable = (!authorization.slices.is_empty()).then(|| {
+        facts
+            .requirement
+            .slicing
+            .as_ref()
+            .and_then(|s| s.writable(&authorization.slices))
+            .filter(|w| w.len() == plan.actions.len())
+            .unwrap_or_else(|| vec![false; plan.actions.len()])
+    });
     Ok(Authorized {
         plan,
         authorization,
+        writable,
     })
 }
 
@@ -429,16 +480,28 @@ pub fn authorize(content: Content<'_>, facts: &Facts<'_>) -> Result<Authorizatio
     if plan_id.is_empty() {
         return Err(Refusal::NoPlan);
     }
-    let granted = |grant| Authorization {
+    let granted = |grant, slices| Authorization {
         grant,
         plan_id: plan_id.to_owned(),
         at: facts.at,
+        slices,
     };
     let tally = quorum::tally(facts.approvals, plan_id, facts.requirement, facts.at);
     if tally.met() {
-        return Ok(granted(Grant::People {
-            approvers: tally.approvers,
-        }));
+        let approvers = tally.approvers_of(&tally.approved_slices());
+        return Ok(granted(Grant::People { approvers }, Vec::new()));
+    }
+    // Under applyApprovedSlices, the slices whose owners approved are authorized by
+    // themselves; the engine writes only what needs no other slice.
+    if let Some(slicing) = &facts.requirement.slicing
+        && slicing.apply_approved
+        && slicing.per_action.is_some()
+    {
+        let approved = tally.approved_slices();
+        if !approved.is_empty() {
+            let approvers = tally.approvers_of(&approved);
+            return Ok(granted(Grant::People { approvers }, approved));
+        }
     }
     let refused = |withheld| Refusal::Unapproved {
         plan_id: plan_id.to_owned(),
@@ -454,10 +517,13 @@ pub fn authorize(content: Content<'_>, facts: &Facts<'_>) -> Result<Authorizatio
         Err((policy, why)) => return Err(refused(Some((policy, why)))),
     };
     match withheld(&candidate, plan_id, facts, policy) {
-        Ok(basis) => Ok(granted(Grant::Policy {
-            policy: candidate,
-            basis,
-        })),
+        Ok(basis) => Ok(granted(
+            Grant::Policy {
+                policy: candidate,
+                basis,
+            },
+            Vec::new(),
+        )),
         Err(why) => Err(refused(Some((candidate, why)))),
     }
 }
@@ -501,7 +567,13 @@ fn withheld(
 ) -> Result<String, Withheld> {
     let req = facts.requirement;
     let rules_need_person = p.rules.is_some_and(|r| r.needs_person);
-    if req.required > 1 || !req.from_groups.is_empty() || rules_need_person {
+    // A sliced plan with a slice an owner holds (or one that cannot be read against
+    // the policy now) is its owners' to approve.
+    let owned_slices = req
+        .slicing
+        .as_ref()
+        .is_some_and(|s| s.stale.is_some() || s.slices.iter().any(|q| q.owner.is_some()));
+    if req.required > 1 || !req.from_groups.is_empty() || rules_need_person || owned_slices {
         return Err(Withheld::NeedsPeople);
     }
     if let PolicyRef::Rule(_) = policy

@@ -6,6 +6,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use super::identity;
+use super::slices::{SliceTallies, Slicing};
 use crate::api::governance::ServiceAccountRef;
 use crate::api::syncrun::ApprovalRecord;
 
@@ -26,6 +27,8 @@ pub struct Requirement {
     /// Under separation of duties: who wrote the plan's commits (their approvals of it
     /// never count).
     pub authors: Authors,
+    /// Under a policy's spec.slices: what each slice of the plan needs.
+    pub slicing: Option<Slicing>,
 }
 
 /// Who may not approve a run's plan (separation of duties).
@@ -73,15 +76,49 @@ pub struct Tally {
     /// Groups of `from_groups` no counted approver belongs to.
     pub missing_groups: Vec<String>,
     pub required: u32,
+    /// Under a policy's spec.slices: each slice's standing (the general quorum above
+    /// counts only for the slices no owner holds).
+    pub slices: Option<SliceTallies>,
 }
 
 impl Tally {
     pub fn met(&self) -> bool {
+        match &self.slices {
+            None => self.general_met(),
+            Some(slices) => slices.met(self.general_met()),
+        }
+    }
+
+    fn general_met(&self) -> bool {
         self.approvers.len() as u64 >= u64::from(self.required) && self.missing_groups.is_empty()
     }
 
-    /// `1/2 approvals (alice)`, and which groups are still missing.
+    /// The slices of a sliced plan that are approved (none for a plan not sliced).
+    pub fn approved_slices(&self) -> Vec<String> {
+        self.slices
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.approved(self.general_met()))
+    }
+
+    /// The approvers who count toward `approved` slices.
+    pub fn approvers_of(&self, approved: &[String]) -> Vec<String> {
+        self.slices.as_ref().map_or_else(
+            || self.approvers.clone(),
+            |s| s.approvers_of(approved, &self.approvers),
+        )
+    }
+
+    /// `1/2 approvals (alice)`, and which groups are still missing; per slice for a
+    /// sliced plan.
     pub fn describe(&self) -> String {
+        let general = self.describe_general();
+        match &self.slices {
+            None => general,
+            Some(slices) => slices.describe(&general),
+        }
+    }
+
+    fn describe_general(&self) -> String {
         let mut s = format!(
             "{}/{} approvals",
             self.approvers.len().min(self.required as usize),
@@ -139,6 +176,10 @@ pub fn tally(
         approvers,
         missing_groups,
         required: req.required.max(1),
+        slices: req
+            .slicing
+            .as_ref()
+            .map(|s| s.tally(records, plan_id, req, now)),
     }
 }
 
@@ -210,6 +251,7 @@ mod tests {
             namespace: "ta".into(),
             service_accounts: Vec::new(),
             authors: Default::default(),
+            slicing: None,
         }
     }
 

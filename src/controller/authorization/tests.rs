@@ -602,6 +602,7 @@ proptest! {
             } else {
                 vec![]
             },
+            slicing: None,
         };
         let content = if case.recorded_content {
             Content::Recorded { plan_id: id }

@@ -47,6 +47,18 @@ impl Governance {
         if let Err(ineligible) = requirement.eligible(approver) {
             return QuorumOutcome::Refused(ineligible.to_string());
         }
+        // A sliced plan counts approvals per slice: one from someone who owns none of
+        // its slices (and it has none the general quorum approves) counts for nothing.
+        if let Some(slicing) = &requirement.slicing
+            && slicing.stale.is_none()
+            && !slicing.counts_for_any(approver, &groups)
+        {
+            let slices: Vec<&str> = slicing.slices.iter().map(|s| s.name.as_str()).collect();
+            return QuorumOutcome::Refused(format!(
+                "{approver} owns none of this plan's slices ({}) in the governing policy's spec.slices, so the approval counts for nothing; their owners approve",
+                slices.join(", ")
+            ));
+        }
         let plan = subject.to_owned();
         let added = quorum::add(
             &mut status.approvals,

@@ -32,6 +32,7 @@ use kube::{Client, ResourceExt};
 
 use crate::api::GovernancePolicy;
 use crate::api::governance::GitIdentity;
+use crate::api::slices::SliceRule;
 use crate::api::syncrun::SyncRunStatus;
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +107,8 @@ pub struct Governance {
     /// With separation of duties (any policy asks for it): the git identities every
     /// such policy maps to users.
     pub separation: Option<Vec<GitIdentity>>,
+    /// The policy that splits plans by owner, and how (at most one may).
+    pub slices: Option<(String, SliceRule)>,
 }
 
 /// Whether `pattern` (`*` any run, `?` one character) matches all of `text`.
@@ -201,6 +204,22 @@ pub async fn load(client: &Client, namespace: &str, repository: &str) -> Result<
         if let Some(n) = policy.spec.override_approvals {
             gov.override_approvals = gov.override_approvals.max(n);
         }
+        if let Some(rule) = &policy.spec.slices {
+            match &gov.slices {
+                // Two owners' lists cannot both be the one: nothing is approved until
+                // the platform owners decide which.
+                Some((first, _)) if gov.invalid.is_none() => {
+                    gov.invalid = Some(Error::PolicyInvalid {
+                        policy: policy.name_any(),
+                        message: format!(
+                            "spec.slices: governance policy {first} already splits the plans of {namespace}/{repository}; at most one policy may"
+                        ),
+                    });
+                }
+                Some(_) => {}
+                None => gov.slices = Some((policy.name_any(), rule.clone())),
+            }
+        }
     }
     gov.requirement.service_accounts = super::authorization::identity::combine(&service_accounts);
     gov.requirement.required = gov.requirement.required.max(1);
@@ -256,12 +275,16 @@ impl Governance {
     /// What the quorum of the plan recorded in `status` needs now: the policies'
     /// requirement, raised to what the rules asked of that plan when it was recorded.
     pub fn requirement_for(&self, status: &SyncRunStatus) -> quorum::Requirement {
+        let rule_required = status.approvals_required.unwrap_or(1);
         quorum::Requirement {
-            required: status
-                .approvals_required
-                .unwrap_or(1)
-                .max(self.requirement.required),
+            required: rule_required.max(self.requirement.required),
             authors: self.authors_of(status),
+            slicing: crate::controller::authorization::slices::of_run(
+                self.slices.as_ref().map(|(_, rule)| rule),
+                status.slices.as_ref(),
+                status.recorded_states().len(),
+                rule_required,
+            ),
             ..self.requirement.clone()
         }
     }

@@ -11,6 +11,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use super::{Error, rules, windows};
 use crate::api::governance::GovernancePolicyStatus;
+use crate::api::slices::SliceRule;
 use crate::api::{GovernancePolicy, apply_status, now, set_condition};
 
 /// What a policy says, compiled, and what in it is invalid.
@@ -104,6 +105,9 @@ pub fn compile(policy: &GovernancePolicy) -> Parts {
             });
         }
     }
+    if let Some(slices) = &policy.spec.slices {
+        errors.extend(slice_errors(slices));
+    }
     let mut compiled = Vec::new();
     for (i, rule) in policy.spec.rules.iter().enumerate().take(32) {
         match rules::compile(&name, i, rule) {
@@ -131,6 +135,47 @@ pub fn compile(policy: &GovernancePolicy) -> Parts {
         approval_expiry,
         errors,
     }
+}
+
+/// What is wrong with `spec.slices`, located: a key the planner cannot split by, an
+/// owner nobody is, a value two owners claim.
+fn slice_errors(slices: &SliceRule) -> Vec<Error> {
+    let mut errors = Vec::new();
+    if let Err(message) = slices.by.parse::<crate::fleet::rollout::WaveKey>() {
+        errors.push(Error::InvalidSpec {
+            field: "spec.slices.by".into(),
+            message,
+        });
+    }
+    let mut claimed: HashMap<&str, usize> = HashMap::new();
+    for (i, owner) in slices.owners.iter().enumerate() {
+        let field = format!("spec.slices.owners[{i}]");
+        if owner.users.is_empty() && owner.groups.is_empty() {
+            errors.push(Error::InvalidSpec {
+                field: field.clone(),
+                message: "names no user and no group: nobody could approve its slices".into(),
+            });
+        }
+        for value in &owner.values {
+            if value == crate::fleet::slices::NO_OWNER {
+                errors.push(Error::InvalidSpec {
+                    field: format!("{field}.values"),
+                    message: format!(
+                        "`{value}` is the slice of what no owner holds; it takes spec.approvals"
+                    ),
+                });
+            } else if let Some(first) = claimed.insert(value, i) {
+                errors.push(Error::InvalidSpec {
+                    field: format!("{field}.values"),
+                    message: format!(
+                        "`{}` is already owned by spec.slices.owners[{first}]: a value has one owner",
+                        crate::api::truncate(value, 64)
+                    ),
+                });
+            }
+        }
+    }
+    errors
 }
 
 /// Writes whether the policy is valid to its status.

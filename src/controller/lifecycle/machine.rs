@@ -28,6 +28,9 @@ pub enum Event {
     /// Every action applied and nothing differs afterwards; the providers have not yet
     /// reported every object Ready: the run waits for them.
     Written,
+    /// The approved slices of a sliced plan were written (and converged) as far as the
+    /// current wave goes; the rest of it waits for its slices' owners to approve.
+    AwaitingSlices,
     /// A wave of the rollout converged and stayed so for the soak: the next wave waits,
     /// as any authorized run does, until it is still authorized now, the change windows
     /// allow it, no newer run supersedes it and the repository is free.
@@ -187,6 +190,7 @@ impl Event {
             Event::Applied => "Applied",
             Event::Written => "Converging",
             Event::WaveConverged => "WaveConverged",
+            Event::AwaitingSlices => "AwaitingSlices",
             Event::Degraded(d) | Event::Paused(d) => d.as_str(),
             Event::Decided(c) => c.reason(),
             Event::Failed(r) => r.as_str(),
@@ -241,6 +245,8 @@ pub fn next(from: Option<Phase>, event: Event) -> Result<Step, Illegal> {
         Event::Applied => (&[Converging], Applied, normal()),
         Event::Written => (&[Applying], Converging, normal()),
         Event::WaveConverged => (&[Converging], Scheduled, normal()),
+        // The engine finds nothing more it may write, or what it wrote converged.
+        Event::AwaitingSlices => (&[Applying, Converging], AwaitingApproval, normal()),
         Event::Degraded(_) => (&[Converging], Degraded, warning()),
         Event::Paused(_) => (&[Converging], Paused, warning()),
         // Going on is cleared again in Scheduled, as every next wave is.
@@ -311,6 +317,7 @@ mod tests {
             Event::Applied,
             Event::Written,
             Event::WaveConverged,
+            Event::AwaitingSlices,
             Event::Degraded(Degradation::ObjectFailed),
             Event::Degraded(Degradation::ProgressDeadlineExceeded),
             Event::Paused(Degradation::HealthRegression),
@@ -431,11 +438,13 @@ mod tests {
     fn a_converging_run_ends_applied_degraded_or_superseded_or_writes_its_next_wave() {
         for event in events() {
             if let Ok(step) = next(Some(Phase::Converging), event) {
+                // Or, with slices still to approve, waits for their owners.
                 assert!(
                     matches!(
                         step.to,
                         Phase::Applied | Phase::Degraded | Phase::Superseded | Phase::Paused
-                    ) || (event == Event::WaveConverged && step.to == Phase::Scheduled),
+                    ) || (event == Event::WaveConverged && step.to == Phase::Scheduled)
+                        || (event == Event::AwaitingSlices && step.to == Phase::AwaitingApproval),
                     "{event:?} leads a converging run to {:?}",
                     step.to
                 );

@@ -15,7 +15,7 @@ use super::planning::replan;
 use super::warn;
 use crate::api::syncrun::SyncRunStatus;
 use crate::api::{SyncRun, annotations, now};
-use crate::controller::authorization::{self, Content, Facts};
+use crate::controller::authorization::{self, Authorization, Content, Facts};
 use crate::controller::context::Context;
 use crate::controller::error::Result;
 use crate::controller::governance::{self, QuorumOutcome, quorum};
@@ -42,6 +42,25 @@ pub(super) async fn await_approval(
     }
     if a.get(annotations::EXCLUDE) != status.exclusions.as_ref() {
         return replan(run, ctx, status).await;
+    }
+    // A plan made before the governing policy split plans, or split by another key
+    // than it does now, cannot be counted by slice: it is made afresh.
+    let requirement = gov.requirement_for(&status);
+    if requirement
+        .slicing
+        .as_ref()
+        .is_some_and(|s| s.stale.is_some())
+        && gov.invalid.is_none()
+    {
+        return replan(run, ctx, status).await;
+    }
+    // Slices whose owners approved (recorded, the annotation already cleared) are
+    // written while the others wait, as far as the current wave goes.
+    if status.slices.is_some()
+        && !a.contains_key(annotations::APPROVE)
+        && let Some(authorization) = slices_ready(run, &status, &requirement)
+    {
+        return apply_approved(run, ctx, &gov, status, &authorization, Clearance::Approved).await;
     }
     let Some(approval) = a.get(annotations::APPROVE) else {
         if status.refused_approval.is_some() {
@@ -107,6 +126,29 @@ pub(super) async fn await_approval(
             }
         };
     apply_approved(run, ctx, &gov, status, &authorization, Clearance::Approved).await
+}
+
+/// The authorization of a sliced plan's recorded approvals, if it lets the engine write
+/// something of the current wave.
+fn slices_ready(
+    run: &SyncRun,
+    status: &SyncRunStatus,
+    requirement: &quorum::Requirement,
+) -> Option<Authorization> {
+    let plan_id = status.plan_id.clone().unwrap_or_default();
+    let facts = Facts {
+        trigger: run.spec.trigger,
+        approvals: &status.approvals,
+        requirement,
+        policy: None,
+        at: now().0,
+    };
+    let authorization =
+        authorization::authorize(Content::Recorded { plan_id: &plan_id }, &facts).ok()?;
+    let wave = status.rollout.as_ref().and_then(|r| r.current).unwrap_or(0);
+    authorization
+        .writes_any(requirement, &status.recorded_states(), wave)
+        .then_some(authorization)
 }
 
 /// Who set the approve annotation, as the API server stamped it (the chart's admission

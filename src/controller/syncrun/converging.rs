@@ -157,6 +157,19 @@ pub(super) async fn converge(
                 return Ok(Action::requeue(LOOK_EVERY));
             }
             finished(ctx, run, waited);
+            // A sliced plan whose wave still has actions of slices not yet approved:
+            // the wave is not done, it waits for their owners (the wave stays).
+            let current = rollout.current.unwrap_or(0);
+            if let Some(slices) = &status.slices
+                && slices.waits_in(&status.recorded_states(), current)
+            {
+                let message = format!(
+                    "{wave}plan {plan}: the approved slices converged ({}); the rest waits for its owners to approve",
+                    counted(tally)
+                );
+                transition(ctx, run, next, Event::AwaitingSlices, message).await?;
+                return Ok(Action::await_change());
+            }
             let following = rollout.current.map_or(0, |w| w + 1);
             if let Some(r) = next.rollout.as_mut() {
                 r.ready_since = None;

@@ -5,6 +5,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
+use crate::api::slices::{PlanSlices, SliceRule};
 use crate::api::syncrun::{RunSource, SyncRunStatus, Trigger};
 use crate::api::{GitopsRepository, SyncRun, annotations, now};
 use crate::controller::authorization::{
@@ -107,6 +108,10 @@ struct Planned {
     restored: Option<SyncRun>,
     /// Each lifecycle pin and the version it resolved to.
     modules: Vec<crate::api::catalog::ModulePin>,
+    /// The governance of the run's repository as it was when planned.
+    gov: governance::Governance,
+    /// How the plan split by owner, under a policy's spec.slices.
+    slices: Option<PlanSlices>,
 }
 
 enum Computed {
@@ -247,6 +252,8 @@ async fn compute(
         Ok(policy) => policy,
         Err(message) => return Ok(Computed::Invalid(FailReason::InvalidRollout, message)),
     };
+    let gov = governance::load(&ctx.client, &namespace, &repository).await?;
+    let slice_rule = gov.slices.as_ref().map(|(_, rule)| rule.clone());
     off_runtime(move || {
         let options = PlanOptions {
             repository: &repository,
@@ -257,9 +264,19 @@ async fn compute(
         let staged = fleet::plan(&desired.objects, &live, &options).map(|mut plan| {
             rollout::stage(&mut plan, &desired.objects, &live, &repository, &policy).map(|()| plan)
         });
+        let sliced = match &staged {
+            Ok(Ok(plan)) => split(slice_rule.as_ref(), plan, &desired.objects, &live),
+            _ => Ok(None),
+        };
+        let slices = match sliced {
+            Ok(slices) => slices,
+            Err(e) => return Computed::Invalid(FailReason::Error(e.label()), e.to_string()),
+        };
         match staged {
             Ok(Err(refused)) => Computed::Invalid(FailReason::InvalidRollout, refused.to_string()),
             Ok(Ok(plan)) => Computed::Planned(Box::new(Planned {
+                gov,
+                slices,
                 facts: rules::Facts::new(&plan, &live, &namespace, &repository, trigger.as_str()),
                 plan,
                 warnings,
@@ -281,6 +298,23 @@ async fn compute(
     .await
 }
 
+/// How `plan` splits by owner under `rule` (None: no policy splits it, or its key is
+/// invalid, which the policy's own status reports and which stops every plan anyway).
+fn split(
+    rule: Option<&SliceRule>,
+    plan: &Plan,
+    desired: &[FleetObject],
+    live: &[fleet::LiveObject],
+) -> Result<Option<PlanSlices>, fleet::slices::SliceError> {
+    let Some(rule) = rule else { return Ok(None) };
+    let Ok(key) = rule.by.parse::<rollout::WaveKey>() else {
+        return Ok(None);
+    };
+    let owned = |v: &str| rule.owners.iter().any(|o| o.values.iter().any(|x| x == v));
+    let split = fleet::slices::split(plan, desired, live, &key, owned)?;
+    Ok(Some(PlanSlices::of(&rule.by, &split)))
+}
+
 /// Records a computed plan: stored in full, summarized in status, judged by governance
 /// and the one authorization check, then cleared to apply or left for people. The
 /// fields and the words are decided in `recording`; this stores, loads and writes.
@@ -300,6 +334,8 @@ async fn record(
         source,
         restored,
         modules,
+        gov,
+        slices,
     } = *planned;
     // Serialized, hashed and compressed in one stream, off the async workers.
     let max = ctx.settings.max_stored_bytes();
@@ -332,6 +368,7 @@ async fn record(
         source,
         &repo.spec.rollout,
     );
+    status.slices = slices;
     if plan.is_empty() {
         let message = recording::no_changes(&status);
         transition(ctx, run, status, Event::NothingToChange, message).await?;
@@ -348,8 +385,6 @@ async fn record(
     status.full_plan = Some(full_plan);
     // From the run's first plan: re-planning (an exclusion toggled) never renews it.
     status.planned_at.get_or_insert_with(now);
-    let ns = run.namespace().unwrap_or_default();
-    let gov = governance::load(&ctx.client, &ns, &run.spec.repository).await?;
     let mut facts = facts;
     facts.plan.source = governance::separation::facts(
         status.source.as_ref().and_then(|s| s.commit.as_ref()),
@@ -442,7 +477,13 @@ async fn record(
         early.as_deref(),
         unauthorized.withheld(),
     );
-    transition(ctx, run, status, Event::Planned, words.message).await?;
+    let mut message = words.message;
+    if status.slices.is_some()
+        && let authorization::Refusal::Unapproved { tally, .. } = &unauthorized
+    {
+        message = format!("{message}; each slice needs its owners: {tally}");
+    }
+    transition(ctx, run, status, Event::Planned, message).await?;
     if let Some(withheld) = words.withheld {
         ctx.event_at(
             run,

@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{Amount, Partitioning, Policy, RegionImpact, WaveKey};
-use crate::model::Word;
 use crate::object::{FleetObject, ObjectKind, Spec};
 use crate::plan::{LiveObject, Operation, Plan};
 
@@ -25,15 +24,8 @@ pub(super) fn machines<'a>(
         let Spec::FleetNode(n) = spec else {
             return None;
         };
-        let group = match key {
-            WaveKey::Region => n.region.clone(),
-            WaveKey::InstanceType => n.instance_type.clone(),
-            WaveKey::LifecycleClass => n.lifecycle_class.word().to_owned(),
-            WaveKey::Template => n.template.clone(),
-            WaveKey::Label(k) => n.metadata.get(k).cloned().unwrap_or_default(),
-        };
         Some(Machine {
-            group,
+            group: key.value_of(n),
             region: &n.region,
         })
     };

@@ -26,6 +26,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
+use crate::model::Word;
 use crate::object::{FleetObject, ObjectKind};
 use crate::plan::{LiveObject, Operation, Plan, plan_id};
 pub use crate::waves::{RegionImpact, Rollout, Wave};
@@ -79,6 +80,19 @@ impl FromStr for WaveKey {
                 }
             },
         })
+    }
+}
+
+impl WaveKey {
+    /// The node's value of this key (`""` for a label it does not carry).
+    pub fn value_of(&self, n: &crate::object::FleetNodeSpec) -> String {
+        match self {
+            WaveKey::Region => n.region.clone(),
+            WaveKey::InstanceType => n.instance_type.clone(),
+            WaveKey::LifecycleClass => n.lifecycle_class.word().to_owned(),
+            WaveKey::Template => n.template.clone(),
+            WaveKey::Label(k) => n.metadata.get(k).cloned().unwrap_or_default(),
+        }
     }
 }
 

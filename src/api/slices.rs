@@ -1,0 +1,140 @@
+//! Slice approvals: a GovernancePolicy splits each plan of the repositories it governs
+//! by owner (`spec.slices`), and a run records how its plan split (`status.slices`).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// How plans split by owner, and who owns which slice.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SliceRule {
+    /// What splits a plan: a field of the machine an action changes (`region`, `instanceType`, `lifecycleClass`, `template`) or `label:<key>` of its labels. A peer's machine is its host; a machine that moves from one value to another is in both slices. Actions on no machine (templates, networks, virtual IPs), and machines whose value no owner lists, form the slice `(no owner)`, which needs the policy's `approvals`.
+    #[schemars(length(min = 1, max = 260))]
+    pub by: String,
+    /// Who owns which values. A value may be listed by one owner only.
+    #[schemars(length(min = 1, max = 64))]
+    pub owners: Vec<SliceOwner>,
+    /// An approved slice applies while the others wait for their owners. An action waits until the slices of everything it depends on are approved too, and the rollout's waves keep their order (a later wave waits until every action of the waves before it is written). Without it a plan applies once every slice is approved.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub apply_approved_slices: bool,
+}
+
+/// One owner: the values it owns and whose approvals count for them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SliceOwner {
+    /// The values owned, exactly (such as `eu-west`).
+    #[schemars(length(min = 1, max = 64))]
+    pub values: Vec<String>,
+    /// Users (as the API server authenticates them) whose approval counts for these slices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub users: Vec<String>,
+    /// Groups whose members' approval counts for these slices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub groups: Vec<String>,
+    /// Distinct owners who must approve each of these slices (a rule requiring more approvals raises it).
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 10))]
+    pub required: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// How a run's plan split by owner, recorded when it was planned.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanSlices {
+    /// The governing policy's `slices.by` when the plan was made.
+    pub by: String,
+    /// Each slice of the plan and how many actions are in it.
+    #[schemars(length(max = 64))]
+    pub slices: Vec<PlanSlice>,
+    /// The plan's actions grouped by the slices they need approved before they are written (their own and those of everything they depend on) and by rollout wave.
+    #[schemars(length(max = 1024))]
+    pub needs: Vec<SliceNeeds>,
+}
+
+/// One slice of a plan.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanSlice {
+    /// The value (`eu-west`), or `(no owner)`.
+    pub name: String,
+    /// Actions in it.
+    pub actions: u32,
+}
+
+/// Actions that need the same slices approved.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SliceNeeds {
+    /// The slices.
+    pub slices: Vec<String>,
+    /// The rollout wave the actions go out in.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub wave: u32,
+    /// The actions, by position in the plan, as ranges (`0-3,7`).
+    pub actions: String,
+}
+
+impl PlanSlices {
+    /// What the core's split records.
+    pub fn of(by: &str, split: &crate::fleet::slices::Split) -> Self {
+        use crate::fleet::slices::ranges;
+        Self {
+            by: by.to_owned(),
+            slices: split
+                .slices
+                .iter()
+                .map(|(name, actions)| PlanSlice {
+                    name: name.clone(),
+                    actions: *actions,
+                })
+                .collect(),
+            needs: split
+                .needs
+                .iter()
+                .map(|n| SliceNeeds {
+                    slices: n.slices.iter().cloned().collect(),
+                    wave: n.wave,
+                    actions: ranges(&n.actions),
+                })
+                .collect(),
+        }
+    }
+
+    /// The slices each of `actions` actions needs, and its wave, in plan order; None
+    /// when the record does not cover exactly that many actions once each.
+    pub fn per_action(&self, actions: usize) -> Option<Vec<(&[String], u32)>> {
+        let mut out: Vec<Option<(&[String], u32)>> = vec![None; actions];
+        for n in &self.needs {
+            for i in crate::fleet::slices::parse_ranges(&n.actions, actions)? {
+                let slot = &mut out[i as usize];
+                if slot.is_some() {
+                    return None;
+                }
+                *slot = Some((n.slices.as_slice(), n.wave));
+            }
+        }
+        out.into_iter().collect()
+    }
+}
+
+impl PlanSlices {
+    /// Whether an action of `wave` is still to be written (`states` in plan order).
+    pub fn waits_in(&self, states: &[super::syncrun::ActionState], wave: u32) -> bool {
+        self.per_action(states.len()).is_some_and(|all| {
+            all.iter()
+                .zip(states)
+                .any(|((_, at), s)| *at == wave && *s == super::syncrun::ActionState::Pending)
+        })
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
