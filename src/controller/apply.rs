@@ -126,10 +126,17 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
             a.wave == wave && states[i] == ActionState::Pending && authorized.may_write(i)
         });
         if !writes {
+            let standing = authorization::quorum::tally(
+                &status.approvals,
+                &plan.plan_id,
+                &requirement,
+                now().0,
+            );
             let message = format!(
-                "plan {}: the approved slices ({}) have nothing more to write in this wave; the rest waits for its owners to approve",
+                "plan {}: the approved slices ({}) have nothing more to write in this wave; the rest waits for its owners to approve: {}",
                 plan.plan_id,
-                authorized.authorization().slices().join(", ")
+                authorized.authorization().slices().join(", "),
+                standing.describe()
             );
             transition(ctx, run, status, Event::AwaitingSlices, message).await?;
             return Ok(Action::await_change());

@@ -122,6 +122,7 @@ async fn two_region_owners_each_approve_their_slice_and_one_applies_first() {
         shown.contains("Slices (by region): ap-tokyo-1 (1 action), eu-west-2 (1 action)"),
         "{shown}"
     );
+    println!("status.message: {}", s.message.clone().unwrap_or_default());
 
     // dave may approve, but owns neither slice: refused, nothing recorded.
     t.approve(&run).by(&dave).await;
@@ -157,6 +158,7 @@ async fn two_region_owners_each_approve_their_slice_and_one_applies_first() {
         "{shown}"
     );
     println!("$ kubectl fleet plan {name}\n{shown}");
+    println!("status.message: {}", s.message.clone().unwrap_or_default());
     let authorization = s.authorization.clone().unwrap();
     assert_eq!(authorization.slices, ["ap-tokyo-1"]);
     assert_eq!(authorization.approvers, ["bob"]);
