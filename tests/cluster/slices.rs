@@ -88,6 +88,13 @@ async fn two_region_owners_each_approve_their_slice_and_one_applies_first() {
     t.approve(&first).by(&t.bob).await;
     run_in_phase(&t.admin, ns, &v1, Phase::Applied).await;
 
+    // The resize is planned before the policy splits plans: an approval of that plan
+    // does not apply it, it ends the plan, and the revision is planned by slice.
+    let v2 = t
+        .repo
+        .commit(&[("fleet.yaml", &resized())], "resize a node per region");
+    let unsplit = run_in_phase(&t.admin, ns, &v2, Phase::AwaitingApproval).await;
+    assert!(unsplit.status.as_ref().unwrap().slices.is_none());
     let _policy = Policy::create(
         &t.admin,
         &format!("{ns}-regions"),
@@ -100,10 +107,41 @@ async fn two_region_owners_each_approve_their_slice_and_one_applies_first() {
         ),
     )
     .await;
-    let v2 = t
-        .repo
-        .commit(&[("fleet.yaml", &resized())], "resize a node per region");
-    let run = run_in_phase(&t.admin, ns, &v2, Phase::AwaitingApproval).await;
+    t.approve(&unsplit).by(&t.bob).await;
+    let expired = status_where(&t, &unsplit.name_any(), "the unsplit plan expired", |s| {
+        s.phase == Some(Phase::Expired)
+    })
+    .await;
+    assert!(
+        expired.message.as_deref().is_some_and(
+            |m| m.contains("splits plans by region and this plan was made before it did")
+        ),
+        "{:?}",
+        expired.message
+    );
+    assert!(!expired.wrote_any());
+    assert_eq!(
+        instance_type(&t.admin, ns, "edge-tokyo-01").await,
+        "t3-medium"
+    );
+    let run = support::eventually(
+        "the revision planned by slice",
+        Duration::from_secs(60),
+        || async {
+            let api: Api<SyncRun> = Api::namespaced(t.admin.clone(), ns);
+            api.list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|r| {
+                    r.spec.revision == v2
+                        && r.phase() == Some(Phase::AwaitingApproval)
+                        && r.status.as_ref().is_some_and(|s| s.slices.is_some())
+                })
+        },
+    )
+    .await;
     let name = run.name_any();
     let s = run.status.clone().unwrap();
     let split = s.slices.clone().expect("the plan records its slices");

@@ -79,7 +79,7 @@ pub fn of_run(
     let Some(recorded) = recorded else {
         return Some(Slicing {
             stale: Some(format!(
-                "the governing policy splits plans by {} and this plan was made before it did; it is planned afresh",
+                "the governing policy splits plans by {} and this plan was made before it did; the revision is planned afresh",
                 rule.by
             )),
             ..Default::default()
@@ -87,7 +87,7 @@ pub fn of_run(
     };
     let stale = (recorded.by != rule.by).then(|| {
         format!(
-            "the governing policy now splits plans by {} and this plan was split by {}; it is planned afresh",
+            "the governing policy now splits plans by {} and this plan was split by {}; the revision is planned afresh",
             rule.by, recorded.by
         )
     });

@@ -315,6 +315,19 @@ impl Governance {
     }
 
     /// Why the plan recorded in `status` has expired, if it has.
+    /// Why the plan recorded in `status` cannot be counted by the policy's slices now,
+    /// if it cannot (never while a policy is invalid: nothing is approved then anyway,
+    /// and planning afresh would not fit it either).
+    pub fn slices_outdated(&self, status: &SyncRunStatus) -> Option<String> {
+        if self.invalid.is_some() || status.plan_id.is_none() {
+            return None;
+        }
+        let slicing = self.requirement_for(status).slicing?;
+        slicing
+            .stale
+            .map(|why| format!("plan {}: {why}", status.plan_id.clone().unwrap_or_default()))
+    }
+
     pub fn plan_expired(&self, status: &SyncRunStatus, now: Timestamp) -> Option<String> {
         let expiry = self.plan_expiry?;
         let planned = status.planned_at.as_ref()?.0;
@@ -406,5 +419,33 @@ mod tests {
         assert!(!glob("team", "team-a"));
         assert!(glob("", ""));
         assert!(!glob("", "a"));
+    }
+
+    #[test]
+    fn a_plan_the_policy_cannot_count_by_slice_is_planned_afresh() {
+        let rule: SliceRule = serde_json::from_value(serde_json::json!({
+            "by": "region", "owners": [{"values": ["eu"], "users": ["erin"]}],
+        }))
+        .unwrap();
+        let gov = Governance {
+            slices: Some(("regions".into(), rule)),
+            ..Default::default()
+        };
+        let mut status = fixtures::approved_by(&["erin"]);
+        let outdated = gov.slices_outdated(&status).unwrap();
+        assert!(outdated.starts_with("plan p: the governing policy splits plans by region and this plan was made before it did"), "{outdated}");
+        status.slices = Some(crate::api::slices::PlanSlices {
+            by: "instanceType".into(),
+            ..Default::default()
+        });
+        assert!(
+            gov.slices_outdated(&status)
+                .unwrap()
+                .contains("was split by instanceType")
+        );
+        status.slices.as_mut().unwrap().by = "region".into();
+        assert_eq!(gov.slices_outdated(&status), None);
+        // No policy splits plans: nothing to be outdated against.
+        assert_eq!(Governance::default().slices_outdated(&status), None);
     }
 }

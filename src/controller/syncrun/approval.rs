@@ -43,17 +43,7 @@ pub(super) async fn await_approval(
     if a.get(annotations::EXCLUDE) != status.exclusions.as_ref() {
         return replan(run, ctx, status).await;
     }
-    // A plan made before the governing policy split plans, or split by another key
-    // than it does now, cannot be counted by slice: it is made afresh.
     let requirement = gov.requirement_for(&status);
-    if requirement
-        .slicing
-        .as_ref()
-        .is_some_and(|s| s.stale.is_some())
-        && gov.invalid.is_none()
-    {
-        return replan(run, ctx, status).await;
-    }
     // Slices whose owners approved (recorded, the annotation already cleared) are
     // written while the others wait, as far as the current wave goes.
     if status.slices.is_some()

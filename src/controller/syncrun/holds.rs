@@ -68,6 +68,12 @@ pub(super) async fn expire(
     status: &mut SyncRunStatus,
 ) -> Result<Option<Action>> {
     let ts = now().0;
+    // A plan split by another key than the governing policy's now (or not at all) cannot
+    // be counted by slice: it ends, and the revision is planned afresh under the policy.
+    if let Some(message) = gov.slices_outdated(status) {
+        transition(ctx, run, status.clone(), Event::Expired, message).await?;
+        return Ok(Some(Action::await_change()));
+    }
     // planExpiry is about approving a stale plan; a rollout under way (part of its plan
     // written) is past that, and ending it would strand the written waves. Approvals
     // past their own expiry still stop counting below.
