@@ -53,6 +53,9 @@ pub struct PlanSlices {
     /// Each slice of the plan and how many actions are in it.
     #[schemars(length(max = 64))]
     pub slices: Vec<PlanSlice>,
+    /// Distinct approvers a governance rule (RequireApprovals) asked of the plan: every slice needs at least as many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_approvals: Option<u32>,
     /// The plan's actions grouped by the slices they need approved before they are written (their own and those of everything they depend on) and by rollout wave.
     #[schemars(length(max = 1024))]
     pub needs: Vec<SliceNeeds>,
@@ -87,6 +90,7 @@ impl PlanSlices {
         use crate::fleet::slices::ranges;
         Self {
             by: by.to_owned(),
+            rule_approvals: None,
             slices: split
                 .slices
                 .iter()
@@ -107,17 +111,17 @@ impl PlanSlices {
         }
     }
 
-    /// The slices each of `actions` actions needs, and its wave, in plan order; None
-    /// when the record does not cover exactly that many actions once each.
-    pub fn per_action(&self, actions: usize) -> Option<Vec<(&[String], u32)>> {
-        let mut out: Vec<Option<(&[String], u32)>> = vec![None; actions];
-        for n in &self.needs {
+    /// Which entry of `needs` each of `actions` actions is in, in plan order; None when
+    /// the record does not cover exactly that many actions once each.
+    pub fn needs_of(&self, actions: usize) -> Option<Vec<usize>> {
+        let mut out: Vec<Option<usize>> = vec![None; actions];
+        for (k, n) in self.needs.iter().enumerate() {
             for i in crate::fleet::slices::parse_ranges(&n.actions, actions)? {
                 let slot = &mut out[i as usize];
                 if slot.is_some() {
                     return None;
                 }
-                *slot = Some((n.slices.as_slice(), n.wave));
+                *slot = Some(k);
             }
         }
         out.into_iter().collect()
@@ -125,12 +129,14 @@ impl PlanSlices {
 }
 
 impl PlanSlices {
-    /// Whether an action of `wave` is still to be written (`states` in plan order).
-    pub fn waits_in(&self, states: &[super::syncrun::ActionState], wave: u32) -> bool {
-        self.per_action(states.len()).is_some_and(|all| {
-            all.iter()
-                .zip(states)
-                .any(|((_, at), s)| *at == wave && *s == super::syncrun::ActionState::Pending)
+    /// Whether an action of `wave`, or of a wave before it, is still to be written
+    /// (`states` in plan order): the rollout may not go past it. An unreadable record
+    /// says yes.
+    pub fn waits_by(&self, states: &[super::syncrun::ActionState], wave: u32) -> bool {
+        self.needs_of(states.len()).is_none_or(|all| {
+            all.iter().zip(states).any(|(k, s)| {
+                self.needs[*k].wave <= wave && *s == super::syncrun::ActionState::Pending
+            })
         })
     }
 }

@@ -20,8 +20,8 @@ use crate::rollout::WaveKey;
 
 /// The slice of actions no owner holds.
 pub const NO_OWNER: &str = "(no owner)";
-/// At most this many slices in one plan.
-pub const MAX_SLICES: usize = 64;
+/// At most this many slices (values) in one plan.
+pub const MAX_SLICES: usize = 256;
 /// At most this many groups of actions (by the slices they need and their wave).
 pub const MAX_NEEDS: usize = 1024;
 /// At most this many bytes of slice names and action ranges are recorded for a plan
@@ -72,67 +72,88 @@ impl SliceError {
     }
 }
 
-/// Splits `plan` by `key`; `owned` says whether an owner lists a value.
+/// Splits `plan` by `key`. Slices are named by the values themselves: which of them an
+/// owner holds is decided when approvals are counted, by the policy as it is then, so an
+/// owner added later is never passed over.
 pub fn split(
     plan: &Plan,
     desired: &[FleetObject],
     live: &[LiveObject],
     key: &WaveKey,
-    owned: impl Fn(&str) -> bool,
 ) -> Result<Split, SliceError> {
-    let node_values =
-        |objects: &mut dyn Iterator<Item = (&str, &Spec)>| -> HashMap<String, String> {
-            objects
-                .filter_map(|(name, spec)| match spec {
-                    Spec::FleetNode(n) => Some((name.to_owned(), key.value_of(n))),
-                    _ => None,
-                })
-                .collect()
-        };
-    let new_values = node_values(&mut desired.iter().map(|d| (d.name.as_str(), &*d.spec)));
-    let old_values = node_values(&mut live.iter().map(|l| (l.name.as_str(), &*l.spec)));
+    let all = || {
+        desired
+            .iter()
+            .map(|d| (d.name.as_str(), &*d.spec))
+            .chain(live.iter().map(|l| (l.name.as_str(), &*l.spec)))
+    };
+    // Each node's values, desired and live: a machine the plan moves has both.
+    let mut node_values: HashMap<&str, BTreeSet<String>> = HashMap::new();
+    // Each network's hosts, desired and live.
+    let mut network_hosts: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    for (name, spec) in all() {
+        match spec {
+            Spec::FleetNode(n) => {
+                node_values.entry(name).or_default().insert(key.value_of(n));
+            }
+            Spec::SdwanPeer(p) => {
+                network_hosts
+                    .entry(p.network.as_str())
+                    .or_default()
+                    .insert(p.host.as_str());
+            }
+            _ => {}
+        }
+    }
+    let of_hosts = |hosts: &mut dyn Iterator<Item = &str>| -> BTreeSet<String> {
+        hosts
+            .flat_map(|h| node_values.get(h).into_iter().flatten().cloned())
+            .collect()
+    };
     let old_specs: HashMap<(ObjectKind, &str), &Spec> = live
         .iter()
         .map(|l| ((l.kind(), l.name.as_str()), &*l.spec))
         .collect();
-    let slice_of = |value: &str| match owned(value) {
-        true => value.to_owned(),
-        false => NO_OWNER.to_owned(),
-    };
-    let values_of_node = |name: &str| -> Vec<String> {
-        [new_values.get(name), old_values.get(name)]
-            .into_iter()
-            .flatten()
-            .map(|v| slice_of(v))
-            .collect()
-    };
     let own: Vec<BTreeSet<String>> = plan
         .actions
         .iter()
         .map(|a| {
             let old = old_specs.get(&(a.kind, a.name.as_str())).copied();
+            let specs = [a.spec.as_deref(), old];
             let mut slices: BTreeSet<String> = match a.kind {
-                ObjectKind::FleetNode => {
-                    let new = a.spec.as_deref().and_then(|s| match s {
-                        Spec::FleetNode(n) => Some(key.value_of(n)),
-                        _ => None,
-                    });
-                    let was = match old {
-                        Some(Spec::FleetNode(n)) => Some(key.value_of(n)),
-                        _ => None,
-                    };
-                    new.into_iter().chain(was).map(|v| slice_of(&v)).collect()
-                }
-                ObjectKind::SdwanPeer => [a.spec.as_deref(), old]
+                ObjectKind::FleetNode => specs
                     .into_iter()
                     .flatten()
                     .filter_map(|s| match s {
-                        Spec::SdwanPeer(p) => Some(p.host.as_str()),
+                        Spec::FleetNode(n) => Some(key.value_of(n)),
                         _ => None,
                     })
-                    .flat_map(values_of_node)
                     .collect(),
-                _ => BTreeSet::new(),
+                // A peer changes its host; a virtual IP its holders; a network every
+                // peer in it.
+                ObjectKind::SdwanPeer => {
+                    of_hosts(&mut specs.into_iter().flatten().filter_map(|s| match s {
+                        Spec::SdwanPeer(p) => Some(p.host.as_str()),
+                        _ => None,
+                    }))
+                }
+                ObjectKind::VirtualIp => of_hosts(&mut specs.into_iter().flatten().flat_map(|s| {
+                    match s {
+                        Spec::VirtualIp(v) => std::iter::once(v.primary_holder.as_str())
+                            .chain(v.failover_holders.iter().map(String::as_str))
+                            .collect::<Vec<_>>(),
+                        _ => Vec::new(),
+                    }
+                })),
+                ObjectKind::SdwanNetwork => of_hosts(
+                    &mut network_hosts
+                        .get(a.name.as_str())
+                        .into_iter()
+                        .flatten()
+                        .copied(),
+                ),
+                // Nodes built from a template are changed by their own actions.
+                ObjectKind::FleetTemplate => BTreeSet::new(),
             };
             if slices.is_empty() {
                 slices.insert(NO_OWNER.to_owned());
@@ -166,12 +187,15 @@ pub fn split(
             actions,
         })
         .collect();
+    // As the run's status holds it in JSON: each name quoted, each entry with its keys.
     let bytes: usize = split
         .needs
         .iter()
-        .map(|n| n.slices.iter().map(String::len).sum::<usize>() + ranges(&n.actions).len())
+        .map(|n| {
+            n.slices.iter().map(|s| s.len() + 3).sum::<usize>() + ranges(&n.actions).len() + 48
+        })
         .sum::<usize>()
-        + split.slices.keys().map(String::len).sum::<usize>();
+        + split.slices.keys().map(|s| s.len() + 32).sum::<usize>();
     if bytes > MAX_RECORD_BYTES {
         return Err(SliceError::TooLarge(bytes));
     }
@@ -284,8 +308,8 @@ mod tests {
         LiveObject::owned_by(o, "repo")
     }
 
-    fn owned(v: &str) -> bool {
-        ["eu", "us"].contains(&v)
+    fn object(kind: ObjectKind, name: &str, spec: serde_json::Value) -> FleetObject {
+        FleetObject::new(name, Spec::from_json(kind, spec).unwrap())
     }
 
     fn set(names: &[&str]) -> BTreeSet<String> {
@@ -293,35 +317,85 @@ mod tests {
     }
 
     #[test]
-    fn each_region_is_a_slice_and_what_no_owner_holds_is_shared() {
-        let (eu, us, ap) = (node("a", "eu"), node("b", "us"), node("c", "ap"));
+    fn each_value_is_a_slice_and_templates_are_no_ones() {
+        let (eu, us) = (node("a", "eu"), node("b", "us"));
+        let template = object(
+            ObjectKind::FleetTemplate,
+            "t",
+            serde_json::json!({"nodePlatform": "debian-12", "architecture": "amd64"}),
+        );
         let p = plan(vec![
-            action(&eu, Operation::Update, 0, &[]),
-            action(&us, Operation::Create, 0, &[]),
-            action(&ap, Operation::Update, 0, &[]),
+            action(&template, Operation::Update, 0, &[]),
+            action(&eu, Operation::Update, 1, &[]),
+            action(&us, Operation::Create, 1, &[]),
         ]);
-        let desired = vec![eu.clone(), us.clone(), ap.clone()];
-        let split = split(
-            &p,
-            &desired,
-            &[live(&eu), live(&ap)],
-            &WaveKey::Region,
-            owned,
-        )
-        .unwrap();
+        let desired = vec![template.clone(), eu.clone(), us.clone()];
+        let live = [live(&template), live(&eu)];
+        let split = split(&p, &desired, &live, &WaveKey::Region).unwrap();
         assert_eq!(split.slices.len(), 3);
         assert_eq!(split.slices[NO_OWNER], 1);
         let of = |i: u32| split.needs.iter().find(|n| n.actions.contains(&i)).unwrap();
-        assert_eq!(of(0).slices, set(&["eu"]));
-        assert_eq!(of(1).slices, set(&["us"]));
-        assert_eq!(of(2).slices, set(&[NO_OWNER]));
+        assert_eq!(of(0).slices, set(&[NO_OWNER]));
+        assert_eq!(of(1).slices, set(&["eu"]));
+        assert_eq!(of(2).slices, set(&["us"]));
+    }
+
+    #[test]
+    fn a_virtual_ip_and_a_network_are_in_the_slices_of_the_machines_they_move() {
+        let (eu, us, ap) = (node("a", "eu"), node("b", "us"), node("c", "ap"));
+        let peer = |host: &str| {
+            object(
+                ObjectKind::SdwanPeer,
+                &format!("net.{host}"),
+                serde_json::json!({"network": "net", "host": host}),
+            )
+        };
+        let vip = |primary: &str, failover: &[&str]| {
+            object(
+                ObjectKind::VirtualIp,
+                "net.vip",
+                serde_json::json!({"network": "net", "primaryHolder": primary, "failoverHolders": failover}),
+            )
+        };
+        let network = object(
+            ObjectKind::SdwanNetwork,
+            "net",
+            serde_json::json!({"routingMode": "ebgp"}),
+        );
+        let (was, now) = (vip("a", &[]), vip("b", &["a"]));
+        let p = plan(vec![
+            action(&now, Operation::Update, 0, &[]),
+            action(&network, Operation::Update, 0, &[]),
+        ]);
+        let desired = vec![
+            eu.clone(),
+            us.clone(),
+            ap.clone(),
+            peer("a"),
+            peer("b"),
+            now.clone(),
+            network.clone(),
+        ];
+        let live = [
+            live(&eu),
+            live(&us),
+            live(&ap),
+            live(&peer("a")),
+            live(&peer("b")),
+            live(&was),
+            live(&network),
+        ];
+        let split = split(&p, &desired, &live, &WaveKey::Region).unwrap();
+        assert_eq!(split.needs.len(), 1, "{:?}", split.needs);
+        // The address moves between a (eu) and b (us); the network's peers are a and b.
+        assert_eq!(split.needs[0].slices, set(&["eu", "us"]));
     }
 
     #[test]
     fn a_node_that_moves_is_in_both_slices() {
         let (was, now) = (node("a", "eu"), node("a", "us"));
         let p = plan(vec![action(&now, Operation::Update, 0, &[])]);
-        let split = split(&p, &[now], &[live(&was)], &WaveKey::Region, owned).unwrap();
+        let split = split(&p, &[now], &[live(&was)], &WaveKey::Region).unwrap();
         assert_eq!(split.needs[0].slices, set(&["eu", "us"]));
     }
 
@@ -329,7 +403,7 @@ mod tests {
     fn a_deleted_node_is_in_the_slice_it_was_in() {
         let was = node("a", "us");
         let p = plan(vec![action(&was, Operation::Delete, 0, &[])]);
-        let split = split(&p, &[], &[live(&was)], &WaveKey::Region, owned).unwrap();
+        let split = split(&p, &[], &[live(&was)], &WaveKey::Region).unwrap();
         assert_eq!(split.needs[0].slices, set(&["us"]));
     }
 
@@ -341,7 +415,7 @@ mod tests {
             action(&base, Operation::Create, 0, &[]),
             action(&eu, Operation::Create, 1, &[dep]),
         ]);
-        let split = split(&p, &[base, eu], &[], &WaveKey::Region, owned).unwrap();
+        let split = split(&p, &[base, eu], &[], &WaveKey::Region).unwrap();
         let of = |i: u32| split.needs.iter().find(|n| n.actions.contains(&i)).unwrap();
         assert_eq!(of(0).slices, set(&["us"]));
         assert_eq!(
@@ -362,7 +436,7 @@ mod tests {
                 .map(|n| action(n, Operation::Create, 0, &[]))
                 .collect(),
         );
-        let err = split(&p, &nodes, &[], &WaveKey::Region, |_| true).unwrap_err();
+        let err = split(&p, &nodes, &[], &WaveKey::Region).unwrap_err();
         assert_eq!(err, SliceError::TooManySlices(MAX_SLICES + 1));
     }
 

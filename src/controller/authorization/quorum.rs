@@ -10,8 +10,9 @@ use super::slices::{SliceTallies, Slicing};
 use crate::api::governance::ServiceAccountRef;
 use crate::api::syncrun::ApprovalRecord;
 
-/// At most this many approval records are kept in a run's status.
-pub const MAX_RECORDS: usize = 32;
+/// At most this many approval records are kept in a run's status (a plan split by owner
+/// may need many: its slices' quorums together).
+pub const MAX_RECORDS: usize = 256;
 
 /// What a quorum needs, for the runs of one namespace.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -340,7 +341,7 @@ mod tests {
     #[test]
     fn records_stay_bounded() {
         let mut records = vec![];
-        for i in 0..100 {
+        for i in 0..(MAX_RECORDS as i64 + 50) {
             add(&mut records, rec(&format!("u{i}"), "p", i, &[]));
         }
         assert_eq!(records.len(), MAX_RECORDS);

@@ -18,9 +18,11 @@ pub struct Slicing {
     pub slices: Vec<SliceQuorum>,
     /// Approved slices apply while the others wait.
     pub apply_approved: bool,
-    /// The slices each action needs and its wave, in plan order; None when the record
-    /// is unusable (then no slice applies before the others).
-    pub per_action: Option<Vec<(Vec<String>, u32)>>,
+    /// Groups of actions: the slices they need, and their wave.
+    pub needs: Vec<(Vec<String>, u32)>,
+    /// Each action's group in `needs`, in plan order; None when the record is unusable
+    /// (then no slice applies before the others).
+    pub per_action: Option<Vec<usize>>,
     /// Approvals a governance rule asked of the plan: each slice needs at least as many.
     pub rule_required: u32,
     /// Why the run's record does not fit the policy now: nothing is authorized by
@@ -73,7 +75,6 @@ pub fn of_run(
     rule: Option<&SliceRule>,
     recorded: Option<&PlanSlices>,
     actions: usize,
-    rule_required: u32,
 ) -> Option<Slicing> {
     let rule = rule?;
     let Some(recorded) = recorded else {
@@ -111,12 +112,13 @@ pub fn of_run(
             })
             .collect(),
         apply_approved: rule.apply_approved_slices,
-        per_action: recorded.per_action(actions).map(|all| {
-            all.into_iter()
-                .map(|(needs, wave)| (needs.to_vec(), wave))
-                .collect()
-        }),
-        rule_required,
+        needs: recorded
+            .needs
+            .iter()
+            .map(|n| (n.slices.clone(), n.wave))
+            .collect(),
+        per_action: recorded.needs_of(actions),
+        rule_required: recorded.rule_approvals.unwrap_or(1),
         stale,
     })
 }
@@ -209,18 +211,18 @@ impl Slicing {
             .iter()
             .zip(per_action)
             .zip(states)
-            .any(|((w, (_, at)), s)| *w && *at == wave && *s == ActionState::Pending)
+            .any(|((w, k), s)| *w && self.needs[*k].1 == wave && *s == ActionState::Pending)
     }
 
     /// Which actions need only slices in `approved`; None when the record is unusable.
     pub fn writable(&self, approved: &[String]) -> Option<Vec<bool>> {
         let per_action = self.per_action.as_ref()?;
-        Some(
-            per_action
-                .iter()
-                .map(|(needs, _)| needs.iter().all(|n| approved.contains(n)))
-                .collect(),
-        )
+        let covered: Vec<bool> = self
+            .needs
+            .iter()
+            .map(|(needs, _)| needs.iter().all(|n| approved.contains(n)))
+            .collect();
+        Some(per_action.iter().map(|k| covered[*k]).collect())
     }
 }
 

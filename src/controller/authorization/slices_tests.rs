@@ -61,6 +61,7 @@ fn recorded(shared: bool) -> PlanSlices {
     }
     PlanSlices {
         by: "region".into(),
+        rule_approvals: None,
         slices,
         needs,
     }
@@ -90,7 +91,7 @@ fn at() -> Timestamp {
 
 #[test]
 fn each_slice_needs_its_own_owners() {
-    let req = requirement(of_run(Some(&rule(false)), Some(&recorded(false)), 3, 1));
+    let req = requirement(of_run(Some(&rule(false)), Some(&recorded(false)), 3));
     let eu = [rec("erin", &["eu-owners"])];
     let t = tally(&eu, "p", &req, at());
     assert!(!t.met(), "the us slice has no approval");
@@ -110,7 +111,7 @@ fn each_slice_needs_its_own_owners() {
 
 #[test]
 fn what_no_owner_holds_needs_the_general_quorum() {
-    let req = requirement(of_run(Some(&rule(false)), Some(&recorded(true)), 4, 1));
+    let req = requirement(of_run(Some(&rule(false)), Some(&recorded(true)), 4));
     let owners = [rec("erin", &["eu-owners"]), rec("uma", &[])];
     // erin and uma are eligible approvers, so they count toward the general quorum.
     assert!(tally(&owners, "p", &req, at()).met());
@@ -130,7 +131,7 @@ fn what_no_owner_holds_needs_the_general_quorum() {
 
 #[test]
 fn a_plan_made_before_the_policy_split_is_never_approved_by_slices() {
-    let req = requirement(of_run(Some(&rule(false)), None, 3, 1));
+    let req = requirement(of_run(Some(&rule(false)), None, 3));
     let t = tally(
         &[rec("erin", &["eu-owners"]), rec("uma", &[])],
         "p",
@@ -141,13 +142,13 @@ fn a_plan_made_before_the_policy_split_is_never_approved_by_slices() {
     assert!(t.approved_slices().is_empty());
     let mut by_type = recorded(false);
     by_type.by = "instanceType".into();
-    let req = requirement(of_run(Some(&rule(false)), Some(&by_type), 3, 1));
+    let req = requirement(of_run(Some(&rule(false)), Some(&by_type), 3));
     assert!(!tally(&[rec("uma", &[])], "p", &req, at()).met());
 }
 
 #[test]
 fn an_approved_slice_writes_only_what_needs_no_other() {
-    let slicing = of_run(Some(&rule(true)), Some(&recorded(false)), 3, 1).unwrap();
+    let slicing = of_run(Some(&rule(true)), Some(&recorded(false)), 3).unwrap();
     let writable = slicing.writable(&["eu".into()]).unwrap();
     assert_eq!(writable, [true, true, false]);
     let pending = [
@@ -158,7 +159,7 @@ fn an_approved_slice_writes_only_what_needs_no_other() {
     assert!(!slicing.writes_any(&["eu".into()], &pending, 0));
     assert!(slicing.writes_any(&["us".into()], &pending, 0));
     // A record that does not cover the plan's actions writes nothing partially.
-    let slicing = of_run(Some(&rule(true)), Some(&recorded(false)), 5, 1).unwrap();
+    let slicing = of_run(Some(&rule(true)), Some(&recorded(false)), 5).unwrap();
     assert_eq!(slicing.per_action, None);
     assert!(!slicing.writes_any(&["eu".into(), "us".into()], &pending, 0));
 }
@@ -180,6 +181,7 @@ mod authorized {
         assert!(n > 2);
         let record = PlanSlices {
             by: "region".into(),
+            rule_approvals: None,
             slices: vec![
                 PlanSlice {
                     name: "eu".into(),
@@ -233,7 +235,7 @@ mod authorized {
     fn without_apply_approved_slices_the_plan_waits_for_every_slice() {
         let (plan, record) = split_plan();
         let n = plan.actions.len();
-        let req = requirement(of_run(Some(&rule(false)), Some(&record), n, 1));
+        let req = requirement(of_run(Some(&rule(false)), Some(&record), n));
         let erin = approved(&plan.plan_id, &[("erin", &["eu-owners"])]);
         let refused = authorize(Content::Plan(&plan), &facts(&erin, &req, None)).unwrap_err();
         assert!(
@@ -250,7 +252,7 @@ mod authorized {
     fn an_approved_slice_is_authorized_alone_and_the_engine_writes_only_it() {
         let (plan, record) = split_plan();
         let n = plan.actions.len();
-        let req = requirement(of_run(Some(&rule(true)), Some(&record), n, 1));
+        let req = requirement(of_run(Some(&rule(true)), Some(&record), n));
         let erin = approved(&plan.plan_id, &[("erin", &["eu-owners"])]);
         let f = facts(&erin, &req, None);
         let part = authorize(Content::Plan(&plan), &f).unwrap();
@@ -274,12 +276,7 @@ mod authorized {
     #[test]
     fn no_policy_approves_a_plan_with_owned_slices() {
         let (plan, record) = split_plan();
-        let req = requirement(of_run(
-            Some(&rule(true)),
-            Some(&record),
-            plan.actions.len(),
-            1,
-        ));
+        let req = requirement(of_run(Some(&rule(true)), Some(&record), plan.actions.len()));
         let spec: GitopsRepositorySpec = serde_json::from_value(serde_json::json!({
             "url": "ssh://git@example.com/fleet.git", "ref": {"branch": "main"},
             "approval": "Auto",
@@ -300,7 +297,27 @@ mod authorized {
 
 #[test]
 fn a_rule_asking_for_more_approvals_raises_every_slice() {
-    let req = requirement(of_run(Some(&rule(false)), Some(&recorded(false)), 3, 2));
+    let mut record = recorded(false);
+    record.rule_approvals = Some(2);
+    let req = requirement(of_run(Some(&rule(false)), Some(&record), 3));
     let both = [rec("erin", &["eu-owners"]), rec("uma", &[])];
     assert!(!tally(&both, "p", &req, at()).met());
+}
+
+#[test]
+fn an_owner_added_after_planning_is_never_passed_over() {
+    // Planned while only eu had an owner: us was recorded as its value all the same.
+    let mut only_eu = rule(true);
+    only_eu.owners.truncate(1);
+    let req = requirement(of_run(Some(&only_eu), Some(&recorded(false)), 3));
+    let anyone = [rec("olga", &[]), rec("erin", &["eu-owners"])];
+    assert!(
+        tally(&anyone, "p", &req, at()).met(),
+        "us takes the general quorum"
+    );
+    // uma now owns us: the same approvals no longer do.
+    let req = requirement(of_run(Some(&rule(true)), Some(&recorded(false)), 3));
+    let t = tally(&anyone, "p", &req, at());
+    assert!(!t.met());
+    assert_eq!(t.approved_slices(), ["eu"]);
 }

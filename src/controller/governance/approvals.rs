@@ -43,7 +43,11 @@ impl Governance {
                 "{approver} requested this sync and the governance policy forbids the requester from approving it; another approver must approve"
             ));
         }
-        let requirement = self.requirement_for(status);
+        let is_plan = status.plan_id.as_deref() == Some(subject);
+        let requirement = match is_plan {
+            true => self.requirement_for(status),
+            false => self.choice_requirement(status),
+        };
         if let Err(ineligible) = requirement.eligible(approver) {
             return QuorumOutcome::Refused(ineligible.to_string());
         }

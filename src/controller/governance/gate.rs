@@ -57,6 +57,8 @@ impl Governance {
         let requirement = quorum::Requirement {
             required: self.override_approvals,
             from_groups: Vec::new(),
+            // Distinct people, however the plan splits: one slice's owner is one.
+            slicing: None,
             ..self.requirement_for(status)
         };
         let tally = quorum::tally(&status.approvals, &plan, &requirement, now_jiff(now));
@@ -154,5 +156,35 @@ mod tests {
             gov.gate(&no_reason, &approved_by(&["bob", "carol"]), now),
             Gate::Wait { .. }
         ));
+        // A plan split by owner, all of it bob's slice: bob is still one person.
+        let sliced = Governance {
+            slices: Some((
+                "regions".into(),
+                serde_json::from_value(serde_json::json!({
+                    "by": "region", "owners": [{"values": ["eu"], "users": ["bob"]}],
+                }))
+                .unwrap(),
+            )),
+            ..gov
+        };
+        let mut status = approved_by(&["bob"]);
+        status.action_states = Some("P".into());
+        status.slices = Some(crate::api::slices::PlanSlices {
+            by: "region".into(),
+            slices: vec![crate::api::slices::PlanSlice {
+                name: "eu".into(),
+                actions: 1,
+            }],
+            needs: vec![crate::api::slices::SliceNeeds {
+                slices: vec!["eu".into()],
+                wave: 0,
+                actions: "0".into(),
+            }],
+            rule_approvals: None,
+        });
+        match sliced.gate(&overriding, &status, now) {
+            Gate::Wait { why, .. } => assert!(why.contains("needs 2 distinct approvals"), "{why}"),
+            Gate::Open { .. } => panic!("one owner overrode the windows alone"),
+        }
     }
 }

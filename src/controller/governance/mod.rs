@@ -275,17 +275,28 @@ impl Governance {
     /// What the quorum of the plan recorded in `status` needs now: the policies'
     /// requirement, raised to what the rules asked of that plan when it was recorded.
     pub fn requirement_for(&self, status: &SyncRunStatus) -> quorum::Requirement {
-        let rule_required = status.approvals_required.unwrap_or(1);
         quorum::Requirement {
-            required: rule_required.max(self.requirement.required),
+            required: status
+                .approvals_required
+                .unwrap_or(1)
+                .max(self.requirement.required),
             authors: self.authors_of(status),
             slicing: crate::controller::authorization::slices::of_run(
                 self.slices.as_ref().map(|(_, rule)| rule),
                 status.slices.as_ref(),
                 status.recorded_states().len(),
-                rule_required,
             ),
             ..self.requirement.clone()
+        }
+    }
+
+    /// What a choice at a paused rollout needs: the run's quorum without its slices. A
+    /// choice writes nothing by itself (each next wave is authorized by slice again), and
+    /// a rollback must not wait for the owners of slices that never approved the plan.
+    pub fn choice_requirement(&self, status: &SyncRunStatus) -> quorum::Requirement {
+        quorum::Requirement {
+            slicing: None,
+            ..self.requirement_for(status)
         }
     }
 

@@ -161,7 +161,7 @@ pub(super) async fn converge(
             // the wave is not done, it waits for their owners (the wave stays).
             let current = rollout.current.unwrap_or(0);
             if let Some(slices) = &status.slices
-                && slices.waits_in(&status.recorded_states(), current)
+                && slices.waits_by(&status.recorded_states(), current)
             {
                 let message = format!(
                     "{wave}plan {plan}: the approved slices converged ({}); the rest waits for its owners to approve",

@@ -131,7 +131,7 @@ pub(super) async fn decide(
     // A choice whose quorum was recorded but not yet carried out (the controller
     // stopped in between) is carried out now; should two have met theirs, the most
     // careful goes first.
-    let requirement = gov.requirement_for(&status);
+    let requirement = gov.choice_requirement(&status);
     for choice in [Choice::Rollback, Choice::LeaveOut, Choice::Continue] {
         let subject = Decision {
             choice,
@@ -332,6 +332,19 @@ async fn carry_out(
         }
         let pending: Vec<bool> = states.iter().map(|s| *s == ActionState::Pending).collect();
         following = pause::following_wave(&plan, &pending, paused.wave).unwrap_or(following);
+        // A sliced plan may still hold actions of slices not yet approved in this wave
+        // or before it: the rollout stays there until they are written.
+        if status.slices.is_some()
+            && let Some(earliest) = plan
+                .actions
+                .iter()
+                .zip(&pending)
+                .filter(|(a, p)| **p && a.wave <= paused.wave)
+                .map(|(a, _)| a.wave)
+                .min()
+        {
+            following = earliest;
+        }
     }
     if let Some(r) = status.rollout.as_mut() {
         r.current = Some(following);

@@ -310,8 +310,7 @@ fn split(
     let Ok(key) = rule.by.parse::<rollout::WaveKey>() else {
         return Ok(None);
     };
-    let owned = |v: &str| rule.owners.iter().any(|o| o.values.iter().any(|x| x == v));
-    let split = fleet::slices::split(plan, desired, live, &key, owned)?;
+    let split = fleet::slices::split(plan, desired, live, &key)?;
     Ok(Some(PlanSlices::of(&rule.by, &split)))
 }
 
@@ -410,6 +409,11 @@ async fn record(
     // A source not read whole (or with commits no trusted key signed) under separation
     // of duties: one more approver, since its people may be missing.
     let required = gov.required(&verdict) + extra;
+    // A rule asking for more approvers asks it of every slice (the general quorum and
+    // separation of duties' extra approver are the `(no owner)` slice's).
+    if let Some(slices) = status.slices.as_mut() {
+        slices.rule_approvals = (verdict.approvals > 1).then_some(verdict.approvals);
+    }
     status.approvals_required = (required > 1).then_some(required);
     // The one authorization check, on the plan just made and where it came from: a
     // policy approves it only if nothing an editor wrote stands in between.
@@ -518,6 +522,15 @@ pub(super) async fn replan(run: &SyncRun, ctx: &Context, status: SyncRunStatus) 
         return Ok(Action::await_change());
     };
     let (raw, exclusions) = exclusions_of(run);
+    // Part of the plan is written (its approved slices): a new plan would forget it.
+    if status.wrote_any() {
+        let message = format!(
+            "{} refused: part of plan {} is written already; reject the run, or push a new revision, to plan otherwise",
+            annotations::EXCLUDE,
+            status.plan_id.clone().unwrap_or_default()
+        );
+        return refuse_exclusion(run, ctx, status, raw, message).await;
+    }
     let exclusions = match exclusions {
         Ok(e) => e,
         Err(m) => {

@@ -66,9 +66,9 @@ pub(super) async fn scheduled(
     {
         let groups = quorum::groups(a.get(annotations::APPROVED_BY_GROUPS));
         let requester = a.get(annotations::REQUESTED_BY).map(String::as_str);
-        let before = status.approvals.len();
+        let before = status.approvals.clone();
         let _ = gov.count(&mut status, user, groups, requester, now().0);
-        let written = match status.approvals.len() != before {
+        let written = match status.approvals != before {
             true => Some(written_status(ctx, run, &status).await?),
             false => None,
         };
