@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SliceRule {
-    /// What splits a plan: a field of the machine an action changes (`region`, `instanceType`, `lifecycleClass`, `template`) or `label:<key>` of its labels. A peer's machine is its host; a machine that moves from one value to another is in both slices. Actions on no machine (templates, networks, virtual IPs), and machines whose value no owner lists, form the slice `(no owner)`, which needs the policy's `approvals`.
+    /// What splits a plan: a field of the machine an action changes (`region`, `instanceType`, `lifecycleClass`, `template`) or `label:<key>` of its labels. A peer's machines are its host's, a virtual IP's its holders', a network's its peers'; a machine that moves from one value to another is in both slices. Templates form the slice `(no owner)`; it and values no owner lists take the policy's `approvals`, which the plan as a whole needs too (met by all its counted approvers together).
     #[schemars(length(min = 1, max = 260))]
     pub by: String,
     /// Who owns which values. A value may be listed by one owner only.
@@ -51,7 +51,7 @@ pub struct PlanSlices {
     /// The governing policy's `slices.by` when the plan was made.
     pub by: String,
     /// Each slice of the plan and how many actions are in it.
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 256))]
     pub slices: Vec<PlanSlice>,
     /// Distinct approvers a governance rule (RequireApprovals) asked of the plan: every slice needs at least as many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +129,33 @@ impl PlanSlices {
 }
 
 impl PlanSlices {
+    /// The earliest wave with an action still to be written; None when there is none
+    /// or the record is unreadable.
+    pub fn earliest_pending(&self, states: &[super::syncrun::ActionState]) -> Option<u32> {
+        let all = self.needs_of(states.len())?;
+        all.iter()
+            .zip(states)
+            .filter(|(_, s)| **s == super::syncrun::ActionState::Pending)
+            .map(|(k, _)| self.needs[*k].wave)
+            .min()
+    }
+
+    /// The first wave after `wave` with an action still to be written.
+    pub fn next_pending_after(
+        &self,
+        states: &[super::syncrun::ActionState],
+        wave: u32,
+    ) -> Option<u32> {
+        let all = self.needs_of(states.len())?;
+        all.iter()
+            .zip(states)
+            .filter(|(k, s)| {
+                **s == super::syncrun::ActionState::Pending && self.needs[**k].wave > wave
+            })
+            .map(|(k, _)| self.needs[*k].wave)
+            .min()
+    }
+
     /// Whether an action of `wave`, or of a wave before it, is still to be written
     /// (`states` in plan order): the rollout may not go past it. An unreadable record
     /// says yes.

@@ -1,12 +1,14 @@
 //! A plan split by owner, decided at plan time. Pure.
 //!
 //! A GovernancePolicy may split plans by a node field or label (the keys rollout waves
-//! use): each slice needs its own quorum from its owners. Which slice an action is in:
-//! - a node's action is in the slice of its value; a node that moves from one value to
-//!   another (a region change) is in both, so that neither owner is passed over;
-//! - a peer's action is in its host's slices (old host and new);
-//! - actions on no machine (templates, networks, virtual IPs), and machines whose value
-//!   no owner lists, are in [`NO_OWNER`], which needs the policy's general quorum.
+//! use): each slice needs its own quorum from its owners. Slices are named by the values
+//! themselves (which an owner holds is decided when approvals are counted). Which slices
+//! an action is in:
+//! - a node's action: its value; a node that moves from one value to another (a region
+//!   change) is in both, so that neither owner is passed over;
+//! - a peer's: its host's (old host and new); a virtual IP's: its holders' (old and
+//!   new); a network's: every peer's host's;
+//! - a template's: [`NO_OWNER`] (the nodes built from it change by their own actions).
 //!
 //! An action **needs** its own slices and everything the actions it depends on need: it
 //! may be written only once all of them are approved, so whatever sits behind a

@@ -374,7 +374,8 @@ impl Authorization {
     /// other.
     pub fn writes_any(&self, requirement: &Requirement, states: &[ActionState], wave: u32) -> bool {
         match (self.slices.is_empty(), &requirement.slicing) {
-            (true, _) => true,
+            (true, Some(slicing)) => slicing.pending_in(states, wave),
+            (true, None) => true,
             (false, Some(slicing)) => slicing.writes_any(&self.slices, states, wave),
             (false, None) => false,
         }

@@ -115,7 +115,12 @@ impl Tally {
         let general = self.describe_general();
         match &self.slices {
             None => general,
-            Some(slices) => slices.describe(&general),
+            Some(slices) => {
+                let matters = self.required > 1 || !self.missing_groups.is_empty();
+                slices.describe(
+                    Some(general.as_str()).filter(|_| matters || !slices.general.is_empty()),
+                )
+            }
         }
     }
 

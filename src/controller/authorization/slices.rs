@@ -61,6 +61,21 @@ impl Owner {
     }
 }
 
+/// A slice's name as messages show it: as written when it is a plain word, else quoted
+/// and cut (values come from the fleet file, and must not read as something else).
+pub fn shown(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        || name == NO_OWNER;
+    match plain {
+        true => name.to_owned(),
+        false => format!("{:?}", crate::fleet::rollout::shown(name)),
+    }
+}
+
 fn shortlist(names: &[String]) -> String {
     let mut shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
     let more = names.len().saturating_sub(5);
@@ -191,14 +206,18 @@ impl Slicing {
     }
 
     /// Whether `user` (in `groups`) owns a slice of the plan, or the plan has a slice
-    /// the general quorum approves (which anyone eligible may count toward).
-    pub fn counts_for_any(&self, user: &str, groups: &[String]) -> bool {
-        self.slices.iter().any(|s| match &s.owner {
-            None => true,
-            Some(o) => {
-                o.users.iter().any(|u| u == user) || groups.iter().any(|g| o.groups.contains(g))
-            }
-        })
+    /// the general quorum approves (which anyone eligible may count toward), or the
+    /// general quorum asks for more than one approver or for groups (then anyone
+    /// eligible counts toward the plan's own quorum).
+    pub fn counts_for_any(&self, user: &str, groups: &[String], general: &Requirement) -> bool {
+        general.required > 1
+            || !general.from_groups.is_empty()
+            || self.slices.iter().any(|s| match &s.owner {
+                None => true,
+                Some(o) => {
+                    o.users.iter().any(|u| u == user) || groups.iter().any(|g| o.groups.contains(g))
+                }
+            })
     }
 
     /// Whether some action of `wave` still to be written needs only slices in
@@ -214,6 +233,16 @@ impl Slicing {
             .any(|((w, k), s)| *w && self.needs[*k].1 == wave && *s == ActionState::Pending)
     }
 
+    /// Whether some action of `wave` is still to be written at all.
+    pub fn pending_in(&self, states: &[ActionState], wave: u32) -> bool {
+        self.per_action.as_ref().is_some_and(|per_action| {
+            per_action
+                .iter()
+                .zip(states)
+                .any(|(k, s)| self.needs[*k].1 == wave && *s == ActionState::Pending)
+        })
+    }
+
     /// Which actions need only slices in `approved`; None when the record is unusable.
     pub fn writable(&self, approved: &[String]) -> Option<Vec<bool>> {
         let per_action = self.per_action.as_ref()?;
@@ -227,16 +256,17 @@ impl Slicing {
 }
 
 impl SliceTallies {
-    /// Whether every slice is approved (`general_met`: the general quorum is).
+    /// Whether every slice is approved. `general_met`: the general quorum is, counted
+    /// over all the plan's approvers. The plan as a whole always needs it, so that a
+    /// policy that splits plans never lowers what the other governing policies ask
+    /// (their approvals, groups, separation of duties' extra approver).
     pub fn met(&self, general_met: bool) -> bool {
-        self.stale.is_none()
-            && (self.general.is_empty() || general_met)
-            && self.owned.iter().all(SliceTally::met)
+        self.stale.is_none() && general_met && self.owned.iter().all(SliceTally::met)
     }
 
     /// The slices approved.
     pub fn approved(&self, general_met: bool) -> Vec<String> {
-        if self.stale.is_some() {
+        if self.stale.is_some() || !general_met {
             return Vec::new();
         }
         let mut out: Vec<String> = self
@@ -270,7 +300,9 @@ impl SliceTallies {
 
     /// `slice eu-west: 1/1 (alice); slice us-east: 0/1 from groups us-owners`, with the
     /// general quorum's standing (`general`) for the slices that take it.
-    pub fn describe(&self, general: &str) -> String {
+    /// `general`: the general quorum's standing, when it asks more than any one
+    /// approver gives (else only the slices that take it name it).
+    pub fn describe(&self, general: Option<&str>) -> String {
         if let Some(stale) = &self.stale {
             return stale.clone();
         }
@@ -280,7 +312,7 @@ impl SliceTallies {
             .map(|s| {
                 let mut text = format!(
                     "slice {}: {}/{}",
-                    s.name,
+                    shown(&s.name),
                     s.approvers.len().min(s.required as usize),
                     s.required
                 );
@@ -291,8 +323,15 @@ impl SliceTallies {
                 text
             })
             .collect();
-        if !self.general.is_empty() {
-            parts.push(format!("{}: {general}", shortlist(&self.general)));
+        let named: Vec<String> = self.general.iter().map(|n| shown(n)).collect();
+        match (named.is_empty(), general) {
+            (false, general) => parts.push(format!(
+                "{}: {}",
+                shortlist(&named),
+                general.unwrap_or("any approver")
+            )),
+            (true, Some(general)) => parts.push(format!("the plan as a whole: {general}")),
+            (true, None) => {}
         }
         parts.join("; ")
     }

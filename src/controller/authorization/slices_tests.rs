@@ -105,8 +105,14 @@ fn each_slice_needs_its_own_owners() {
     let others = [rec("olga", &["sre"]), rec("oscar", &["eu-ops"])];
     assert!(!tally(&others, "p", &req, at()).met());
     let slicing = req.slicing.as_ref().unwrap();
-    assert!(!slicing.counts_for_any("olga", &["sre".into()]));
-    assert!(slicing.counts_for_any("eve", &["eu-owners".into()]));
+    assert!(!slicing.counts_for_any("olga", &["sre".into()], &req));
+    assert!(slicing.counts_for_any("eve", &["eu-owners".into()], &req));
+    // Where the plan's own quorum asks for more, anyone eligible counts toward it.
+    let two = Requirement {
+        required: 2,
+        ..req.clone()
+    };
+    assert!(slicing.counts_for_any("olga", &["sre".into()], &two));
 }
 
 #[test]
@@ -320,4 +326,40 @@ fn an_owner_added_after_planning_is_never_passed_over() {
     let t = tally(&anyone, "p", &req, at());
     assert!(!t.met());
     assert_eq!(t.approved_slices(), ["eu"]);
+}
+
+#[test]
+fn a_policy_that_splits_plans_never_lowers_what_the_others_ask() {
+    // Another governing policy asks for three approvers, one of them from sre.
+    let req = Requirement {
+        required: 3,
+        from_groups: vec!["sre".into()],
+        ..requirement(of_run(Some(&rule(true)), Some(&recorded(false)), 3))
+    };
+    let owners = [rec("erin", &["eu-owners"]), rec("uma", &[])];
+    let t = tally(&owners, "p", &req, at());
+    assert!(
+        !t.met(),
+        "both slices' owners, but not the plan's own quorum"
+    );
+    assert!(t.approved_slices().is_empty(), "nor any slice alone");
+    assert!(t.describe().ends_with("the plan as a whole: 2/3 approvals (erin, uma); still needs an approver from group(s) sre"), "{}", t.describe());
+    let with_sre = [
+        rec("erin", &["eu-owners"]),
+        rec("uma", &[]),
+        rec("sam", &["sre"]),
+    ];
+    assert!(tally(&with_sre, "p", &req, at()).met());
+}
+
+#[test]
+fn names_from_the_fleet_file_cannot_read_as_something_else() {
+    assert_eq!(shown("eu-west-2"), "eu-west-2");
+    assert_eq!(shown(NO_OWNER), NO_OWNER);
+    assert_eq!(
+        shown("eu: 1/1 (alice); slice x"),
+        "\"eu: 1/1 (alice); slice x\""
+    );
+    assert_eq!(shown(""), "\"\"");
+    assert!(shown(&"a".repeat(500)).len() < 80);
 }

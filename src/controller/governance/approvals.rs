@@ -11,6 +11,7 @@ use serde_json::json;
 use super::{Governance, quorum};
 use crate::api::annotations;
 use crate::api::syncrun::{ApprovalRecord, SyncRun, SyncRunStatus};
+use crate::fleet::rollout::pause::Decision;
 
 impl Governance {
     /// Counts `approver`'s approval of the current plan.
@@ -43,19 +44,19 @@ impl Governance {
                 "{approver} requested this sync and the governance policy forbids the requester from approving it; another approver must approve"
             ));
         }
-        let is_plan = status.plan_id.as_deref() == Some(subject);
-        let requirement = match is_plan {
-            true => self.requirement_for(status),
-            false => self.choice_requirement(status),
+        let choice = subject.parse::<Decision>().ok().map(|d| d.choice);
+        let requirement = match choice {
+            None => self.requirement_for(status),
+            Some(choice) => self.choice_requirement(status, choice),
         };
         if let Err(ineligible) = requirement.eligible(approver) {
             return QuorumOutcome::Refused(ineligible.to_string());
         }
         // A sliced plan counts approvals per slice: one from someone who owns none of
         // its slices (and it has none the general quorum approves) counts for nothing.
-        if let Some(slicing) = &requirement.slicing
+        if let Some(slicing) = requirement.slicing.as_ref().filter(|_| choice.is_none())
             && slicing.stale.is_none()
-            && !slicing.counts_for_any(approver, &groups)
+            && !slicing.counts_for_any(approver, &groups, &requirement)
         {
             let slices: Vec<&str> = slicing.slices.iter().map(|s| s.name.as_str()).collect();
             return QuorumOutcome::Refused(format!(

@@ -34,6 +34,7 @@ use crate::api::GovernancePolicy;
 use crate::api::governance::GitIdentity;
 use crate::api::slices::SliceRule;
 use crate::api::syncrun::SyncRunStatus;
+use crate::fleet::rollout::pause::Choice;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -290,14 +291,28 @@ impl Governance {
         }
     }
 
-    /// What a choice at a paused rollout needs: the run's quorum without its slices. A
-    /// choice writes nothing by itself (each next wave is authorized by slice again), and
-    /// a rollback must not wait for the owners of slices that never approved the plan.
-    pub fn choice_requirement(&self, status: &SyncRunStatus) -> quorum::Requirement {
-        quorum::Requirement {
-            slicing: None,
-            ..self.requirement_for(status)
-        }
+    /// What a choice at a paused rollout needs. Rollback and leave-out write nothing
+    /// more of what paused: the run's general quorum, so that they never wait for the
+    /// owners of slices that never approved the plan. Continue accepts the paused
+    /// objects as they are and goes on: the owners of the slices written so far (those
+    /// the run was authorized for, so they exist), with the general quorum.
+    pub fn choice_requirement(
+        &self,
+        status: &SyncRunStatus,
+        choice: Choice,
+    ) -> quorum::Requirement {
+        let mut requirement = self.requirement_for(status);
+        requirement.slicing = match (choice, requirement.slicing) {
+            (Choice::Continue, Some(mut slicing)) if slicing.stale.is_none() => {
+                let authorized = status.authorization.as_ref().map(|a| a.slices.as_slice());
+                if let Some(scope) = authorized.filter(|s| !s.is_empty()) {
+                    slicing.slices.retain(|s| scope.contains(&s.name));
+                }
+                Some(slicing)
+            }
+            _ => None,
+        };
+        requirement
     }
 
     /// Under separation of duties, the users who wrote, committed or signed the commits
@@ -325,7 +340,6 @@ impl Governance {
             || verdict.truncated
     }
 
-    /// Why the plan recorded in `status` has expired, if it has.
     /// Why the plan recorded in `status` cannot be counted by the policy's slices now,
     /// if it cannot (never while a policy is invalid: nothing is approved then anyway,
     /// and planning afresh would not fit it either).
@@ -339,6 +353,7 @@ impl Governance {
             .map(|why| format!("plan {}: {why}", status.plan_id.clone().unwrap_or_default()))
     }
 
+    /// Why the plan recorded in `status` has expired, if it has.
     pub fn plan_expired(&self, status: &SyncRunStatus, now: Timestamp) -> Option<String> {
         let expiry = self.plan_expiry?;
         let planned = status.planned_at.as_ref()?.0;

@@ -170,7 +170,13 @@ pub(super) async fn converge(
                 transition(ctx, run, next, Event::AwaitingSlices, message).await?;
                 return Ok(Action::await_change());
             }
-            let following = rollout.current.map_or(0, |w| w + 1);
+            // Past waves with nothing left to write (all of it left out at a pause).
+            let following = match &status.slices {
+                Some(slices) => slices
+                    .next_pending_after(&status.recorded_states(), current)
+                    .unwrap_or(current + 1),
+                None => rollout.current.map_or(0, |w| w + 1),
+            };
             if let Some(r) = next.rollout.as_mut() {
                 r.ready_since = None;
                 // The only place the wave moves on: the engine writes exactly this one.

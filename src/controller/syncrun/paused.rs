@@ -131,8 +131,8 @@ pub(super) async fn decide(
     // A choice whose quorum was recorded but not yet carried out (the controller
     // stopped in between) is carried out now; should two have met theirs, the most
     // careful goes first.
-    let requirement = gov.choice_requirement(&status);
     for choice in [Choice::Rollback, Choice::LeaveOut, Choice::Continue] {
+        let requirement = gov.choice_requirement(&status, choice);
         let subject = Decision {
             choice,
             id: paused.decision_id.clone(),
@@ -332,19 +332,14 @@ async fn carry_out(
         }
         let pending: Vec<bool> = states.iter().map(|s| *s == ActionState::Pending).collect();
         following = pause::following_wave(&plan, &pending, paused.wave).unwrap_or(following);
-        // A sliced plan may still hold actions of slices not yet approved in this wave
-        // or before it: the rollout stays there until they are written.
-        if status.slices.is_some()
-            && let Some(earliest) = plan
-                .actions
-                .iter()
-                .zip(&pending)
-                .filter(|(a, p)| **p && a.wave <= paused.wave)
-                .map(|(a, _)| a.wave)
-                .min()
-        {
-            following = earliest;
-        }
+    }
+    // A sliced plan may still hold actions of slices not yet approved in this wave or
+    // before it: the rollout stays there until they are written. Read from the run's
+    // own record, so that it holds when the stored plan cannot be read too.
+    if let Some(slices) = &status.slices
+        && let Some(earliest) = slices.earliest_pending(&status.recorded_states())
+    {
+        following = following.min(earliest);
     }
     if let Some(r) = status.rollout.as_mut() {
         r.current = Some(following);
