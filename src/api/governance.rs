@@ -69,7 +69,7 @@ pub struct GovernancePolicySpec {
     /// What the selected repositories' sources must prove.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<SourceRule>,
-    /// Splits each plan by owner (a machine's region, or another field or label): each slice needs its own quorum from its owners, instead of `approvals`. At most one policy governing a repository may set it.
+    /// Splits each plan by owner (a machine's region, or another field or label): each slice needs its own quorum from its owners, and the plan as a whole still needs `approvals` (met by all its approvers together). At most one policy governing a repository may set it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slices: Option<super::slices::SliceRule>,
 }

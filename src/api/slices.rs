@@ -129,45 +129,119 @@ impl PlanSlices {
 }
 
 impl PlanSlices {
-    /// The earliest wave with an action still to be written; None when there is none
-    /// or the record is unreadable.
-    pub fn earliest_pending(&self, states: &[super::syncrun::ActionState]) -> Option<u32> {
-        let all = self.needs_of(states.len())?;
+    /// The earliest wave with an action still to be written (`pending`, in plan order);
+    /// None when there is none or the record is unreadable.
+    pub fn earliest_pending(&self, pending: &[bool]) -> Option<u32> {
+        let all = self.needs_of(pending.len())?;
         all.iter()
-            .zip(states)
-            .filter(|(_, s)| **s == super::syncrun::ActionState::Pending)
+            .zip(pending)
+            .filter(|(_, p)| **p)
             .map(|(k, _)| self.needs[*k].wave)
             .min()
     }
 
     /// The first wave after `wave` with an action still to be written.
-    pub fn next_pending_after(
-        &self,
-        states: &[super::syncrun::ActionState],
-        wave: u32,
-    ) -> Option<u32> {
-        let all = self.needs_of(states.len())?;
+    pub fn next_pending_after(&self, pending: &[bool], wave: u32) -> Option<u32> {
+        let all = self.needs_of(pending.len())?;
         all.iter()
-            .zip(states)
-            .filter(|(k, s)| {
-                **s == super::syncrun::ActionState::Pending && self.needs[**k].wave > wave
-            })
+            .zip(pending)
+            .filter(|(k, p)| **p && self.needs[**k].wave > wave)
             .map(|(k, _)| self.needs[*k].wave)
             .min()
     }
 
-    /// Whether an action of `wave`, or of a wave before it, is still to be written
-    /// (`states` in plan order): the rollout may not go past it. An unreadable record
-    /// says yes.
-    pub fn waits_by(&self, states: &[super::syncrun::ActionState], wave: u32) -> bool {
-        self.needs_of(states.len()).is_none_or(|all| {
-            all.iter().zip(states).any(|(k, s)| {
-                self.needs[*k].wave <= wave && *s == super::syncrun::ActionState::Pending
-            })
+    /// Whether an action of `wave`, or of a wave before it, is still to be written:
+    /// the rollout may not go past it. An unreadable record says yes.
+    pub fn waits_by(&self, pending: &[bool], wave: u32) -> bool {
+        self.needs_of(pending.len()).is_none_or(|all| {
+            all.iter()
+                .zip(pending)
+                .any(|(k, p)| *p && self.needs[*k].wave <= wave)
         })
     }
 }
 
+/// A slice's name as messages show it: as written when it is a plain word, else quoted
+/// and cut (values come from the fleet file, and must not read as something else).
+pub fn shown(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        || name == crate::fleet::slices::NO_OWNER;
+    match plain {
+        true => name.to_owned(),
+        false => format!("{:?}", crate::fleet::rollout::shown(name)),
+    }
+}
+
+/// Names as [`shown`], joined by `, `.
+pub fn shown_all(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| shown(n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    // Whether each action is still to be written.
+    const APPLIED: bool = false;
+    const LEFT_OUT: bool = false;
+    const PENDING: bool = true;
+
+    fn record() -> PlanSlices {
+        let needs = |slices: &[&str], wave, actions: &str| SliceNeeds {
+            slices: slices.iter().map(|s| s.to_string()).collect(),
+            wave,
+            actions: actions.into(),
+        };
+        PlanSlices {
+            by: "region".into(),
+            rule_approvals: None,
+            slices: Vec::new(),
+            needs: vec![
+                needs(&["eu"], 0, "0"),
+                needs(&["us"], 0, "1"),
+                needs(&["eu"], 2, "2"),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_rollout_stays_at_the_earliest_wave_with_something_to_write() {
+        let r = record();
+        assert_eq!(r.earliest_pending(&[APPLIED, PENDING, PENDING]), Some(0));
+        assert!(r.waits_by(&[APPLIED, PENDING, PENDING], 0));
+        // Wave 1 has nothing: after wave 0, wave 2 is next.
+        assert_eq!(
+            r.next_pending_after(&[APPLIED, APPLIED, PENDING], 0),
+            Some(2)
+        );
+        assert!(!r.waits_by(&[APPLIED, APPLIED, PENDING], 1));
+        assert_eq!(r.earliest_pending(&[APPLIED, LEFT_OUT, APPLIED]), None);
+        // A record that does not fit the plan holds the rollout.
+        assert!(r.waits_by(&[APPLIED, APPLIED], 5));
+        assert_eq!(r.earliest_pending(&[PENDING; 4]), None);
+    }
+
+    #[test]
+    fn names_from_the_fleet_file_cannot_read_as_something_else() {
+        assert_eq!(shown("eu-west-2"), "eu-west-2");
+        assert_eq!(shown(crate::fleet::slices::NO_OWNER), "(no owner)");
+        assert_eq!(
+            shown("x (1 action); approved so far: y"),
+            "\"x (1 action); approved so far: y\""
+        );
+        assert_eq!(shown("a\nb"), "\"a\\nb\"");
+        assert_eq!(shown(""), "\"\"");
+        assert!(shown(&"a".repeat(500)).len() < 80);
+    }
 }

@@ -362,6 +362,14 @@ impl SyncRunStatus {
         phase && !self.waves_left() && !self.recorded_states().contains(&ActionState::LeftOut)
     }
 
+    /// Whether each action is still to be written, in plan order.
+    pub fn pending(&self) -> Vec<bool> {
+        self.recorded_states()
+            .into_iter()
+            .map(|s| s == ActionState::Pending)
+            .collect()
+    }
+
     /// Whether some action is still to be written: the rollout has waves to go.
     pub fn waves_left(&self) -> bool {
         self.recorded_states().contains(&ActionState::Pending)

@@ -94,21 +94,22 @@ pub(crate) async fn request_rollback(
 /// `Slices (by region): ap-tokyo-1 (1 action), eu-west-2 (1 action); written so far:
 /// ap-tokyo-1`: how the plan split by owner and which slices were authorized.
 fn slice_line(split: &crate::api::slices::PlanSlices, status: &SyncRunStatus) -> String {
+    use crate::api::slices::{shown, shown_all};
     let slices: Vec<String> = split
         .slices
         .iter()
         .map(|s| {
             let plural = if s.actions == 1 { "" } else { "s" };
-            format!("{} ({} action{plural})", s.name, s.actions)
+            format!("{} ({} action{plural})", shown(&s.name), s.actions)
         })
         .collect();
-    let mut line = format!("Slices (by {}): {}", split.by, slices.join(", "));
+    let mut line = format!("Slices (by {}): {}", shown(&split.by), slices.join(", "));
     if let Some(a) = status
         .authorization
         .as_ref()
         .filter(|a| !a.slices.is_empty())
     {
-        line.push_str(&format!("; approved so far: {}", a.slices.join(", ")));
+        line.push_str(&format!("; approved so far: {}", shown_all(&a.slices)));
     }
     line.push('\n');
     line

@@ -120,7 +120,8 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
     }
     // Approved slices only: when nothing of this wave is theirs to write, the run
     // waits for the other slices' owners rather than writing an empty pass.
-    if !authorized.authorization().slices().is_empty() {
+    // (With nothing pending at all, after a leave-out, the run goes on to finish.)
+    if !authorized.authorization().slices().is_empty() && status.waves_left() {
         let wave = status.rollout.as_ref().and_then(|r| r.current).unwrap_or(0);
         let writes = plan.actions.iter().enumerate().any(|(i, a)| {
             a.wave == wave && states[i] == ActionState::Pending && authorized.may_write(i)
@@ -135,7 +136,7 @@ async fn apply_claimed(run: &SyncRun, ctx: &Context, status: SyncRunStatus) -> R
             let message = format!(
                 "plan {}: the approved slices ({}) have nothing more to write in this wave; the rest waits for its owners to approve: {}",
                 plan.plan_id,
-                authorized.authorization().slices().join(", "),
+                crate::api::slices::shown_all(authorized.authorization().slices()),
                 standing.describe()
             );
             transition(ctx, run, status, Event::AwaitingSlices, message).await?;

@@ -393,7 +393,10 @@ impl Authorization {
         };
         match self.slices.is_empty() {
             true => by,
-            false => format!("{by} (slices {})", self.slices.join(", ")),
+            false => format!(
+                "{by} (slices {})",
+                crate::api::slices::shown_all(&self.slices)
+            ),
         }
     }
 
@@ -489,7 +492,8 @@ pub fn authorize(content: Content<'_>, facts: &Facts<'_>) -> Result<Authorizatio
     };
     let tally = quorum::tally(facts.approvals, plan_id, facts.requirement, facts.at);
     if tally.met() {
-        let approvers = tally.approvers_of(&tally.approved_slices());
+        // Every counted approver: the plan's own quorum counts them all.
+        let approvers = tally.approvers;
         return Ok(granted(Grant::People { approvers }, Vec::new()));
     }
     // Under applyApprovedSlices, the slices whose owners approved are authorized by
@@ -500,7 +504,7 @@ pub fn authorize(content: Content<'_>, facts: &Facts<'_>) -> Result<Authorizatio
     {
         let approved = tally.approved_slices();
         if !approved.is_empty() {
-            let approvers = tally.approvers_of(&approved);
+            let approvers = tally.approvers.clone();
             return Ok(granted(Grant::People { approvers }, approved));
         }
     }

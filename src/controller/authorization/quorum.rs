@@ -101,14 +101,6 @@ impl Tally {
             .map_or_else(Vec::new, |s| s.approved(self.general_met()))
     }
 
-    /// The approvers who count toward `approved` slices.
-    pub fn approvers_of(&self, approved: &[String]) -> Vec<String> {
-        self.slices.as_ref().map_or_else(
-            || self.approvers.clone(),
-            |s| s.approvers_of(approved, &self.approvers),
-        )
-    }
-
     /// `1/2 approvals (alice)`, and which groups are still missing; per slice for a
     /// sliced plan.
     pub fn describe(&self) -> String {
@@ -160,6 +152,7 @@ pub fn tally(
 ) -> Tally {
     let mut approvers: Vec<String> = Vec::new();
     let mut groups_seen: Vec<&str> = Vec::new();
+    let mut counted: Vec<&ApprovalRecord> = Vec::new();
     for r in records {
         if r.plan_id != plan_id
             || is_stale(r, req.approval_expiry, now)
@@ -167,6 +160,7 @@ pub fn tally(
         {
             continue;
         }
+        counted.push(r);
         if !approvers.contains(&r.user) {
             approvers.push(r.user.clone());
         }
@@ -182,10 +176,7 @@ pub fn tally(
         approvers,
         missing_groups,
         required: req.required.max(1),
-        slices: req
-            .slicing
-            .as_ref()
-            .map(|s| s.tally(records, plan_id, req, now)),
+        slices: req.slicing.as_ref().map(|s| s.tally(&counted)),
     }
 }
 

@@ -1,11 +1,10 @@
 //! Slice quorums: under a GovernancePolicy's `spec.slices`, each slice of a plan needs
 //! its own quorum from its owners, and with `applyApprovedSlices` the approved slices
-//! may be written while the others wait. Pure: counted from the same approval records
-//! as any quorum ([`super::quorum`]), decided by the one check ([`super::authorize`]).
+//! may be written while the others wait. Pure: counted from the approvals that count
+//! toward the plan's quorum ([`super::quorum`] picks them), decided by the one check
+//! ([`super::authorize`]).
 
-use k8s_openapi::jiff::Timestamp;
-
-use super::quorum::{Requirement, is_stale};
+pub use crate::api::slices::shown;
 use crate::api::slices::{PlanSlices, SliceRule};
 use crate::api::syncrun::{ActionState, ApprovalRecord};
 use crate::fleet::slices::NO_OWNER;
@@ -61,21 +60,6 @@ impl Owner {
     }
 }
 
-/// A slice's name as messages show it: as written when it is a plain word, else quoted
-/// and cut (values come from the fleet file, and must not read as something else).
-pub fn shown(name: &str) -> String {
-    let plain = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-        || name == NO_OWNER;
-    match plain {
-        true => name.to_owned(),
-        false => format!("{:?}", crate::fleet::rollout::shown(name)),
-    }
-}
-
 fn shortlist(names: &[String]) -> String {
     let mut shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
     let more = names.len().saturating_sub(5);
@@ -91,7 +75,17 @@ pub fn of_run(
     recorded: Option<&PlanSlices>,
     actions: usize,
 ) -> Option<Slicing> {
-    let rule = rule?;
+    let Some(rule) = rule else {
+        // Split by a policy that no longer splits plans: its owners' approvals were of
+        // slices, never of the whole plan.
+        return recorded.map(|r| Slicing {
+            stale: Some(format!(
+                "this plan was split by {} and the governing policies no longer split plans; the revision is planned afresh",
+                shown(&r.by)
+            )),
+            ..Default::default()
+        });
+    };
     let Some(recorded) = recorded else {
         return Some(Slicing {
             stale: Some(format!(
@@ -162,22 +156,9 @@ impl SliceTally {
 }
 
 impl Slicing {
-    /// Counts each owned slice's approvals of `plan_id`.
-    pub fn tally(
-        &self,
-        records: &[ApprovalRecord],
-        plan_id: &str,
-        req: &Requirement,
-        now: Timestamp,
-    ) -> SliceTallies {
-        let counted: Vec<&ApprovalRecord> = records
-            .iter()
-            .filter(|r| {
-                r.plan_id == plan_id
-                    && !is_stale(r, req.approval_expiry, now)
-                    && req.eligible(&r.user).is_ok()
-            })
-            .collect();
+    /// Counts each owned slice's approvals among `counted` (those of the plan that
+    /// count toward its quorum: eligible, not expired).
+    pub fn tally(&self, counted: &[&ApprovalRecord]) -> SliceTallies {
         let mut owned = Vec::new();
         let mut general = Vec::new();
         for s in &self.slices {
@@ -209,9 +190,15 @@ impl Slicing {
     /// the general quorum approves (which anyone eligible may count toward), or the
     /// general quorum asks for more than one approver or for groups (then anyone
     /// eligible counts toward the plan's own quorum).
-    pub fn counts_for_any(&self, user: &str, groups: &[String], general: &Requirement) -> bool {
-        general.required > 1
-            || !general.from_groups.is_empty()
+    pub fn counts_for_any(
+        &self,
+        user: &str,
+        groups: &[String],
+        general_required: u32,
+        general_groups: bool,
+    ) -> bool {
+        general_required > 1
+            || general_groups
             || self.slices.iter().any(|s| match &s.owner {
                 None => true,
                 Some(o) => {
@@ -231,6 +218,26 @@ impl Slicing {
             .zip(per_action)
             .zip(states)
             .any(|((w, k), s)| *w && self.needs[*k].1 == wave && *s == ActionState::Pending)
+    }
+
+    /// The slices of the actions written so far (neither pending nor left out); every
+    /// slice when the record is unreadable.
+    pub fn written(&self, states: &[ActionState]) -> Vec<String> {
+        let Some(per_action) = &self.per_action else {
+            return self.slices.iter().map(|s| s.name.clone()).collect();
+        };
+        let mut out: Vec<String> = Vec::new();
+        for (k, s) in per_action.iter().zip(states) {
+            if matches!(s, ActionState::Pending | ActionState::LeftOut) {
+                continue;
+            }
+            for name in &self.needs[*k].0 {
+                if !out.contains(name) {
+                    out.push(name.clone());
+                }
+            }
+        }
+        out
     }
 
     /// Whether some action of `wave` is still to be written at all.
@@ -279,22 +286,6 @@ impl SliceTallies {
             out.extend(self.general.iter().cloned());
         }
         out.sort();
-        out
-    }
-
-    /// The approvers who count toward the approved slices.
-    pub fn approvers_of(&self, approved: &[String], general: &[String]) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        let owned = self.owned.iter().filter(|s| approved.contains(&s.name));
-        let general = match self.general.iter().any(|g| approved.contains(g)) {
-            true => general,
-            false => &[],
-        };
-        for user in owned.flat_map(|s| s.approvers.iter()).chain(general) {
-            if !out.contains(user) {
-                out.push(user.clone());
-            }
-        }
         out
     }
 

@@ -1,8 +1,9 @@
 //! Slice quorums and what they authorize.
 use super::*;
 use crate::api::slices::{PlanSlice, SliceNeeds, SliceOwner};
-use crate::controller::authorization::quorum::tally;
+use crate::controller::authorization::quorum::{Requirement, tally};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 
 fn rule(apply: bool) -> SliceRule {
     SliceRule {
@@ -105,14 +106,14 @@ fn each_slice_needs_its_own_owners() {
     let others = [rec("olga", &["sre"]), rec("oscar", &["eu-ops"])];
     assert!(!tally(&others, "p", &req, at()).met());
     let slicing = req.slicing.as_ref().unwrap();
-    assert!(!slicing.counts_for_any("olga", &["sre".into()], &req));
-    assert!(slicing.counts_for_any("eve", &["eu-owners".into()], &req));
+    assert!(!slicing.counts_for_any("olga", &["sre".into()], req.required, false));
+    assert!(slicing.counts_for_any("eve", &["eu-owners".into()], req.required, false));
     // Where the plan's own quorum asks for more, anyone eligible counts toward it.
     let two = Requirement {
         required: 2,
         ..req.clone()
     };
-    assert!(slicing.counts_for_any("olga", &["sre".into()], &two));
+    assert!(slicing.counts_for_any("olga", &["sre".into()], two.required, false));
 }
 
 #[test]
@@ -353,13 +354,37 @@ fn a_policy_that_splits_plans_never_lowers_what_the_others_ask() {
 }
 
 #[test]
-fn names_from_the_fleet_file_cannot_read_as_something_else() {
-    assert_eq!(shown("eu-west-2"), "eu-west-2");
-    assert_eq!(shown(NO_OWNER), NO_OWNER);
-    assert_eq!(
-        shown("eu: 1/1 (alice); slice x"),
-        "\"eu: 1/1 (alice); slice x\""
+fn a_policy_that_stopped_splitting_plans_does_not_turn_slice_approvals_into_the_plans() {
+    let req = requirement(of_run(None, Some(&recorded(false)), 3));
+    let t = tally(&[rec("erin", &["eu-owners"])], "p", &req, at());
+    assert!(!t.met());
+    assert!(
+        t.describe().contains("no longer split plans"),
+        "{}",
+        t.describe()
     );
-    assert_eq!(shown(""), "\"\"");
-    assert!(shown(&"a".repeat(500)).len() < 80);
+    assert_eq!(of_run(None, None, 3), None);
+}
+
+#[test]
+fn a_whole_plan_writes_only_where_something_is_pending() {
+    let slicing = of_run(Some(&rule(true)), Some(&recorded(false)), 3).unwrap();
+    assert!(slicing.pending_in(
+        &[
+            ActionState::Applied,
+            ActionState::Pending,
+            ActionState::Pending
+        ],
+        0
+    ));
+    assert!(!slicing.pending_in(&[ActionState::Applied; 3], 0));
+    assert!(!slicing.pending_in(&[ActionState::Pending; 3], 1));
+    assert_eq!(
+        slicing.written(&[
+            ActionState::Applied,
+            ActionState::LeftOut,
+            ActionState::Pending
+        ]),
+        ["eu"]
+    );
 }

@@ -56,12 +56,17 @@ impl Governance {
         // its slices (and it has none the general quorum approves) counts for nothing.
         if let Some(slicing) = requirement.slicing.as_ref().filter(|_| choice.is_none())
             && slicing.stale.is_none()
-            && !slicing.counts_for_any(approver, &groups, &requirement)
+            && !slicing.counts_for_any(
+                approver,
+                &groups,
+                requirement.required,
+                !requirement.from_groups.is_empty(),
+            )
         {
-            let slices: Vec<&str> = slicing.slices.iter().map(|s| s.name.as_str()).collect();
+            let slices: Vec<String> = slicing.slices.iter().map(|s| s.name.clone()).collect();
             return QuorumOutcome::Refused(format!(
                 "{approver} owns none of this plan's slices ({}) in the governing policy's spec.slices, so the approval counts for nothing; their owners approve",
-                slices.join(", ")
+                crate::api::slices::shown_all(&slices)
             ));
         }
         let plan = subject.to_owned();

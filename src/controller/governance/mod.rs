@@ -291,11 +291,11 @@ impl Governance {
         }
     }
 
-    /// What a choice at a paused rollout needs. Rollback and leave-out write nothing
-    /// more of what paused: the run's general quorum, so that they never wait for the
-    /// owners of slices that never approved the plan. Continue accepts the paused
-    /// objects as they are and goes on: the owners of the slices written so far (those
-    /// the run was authorized for, so they exist), with the general quorum.
+    /// What a choice at a paused rollout needs. Rollback starts a new plan, gated by
+    /// slice itself: the run's general quorum, so that it never waits for the owners of
+    /// slices that never approved the plan. Continue and leave-out accept the paused
+    /// objects as they are and go on with the approved slices' next waves: the owners
+    /// of the slices written so far (who approved them), with the general quorum.
     pub fn choice_requirement(
         &self,
         status: &SyncRunStatus,
@@ -303,11 +303,9 @@ impl Governance {
     ) -> quorum::Requirement {
         let mut requirement = self.requirement_for(status);
         requirement.slicing = match (choice, requirement.slicing) {
-            (Choice::Continue, Some(mut slicing)) if slicing.stale.is_none() => {
-                let authorized = status.authorization.as_ref().map(|a| a.slices.as_slice());
-                if let Some(scope) = authorized.filter(|s| !s.is_empty()) {
-                    slicing.slices.retain(|s| scope.contains(&s.name));
-                }
+            (Choice::Continue | Choice::LeaveOut, Some(mut slicing)) if slicing.stale.is_none() => {
+                let written = slicing.written(&status.recorded_states());
+                slicing.slices.retain(|s| written.contains(&s.name));
                 Some(slicing)
             }
             _ => None,
@@ -448,6 +446,47 @@ mod tests {
     }
 
     #[test]
+    fn continue_and_leave_out_need_the_owners_of_what_was_written_and_rollback_does_not() {
+        let rule: SliceRule = serde_json::from_value(serde_json::json!({
+            "by": "region", "owners": [
+                {"values": ["eu"], "users": ["erin"]}, {"values": ["us"], "users": ["uma"]},
+            ],
+        }))
+        .unwrap();
+        let gov = Governance {
+            slices: Some(("regions".into(), rule)),
+            ..Default::default()
+        };
+        let needs = |slice: &str, actions: &str| crate::api::slices::SliceNeeds {
+            slices: vec![slice.into()],
+            wave: 0,
+            actions: actions.into(),
+        };
+        let mut status = fixtures::approved_by(&[]);
+        status.action_states = Some("AP".into());
+        status.slices = Some(crate::api::slices::PlanSlices {
+            by: "region".into(),
+            rule_approvals: None,
+            slices: ["eu", "us"]
+                .map(|n| crate::api::slices::PlanSlice {
+                    name: n.into(),
+                    actions: 1,
+                })
+                .to_vec(),
+            needs: vec![needs("eu", "0"), needs("us", "1")],
+        });
+        for choice in [Choice::Continue, Choice::LeaveOut] {
+            let slicing = gov.choice_requirement(&status, choice).slicing.unwrap();
+            let names: Vec<&str> = slicing.slices.iter().map(|s| s.name.as_str()).collect();
+            assert_eq!(names, ["eu"], "{choice}: the owners of the written slice");
+        }
+        assert_eq!(
+            gov.choice_requirement(&status, Choice::Rollback).slicing,
+            None
+        );
+    }
+
+    #[test]
     fn a_plan_the_policy_cannot_count_by_slice_is_planned_afresh() {
         let rule: SliceRule = serde_json::from_value(serde_json::json!({
             "by": "region", "owners": [{"values": ["eu"], "users": ["erin"]}],
@@ -471,7 +510,10 @@ mod tests {
         );
         status.slices.as_mut().unwrap().by = "region".into();
         assert_eq!(gov.slices_outdated(&status), None);
-        // No policy splits plans: nothing to be outdated against.
+        // No policy splits plans any more: the split plan is made afresh, unsplit.
+        let unsplit = Governance::default().slices_outdated(&status).unwrap();
+        assert!(unsplit.contains("no longer split plans"), "{unsplit}");
+        status.slices = None;
         assert_eq!(Governance::default().slices_outdated(&status), None);
     }
 }

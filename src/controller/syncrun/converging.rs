@@ -161,7 +161,7 @@ pub(super) async fn converge(
             // the wave is not done, it waits for their owners (the wave stays).
             let current = rollout.current.unwrap_or(0);
             if let Some(slices) = &status.slices
-                && slices.waits_by(&status.recorded_states(), current)
+                && slices.waits_by(&status.pending(), current)
             {
                 let message = format!(
                     "{wave}plan {plan}: the approved slices converged ({}); the rest waits for its owners to approve",
@@ -173,7 +173,7 @@ pub(super) async fn converge(
             // Past waves with nothing left to write (all of it left out at a pause).
             let following = match &status.slices {
                 Some(slices) => slices
-                    .next_pending_after(&status.recorded_states(), current)
+                    .next_pending_after(&status.pending(), current)
                     .unwrap_or(current + 1),
                 None => rollout.current.map_or(0, |w| w + 1),
             };

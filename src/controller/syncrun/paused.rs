@@ -337,7 +337,7 @@ async fn carry_out(
     // before it: the rollout stays there until they are written. Read from the run's
     // own record, so that it holds when the stored plan cannot be read too.
     if let Some(slices) = &status.slices
-        && let Some(earliest) = slices.earliest_pending(&status.recorded_states())
+        && let Some(earliest) = slices.earliest_pending(&status.pending())
     {
         following = following.min(earliest);
     }
